@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bitmap.h - page bitmaps (bit i = page i, unsigned long words, as a VMM's
+ * dirty log) and the run iterator that turns set bits into bounded extents.
+ */
+#ifndef RMIG_BITMAP_H
+#define RMIG_BITMAP_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RMIG_BITS_PER_LONG (sizeof(unsigned long) * CHAR_BIT)
+
+static inline size_t rmig_bitmap_longs(uint64_t nbits)
+{
+	return (size_t)((nbits + RMIG_BITS_PER_LONG - 1) / RMIG_BITS_PER_LONG);
+}
+
+static inline bool rmig_bit_test(const unsigned long *map, uint64_t bit)
+{
+	return (map[bit / RMIG_BITS_PER_LONG] >> (bit % RMIG_BITS_PER_LONG)) & 1;
+}
+
+static inline void rmig_bit_set(unsigned long *map, uint64_t bit)
+{
+	map[bit / RMIG_BITS_PER_LONG] |= 1UL << (bit % RMIG_BITS_PER_LONG);
+}
+
+static inline void rmig_bit_clear(unsigned long *map, uint64_t bit)
+{
+	map[bit / RMIG_BITS_PER_LONG] &= ~(1UL << (bit % RMIG_BITS_PER_LONG));
+}
+
+/* First set (or clear) bit in [start, nbits), or nbits if none. */
+uint64_t rmig_bitmap_next_set(const unsigned long *map, uint64_t nbits, uint64_t start);
+uint64_t rmig_bitmap_next_clear(const unsigned long *map, uint64_t nbits, uint64_t start);
+uint64_t rmig_bitmap_count(const unsigned long *map, uint64_t nbits);
+
+/*
+ * Iterate runs of set bits, each at most @max_run bits long. Bits past nbits
+ * in the last word are ignored.
+ */
+struct rmig_run_iter {
+	const unsigned long *map;
+	uint64_t nbits;
+	uint64_t pos;
+	uint64_t max_run;
+};
+
+void rmig_run_iter_init(struct rmig_run_iter *it, const unsigned long *map, uint64_t nbits,
+			uint64_t max_run);
+/* Next run: true with [*first_p, *first_p + *count_p), false at the end. */
+bool rmig_run_iter_next(struct rmig_run_iter *it, uint64_t *first_p, uint64_t *count_p);
+
+/* True when @len bytes at @p are all zero. */
+bool rmig_is_zero(const void *p, size_t len);
+
+#endif

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * chan.c - the channel engine. Source: producers fill a generic job and swap
+ * it with an idle channel's empty one (M producers + N channels = M+N jobs);
+ * each channel thread posts its job through the transport, finding zero pages
+ * on the way. Destination: one thread per channel drives the backend's
+ * progress(), which places data through the session's upcalls.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitmap.h"
+#include "sess.h"
+
+struct rmig_job *rmig_job_new(void)
+{
+	return calloc(1, sizeof(struct rmig_job));
+}
+
+static void job_reset(struct rmig_job *j)
+{
+	j->kind = RMIG_JOB_NONE;
+	j->n = 0;
+	j->bytes = 0;
+	j->data = NULL;
+}
+
+/*
+ * Post one RAM extent: runs of non-zero pages become writes straight from
+ * source memory, runs of zero pages become zero markers.
+ */
+static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint32_t bidx,
+			   const struct rmig_extent *e)
+{
+	struct rmig_session *s = c->s;
+	const struct rmig_transport_ops *ops = s->tp_ops;
+	/* Zero scan in pages, or in extent_max units when pages are larger. */
+	uint64_t ps = b->page_size < s->opts.extent_max ? b->page_size : s->opts.extent_max;
+	uint64_t off = e->offset, end = e->offset + e->len;
+	uint64_t pages = 0, zeros = 0;
+	int rc = 0;
+
+	while (off < end) {
+		bool zero = rmig_is_zero(b->host + off, ps);
+		uint64_t run = off + ps;
+		struct rmig_target t = { .kind = RMIG_TGT_RAM, .id = bidx, .offset = off };
+
+		while (run < end && rmig_is_zero(b->host + run, ps) == zero)
+			run += ps;
+		pages += (run - off) / ps;
+		if (zero) {
+			zeros += (run - off) / ps;
+			rc = ops->zero(c->tch, &t, run - off);
+		} else {
+			struct iovec iov = { .iov_base = b->host + off, .iov_len = run - off };
+
+			rc = ops->write(c->tch, &t, &iov, 1);
+			if (!rc) {
+				atomic_fetch_add_explicit(&c->bytes, run - off, memory_order_relaxed);
+				atomic_fetch_add_explicit(&s->st_bytes, run - off,
+							  memory_order_relaxed);
+			}
+		}
+		if (rc)
+			break;
+		atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
+		off = run;
+	}
+	atomic_fetch_add_explicit(&s->st_handled, off - e->offset, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->st_pages, pages, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->st_zero_pages, zeros, memory_order_relaxed);
+	return rc;
+}
+
+static int run_job(struct rmig_chan *c, struct rmig_job *j)
+{
+	struct rmig_session *s = c->s;
+	const struct rmig_transport_ops *ops = s->tp_ops;
+	int rc = 0;
+
+	switch (j->kind) {
+	case RMIG_JOB_RAM:
+		for (unsigned int i = 0; i < j->n && !rc; i++)
+			rc = post_ram_extent(c, &s->blocks[j->id], j->id, &j->ext[i]);
+		break;
+	case RMIG_JOB_STATE: {
+		struct rmig_target t = { .kind = RMIG_TGT_STATE,
+					 .id = j->id,
+					 .offset = j->ext[0].offset,
+					 .total = j->total };
+		struct iovec iov = { .iov_base = (void *)(uintptr_t)(j->data + j->ext[0].offset),
+				     .iov_len = j->ext[0].len };
+
+		rc = ops->write(c->tch, &t, &iov, 1);
+		if (!rc) {
+			atomic_fetch_add_explicit(&c->bytes, iov.iov_len, memory_order_relaxed);
+			atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
+		}
+		break;
+	}
+	case RMIG_JOB_SYNC:
+		rc = ops->flush(c->tch);
+		if (!rc)
+			rc = ops->marker(c->tch, j->sync_id);
+		break;
+	case RMIG_JOB_NONE:
+		break;
+	}
+	return rc;
+}
+
+static void *source_thread(void *arg)
+{
+	struct rmig_chan *c = arg;
+	struct rmig_session *s = c->s;
+	struct rmig_job *j;
+	int rc;
+
+	pthread_mutex_lock(&s->cs_lock);
+	for (;;) {
+		while (!c->pending && !s->cs_stop)
+			pthread_cond_wait(&c->work, &s->cs_lock);
+		if (s->cs_stop)
+			break;
+		j = c->job;
+		pthread_mutex_unlock(&s->cs_lock);
+
+		rc = run_job(c, j);
+		if (rc)
+			rmig_sess_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
+				       j->kind == RMIG_JOB_SYNC ? "sync" : "write", strerror(-rc));
+		job_reset(j);
+
+		pthread_mutex_lock(&s->cs_lock);
+		c->pending = false;
+		/* Pairs with the wait in rmig_chan_submit(). */
+		pthread_cond_broadcast(&s->cs_idle);
+		if (rc)
+			break;
+	}
+	pthread_mutex_unlock(&s->cs_lock);
+	return NULL;
+}
+
+static void *dest_thread(void *arg)
+{
+	struct rmig_chan *c = arg;
+	struct rmig_session *s = c->s;
+	int rc;
+
+	do {
+		rc = s->tp_ops->progress(c->tch);
+	} while (!rc);
+	if (rc != -ECANCELED)
+		rmig_sess_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
+	return NULL;
+}
+
+static int start_threads(struct rmig_session *s, void *(*fn)(void *))
+{
+	for (unsigned int i = 0; i < s->nchannels; i++) {
+		struct rmig_chan *c = &s->chans[i];
+		int rc = pthread_create(&c->thread, NULL, fn, c);
+
+		if (rc)
+			return rmig_sess_fail(s, -rc, "starting channel thread %u: %s", i,
+					      strerror(rc));
+		c->thread_started = true;
+	}
+	return 0;
+}
+
+int rmig_chans_start_source(struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nchannels; i++) {
+		s->chans[i].job = rmig_job_new();
+		if (!s->chans[i].job)
+			return -ENOMEM;
+	}
+	return start_threads(s, source_thread);
+}
+
+int rmig_chans_start_dest(struct rmig_session *s)
+{
+	return start_threads(s, dest_thread);
+}
+
+/* Caller: the transport was shut down (or will be), so progress() returns. */
+void rmig_chans_stop(struct rmig_session *s)
+{
+	if (!s->chans)
+		return;
+	pthread_mutex_lock(&s->cs_lock);
+	s->cs_stop = true;
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		pthread_cond_signal(&s->chans[i].work);
+	pthread_cond_broadcast(&s->cs_idle);
+	pthread_mutex_unlock(&s->cs_lock);
+	for (unsigned int i = 0; i < s->nchannels; i++) {
+		struct rmig_chan *c = &s->chans[i];
+
+		if (c->thread_started)
+			pthread_join(c->thread, NULL);
+		c->thread_started = false;
+	}
+}
+
+static int find_idle(struct rmig_session *s, int want)
+{
+	if (want >= 0)
+		return s->chans[want].pending ? -1 : want;
+	for (unsigned int k = 0; k < s->nchannels; k++) {
+		unsigned int i = (s->cs_next + k) % s->nchannels;
+
+		if (!s->chans[i].pending) {
+			s->cs_next = (i + 1) % s->nchannels;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
+{
+	uint64_t deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
+			       .tv_nsec = (long)(deadline % 1000000000ull) };
+	struct rmig_job *tmp;
+	int i, rc = 0;
+
+	pthread_mutex_lock(&s->cs_lock);
+	while ((i = find_idle(s, want)) < 0 && !s->cs_stop && !rc) {
+		/* Pairs with the broadcast in source_thread(). */
+		rc = -pthread_cond_timedwait(&s->cs_idle, &s->cs_lock, &ts);
+	}
+	if (s->cs_stop) {
+		rc = -ECANCELED;
+	} else if (i >= 0) {
+		rc = 0;
+		tmp = s->chans[i].job;
+		s->chans[i].job = *job_p;
+		s->chans[i].pending = true;
+		*job_p = tmp;
+		pthread_cond_signal(&s->chans[i].work);
+	}
+	pthread_mutex_unlock(&s->cs_lock);
+	if (rc == -ETIMEDOUT)
+		return rmig_sess_fail(s, rc, "no data channel became idle within %u ms",
+				      s->opts.timeout_ms);
+	if (rc)
+		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
+	return 0;
+}
+
+int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p)
+{
+	int rc;
+
+	for (unsigned int i = 0; i < s->nchannels; i++) {
+		(*job_p)->kind = RMIG_JOB_SYNC;
+		(*job_p)->sync_id = sync_id;
+		rc = rmig_chan_submit(s, job_p, (int)i);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int rmig_job_flush(struct rmig_session *s, struct rmig_job **job_p)
+{
+	if ((*job_p)->kind == RMIG_JOB_NONE)
+		return 0;
+	return rmig_chan_submit(s, job_p, -1);
+}
+
+int rmig_job_add_range(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
+		       uint64_t offset, uint64_t len)
+{
+	uint64_t max = s->opts.extent_max;
+	int rc;
+
+	while (len) {
+		struct rmig_job *j = *job_p;
+		uint64_t n = len < max ? len : max;
+		struct rmig_extent *last = j->n ? &j->ext[j->n - 1] : NULL;
+
+		if (j->kind != RMIG_JOB_NONE && (j->kind != RMIG_JOB_RAM || j->id != bidx)) {
+			rc = rmig_job_flush(s, job_p);
+			if (rc)
+				return rc;
+			continue;
+		}
+		j->kind = RMIG_JOB_RAM;
+		j->id = bidx;
+		/* Coalesce with the previous extent while it stays within extent_max. */
+		if (last && last->offset + last->len == offset && last->len < max) {
+			n = n < max - last->len ? n : max - last->len;
+			last->len += n;
+		} else {
+			j->ext[j->n].offset = offset;
+			j->ext[j->n].len = n;
+			j->n++;
+		}
+		j->bytes += n;
+		offset += n;
+		len -= n;
+		if (j->n == RMIG_JOB_EXTENTS || j->bytes >= 4 * max) {
+			rc = rmig_job_flush(s, job_p);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}

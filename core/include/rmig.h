@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rmig.h - public API of librmig, a live-migration transport for VMMs.
+ *
+ * A session moves guest RAM blocks and device-state blobs from a source to a
+ * destination over one TCP control connection plus N parallel data channels
+ * (RDMA queue pairs or TCP sockets). All state lives in the session object:
+ * several sessions may run in one process.
+ *
+ * Conventions: every function returns 0 or a negative errno. On failure the
+ * session keeps the first error; rmig_last_error() describes it. No function
+ * calls exit(). Callbacks are never invoked with a library lock held.
+ */
+#ifndef RMIG_H
+#define RMIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RMIG_BUILD) && defined(__GNUC__)
+#define RMIG_API __attribute__((visibility("default")))
+#else
+#define RMIG_API
+#endif
+
+#define RMIG_NAME_MAX 64 /* RAM block and device names, including NUL */
+#define RMIG_CHANNELS_MAX 64
+#define RMIG_BLOCKS_MAX 256
+
+typedef struct rmig_session rmig_session;
+
+enum rmig_role {
+	RMIG_ROLE_SOURCE = 1,
+	RMIG_ROLE_DEST = 2,
+};
+
+enum rmig_transport_kind {
+	RMIG_TRANSPORT_AUTO = 0, /* RDMA when a device reaches the peer, else TCP */
+	RMIG_TRANSPORT_TCP = 1,
+	RMIG_TRANSPORT_RDMA = 2,
+};
+
+enum rmig_log_level {
+	RMIG_LOG_ERROR = 0,
+	RMIG_LOG_WARN = 1,
+	RMIG_LOG_INFO = 2,
+	RMIG_LOG_DEBUG = 3,
+};
+
+/* Compare an end-to-end digest of every block and blob at completion. */
+#define RMIG_F_VERIFY (1u << 0)
+
+typedef void (*rmig_log_fn)(void *arg, enum rmig_log_level level, const char *msg);
+
+struct rmig_block_info {
+	char name[RMIG_NAME_MAX];
+	uint64_t length;    /* bytes, a multiple of page_size */
+	uint32_t page_size; /* bytes, a power of two >= 512 */
+};
+
+/*
+ * Destination only: called once from rmig_accept() with the source's RAM
+ * layout, before it is checked against the blocks declared on this side.
+ * The callback may declare blocks with rmig_add_ram() (for example after
+ * sizing an image file). Return 0 to go on, a negative errno to refuse.
+ */
+typedef int (*rmig_layout_fn)(void *arg, rmig_session *s, const struct rmig_block_info *blocks,
+			      unsigned int nblocks);
+
+/*
+ * Destination only: a complete device-state blob. Runs on a load thread;
+ * several blobs may load at once. @data is valid until the callback returns.
+ * Return 0, or a negative errno to fail the migration.
+ */
+typedef int (*rmig_state_fn)(void *arg, const char *name, uint32_t instance, const void *data,
+			     uint64_t len);
+
+struct rmig_opts {
+	size_t size;                   /* sizeof(struct rmig_opts) as the caller knows it */
+	enum rmig_role role;           /* required */
+	enum rmig_transport_kind transport; /* source decides; default AUTO */
+	unsigned int channels;         /* source: data channels, 1..RMIG_CHANNELS_MAX; default 4 */
+	unsigned int timeout_ms;       /* bound on every wait; default 30000 */
+	uint32_t extent_max;           /* largest coalesced write, bytes; default 1 MiB */
+	unsigned int flags;            /* RMIG_F_* */
+	uint64_t blob_max;             /* destination: largest blob accepted; default 4 GiB */
+	unsigned int load_threads;     /* destination: blob load threads; default 4 */
+	rmig_log_fn log_fn;            /* default: stderr */
+	void *log_arg;
+	enum rmig_log_level log_level; /* default WARN */
+	rmig_layout_fn layout_fn;      /* destination */
+	void *layout_arg;
+	rmig_state_fn state_fn;        /* destination */
+	void *state_arg;
+};
+
+struct rmig_chan_stats {
+	uint64_t bytes;  /* payload bytes written on this channel */
+	uint64_t writes; /* write operations posted */
+};
+
+struct rmig_stats {
+	uint64_t bytes;        /* RAM payload bytes moved (zero pages excluded) */
+	uint64_t handled;      /* RAM bytes sent or placed, zero pages included */
+	uint64_t pages;        /* RAM pages handled, zero pages included */
+	uint64_t zero_pages;   /* pages sent as zero markers */
+	uint64_t state_bytes;  /* device-state bytes */
+	uint64_t blobs;        /* device-state blobs */
+	uint64_t syncs;        /* completed sync points */
+	uint64_t duration_ns;  /* from connect/accept to completion or now */
+	uint64_t reg_ns;       /* time spent registering memory (RDMA) */
+	unsigned int channels;
+	enum rmig_transport_kind transport; /* the one in use */
+	struct rmig_chan_stats chan[RMIG_CHANNELS_MAX];
+};
+
+/* Fill @o with defaults; @size is sizeof(*o). */
+RMIG_API void rmig_opts_init(struct rmig_opts *o, size_t size);
+
+/*
+ * Create a session. Fields past o->size take their defaults.
+ * Errors: -EINVAL (bad option, named in the log), -ENOMEM.
+ */
+RMIG_API int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p);
+
+/* Tear down: cancels if still running, joins threads, frees. NULL-safe. */
+RMIG_API void rmig_session_destroy(rmig_session *s);
+
+/*
+ * Declare a RAM block. Both sides declare the same names, lengths and page
+ * sizes (the destination may do it from its layout callback). @host must
+ * stay mapped for the session's life. Only before connect/accept completes.
+ * Errors: -EINVAL (name empty or too long, length or page size invalid,
+ * duplicate name), -EBUSY (session already started), -ENOSPC (too many).
+ */
+RMIG_API int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
+			  uint32_t page_size);
+
+/*
+ * Source: connect to "tcp://HOST:PORT", "rdma://HOST:PORT" or "HOST:PORT"
+ * (transport from the options), handshake, open the data channels.
+ * Errors: -EINVAL (URI), -ECONNREFUSED/-EHOSTUNREACH/-ETIMEDOUT (peer),
+ * -EPROTO (handshake refused: version, layout), -ENODEV (RDMA asked, none).
+ */
+RMIG_API int rmig_connect(rmig_session *s, const char *uri);
+
+/*
+ * Destination: bind and listen on "tcp://HOST:PORT" (PORT 0 picks one; see
+ * rmig_listen_port()). Errors: -EINVAL, -EADDRINUSE, other socket errors.
+ */
+RMIG_API int rmig_listen(rmig_session *s, const char *uri);
+
+/* Destination: the bound port after rmig_listen(), or -EINVAL. */
+RMIG_API int rmig_listen_port(rmig_session *s);
+
+/*
+ * Destination: accept one source, check its handshake and layout, open the
+ * data channels and start receiving. Waits at most timeout_ms for the
+ * source. Errors: -ETIMEDOUT, -EPROTO (bad magic, version, layout mismatch).
+ */
+RMIG_API int rmig_accept(rmig_session *s);
+
+/*
+ * Source: send the pages listed in @pages (page indexes within the block).
+ * Contiguous pages coalesce into extents; zero pages go as markers. Returns
+ * when every page is handed to a channel (not yet placed: see rmig_sync()).
+ * Errors: -ENOENT (no such block), -ERANGE (page out of range), or the
+ * session's error.
+ */
+RMIG_API int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages,
+			     size_t npages);
+
+/* Source: send every page whose bit is set; bit i is page i of the block. */
+RMIG_API int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bitmap);
+
+/* Source: send a byte range; @offset and @len are page aligned. */
+RMIG_API int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_t len);
+
+/*
+ * Source: when it returns 0, every byte handed over before the call is
+ * placed in destination memory. Destination: waits for the source's next
+ * sync point. Callable any number of times, from any thread.
+ */
+RMIG_API int rmig_sync(rmig_session *s);
+
+/*
+ * Source: send a device-state blob, chunked across the channels. @data must
+ * stay valid and unchanged until the next rmig_sync() or rmig_complete()
+ * returns (it is sent without a copy). Errors: -EINVAL (name), -E2BIG.
+ */
+RMIG_API int rmig_send_state(rmig_session *s, const char *name, uint32_t instance,
+			     const void *data, uint64_t len);
+
+/*
+ * Source: sync, send the completion (with digests under RMIG_F_VERIFY) and
+ * wait for the destination's verdict. Destination: wait until the source
+ * completed, every blob is loaded and digests match. Errors: -EBADMSG
+ * (digest mismatch), -ECANCELED, -ETIMEDOUT, -ECONNRESET, the session error.
+ */
+RMIG_API int rmig_complete(rmig_session *s);
+
+/* Either side: abort, tell the peer, wake every waiter. Thread-safe. */
+RMIG_API void rmig_cancel(rmig_session *s, const char *reason);
+
+/* Snapshot of the counters; callable at any time from any thread. */
+RMIG_API void rmig_get_stats(rmig_session *s, struct rmig_stats *st);
+
+/* The session's first error as text, or "" if none. Valid until destroy. */
+RMIG_API const char *rmig_last_error(rmig_session *s);
+
+/* The session's first error as a negative errno, or 0. */
+RMIG_API int rmig_error(rmig_session *s);
+
+/* "tcp", "rdma" or "auto". */
+RMIG_API const char *rmig_transport_name(enum rmig_transport_kind k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RMIG_H */

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sess.h - the session object and the interfaces between core modules:
+ * session.c (lifecycle, handshake, control connection, sync, completion),
+ * chan.c (jobs and channel threads), state.c (device-state blobs).
+ */
+#ifndef RMIG_SESS_H
+#define RMIG_SESS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "pool.h"
+#include "rmig.h"
+#include "transport.h"
+#include "wire.h"
+
+#define RMIG_JOB_EXTENTS 64
+
+struct rmig_block {
+	/* set by rmig_add_ram, fixed once the session starts */
+	char name[RMIG_NAME_MAX];
+	uint8_t *host;
+	uint64_t length;
+	uint32_t page_size;
+	uint64_t npages;
+};
+
+enum rmig_job_kind {
+	RMIG_JOB_NONE = 0,
+	RMIG_JOB_RAM,   /* ext[] are byte ranges of block @id */
+	RMIG_JOB_STATE, /* ext[0] is a byte range of blob @id at @data */
+	RMIG_JOB_SYNC,  /* flush, then a marker with @sync_id */
+};
+
+struct rmig_extent {
+	uint64_t offset;
+	uint64_t len;
+};
+
+/*
+ * One generic job for every payload. A producer owns one and hands it to an
+ * idle channel by swapping it for that channel's empty one.
+ */
+struct rmig_job {
+	enum rmig_job_kind kind;
+	uint32_t id;
+	unsigned int n;
+	uint64_t bytes;
+	const uint8_t *data;
+	uint64_t total;
+	uint64_t sync_id;
+	struct rmig_extent ext[RMIG_JOB_EXTENTS];
+};
+
+struct rmig_chan {
+	/* set at creation, no lock */
+	unsigned int idx;
+	struct rmig_session *s;
+	struct rmig_tp_chan *tch;
+	pthread_t thread;
+	bool thread_started;
+	pthread_cond_t work; /* signalled when @pending becomes true; uses s->cs_lock */
+	/* protected by s->cs_lock */
+	struct rmig_job *job;
+	bool pending;
+	/* written by the channel thread, read anywhere */
+	_Atomic uint64_t bytes;
+	_Atomic uint64_t writes;
+};
+
+struct rmig_blob; /* state.c */
+
+enum rmig_sess_state {
+	RMIG_S_NEW = 0,
+	RMIG_S_RUNNING,
+	RMIG_S_DONE,
+};
+
+struct rmig_session {
+	/* set at creation, no lock */
+	struct rmig_opts opts;
+	struct rmig_logger log;
+	struct rmig_tp_upcalls up;
+
+	/* set before the session starts, then read-only */
+	struct rmig_block blocks[RMIG_BLOCKS_MAX];
+	unsigned int nblocks;
+	uint64_t session_id;
+	unsigned int nchannels;
+	int ctl_fd;
+	int listen_fd;
+	const struct rmig_transport_ops *tp_ops;
+	struct rmig_tp *tp;
+	struct rmig_chan *chans;
+	struct rmig_pool *pool;
+	pthread_t ctl_thread;
+	bool ctl_thread_started;
+	uint64_t t_start_ns;
+
+	/* protected by lock; cond is broadcast on every change */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum rmig_sess_state state;
+	int err;
+	char errmsg[RMIG_ERRMSG_MAX + 64];
+	bool err_from_peer;
+	uint64_t sync_sent;     /* source: last sync id posted */
+	uint64_t sync_acked;    /* source: highest SYNC_ACK; dest: highest sync done */
+	uint64_t *chan_sync;    /* dest: last marker id per channel */
+	bool complete_seen;     /* dest: COMPLETE received */
+	int peer_verdict;       /* source: COMPLETE_ACK status, 1 = none yet */
+	uint64_t t_end_ns;
+
+	/* serialises whole sync operations on the source */
+	pthread_mutex_t sync_lock;
+
+	/* the channel handoff: protected by cs_lock */
+	pthread_mutex_t cs_lock;
+	pthread_cond_t cs_idle; /* a channel became idle, or stop */
+	bool cs_stop;
+	unsigned int cs_next;
+
+	/* serialises writes on the control socket */
+	pthread_mutex_t ctl_send_lock;
+
+	/* device state, see state.c; protected by state_lock */
+	pthread_mutex_t state_lock;
+	struct rmig_blob **blobs;
+	uint32_t nblobs;
+	uint64_t state_reserved;  /* dest: bytes allocated for blobs */
+	uint32_t blobs_loading;   /* dest: load tasks in flight */
+
+	/* counters */
+	_Atomic uint64_t st_bytes;
+	_Atomic uint64_t st_handled;
+	_Atomic uint64_t st_pages;
+	_Atomic uint64_t st_zero_pages;
+	_Atomic uint64_t st_state_bytes;
+	_Atomic uint64_t st_reg_ns;
+};
+
+uint64_t rmig_now_ns(void);
+
+/* First error wins; wakes every waiter and shuts down. Returns @err. */
+int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int rmig_sess_fail_peer(struct rmig_session *s, int err, const char *msg);
+/* The sticky error, or 0. */
+int rmig_sess_err(struct rmig_session *s);
+int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len);
+struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, unsigned int *idx_p);
+/* Wait on s->cond until @deadline_ns (0: forever). -ETIMEDOUT when past it. */
+int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns);
+
+/* chan.c: source channel engine */
+int rmig_chans_start_source(struct rmig_session *s);
+int rmig_chans_start_dest(struct rmig_session *s);
+void rmig_chans_stop(struct rmig_session *s);
+/* Hand *job_p to an idle channel (any, or @chan >= 0); *job_p becomes an empty job. */
+int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int chan);
+struct rmig_job *rmig_job_new(void);
+/* Post a sync marker on every channel, ordered after everything handed over. */
+int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p);
+/* Add a byte range of block @bidx to *job_p, handing the job over when full. */
+int rmig_job_add_range(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
+		       uint64_t offset, uint64_t len);
+int rmig_job_flush(struct rmig_session *s, struct rmig_job **job_p);
+
+/* state.c: device state */
+int rmig_state_send(struct rmig_session *s, const char *name, uint32_t instance,
+		    const void *data, uint64_t len);
+int rmig_state_place(struct rmig_session *s, const struct rmig_target *t, uint64_t len,
+		     void **dst_p);
+int rmig_state_placed(struct rmig_session *s, const struct rmig_target *t, uint64_t len);
+int rmig_state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *m);
+/* Dest: 0 when every announced blob is complete and loaded, -EAGAIN if not yet. */
+int rmig_state_all_loaded(struct rmig_session *s, uint32_t nblobs_expected);
+int rmig_state_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN], uint32_t n);
+uint32_t rmig_state_count(struct rmig_session *s);
+void rmig_state_free(struct rmig_session *s);
+
+/* Tests only: run the session on another transport. */
+void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);
+
+#endif

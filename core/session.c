@@ -1,0 +1,1436 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * session.c - a migration session: options, RAM blocks, the sticky first
+ * error, the control connection (handshake, keepalive, sync acks,
+ * completion) and the destination's placement checks. Every offset and
+ * length that comes from the wire is checked here before memory is touched.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "bitmap.h"
+#include "sess.h"
+#include "sock.h"
+
+#define DEFAULT_CHANNELS 4
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_EXTENT (1u << 20)
+#define DEFAULT_BLOB_MAX (4ull << 30)
+#define DEFAULT_LOAD_THREADS 4
+
+uint64_t rmig_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t deadline_after(struct rmig_session *s)
+{
+	return rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+}
+
+const char *rmig_transport_name(enum rmig_transport_kind k)
+{
+	switch (k) {
+	case RMIG_TRANSPORT_TCP:
+		return "tcp";
+	case RMIG_TRANSPORT_RDMA:
+		return "rdma";
+	default:
+		return "auto";
+	}
+}
+
+void rmig_opts_init(struct rmig_opts *o, size_t size)
+{
+	struct rmig_opts d = {
+		.size = sizeof(struct rmig_opts),
+		.transport = RMIG_TRANSPORT_AUTO,
+		.channels = DEFAULT_CHANNELS,
+		.timeout_ms = DEFAULT_TIMEOUT_MS,
+		.extent_max = DEFAULT_EXTENT,
+		.blob_max = DEFAULT_BLOB_MAX,
+		.load_threads = DEFAULT_LOAD_THREADS,
+		.log_fn = rmig_log_stderr,
+		.log_level = RMIG_LOG_WARN,
+	};
+
+	if (size > sizeof(d))
+		size = sizeof(d);
+	memcpy(o, &d, size);
+	if (size >= offsetof(struct rmig_opts, size) + sizeof(o->size))
+		o->size = size;
+}
+
+static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
+{
+	if (o->role != RMIG_ROLE_SOURCE && o->role != RMIG_ROLE_DEST) {
+		rmig_err(lg, "option role: must be source or destination");
+		return -EINVAL;
+	}
+	if (o->channels < 1 || o->channels > RMIG_CHANNELS_MAX) {
+		rmig_err(lg, "option channels: %u is not in 1..%u", o->channels,
+			 RMIG_CHANNELS_MAX);
+		return -EINVAL;
+	}
+	if (o->transport > RMIG_TRANSPORT_RDMA) {
+		rmig_err(lg, "option transport: unknown value %d", o->transport);
+		return -EINVAL;
+	}
+	if (o->timeout_ms < 10) {
+		rmig_err(lg, "option timeout_ms: %u is below 10 ms", o->timeout_ms);
+		return -EINVAL;
+	}
+	if (o->extent_max < 4096 || o->extent_max > (256u << 20) ||
+	    (o->extent_max & (o->extent_max - 1))) {
+		rmig_err(lg, "option extent_max: %u is not a power of two in 4 KiB..256 MiB",
+			 o->extent_max);
+		return -EINVAL;
+	}
+	if (o->load_threads < 1 || o->load_threads > 64) {
+		rmig_err(lg, "option load_threads: %u is not in 1..64", o->load_threads);
+		return -EINVAL;
+	}
+	if (o->flags & ~RMIG_F_VERIFY) {
+		rmig_err(lg, "option flags: unknown bits 0x%x", o->flags & ~RMIG_F_VERIFY);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
+static int up_placed(void *arg, const struct rmig_target *t, uint64_t len);
+static int up_sync(void *arg, unsigned int chan, uint64_t id);
+static int up_fail(void *arg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
+{
+	struct rmig_session *s;
+	struct rmig_logger lg;
+	size_t n;
+	int rc;
+
+	if (!o || !s_p || o->size < offsetof(struct rmig_opts, transport))
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	rmig_opts_init(&s->opts, sizeof(s->opts));
+	n = o->size < sizeof(s->opts) ? o->size : sizeof(s->opts);
+	memcpy(&s->opts, o, n);
+	s->opts.size = sizeof(s->opts);
+	if (!s->opts.log_fn && n > offsetof(struct rmig_opts, log_fn))
+		s->opts.log_level = RMIG_LOG_ERROR - 1; /* an explicit NULL silences logging */
+	lg = (struct rmig_logger){ s->opts.log_fn, s->opts.log_arg, s->opts.log_level };
+	rc = opts_check(&s->opts, &lg);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	s->log = lg;
+	s->up = (struct rmig_tp_upcalls){ .arg = s,
+					  .place = up_place,
+					  .placed = up_placed,
+					  .sync = up_sync,
+					  .fail = up_fail };
+	s->ctl_fd = -1;
+	s->listen_fd = -1;
+	s->peer_verdict = 1;
+	s->nchannels = s->opts.channels;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->sync_lock, NULL);
+	pthread_mutex_init(&s->cs_lock, NULL);
+	pthread_cond_init(&s->cs_idle, NULL);
+	pthread_mutex_init(&s->ctl_send_lock, NULL);
+	pthread_mutex_init(&s->state_lock, NULL);
+	*s_p = s;
+	return 0;
+}
+
+void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops)
+{
+	s->tp_ops = ops;
+}
+
+/* ---- errors ---- */
+
+static void shut_everything(struct rmig_session *s)
+{
+	if (s->tp)
+		s->tp_ops->shutdown(s->tp);
+	if (s->ctl_fd >= 0)
+		shutdown(s->ctl_fd, SHUT_RDWR);
+	if (s->listen_fd >= 0)
+		shutdown(s->listen_fd, SHUT_RDWR);
+	pthread_mutex_lock(&s->cs_lock);
+	s->cs_stop = true;
+	for (unsigned int i = 0; s->chans && i < s->nchannels; i++)
+		pthread_cond_signal(&s->chans[i].work);
+	pthread_cond_broadcast(&s->cs_idle);
+	pthread_mutex_unlock(&s->cs_lock);
+}
+
+static void tell_peer(struct rmig_session *s, int err, const char *msg)
+{
+	struct rmig_msg_error m = { .code = -err };
+	uint8_t buf[RMIG_CTL_HDR_LEN + RMIG_ERRMSG_MAX + 8];
+	int n;
+
+	if (s->ctl_fd < 0 || err >= 0 || -err > 4095)
+		return;
+	snprintf(m.msg, sizeof(m.msg), "%s", msg);
+	n = rmig_error_encode(&m, buf + RMIG_CTL_HDR_LEN, sizeof(buf) - RMIG_CTL_HDR_LEN);
+	if (n < 0)
+		return;
+	rmig_ctl_hdr_encode(buf, RMIG_MSG_ERROR, (uint32_t)n);
+	/* Best effort: never wait behind a sender that is stuck. */
+	if (pthread_mutex_trylock(&s->ctl_send_lock))
+		return;
+	(void)!send(s->ctl_fd, buf, RMIG_CTL_HDR_LEN + (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	pthread_mutex_unlock(&s->ctl_send_lock);
+}
+
+static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const char *fmt,
+		      va_list ap)
+{
+	bool first = false;
+
+	if (err >= 0)
+		err = -EIO;
+	pthread_mutex_lock(&s->lock);
+	if (!s->err && s->state != RMIG_S_DONE) {
+		first = true;
+		s->err = err;
+		s->err_from_peer = from_peer;
+		vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+		if (!s->t_end_ns)
+			s->t_end_ns = rmig_now_ns();
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (first) {
+		rmig_err(&s->log, "%s", s->errmsg);
+		if (!from_peer)
+			tell_peer(s, err, s->errmsg);
+		shut_everything(s);
+	}
+	return s->err ? s->err : err;
+}
+
+int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = sess_vfail(s, err, false, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int fail_peer(struct rmig_session *s, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail_peer(struct rmig_session *s, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = sess_vfail(s, err, true, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int up_fail(void *arg, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = sess_vfail(arg, err, false, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int rmig_sess_err(struct rmig_session *s)
+{
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	err = s->err;
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+int rmig_error(rmig_session *s)
+{
+	return s ? rmig_sess_err(s) : -EINVAL;
+}
+
+const char *rmig_last_error(rmig_session *s)
+{
+	return s ? s->errmsg : "";
+}
+
+/* s->lock held. */
+int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns)
+{
+	struct timespec ts;
+
+	if (!deadline_ns) {
+		pthread_cond_wait(&s->cond, &s->lock);
+		return 0;
+	}
+	if (rmig_now_ns() >= deadline_ns)
+		return -ETIMEDOUT;
+	ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
+	ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+	pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	return 0;
+}
+
+void rmig_cancel(rmig_session *s, const char *reason)
+{
+	if (s)
+		rmig_sess_fail(s, -ECANCELED, "migration cancelled: %s", reason ? reason : "");
+}
+
+/* ---- blocks ---- */
+
+struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, unsigned int *idx_p)
+{
+	for (unsigned int i = 0; name && i < s->nblocks; i++) {
+		if (!strcmp(s->blocks[i].name, name)) {
+			if (idx_p)
+				*idx_p = i;
+			return &s->blocks[i];
+		}
+	}
+	return NULL;
+}
+
+int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
+		 uint32_t page_size)
+{
+	struct rmig_block *b;
+
+	if (!s || !name || !*name || strlen(name) >= RMIG_NAME_MAX || !host || !length ||
+	    page_size < 512 || (page_size & (page_size - 1)) || length % page_size) {
+		rmig_err(s ? &s->log : NULL, "ram block '%s': bad name, address, length or page size",
+			 name ? name : "(null)");
+		return -EINVAL;
+	}
+	if (s->state != RMIG_S_NEW || s->tp)
+		return -EBUSY;
+	if (rmig_block_find(s, name, NULL)) {
+		rmig_err(&s->log, "ram block '%s' declared twice", name);
+		return -EINVAL;
+	}
+	if (s->nblocks == RMIG_BLOCKS_MAX)
+		return -ENOSPC;
+	b = &s->blocks[s->nblocks++];
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	b->host = host;
+	b->length = length;
+	b->page_size = page_size;
+	b->npages = length / page_size;
+	return 0;
+}
+
+/* ---- control connection ---- */
+
+int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len)
+{
+	uint8_t hdr[RMIG_CTL_HDR_LEN];
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)(uintptr_t)payload, len } };
+	int rc;
+
+	rmig_ctl_hdr_encode(hdr, type, len);
+	pthread_mutex_lock(&s->ctl_send_lock);
+	rc = rmig_sock_writev_full(s->ctl_fd, iov, len ? 2 : 1);
+	pthread_mutex_unlock(&s->ctl_send_lock);
+	if (rc)
+		return rmig_sess_fail(s, rc, "control connection: sending %s: %s",
+				      rmig_msg_name(type), rmig_strerror(rc));
+	return 0;
+}
+
+/* Read one control message into @buf (RMIG_CTL_MAX bytes). */
+static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf)
+{
+	uint8_t hdr[RMIG_CTL_HDR_LEN];
+	int rc;
+
+	rc = rmig_sock_read_full(s->ctl_fd, hdr, sizeof(hdr));
+	if (rc)
+		return rc;
+	if (rmig_ctl_hdr_decode(hdr, h))
+		return rmig_sess_fail(s, -EBADMSG,
+				      "control connection: malformed message header (magic 0x%08x)",
+				      rmig_get_be32(hdr));
+	rc = rmig_sock_read_full(s->ctl_fd, buf, h->len);
+	if (rc)
+		return rc;
+	return 0;
+}
+
+static int handle_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	struct rmig_msg_error m;
+
+	if (rmig_error_decode(buf, len, &m))
+		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed ERROR message");
+	return fail_peer(s, -m.code, "peer reported: %s", m.msg);
+}
+
+struct complete_msg {
+	struct rmig_session *s;
+	uint32_t len;
+	uint8_t buf[];
+};
+
+static void dest_complete_task(void *arg);
+
+static int handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	struct complete_msg *c;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = s->complete_seen ? -EBADMSG : 0;
+	s->complete_seen = true;
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		return rmig_sess_fail(s, rc, "control connection: COMPLETE received twice");
+	/* The check may wait for device loads: keep the control thread free. */
+	c = malloc(sizeof(*c) + len);
+	if (!c)
+		return rmig_sess_fail(s, -ENOMEM, "no memory for the completion check");
+	c->s = s;
+	c->len = len;
+	memcpy(c->buf, buf, len);
+	rc = rmig_pool_submit(s->pool, dest_complete_task, c);
+	if (rc) {
+		free(c);
+		return rmig_sess_fail(s, rc, "queueing the completion check failed");
+	}
+	return 0;
+}
+
+static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, const uint8_t *buf)
+{
+	bool src = s->opts.role == RMIG_ROLE_SOURCE;
+	uint64_t v;
+
+	switch (h->type) {
+	case RMIG_MSG_PING:
+		return h->len ? rmig_sess_fail(s, -EBADMSG, "control connection: PING with payload")
+			      : 0;
+	case RMIG_MSG_ERROR:
+		return handle_peer_error(s, buf, h->len);
+	case RMIG_MSG_SYNC_ACK:
+		if (!src)
+			break;
+		if (rmig_u64_decode(buf, h->len, &v))
+			return rmig_sess_fail(s, -EBADMSG, "control connection: malformed SYNC_ACK");
+		pthread_mutex_lock(&s->lock);
+		if (v > s->sync_sent) {
+			pthread_mutex_unlock(&s->lock);
+			return rmig_sess_fail(s, -EBADMSG,
+					      "control connection: SYNC_ACK for sync %llu never sent",
+					      (unsigned long long)v);
+		}
+		if (v > s->sync_acked)
+			s->sync_acked = v;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	case RMIG_MSG_COMPLETE_ACK: {
+		struct rmig_msg_error m = { 0 };
+
+		if (!src)
+			break;
+		if (h->len == 4 && rmig_get_be32(buf) == 0) {
+			pthread_mutex_lock(&s->lock);
+			s->peer_verdict = 0;
+			pthread_cond_broadcast(&s->cond);
+			pthread_mutex_unlock(&s->lock);
+			return 0;
+		}
+		if (rmig_error_decode(buf, h->len, &m))
+			return rmig_sess_fail(s, -EBADMSG,
+					      "control connection: malformed COMPLETE_ACK");
+		return fail_peer(s, -m.code, "destination refused completion: %s", m.msg);
+	}
+	case RMIG_MSG_STATE_BEGIN: {
+		struct rmig_msg_state_begin m;
+
+		if (src)
+			break;
+		if (rmig_state_begin_decode(buf, h->len, &m))
+			return rmig_sess_fail(s, -EBADMSG,
+					      "control connection: malformed STATE_BEGIN");
+		return rmig_state_begin(s, &m);
+	}
+	case RMIG_MSG_COMPLETE:
+		if (src)
+			break;
+		return handle_complete(s, buf, h->len);
+	default:
+		break;
+	}
+	return rmig_sess_fail(s, -EBADMSG, "control connection: unexpected %s message",
+			      rmig_msg_name(h->type));
+}
+
+static bool sess_done(struct rmig_session *s)
+{
+	bool done;
+
+	pthread_mutex_lock(&s->lock);
+	done = s->state == RMIG_S_DONE || s->err;
+	pthread_mutex_unlock(&s->lock);
+	return done;
+}
+
+/*
+ * The control thread reads every message and keeps the link alive: it sends
+ * a PING when idle for a third of the timeout and fails the session when the
+ * peer said nothing for the whole timeout (a dead or stalled peer).
+ */
+static void *ctl_thread(void *arg)
+{
+	struct rmig_session *s = arg;
+	unsigned int tick = s->opts.timeout_ms / 3 ? s->opts.timeout_ms / 3 : 1;
+	uint64_t last_rx = rmig_now_ns(), last_tx = last_rx;
+	uint8_t *buf = malloc(RMIG_CTL_MAX);
+	struct rmig_ctl_hdr h;
+	int rc = buf ? 0 : -ENOMEM;
+
+	while (!rc) {
+		struct pollfd pfd = { .fd = s->ctl_fd, .events = POLLIN };
+		uint64_t now;
+		int n = poll(&pfd, 1, (int)tick);
+
+		if (n < 0 && errno != EINTR) {
+			rc = -errno;
+			break;
+		}
+		now = rmig_now_ns();
+		if (n > 0) {
+			rc = ctl_recv(s, &h, buf);
+			if (!rc)
+				rc = handle_msg(s, &h, buf);
+			last_rx = now;
+		} else if (now - last_rx > (uint64_t)s->opts.timeout_ms * 1000000ull) {
+			rc = rmig_sess_fail(s, -ETIMEDOUT,
+					    "peer silent for %u ms (stalled or unreachable)",
+					    s->opts.timeout_ms);
+			break;
+		}
+		if (!rc && now - last_tx >= (uint64_t)tick * 1000000ull) {
+			rc = rmig_ctl_send(s, RMIG_MSG_PING, NULL, 0);
+			last_tx = now;
+		}
+	}
+	if (rc && !sess_done(s))
+		rmig_sess_fail(s, rc, "control connection: %s",
+			       rc == -ECONNRESET ? "peer closed the connection" : rmig_strerror(rc));
+	free(buf);
+	return NULL;
+}
+
+static int start_ctl_thread(struct rmig_session *s)
+{
+	int rc = pthread_create(&s->ctl_thread, NULL, ctl_thread, s);
+
+	if (rc)
+		return rmig_sess_fail(s, -rc, "starting the control thread: %s", strerror(rc));
+	s->ctl_thread_started = true;
+	return 0;
+}
+
+/* ---- destination placement (upcalls from the backend) ---- */
+
+static int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p)
+{
+	struct rmig_session *s = arg;
+	const struct rmig_block *b;
+
+	if (t->kind == RMIG_TGT_STATE)
+		return rmig_state_place(s, t, len, dst_p);
+	if (t->kind != RMIG_TGT_RAM || t->id >= s->nblocks)
+		return rmig_sess_fail(s, -EBADMSG, "write to unknown ram block %u", t->id);
+	b = &s->blocks[t->id];
+	/* Overflow-safe: offset <= length, then len <= length - offset. */
+	if (t->offset > b->length || len > b->length - t->offset || len == 0)
+		return rmig_sess_fail(s, -ERANGE,
+				      "write outside ram block '%s': offset %llu length %llu "
+				      "(block length %llu)",
+				      b->name, (unsigned long long)t->offset,
+				      (unsigned long long)len, (unsigned long long)b->length);
+	*dst_p = b->host + t->offset;
+	return 0;
+}
+
+static int up_placed(void *arg, const struct rmig_target *t, uint64_t len)
+{
+	struct rmig_session *s = arg;
+
+	if (t->kind == RMIG_TGT_STATE)
+		return rmig_state_placed(s, t, len);
+	atomic_fetch_add_explicit(&s->st_handled, len, memory_order_relaxed);
+	return 0;
+}
+
+static int up_sync(void *arg, unsigned int chan, uint64_t id)
+{
+	struct rmig_session *s = arg;
+	uint64_t min = UINT64_MAX;
+	bool advanced = false;
+	uint8_t buf[8];
+
+	pthread_mutex_lock(&s->lock);
+	if (chan >= s->nchannels || id <= s->chan_sync[chan]) {
+		pthread_mutex_unlock(&s->lock);
+		return rmig_sess_fail(s, -EBADMSG, "channel %u: sync marker %llu out of order",
+				      chan, (unsigned long long)id);
+	}
+	s->chan_sync[chan] = id;
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		min = s->chan_sync[i] < min ? s->chan_sync[i] : min;
+	if (min > s->sync_acked) {
+		s->sync_acked = min;
+		advanced = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!advanced)
+		return 0;
+	/* Acks may leave out of order between channel threads; the source keeps the max. */
+	rmig_u64_encode(min, buf, sizeof(buf));
+	return rmig_ctl_send(s, RMIG_MSG_SYNC_ACK, buf, sizeof(buf));
+}
+
+/* ---- digests ---- */
+
+static void block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN])
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		XXH128_canonical_t c;
+
+		XXH128_canonicalFromHash(&c, XXH3_128bits(s->blocks[i].host, s->blocks[i].length));
+		memcpy(out[i], c.digest, RMIG_DIGEST_LEN);
+	}
+}
+
+static int send_verdict(struct rmig_session *s, int err, const char *msg)
+{
+	uint8_t buf[RMIG_ERRMSG_MAX + 8];
+	struct rmig_msg_error m = { .code = -err };
+	int n;
+
+	if (!err) {
+		rmig_put_be32(buf, 0);
+		return rmig_ctl_send(s, RMIG_MSG_COMPLETE_ACK, buf, 4);
+	}
+	snprintf(m.msg, sizeof(m.msg), "%s", msg);
+	n = rmig_error_encode(&m, buf, sizeof(buf));
+	return rmig_ctl_send(s, RMIG_MSG_COMPLETE_ACK, buf, (uint32_t)n);
+}
+
+static void dest_complete_task(void *arg)
+{
+	struct complete_msg *c = arg;
+	struct rmig_session *s = c->s;
+	struct rmig_msg_complete m;
+	uint8_t (*want)[RMIG_DIGEST_LEN] = NULL, (*have)[RMIG_DIGEST_LEN] = NULL;
+	char why[RMIG_ERRMSG_MAX] = "";
+	int rc = 0;
+
+	want = calloc(RMIG_BLOCKS_MAX + RMIG_BLOBS_MAX, RMIG_DIGEST_LEN);
+	have = calloc(RMIG_BLOCKS_MAX + RMIG_BLOBS_MAX, RMIG_DIGEST_LEN);
+	if (!want || !have) {
+		rmig_sess_fail(s, -ENOMEM, "no memory for the completion check");
+		goto out;
+	}
+	m.block_digest = want;
+	m.blob_digest = want + RMIG_BLOCKS_MAX;
+	if (rmig_complete_decode(c->buf, c->len, &m, RMIG_BLOCKS_MAX, RMIG_BLOBS_MAX)) {
+		rmig_sess_fail(s, -EBADMSG, "control connection: malformed COMPLETE");
+		goto out;
+	}
+	if (m.nblocks != s->nblocks) {
+		rmig_sess_fail(s, -EBADMSG, "COMPLETE names %u ram blocks, %u declared", m.nblocks,
+			       s->nblocks);
+		goto out;
+	}
+	/* Wait until every blob announced in COMPLETE arrived and loaded. */
+	pthread_mutex_lock(&s->lock);
+	while (!s->err && (rc = rmig_state_all_loaded(s, m.nblobs)) == -EAGAIN)
+		rmig_sess_wait(s, rmig_now_ns() + 100000000ull);
+	pthread_mutex_unlock(&s->lock);
+	if (rmig_sess_err(s))
+		goto out;
+	if (rc) {
+		rmig_sess_fail(s, rc, "device state incomplete or failed to load (%s)",
+			       strerror(-rc));
+		goto out;
+	}
+	if (m.flags & RMIG_F_VERIFY) {
+		block_digests(s, have);
+		rmig_state_digests(s, have + RMIG_BLOCKS_MAX, m.nblobs);
+		for (unsigned int i = 0; i < s->nblocks && !why[0]; i++)
+			if (memcmp(have[i], want[i], RMIG_DIGEST_LEN))
+				snprintf(why, sizeof(why), "digest mismatch in ram block '%s'",
+					 s->blocks[i].name);
+		for (unsigned int i = 0; i < m.nblobs && !why[0]; i++)
+			if (memcmp(have[RMIG_BLOCKS_MAX + i], want[RMIG_BLOCKS_MAX + i],
+				   RMIG_DIGEST_LEN))
+				snprintf(why, sizeof(why), "digest mismatch in device-state blob %u",
+					 i);
+		if (why[0]) {
+			send_verdict(s, -EBADMSG, why);
+			rmig_sess_fail(s, -EBADMSG, "verification failed: %s", why);
+			goto out;
+		}
+		rmig_info(&s->log, "verified %u ram blocks and %u blobs", s->nblocks, m.nblobs);
+	}
+	/* Done before the ack: the source may close its sockets as soon as it reads it. */
+	pthread_mutex_lock(&s->lock);
+	if (!s->err) {
+		s->state = RMIG_S_DONE;
+		s->t_end_ns = rmig_now_ns();
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->state == RMIG_S_DONE)
+		send_verdict(s, 0, NULL);
+out:
+	free(want);
+	free(have);
+	free(c);
+}
+
+/* ---- transport choice ---- */
+
+static int pick_transport(struct rmig_session *s, enum rmig_transport_kind kind)
+{
+	const struct rmig_transport_ops *rdma = rmig_rdma_transport();
+	char why[256] = "rmig was built without the rdma backend (libibverbs/librdmacm missing)";
+	int rc = -ENODEV;
+
+	if (s->tp_ops) /* set by a test */
+		return 0;
+	if (kind == RMIG_TRANSPORT_TCP) {
+		s->tp_ops = &rmig_tcp_ops;
+		return 0;
+	}
+	if (rdma)
+		rc = rmig_rdma_probe(s->ctl_fd, why, sizeof(why));
+	if (!rc) {
+		s->tp_ops = rdma;
+		rmig_info(&s->log, "transport: rdma (%s)", why);
+		return 0;
+	}
+	if (kind == RMIG_TRANSPORT_RDMA)
+		return rmig_sess_fail(s, -ENODEV, "transport rdma unavailable: %s", why);
+	rmig_warn(&s->log, "transport: tcp, because rdma is unavailable: %s", why);
+	s->tp_ops = &rmig_tcp_ops;
+	return 0;
+}
+
+static int tp_create(struct rmig_session *s)
+{
+	struct rmig_tp_params p = {
+		.log = &s->log,
+		.up = &s->up,
+		.session_id = s->session_id,
+		.nchannels = s->nchannels,
+		.timeout_ms = s->opts.timeout_ms,
+		.extent_max = s->opts.extent_max,
+		.role = s->opts.role,
+	};
+	int rc;
+
+	s->chans = calloc(s->nchannels, sizeof(*s->chans));
+	s->chan_sync = calloc(s->nchannels, sizeof(*s->chan_sync));
+	if (!s->chans || !s->chan_sync)
+		return rmig_sess_fail(s, -ENOMEM, "no memory for %u channels", s->nchannels);
+	for (unsigned int i = 0; i < s->nchannels; i++) {
+		s->chans[i].idx = i;
+		s->chans[i].s = s;
+		pthread_cond_init(&s->chans[i].work, NULL);
+	}
+	rc = s->tp_ops->create(&p, &s->tp);
+	if (rc)
+		return rmig_sess_fail(s, rc, "creating the %s transport: %s", s->tp_ops->name,
+				      strerror(-rc));
+	return 0;
+}
+
+static int expect_msg(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf)
+{
+	int rc = ctl_recv(s, h, buf);
+
+	if (rc)
+		return rmig_sess_fail(s, rc, "control connection: waiting for %s: %s",
+				      rmig_msg_name(type),
+				      rc == -ECONNRESET ? "peer closed the connection" :
+							  rmig_strerror(rc));
+	if (h->type == RMIG_MSG_ERROR && type != RMIG_MSG_ERROR)
+		return handle_peer_error(s, buf, h->len);
+	if (h->type != type)
+		return rmig_sess_fail(s, -EPROTO, "control connection: expected %s, got %s",
+				      rmig_msg_name(type), rmig_msg_name(h->type));
+	return 0;
+}
+
+static int reg_blocks(struct rmig_session *s, bool send_desc)
+{
+	struct rmig_msg_reg m;
+	uint8_t buf[RMIG_DESC_MAX + 16];
+	uint64_t t0 = rmig_now_ns();
+	int rc = 0, n;
+
+	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
+		struct rmig_block *b = &s->blocks[i];
+
+		m.block = i;
+		m.desc_len = 0;
+		rc = s->tp_ops->reg(s->tp, i, b->host, b->length, m.desc, &m.desc_len);
+		if (rc) {
+			rc = rmig_sess_fail(s, rc, "registering ram block '%s' (%llu bytes): %s",
+					    b->name, (unsigned long long)b->length, strerror(-rc));
+			break;
+		}
+		if (!send_desc)
+			continue;
+		n = rmig_reg_encode(&m, buf, sizeof(buf));
+		rc = n < 0 ? n : rmig_ctl_send(s, RMIG_MSG_REG, buf, (uint32_t)n);
+	}
+	atomic_fetch_add(&s->st_reg_ns, rmig_now_ns() - t0);
+	return rc;
+}
+
+static int session_start(struct rmig_session *s)
+{
+	int rc = s->opts.role == RMIG_ROLE_SOURCE ? rmig_chans_start_source(s)
+						  : rmig_chans_start_dest(s);
+
+	if (!rc)
+		rc = start_ctl_thread(s);
+	if (rc)
+		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
+	pthread_mutex_lock(&s->lock);
+	if (!s->err)
+		s->state = RMIG_S_RUNNING;
+	rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* ---- source: connect ---- */
+
+int rmig_connect(rmig_session *s, const char *uri)
+{
+	enum rmig_transport_kind kind;
+	char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX];
+	struct rmig_msg_hello *hello = NULL;
+	struct rmig_msg_hello_ack ack;
+	struct rmig_ctl_hdr h;
+	uint8_t *buf = NULL;
+	int rc, n;
+
+	if (!s || s->opts.role != RMIG_ROLE_SOURCE)
+		return -EINVAL;
+	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
+		return -EBUSY;
+	kind = s->opts.transport;
+	if (rmig_uri_parse(uri, &kind, host, port)) {
+		rmig_err(&s->log, "bad address '%s': expected [tcp://|rdma://]HOST:PORT",
+			 uri ? uri : "(null)");
+		return -EINVAL;
+	}
+	if (!s->nblocks) {
+		rmig_err(&s->log, "no ram blocks declared before connect");
+		return -EINVAL;
+	}
+	s->t_start_ns = rmig_now_ns();
+	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
+		s->session_id = s->t_start_ns ^ (uint64_t)getpid() << 32;
+
+	rc = rmig_sock_connect(host, port, s->opts.timeout_ms, &s->ctl_fd);
+	if (rc)
+		return rmig_sess_fail(s, rc, "connecting to %s:%s: %s", host, port,
+				      rmig_strerror(rc));
+	rmig_sock_tune(s->ctl_fd, 1, 0);
+	rc = rmig_sock_set_timeouts(s->ctl_fd, s->opts.timeout_ms, s->opts.timeout_ms);
+	if (rc)
+		return rmig_sess_fail(s, rc, "control socket: %s", strerror(-rc));
+	rc = pick_transport(s, kind);
+	if (rc)
+		return rc;
+
+	hello = calloc(1, sizeof(*hello));
+	buf = malloc(RMIG_CTL_MAX);
+	if (!hello || !buf) {
+		rc = rmig_sess_fail(s, -ENOMEM, "no memory for the handshake");
+		goto out;
+	}
+	hello->version = RMIG_PROTO_VERSION;
+	hello->caps = (s->opts.flags & RMIG_F_VERIFY) ? RMIG_CAP_VERIFY : 0;
+	hello->session_id = s->session_id;
+	hello->nchannels = s->nchannels;
+	hello->transport = s->tp_ops->kind;
+	hello->nblocks = s->nblocks;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		memcpy(hello->blocks[i].name, s->blocks[i].name, RMIG_NAME_MAX);
+		hello->blocks[i].length = s->blocks[i].length;
+		hello->blocks[i].page_size = s->blocks[i].page_size;
+	}
+	n = rmig_hello_encode(hello, buf, RMIG_CTL_MAX);
+	rc = rmig_ctl_send(s, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	if (!rc)
+		rc = expect_msg(s, RMIG_MSG_HELLO_ACK, &h, buf);
+	if (rc)
+		goto out;
+	if (rmig_hello_ack_decode(buf, h.len, &ack) || ack.version != RMIG_PROTO_VERSION) {
+		rc = rmig_sess_fail(s, -EPROTO, "control connection: bad HELLO_ACK");
+		goto out;
+	}
+	rc = tp_create(s);
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++)
+		rc = s->tp_ops->connect(s->tp, s->ctl_fd, ack.ep, ack.ep_len, i, &s->chans[i].tch);
+	if (!rc)
+		rc = reg_blocks(s, false);
+	/* The destination sends one REG per block, in order, after HELLO_ACK. */
+	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
+		struct rmig_msg_reg m;
+
+		rc = expect_msg(s, RMIG_MSG_REG, &h, buf);
+		if (!rc && (rmig_reg_decode(buf, h.len, &m) || m.block != i))
+			rc = rmig_sess_fail(s, -EBADMSG, "control connection: bad REG for block %u",
+					    i);
+		if (!rc)
+			rc = s->tp_ops->set_remote(s->tp, i, s->blocks[i].length, m.desc,
+						   m.desc_len);
+	}
+	if (!rc)
+		rc = session_start(s);
+	if (!rc)
+		rmig_info(&s->log, "connected to %s:%s over %s with %u channels", host, port,
+			  s->tp_ops->name, s->nchannels);
+out:
+	free(hello);
+	free(buf);
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+}
+
+/* ---- destination: listen and accept ---- */
+
+int rmig_listen(rmig_session *s, const char *uri)
+{
+	enum rmig_transport_kind kind = RMIG_TRANSPORT_AUTO;
+	char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX];
+	int rc;
+
+	if (!s || s->opts.role != RMIG_ROLE_DEST)
+		return -EINVAL;
+	if (s->listen_fd >= 0 || s->state != RMIG_S_NEW)
+		return -EBUSY;
+	if (rmig_uri_parse(uri, &kind, host, port)) {
+		rmig_err(&s->log, "bad address '%s': expected [tcp://]HOST:PORT",
+			 uri ? uri : "(null)");
+		return -EINVAL;
+	}
+	rc = rmig_sock_listen(host, port, &s->listen_fd);
+	if (rc)
+		rmig_err(&s->log, "listening on %s:%s: %s", host, port, rmig_strerror(rc));
+	return rc;
+}
+
+int rmig_listen_port(rmig_session *s)
+{
+	if (!s || s->listen_fd < 0)
+		return -EINVAL;
+	return rmig_sock_local_port(s->listen_fd);
+}
+
+static int check_layout(struct rmig_session *s, const struct rmig_msg_hello *m, char *why,
+			size_t wlen)
+{
+	if (m->nblocks != s->nblocks) {
+		snprintf(why, wlen, "source has %u ram blocks, destination %u", m->nblocks,
+			 s->nblocks);
+		return -EPROTO;
+	}
+	for (unsigned int i = 0; i < m->nblocks; i++) {
+		const struct rmig_wire_block *w = &m->blocks[i];
+		unsigned int j;
+		struct rmig_block *b = rmig_block_find(s, w->name, &j);
+
+		if (!b) {
+			snprintf(why, wlen, "ram block '%s' unknown at the destination", w->name);
+			return -EPROTO;
+		}
+		if (b->length != w->length || b->page_size != w->page_size) {
+			snprintf(why, wlen,
+				 "ram block '%s': source %llu bytes in %u-byte pages, "
+				 "destination %llu bytes in %u-byte pages",
+				 w->name, (unsigned long long)w->length, w->page_size,
+				 (unsigned long long)b->length, b->page_size);
+			return -EPROTO;
+		}
+		if (j != i) { /* keep the source's order: block ids on the wire are indexes */
+			struct rmig_block tmp = s->blocks[i];
+
+			s->blocks[i] = s->blocks[j];
+			s->blocks[j] = tmp;
+		}
+	}
+	return 0;
+}
+
+static int refuse(struct rmig_session *s, int err, const char *why)
+{
+	return rmig_sess_fail(s, err, "refusing the source: %s", why);
+}
+
+static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello *hello)
+{
+	struct rmig_block_info *info = NULL;
+	struct rmig_msg_hello_ack ack = { .version = RMIG_PROTO_VERSION };
+	struct rmig_ctl_hdr h;
+	char why[256];
+	int rc, n;
+
+	rc = expect_msg(s, RMIG_MSG_HELLO, &h, buf);
+	if (rc)
+		return rc;
+	if (rmig_hello_decode(buf, h.len, hello))
+		return refuse(s, -EBADMSG, "malformed HELLO");
+	if (hello->version != RMIG_PROTO_VERSION) {
+		snprintf(why, sizeof(why), "protocol version %u, this side speaks %u",
+			 hello->version, RMIG_PROTO_VERSION);
+		return refuse(s, -EPROTO, why);
+	}
+	if (hello->nchannels < 1 || hello->nchannels > RMIG_CHANNELS_MAX)
+		return refuse(s, -EPROTO, "channel count out of range");
+	if (hello->transport == RMIG_TRANSPORT_TCP) {
+		s->tp_ops = s->tp_ops ? s->tp_ops : &rmig_tcp_ops;
+	} else if (hello->transport == RMIG_TRANSPORT_RDMA) {
+		if (!s->tp_ops)
+			s->tp_ops = rmig_rdma_transport();
+		if (!s->tp_ops)
+			return refuse(s, -ENODEV,
+				      "rdma asked, but this destination was built without rdma");
+	} else {
+		return refuse(s, -EPROTO, "unknown transport");
+	}
+	s->session_id = hello->session_id;
+	s->nchannels = hello->nchannels;
+	if (s->opts.layout_fn) {
+		info = calloc(hello->nblocks ? hello->nblocks : 1, sizeof(*info));
+		if (!info)
+			return rmig_sess_fail(s, -ENOMEM, "no memory for the layout");
+		for (unsigned int i = 0; i < hello->nblocks; i++) {
+			memcpy(info[i].name, hello->blocks[i].name, RMIG_NAME_MAX);
+			info[i].length = hello->blocks[i].length;
+			info[i].page_size = hello->blocks[i].page_size;
+		}
+		rc = s->opts.layout_fn(s->opts.layout_arg, s, info, hello->nblocks);
+		free(info);
+		if (rc) {
+			snprintf(why, sizeof(why), "the destination declined the layout: %s",
+				 strerror(rc < 0 ? -rc : EINVAL));
+			return refuse(s, rc < 0 ? rc : -EINVAL, why);
+		}
+	}
+	rc = check_layout(s, hello, why, sizeof(why));
+	if (rc)
+		return refuse(s, rc, why);
+
+	rc = tp_create(s);
+	if (!rc)
+		rc = s->tp_ops->listen(s->tp, s->ctl_fd, ack.ep, &ack.ep_len);
+	if (rc)
+		return rmig_sess_fail(s, rc, "opening %s data channels: %s", s->tp_ops->name,
+				      strerror(-rc));
+	rc = rmig_pool_create(s->opts.load_threads, &s->pool);
+	if (rc)
+		return rmig_sess_fail(s, rc, "starting load threads: %s", strerror(-rc));
+	n = rmig_hello_ack_encode(&ack, buf, RMIG_CTL_MAX);
+	rc = rmig_ctl_send(s, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
+	if (!rc)
+		rc = reg_blocks(s, true);
+	return rc;
+}
+
+int rmig_accept(rmig_session *s)
+{
+	struct rmig_msg_hello *hello;
+	uint8_t *buf;
+	bool *seen = NULL;
+	int rc;
+
+	if (!s || s->opts.role != RMIG_ROLE_DEST || s->listen_fd < 0)
+		return -EINVAL;
+	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
+		return -EBUSY;
+	rc = rmig_sock_accept(s->listen_fd, s->opts.timeout_ms, &s->ctl_fd);
+	if (rc)
+		return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
+	s->t_start_ns = rmig_now_ns();
+	rmig_sock_tune(s->ctl_fd, 1, 0);
+	rc = rmig_sock_set_timeouts(s->ctl_fd, s->opts.timeout_ms, s->opts.timeout_ms);
+	if (rc)
+		return rmig_sess_fail(s, rc, "control socket: %s", strerror(-rc));
+
+	hello = calloc(1, sizeof(*hello));
+	buf = malloc(RMIG_CTL_MAX);
+	if (!hello || !buf) {
+		rc = rmig_sess_fail(s, -ENOMEM, "no memory for the handshake");
+		goto out;
+	}
+	rc = dest_handshake(s, buf, hello);
+	if (!rc) {
+		seen = calloc(s->nchannels, sizeof(*seen));
+		if (!seen)
+			rc = rmig_sess_fail(s, -ENOMEM, "no memory");
+	}
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
+		struct rmig_tp_chan *ch;
+
+		rc = s->tp_ops->accept(s->tp, &ch);
+		if (rc)
+			break;
+		if (seen[ch->idx]) {
+			s->tp_ops->chan_close(ch);
+			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected twice", ch->idx);
+			break;
+		}
+		seen[ch->idx] = true;
+		s->chans[ch->idx].tch = ch;
+	}
+	if (!rc)
+		rc = session_start(s);
+	if (!rc)
+		rmig_info(&s->log, "accepted a source over %s with %u channels", s->tp_ops->name,
+			  s->nchannels);
+out:
+	free(seen);
+	free(hello);
+	free(buf);
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+}
+
+/* ---- source data API ---- */
+
+static int src_ready(struct rmig_session *s)
+{
+	int rc;
+
+	if (!s || s->opts.role != RMIG_ROLE_SOURCE)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	rc = s->err ? s->err : s->state == RMIG_S_RUNNING ? 0 : -ENOTCONN;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int lookup(struct rmig_session *s, const char *name, unsigned int *idx_p)
+{
+	if (!rmig_block_find(s, name, idx_p)) {
+		rmig_err(&s->log, "no ram block named '%s'", name ? name : "(null)");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static int finish_job(struct rmig_session *s, struct rmig_job *job, int rc)
+{
+	if (!rc)
+		rc = rmig_job_flush(s, &job);
+	free(job);
+	return rc;
+}
+
+int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages, size_t npages)
+{
+	struct rmig_job *job;
+	struct rmig_block *b;
+	unsigned int idx;
+	int rc = src_ready(s);
+
+	if (!rc)
+		rc = lookup(s, block, &idx);
+	if (rc)
+		return rc;
+	b = &s->blocks[idx];
+	for (size_t i = 0; i < npages; i++)
+		if (pages[i] >= b->npages)
+			return -ERANGE;
+	job = rmig_job_new();
+	if (!job)
+		return -ENOMEM;
+	for (size_t i = 0; i < npages && !rc; i++)
+		rc = rmig_job_add_range(s, &job, idx, pages[i] * b->page_size, b->page_size);
+	return finish_job(s, job, rc);
+}
+
+int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bitmap)
+{
+	struct rmig_run_iter it;
+	struct rmig_job *job;
+	struct rmig_block *b;
+	uint64_t first, count;
+	unsigned int idx;
+	int rc = src_ready(s);
+
+	if (!rc)
+		rc = lookup(s, block, &idx);
+	if (rc)
+		return rc;
+	if (!bitmap)
+		return -EINVAL;
+	b = &s->blocks[idx];
+	job = rmig_job_new();
+	if (!job)
+		return -ENOMEM;
+	rmig_run_iter_init(&it, bitmap, b->npages, 0);
+	it.max_run = b->npages ? b->npages : 1;
+	while (!rc && rmig_run_iter_next(&it, &first, &count))
+		rc = rmig_job_add_range(s, &job, idx, first * b->page_size, count * b->page_size);
+	return finish_job(s, job, rc);
+}
+
+int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_t len)
+{
+	struct rmig_job *job;
+	struct rmig_block *b;
+	unsigned int idx;
+	int rc = src_ready(s);
+
+	if (!rc)
+		rc = lookup(s, block, &idx);
+	if (rc)
+		return rc;
+	b = &s->blocks[idx];
+	if (offset % b->page_size || len % b->page_size || offset > b->length ||
+	    len > b->length - offset)
+		return -ERANGE;
+	job = rmig_job_new();
+	if (!job)
+		return -ENOMEM;
+	rc = rmig_job_add_range(s, &job, idx, offset, len);
+	return finish_job(s, job, rc);
+}
+
+int rmig_send_state(rmig_session *s, const char *name, uint32_t instance, const void *data,
+		    uint64_t len)
+{
+	int rc = src_ready(s);
+
+	return rc ? rc : rmig_state_send(s, name, instance, data, len);
+}
+
+/* ---- sync and completion ---- */
+
+static int source_sync(struct rmig_session *s)
+{
+	struct rmig_job *job = rmig_job_new();
+	uint64_t id, deadline;
+	int rc;
+
+	if (!job)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->sync_lock);
+	pthread_mutex_lock(&s->lock);
+	id = ++s->sync_sent;
+	pthread_mutex_unlock(&s->lock);
+	rc = rmig_chans_mark(s, id, &job);
+	free(job);
+	deadline = deadline_after(s);
+	pthread_mutex_lock(&s->lock);
+	while (!rc && !s->err && s->sync_acked < id)
+		rc = rmig_sess_wait(s, deadline);
+	if (!rc)
+		rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->sync_lock);
+	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
+		rc = rmig_sess_fail(s, rc, "sync %llu: no acknowledgement within %u ms",
+				    (unsigned long long)id, s->opts.timeout_ms);
+	return rc;
+}
+
+int rmig_sync(rmig_session *s)
+{
+	uint64_t seen;
+	int rc;
+
+	if (!s)
+		return -EINVAL;
+	if (s->opts.role == RMIG_ROLE_SOURCE) {
+		rc = src_ready(s);
+		return rc ? rc : source_sync(s);
+	}
+	pthread_mutex_lock(&s->lock);
+	seen = s->sync_acked;
+	while (!s->err && s->state != RMIG_S_DONE && s->sync_acked == seen)
+		rmig_sess_wait(s, 0);
+	rc = s->sync_acked > seen ? 0 : s->err ? s->err : -ENOTCONN;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int source_complete(struct rmig_session *s)
+{
+	struct rmig_msg_complete m = { .flags = s->opts.flags & RMIG_F_VERIFY };
+	uint8_t (*dg)[RMIG_DIGEST_LEN] = NULL;
+	uint8_t *buf = NULL;
+	int rc, n;
+
+	rc = source_sync(s);
+	if (rc)
+		return rc;
+	m.nblocks = s->nblocks;
+	m.nblobs = rmig_state_count(s);
+	dg = calloc(m.nblocks + m.nblobs + 1, RMIG_DIGEST_LEN);
+	buf = malloc(RMIG_CTL_MAX);
+	if (!dg || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	m.block_digest = dg;
+	m.blob_digest = dg + m.nblocks;
+	if (m.flags & RMIG_F_VERIFY) {
+		block_digests(s, m.block_digest);
+		rmig_state_digests(s, m.blob_digest, m.nblobs);
+	}
+	n = rmig_complete_encode(&m, buf, RMIG_CTL_MAX);
+	rc = n < 0 ? n : rmig_ctl_send(s, RMIG_MSG_COMPLETE, buf, (uint32_t)n);
+	if (rc)
+		goto out;
+	/* Bounded by the control thread: a silent peer fails the session. */
+	pthread_mutex_lock(&s->lock);
+	while (!s->err && s->peer_verdict)
+		rmig_sess_wait(s, 0);
+	rc = s->err;
+	if (!rc) {
+		s->state = RMIG_S_DONE;
+		s->t_end_ns = rmig_now_ns();
+	}
+	pthread_mutex_unlock(&s->lock);
+out:
+	free(dg);
+	free(buf);
+	return rc;
+}
+
+int rmig_complete(rmig_session *s)
+{
+	int rc;
+
+	if (!s)
+		return -EINVAL;
+	if (s->opts.role == RMIG_ROLE_SOURCE) {
+		rc = src_ready(s);
+		return rc ? rc : source_complete(s);
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!s->err && s->state != RMIG_S_DONE) {
+		if (s->state == RMIG_S_NEW) {
+			pthread_mutex_unlock(&s->lock);
+			return -ENOTCONN;
+		}
+		rmig_sess_wait(s, 0);
+	}
+	rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* ---- stats and teardown ---- */
+
+void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
+{
+	uint64_t end;
+
+	memset(st, 0, sizeof(*st));
+	if (!s)
+		return;
+	st->bytes = atomic_load(&s->st_bytes);
+	st->handled = atomic_load(&s->st_handled);
+	st->pages = atomic_load(&s->st_pages);
+	st->zero_pages = atomic_load(&s->st_zero_pages);
+	st->state_bytes = atomic_load(&s->st_state_bytes);
+	st->reg_ns = atomic_load(&s->st_reg_ns);
+	st->blobs = rmig_state_count(s);
+	st->channels = s->chans ? s->nchannels : 0;
+	st->transport = s->tp_ops ? s->tp_ops->kind : RMIG_TRANSPORT_AUTO;
+	pthread_mutex_lock(&s->lock);
+	st->syncs = s->sync_acked;
+	end = s->t_end_ns ? s->t_end_ns : rmig_now_ns();
+	if (s->t_start_ns)
+		st->duration_ns = end - s->t_start_ns;
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned int i = 0; i < st->channels; i++) {
+		st->chan[i].bytes = atomic_load(&s->chans[i].bytes);
+		st->chan[i].writes = atomic_load(&s->chans[i].writes);
+	}
+}
+
+void rmig_session_destroy(rmig_session *s)
+{
+	if (!s)
+		return;
+	if (s->ctl_fd >= 0 || s->listen_fd >= 0) {
+		pthread_mutex_lock(&s->lock);
+		bool running = s->state != RMIG_S_DONE && !s->err && s->ctl_fd >= 0;
+		pthread_mutex_unlock(&s->lock);
+		if (running)
+			rmig_sess_fail(s, -ECANCELED, "session destroyed before completion");
+	}
+	shut_everything(s);
+	if (s->ctl_thread_started)
+		pthread_join(s->ctl_thread, NULL);
+	rmig_chans_stop(s);
+	rmig_pool_destroy(s->pool);
+	for (unsigned int i = 0; s->chans && i < s->nchannels; i++) {
+		if (s->tp)
+			s->tp_ops->chan_close(s->chans[i].tch);
+		free(s->chans[i].job);
+		pthread_cond_destroy(&s->chans[i].work);
+	}
+	if (s->tp)
+		s->tp_ops->destroy(s->tp);
+	if (s->ctl_fd >= 0)
+		close(s->ctl_fd);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	rmig_state_free(s);
+	free(s->chans);
+	free(s->chan_sync);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->sync_lock);
+	pthread_mutex_destroy(&s->cs_lock);
+	pthread_cond_destroy(&s->cs_idle);
+	pthread_mutex_destroy(&s->ctl_send_lock);
+	pthread_mutex_destroy(&s->state_lock);
+	free(s);
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sock.h - TCP socket helpers shared by the control connection and the TCP
+ * backend: URI parsing, connect/accept bounded by a timeout, full reads and
+ * writes that turn EOF into -ECONNRESET and socket timeouts into -ETIMEDOUT.
+ */
+#ifndef RMIG_SOCK_H
+#define RMIG_SOCK_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "rmig.h"
+
+#define RMIG_HOST_MAX 256
+#define RMIG_PORT_MAX 16
+
+/*
+ * Parse "tcp://HOST:PORT", "rdma://HOST:PORT" or "HOST:PORT"; HOST may be
+ * "[v6addr]". Without a scheme *kind_p is left unchanged. -EINVAL if bad.
+ */
+int rmig_uri_parse(const char *uri, enum rmig_transport_kind *kind_p, char *host, char *port);
+
+int rmig_sock_connect(const char *host, const char *port, unsigned int timeout_ms, int *fd_p);
+int rmig_sock_connect_addr(const struct sockaddr *sa, socklen_t salen, unsigned int timeout_ms,
+			   int *fd_p);
+int rmig_sock_listen(const char *host, const char *port, int *fd_p);
+/* -ETIMEDOUT after @timeout_ms; -ECANCELED if the listener was shut down. */
+int rmig_sock_accept(int lfd, unsigned int timeout_ms, int *fd_p);
+int rmig_sock_local_port(int fd);
+
+/* SO_RCVTIMEO / SO_SNDTIMEO; 0 means wait forever. */
+int rmig_sock_set_timeouts(int fd, unsigned int rcv_ms, unsigned int snd_ms);
+void rmig_sock_tune(int fd, int nodelay, int bufsize);
+
+/* 0, -ECONNRESET on EOF, -ETIMEDOUT, or another -errno. */
+int rmig_sock_read_full(int fd, void *buf, size_t len);
+int rmig_sock_write_full(int fd, const void *buf, size_t len);
+/* Writes every iovec completely; @iov is modified. */
+int rmig_sock_writev_full(int fd, struct iovec *iov, int iovcnt);
+
+/* Text for an errno returned by the helpers ("connection reset by peer"...). */
+const char *rmig_strerror(int neg_errno);
+
+#endif

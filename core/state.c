@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * state.c - device-state blobs. Source: a blob is announced on the control
+ * connection (name, instance, length) and its chunks are spread over the
+ * data channels as jobs, sent from the caller's buffer without a copy.
+ * Destination: a blob is created by whichever arrives first, its
+ * announcement or a chunk; chunks land at their offset in the blob's buffer;
+ * once announced and complete it is handed to the load callback on the
+ * session's task pool, so several devices load at once.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "sess.h"
+
+struct rmig_blob {
+	uint32_t id;
+	bool announced;
+	char name[RMIG_NAME_MAX];
+	uint32_t instance;
+	uint64_t total;
+	uint64_t received;
+	uint8_t *buf;
+	bool dispatched;
+	bool loaded;
+	int load_rc;
+	uint8_t digest[RMIG_DIGEST_LEN];
+	struct rmig_session *s;
+};
+
+static void digest(const void *p, uint64_t len, uint8_t *out)
+{
+	XXH128_canonical_t c;
+
+	XXH128_canonicalFromHash(&c, XXH3_128bits(p, (size_t)len));
+	memcpy(out, c.digest, RMIG_DIGEST_LEN);
+}
+
+/* Source or destination: the blob with @id, growing the table; state_lock held. */
+static struct rmig_blob *blob_get(struct rmig_session *s, uint32_t id, bool create)
+{
+	struct rmig_blob *b;
+
+	if (id >= RMIG_BLOBS_MAX)
+		return NULL;
+	if (id >= s->nblobs) {
+		struct rmig_blob **nb;
+
+		if (!create)
+			return NULL;
+		nb = realloc(s->blobs, (id + 1) * sizeof(*nb));
+		if (!nb)
+			return NULL;
+		memset(nb + s->nblobs, 0, (id + 1 - s->nblobs) * sizeof(*nb));
+		s->blobs = nb;
+		s->nblobs = id + 1;
+	}
+	b = s->blobs[id];
+	if (!b && create) {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return NULL;
+		b->id = id;
+		b->s = s;
+		s->blobs[id] = b;
+	}
+	return b;
+}
+
+uint32_t rmig_state_count(struct rmig_session *s)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&s->state_lock);
+	n = s->nblobs;
+	pthread_mutex_unlock(&s->state_lock);
+	return n;
+}
+
+int rmig_state_send(struct rmig_session *s, const char *name, uint32_t instance,
+		    const void *data, uint64_t len)
+{
+	struct rmig_msg_state_begin m = { .instance = instance, .total = len };
+	uint8_t buf[128];
+	struct rmig_blob *b;
+	struct rmig_job *job;
+	uint64_t off;
+	int rc, n;
+
+	if (!name || !*name || strlen(name) >= RMIG_NAME_MAX || (!data && len))
+		return -EINVAL;
+	pthread_mutex_lock(&s->state_lock);
+	b = blob_get(s, s->nblobs, true);
+	if (b) {
+		b->announced = true;
+		b->total = len;
+		b->instance = instance;
+		strcpy(b->name, name);
+		digest(data, len, b->digest);
+	}
+	pthread_mutex_unlock(&s->state_lock);
+	if (!b)
+		return s->nblobs >= RMIG_BLOBS_MAX ? -E2BIG : -ENOMEM;
+	m.blob = b->id;
+	strcpy(m.name, name);
+	n = rmig_state_begin_encode(&m, buf, sizeof(buf));
+	rc = rmig_ctl_send(s, RMIG_MSG_STATE_BEGIN, buf, (uint32_t)n);
+	if (rc)
+		return rc;
+
+	job = rmig_job_new();
+	if (!job)
+		return -ENOMEM;
+	for (off = 0; off < len && !rc; off += s->opts.extent_max) {
+		job->kind = RMIG_JOB_STATE;
+		job->id = b->id;
+		job->data = data;
+		job->total = len;
+		job->n = 1;
+		job->ext[0].offset = off;
+		job->ext[0].len = len - off < s->opts.extent_max ? len - off : s->opts.extent_max;
+		rc = rmig_chan_submit(s, &job, -1);
+	}
+	free(job);
+	if (!rc)
+		atomic_fetch_add_explicit(&s->st_state_bytes, len, memory_order_relaxed);
+	return rc;
+}
+
+/* Destination, state_lock held: create or check blob @id against @total. */
+static int blob_admit(struct rmig_session *s, uint32_t id, uint64_t total, struct rmig_blob **b_p)
+{
+	struct rmig_blob *b = blob_get(s, id, false);
+
+	if (id >= RMIG_BLOBS_MAX)
+		return rmig_sess_fail(s, -EBADMSG, "device-state blob id %u out of range", id);
+	if (!b) {
+		if (total > s->opts.blob_max - s->state_reserved)
+			return rmig_sess_fail(s, -E2BIG,
+					      "device state over the limit: blob %u of %llu bytes, "
+					      "%llu already, limit %llu",
+					      id, (unsigned long long)total,
+					      (unsigned long long)s->state_reserved,
+					      (unsigned long long)s->opts.blob_max);
+		b = blob_get(s, id, true);
+		if (b && total) {
+			b->buf = malloc(total);
+			if (!b->buf)
+				return rmig_sess_fail(s, -ENOMEM,
+						      "no memory for a %llu-byte device-state blob",
+						      (unsigned long long)total);
+		}
+		if (!b)
+			return rmig_sess_fail(s, -ENOMEM, "no memory for device-state blob %u", id);
+		b->total = total;
+		s->state_reserved += total;
+	} else if (b->total != total) {
+		return rmig_sess_fail(s, -EBADMSG,
+				      "device-state blob %u: length %llu, announced as %llu", id,
+				      (unsigned long long)total, (unsigned long long)b->total);
+	}
+	*b_p = b;
+	return 0;
+}
+
+static void load_task(void *arg)
+{
+	struct rmig_blob *b = arg;
+	struct rmig_session *s = b->s;
+	int rc = 0;
+
+	digest(b->buf, b->total, b->digest);
+	if (s->opts.state_fn && !rmig_sess_err(s))
+		rc = s->opts.state_fn(s->opts.state_arg, b->name, b->instance, b->buf, b->total);
+	if (rc)
+		rmig_sess_fail(s, rc < 0 ? rc : -EIO, "loading device state '%s' instance %u: %s",
+			       b->name, b->instance, strerror(rc < 0 ? -rc : EIO));
+	pthread_mutex_lock(&s->state_lock);
+	b->loaded = true;
+	b->load_rc = rc;
+	s->blobs_loading--;
+	pthread_mutex_unlock(&s->state_lock);
+	/* Wake rmig_state_all_loaded() waiters. */
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* state_lock held; the caller submits *b_p to the pool after unlocking. */
+static bool blob_ready(struct rmig_session *s, struct rmig_blob *b)
+{
+	if (!b->announced || b->received != b->total || b->dispatched)
+		return false;
+	b->dispatched = true;
+	s->blobs_loading++;
+	return true;
+}
+
+static int dispatch(struct rmig_session *s, struct rmig_blob *b)
+{
+	int rc = rmig_pool_submit(s->pool, load_task, b);
+
+	if (rc) {
+		pthread_mutex_lock(&s->state_lock);
+		s->blobs_loading--;
+		pthread_mutex_unlock(&s->state_lock);
+		return rmig_sess_fail(s, rc, "queueing a device-state load: %s", strerror(-rc));
+	}
+	return 0;
+}
+
+int rmig_state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *m)
+{
+	struct rmig_blob *b;
+	bool ready = false;
+	int rc;
+
+	pthread_mutex_lock(&s->state_lock);
+	rc = blob_admit(s, m->blob, m->total, &b);
+	if (!rc && b->announced)
+		rc = rmig_sess_fail(s, -EBADMSG, "device-state blob %u announced twice", m->blob);
+	if (!rc) {
+		b->announced = true;
+		b->instance = m->instance;
+		memcpy(b->name, m->name, RMIG_NAME_MAX);
+		ready = blob_ready(s, b);
+	}
+	pthread_mutex_unlock(&s->state_lock);
+	return ready ? dispatch(s, b) : rc;
+}
+
+int rmig_state_place(struct rmig_session *s, const struct rmig_target *t, uint64_t len,
+		     void **dst_p)
+{
+	struct rmig_blob *b;
+	int rc;
+
+	pthread_mutex_lock(&s->state_lock);
+	rc = blob_admit(s, t->id, t->total, &b);
+	if (!rc && (t->offset > b->total || len > b->total - t->offset || len == 0 ||
+		    b->dispatched))
+		rc = rmig_sess_fail(s, -ERANGE,
+				    "device-state chunk out of range: blob %u offset %llu length "
+				    "%llu (blob length %llu)",
+				    t->id, (unsigned long long)t->offset, (unsigned long long)len,
+				    (unsigned long long)b->total);
+	if (!rc)
+		*dst_p = b->buf + t->offset;
+	pthread_mutex_unlock(&s->state_lock);
+	return rc;
+}
+
+int rmig_state_placed(struct rmig_session *s, const struct rmig_target *t, uint64_t len)
+{
+	struct rmig_blob *b;
+	bool ready = false;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->state_lock);
+	b = blob_get(s, t->id, false);
+	if (!b) {
+		rc = -EBADMSG;
+	} else if (len > b->total - b->received) {
+		rc = rmig_sess_fail(s, -EBADMSG, "device-state blob %u: more bytes than its length",
+				    t->id);
+	} else {
+		b->received += len;
+		ready = blob_ready(s, b);
+	}
+	pthread_mutex_unlock(&s->state_lock);
+	atomic_fetch_add_explicit(&s->st_state_bytes, len, memory_order_relaxed);
+	return ready ? dispatch(s, b) : rc;
+}
+
+int rmig_state_all_loaded(struct rmig_session *s, uint32_t expected)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->state_lock);
+	if (s->nblobs != expected)
+		rc = s->nblobs > expected ? -EBADMSG : -EAGAIN;
+	for (uint32_t i = 0; i < s->nblobs && !rc; i++) {
+		struct rmig_blob *b = s->blobs[i];
+
+		if (!b || !b->loaded)
+			rc = -EAGAIN;
+		else if (b->load_rc)
+			rc = b->load_rc < 0 ? b->load_rc : -EIO;
+	}
+	pthread_mutex_unlock(&s->state_lock);
+	return rc;
+}
+
+int rmig_state_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN], uint32_t n)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->state_lock);
+	if (n != s->nblobs)
+		rc = -EINVAL;
+	for (uint32_t i = 0; i < n && !rc; i++) {
+		if (!s->blobs[i])
+			rc = -EINVAL;
+		else
+			memcpy(out[i], s->blobs[i]->digest, RMIG_DIGEST_LEN);
+	}
+	pthread_mutex_unlock(&s->state_lock);
+	return rc;
+}
+
+void rmig_state_free(struct rmig_session *s)
+{
+	for (uint32_t i = 0; i < s->nblobs; i++) {
+		if (s->blobs[i])
+			free(s->blobs[i]->buf);
+		free(s->blobs[i]);
+	}
+	free(s->blobs);
+	s->blobs = NULL;
+	s->nblobs = 0;
+}

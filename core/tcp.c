@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tcp.c - the socket backend of the transport SPI. An RDMA WRITE becomes a
+ * 32-byte frame header (target, offset, length) plus the payload, sent with
+ * one sendmsg from source memory; the receiver asks the core where the bytes
+ * go (checked against the block) and reads them straight into destination
+ * memory, with no bounce buffer. Writes complete when sendmsg returns, so
+ * flush has nothing to wait for; TCP's in-order delivery orders the sync
+ * marker after every earlier write of the channel.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sock.h"
+#include "transport.h"
+#include "wire.h"
+
+#define TCP_SOCKBUF (4 << 20)
+
+struct tcp_chan {
+	struct rmig_tp_chan base;
+	int fd;
+};
+
+struct tcp_tp {
+	struct rmig_tp base;
+	int lfd;
+	/* protected by lock: fds that shutdown() must wake */
+	pthread_mutex_t lock;
+	bool shut;
+	unsigned int nfds;
+	int fds[RMIG_CHANNELS_MAX];
+};
+
+static struct tcp_tp *tcp_tp(struct rmig_tp *tp)
+{
+	return container_of(tp, struct tcp_tp, base);
+}
+
+static struct tcp_chan *tcp_chan(struct rmig_tp_chan *ch)
+{
+	return container_of(ch, struct tcp_chan, base);
+}
+
+static int tcp_create(const struct rmig_tp_params *p, struct rmig_tp **tp_p)
+{
+	struct tcp_tp *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->base.ops = &rmig_tcp_ops;
+	t->base.p = *p;
+	t->lfd = -1;
+	pthread_mutex_init(&t->lock, NULL);
+	*tp_p = &t->base;
+	return 0;
+}
+
+static void tcp_destroy(struct rmig_tp *tp)
+{
+	struct tcp_tp *t;
+
+	if (!tp)
+		return;
+	t = tcp_tp(tp);
+	if (t->lfd >= 0)
+		close(t->lfd);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+/* Remember @fd for shutdown(); if shutdown already ran, shut it now. */
+static int track_fd(struct tcp_tp *t, int fd)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->shut) {
+		rc = -ECANCELED;
+	} else if (t->nfds == RMIG_CHANNELS_MAX) {
+		rc = -ENOSPC;
+	} else {
+		t->fds[t->nfds++] = fd;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+static void untrack_fd(struct tcp_tp *t, int fd)
+{
+	pthread_mutex_lock(&t->lock);
+	for (unsigned int i = 0; i < t->nfds; i++) {
+		if (t->fds[i] == fd) {
+			t->fds[i] = t->fds[--t->nfds];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int tcp_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p)
+{
+	struct tcp_tp *t = tcp_tp(tp);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd, port;
+
+	if (getsockname(ctl_fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else if (ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	else
+		return -EAFNOSUPPORT;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, RMIG_CHANNELS_MAX) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	port = rmig_sock_local_port(fd);
+	if (port < 0) {
+		close(fd);
+		return port;
+	}
+	t->lfd = fd;
+	if (track_fd(t, fd)) {
+		t->lfd = -1;
+		close(fd);
+		return -ECANCELED;
+	}
+	rmig_put_be16(ep, (uint16_t)port);
+	*ep_len_p = 2;
+	return 0;
+}
+
+static int chan_new(struct tcp_tp *t, int fd, unsigned int idx, struct rmig_tp_chan **ch_p)
+{
+	struct tcp_chan *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	rc = track_fd(t, fd);
+	if (rc) {
+		free(c);
+		return rc;
+	}
+	c->base.tp = &t->base;
+	c->base.idx = idx;
+	c->fd = fd;
+	*ch_p = &c->base;
+	return 0;
+}
+
+static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
+{
+	struct tcp_tp *t = tcp_tp(tp);
+	const struct rmig_tp_params *p = &tp->p;
+	uint8_t hdr[RMIG_FRAME_HDR_LEN];
+	struct rmig_frame f;
+	int fd, rc;
+
+	rc = rmig_sock_accept(t->lfd, p->timeout_ms, &fd);
+	if (rc)
+		return p->up->fail(p->up->arg, rc, "accepting a tcp data channel: %s",
+				   rmig_strerror(rc));
+	rmig_sock_tune(fd, 0, TCP_SOCKBUF);
+	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
+	if (!rc)
+		rc = rmig_sock_read_full(fd, hdr, sizeof(hdr));
+	if (rc) {
+		p->up->fail(p->up->arg, rc, "reading a tcp data channel hello: %s",
+			    rmig_strerror(rc));
+		goto out_close;
+	}
+	if (rmig_frame_decode(hdr, &f) || f.type != RMIG_FRAME_CHAN_HELLO || f.len != 0 ||
+	    f.offset != RMIG_PROTO_VERSION || f.arg != p->session_id || f.id >= p->nchannels) {
+		rc = p->up->fail(p->up->arg, -EPROTO,
+				 "bad tcp data channel hello (type %u, channel %u, version %llu)",
+				 f.type, f.id, (unsigned long long)f.offset);
+		goto out_close;
+	}
+	/* An idle channel may wait any time for the next frame: only the send side is bounded. */
+	rc = rmig_sock_set_timeouts(fd, 0, p->timeout_ms);
+	if (!rc)
+		rc = chan_new(t, fd, f.id, ch_p);
+	if (!rc)
+		return 0;
+out_close:
+	close(fd);
+	return rc;
+}
+
+static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
+		       unsigned int idx, struct rmig_tp_chan **ch_p)
+{
+	struct tcp_tp *t = tcp_tp(tp);
+	const struct rmig_tp_params *p = &tp->p;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	uint8_t hdr[RMIG_FRAME_HDR_LEN];
+	struct rmig_frame f = {
+		.type = RMIG_FRAME_CHAN_HELLO,
+		.id = idx,
+		.offset = RMIG_PROTO_VERSION,
+		.arg = p->session_id,
+	};
+	uint16_t port;
+	int fd, rc;
+
+	if (ep_len != 2)
+		return p->up->fail(p->up->arg, -EPROTO, "bad tcp endpoint (%u bytes)", ep_len);
+	port = rmig_get_be16(ep);
+	if (getpeername(ctl_fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+	rc = rmig_sock_connect_addr((struct sockaddr *)&ss, len, p->timeout_ms, &fd);
+	if (rc)
+		return p->up->fail(p->up->arg, rc, "connecting tcp data channel %u (port %u): %s",
+				   idx, port, rmig_strerror(rc));
+	rmig_sock_tune(fd, 0, TCP_SOCKBUF);
+	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
+	rmig_frame_encode(&f, hdr);
+	if (!rc)
+		rc = rmig_sock_write_full(fd, hdr, sizeof(hdr));
+	if (!rc)
+		rc = chan_new(t, fd, idx, ch_p);
+	if (rc)
+		close(fd);
+	return rc;
+}
+
+static int tcp_reg(struct rmig_tp *tp, unsigned int block, void *addr, uint64_t len,
+		   uint8_t *desc, uint16_t *desc_len_p)
+{
+	(void)tp, (void)block, (void)addr, (void)len, (void)desc;
+	*desc_len_p = 0; /* the receiver reads into memory itself: nothing to expose */
+	return 0;
+}
+
+static int tcp_set_remote(struct rmig_tp *tp, unsigned int block, uint64_t len,
+			  const uint8_t *desc, uint16_t desc_len)
+{
+	(void)block, (void)len, (void)desc;
+	if (desc_len != 0)
+		return tp->p.up->fail(tp->p.up->arg, -EBADMSG,
+				      "unexpected registration descriptor on tcp");
+	return 0;
+}
+
+static int send_frame(struct tcp_chan *c, const struct rmig_frame *f, const struct iovec *iov,
+		      int iovcnt)
+{
+	struct iovec v[1 + 16];
+	uint8_t hdr[RMIG_FRAME_HDR_LEN];
+	int rc;
+
+	if (iovcnt > 16)
+		return -EINVAL;
+	rmig_frame_encode(f, hdr);
+	v[0].iov_base = hdr;
+	v[0].iov_len = sizeof(hdr);
+	for (int i = 0; i < iovcnt; i++)
+		v[i + 1] = iov[i];
+	rc = rmig_sock_writev_full(c->fd, v, iovcnt + 1);
+	if (rc) {
+		const struct rmig_tp_params *p = &c->base.tp->p;
+
+		return p->up->fail(p->up->arg, rc, "tcp data channel %u: sending %s: %s",
+				   c->base.idx, rmig_frame_name(f->type), rmig_strerror(rc));
+	}
+	return 0;
+}
+
+static int tcp_write(struct rmig_tp_chan *ch, const struct rmig_target *t, const struct iovec *iov,
+		     int iovcnt)
+{
+	struct rmig_frame f = {
+		.type = t->kind == RMIG_TGT_RAM ? RMIG_FRAME_WRITE_RAM : RMIG_FRAME_WRITE_STATE,
+		.id = t->id,
+		.offset = t->offset,
+		.arg = t->total,
+	};
+	uint64_t len = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (len > UINT32_MAX)
+		return -EINVAL;
+	f.len = (uint32_t)len;
+	return send_frame(tcp_chan(ch), &f, iov, iovcnt);
+}
+
+static int tcp_zero(struct rmig_tp_chan *ch, const struct rmig_target *t, uint64_t len)
+{
+	struct rmig_frame f = {
+		.type = RMIG_FRAME_ZERO_RAM,
+		.id = t->id,
+		.offset = t->offset,
+		.len = (uint32_t)len,
+	};
+
+	if (len > UINT32_MAX || t->kind != RMIG_TGT_RAM)
+		return -EINVAL;
+	return send_frame(tcp_chan(ch), &f, NULL, 0);
+}
+
+static int tcp_flush(struct rmig_tp_chan *ch)
+{
+	(void)ch; /* sendmsg returned: the kernel owns the bytes */
+	return 0;
+}
+
+static int tcp_marker(struct rmig_tp_chan *ch, uint64_t id)
+{
+	struct rmig_frame f = { .type = RMIG_FRAME_SYNC, .arg = id };
+
+	return send_frame(tcp_chan(ch), &f, NULL, 0);
+}
+
+static bool tcp_is_shut(struct tcp_tp *t)
+{
+	bool shut;
+
+	pthread_mutex_lock(&t->lock);
+	shut = t->shut;
+	pthread_mutex_unlock(&t->lock);
+	return shut;
+}
+
+static int tcp_progress(struct rmig_tp_chan *ch)
+{
+	struct tcp_chan *c = tcp_chan(ch);
+	struct tcp_tp *t = tcp_tp(ch->tp);
+	const struct rmig_tp_upcalls *up = ch->tp->p.up;
+	uint8_t hdr[RMIG_FRAME_HDR_LEN];
+	struct rmig_target tgt;
+	struct rmig_frame f;
+	void *dst;
+	int rc;
+
+	rc = rmig_sock_read_full(c->fd, hdr, sizeof(hdr));
+	if (rc)
+		goto out_io;
+	if (rmig_frame_decode(hdr, &f))
+		return up->fail(up->arg, -EBADMSG, "tcp data channel %u: malformed frame header",
+				ch->idx);
+	switch (f.type) {
+	case RMIG_FRAME_WRITE_RAM:
+	case RMIG_FRAME_WRITE_STATE:
+	case RMIG_FRAME_ZERO_RAM:
+		tgt.kind = f.type == RMIG_FRAME_WRITE_STATE ? RMIG_TGT_STATE : RMIG_TGT_RAM;
+		tgt.id = f.id;
+		tgt.offset = f.offset;
+		tgt.total = f.arg;
+		rc = up->place(up->arg, &tgt, f.len, &dst);
+		if (rc)
+			return rc;
+		if (f.type == RMIG_FRAME_ZERO_RAM) {
+			memset(dst, 0, f.len);
+		} else {
+			rc = rmig_sock_read_full(c->fd, dst, f.len);
+			if (rc)
+				goto out_io;
+		}
+		return up->placed(up->arg, &tgt, f.len);
+	case RMIG_FRAME_SYNC:
+		return up->sync(up->arg, ch->idx, f.arg);
+	default:
+		return up->fail(up->arg, -EBADMSG, "tcp data channel %u: unexpected %s frame",
+				ch->idx, rmig_frame_name(f.type));
+	}
+out_io:
+	if (tcp_is_shut(t))
+		return -ECANCELED;
+	return up->fail(up->arg, rc, "tcp data channel %u: %s", ch->idx,
+			rc == -ECONNRESET ? "peer closed the connection mid-transfer" :
+					    rmig_strerror(rc));
+}
+
+static void tcp_shutdown(struct rmig_tp *tp)
+{
+	struct tcp_tp *t = tcp_tp(tp);
+
+	pthread_mutex_lock(&t->lock);
+	t->shut = true;
+	for (unsigned int i = 0; i < t->nfds; i++)
+		shutdown(t->fds[i], SHUT_RDWR);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void tcp_chan_close(struct rmig_tp_chan *ch)
+{
+	struct tcp_chan *c;
+
+	if (!ch)
+		return;
+	c = tcp_chan(ch);
+	untrack_fd(tcp_tp(ch->tp), c->fd);
+	close(c->fd);
+	free(c);
+}
+
+const struct rmig_transport_ops rmig_tcp_ops = {
+	.name = "tcp",
+	.kind = RMIG_TRANSPORT_TCP,
+	.create = tcp_create,
+	.destroy = tcp_destroy,
+	.listen = tcp_listen,
+	.accept = tcp_accept,
+	.connect = tcp_connect,
+	.reg = tcp_reg,
+	.set_remote = tcp_set_remote,
+	.write = tcp_write,
+	.zero = tcp_zero,
+	.flush = tcp_flush,
+	.marker = tcp_marker,
+	.progress = tcp_progress,
+	.shutdown = tcp_shutdown,
+	.chan_close = tcp_chan_close,
+};

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * transport.h - the transport SPI: one ops table that every data-channel
+ * backend fills (core/tcp.c, rdma/). The core calls a backend only through
+ * this table and never knows which one it holds.
+ *
+ * Objects: one struct rmig_tp per session (backends embed it first in their
+ * own struct and recover it with container_of), one struct rmig_tp_chan per
+ * data channel (the same). The control connection is always the core's TCP
+ * socket; backends may read its addresses but never read or write it.
+ *
+ * Threads: connect/accept/listen/reg/set_remote run on the API caller's
+ * thread before the channel threads start. write/zero/flush/marker run on the
+ * source channel thread that owns the channel; progress runs on the
+ * destination channel thread that owns it. shutdown may run on any thread at
+ * any time, concurrently with everything else. destroy and chan_close run
+ * after every channel thread has been joined.
+ *
+ * Errors: 0 or a negative errno. A backend that knows more than the errno
+ * (a completion status, a QP number) reports it once through up->fail()
+ * before returning; the first error of the session wins.
+ */
+#ifndef RMIG_TRANSPORT_H
+#define RMIG_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "log.h"
+#include "rmig.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+enum rmig_target_kind {
+	RMIG_TGT_RAM = 1,   /* id = RAM block index, offset within the block */
+	RMIG_TGT_STATE = 2, /* id = device-state blob id, offset within the blob */
+};
+
+/* Where bytes go at the destination. */
+struct rmig_target {
+	enum rmig_target_kind kind;
+	uint32_t id;
+	uint64_t offset;
+	uint64_t total; /* STATE: the blob's full length; RAM: unused */
+};
+
+/*
+ * Destination upcalls: how a backend hands received data to the core. The
+ * core validates every target against its blocks and blobs; a backend never
+ * touches destination memory except through a pointer place() returned.
+ */
+struct rmig_tp_upcalls {
+	void *arg;
+	/*
+	 * Where @len bytes for @t land. Returns 0 and *dst_p, or -EBADMSG /
+	 * -ERANGE (already reported through fail()) if the target is invalid.
+	 * Non-blocking; any channel thread.
+	 */
+	int (*place)(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
+	/* The @len bytes returned by place() for @t are now in memory. */
+	int (*placed)(void *arg, const struct rmig_target *t, uint64_t len);
+	/*
+	 * A sync marker with @id arrived on channel @chan; every byte the
+	 * source posted on that channel before it is placed.
+	 */
+	int (*sync)(void *arg, unsigned int chan, uint64_t id);
+	/* Report the session's error with a precise cause; returns @err. */
+	int (*fail)(void *arg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+};
+
+struct rmig_tp_params {
+	const struct rmig_logger *log;
+	const struct rmig_tp_upcalls *up;
+	uint64_t session_id;
+	unsigned int nchannels;
+	unsigned int timeout_ms;
+	uint32_t extent_max;
+	enum rmig_role role;
+};
+
+struct rmig_tp {
+	const struct rmig_transport_ops *ops;
+	struct rmig_tp_params p;
+};
+
+struct rmig_tp_chan {
+	struct rmig_tp *tp;
+	unsigned int idx;
+};
+
+struct rmig_transport_ops {
+	const char *name;
+	enum rmig_transport_kind kind;
+
+	/* Allocate the backend; copies @p. May block briefly (device open). */
+	int (*create)(const struct rmig_tp_params *p, struct rmig_tp **tp_p);
+	/* NULL-safe; after every channel is closed. Deregisters all memory. */
+	void (*destroy)(struct rmig_tp *tp);
+
+	/*
+	 * Destination: open the data-channel listener on the local address of
+	 * the control socket @ctl_fd and describe it in @ep (at most
+	 * RMIG_EP_MAX bytes) for the source.
+	 */
+	int (*listen)(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p);
+	/*
+	 * Destination: accept one data channel, waiting at most timeout_ms.
+	 * The channel says its own index (checked < nchannels, session id
+	 * checked); the core checks for duplicates.
+	 */
+	int (*accept)(struct rmig_tp *tp, struct rmig_tp_chan **ch_p);
+	/* Source: open channel @idx to the peer of @ctl_fd at endpoint @ep. */
+	int (*connect)(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
+		       unsigned int idx, struct rmig_tp_chan **ch_p);
+
+	/*
+	 * Register RAM block @block. Destination: for remote write, filling a
+	 * descriptor (at most RMIG_DESC_MAX bytes, may be empty) that the core
+	 * sends to the source. Source: for local access; @desc unused.
+	 */
+	int (*reg)(struct rmig_tp *tp, unsigned int block, void *addr, uint64_t len,
+		   uint8_t *desc, uint16_t *desc_len_p);
+	/* Source: the destination's descriptor for @block. -EBADMSG if invalid. */
+	int (*set_remote)(struct rmig_tp *tp, unsigned int block, uint64_t len,
+			  const uint8_t *desc, uint16_t desc_len);
+
+	/*
+	 * Source data path. write: post the bytes of @iov (local memory of a
+	 * registered block, or a device-state buffer) to @t on the peer. The
+	 * memory must stay valid until flush() returns. zero: the peer zeroes
+	 * @len bytes at @t. May block for back-pressure, at most timeout_ms.
+	 */
+	int (*write)(struct rmig_tp_chan *ch, const struct rmig_target *t, const struct iovec *iov,
+		     int iovcnt);
+	int (*zero)(struct rmig_tp_chan *ch, const struct rmig_target *t, uint64_t len);
+	/* Wait until every write posted on @ch completed locally. */
+	int (*flush)(struct rmig_tp_chan *ch);
+	/* Post a sync marker ordered after every earlier write on @ch. */
+	int (*marker)(struct rmig_tp_chan *ch, uint64_t id);
+
+	/*
+	 * Destination: wait for the next frame or completion on @ch and hand it
+	 * to the upcalls. -ECANCELED once shutdown() was called.
+	 */
+	int (*progress)(struct rmig_tp_chan *ch);
+
+	/* Any thread, idempotent: make every blocked call return soon. */
+	void (*shutdown)(struct rmig_tp *tp);
+	/* NULL-safe. */
+	void (*chan_close)(struct rmig_tp_chan *ch);
+};
+
+extern const struct rmig_transport_ops rmig_tcp_ops;
+
+/*
+ * The RDMA backend's table, or NULL when rmig was built without it. The
+ * probe answers whether an RDMA device can reach the peer of @ctl_fd
+ * (0, or -ENODEV with the reason in @why).
+ */
+const struct rmig_transport_ops *rmig_rdma_transport(void);
+int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wire.h - rmig wire format: control messages (TCP control connection) and
+ * data frames (TCP data channels). Host structs are separate from the wire
+ * bytes; all wire integers are big-endian; encoders never fail on valid host
+ * structs, decoders reject truncated, oversized and inconsistent input with
+ * -EBADMSG and never read past the given length.
+ *
+ * Control message: 16-byte header then `len` payload bytes.
+ *   u32 magic "RMIG" | u16 type | u16 flags (0) | u32 len | u32 reserved (0)
+ * Data frame: 32-byte header, then `len` payload bytes for WRITE_RAM/STATE.
+ *   u32 magic "RMDF" | u8 type | u8 flags | u16 reserved | u32 id | u32 len |
+ *   u64 offset | u64 arg
+ */
+#ifndef RMIG_WIRE_H
+#define RMIG_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rmig.h"
+
+#define RMIG_PROTO_VERSION 1
+#define RMIG_CTL_MAGIC 0x524d4947u  /* "RMIG" */
+#define RMIG_DATA_MAGIC 0x524d4446u /* "RMDF" */
+#define RMIG_CTL_HDR_LEN 16
+#define RMIG_CTL_MAX 131072 /* largest control payload */
+#define RMIG_FRAME_HDR_LEN 32
+#define RMIG_EP_MAX 256     /* transport endpoint descriptor */
+#define RMIG_DESC_MAX 256   /* registration descriptor */
+#define RMIG_ERRMSG_MAX 256
+#define RMIG_BLOBS_MAX 4096 /* device-state blobs per session */
+#define RMIG_DIGEST_LEN 16
+
+/* Capability bits exchanged in HELLO/HELLO_ACK. */
+#define RMIG_CAP_VERIFY (1u << 0)
+
+enum rmig_msg_type {
+	RMIG_MSG_HELLO = 1,
+	RMIG_MSG_HELLO_ACK = 2,
+	RMIG_MSG_ERROR = 3,
+	RMIG_MSG_SYNC_ACK = 4,
+	RMIG_MSG_STATE_BEGIN = 5,
+	RMIG_MSG_COMPLETE = 6,
+	RMIG_MSG_COMPLETE_ACK = 7,
+	RMIG_MSG_PING = 8,
+	RMIG_MSG_REG = 9,
+	RMIG_MSG_TYPE_MAX,
+};
+
+enum rmig_frame_type {
+	RMIG_FRAME_WRITE_RAM = 1, /* id = block, offset, len payload bytes */
+	RMIG_FRAME_ZERO_RAM = 2,  /* id = block, offset, len bytes to zero */
+	RMIG_FRAME_WRITE_STATE = 3, /* id = blob, offset, len payload, arg = blob total */
+	RMIG_FRAME_SYNC = 4,      /* arg = sync id */
+	RMIG_FRAME_CHAN_HELLO = 5, /* id = channel, offset = version, arg = session id */
+	RMIG_FRAME_TYPE_MAX,
+};
+
+const char *rmig_msg_name(unsigned int type);
+const char *rmig_frame_name(unsigned int type);
+
+struct rmig_ctl_hdr {
+	uint16_t type;
+	uint32_t len;
+};
+
+struct rmig_wire_block {
+	char name[RMIG_NAME_MAX];
+	uint64_t length;
+	uint32_t page_size;
+};
+
+struct rmig_msg_hello {
+	uint32_t version;
+	uint32_t caps;
+	uint64_t session_id;
+	uint32_t nchannels;
+	uint32_t transport;
+	uint32_t nblocks;
+	struct rmig_wire_block blocks[RMIG_BLOCKS_MAX];
+};
+
+struct rmig_msg_hello_ack {
+	uint32_t version;
+	uint32_t caps;
+	uint16_t ep_len;
+	uint8_t ep[RMIG_EP_MAX];
+};
+
+struct rmig_msg_error {
+	int32_t code; /* positive errno */
+	char msg[RMIG_ERRMSG_MAX];
+};
+
+struct rmig_msg_state_begin {
+	uint32_t blob;
+	uint32_t instance;
+	uint64_t total;
+	char name[RMIG_NAME_MAX];
+};
+
+struct rmig_msg_complete {
+	uint32_t flags; /* RMIG_F_VERIFY: digests follow */
+	uint32_t nblocks;
+	uint32_t nblobs;
+	uint8_t (*block_digest)[RMIG_DIGEST_LEN]; /* nblocks, caller-owned */
+	uint8_t (*blob_digest)[RMIG_DIGEST_LEN];  /* nblobs, by blob id order */
+};
+
+struct rmig_msg_reg {
+	uint32_t block;
+	uint16_t desc_len;
+	uint8_t desc[RMIG_DESC_MAX];
+};
+
+struct rmig_frame {
+	uint8_t type;
+	uint8_t flags;
+	uint32_t id;
+	uint32_t len;
+	uint64_t offset;
+	uint64_t arg;
+};
+
+/* Control header: encode into 16 bytes; decode checks magic, type, length. */
+void rmig_ctl_hdr_encode(uint8_t *buf, uint16_t type, uint32_t len);
+int rmig_ctl_hdr_decode(const uint8_t *buf, struct rmig_ctl_hdr *h);
+
+/*
+ * Payload encoders write at most @cap bytes and return the length used, or
+ * -ENOSPC. Decoders return 0 or -EBADMSG.
+ */
+int rmig_hello_encode(const struct rmig_msg_hello *m, uint8_t *buf, size_t cap);
+int rmig_hello_decode(const uint8_t *buf, size_t len, struct rmig_msg_hello *m);
+int rmig_hello_ack_encode(const struct rmig_msg_hello_ack *m, uint8_t *buf, size_t cap);
+int rmig_hello_ack_decode(const uint8_t *buf, size_t len, struct rmig_msg_hello_ack *m);
+int rmig_error_encode(const struct rmig_msg_error *m, uint8_t *buf, size_t cap);
+int rmig_error_decode(const uint8_t *buf, size_t len, struct rmig_msg_error *m);
+int rmig_u64_encode(uint64_t v, uint8_t *buf, size_t cap);
+int rmig_u64_decode(const uint8_t *buf, size_t len, uint64_t *v);
+int rmig_state_begin_encode(const struct rmig_msg_state_begin *m, uint8_t *buf, size_t cap);
+int rmig_state_begin_decode(const uint8_t *buf, size_t len, struct rmig_msg_state_begin *m);
+/* Complete: digests arrays must be provided by the caller for decode too. */
+int rmig_complete_encode(const struct rmig_msg_complete *m, uint8_t *buf, size_t cap);
+int rmig_complete_decode(const uint8_t *buf, size_t len, struct rmig_msg_complete *m,
+			 uint32_t max_blocks, uint32_t max_blobs);
+int rmig_reg_encode(const struct rmig_msg_reg *m, uint8_t *buf, size_t cap);
+int rmig_reg_decode(const uint8_t *buf, size_t len, struct rmig_msg_reg *m);
+
+void rmig_frame_encode(const struct rmig_frame *f, uint8_t *buf);
+int rmig_frame_decode(const uint8_t *buf, struct rmig_frame *f);
+
+/* Big-endian helpers. */
+static inline void rmig_put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+static inline void rmig_put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+static inline void rmig_put_be64(uint8_t *p, uint64_t v)
+{
+	rmig_put_be32(p, (uint32_t)(v >> 32));
+	rmig_put_be32(p + 4, (uint32_t)v);
+}
+static inline uint16_t rmig_get_be16(const uint8_t *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+static inline uint32_t rmig_get_be32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t rmig_get_be64(const uint8_t *p)
+{
+	return ((uint64_t)rmig_get_be32(p) << 32) | rmig_get_be32(p + 4);
+}
+
+#endif

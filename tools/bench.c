@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench.c - `rdma-migrate bench`: move one image between two sessions in this
+ * process, and in the same run push the same bytes over the same number of
+ * plain TCP connections; print both throughputs and their ratio. Every rmig
+ * run is checked byte for byte. Figures only: nothing here passes or fails
+ * on speed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/sock.h"
+#include "tool.h"
+
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void fill_random(uint8_t *p, uint64_t len)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull, *w = (uint64_t *)(void *)p;
+
+	for (uint64_t i = 0; i < len / 8; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		w[i] = x | 1; /* never a zero page: measure the data path */
+	}
+}
+
+struct dest_arg {
+	rmig_session *s;
+	int rc;
+};
+
+static void *dest_main(void *arg)
+{
+	struct dest_arg *d = arg;
+
+	d->rc = rmig_accept(d->s);
+	if (!d->rc)
+		d->rc = rmig_complete(d->s);
+	return NULL;
+}
+
+static int run_rmig(const struct cli *c, unsigned int nch, uint8_t *src, uint8_t *dst,
+		    uint64_t size, double *secs_p)
+{
+	struct rmig_opts so, dopt;
+	rmig_session *s = NULL, *d = NULL;
+	struct dest_arg da = { 0 };
+	pthread_t th;
+	char uri[320];
+	double t0;
+	int rc;
+
+	tool_opts(&so, c, RMIG_ROLE_SOURCE);
+	so.channels = nch;
+	tool_opts(&dopt, c, RMIG_ROLE_DEST);
+	rc = rmig_session_create(&dopt, &d);
+	if (!rc)
+		rc = rmig_session_create(&so, &s);
+	if (!rc)
+		rc = rmig_add_ram(d, "ram", dst, size, 4096);
+	if (!rc)
+		rc = rmig_add_ram(s, "ram", src, size, 4096);
+	snprintf(uri, sizeof(uri), "tcp://%s:0", c->addr);
+	if (!rc)
+		rc = rmig_listen(d, uri);
+	if (rc)
+		goto out;
+	snprintf(uri, sizeof(uri), "%s://%s:%d", strcmp(c->transport, "auto") ? c->transport : "tcp",
+		 c->addr, rmig_listen_port(d));
+	if (strchr(c->addr, ':')) /* IPv6 literal */
+		snprintf(uri, sizeof(uri), "[%s]:%d", c->addr, rmig_listen_port(d));
+	da.s = d;
+	rc = -pthread_create(&th, NULL, dest_main, &da);
+	if (rc)
+		goto out;
+	t0 = now_s();
+	rc = rmig_connect(s, uri);
+	if (!rc)
+		rc = rmig_send_range(s, "ram", 0, size);
+	if (!rc)
+		rc = rmig_complete(s);
+	*secs_p = now_s() - t0;
+	if (rc)
+		rmig_cancel(d, "source failed");
+	pthread_join(th, NULL);
+	if (!rc)
+		rc = da.rc;
+	if (!rc && memcmp(src, dst, size)) {
+		fprintf(stderr, "rdma-migrate bench: destination differs from source\n");
+		rc = -EBADMSG;
+	}
+	if (rc)
+		fprintf(stderr, "rdma-migrate bench: rmig run failed: %s\n",
+			rmig_last_error(s)[0] ? rmig_last_error(s) : rmig_last_error(d));
+out:
+	rmig_session_destroy(s);
+	rmig_session_destroy(d);
+	return rc;
+}
+
+struct raw_conn {
+	int fd;
+	uint8_t *p;
+	uint64_t len;
+	int rc;
+};
+
+static void *raw_send(void *arg)
+{
+	struct raw_conn *r = arg;
+
+	r->rc = rmig_sock_write_full(r->fd, r->p, r->len);
+	return NULL;
+}
+
+static void *raw_recv(void *arg)
+{
+	struct raw_conn *r = arg;
+
+	r->rc = rmig_sock_read_full(r->fd, r->p, r->len);
+	return NULL;
+}
+
+/* The same bytes over @nch plain connections, each carrying a slice. */
+static int run_raw(const struct cli *c, unsigned int nch, uint8_t *src, uint8_t *dst,
+		   uint64_t size, double *secs_p)
+{
+	struct raw_conn tx[64], rx[64];
+	pthread_t tt[64], rt[64];
+	char port[16];
+	int lfd, rc = 0;
+	uint64_t slice = size / nch / 4096 * 4096;
+	double t0;
+
+	rc = rmig_sock_listen(c->addr, "0", &lfd);
+	if (rc)
+		return rc;
+	snprintf(port, sizeof(port), "%d", rmig_sock_local_port(lfd));
+	t0 = now_s();
+	for (unsigned int i = 0; i < nch && !rc; i++) {
+		uint64_t off = i * slice, len = i + 1 == nch ? size - off : slice;
+
+		rc = rmig_sock_connect(c->addr, port, c->timeout_s * 1000u, &tx[i].fd);
+		if (!rc)
+			rc = rmig_sock_accept(lfd, c->timeout_s * 1000u, &rx[i].fd);
+		if (rc)
+			break;
+		rmig_sock_tune(tx[i].fd, 0, 4 << 20);
+		rmig_sock_tune(rx[i].fd, 0, 4 << 20);
+		tx[i].p = src + off;
+		rx[i].p = dst + off;
+		tx[i].len = rx[i].len = len;
+	}
+	close(lfd);
+	if (rc)
+		return rc;
+	for (unsigned int i = 0; i < nch; i++) {
+		pthread_create(&rt[i], NULL, raw_recv, &rx[i]);
+		pthread_create(&tt[i], NULL, raw_send, &tx[i]);
+	}
+	for (unsigned int i = 0; i < nch; i++) {
+		pthread_join(tt[i], NULL);
+		pthread_join(rt[i], NULL);
+		rc = rc ? rc : tx[i].rc ? tx[i].rc : rx[i].rc;
+		close(tx[i].fd);
+		close(rx[i].fd);
+	}
+	*secs_p = now_s() - t0;
+	return rc;
+}
+
+int tool_bench(const struct cli *c)
+{
+	unsigned int list[16], n = 0;
+	const char *p = c->channel_list;
+	uint8_t *src, *dst;
+	uint64_t size = c->size / 4096 * 4096;
+	int rc = 0;
+
+	while (*p && n < 16) {
+		char tok[16];
+		size_t len = strcspn(p, ",");
+		uint64_t v;
+
+		if (len == 0 || len >= sizeof(tok))
+			goto bad_list;
+		memcpy(tok, p, len);
+		tok[len] = '\0';
+		if (cli_parse_uint(tok, 1, 64, &v))
+			goto bad_list;
+		list[n++] = (unsigned int)v;
+		p += len + (p[len] == ',');
+	}
+	if (!n || *p) {
+bad_list:
+		fprintf(stderr, "rdma-migrate bench: --channel-list '%s': expected N[,N...] with "
+				"N in 1..64 (at most 16)\n",
+			c->channel_list);
+		return EXIT_USAGE;
+	}
+	src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (src == MAP_FAILED || dst == MAP_FAILED) {
+		fprintf(stderr, "rdma-migrate bench: cannot map 2 x %" PRIu64 " bytes\n", size);
+		return EXIT_FAILED;
+	}
+	fill_random(src, size);
+	memset(dst, 0xff, size); /* fault it in so neither side pays for page faults */
+	if (!c->quiet)
+		fprintf(stderr, "rdma-migrate bench: %" PRIu64 " MiB over %s on %s\n", size >> 20,
+			strcmp(c->transport, "auto") ? c->transport : "tcp", c->addr);
+	if (c->json)
+		printf("{\"size\":%" PRIu64 ",\"transport\":\"%s\",\"runs\":[", size,
+		       strcmp(c->transport, "auto") ? c->transport : "tcp");
+	for (unsigned int i = 0; i < n && !rc; i++) {
+		double tr = 0, tm = 0, rr, rm;
+
+		/* raw first: it also warms both buffers and the socket path */
+		rc = run_raw(c, list[i], src, dst, size, &tr);
+		if (rc) {
+			fprintf(stderr, "rdma-migrate bench: raw stream failed: %s\n",
+				rmig_strerror(rc));
+			break;
+		}
+		memset(dst, 0, size);
+		rc = run_rmig(c, list[i], src, dst, size, &tm);
+		if (rc)
+			break;
+		rr = (double)size / tr / 1048576.0;
+		rm = (double)size / tm / 1048576.0;
+		if (c->json)
+			printf("%s{\"channels\":%u,\"rmig_MiBps\":%.1f,\"raw_MiBps\":%.1f,"
+			       "\"ratio\":%.3f}",
+			       i ? "," : "", list[i], rm, rr, rm / rr);
+		else
+			printf("channels %2u: rmig %8.1f MiB/s   raw tcp %8.1f MiB/s   ratio %.3f\n",
+			       list[i], rm, rr, rm / rr);
+		fflush(stdout);
+	}
+	if (c->json)
+		printf("]}\n");
+	munmap(src, size);
+	munmap(dst, size);
+	return rc ? EXIT_FAILED : 0;
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/* cli.c - the option table and its parser. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define OFF(f) offsetof(struct cli, f)
+#define ALL (CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO)
+
+static const char *const transports[] = { "tcp", "rdma", "auto", NULL };
+
+static const struct cli_opt opts[] = {
+	{ "to", "HOST:PORT", OPT_STR, CMD_SEND, OFF(to), 0, 0, NULL, NULL,
+	  "destination to migrate to (required)" },
+	{ "listen", "ADDR:PORT", OPT_STR, CMD_RECV, OFF(listen), 0, 0, NULL, NULL,
+	  "address to accept one source on (required; PORT 0 picks one)" },
+	{ "port-file", "FILE", OPT_STR, CMD_RECV, OFF(port_file), 0, 0, NULL, NULL,
+	  "write the bound port to FILE once listening" },
+	{ "ram", "NAME=PATH", OPT_LIST, CMD_SEND | CMD_RECV, OFF(ram), 0, 0, NULL, NULL,
+	  "memory image (file, /dev/shm or hugetlbfs file), mapped shared; repeatable. "
+	  "recv creates or resizes it to the source's size" },
+	{ "state", "NAME=FILE", OPT_LIST, CMD_SEND, OFF(state), 0, 0, NULL, NULL,
+	  "device-state file to send as blob NAME; repeatable" },
+	{ "state-dir", "DIR", OPT_STR, CMD_RECV, OFF(state_dir), 0, 0, NULL, NULL,
+	  "write received device-state blobs to DIR/NAME" },
+	{ "channels", "N", OPT_UINT, CMD_SEND, OFF(channels), 1, 64, NULL, "4",
+	  "parallel data channels (1..64)" },
+	{ "transport", "KIND", OPT_CHOICE, CMD_SEND | CMD_BENCH, OFF(transport), 0, 0, transports,
+	  "auto", "tcp, rdma, or auto (rdma when a device reaches the peer, else tcp)" },
+	{ "timeout", "SECONDS", OPT_UINT, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(timeout_s), 1,
+	  86400, NULL, "30", "bound on every wait: connect, accept, a silent or stalled peer" },
+	{ "extent", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH, OFF(extent), 4096, 256ull << 20, NULL,
+	  "1M", "largest coalesced write (power of two, 4K..256M)" },
+	{ "verify", NULL, OPT_FLAG, CMD_SEND, OFF(verify), 0, 0, NULL, NULL,
+	  "compare an end-to-end digest of every block and blob at the destination" },
+	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO, OFF(json), 0, 0,
+	  NULL, NULL, "print final statistics as JSON on stdout" },
+	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(quiet), 0, 0, NULL, NULL,
+	  "no progress line and no summary on stderr" },
+	{ "size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(size), 1 << 20, 1ull << 40, NULL, "2G",
+	  "image size to move" },
+	{ "channel-list", "N[,N...]", OPT_STR, CMD_BENCH, OFF(channel_list), 0, 0, NULL, "1,2,4",
+	  "channel counts to measure" },
+	{ "addr", "HOST", OPT_STR, CMD_BENCH, OFF(addr), 0, 0, NULL, "127.0.0.1",
+	  "local address both benchmark endpoints use" },
+	{ "verbose", NULL, OPT_FLAG, ALL, OFF(verbose), 0, 0, NULL, NULL,
+	  "log more (repeat for debug)" },
+	{ "help", NULL, OPT_FLAG, ALL, OFF(help), 0, 0, NULL, NULL, "show this help" },
+};
+
+static const struct {
+	unsigned int cmd;
+	const char *name;
+	const char *what;
+} cmds[] = {
+	{ CMD_SEND, "send", "migrate memory images and device state to a recv peer" },
+	{ CMD_RECV, "recv", "serve one migration into memory images, then exit" },
+	{ CMD_BENCH, "bench", "measure rmig against a raw stream on this machine" },
+	{ CMD_INFO, "info", "show RDMA devices, limits, and whether RDMA can be used here" },
+};
+
+const char *cli_cmd_name(unsigned int cmd)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (cmds[i].cmd == cmd)
+			return cmds[i].name;
+	return NULL;
+}
+
+int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *v_p)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (*end)
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*v_p = v;
+	return 0;
+}
+
+int cli_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *v_p)
+{
+	static const char units[] = "KMGT";
+	unsigned long long v;
+	unsigned int shift = 0;
+	const char *u;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (*end) {
+		u = strchr(units, toupper((unsigned char)*end));
+		if (!u)
+			return -EINVAL;
+		shift = 10 * (unsigned int)(u - units + 1);
+		end++;
+		if (!strcmp(end, "iB") || !strcmp(end, "B"))
+			end += strlen(end);
+		if (*end)
+			return -EINVAL;
+		if (v > (UINT64_MAX >> shift))
+			return -ERANGE;
+		v <<= shift;
+	}
+	if (v < min || v > max)
+		return -ERANGE;
+	*v_p = v;
+	return 0;
+}
+
+int cli_split_assign(const char *s, char *name, size_t name_len, const char **value_p)
+{
+	const char *eq = strchr(s, '=');
+
+	if (!eq || eq == s || (size_t)(eq - s) >= name_len || !eq[1])
+		return -EINVAL;
+	memcpy(name, s, (size_t)(eq - s));
+	name[eq - s] = '\0';
+	*value_p = eq + 1;
+	return 0;
+}
+
+static const struct cli_opt *find_opt(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (strlen(opts[i].name) == len && !strncmp(opts[i].name, name, len))
+			return &opts[i];
+	return NULL;
+}
+
+static int set_opt(struct cli *c, const struct cli_opt *o, const char *val)
+{
+	char *base = (char *)c;
+	uint64_t v;
+	int rc;
+
+	switch (o->type) {
+	case OPT_FLAG:
+		if (o->off == OFF(verbose))
+			c->verbose++;
+		else
+			*(bool *)(base + o->off) = true;
+		return 0;
+	case OPT_STR:
+		*(const char **)(base + o->off) = val;
+		return 0;
+	case OPT_CHOICE:
+		for (const char *const *ch = o->choices; *ch; ch++) {
+			if (!strcmp(*ch, val)) {
+				*(const char **)(base + o->off) = *ch;
+				return 0;
+			}
+		}
+		fprintf(stderr, "rdma-migrate: --%s: '%s' is not one of", o->name, val);
+		for (const char *const *ch = o->choices; *ch; ch++)
+			fprintf(stderr, " %s", *ch);
+		fprintf(stderr, "\n");
+		return -EINVAL;
+	case OPT_UINT:
+		rc = cli_parse_uint(val, o->min, o->max, &v);
+		if (!rc)
+			*(unsigned int *)(base + o->off) = (unsigned int)v;
+		break;
+	case OPT_SIZE:
+		rc = cli_parse_size(val, o->min, o->max, &v);
+		if (!rc)
+			*(uint64_t *)(base + o->off) = v;
+		break;
+	case OPT_LIST: {
+		struct cli_list *l = (struct cli_list *)(base + o->off);
+
+		if (l->n == CLI_LIST_MAX) {
+			fprintf(stderr, "rdma-migrate: --%s: at most %d\n", o->name, CLI_LIST_MAX);
+			return -EINVAL;
+		}
+		l->v[l->n++] = val;
+		return 0;
+	}
+	default:
+		return -EINVAL;
+	}
+	if (rc == -ERANGE)
+		fprintf(stderr, "rdma-migrate: --%s: '%s' is out of range (%llu..%llu)\n", o->name,
+			val, (unsigned long long)o->min, (unsigned long long)o->max);
+	else if (rc)
+		fprintf(stderr, "rdma-migrate: --%s: '%s' is not a valid %s\n", o->name, val,
+			o->type == OPT_SIZE ? "size" : "number");
+	return rc;
+}
+
+int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
+{
+	memset(c, 0, sizeof(*c));
+	c->cmd = cmd;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (opts[i].def && (opts[i].cmds & cmd) && set_opt(c, &opts[i], opts[i].def))
+			return -EINVAL;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *eq, *val = NULL;
+		const struct cli_opt *o;
+
+		if (strncmp(a, "--", 2) || !a[2]) {
+			fprintf(stderr, "rdma-migrate %s: unexpected argument '%s'\n",
+				cli_cmd_name(cmd), a);
+			return -EINVAL;
+		}
+		a += 2;
+		eq = strchr(a, '=');
+		o = find_opt(a, eq ? (size_t)(eq - a) : strlen(a));
+		if (!o || !(o->cmds & cmd)) {
+			fprintf(stderr, "rdma-migrate %s: unknown option '%s'\n", cli_cmd_name(cmd),
+				argv[i]);
+			return -EINVAL;
+		}
+		if (o->arg) {
+			if (eq)
+				val = eq + 1;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			if (!val) {
+				fprintf(stderr, "rdma-migrate %s: --%s needs %s\n", cli_cmd_name(cmd),
+					o->name, o->arg);
+				return -EINVAL;
+			}
+		} else if (eq) {
+			fprintf(stderr, "rdma-migrate %s: --%s takes no value\n", cli_cmd_name(cmd),
+				o->name);
+			return -EINVAL;
+		}
+		if (set_opt(c, o, val))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+void cli_usage(FILE *f, unsigned int cmd)
+{
+	if (!cmd) {
+		fprintf(f, "usage: rdma-migrate COMMAND [OPTIONS]\n\n"
+			   "rmig live-migration transport: RDMA queue pairs or TCP sockets.\n\n"
+			   "commands:\n");
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+			fprintf(f, "  %-6s %s\n", cmds[i].name, cmds[i].what);
+		fprintf(f, "\n'rdma-migrate COMMAND --help' lists a command's options.\n"
+			   "exit status: 0 success, 1 migration failed, 2 bad usage.\n");
+		return;
+	}
+	fprintf(f, "usage: rdma-migrate %s [OPTIONS]\n\n", cli_cmd_name(cmd));
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (cmds[i].cmd == cmd)
+			fprintf(f, "%s.\n\noptions:\n", cmds[i].what);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct cli_opt *o = &opts[i];
+		char lhs[64];
+
+		if (!(o->cmds & cmd))
+			continue;
+		snprintf(lhs, sizeof(lhs), "--%s%s%s", o->name, o->arg ? " " : "",
+			 o->arg ? o->arg : "");
+		fprintf(f, "  %-22s %s", lhs, o->help);
+		if (o->def)
+			fprintf(f, " [default: %s]", o->def);
+		fprintf(f, "\n");
+	}
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli.h - rdma-migrate's option table: one row per option (name, argument,
+ * type, subcommands, bounds, help) drives parsing, validation and --help.
+ */
+#ifndef RMIG_CLI_H
+#define RMIG_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CLI_LIST_MAX 256
+
+enum cli_cmd {
+	CMD_SEND = 1u << 0,
+	CMD_RECV = 1u << 1,
+	CMD_BENCH = 1u << 2,
+	CMD_INFO = 1u << 3,
+};
+
+enum cli_type {
+	OPT_FLAG,   /* bool */
+	OPT_STR,    /* const char * */
+	OPT_UINT,   /* unsigned int, decimal, within [min, max] */
+	OPT_SIZE,   /* uint64_t with K/M/G/T suffix (powers of 1024) */
+	OPT_LIST,   /* repeatable: struct cli_list */
+	OPT_CHOICE, /* const char *, one of choices */
+};
+
+struct cli_list {
+	unsigned int n;
+	const char *v[CLI_LIST_MAX];
+};
+
+struct cli {
+	unsigned int cmd;
+	const char *to;
+	const char *listen;
+	const char *port_file;
+	struct cli_list ram;
+	struct cli_list state;
+	const char *state_dir;
+	unsigned int channels;
+	const char *transport;
+	unsigned int timeout_s;
+	uint64_t extent;
+	bool verify;
+	bool json;
+	bool quiet;
+	unsigned int verbose;
+	/* bench */
+	uint64_t size;
+	const char *channel_list;
+	const char *addr;
+	bool help;
+};
+
+struct cli_opt {
+	const char *name;
+	const char *arg; /* NULL for flags */
+	enum cli_type type;
+	unsigned int cmds;
+	size_t off;
+	uint64_t min, max;
+	const char *const *choices;
+	const char *def; /* shown in --help and applied before parsing */
+	const char *help;
+};
+
+/* Strict numbers: the whole string, in range, no sign. 0 or -EINVAL / -ERANGE. */
+int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *v_p);
+/* "4096", "64K", "1M", "2G", "1T" (powers of 1024; optional trailing "iB" or "B"). */
+int cli_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *v_p);
+/* Split "NAME=VALUE"; NAME non-empty and shorter than @name_len. */
+int cli_split_assign(const char *s, char *name, size_t name_len, const char **value_p);
+
+/*
+ * Parse argv after the subcommand into @c. On error prints the reason to
+ * stderr and returns -EINVAL. Unknown options, options of another
+ * subcommand, missing arguments and out-of-range values are errors.
+ */
+int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv);
+void cli_usage(FILE *f, unsigned int cmd);
+const char *cli_cmd_name(unsigned int cmd);
+
+#endif

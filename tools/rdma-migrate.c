@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rdma-migrate - move memory images and device-state files between two
+ * hosts with librmig (send, recv), benchmark a link (bench), and report what
+ * RDMA can do here (info).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "image.h"
+#include "rmig.h"
+#include "tool.h"
+
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+
+/* ---- progress and statistics ---- */
+
+struct progress {
+	rmig_session *s;
+	uint64_t total;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	bool shown;
+	bool active;
+};
+
+void tool_fmt_bytes(char *buf, size_t len, double v)
+{
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	unsigned int i = 0;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, len, "%.1f %s", v, u[i]);
+}
+
+static void progress_line(struct progress *p)
+{
+	struct rmig_stats st;
+	char done[32], total[32], rate[32];
+	double secs, bps;
+	uint64_t d;
+
+	rmig_get_stats(p->s, &st);
+	d = st.handled + st.state_bytes;
+	secs = (double)st.duration_ns / 1e9;
+	bps = secs > 0 ? (double)d / secs : 0;
+	tool_fmt_bytes(done, sizeof(done), (double)d);
+	tool_fmt_bytes(total, sizeof(total), (double)p->total);
+	tool_fmt_bytes(rate, sizeof(rate), bps);
+	if (bps > 0 && p->total > d) {
+		unsigned long eta = (unsigned long)((double)(p->total - d) / bps);
+
+		fprintf(stderr, "\r%s / %s  %3.0f%%  %s/s  ETA %lu:%02lu   ", done, total,
+			p->total ? 100.0 * (double)d / (double)p->total : 100.0, rate, eta / 60,
+			eta % 60);
+	} else {
+		fprintf(stderr, "\r%s / %s  %3.0f%%  %s/s            ", done, total,
+			p->total ? 100.0 * (double)(d < p->total ? d : p->total) / (double)p->total
+				 : 100.0,
+			rate);
+	}
+	p->shown = true;
+}
+
+static void *progress_thread(void *arg)
+{
+	struct progress *p = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 500000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+		if (!p->stop)
+			progress_line(p);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void progress_start(struct progress *p, rmig_session *s, uint64_t total, bool quiet)
+{
+	memset(p, 0, sizeof(*p));
+	p->s = s;
+	p->total = total;
+	if (quiet || !isatty(STDERR_FILENO))
+		return;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->active = pthread_create(&p->thread, NULL, progress_thread, p) == 0;
+}
+
+static void progress_stop(struct progress *p)
+{
+	if (!p->active)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+	if (p->shown)
+		fprintf(stderr, "\n");
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	p->active = false;
+}
+
+void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified)
+{
+	struct rmig_stats st;
+	double secs;
+
+	rmig_get_stats(s, &st);
+	secs = (double)st.duration_ns / 1e9;
+	fprintf(f,
+		"{\"role\":\"%s\",\"ok\":%s,\"transport\":\"%s\",\"channels\":%u,"
+		"\"bytes\":%" PRIu64 ",\"ram_bytes_handled\":%" PRIu64 ",\"pages\":%" PRIu64
+		",\"zero_pages\":%" PRIu64 ",\"state_bytes\":%" PRIu64 ",\"blobs\":%" PRIu64
+		",\"syncs\":%" PRIu64 ",\"duration_s\":%.6f,\"throughput_MiBps\":%.2f"
+		",\"registration_s\":%.6f,\"verified\":%s,\"per_channel_bytes\":[",
+		role, rc ? "false" : "true", rmig_transport_name(st.transport), st.channels, st.bytes,
+		st.handled, st.pages, st.zero_pages, st.state_bytes, st.blobs, st.syncs, secs,
+		secs > 0 ? (double)(st.handled + st.state_bytes) / secs / 1048576.0 : 0.0,
+		(double)st.reg_ns / 1e9, verified ? "true" : "false");
+	for (unsigned int i = 0; i < st.channels; i++)
+		fprintf(f, "%s%" PRIu64, i ? "," : "", st.chan[i].bytes);
+	fprintf(f, "]");
+	if (rc)
+		fprintf(f, ",\"error\":\"%s\"", rmig_last_error(s));
+	fprintf(f, "}\n");
+}
+
+static void summary(const char *verb, rmig_session *s, bool verified)
+{
+	struct rmig_stats st;
+	char bytes[32], rate[32];
+	double secs;
+
+	rmig_get_stats(s, &st);
+	secs = (double)st.duration_ns / 1e9;
+	tool_fmt_bytes(bytes, sizeof(bytes), (double)(st.handled + st.state_bytes));
+	tool_fmt_bytes(rate, sizeof(rate),
+		       secs > 0 ? (double)(st.handled + st.state_bytes) / secs : 0);
+	fprintf(stderr,
+		"rdma-migrate: %s %s in %.2f s (%s/s) over %s, %u channels, %" PRIu64
+		" zero pages, %" PRIu64 " blobs%s\n",
+		verb, bytes, secs, rate, rmig_transport_name(st.transport), st.channels,
+		st.zero_pages, st.blobs, verified ? ", verified" : "");
+}
+
+static void log_cb(void *arg, enum rmig_log_level level, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "rdma-migrate: %s%s\n", level == RMIG_LOG_ERROR ? "error: " :
+						level == RMIG_LOG_WARN	? "warning: " :
+									  "",
+		msg);
+}
+
+void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
+{
+	rmig_opts_init(o, sizeof(*o));
+	o->role = role;
+	o->timeout_ms = c->timeout_s * 1000u;
+	if (c->extent)
+		o->extent_max = (uint32_t)c->extent;
+	if (c->channels)
+		o->channels = c->channels;
+	if (c->transport)
+		o->transport = !strcmp(c->transport, "tcp")    ? RMIG_TRANSPORT_TCP :
+			       !strcmp(c->transport, "rdma") ? RMIG_TRANSPORT_RDMA :
+							       RMIG_TRANSPORT_AUTO;
+	o->log_fn = log_cb;
+	o->log_level = c->verbose > 1 ? RMIG_LOG_DEBUG : c->verbose ? RMIG_LOG_INFO : RMIG_LOG_WARN;
+}
+
+/* ---- send ---- */
+
+struct blobfile {
+	char name[RMIG_NAME_MAX];
+	uint8_t *data;
+	uint64_t len;
+};
+
+static int read_file(const char *path, uint8_t **data_p, uint64_t *len_p)
+{
+	struct stat st;
+	uint8_t *buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t off = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "rdma-migrate: state file %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	while (buf && off < (uint64_t)st.st_size) {
+		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
+
+		if (n <= 0) {
+			fprintf(stderr, "rdma-migrate: reading %s: %s\n", path,
+				n ? strerror(errno) : "file shrank");
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		off += (uint64_t)n;
+	}
+	close(fd);
+	if (!buf)
+		return -1;
+	*data_p = buf;
+	*len_p = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int cmd_send(const struct cli *c)
+{
+	struct image *im = calloc(c->ram.n ? c->ram.n : 1, sizeof(*im));
+	struct blobfile *bf = calloc(c->state.n ? c->state.n : 1, sizeof(*bf));
+	struct progress prog = { 0 };
+	struct rmig_opts o;
+	rmig_session *s = NULL;
+	uint64_t total = 0;
+	unsigned int nim = 0, nbf = 0;
+	int rc = EXIT_USAGE, err = 0;
+
+	if (!im || !bf)
+		goto out;
+	if (!c->to || !c->ram.n) {
+		fprintf(stderr, "rdma-migrate send: --to and at least one --ram are required\n");
+		goto out;
+	}
+	for (unsigned int i = 0; i < c->ram.n; i++, nim++) {
+		char name[RMIG_NAME_MAX];
+		const char *path;
+
+		if (cli_split_assign(c->ram.v[i], name, sizeof(name), &path)) {
+			fprintf(stderr, "rdma-migrate send: --ram '%s': expected NAME=PATH\n",
+				c->ram.v[i]);
+			goto out;
+		}
+		if (image_open_source(&im[i], name, path))
+			goto out;
+		total += im[i].len;
+	}
+	for (unsigned int i = 0; i < c->state.n; i++, nbf++) {
+		const char *path;
+
+		if (cli_split_assign(c->state.v[i], bf[i].name, sizeof(bf[i].name), &path)) {
+			fprintf(stderr, "rdma-migrate send: --state '%s': expected NAME=FILE\n",
+				c->state.v[i]);
+			goto out;
+		}
+		if (read_file(path, &bf[i].data, &bf[i].len))
+			goto out;
+		total += bf[i].len;
+	}
+	tool_opts(&o, c, RMIG_ROLE_SOURCE);
+	if (c->verify)
+		o.flags |= RMIG_F_VERIFY;
+	if (rmig_session_create(&o, &s))
+		goto out;
+	for (unsigned int i = 0; i < nim; i++) {
+		if (rmig_add_ram(s, im[i].name, im[i].addr, im[i].len, im[i].page_size)) {
+			fprintf(stderr, "rdma-migrate send: cannot use image '%s'\n", im[i].name);
+			goto out;
+		}
+	}
+	rc = EXIT_FAILED;
+	err = rmig_connect(s, c->to);
+	if (err)
+		goto out_err;
+	progress_start(&prog, s, total, c->quiet);
+	for (unsigned int i = 0; i < nim && !err; i++)
+		err = rmig_send_range(s, im[i].name, 0, im[i].len);
+	for (unsigned int i = 0; i < nbf && !err; i++)
+		err = rmig_send_state(s, bf[i].name, 0, bf[i].data, bf[i].len);
+	if (!err)
+		err = rmig_complete(s);
+	progress_stop(&prog);
+out_err:
+	if (c->json)
+		tool_print_json(stdout, "source", s, err, c->verify && !err);
+	if (err) {
+		fprintf(stderr, "rdma-migrate send: migration failed: %s\n",
+			rmig_last_error(s)[0] ? rmig_last_error(s) : strerror(-err));
+		goto out;
+	}
+	if (!c->quiet)
+		summary("sent", s, c->verify);
+	rc = 0;
+out:
+	rmig_session_destroy(s);
+	for (unsigned int i = 0; i < nim; i++)
+		image_close(&im[i]);
+	for (unsigned int i = 0; i < nbf; i++)
+		free(bf[i].data);
+	free(im);
+	free(bf);
+	return rc;
+}
+
+/* ---- recv ---- */
+
+struct recv_ctx {
+	const struct cli *c;
+	struct image *im;
+	unsigned int nim;
+	uint64_t total;
+};
+
+static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info *b, unsigned int n)
+{
+	struct recv_ctx *r = arg;
+	const struct cli *c = r->c;
+
+	if (n != c->ram.n) {
+		fprintf(stderr, "rdma-migrate recv: the source sends %u ram blocks, %u --ram given\n",
+			n, c->ram.n);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		char name[RMIG_NAME_MAX];
+		const char *path = NULL;
+		unsigned int j;
+
+		for (j = 0; j < c->ram.n; j++) {
+			if (!cli_split_assign(c->ram.v[j], name, sizeof(name), &path) &&
+			    !strcmp(name, b[i].name))
+				break;
+		}
+		if (j == c->ram.n) {
+			fprintf(stderr,
+				"rdma-migrate recv: the source sends ram block '%s' but no --ram "
+				"%s=PATH was given\n",
+				b[i].name, b[i].name);
+			return -ENOENT;
+		}
+		if (image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length))
+			return -EIO;
+		r->nim++;
+		r->total += b[i].length;
+		if (rmig_add_ram(s, b[i].name, r->im[r->nim - 1].addr, b[i].length,
+				 r->im[r->nim - 1].page_size))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static bool safe_name(const char *n)
+{
+	if (!n[0] || !strcmp(n, ".") || !strcmp(n, ".."))
+		return false;
+	for (const char *p = n; *p; p++)
+		if (*p == '/' || (unsigned char)*p < 0x20)
+			return false;
+	return true;
+}
+
+static int recv_state(void *arg, const char *name, uint32_t instance, const void *data,
+		      uint64_t len)
+{
+	struct recv_ctx *r = arg;
+	char path[4096], tmp[4200];
+	const uint8_t *p = data;
+	uint64_t off = 0;
+	int fd, rc = 0;
+
+	if (!r->c->state_dir) {
+		fprintf(stderr,
+			"rdma-migrate recv: the source sent device state '%s' but no --state-dir "
+			"was given\n",
+			name);
+		return -ENOENT;
+	}
+	if (!safe_name(name)) {
+		fprintf(stderr, "rdma-migrate recv: refusing device-state name '%s'\n", name);
+		return -EINVAL;
+	}
+	if (instance)
+		snprintf(path, sizeof(path), "%s/%s.%u", r->c->state_dir, name, instance);
+	else
+		snprintf(path, sizeof(path), "%s/%s", r->c->state_dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.part", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		fprintf(stderr, "rdma-migrate recv: %s: %s\n", tmp, strerror(errno));
+		return rc;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, p + off, len - off);
+
+		if (n <= 0) {
+			rc = -errno;
+			break;
+		}
+		off += (uint64_t)n;
+	}
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc) {
+		fprintf(stderr, "rdma-migrate recv: writing %s: %s\n", path, strerror(-rc));
+		unlink(tmp);
+	}
+	return rc;
+}
+
+static int cmd_recv(const struct cli *c)
+{
+	struct recv_ctx r = { .c = c };
+	struct progress prog = { 0 };
+	struct rmig_opts o;
+	rmig_session *s = NULL;
+	char uri[300];
+	int rc = EXIT_USAGE, err, port;
+
+	if (!c->listen || !c->ram.n) {
+		fprintf(stderr, "rdma-migrate recv: --listen and at least one --ram are required\n");
+		return EXIT_USAGE;
+	}
+	for (unsigned int i = 0; i < c->ram.n; i++) {
+		char name[RMIG_NAME_MAX];
+		const char *path;
+
+		if (cli_split_assign(c->ram.v[i], name, sizeof(name), &path)) {
+			fprintf(stderr, "rdma-migrate recv: --ram '%s': expected NAME=PATH\n",
+				c->ram.v[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (c->state_dir) {
+		struct stat st;
+
+		if (stat(c->state_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "rdma-migrate recv: --state-dir %s: not a directory\n",
+				c->state_dir);
+			return EXIT_USAGE;
+		}
+	}
+	r.im = calloc(c->ram.n, sizeof(*r.im));
+	if (!r.im)
+		return EXIT_FAILED;
+	tool_opts(&o, c, RMIG_ROLE_DEST);
+	o.layout_fn = recv_layout;
+	o.layout_arg = &r;
+	o.state_fn = recv_state;
+	o.state_arg = &r;
+	if (rmig_session_create(&o, &s))
+		goto out;
+	snprintf(uri, sizeof(uri), "tcp://%s", c->listen);
+	if (rmig_listen(s, uri))
+		goto out;
+	rc = EXIT_FAILED;
+	port = rmig_listen_port(s);
+	if (c->port_file) {
+		FILE *f = fopen(c->port_file, "w");
+
+		if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
+			fprintf(stderr, "rdma-migrate recv: writing %s: %s\n", c->port_file,
+				strerror(errno));
+			goto out;
+		}
+	}
+	if (!c->quiet)
+		fprintf(stderr, "rdma-migrate: listening on %s (port %d)\n", c->listen, port);
+	err = rmig_accept(s);
+	if (!err) {
+		progress_start(&prog, s, r.total, c->quiet);
+		err = rmig_complete(s);
+		progress_stop(&prog);
+	}
+	if (c->json)
+		tool_print_json(stdout, "destination", s, err, false);
+	if (err) {
+		fprintf(stderr, "rdma-migrate recv: migration failed: %s\n",
+			rmig_last_error(s)[0] ? rmig_last_error(s) : strerror(-err));
+		goto out;
+	}
+	if (!c->quiet)
+		summary("received", s, false);
+	rc = 0;
+out:
+	rmig_session_destroy(s);
+	for (unsigned int i = 0; i < r.nim; i++)
+		image_close(&r.im[i]);
+	free(r.im);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned int cmd = 0;
+	struct cli c;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		cli_usage(argc < 2 ? stderr : stdout, 0);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	for (unsigned int k = CMD_SEND; k <= CMD_INFO; k <<= 1)
+		if (!strcmp(argv[1], cli_cmd_name(k)))
+			cmd = k;
+	if (!cmd) {
+		fprintf(stderr, "rdma-migrate: unknown command '%s'\n", argv[1]);
+		cli_usage(stderr, 0);
+		return EXIT_USAGE;
+	}
+	if (cli_parse(&c, cmd, argc - 2, argv + 2)) {
+		fprintf(stderr, "see 'rdma-migrate %s --help'\n", argv[1]);
+		return EXIT_USAGE;
+	}
+	if (c.help) {
+		cli_usage(stdout, cmd);
+		return 0;
+	}
+	switch (cmd) {
+	case CMD_SEND:
+		return cmd_send(&c);
+	case CMD_RECV:
+		return cmd_recv(&c);
+	case CMD_BENCH:
+		return tool_bench(&c);
+	default:
+		return tool_info(&c);
+	}
+}

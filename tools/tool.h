@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* tool.h - pieces shared by rdma-migrate's subcommands. */
+#ifndef RMIG_TOOL_H
+#define RMIG_TOOL_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "rmig.h"
+#include "transport.h"
+
+static inline bool rmig_rdma_built(void)
+{
+	return rmig_rdma_transport() != NULL;
+}
+
+void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role);
+void tool_fmt_bytes(char *buf, size_t len, double v);
+void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified);
+int tool_bench(const struct cli *c);
+int tool_info(const struct cli *c);
+
+#endif
