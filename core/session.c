@@ -130,8 +130,6 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	n = o->size < sizeof(s->opts) ? o->size : sizeof(s->opts);
 	memcpy(&s->opts, o, n);
 	s->opts.size = sizeof(s->opts);
-	if (!s->opts.log_fn && n > offsetof(struct rmig_opts, log_fn))
-		s->opts.log_level = RMIG_LOG_ERROR - 1; /* an explicit NULL silences logging */
 	lg = (struct rmig_logger){ s->opts.log_fn, s->opts.log_arg, s->opts.log_level };
 	rc = opts_check(&s->opts, &lg);
 	if (rc) {

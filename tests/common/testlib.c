@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/* testlib.c - see testlib.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "sess.h"
+#include "testlib.h"
+
+static size_t pagesz(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+void *guarded_alloc(uint64_t len)
+{
+	size_t ps = pagesz();
+	uint64_t body = round_up(len, ps);
+	uint8_t *p = mmap(NULL, body + 2 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	if (mprotect(p + ps, body, PROT_READ | PROT_WRITE)) {
+		munmap(p, body + 2 * ps);
+		return NULL;
+	}
+	/* The block ends exactly at the upper guard page. */
+	return p + ps + (body - len);
+}
+
+void guarded_free(void *p, uint64_t len)
+{
+	size_t ps = pagesz();
+	uint64_t body = round_up(len, ps);
+
+	if (p)
+		munmap((uint8_t *)p - (body - len) - ps, body + 2 * ps);
+}
+
+void fill_random(uint8_t *p, uint64_t len, uint64_t seed)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+
+	for (uint64_t i = 0; i < len; i++) {
+		if (i % 8 == 0) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+		}
+		p[i] = (uint8_t)(x >> (8 * (i % 8)));
+	}
+}
+
+void fill_sparse(uint8_t *p, uint64_t len, uint32_t page, unsigned int every, uint64_t seed)
+{
+	memset(p, 0, len);
+	for (uint64_t off = 0; off + page <= len; off += (uint64_t)page * every)
+		fill_random(p + off, page, seed + off);
+}
+
+static void *dest_thread(void *arg)
+{
+	struct pair *p = arg;
+
+	p->accept_rc = rmig_accept(p->dst);
+	p->dst_rc = p->accept_rc ? p->accept_rc : rmig_complete(p->dst);
+	return NULL;
+}
+
+int pair_open(struct pair *p, const struct pair_cfg *cfg)
+{
+	struct rmig_opts so, dopt;
+	const char *addr;
+	char uri[128];
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	p->cfg = *cfg;
+	addr = cfg->addr ? cfg->addr : "127.0.0.1";
+	p->smem = guarded_alloc(cfg->len);
+	p->dmem = guarded_alloc(cfg->len);
+	if (!p->smem || !p->dmem)
+		return -ENOMEM;
+	rmig_opts_init(&so, sizeof(so));
+	so.role = RMIG_ROLE_SOURCE;
+	so.channels = cfg->channels;
+	so.timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
+	so.flags = cfg->flags;
+	so.transport = cfg->transport ? cfg->transport : RMIG_TRANSPORT_TCP;
+	/* Quiet unless asked: the tests assert on rmig_last_error() instead. */
+	if (getenv("RMIG_TEST_LOG"))
+		so.log_level = RMIG_LOG_DEBUG;
+	else
+		so.log_fn = NULL;
+	if (cfg->extent_max)
+		so.extent_max = cfg->extent_max;
+	dopt = so;
+	dopt.role = RMIG_ROLE_DEST;
+	dopt.state_fn = cfg->state_fn;
+	dopt.state_arg = cfg->state_arg;
+	rc = rmig_session_create(&so, &p->src);
+	if (!rc)
+		rc = rmig_session_create(&dopt, &p->dst);
+	if (rc)
+		return rc;
+	if (cfg->ops) {
+		rmig_sess_set_transport(p->src, cfg->ops);
+		rmig_sess_set_transport(p->dst, cfg->ops);
+	}
+	rc = rmig_add_ram(p->src, "ram", p->smem, cfg->len, cfg->page_size);
+	if (!rc)
+		rc = rmig_add_ram(p->dst, "ram", p->dmem, cfg->len, cfg->page_size);
+	snprintf(uri, sizeof(uri), "tcp://%s:0", addr);
+	if (!rc)
+		rc = rmig_listen(p->dst, uri);
+	if (rc)
+		return rc;
+	rc = -pthread_create(&p->th, NULL, dest_thread, p);
+	if (rc)
+		return rc;
+	p->th_started = true;
+	snprintf(uri, sizeof(uri), "%s:%d", addr, rmig_listen_port(p->dst));
+	return rmig_connect(p->src, uri);
+}
+
+int pair_join(struct pair *p)
+{
+	if (p->th_started) {
+		pthread_join(p->th, NULL);
+		p->th_started = false;
+	}
+	return p->dst_rc;
+}
+
+void pair_close(struct pair *p)
+{
+	if (p->th_started) {
+		rmig_cancel(p->dst, "test over");
+		pair_join(p);
+	}
+	rmig_session_destroy(p->src);
+	rmig_session_destroy(p->dst);
+	guarded_free(p->smem, p->cfg.len);
+	guarded_free(p->dmem, p->cfg.len);
+	p->src = p->dst = NULL;
+	p->smem = p->dmem = NULL;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * testlib.h - test helpers: memory with PROT_NONE guard pages on both sides
+ * (a write outside a block crashes the test), fill patterns, and a
+ * source/destination session pair in one process.
+ */
+#ifndef RMIG_TESTLIB_H
+#define RMIG_TESTLIB_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rmig.h"
+#include "transport.h"
+
+void *guarded_alloc(uint64_t len);
+void guarded_free(void *p, uint64_t len);
+void fill_random(uint8_t *p, uint64_t len, uint64_t seed);
+/* Mostly zero: one random page in @every, the rest zero. */
+void fill_sparse(uint8_t *p, uint64_t len, uint32_t page, unsigned int every, uint64_t seed);
+
+struct pair_cfg {
+	unsigned int channels;
+	uint64_t len;
+	uint32_t page_size;
+	uint32_t extent_max;   /* 0: default */
+	unsigned int timeout_ms;
+	unsigned int flags;
+	const struct rmig_transport_ops *ops; /* NULL: the real transport (TCP) */
+	enum rmig_transport_kind transport;   /* default TCP */
+	const char *addr;                     /* default 127.0.0.1 */
+	rmig_state_fn state_fn;
+	void *state_arg;
+};
+
+struct pair {
+	struct pair_cfg cfg;
+	rmig_session *src, *dst;
+	uint8_t *smem, *dmem;
+	pthread_t th;
+	bool th_started;
+	int accept_rc;
+	int dst_rc; /* rmig_complete on the destination */
+};
+
+/* Create both sessions, accept on a thread, connect. Returns rmig_connect's result. */
+int pair_open(struct pair *p, const struct pair_cfg *cfg);
+/* Wait for the destination thread; returns its rmig_complete result. */
+int pair_join(struct pair *p);
+void pair_close(struct pair *p);
+
+#endif

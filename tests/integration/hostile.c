@@ -1,0 +1,507 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hostile.c - peers that break the protocol on purpose. A hostile source
+ * talks raw bytes to a destination session whose RAM sits between PROT_NONE
+ * guard pages (a write outside the block crashes the test); a hostile
+ * destination answers a source session badly. Every case must end in a clear
+ * error within the timeout, never a hang or a write outside guest RAM.
+ *
+ *   hostile                      run every case in-process (cmocka)
+ *   hostile source CASE HOST:PORT   be a hostile source for `rdma-migrate recv`
+ *   hostile list                 print the source cases
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sock.h"
+#include "testlib.h"
+#include "wire.h"
+
+#define BLOCK_LEN (1u << 20)
+#define TIMEOUT_MS 1500
+
+/* ---- a raw source ---- */
+
+struct raw {
+	int ctl;
+	int data;
+	uint64_t sid;
+	uint16_t port;
+};
+
+static int send_ctl(int fd, uint16_t type, const void *p, uint32_t len)
+{
+	uint8_t hdr[RMIG_CTL_HDR_LEN];
+
+	rmig_ctl_hdr_encode(hdr, type, len);
+	if (rmig_sock_write_full(fd, hdr, sizeof(hdr)))
+		return -1;
+	return len ? rmig_sock_write_full(fd, p, len) : 0;
+}
+
+static int recv_ctl(int fd, struct rmig_ctl_hdr *h, uint8_t *buf)
+{
+	uint8_t hdr[RMIG_CTL_HDR_LEN];
+
+	if (rmig_sock_read_full(fd, hdr, sizeof(hdr)) || rmig_ctl_hdr_decode(hdr, h))
+		return -1;
+	return rmig_sock_read_full(fd, buf, h->len);
+}
+
+static void hello_default(struct rmig_msg_hello *m, uint64_t sid)
+{
+	memset(m, 0, sizeof(*m));
+	m->version = RMIG_PROTO_VERSION;
+	m->session_id = sid;
+	m->nchannels = 1;
+	m->transport = RMIG_TRANSPORT_TCP;
+	m->nblocks = 1;
+	strcpy(m->blocks[0].name, "ram");
+	m->blocks[0].length = BLOCK_LEN;
+	m->blocks[0].page_size = 4096;
+}
+
+/* Full handshake and one data channel. 0 or -1. */
+static int raw_open(struct raw *r, const char *host, const char *port, uint64_t sid_on_data)
+{
+	static struct rmig_msg_hello m;
+	static uint8_t buf[RMIG_CTL_MAX];
+	struct rmig_msg_hello_ack ack;
+	struct rmig_ctl_hdr h;
+	struct rmig_frame f = { .type = RMIG_FRAME_CHAN_HELLO, .offset = RMIG_PROTO_VERSION };
+	uint8_t fb[RMIG_FRAME_HDR_LEN];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int n;
+
+	r->sid = 0xfeedfacecafebeefull;
+	r->data = -1;
+	if (rmig_sock_connect(host, port, 2000, &r->ctl))
+		return -1;
+	hello_default(&m, r->sid);
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	if (send_ctl(r->ctl, RMIG_MSG_HELLO, buf, (uint32_t)n) || recv_ctl(r->ctl, &h, buf) ||
+	    h.type != RMIG_MSG_HELLO_ACK || rmig_hello_ack_decode(buf, h.len, &ack) ||
+	    recv_ctl(r->ctl, &h, buf) || h.type != RMIG_MSG_REG)
+		return -1;
+	r->port = rmig_get_be16(ack.ep);
+	getpeername(r->ctl, (struct sockaddr *)&ss, &sl);
+	((struct sockaddr_in *)&ss)->sin_port = htons(r->port);
+	if (rmig_sock_connect_addr((struct sockaddr *)&ss, sl, 2000, &r->data))
+		return -1;
+	f.arg = sid_on_data ? sid_on_data : r->sid;
+	rmig_frame_encode(&f, fb);
+	return rmig_sock_write_full(r->data, fb, sizeof(fb));
+}
+
+static void raw_close(struct raw *r)
+{
+	if (r->ctl >= 0)
+		close(r->ctl);
+	if (r->data >= 0)
+		close(r->data);
+	r->ctl = r->data = -1;
+}
+
+static int send_frame(struct raw *r, uint8_t type, uint32_t id, uint64_t off, uint32_t len,
+		      uint64_t arg, uint32_t payload)
+{
+	struct rmig_frame f = { .type = type, .id = id, .len = len, .offset = off, .arg = arg };
+	uint8_t fb[RMIG_FRAME_HDR_LEN];
+	static uint8_t junk[BLOCK_LEN];
+
+	memset(junk, 0xee, sizeof(junk));
+	rmig_frame_encode(&f, fb);
+	if (rmig_sock_write_full(r->data, fb, sizeof(fb)))
+		return -1;
+	return payload ? rmig_sock_write_full(r->data, junk, payload) : 0;
+}
+
+/* ---- the cases ---- */
+
+struct hcase {
+	const char *name;
+	const char *expect; /* in the destination's error */
+	int (*run)(const char *host, const char *port);
+};
+
+static int c_bad_magic(const char *host, const char *port)
+{
+	uint8_t b[RMIG_CTL_HDR_LEN] = "NOPE-not-rmig!!";
+	int fd;
+
+	if (rmig_sock_connect(host, port, 2000, &fd))
+		return -1;
+	rmig_sock_write_full(fd, b, sizeof(b));
+	sleep(3);
+	close(fd);
+	return 0;
+}
+
+static int c_bad_version(const char *host, const char *port)
+{
+	static struct rmig_msg_hello m;
+	uint8_t buf[4096];
+	int fd, n;
+
+	if (rmig_sock_connect(host, port, 2000, &fd))
+		return -1;
+	hello_default(&m, 1);
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	rmig_put_be32(buf, 99);
+	send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	sleep(3);
+	close(fd);
+	return 0;
+}
+
+static int c_truncated_hello(const char *host, const char *port)
+{
+	uint8_t hdr[RMIG_CTL_HDR_LEN], body[50] = { 0 };
+	int fd;
+
+	if (rmig_sock_connect(host, port, 2000, &fd))
+		return -1;
+	rmig_ctl_hdr_encode(hdr, RMIG_MSG_HELLO, 100); /* promises 100, sends 50, leaves */
+	rmig_sock_write_full(fd, hdr, sizeof(hdr));
+	rmig_sock_write_full(fd, body, sizeof(body));
+	close(fd);
+	return 0;
+}
+
+static int c_many_blocks(const char *host, const char *port)
+{
+	static struct rmig_msg_hello m;
+	static uint8_t buf[RMIG_CTL_MAX];
+	int fd, n;
+
+	if (rmig_sock_connect(host, port, 2000, &fd))
+		return -1;
+	hello_default(&m, 1);
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	rmig_put_be32(buf + 24, 100000); /* nblocks far beyond the limit */
+	send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	sleep(3);
+	close(fd);
+	return 0;
+}
+
+static int c_bad_chan_hello(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0x1234); /* wrong session id on the data channel */
+
+	sleep(3);
+	raw_close(&r);
+	return rc;
+}
+
+#define FRAME_CASE(fn, ...)                                                                        \
+	static int fn(const char *host, const char *port)                                         \
+	{                                                                                          \
+		struct raw r;                                                                      \
+		int rc = raw_open(&r, host, port, 0);                                              \
+		if (!rc)                                                                           \
+			send_frame(&r, __VA_ARGS__);                                               \
+		sleep(3);                                                                          \
+		raw_close(&r);                                                                     \
+		return rc;                                                                         \
+	}
+
+FRAME_CASE(c_block_oob, RMIG_FRAME_WRITE_RAM, 5, 0, 4096, 0, 4096)
+FRAME_CASE(c_offset_oob, RMIG_FRAME_WRITE_RAM, 0, BLOCK_LEN - 4095, 4096, 0, 4096)
+FRAME_CASE(c_offset_wrap, RMIG_FRAME_WRITE_RAM, 0, UINT64_MAX - 4095, 8192, 0, 8192)
+FRAME_CASE(c_zero_oob, RMIG_FRAME_ZERO_RAM, 0, BLOCK_LEN, 4096, 0, 0)
+FRAME_CASE(c_state_oob, RMIG_FRAME_WRITE_STATE, 0, 100, 4096, 1000, 4096)
+FRAME_CASE(c_state_huge, RMIG_FRAME_WRITE_STATE, 0, 0, 16, 1ull << 50, 16)
+FRAME_CASE(c_unknown_frame, 99, 0, 0, 0, 0, 0)
+FRAME_CASE(c_sync_zero, RMIG_FRAME_SYNC, 0, 0, 0, 0, 0)
+
+static int c_truncated_frame(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0);
+
+	if (!rc)
+		send_frame(&r, RMIG_FRAME_WRITE_RAM, 0, 0, 65536, 0, 100); /* 100 of 65536 bytes */
+	/* the data channel dies first; the control connection lingers */
+	close(r.data);
+	r.data = -1;
+	usleep(500000);
+	raw_close(&r);
+	return rc;
+}
+
+static int c_disconnect(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0);
+
+	if (!rc)
+		send_frame(&r, RMIG_FRAME_WRITE_RAM, 0, 0, 65536, 0, 65536);
+	raw_close(&r);
+	return rc;
+}
+
+static int c_silent(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0);
+
+	sleep(4); /* no PING, nothing: a stalled source */
+	raw_close(&r);
+	return rc;
+}
+
+static const struct hcase cases[] = {
+	{ "bad-magic", "malformed message header", c_bad_magic },
+	{ "bad-version", "protocol version 99", c_bad_version },
+	{ "truncated-hello", "peer closed the connection", c_truncated_hello },
+	{ "many-blocks", "malformed HELLO", c_many_blocks },
+	{ "bad-channel-hello", "bad tcp data channel hello", c_bad_chan_hello },
+	{ "block-out-of-range", "unknown ram block 5", c_block_oob },
+	{ "offset-out-of-range", "write outside ram block 'ram'", c_offset_oob },
+	{ "offset-wraps", "write outside ram block 'ram'", c_offset_wrap },
+	{ "zero-out-of-range", "write outside ram block 'ram'", c_zero_oob },
+	{ "state-out-of-range", "device-state chunk out of range", c_state_oob },
+	{ "state-too-big", "device state over the limit", c_state_huge },
+	{ "unknown-frame", "malformed frame header", c_unknown_frame },
+	{ "sync-out-of-order", "sync marker 0 out of order", c_sync_zero },
+	{ "truncated-frame", "peer closed the connection mid-transfer", c_truncated_frame },
+	{ "disconnect", "peer closed", c_disconnect },
+	{ "silent", "peer silent", c_silent },
+};
+
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
+/* ---- in-process: hostile source against a destination session ---- */
+
+struct runner {
+	const struct hcase *c;
+	char port[16];
+	int rc;
+};
+
+static void *run_case(void *arg)
+{
+	struct runner *r = arg;
+
+	r->rc = r->c->run("127.0.0.1", r->port);
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_hostile_sources(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NCASES; i++) {
+		struct rmig_opts o;
+		rmig_session *d;
+		uint8_t *mem = guarded_alloc(BLOCK_LEN);
+		struct runner r = { .c = &cases[i] };
+		pthread_t th;
+		double t0, dt;
+		int rc;
+
+		memset(mem, 0x5a, BLOCK_LEN);
+		rmig_opts_init(&o, sizeof(o));
+		o.role = RMIG_ROLE_DEST;
+		o.timeout_ms = TIMEOUT_MS;
+		o.blob_max = 1 << 20;
+		o.log_fn = NULL;
+		assert_int_equal(rmig_session_create(&o, &d), 0);
+		assert_int_equal(rmig_add_ram(d, "ram", mem, BLOCK_LEN, 4096), 0);
+		assert_int_equal(rmig_listen(d, "tcp://127.0.0.1:0"), 0);
+		snprintf(r.port, sizeof(r.port), "%d", rmig_listen_port(d));
+		pthread_create(&th, NULL, run_case, &r);
+		t0 = now_s();
+		rc = rmig_accept(d);
+		if (!rc)
+			rc = rmig_complete(d);
+		dt = now_s() - t0;
+		printf("# %-22s rc=%d after %.2fs: %s\n", cases[i].name, rc, dt,
+		       rmig_last_error(d));
+		assert_true(rc < 0);
+		assert_true(dt < 3.0 * TIMEOUT_MS / 1000.0);
+		assert_non_null(strstr(rmig_last_error(d), cases[i].expect));
+		rmig_session_destroy(d);
+		pthread_join(th, NULL);
+		assert_int_equal(r.rc, 0); /* the hostile peer got as far as it meant to */
+		/* a rejected write never touched guest RAM */
+		if (strstr(cases[i].expect, "outside") || strstr(cases[i].expect, "unknown ram"))
+			for (uint32_t k = 0; k < BLOCK_LEN; k += 512)
+				assert_int_equal(mem[k], 0x5a);
+		guarded_free(mem, BLOCK_LEN);
+	}
+}
+
+/* ---- in-process: hostile destinations against a source session ---- */
+
+enum dmode { D_GARBAGE, D_SILENT, D_CLOSE, D_BAD_EP, D_BOGUS_ACK };
+
+struct fake_dst {
+	int lfd;
+	enum dmode mode;
+};
+
+static void *fake_dst_main(void *arg)
+{
+	struct fake_dst *f = arg;
+	static uint8_t buf[RMIG_CTL_MAX];
+	struct rmig_ctl_hdr h;
+	int fd;
+
+	if (rmig_sock_accept(f->lfd, 5000, &fd))
+		return NULL;
+	recv_ctl(fd, &h, buf);
+	switch (f->mode) {
+	case D_GARBAGE:
+		rmig_sock_write_full(fd, "garbage garbage garbage", 20);
+		sleep(3);
+		break;
+	case D_SILENT:
+		sleep(3);
+		break;
+	case D_CLOSE:
+		break;
+	case D_BAD_EP: {
+		struct rmig_msg_hello_ack a = { .version = RMIG_PROTO_VERSION, .ep_len = 7 };
+		int n = rmig_hello_ack_encode(&a, buf, sizeof(buf));
+
+		send_ctl(fd, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
+		sleep(3);
+		break;
+	}
+	case D_BOGUS_ACK: {
+		uint8_t v[8];
+
+		rmig_u64_encode(77, v, sizeof(v));
+		send_ctl(fd, RMIG_MSG_SYNC_ACK, v, 8); /* instead of HELLO_ACK */
+		sleep(3);
+		break;
+	}
+	}
+	close(fd);
+	return NULL;
+}
+
+static void test_hostile_destinations(void **state)
+{
+	static const struct {
+		enum dmode mode;
+		int rc;
+		const char *expect;
+	} dc[] = {
+		{ D_GARBAGE, -EBADMSG, "malformed message header" },
+		{ D_SILENT, -ETIMEDOUT, "waiting for HELLO_ACK: timed out" },
+		{ D_CLOSE, -ECONNRESET, "peer closed the connection" },
+		{ D_BAD_EP, -EPROTO, "bad tcp endpoint" },
+		{ D_BOGUS_ACK, -EPROTO, "expected HELLO_ACK, got SYNC_ACK" },
+	};
+	static uint8_t mem[64 << 10];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(dc) / sizeof(dc[0]); i++) {
+		struct fake_dst f = { .mode = dc[i].mode };
+		struct rmig_opts o;
+		rmig_session *s;
+		pthread_t th;
+		char uri[64];
+		double t0;
+
+		assert_int_equal(rmig_sock_listen("127.0.0.1", "0", &f.lfd), 0);
+		rmig_opts_init(&o, sizeof(o));
+		o.role = RMIG_ROLE_SOURCE;
+		o.transport = RMIG_TRANSPORT_TCP;
+		o.timeout_ms = TIMEOUT_MS;
+		o.log_fn = NULL;
+		assert_int_equal(rmig_session_create(&o, &s), 0);
+		assert_int_equal(rmig_add_ram(s, "ram", mem, sizeof(mem), 4096), 0);
+		pthread_create(&th, NULL, fake_dst_main, &f);
+		snprintf(uri, sizeof(uri), "127.0.0.1:%d", rmig_sock_local_port(f.lfd));
+		t0 = now_s();
+		assert_int_equal(rmig_connect(s, uri), dc[i].rc);
+		assert_true(now_s() - t0 < 3.0 * TIMEOUT_MS / 1000.0);
+		printf("# destination case %zu: %s\n", i, rmig_last_error(s));
+		assert_non_null(strstr(rmig_last_error(s), dc[i].expect));
+		rmig_session_destroy(s);
+		pthread_join(th, NULL);
+		close(f.lfd);
+	}
+}
+
+static void test_unreachable(void **state)
+{
+	static uint8_t mem[4096];
+	struct rmig_opts o;
+	rmig_session *s;
+	int lfd, port;
+
+	(void)state;
+	/* a port that was just free: nobody listens there */
+	assert_int_equal(rmig_sock_listen("127.0.0.1", "0", &lfd), 0);
+	port = rmig_sock_local_port(lfd);
+	close(lfd);
+	rmig_opts_init(&o, sizeof(o));
+	o.role = RMIG_ROLE_SOURCE;
+	o.transport = RMIG_TRANSPORT_TCP;
+	o.log_fn = NULL;
+	assert_int_equal(rmig_session_create(&o, &s), 0);
+	assert_int_equal(rmig_add_ram(s, "ram", mem, sizeof(mem), 4096), 0);
+	{
+		char uri[64];
+
+		snprintf(uri, sizeof(uri), "127.0.0.1:%d", port);
+		assert_int_equal(rmig_connect(s, uri), -ECONNREFUSED);
+	}
+	assert_non_null(strstr(rmig_last_error(s), "Connection refused"));
+	rmig_session_destroy(s);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hostile_sources),
+		cmocka_unit_test(test_hostile_destinations),
+		cmocka_unit_test(test_unreachable),
+	};
+
+	if (argc == 2 && !strcmp(argv[1], "list")) {
+		for (size_t i = 0; i < NCASES; i++)
+			printf("%s\t%s\n", cases[i].name, cases[i].expect);
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "source")) {
+		enum rmig_transport_kind k;
+		char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX];
+
+		if (rmig_uri_parse(argv[3], &k, host, port))
+			return 2;
+		for (size_t i = 0; i < NCASES; i++)
+			if (!strcmp(cases[i].name, argv[2]))
+				return cases[i].run(host, port) ? 1 : 0;
+		fprintf(stderr, "hostile: unknown case %s\n", argv[2]);
+		return 2;
+	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

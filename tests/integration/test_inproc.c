@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_inproc.c - two sessions in one process over a real transport (TCP by
+ * default; RMIG_TEST_TRANSPORT=rdma and RMIG_TEST_ADDR select the RDMA run in
+ * the soft-RoCE VM). Images: random, sparse, hugepage-sized pages; 1, 2, 4
+ * and 8 channels; byte-for-byte comparison; device state; --verify catching
+ * a corrupted destination.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testlib.h"
+
+static struct pair_cfg base(unsigned int ch, uint64_t len, uint32_t ps)
+{
+	const char *t = getenv("RMIG_TEST_TRANSPORT");
+	struct pair_cfg c = { .channels = ch, .len = len, .page_size = ps, .timeout_ms = 20000 };
+
+	c.transport = t && !strcmp(t, "rdma") ? RMIG_TRANSPORT_RDMA : RMIG_TRANSPORT_TCP;
+	c.addr = getenv("RMIG_TEST_ADDR");
+	return c;
+}
+
+static void migrate(struct pair_cfg c, void (*fill)(uint8_t *, uint64_t))
+{
+	struct rmig_stats st;
+	struct pair p;
+
+	assert_int_equal(pair_open(&p, &c), 0);
+	fill(p.smem, c.len);
+	memset(p.dmem, 0x5a, c.len);
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
+	assert_int_equal(rmig_complete(p.src), 0);
+	assert_int_equal(pair_join(&p), 0);
+	assert_memory_equal(p.smem, p.dmem, c.len);
+	rmig_get_stats(p.src, &st);
+	assert_int_equal(st.handled, c.len);
+	assert_int_equal(st.channels, c.channels);
+	pair_close(&p);
+}
+
+static void random_fill(uint8_t *p, uint64_t len)
+{
+	fill_random(p, len, len);
+}
+
+static void sparse_fill(uint8_t *p, uint64_t len)
+{
+	fill_sparse(p, len, 4096, 37, 5);
+}
+
+static void test_channels_random(void **state)
+{
+	static const unsigned int chans[] = { 1, 2, 4, 8 };
+
+	(void)state;
+	for (unsigned int i = 0; i < 4; i++)
+		migrate(base(chans[i], 24 << 20, 4096), random_fill);
+}
+
+static void test_channels_sparse(void **state)
+{
+	static const unsigned int chans[] = { 1, 2, 4, 8 };
+
+	(void)state;
+	for (unsigned int i = 0; i < 4; i++)
+		migrate(base(chans[i], 32 << 20, 4096), sparse_fill);
+}
+
+static void test_hugepage_sized(void **state)
+{
+	(void)state;
+	/* 2 MiB pages: extents and zero detection at huge-page granularity */
+	migrate(base(4, 64 << 20, 2 << 20), sparse_fill);
+	migrate(base(2, 16 << 20, 2 << 20), random_fill);
+}
+
+static void test_rounds_and_bitmap(void **state)
+{
+	struct pair_cfg c = base(4, 8 << 20, 4096);
+	uint64_t npages = c.len / 4096;
+	unsigned long *map = calloc((npages + 63) / 64, sizeof(unsigned long));
+	struct pair p;
+
+	(void)state;
+	assert_int_equal(pair_open(&p, &c), 0);
+	fill_random(p.smem, c.len, 1);
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
+	assert_int_equal(rmig_sync(p.src), 0);
+	for (int round = 2; round < 6; round++) {
+		memset(map, 0, (npages + 63) / 64 * sizeof(unsigned long));
+		for (uint64_t pg = (uint64_t)round; pg < npages; pg += (uint64_t)round * 3) {
+			fill_random(p.smem + pg * 4096, 4096, pg * 131 + (uint64_t)round);
+			map[pg / 64] |= 1UL << (pg % 64);
+		}
+		assert_int_equal(rmig_send_bitmap(p.src, "ram", map), 0);
+		assert_int_equal(rmig_sync(p.src), 0);
+		assert_memory_equal(p.smem, p.dmem, c.len);
+	}
+	assert_int_equal(rmig_complete(p.src), 0);
+	assert_int_equal(pair_join(&p), 0);
+	pair_close(&p);
+	free(map);
+}
+
+struct blobs {
+	pthread_mutex_t lock;
+	uint8_t *data[4];
+	uint64_t len[4];
+	int good;
+	int corrupt_ram; /* corrupt this many bytes of guest RAM when loading */
+	uint8_t *ram;
+};
+
+static int load(void *arg, const char *name, uint32_t instance, const void *data, uint64_t len)
+{
+	struct blobs *b = arg;
+
+	pthread_mutex_lock(&b->lock);
+	if (instance < 4 && len == b->len[instance] && !strcmp(name, "gpu") &&
+	    !memcmp(data, b->data[instance], len))
+		b->good++;
+	if (b->corrupt_ram)
+		b->ram[12345] ^= 0xff;
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+static void test_device_state_verify(void **state)
+{
+	struct blobs b = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct pair_cfg c = base(4, 4 << 20, 4096);
+	struct pair p;
+
+	(void)state;
+	c.state_fn = load;
+	c.state_arg = &b;
+	c.flags = RMIG_F_VERIFY;
+	assert_int_equal(pair_open(&p, &c), 0);
+	fill_random(p.smem, c.len, 77);
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
+	for (uint32_t i = 0; i < 4; i++) {
+		b.len[i] = (uint64_t)(i + 1) * 3 * 1000 * 1000 + i;
+		b.data[i] = malloc(b.len[i]);
+		fill_random(b.data[i], b.len[i], i);
+		assert_int_equal(rmig_send_state(p.src, "gpu", i, b.data[i], b.len[i]), 0);
+	}
+	assert_int_equal(rmig_complete(p.src), 0);
+	assert_int_equal(pair_join(&p), 0);
+	assert_int_equal(b.good, 4);
+	assert_memory_equal(p.smem, p.dmem, c.len);
+	pair_close(&p);
+	for (int i = 0; i < 4; i++)
+		free(b.data[i]);
+}
+
+static void test_verify_detects_corruption(void **state)
+{
+	struct blobs b = { .lock = PTHREAD_MUTEX_INITIALIZER, .corrupt_ram = 1 };
+	struct pair_cfg c = base(2, 1 << 20, 4096);
+	uint8_t blob[100] = { 1 };
+	struct pair p;
+
+	(void)state;
+	c.state_fn = load;
+	c.state_arg = &b;
+	c.flags = RMIG_F_VERIFY;
+	assert_int_equal(pair_open(&p, &c), 0);
+	b.ram = p.dmem;
+	b.len[0] = sizeof(blob);
+	b.data[0] = blob;
+	fill_random(p.smem, c.len, 3);
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
+	assert_int_equal(rmig_send_state(p.src, "gpu", 0, blob, sizeof(blob)), 0);
+	assert_int_equal(rmig_complete(p.src), -EBADMSG);
+	assert_non_null(strstr(rmig_last_error(p.src), "digest mismatch in ram block 'ram'"));
+	assert_int_equal(pair_join(&p), -EBADMSG);
+	pair_close(&p);
+}
+
+struct acceptor {
+	rmig_session *s;
+	int rc;
+};
+
+static void *accept_main(void *arg)
+{
+	struct acceptor *a = arg;
+
+	a->rc = rmig_accept(a->s);
+	return NULL;
+}
+
+static void test_layout_mismatch(void **state)
+{
+	static uint8_t mem[2 << 20];
+	const char *addr = getenv("RMIG_TEST_ADDR") ? getenv("RMIG_TEST_ADDR") : "127.0.0.1";
+	struct rmig_opts so, dopt;
+	struct acceptor a = { 0 };
+	rmig_session *src, *dst;
+	pthread_t th;
+	char uri[64];
+
+	(void)state;
+	rmig_opts_init(&so, sizeof(so));
+	so.role = RMIG_ROLE_SOURCE;
+	so.log_fn = NULL;
+	so.transport = base(1, 0, 0).transport;
+	so.timeout_ms = 3000;
+	dopt = so;
+	dopt.role = RMIG_ROLE_DEST;
+	assert_int_equal(rmig_session_create(&so, &src), 0);
+	assert_int_equal(rmig_session_create(&dopt, &dst), 0);
+	/* the source claims 2 MiB, the destination has 1 MiB */
+	assert_int_equal(rmig_add_ram(src, "ram", mem, sizeof(mem), 4096), 0);
+	assert_int_equal(rmig_add_ram(dst, "ram", mem, 1 << 20, 4096), 0);
+	snprintf(uri, sizeof(uri), "tcp://%s:0", addr);
+	assert_int_equal(rmig_listen(dst, uri), 0);
+	snprintf(uri, sizeof(uri), "%s:%d", addr, rmig_listen_port(dst));
+	a.s = dst;
+	assert_int_equal(pthread_create(&th, NULL, accept_main, &a), 0);
+	assert_int_equal(rmig_connect(src, uri), -EPROTO);
+	pthread_join(th, NULL);
+	assert_int_equal(a.rc, -EPROTO);
+	assert_non_null(strstr(rmig_last_error(dst), "source 2097152 bytes"));
+	assert_non_null(strstr(rmig_last_error(src), "peer reported: refusing the source"));
+	rmig_session_destroy(dst);
+	rmig_session_destroy(src);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_channels_random),
+		cmocka_unit_test(test_channels_sparse),
+		cmocka_unit_test(test_hugepage_sized),
+		cmocka_unit_test(test_rounds_and_bitmap),
+		cmocka_unit_test(test_device_state_verify),
+		cmocka_unit_test(test_verify_detects_corruption),
+		cmocka_unit_test(test_layout_mismatch),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

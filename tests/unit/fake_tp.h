@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fake_tp.h - an in-memory transport for unit tests. Source writes are held
+ * back (as an RDMA NIC holds posted work) and applied to the destination only
+ * at flush(), so a core that posted a sync marker without flushing first
+ * would be caught. Failures are injected by count.
+ */
+#ifndef FAKE_TP_H
+#define FAKE_TP_H
+
+#include "transport.h"
+
+struct fake_ctl {
+	int fail_write_at;  /* fail the Nth write (1-based) with -EIO; 0 = never */
+	int drop_markers;   /* markers vanish: syncs never complete */
+	int writes;         /* writes seen */
+	int markers;        /* markers delivered */
+	int flushes;        /* flushes that applied something */
+};
+
+extern struct fake_ctl fake_ctl;
+extern const struct rmig_transport_ops fake_ops;
+void fake_reset(void);
+
+#endif
