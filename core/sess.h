@@ -93,6 +93,7 @@ struct rmig_session {
 	unsigned int nchannels;
 	int ctl_fd;
 	int listen_fd;
+	int wake_fd;  /* eventfd: readable once the session shuts down */
 	const struct rmig_transport_ops *tp_ops;
 	struct rmig_tp *tp;
 	struct rmig_chan *chans;
@@ -112,6 +113,7 @@ struct rmig_session {
 	uint64_t sync_acked;    /* source: highest SYNC_ACK; dest: highest sync done */
 	uint64_t *chan_sync;    /* dest: last marker id per channel */
 	bool complete_seen;     /* dest: COMPLETE received */
+	bool finishing;         /* dest: acking completion; errors no longer count */
 	int peer_verdict;       /* source: COMPLETE_ACK status, 1 = none yet */
 	uint64_t t_end_ns;
 

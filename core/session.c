@@ -5,12 +5,14 @@
  * completion) and the destination's placement checks. Every offset and
  * length that comes from the wire is checked here before memory is touched.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -144,6 +146,12 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 					  .fail = up_fail };
 	s->ctl_fd = -1;
 	s->listen_fd = -1;
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
+		rc = -errno;
+		free(s);
+		return rc;
+	}
 	s->peer_verdict = 1;
 	s->nchannels = s->opts.channels;
 	pthread_mutex_init(&s->lock, NULL);
@@ -168,8 +176,15 @@ static void shut_everything(struct rmig_session *s)
 {
 	if (s->tp)
 		s->tp_ops->shutdown(s->tp);
+	/*
+	 * Half-close only: the peer reads our queued ERROR, then EOF. Readers
+	 * of the control socket wake on wake_fd; a full shutdown here would
+	 * leave unread input at close() and so send RST, which may destroy
+	 * what the peer has not read yet.
+	 */
 	if (s->ctl_fd >= 0)
-		shutdown(s->ctl_fd, SHUT_RDWR);
+		shutdown(s->ctl_fd, SHUT_WR);
+	(void)!eventfd_write(s->wake_fd, 1);
 	if (s->listen_fd >= 0)
 		shutdown(s->listen_fd, SHUT_RDWR);
 	pthread_mutex_lock(&s->cs_lock);
@@ -193,9 +208,15 @@ static void tell_peer(struct rmig_session *s, int err, const char *msg)
 	if (n < 0)
 		return;
 	rmig_ctl_hdr_encode(buf, RMIG_MSG_ERROR, (uint32_t)n);
-	/* Best effort: never wait behind a sender that is stuck. */
-	if (pthread_mutex_trylock(&s->ctl_send_lock))
-		return;
+	/* Best effort: wait a moment for a PING in flight, never for a stuck sender. */
+	{
+		uint64_t d = rmig_now_ns() + 1000000000ull;
+		struct timespec ts = { .tv_sec = (time_t)(d / 1000000000ull),
+				       .tv_nsec = (long)(d % 1000000000ull) };
+
+		if (pthread_mutex_timedlock(&s->ctl_send_lock, &ts))
+			return;
+	}
 	(void)!send(s->ctl_fd, buf, RMIG_CTL_HDR_LEN + (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	pthread_mutex_unlock(&s->ctl_send_lock);
 }
@@ -208,7 +229,7 @@ static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const cha
 	if (err >= 0)
 		err = -EIO;
 	pthread_mutex_lock(&s->lock);
-	if (!s->err && s->state != RMIG_S_DONE) {
+	if (!s->err && s->state != RMIG_S_DONE && !s->finishing) {
 		first = true;
 		s->err = err;
 		s->err_from_peer = from_peer;
@@ -253,9 +274,24 @@ static int fail_peer(struct rmig_session *s, int err, const char *fmt, ...)
 
 static int up_fail(void *arg, int err, const char *fmt, ...)
 {
+	struct rmig_session *s = arg;
 	va_list ap;
 	int rc;
 
+	/*
+	 * A peer that fails closes its data channels right after it sends its
+	 * reason on the control connection: give that reason a moment to
+	 * arrive, so the operator reads the cause, not "connection reset".
+	 */
+	if (err == -ECONNRESET || err == -EPIPE) {
+		uint64_t deadline = rmig_now_ns() + 200000000ull;
+
+		pthread_mutex_lock(&s->lock);
+		while (!s->err && s->state != RMIG_S_DONE && !s->finishing &&
+		       rmig_sess_wait(s, deadline) == 0)
+			;
+		pthread_mutex_unlock(&s->lock);
+	}
 	va_start(ap, fmt);
 	rc = sess_vfail(arg, err, false, fmt, ap);
 	va_end(ap);
@@ -365,23 +401,53 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
 	return 0;
 }
 
+/* Read @len bytes of the control socket: -ETIMEDOUT, -ECANCELED on shutdown. */
+static int ctl_read(struct rmig_session *s, void *buf, size_t len)
+{
+	struct pollfd pfd[2] = { { .fd = s->ctl_fd, .events = POLLIN },
+				 { .fd = s->wake_fd, .events = POLLIN } };
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n;
+		int rc = poll(pfd, 2, (int)s->opts.timeout_ms);
+
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return -errno;
+		if (rc == 0)
+			return -ETIMEDOUT;
+		if (pfd[1].revents)
+			return -ECANCELED;
+		n = recv(s->ctl_fd, p, len, MSG_DONTWAIT);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /* Read one control message into @buf (RMIG_CTL_MAX bytes). */
 static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf)
 {
 	uint8_t hdr[RMIG_CTL_HDR_LEN];
 	int rc;
 
-	rc = rmig_sock_read_full(s->ctl_fd, hdr, sizeof(hdr));
+	rc = ctl_read(s, hdr, sizeof(hdr));
 	if (rc)
 		return rc;
 	if (rmig_ctl_hdr_decode(hdr, h))
 		return rmig_sess_fail(s, -EBADMSG,
 				      "control connection: malformed message header (magic 0x%08x)",
 				      rmig_get_be32(hdr));
-	rc = rmig_sock_read_full(s->ctl_fd, buf, h->len);
-	if (rc)
-		return rc;
-	return 0;
+	return ctl_read(s, buf, h->len);
 }
 
 static int handle_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len)
@@ -461,8 +527,17 @@ static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, cons
 		if (!src)
 			break;
 		if (h->len == 4 && rmig_get_be32(buf) == 0) {
+			/*
+			 * Done here, not in rmig_complete(): the destination closes
+			 * its sockets right after this ack, and that close must not
+			 * be taken for an error.
+			 */
 			pthread_mutex_lock(&s->lock);
 			s->peer_verdict = 0;
+			if (!s->err) {
+				s->state = RMIG_S_DONE;
+				s->t_end_ns = rmig_now_ns();
+			}
 			pthread_cond_broadcast(&s->cond);
 			pthread_mutex_unlock(&s->lock);
 			return 0;
@@ -498,7 +573,7 @@ static bool sess_done(struct rmig_session *s)
 	bool done;
 
 	pthread_mutex_lock(&s->lock);
-	done = s->state == RMIG_S_DONE || s->err;
+	done = s->state == RMIG_S_DONE || s->err || s->finishing;
 	pthread_mutex_unlock(&s->lock);
 	return done;
 }
@@ -518,14 +593,17 @@ static void *ctl_thread(void *arg)
 	int rc = buf ? 0 : -ENOMEM;
 
 	while (!rc) {
-		struct pollfd pfd = { .fd = s->ctl_fd, .events = POLLIN };
+		struct pollfd pfd[2] = { { .fd = s->ctl_fd, .events = POLLIN },
+					 { .fd = s->wake_fd, .events = POLLIN } };
 		uint64_t now;
-		int n = poll(&pfd, 1, (int)tick);
+		int n = poll(pfd, 2, (int)tick);
 
 		if (n < 0 && errno != EINTR) {
 			rc = -errno;
 			break;
 		}
+		if (n > 0 && pfd[1].revents)
+			break; /* shut down: whoever did it holds the error */
 		now = rmig_now_ns();
 		if (n > 0) {
 			rc = ctl_recv(s, &h, buf);
@@ -538,7 +616,7 @@ static void *ctl_thread(void *arg)
 					    s->opts.timeout_ms);
 			break;
 		}
-		if (!rc && now - last_tx >= (uint64_t)tick * 1000000ull) {
+		if (!rc && !sess_done(s) && now - last_tx >= (uint64_t)tick * 1000000ull) {
 			rc = rmig_ctl_send(s, RMIG_MSG_PING, NULL, 0);
 			last_tx = now;
 		}
@@ -546,6 +624,9 @@ static void *ctl_thread(void *arg)
 	if (rc && !sess_done(s))
 		rmig_sess_fail(s, rc, "control connection: %s",
 			       rc == -ECONNRESET ? "peer closed the connection" : rmig_strerror(rc));
+	/* Answer the peer's close with ours, so its lingering close ends now. */
+	if (rc == -ECONNRESET)
+		shutdown(s->ctl_fd, SHUT_WR);
 	free(buf);
 	return NULL;
 }
@@ -634,19 +715,13 @@ static void block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN
 	}
 }
 
-static int send_verdict(struct rmig_session *s, int err, const char *msg)
+/* The destination's "all placed, loaded and verified". */
+static int send_complete_ack(struct rmig_session *s)
 {
-	uint8_t buf[RMIG_ERRMSG_MAX + 8];
-	struct rmig_msg_error m = { .code = -err };
-	int n;
+	uint8_t buf[4];
 
-	if (!err) {
-		rmig_put_be32(buf, 0);
-		return rmig_ctl_send(s, RMIG_MSG_COMPLETE_ACK, buf, 4);
-	}
-	snprintf(m.msg, sizeof(m.msg), "%s", msg);
-	n = rmig_error_encode(&m, buf, sizeof(buf));
-	return rmig_ctl_send(s, RMIG_MSG_COMPLETE_ACK, buf, (uint32_t)n);
+	rmig_put_be32(buf, 0);
+	return rmig_ctl_send(s, RMIG_MSG_COMPLETE_ACK, buf, sizeof(buf));
 }
 
 static void dest_complete_task(void *arg)
@@ -700,22 +775,36 @@ static void dest_complete_task(void *arg)
 				snprintf(why, sizeof(why), "digest mismatch in device-state blob %u",
 					 i);
 		if (why[0]) {
-			send_verdict(s, -EBADMSG, why);
+			/* the sticky error tells the source, before the half-close */
 			rmig_sess_fail(s, -EBADMSG, "verification failed: %s", why);
 			goto out;
 		}
 		rmig_info(&s->log, "verified %u ram blocks and %u blobs", s->nblocks, m.nblobs);
 	}
-	/* Done before the ack: the source may close its sockets as soon as it reads it. */
+	/*
+	 * The source may close its sockets as soon as it reads the ack, so
+	 * errors stop counting first ("finishing"); DONE, which releases
+	 * rmig_complete() and so the close of this side, comes after the send.
+	 */
 	pthread_mutex_lock(&s->lock);
-	if (!s->err) {
+	rc = s->err;
+	if (!rc)
+		s->finishing = true;
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		goto out;
+	rc = send_complete_ack(s);
+	pthread_mutex_lock(&s->lock);
+	if (rc) {
+		s->err = rc;
+		snprintf(s->errmsg, sizeof(s->errmsg), "sending the completion ack: %s",
+			 rmig_strerror(rc));
+	} else {
 		s->state = RMIG_S_DONE;
 		s->t_end_ns = rmig_now_ns();
 	}
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
-	if (s->state == RMIG_S_DONE)
-		send_verdict(s, 0, NULL);
 out:
 	free(want);
 	free(have);
@@ -1327,11 +1416,7 @@ static int source_complete(struct rmig_session *s)
 	pthread_mutex_lock(&s->lock);
 	while (!s->err && s->peer_verdict)
 		rmig_sess_wait(s, 0);
-	rc = s->err;
-	if (!rc) {
-		s->state = RMIG_S_DONE;
-		s->t_end_ns = rmig_now_ns();
-	}
+	rc = s->peer_verdict ? s->err : 0;
 	pthread_mutex_unlock(&s->lock);
 out:
 	free(dg);
@@ -1392,6 +1477,31 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 	}
 }
 
+/*
+ * Lingering close: after our FIN, read until the peer's EOF (bounded) so
+ * that close() finds no unread input and sends FIN, not an RST that could
+ * destroy the last message the peer has not read yet.
+ */
+static void ctl_close(struct rmig_session *s)
+{
+	unsigned int budget = s->opts.timeout_ms < 2000 ? s->opts.timeout_ms : 2000;
+	uint64_t deadline = rmig_now_ns() + (uint64_t)budget * 1000000ull;
+	uint8_t sink[4096];
+
+	shutdown(s->ctl_fd, SHUT_WR);
+	for (;;) {
+		struct pollfd pfd = { .fd = s->ctl_fd, .events = POLLIN };
+		uint64_t now = rmig_now_ns();
+
+		if (now >= deadline || poll(&pfd, 1, (int)((deadline - now) / 1000000ull) + 1) <= 0)
+			break;
+		if (recv(s->ctl_fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0 && errno != EAGAIN)
+			break;
+	}
+	close(s->ctl_fd);
+	s->ctl_fd = -1;
+}
+
 void rmig_session_destroy(rmig_session *s)
 {
 	if (!s)
@@ -1417,9 +1527,10 @@ void rmig_session_destroy(rmig_session *s)
 	if (s->tp)
 		s->tp_ops->destroy(s->tp);
 	if (s->ctl_fd >= 0)
-		close(s->ctl_fd);
+		ctl_close(s);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
+	close(s->wake_fd);
 	rmig_state_free(s);
 	free(s->chans);
 	free(s->chan_sync);

@@ -117,8 +117,6 @@ struct blobs {
 	uint8_t *data[4];
 	uint64_t len[4];
 	int good;
-	int corrupt_ram; /* corrupt this many bytes of guest RAM when loading */
-	uint8_t *ram;
 };
 
 static int load(void *arg, const char *name, uint32_t instance, const void *data, uint64_t len)
@@ -129,8 +127,6 @@ static int load(void *arg, const char *name, uint32_t instance, const void *data
 	if (instance < 4 && len == b->len[instance] && !strcmp(name, "gpu") &&
 	    !memcmp(data, b->data[instance], len))
 		b->good++;
-	if (b->corrupt_ram)
-		b->ram[12345] ^= 0xff;
 	pthread_mutex_unlock(&b->lock);
 	return 0;
 }
@@ -165,23 +161,22 @@ static void test_device_state_verify(void **state)
 
 static void test_verify_detects_corruption(void **state)
 {
-	struct blobs b = { .lock = PTHREAD_MUTEX_INITIALIZER, .corrupt_ram = 1 };
 	struct pair_cfg c = base(2, 1 << 20, 4096);
-	uint8_t blob[100] = { 1 };
 	struct pair p;
+	int rc;
 
 	(void)state;
-	c.state_fn = load;
-	c.state_arg = &b;
 	c.flags = RMIG_F_VERIFY;
 	assert_int_equal(pair_open(&p, &c), 0);
-	b.ram = p.dmem;
-	b.len[0] = sizeof(blob);
-	b.data[0] = blob;
 	fill_random(p.smem, c.len, 3);
 	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
-	assert_int_equal(rmig_send_state(p.src, "gpu", 0, blob, sizeof(blob)), 0);
-	assert_int_equal(rmig_complete(p.src), -EBADMSG);
+	assert_int_equal(rmig_sync(p.src), 0);
+	/* every byte is placed: now damage one behind the transport's back */
+	assert_memory_equal(p.smem, p.dmem, c.len);
+	p.dmem[12345] ^= 0xff;
+	rc = rmig_complete(p.src);
+	printf("# source: %s\n# destination: %s\n", rmig_last_error(p.src), rmig_last_error(p.dst));
+	assert_int_equal(rc, -EBADMSG);
 	assert_non_null(strstr(rmig_last_error(p.src), "digest mismatch in ram block 'ram'"));
 	assert_int_equal(pair_join(&p), -EBADMSG);
 	pair_close(&p);
@@ -237,6 +232,65 @@ static void test_layout_mismatch(void **state)
 	rmig_session_destroy(src);
 }
 
+struct quick_dest {
+	rmig_session *s;
+	int rc;
+};
+
+static void *quick_dest_main(void *arg)
+{
+	struct quick_dest *q = arg;
+
+	q->rc = rmig_accept(q->s);
+	if (!q->rc)
+		q->rc = rmig_complete(q->s);
+	/* Close at once, as a CLI exits: the source must still get its ack. */
+	rmig_session_destroy(q->s);
+	return NULL;
+}
+
+static void test_close_right_after_complete(void **state)
+{
+	const char *addr = getenv("RMIG_TEST_ADDR") ? getenv("RMIG_TEST_ADDR") : "127.0.0.1";
+	uint8_t *src = malloc(1 << 20), *dst = malloc(1 << 20);
+
+	(void)state;
+	fill_random(src, 1 << 20, 9);
+	for (int i = 0; i < 30; i++) {
+		struct rmig_opts so, dopt;
+		struct quick_dest q = { 0 };
+		rmig_session *s;
+		pthread_t th;
+		char uri[64];
+
+		rmig_opts_init(&so, sizeof(so));
+		so.role = RMIG_ROLE_SOURCE;
+		so.log_fn = NULL;
+		so.channels = 2;
+		so.transport = base(1, 0, 0).transport;
+		so.flags = RMIG_F_VERIFY;
+		dopt = so;
+		dopt.role = RMIG_ROLE_DEST;
+		assert_int_equal(rmig_session_create(&so, &s), 0);
+		assert_int_equal(rmig_session_create(&dopt, &q.s), 0);
+		assert_int_equal(rmig_add_ram(s, "ram", src, 1 << 20, 4096), 0);
+		assert_int_equal(rmig_add_ram(q.s, "ram", dst, 1 << 20, 4096), 0);
+		snprintf(uri, sizeof(uri), "tcp://%s:0", addr);
+		assert_int_equal(rmig_listen(q.s, uri), 0);
+		snprintf(uri, sizeof(uri), "%s:%d", addr, rmig_listen_port(q.s));
+		assert_int_equal(pthread_create(&th, NULL, quick_dest_main, &q), 0);
+		assert_int_equal(rmig_connect(s, uri), 0);
+		assert_int_equal(rmig_send_range(s, "ram", 0, 1 << 20), 0);
+		assert_int_equal(rmig_complete(s), 0);
+		pthread_join(th, NULL);
+		assert_int_equal(q.rc, 0);
+		rmig_session_destroy(s);
+	}
+	assert_memory_equal(src, dst, 1 << 20);
+	free(src);
+	free(dst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +301,7 @@ int main(void)
 		cmocka_unit_test(test_device_state_verify),
 		cmocka_unit_test(test_verify_detects_corruption),
 		cmocka_unit_test(test_layout_mismatch),
+		cmocka_unit_test(test_close_right_after_complete),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

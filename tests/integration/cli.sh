@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# cli.sh - rdma-migrate as an operator runs it: two processes on loopback.
+# Usage: cli.sh BUILD_DIR [TRANSPORT [ADDR]]
+#   TRANSPORT tcp (default) or rdma (inside the soft-RoCE VM, ADDR its rxe address)
+# Every case compares images byte for byte or checks exit status, message and
+# timing. Ends with "N passed, N failed".
+set -u
+BUILD=$(cd "${1:?build dir}" && pwd)
+TRANSPORT=${2:-tcp}
+ADDR=${3:-127.0.0.1}
+BIG=${RMIG_CLI_BIG:-1024} # MiB for the large case
+RM="$BUILD/tools/rdma-migrate"
+HOSTILE="$BUILD/tests/integration/hostile"
+W=$(mktemp -d "${TMPDIR:-/tmp}/rmig-cli.XXXXXX")
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$W"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+# make_image PATH MiB KIND: random | sparse (random and zero runs) | zero
+make_image() {
+	local path=$1 mib=$2 kind=$3 i
+	: >"$path"
+	case $kind in
+	random) head -c "${mib}M" /dev/urandom >"$path" ;;
+	zero) truncate -s "${mib}M" "$path" ;;
+	sparse)
+		for ((i = 0; i < mib; i += 16)); do
+			if (((i / 16) % 2)); then
+				head -c 16M /dev/zero >>"$path"
+			else
+				head -c 16M /dev/urandom >>"$path"
+			fi
+		done
+		truncate -s "${mib}M" "$path"
+		;;
+	esac
+}
+
+# start_recv NAME ARGS...: runs recv in the background; sets RPID, RPORT
+start_recv() {
+	local name=$1
+	shift
+	rm -f "$W/$name.port"
+	"$RM" recv --listen "$ADDR:0" --port-file "$W/$name.port" --quiet "$@" \
+		>"$W/$name.out" 2>"$W/$name.err" &
+	RPID=$!
+	for _ in $(seq 100); do
+		[ -s "$W/$name.port" ] && break
+		sleep 0.05
+	done
+	RPORT=$(cat "$W/$name.port" 2>/dev/null)
+}
+
+# wait_rc PID SECONDS: the exit status, or 124 if it had to be killed
+wait_rc() {
+	local pid=$1 secs=$2 t=0
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 0.1
+		t=$((t + 1))
+		if ((t > secs * 10)); then
+			kill -9 "$pid" 2>/dev/null
+			wait "$pid" 2>/dev/null
+			return 124
+		fi
+	done
+	wait "$pid"
+}
+
+migrate_case() { # NAME CHANNELS MiB KIND [extra send args]
+	local name=$1 ch=$2 mib=$3 kind=$4
+	shift 4
+	make_image "$W/$name.src" "$mib" "$kind"
+	start_recv "$name" --ram "ram=$W/$name.dst" --timeout 20
+	if "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/$name.src" --channels "$ch" \
+		--transport "$TRANSPORT" --verify --json --quiet "$@" >"$W/$name.json" 2>"$W/$name.serr" &&
+		wait_rc "$RPID" 60 && cmp -s "$W/$name.src" "$W/$name.dst"; then
+		ok "$name: $mib MiB $kind, $ch channels, byte-identical ($(grep -o '"throughput_MiBps":[0-9.]*' "$W/$name.json"))"
+	else
+		bad "$name: $(cat "$W/$name.serr" "$W/$name.err" 2>/dev/null | tail -3)"
+	fi
+	rm -f "$W/$name.src" "$W/$name.dst"
+}
+
+echo "# rdma-migrate CLI tests, transport $TRANSPORT on $ADDR"
+
+# ---- migrations ----
+migrate_case big 4 "$BIG" sparse
+for ch in 1 2 8; do migrate_case ch$ch "$ch" 24 random; done
+migrate_case zeros 4 32 zero
+
+# JSON stats: zero pages counted, per-channel bytes listed
+make_image "$W/j.src" 64 sparse
+start_recv j --ram "ram=$W/j.dst" --json
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/j.src" --transport "$TRANSPORT" --channels 2 \
+	--json --quiet >"$W/j.json" 2>"$W/j.err"
+src_rc=$?
+wait_rc "$RPID" 30
+dst_rc=$?
+if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && grep -q '"ok":true' "$W/j.json" &&
+	grep -q '"zero_pages":8192' "$W/j.json" && grep -q '"per_channel_bytes":\[[0-9]*,[0-9]*\]' "$W/j.json" &&
+	grep -q '"role":"destination","ok":true' "$W/j.out"; then
+	ok "json: final stats on stdout on both sides"
+else
+	bad "json: $(cat "$W/j.json" "$W/j.out" "$W/j.err")"
+fi
+
+# several blocks, /dev/shm images, device-state files
+shm=/dev/shm/rmig-cli-$$
+make_image "$W/a.src" 8 random
+make_image "$shm.b.src" 4 sparse
+head -c 3000000 /dev/urandom >"$W/nic.state"
+head -c 12345 /dev/urandom >"$W/gpu.state"
+: >"$W/empty.state"
+mkdir -p "$W/states"
+start_recv multi --ram "a=$W/a.dst" --ram "b=$shm.b.dst" --state-dir "$W/states"
+if "$RM" send --to "$ADDR:$RPORT" --ram "a=$W/a.src" --ram "b=$shm.b.src" --transport "$TRANSPORT" \
+	--state "nic=$W/nic.state" --state "gpu=$W/gpu.state" --state "empty=$W/empty.state" \
+	--verify --quiet 2>"$W/multi.serr" && wait_rc "$RPID" 30 &&
+	cmp -s "$W/a.src" "$W/a.dst" && cmp -s "$shm.b.src" "$shm.b.dst" &&
+	cmp -s "$W/nic.state" "$W/states/nic" && cmp -s "$W/gpu.state" "$W/states/gpu" &&
+	cmp -s "$W/empty.state" "$W/states/empty"; then
+	ok "two blocks (one in /dev/shm) and three device-state files, byte-identical"
+else
+	bad "multi: $(cat "$W/multi.serr" "$W/multi.err")"
+fi
+rm -f "$shm".*
+
+# an existing destination image of another size is resized to the source's
+make_image "$W/r.src" 8 random
+make_image "$W/r.dst" 20 random
+start_recv resize --ram "ram=$W/r.dst"
+if "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/r.src" --transport "$TRANSPORT" --quiet &&
+	wait_rc "$RPID" 30 && cmp -s "$W/r.src" "$W/r.dst"; then
+	ok "destination image resized to the source's size"
+else
+	bad "resize"
+fi
+
+# hugetlbfs, when this machine has huge pages to give
+huge_case() {
+	local mnt=$W/huge
+	echo 16 >/proc/sys/vm/nr_hugepages 2>/dev/null
+	if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt 12 ] 2>/dev/null ||
+		! mkdir -p "$mnt" || ! mount -t hugetlbfs none "$mnt" 2>/dev/null; then
+		echo "skip hugetlbfs: no huge pages here (HugePages_Free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo))"
+		return
+	fi
+	make_image "$W/h.src" 8 random
+	# hugetlbfs has no write(): fill the source image through a shared mapping
+	python3 - "$W/h.src" "$mnt/h.src" <<'PY'
+import mmap, os, sys
+data = open(sys.argv[1], 'rb').read()
+fd = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(fd, len(data))
+m = mmap.mmap(fd, len(data))
+m[:] = data
+m.close()
+PY
+	start_recv huge --ram "ram=$mnt/h.dst"
+	if "$RM" send --to "$ADDR:$RPORT" --ram "ram=$mnt/h.src" --transport "$TRANSPORT" --verify \
+		--quiet 2>"$W/h.err" && wait_rc "$RPID" 30 && cmp -s "$W/h.src" "$mnt/h.dst"; then
+		ok "hugetlbfs images (2 MiB pages)"
+	else
+		bad "hugetlbfs: $(cat "$W/h.err" "$W/huge.err")"
+	fi
+	rm -f "$mnt"/*
+	umount "$mnt"
+}
+huge_case
+
+# ---- bad arguments: exit 2 and a message naming the problem ----
+usage_case() { # EXPECT ARGS...
+	local expect=$1
+	shift
+	"$RM" "$@" >/dev/null 2>"$W/usage.err"
+	local rc=$?
+	if [ $rc = 2 ] && grep -q -- "$expect" "$W/usage.err"; then
+		ok "usage: $* -> exit 2 ($expect)"
+	else
+		bad "usage: $* -> exit $rc: $(cat "$W/usage.err")"
+	fi
+}
+make_image "$W/u.img" 1 random
+head -c 5000 /dev/urandom >"$W/odd.img"
+usage_case "out of range" send --to h:1 --ram "r=$W/u.img" --channels 0
+usage_case "not a valid number" send --to h:1 --ram "r=$W/u.img" --channels four
+usage_case "unknown option" send --to h:1 --ram "r=$W/u.img" --bogus
+usage_case "unknown option" send --listen h:1
+usage_case "required" send --ram "r=$W/u.img"
+usage_case "expected NAME=PATH" send --to h:1 --ram nopath
+usage_case "No such file" send --to h:1 --ram "r=$W/missing.img"
+usage_case "not a non-zero multiple" send --to h:1 --ram "r=$W/odd.img"
+usage_case "is not one of" send --to h:1 --ram "r=$W/u.img" --transport udp
+usage_case "not a valid size" bench --size 12Q
+usage_case "unknown command" frobnicate
+usage_case "not a directory" recv --listen "$ADDR:0" --ram "r=$W/x" --state-dir "$W/nonexistent"
+if "$RM" send --help | grep -q -- "--channels N" && "$RM" --help | grep -q "recv"; then
+	ok "--help lists commands and options"
+else
+	bad "--help"
+fi
+
+# ---- failures at run time: exit 1, the cause, within the timeout ----
+# nobody listening
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$RM" send --to "127.0.0.1:$port" --ram "r=$W/u.img" --transport tcp --timeout 3 2>"$W/e.err"
+rc=$?
+if [ $rc = 1 ] && grep -q "Connection refused" "$W/e.err"; then ok "unreachable peer: exit 1, connection refused"; else bad "unreachable: $rc $(cat "$W/e.err")"; fi
+
+# a source that sends a block the destination has no --ram for
+make_image "$W/n.src" 1 random
+start_recv names --ram "other=$W/n.dst" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/n.src" --transport "$TRANSPORT" --timeout 5 --quiet 2>"$W/n.serr"
+src_rc=$?
+wait_rc "$RPID" 10
+dst_rc=$?
+if [ $src_rc = 1 ] && [ $dst_rc = 1 ] && grep -q "no --ram ram=PATH" "$W/names.err" &&
+	grep -q "declined the layout" "$W/n.serr"; then
+	ok "unknown block name: both sides exit 1 and say why"
+else
+	bad "unknown name: src $src_rc dst $dst_rc: $(cat "$W/n.serr" "$W/names.err")"
+fi
+
+# a stalled destination (SIGSTOP): the source gives up within its timeout
+start_recv stalled --ram "ram=$W/st.dst" --timeout 30
+kill -STOP "$RPID"
+start=$(date +%s)
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/u.img" --transport "$TRANSPORT" --timeout 2 --quiet 2>"$W/st.err"
+rc=$?
+took=$(($(date +%s) - start))
+kill -9 "$RPID" 2>/dev/null
+wait "$RPID" 2>/dev/null
+if [ $rc = 1 ] && [ "$took" -le 6 ] && grep -q "timed out" "$W/st.err"; then
+	ok "stalled destination: exit 1 after ${took}s ($(tail -1 "$W/st.err"))"
+else
+	bad "stalled: rc $rc after ${took}s: $(cat "$W/st.err")"
+fi
+
+# hostile sources against recv: each ends in exit 1 naming the cause, within the timeout
+if [ "$TRANSPORT" = tcp ]; then
+	while IFS=$'\t' read -r name expect; do
+		start_recv "h-$name" --ram "ram=$W/h-$name.dst" --timeout 2
+		"$HOSTILE" source "$name" "$ADDR:$RPORT" >/dev/null 2>&1 &
+		hp=$!
+		wait_rc "$RPID" 8
+		rc=$?
+		wait "$hp" 2>/dev/null
+		if [ $rc = 1 ] && grep -q -- "$expect" "$W/h-$name.err"; then
+			ok "hostile source $name: recv exit 1 ($expect)"
+		else
+			bad "hostile source $name: recv exit $rc: $(cat "$W/h-$name.err")"
+		fi
+	done < <("$HOSTILE" list)
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
