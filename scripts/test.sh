@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# test.sh - set up, build, and run every test: unit and integration suites
+# (TCP), the same suites under AddressSanitizer and UBSan, and the RDMA suites
+# on soft-RoCE inside a QEMU VM. Ends with "tests: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh || exit 1
+pass=0
+fail=0
+
+count() { # LOG: add meson's Ok/Fail counts
+	local ok bad
+	ok=$(awk '/^Ok:/ {print $2}' "$1" | tail -1)
+	bad=$(awk '/^(Fail|Timeout|Unexpected Pass):/ {s += $NF} END {print s + 0}' "$1")
+	pass=$((pass + ${ok:-0}))
+	fail=$((fail + bad))
+	[ -n "$ok" ] || fail=$((fail + 1))
+}
+
+run() { # NAME DIR [env...]: meson test in DIR
+	local name=$1 dir=$2
+	shift 2
+	echo "== $name"
+	env "$@" meson test -C "$dir" --print-errorlogs --num-processes 2 2>&1 | tee "/tmp/rmig-$name.log" |
+		grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout):'
+	count "/tmp/rmig-$name.log"
+}
+
+./scripts/build.sh build || { echo "tests: 0 passed, 1 failed"; exit 1; }
+run tcp build
+
+./scripts/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false ||
+	{ echo "tests: $pass passed, $((fail + 1)) failed"; exit 1; }
+run asan build-asan RMIG_CLI_BIG=128 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+if [ -x tests/vm/run-rdma-tests.sh ]; then
+	echo "== rdma (soft-RoCE VM)"
+	tests/vm/run-rdma-tests.sh build 2>&1 | tee /tmp/rmig-rdma.log
+	rc=${PIPESTATUS[0]}
+	p=$(grep -E '^rdma: [0-9]+ passed, [0-9]+ failed' /tmp/rmig-rdma.log | tail -1)
+	if [ -n "$p" ]; then
+		pass=$((pass + $(echo "$p" | awk '{print $2}')))
+		fail=$((fail + $(echo "$p" | awk '{print $4}')))
+	fi
+	[ "$rc" = 0 ] || [ -n "$p" ] || fail=$((fail + 1))
+fi
+
+echo "tests: $pass passed, $fail failed"
+[ "$fail" = 0 ]
