@@ -64,6 +64,7 @@ void rmig_opts_init(struct rmig_opts *o, size_t size)
 		.extent_max = DEFAULT_EXTENT,
 		.blob_max = DEFAULT_BLOB_MAX,
 		.load_threads = DEFAULT_LOAD_THREADS,
+		.inflight_max = 8ull << 20,
 		.log_fn = rmig_log_stderr,
 		.log_level = RMIG_LOG_WARN,
 	};
@@ -98,6 +99,11 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 	    (o->extent_max & (o->extent_max - 1))) {
 		rmig_err(lg, "option extent_max: %u is not a power of two in 4 KiB..256 MiB",
 			 o->extent_max);
+		return -EINVAL;
+	}
+	if (o->inflight_max < (1u << 20) || o->inflight_max > (1ull << 34)) {
+		rmig_err(lg, "option inflight_max: %llu is not in 1 MiB..16 GiB",
+			 (unsigned long long)o->inflight_max);
 		return -EINVAL;
 	}
 	if (o->load_threads < 1 || o->load_threads > 64) {
@@ -848,6 +854,7 @@ static int tp_create(struct rmig_session *s)
 		.nchannels = s->nchannels,
 		.timeout_ms = s->opts.timeout_ms,
 		.extent_max = s->opts.extent_max,
+		.inflight_max = s->opts.inflight_max,
 		.role = s->opts.role,
 	};
 	int rc;

@@ -79,6 +79,7 @@ struct rmig_tp_params {
 	unsigned int nchannels;
 	unsigned int timeout_ms;
 	uint32_t extent_max;
+	uint64_t inflight_max;
 	enum rmig_role role;
 };
 

@@ -46,6 +46,7 @@ struct cli {
 	const char *transport;
 	unsigned int timeout_s;
 	uint64_t extent;
+	uint64_t inflight;
 	bool verify;
 	bool json;
 	bool quiet;

@@ -188,6 +188,8 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 		o->extent_max = (uint32_t)c->extent;
 	if (c->channels)
 		o->channels = c->channels;
+	if (c->inflight)
+		o->inflight_max = c->inflight;
 	if (c->transport)
 		o->transport = !strcmp(c->transport, "tcp")    ? RMIG_TRANSPORT_TCP :
 			       !strcmp(c->transport, "rdma") ? RMIG_TRANSPORT_RDMA :

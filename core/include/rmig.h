@@ -89,6 +89,8 @@ struct rmig_opts {
 	unsigned int flags;            /* RMIG_F_* */
 	uint64_t blob_max;             /* destination: largest blob accepted; default 4 GiB */
 	unsigned int load_threads;     /* destination: blob load threads; default 4 */
+	uint64_t inflight_max;         /* RDMA: outstanding bytes per channel before a
+					* partial flush (poll until half is left); default 8 MiB */
 	rmig_log_fn log_fn;            /* default: stderr */
 	void *log_arg;
 	enum rmig_log_level log_level; /* default WARN */

@@ -45,6 +45,7 @@ static void migrate(struct pair_cfg c, void (*fill)(uint8_t *, uint64_t))
 	rmig_get_stats(p.src, &st);
 	assert_int_equal(st.handled, c.len);
 	assert_int_equal(st.channels, c.channels);
+	assert_int_equal(st.transport, c.transport); /* no silent fallback */
 	pair_close(&p);
 }
 

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cm.c - connection management: the destination listens with librdmacm on
+ * the control socket's local address and accepts one RC queue pair per
+ * channel, checking the CM private data (magic, version, session, channel);
+ * the source connects each channel to the same address. Each channel gets
+ * its own completion queue, polled by that channel's thread only.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rdma_int.h"
+
+static void priv_encode(uint8_t *b, uint16_t chan, uint64_t sid)
+{
+	rmig_put_be32(b, RMIG_RDMA_CM_MAGIC);
+	rmig_put_be16(b + 4, RMIG_PROTO_VERSION);
+	rmig_put_be16(b + 6, chan);
+	rmig_put_be64(b + 8, sid);
+}
+
+int rmig_rdma_cm_wait(struct rmig_rdma_tp *t, struct rdma_cm_event **ev_p)
+{
+	struct pollfd pfd[2] = { { .fd = t->ech->fd, .events = POLLIN },
+				 { .fd = t->wake_fd, .events = POLLIN } };
+	int rc;
+
+	do {
+		rc = poll(pfd, 2, (int)t->base.p.timeout_ms);
+	} while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return -errno;
+	if (rc == 0)
+		return -ETIMEDOUT;
+	if (pfd[1].revents)
+		return -ECANCELED;
+	return rmig_rv_get_event(t->ech, ev_p);
+}
+
+/* Wait for @want on @id; anything else is an error naming the event. */
+static int cm_expect(struct rmig_rdma_tp *t, struct rdma_cm_id *id, enum rdma_cm_event_type want,
+		     const char *what)
+{
+	struct rdma_cm_event *ev;
+	int rc = rmig_rdma_cm_wait(t, &ev), status;
+	enum rdma_cm_event_type got;
+
+	if (rc)
+		return RMIG_RDMA_FAIL(t, rc, "rdma: %s: %s", what,
+				 rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+	struct rdma_cm_id *evid = ev->id;
+
+	got = ev->event;
+	status = ev->status;
+	rmig_rv_ack_event(ev); /* ev is gone from here on */
+	if (got != want || evid != id)
+		return RMIG_RDMA_FAIL(t, got == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED : -EPROTO,
+				 "rdma: %s: got %s (status %d)", what, rdma_event_str(got), status);
+	return 0;
+}
+
+int rmig_rdma_pd_init(struct rmig_rdma_tp *t, struct ibv_context *verbs)
+{
+	int rc;
+
+	if (t->pd)
+		return t->verbs == verbs ? 0 : RMIG_RDMA_FAIL(t, -EXDEV, "rdma: channels on two devices");
+	rc = rmig_rv_alloc_pd(verbs, &t->pd);
+	if (rc)
+		return RMIG_RDMA_FAIL(t, rc, "rdma: allocating a protection domain on %s: %s",
+				 ibv_get_device_name(verbs->device), strerror(-rc));
+	t->verbs = verbs;
+	return 0;
+}
+
+static int track(struct rmig_rdma_tp *t, struct rmig_rdma_chan *c)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->shut)
+		rc = -ECANCELED;
+	else
+		t->chans[t->nchans++] = c;
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+/* CQ, QP and buffers for a channel whose cm id knows its device. */
+static int chan_setup(struct rmig_rdma_tp *t, struct rmig_rdma_chan *c)
+{
+	const struct rmig_tp_params *p = &t->base.p;
+	bool src = p->role == RMIG_ROLE_SOURCE;
+	struct ibv_qp_init_attr qa = { 0 };
+	int rc;
+
+	rc = rmig_rdma_pd_init(t, c->id->verbs);
+	if (!rc)
+		rc = rmig_rv_create_comp_channel(t->verbs, &c->cc);
+	if (!rc)
+		rc = rmig_rv_create_cq(t->verbs, RMIG_RDMA_SQ_DEPTH + RMIG_RDMA_RECV_BUFS + 8, c->cc, &c->cq);
+	if (rc)
+		return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: completion queue: %s", c->base.idx,
+				 strerror(-rc));
+	qa.send_cq = c->cq;
+	qa.recv_cq = c->cq;
+	qa.qp_type = IBV_QPT_RC;
+	qa.cap.max_send_wr = RMIG_RDMA_SQ_DEPTH + 4;
+	qa.cap.max_recv_wr = RMIG_RDMA_RECV_BUFS;
+	qa.cap.max_send_sge = 2;
+	qa.cap.max_recv_sge = 1;
+	rc = rmig_rv_create_qp(c->id, t->pd, &qa);
+	if (rc)
+		return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: creating the queue pair: %s",
+				 c->base.idx, strerror(-rc));
+	c->qp_num = c->id->qp->qp_num;
+	if (src) {
+		c->hdrs = calloc(RMIG_RDMA_SQ_DEPTH, RMIG_FRAME_HDR_LEN);
+		rc = c->hdrs ? rmig_rv_reg_mr(t->pd, c->hdrs, RMIG_RDMA_SQ_DEPTH * RMIG_FRAME_HDR_LEN,
+					      IBV_ACCESS_LOCAL_WRITE, &c->hdr_mr)
+			     : -ENOMEM;
+	} else {
+		c->rbuf_size = RMIG_FRAME_HDR_LEN + p->extent_max;
+		c->rbuf = malloc(c->rbuf_size * RMIG_RDMA_RECV_BUFS);
+		rc = c->rbuf ? rmig_rv_reg_mr(t->pd, c->rbuf, c->rbuf_size * RMIG_RDMA_RECV_BUFS,
+					      IBV_ACCESS_LOCAL_WRITE, &c->rbuf_mr)
+			     : -ENOMEM;
+		for (unsigned int i = 0; !rc && i < RMIG_RDMA_RECV_BUFS; i++) {
+			c->slots[i].c = c;
+			c->slots[i].buf = c->rbuf + i * c->rbuf_size;
+			rc = rmig_rdma_post_recv_slot(c, &c->slots[i]);
+		}
+	}
+	if (rc)
+		return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: staging buffers: %s", c->base.idx,
+				 strerror(-rc));
+	return rmig_rv_req_notify_cq(c->cq);
+}
+
+static struct rmig_rdma_chan *chan_alloc(struct rmig_rdma_tp *t, unsigned int idx)
+{
+	struct rmig_rdma_chan *c = calloc(1, sizeof(*c));
+
+	if (c) {
+		c->base.tp = &t->base;
+		c->base.idx = idx;
+	}
+	return c;
+}
+
+static int local_addr(int fd, bool peer, uint16_t port, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	if ((peer ? getpeername(fd, (struct sockaddr *)ss, &len)
+		  : getsockname(fd, (struct sockaddr *)ss, &len)) < 0)
+		return -errno;
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	else
+		return -EAFNOSUPPORT;
+	return 0;
+}
+
+int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
+	struct sockaddr_storage ss;
+	int rc;
+
+	rc = local_addr(ctl_fd, false, 0, &ss);
+	if (!rc)
+		rc = rmig_rv_create_id(t->ech, t, &t->listen_id);
+	if (!rc)
+		rc = rmig_rv_bind_addr(t->listen_id, (struct sockaddr *)&ss);
+	if (rc)
+		return RMIG_RDMA_FAIL(t, rc == -EADDRNOTAVAIL || rc == -ENODEV ? -ENODEV : rc,
+				 "rdma: no RDMA device on this side's control address (%s)",
+				 strerror(-rc));
+	if (!t->listen_id->verbs)
+		return RMIG_RDMA_FAIL(t, -ENODEV, "rdma: the control address has no RDMA device");
+	rc = rmig_rv_listen(t->listen_id, RMIG_CHANNELS_MAX);
+	if (rc)
+		return RMIG_RDMA_FAIL(t, rc, "rdma: listen: %s", strerror(-rc));
+	rc = rmig_rdma_pd_init(t, t->listen_id->verbs);
+	if (rc)
+		return rc;
+	rmig_put_be16(ep, ntohs(rmig_rv_get_src_port(t->listen_id))); /* network order */
+	*ep_len_p = 2;
+	return 0;
+}
+
+int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
+	const struct rmig_tp_params *p = &tp->p;
+	struct rdma_conn_param cp = { .responder_resources = 1, .initiator_depth = 1,
+				      .rnr_retry_count = 7, .retry_count = 7 };
+	struct rdma_cm_event *ev;
+	struct rdma_cm_id *id;
+	struct rmig_rdma_chan *c;
+	const uint8_t *pd;
+	uint16_t chan;
+	int rc;
+
+	rc = rmig_rdma_cm_wait(t, &ev);
+	if (rc)
+		return RMIG_RDMA_FAIL(t, rc, "rdma: waiting for a data channel: %s",
+				 rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+	if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
+		rc = RMIG_RDMA_FAIL(t, -EPROTO, "rdma: waiting for a data channel: got %s",
+			       rdma_event_str(ev->event));
+		rmig_rv_ack_event(ev);
+		return rc;
+	}
+	id = ev->id;
+	pd = ev->param.conn.private_data;
+	if (ev->param.conn.private_data_len < RMIG_RDMA_CM_PRIV_LEN || !pd ||
+	    rmig_get_be32(pd) != RMIG_RDMA_CM_MAGIC || rmig_get_be16(pd + 4) != RMIG_PROTO_VERSION ||
+	    rmig_get_be64(pd + 8) != p->session_id || rmig_get_be16(pd + 6) >= p->nchannels) {
+		rmig_rv_reject(id, NULL, 0);
+		rmig_rv_ack_event(ev);
+		rmig_rv_destroy_id(id);
+		return RMIG_RDMA_FAIL(t, -EPROTO, "rdma: rejected a connection with bad private data "
+					     "(wrong session, version or channel)");
+	}
+	chan = rmig_get_be16(pd + 6);
+	rmig_rv_ack_event(ev);
+	c = chan_alloc(t, chan);
+	if (!c) {
+		rmig_rv_reject(id, NULL, 0);
+		rmig_rv_destroy_id(id);
+		return -ENOMEM;
+	}
+	c->id = id;
+	rc = chan_setup(t, c);
+	if (!rc)
+		rc = rmig_rv_accept(id, &cp);
+	if (!rc)
+		rc = cm_expect(t, id, RDMA_CM_EVENT_ESTABLISHED, "accepting a data channel");
+	if (!rc)
+		rc = track(t, c);
+	if (rc) {
+		rmig_rdma_chan_close(&c->base);
+		return rc;
+	}
+	*ch_p = &c->base;
+	return 0;
+}
+
+int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
+		 unsigned int idx, struct rmig_tp_chan **ch_p)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
+	uint8_t priv[RMIG_RDMA_CM_PRIV_LEN];
+	struct rdma_conn_param cp = { .private_data = priv, .private_data_len = sizeof(priv),
+				      .responder_resources = 1, .initiator_depth = 1,
+				      .rnr_retry_count = 7, .retry_count = 7 };
+	struct sockaddr_storage ss;
+	struct rmig_rdma_chan *c;
+	int rc;
+
+	if (ep_len != 2)
+		return RMIG_RDMA_FAIL(t, -EPROTO, "rdma: bad endpoint (%u bytes)", ep_len);
+	rc = local_addr(ctl_fd, true, rmig_get_be16(ep), &ss);
+	if (rc)
+		return rc;
+	c = chan_alloc(t, idx);
+	if (!c)
+		return -ENOMEM;
+	priv_encode(priv, (uint16_t)idx, tp->p.session_id);
+	rc = rmig_rv_create_id(t->ech, c, &c->id);
+	if (!rc)
+		rc = rmig_rv_resolve_addr(c->id, (struct sockaddr *)&ss, (int)tp->p.timeout_ms);
+	if (!rc)
+		rc = cm_expect(t, c->id, RDMA_CM_EVENT_ADDR_RESOLVED, "resolving the peer address");
+	if (!rc)
+		rc = rmig_rv_resolve_route(c->id, (int)tp->p.timeout_ms);
+	if (!rc)
+		rc = cm_expect(t, c->id, RDMA_CM_EVENT_ROUTE_RESOLVED, "resolving the route");
+	if (!rc)
+		rc = chan_setup(t, c);
+	if (!rc)
+		rc = rmig_rv_connect(c->id, &cp);
+	if (!rc)
+		rc = cm_expect(t, c->id, RDMA_CM_EVENT_ESTABLISHED, "connecting a data channel");
+	if (!rc)
+		rc = track(t, c);
+	if (rc) {
+		RMIG_RDMA_FAIL(t, rc, "rdma: connecting channel %u: %s", idx, strerror(-rc));
+		rmig_rdma_chan_close(&c->base);
+		return rc;
+	}
+	*ch_p = &c->base;
+	return 0;
+}
+
+void rmig_rdma_chan_close(struct rmig_tp_chan *ch)
+{
+	struct rmig_rdma_tp *t;
+	struct rmig_rdma_chan *c;
+
+	if (!ch)
+		return;
+	c = rmig_rdma_chan(ch);
+	t = rmig_rdma_tp(ch->tp);
+	pthread_mutex_lock(&t->lock);
+	for (unsigned int i = 0; i < t->nchans; i++) {
+		if (t->chans[i] == c) {
+			t->chans[i] = t->chans[--t->nchans];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (c->id && c->id->qp)
+		rmig_rv_disconnect(c->id);
+	rmig_rv_destroy_qp(c->id);
+	rmig_rv_dereg_mr(c->hdr_mr);
+	rmig_rv_dereg_mr(c->rbuf_mr);
+	rmig_rv_destroy_cq(c->cq);
+	rmig_rv_destroy_comp_channel(c->cc);
+	rmig_rv_destroy_id(c->id);
+	free(c->hdrs);
+	free(c->rbuf);
+	free(c);
+}

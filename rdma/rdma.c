@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rdma.c - the verbs backend's ops table, its lifecycle and shutdown, and the
+ * probe that tells whether an RDMA device reaches a peer.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rdma_int.h"
+
+bool rmig_rdma_is_shut(struct rmig_rdma_tp *t)
+{
+	bool shut;
+
+	pthread_mutex_lock(&t->lock);
+	shut = t->shut;
+	pthread_mutex_unlock(&t->lock);
+	return shut;
+}
+
+static int rmig_rdma_create(const struct rmig_tp_params *p, struct rmig_tp **tp_p)
+{
+	struct rmig_rdma_tp *t = calloc(1, sizeof(*t));
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	t->base.ops = rmig_rdma_transport();
+	t->base.p = *p;
+	t->budget = p->inflight_max > 2ull * p->extent_max ? p->inflight_max : 2ull * p->extent_max;
+	pthread_mutex_init(&t->lock, NULL);
+	t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rc = t->wake_fd < 0 ? -errno : rmig_rv_create_channel(&t->ech);
+	if (rc) {
+		if (t->wake_fd >= 0)
+			close(t->wake_fd);
+		free(t);
+		return rc;
+	}
+	*tp_p = &t->base;
+	return 0;
+}
+
+static void rmig_rdma_destroy(struct rmig_tp *tp)
+{
+	struct rmig_rdma_tp *t;
+
+	if (!tp)
+		return;
+	t = rmig_rdma_tp(tp);
+	rmig_rdma_mr_release(t);
+	rmig_rv_destroy_id(t->listen_id);
+	rmig_rv_dealloc_pd(t->pd);
+	rmig_rv_destroy_channel(t->ech);
+	close(t->wake_fd);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+/* Wake every waiter; queue pairs go to the error state, flushing their work. */
+static void rmig_rdma_shutdown(struct rmig_tp *tp)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->shut) {
+		t->shut = true;
+		(void)!eventfd_write(t->wake_fd, 1);
+		for (unsigned int i = 0; i < t->nchans; i++)
+			if (t->chans[i]->id && t->chans[i]->id->qp)
+				rmig_rv_qp_to_error(t->chans[i]->id->qp);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static const struct rmig_transport_ops rmig_rdma_ops = {
+	.name = "rdma",
+	.kind = RMIG_TRANSPORT_RDMA,
+	.create = rmig_rdma_create,
+	.destroy = rmig_rdma_destroy,
+	.listen = rmig_rdma_listen,
+	.accept = rmig_rdma_accept,
+	.connect = rmig_rdma_connect,
+	.reg = rmig_rdma_reg,
+	.set_remote = rmig_rdma_set_remote,
+	.write = rmig_rdma_write,
+	.zero = rmig_rdma_zero,
+	.flush = rmig_rdma_flush,
+	.marker = rmig_rdma_marker,
+	.progress = rmig_rdma_progress,
+	.shutdown = rmig_rdma_shutdown,
+	.chan_close = rmig_rdma_chan_close,
+};
+
+const struct rmig_transport_ops *rmig_rdma_transport(void)
+{
+	return &rmig_rdma_ops;
+}
+
+int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len)
+{
+	struct rdma_event_channel *ech = NULL;
+	struct rdma_cm_id *id = NULL;
+	struct rdma_cm_event *ev = NULL;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int rc;
+
+	if (rmig_rv_device_count() == 0) {
+		snprintf(why, why_len, "no RDMA devices on this host (see 'rdma-migrate info')");
+		return -ENODEV;
+	}
+	if (getpeername(ctl_fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	rc = rmig_rv_create_channel(&ech);
+	if (!rc)
+		rc = rmig_rv_create_id(ech, NULL, &id);
+	if (!rc)
+		rc = rmig_rv_resolve_addr(id, (struct sockaddr *)&ss, 2000);
+	if (!rc)
+		rc = rmig_rv_get_event(ech, &ev);
+	if (!rc && (ev->event != RDMA_CM_EVENT_ADDR_RESOLVED || !id->verbs))
+		rc = -ENODEV;
+	if (rc)
+		snprintf(why, why_len, "no RDMA device reaches the peer (%s)",
+			 ev ? rdma_event_str(ev->event) : strerror(-rc));
+	else
+		snprintf(why, why_len, "device %s reaches the peer",
+			 ibv_get_device_name(id->verbs->device));
+	if (ev)
+		rmig_rv_ack_event(ev);
+	rmig_rv_destroy_id(id);
+	rmig_rv_destroy_channel(ech);
+	return rc ? -ENODEV : 0;
+}
