@@ -62,7 +62,11 @@ static int reg(struct rmig_rdma_tp *t, const char *what, void *addr, uint64_t le
 	rc = rmig_rv_reg_mr(t->pd, addr, len, access, mr_p);
 	if (rc) {
 		snprintf(why, wlen, "rdma: registering %s (%" PRIu64 " bytes): %s%s", what, len,
-			 strerror(-rc), rc == -ENOMEM ? " (is the memlock limit high enough?)" : "");
+			 strerror(-rc),
+			 rc == -ENOMEM ? " (is the memlock limit high enough?)" :
+			 rc == -EFAULT ? " (the kernel pins only writable mappings: map guest RAM "
+					 "writable, or make the image file writable for this user)" :
+					 "");
 		return rc;
 	}
 	t->locked += len;

@@ -59,7 +59,16 @@ int image_open_source(struct image *im, const char *name, const char *path)
 
 	if (rc)
 		return rc;
-	im->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/*
+	 * Writable when the file allows it, though never written: Linux (6.1
+	 * at least) pins only writable mappings for RDMA, and fails a
+	 * read-only one with EFAULT.
+	 */
+	im->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (im->fd >= 0)
+		im->writable = true;
+	else if (errno == EACCES || errno == EROFS || errno == EPERM)
+		im->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (im->fd < 0 || fstat(im->fd, &st) < 0) {
 		rc = -errno;
 		fprintf(stderr, "rdma-migrate: image %s: %s\n", path, strerror(-rc));
@@ -78,7 +87,7 @@ int image_open_source(struct image *im, const char *name, const char *path)
 			path, (unsigned long long)im->len, im->page_size);
 		return -EINVAL;
 	}
-	return map(im, PROT_READ);
+	return map(im, im->writable ? PROT_READ | PROT_WRITE : PROT_READ);
 }
 
 int image_open_dest(struct image *im, const char *name, const char *path, uint64_t len)

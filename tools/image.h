@@ -6,6 +6,7 @@
 #ifndef RMIG_IMAGE_H
 #define RMIG_IMAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "rmig.h"
@@ -17,9 +18,13 @@ struct image {
 	uint8_t *addr;
 	uint64_t len;
 	uint32_t page_size;
+	bool writable; /* mapped writable (never written by the source) */
 };
 
-/* Source: map an existing image read-only. Prints the cause on error. */
+/*
+ * Source: map an existing image shared; writable if the file permits (RDMA
+ * pins only writable mappings), never written. Prints the cause on error.
+ */
 int image_open_source(struct image *im, const char *name, const char *path);
 /* Destination: create or resize the image to @len and map it read-write. */
 int image_open_dest(struct image *im, const char *name, const char *path, uint64_t len);

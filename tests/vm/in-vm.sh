@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# in-vm.sh BUILD_DIR - runs inside the soft-RoCE VM (rxe0 on dummy0, 10.0.0.1).
+set -uo pipefail
+build=$1
+cd "$(dirname "$0")/../.."
+RM=$build/tools/rdma-migrate
+IP=${SOFTROCE_IP:-10.0.0.1}
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+# info tells the truth: the device, its GID, usable
+"$RM" info >/tmp/info.txt 2>&1
+if grep -q "device rxe0" /tmp/info.txt && grep -q "gid 1: ::ffff:10.0.0.1" /tmp/info.txt &&
+	grep -q "rdma usable: yes" /tmp/info.txt; then
+	ok "info: rxe0, its GID, usable"
+else
+	bad "info: $(cat /tmp/info.txt)"
+fi
+
+# the in-process integration suite over RDMA
+if RMIG_TEST_TRANSPORT=rdma RMIG_TEST_ADDR=$IP "$build/tests/integration/test_inproc" >/tmp/inproc.txt 2>&1; then
+	ok "in-process suite over rdma: $(grep -c '\[       OK' /tmp/inproc.txt) cases"
+else
+	bad "in-process suite over rdma"
+	cat /tmp/inproc.txt
+fi
+
+# the unit tests run here too (the mocked rdma shim included)
+for t in "$build"/tests/test_*; do
+	[ -f "$t" ] && [ -x "$t" ] || continue
+	if "$t" >/tmp/unit.txt 2>&1; then ok "unit $(basename "$t")"; else bad "unit $(basename "$t")"; cat /tmp/unit.txt; fi
+done
+
+# the CLI suite, transport rdma
+RMIG_CLI_BIG=${RMIG_CLI_BIG:-256} tests/integration/cli.sh "$build" rdma "$IP" >/tmp/cli.txt 2>&1
+cat /tmp/cli.txt
+p=$(tail -1 /tmp/cli.txt | awk '/passed/ {print $1}')
+f=$(tail -1 /tmp/cli.txt | awk '/passed/ {print $3}')
+pass=$((pass + ${p:-0}))
+fail=$((fail + ${f:-1}))
+
+# --transport auto picks rdma here and says why
+head -c 8M /dev/urandom >/tmp/a.img
+rm -f /tmp/a.port
+"$RM" recv --listen "$IP:0" --port-file /tmp/a.port --ram ram=/tmp/a.dst --quiet &
+rp=$!
+for _ in $(seq 100); do [ -s /tmp/a.port ] && break; sleep 0.05; done
+if "$RM" send --to "$IP:$(cat /tmp/a.port)" --ram ram=/tmp/a.img --transport auto --verbose --json \
+	>/tmp/a.json 2>/tmp/a.err && wait $rp && cmp -s /tmp/a.img /tmp/a.dst &&
+	grep -q '"transport":"rdma"' /tmp/a.json && grep -q "transport: rdma (device rxe0" /tmp/a.err; then
+	ok "auto: chose rdma ($(grep -o 'transport: rdma.*' /tmp/a.err))"
+else
+	bad "auto: $(cat /tmp/a.err /tmp/a.json)"
+fi
+
+# memlock too low for an unprivileged user: a clear error naming the fix
+chmod 644 /tmp/a.img
+rm -f /tmp/m.port
+"$RM" recv --listen "$IP:0" --port-file /tmp/m.port --ram ram=/tmp/m.dst --timeout 5 --quiet 2>/tmp/m.rerr &
+rp=$!
+for _ in $(seq 100); do [ -s /tmp/m.port ] && break; sleep 0.05; done
+setpriv --reuid=65534 --regid=65534 --clear-groups bash -c \
+	"ulimit -l 64; '$RM' send --to '$IP:$(cat /tmp/m.port)' --ram ram=/tmp/a.img --transport rdma --timeout 5 --quiet" 2>/tmp/m.err
+rc=$?
+wait $rp
+if [ $rc = 1 ] && grep -q "memlock limit is 64 KiB" /tmp/m.err && grep -q "raise it by at least" /tmp/m.err; then
+	ok "low memlock: exit 1, $(grep -o 'raise it by at least [0-9]* KiB' /tmp/m.err)"
+else
+	bad "low memlock: rc $rc: $(cat /tmp/m.err)"
+fi
+
+echo "rdma: $pass passed, $fail failed"
+[ "$fail" = 0 ]
