@@ -79,7 +79,7 @@ static int poll_down_to(struct rmig_rdma_chan *c, uint64_t target)
 	return 0;
 }
 
-/* Post one send WR, within the budget; signalled every Nth, or when it fills half. */
+/* Post one send WR within the budget: over it, poll down to half first. */
 static int post(struct rmig_rdma_chan *c, struct ibv_send_wr *wr, uint64_t bytes)
 {
 	struct rmig_rdma_tp *t = rmig_rdma_tp(c->base.tp);
@@ -101,11 +101,17 @@ static int post(struct rmig_rdma_chan *c, struct ibv_send_wr *wr, uint64_t bytes
 	x->cum_bytes = c->posted_bytes + bytes;
 	wr->wr_id = (uintptr_t)x;
 	wr->send_flags &= ~IBV_SEND_SIGNALED;
-	if (++c->since_signal >= RMIG_RDMA_SIGNAL_EVERY || c->posted + 1 - c->done >= RMIG_RDMA_SQ_DEPTH / 2 ||
-	    x->cum_bytes - c->done_bytes >= half) {
+	/*
+	 * Signal every Nth request, and whenever a quarter of the budget went
+	 * out since the last signal: a partial flush can then always retire
+	 * down to half the budget and half the queue.
+	 */
+	if (++c->since_signal >= RMIG_RDMA_SIGNAL_EVERY ||
+	    x->cum_bytes - c->signaled_bytes >= t->budget / 4) {
 		wr->send_flags |= IBV_SEND_SIGNALED;
 		c->since_signal = 0;
 		c->last_signaled = x->seq;
+		c->signaled_bytes = x->cum_bytes;
 	}
 	rc = rmig_rv_post_send(c->id->qp, wr);
 	if (rc) {

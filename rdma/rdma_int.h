@@ -68,6 +68,7 @@ struct rmig_rdma_chan {
 	uint64_t posted, done;
 	uint64_t posted_bytes, done_bytes;
 	uint64_t last_signaled;
+	uint64_t signaled_bytes; /* cum_bytes of the last signalled WR */
 	unsigned int since_signal;
 	struct rmig_rdma_wr_ctx ctx[RMIG_RDMA_SQ_DEPTH];
 	uint8_t *hdrs;
