@@ -27,6 +27,15 @@ else
 	cat /tmp/inproc.txt
 fi
 
+# hostile rdma sources: bad CM private data, malformed SENDs, a WRITE past the block
+if RMIG_TEST_ADDR=$IP "$build/tests/integration/hostile_rdma" >/tmp/hr.txt 2>&1; then
+	ok "hostile rdma sources: $(grep -c '\[       OK' /tmp/hr.txt) cases"
+	grep '^# ' /tmp/hr.txt
+else
+	bad "hostile rdma sources"
+	cat /tmp/hr.txt
+fi
+
 # the unit tests run here too (the mocked rdma shim included)
 for t in "$build"/tests/test_*; do
 	[ -f "$t" ] && [ -x "$t" ] || continue

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# rdma-bench.sh BUILD_DIR [MiB] - inside the soft-RoCE VM (see run-rdma-bench.sh):
+# ib_write_bw and rmig on the same rxe link, with the same queue-pair count and
+# message size, side by side in one run; then TCP over the same link. Prints
+# figures and ratios; nothing here passes or fails on speed.
+set -u
+build=$1
+mib=${2:-256}
+IP=${SOFTROCE_IP:-10.0.0.1}
+RM=$build/tools/rdma-migrate
+port=18515
+echo "rdma bench: $mib MiB, 1 MiB messages, rxe0 on $IP (soft-RoCE under TCG: proves function, not NIC speed)"
+printf '%-4s %14s %14s %8s %16s %16s\n' QPs "ib_write_bw" "rmig rdma" ratio "rmig tcp" "raw tcp"
+for q in 1 4; do
+	n=$((mib / q))
+	ib_write_bw -d rxe0 -R -s 1048576 -q "$q" -n "$n" -p "$port" >/tmp/ibw-s.txt 2>&1 &
+	sp=$!
+	sleep 2
+	ib_write_bw -d rxe0 -R -s 1048576 -q "$q" -n "$n" -p "$port" "$IP" >/tmp/ibw-c.txt 2>&1
+	wait "$sp"
+	port=$((port + 1))
+	# "#bytes #iterations BW peak[MB/sec] BW average[MB/sec] MsgRate[Mpps]"
+	ibw=$(awk '$1 == 1048576 {print $4}' /tmp/ibw-c.txt | tail -1)
+	"$RM" bench --transport rdma --addr "$IP" --size "${mib}M" --channel-list "$q" --extent 1M \
+		--json --quiet >/tmp/rb.json 2>/tmp/rb.err || cat /tmp/rb.err
+	"$RM" bench --transport tcp --addr "$IP" --size "${mib}M" --channel-list "$q" --extent 1M \
+		--json --quiet >/tmp/tb.json 2>/tmp/tb.err || cat /tmp/tb.err
+	r=$(grep -o '"rmig_MiBps":[0-9.]*' /tmp/rb.json | cut -d: -f2)
+	t=$(grep -o '"rmig_MiBps":[0-9.]*' /tmp/tb.json | cut -d: -f2)
+	raw=$(grep -o '"raw_MiBps":[0-9.]*' /tmp/tb.json | cut -d: -f2)
+	ratio=$(awk -v a="${r:-0}" -v b="${ibw:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
+	printf '%-4s %9s MiB/s %9s MiB/s %8s %10s MiB/s %10s MiB/s\n' "$q" "${ibw:-?}" "${r:-?}" "$ratio" "${t:-?}" "${raw:-?}"
+done

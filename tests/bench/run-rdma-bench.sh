@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# run-rdma-bench.sh [BUILD_DIR [MiB]] - boot the soft-RoCE VM and run rdma-bench.sh in it.
+cd "$(dirname "$0")/../.."
+build=$(cd "${1:-build}" && pwd)
+exec tests/vm/vm-run --timeout 900 --mem 3G -- tests/bench/rdma-bench.sh "$build" "${2:-256}"
