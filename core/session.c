@@ -64,7 +64,7 @@ void rmig_opts_init(struct rmig_opts *o, size_t size)
 		.extent_max = DEFAULT_EXTENT,
 		.blob_max = DEFAULT_BLOB_MAX,
 		.load_threads = DEFAULT_LOAD_THREADS,
-		.inflight_max = 8ull << 20,
+		.inflight_max = 64ull << 20,
 		.log_fn = rmig_log_stderr,
 		.log_level = RMIG_LOG_WARN,
 	};

@@ -36,7 +36,7 @@ static const struct cli_opt opts[] = {
 	{ "extent", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH, OFF(extent), 4096, 256ull << 20, NULL,
 	  "1M", "largest coalesced write (power of two, 4K..256M)" },
 	{ "inflight", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH, OFF(inflight), 1 << 20, 16ull << 30,
-	  NULL, "8M", "rdma: outstanding bytes per channel before polling it down to half" },
+	  NULL, "64M", "rdma: outstanding bytes per channel before polling it down to half" },
 	{ "verify", NULL, OPT_FLAG, CMD_SEND, OFF(verify), 0, 0, NULL, NULL,
 	  "compare an end-to-end digest of every block and blob at the destination" },
 	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO, OFF(json), 0, 0,

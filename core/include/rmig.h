@@ -90,7 +90,7 @@ struct rmig_opts {
 	uint64_t blob_max;             /* destination: largest blob accepted; default 4 GiB */
 	unsigned int load_threads;     /* destination: blob load threads; default 4 */
 	uint64_t inflight_max;         /* RDMA: outstanding bytes per channel before a
-					* partial flush (poll until half is left); default 8 MiB */
+					* partial flush (poll until half is left); default 64 MiB */
 	rmig_log_fn log_fn;            /* default: stderr */
 	void *log_arg;
 	enum rmig_log_level log_level; /* default WARN */
