@@ -167,13 +167,16 @@ static int blob_admit(struct rmig_session *s, uint32_t id, uint64_t total, struc
 
 static void load_task(void *arg)
 {
+	static const uint8_t empty[1];
 	struct rmig_blob *b = arg;
 	struct rmig_session *s = b->s;
+	/* never NULL, even for an empty blob: memcpy(dst, NULL, 0) is undefined */
+	const void *data = b->buf ? b->buf : empty;
 	int rc = 0;
 
-	digest(b->buf, b->total, b->digest);
+	digest(data, b->total, b->digest);
 	if (s->opts.state_fn && !rmig_sess_err(s))
-		rc = s->opts.state_fn(s->opts.state_arg, b->name, b->instance, b->buf, b->total);
+		rc = s->opts.state_fn(s->opts.state_arg, b->name, b->instance, data, b->total);
 	if (rc)
 		rmig_sess_fail(s, rc < 0 ? rc : -EIO, "loading device state '%s' instance %u: %s",
 			       b->name, b->instance, strerror(rc < 0 ? -rc : EIO));

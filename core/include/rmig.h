@@ -73,7 +73,8 @@ typedef int (*rmig_layout_fn)(void *arg, rmig_session *s, const struct rmig_bloc
 
 /*
  * Destination only: a complete device-state blob. Runs on a load thread;
- * several blobs may load at once. @data is valid until the callback returns.
+ * several blobs may load at once. @data is valid (never NULL, even when @len
+ * is 0) until the callback returns.
  * Return 0, or a negative errno to fail the migration.
  */
 typedef int (*rmig_state_fn)(void *arg, const char *name, uint32_t instance, const void *data,

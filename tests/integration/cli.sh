@@ -210,6 +210,27 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 rc=$?
 if [ $rc = 1 ] && grep -q "Connection refused" "$W/e.err"; then ok "unreachable peer: exit 1, connection refused"; else bad "unreachable: $rc $(cat "$W/e.err")"; fi
 
+# where no RDMA device exists: rdma fails clearly, auto falls back to tcp and says why
+if "$RM" info --json | grep -q '"rdma_usable":false'; then
+	start_recv nordma --ram "ram=$W/nr.dst" --timeout 5
+	"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/u.img" --transport rdma --timeout 5 --quiet 2>"$W/nr.err"
+	rc=$?
+	wait_rc "$RPID" 10
+	if [ $rc = 1 ] && grep -q "transport rdma unavailable: no RDMA devices" "$W/nr.err"; then
+		ok "--transport rdma without a device: exit 1 ($(grep -o 'transport rdma unavailable: [^(]*' "$W/nr.err" | head -1))"
+	else
+		bad "--transport rdma without a device: rc $rc: $(cat "$W/nr.err")"
+	fi
+	start_recv auto --ram "ram=$W/auto.dst"
+	if "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/u.img" --transport auto --json 2>"$W/auto.err" |
+		grep -q '"transport":"tcp"' && wait_rc "$RPID" 10 && cmp -s "$W/u.img" "$W/auto.dst" &&
+		grep -q "transport: tcp, because rdma is unavailable" "$W/auto.err"; then
+		ok "--transport auto without a device: tcp, and says why"
+	else
+		bad "--transport auto without a device: $(cat "$W/auto.err")"
+	fi
+fi
+
 # a source that sends a block the destination has no --ram for
 make_image "$W/n.src" 1 random
 start_recv names --ram "other=$W/n.dst" --timeout 5
