@@ -410,22 +410,14 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
 /* Read @len bytes of the control socket: -ETIMEDOUT, -ECANCELED on shutdown. */
 static int ctl_read(struct rmig_session *s, void *buf, size_t len)
 {
-	struct pollfd pfd[2] = { { .fd = s->ctl_fd, .events = POLLIN },
-				 { .fd = s->wake_fd, .events = POLLIN } };
 	uint8_t *p = buf;
 
 	while (len) {
 		ssize_t n;
-		int rc = poll(pfd, 2, (int)s->opts.timeout_ms);
+		int rc = rmig_wait_readable(s->ctl_fd, s->wake_fd, s->opts.timeout_ms);
 
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc < 0)
-			return -errno;
-		if (rc == 0)
-			return -ETIMEDOUT;
-		if (pfd[1].revents)
-			return -ECANCELED;
+		if (rc)
+			return rc;
 		n = recv(s->ctl_fd, p, len, MSG_DONTWAIT);
 		if (n == 0)
 			return -ECONNRESET;

@@ -74,6 +74,21 @@ static int wait_fd(int fd, short events, unsigned int timeout_ms)
 	return 0;
 }
 
+int rmig_wait_readable(int fd, int wake_fd, unsigned int timeout_ms)
+{
+	struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN }, { .fd = wake_fd, .events = POLLIN } };
+	int rc;
+
+	do {
+		rc = poll(pfd, 2, timeout_ms ? (int)timeout_ms : -1);
+	} while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return -errno;
+	if (rc == 0)
+		return -ETIMEDOUT;
+	return pfd[1].revents ? -ECANCELED : 0;
+}
+
 int rmig_sock_connect_addr(const struct sockaddr *sa, socklen_t salen, unsigned int timeout_ms,
 			   int *fd_p)
 {

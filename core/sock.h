@@ -30,6 +30,12 @@ int rmig_sock_listen(const char *host, const char *port, int *fd_p);
 int rmig_sock_accept(int lfd, unsigned int timeout_ms, int *fd_p);
 int rmig_sock_local_port(int fd);
 
+/*
+ * Wait until @fd is readable: 0; -ECANCELED as soon as @wake_fd (an eventfd
+ * written at shutdown) is readable; -ETIMEDOUT after @timeout_ms (0: forever).
+ */
+int rmig_wait_readable(int fd, int wake_fd, unsigned int timeout_ms);
+
 /* SO_RCVTIMEO / SO_SNDTIMEO; 0 means wait forever. */
 int rmig_sock_set_timeouts(int fd, unsigned int rcv_ms, unsigned int snd_ms);
 void rmig_sock_tune(int fd, int nodelay, int bufsize);

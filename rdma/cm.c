@@ -8,13 +8,13 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "rdma_int.h"
+#include "sock.h"
 
 static void priv_encode(uint8_t *b, uint16_t chan, uint64_t sid)
 {
@@ -26,20 +26,9 @@ static void priv_encode(uint8_t *b, uint16_t chan, uint64_t sid)
 
 int rmig_rdma_cm_wait(struct rmig_rdma_tp *t, struct rdma_cm_event **ev_p)
 {
-	struct pollfd pfd[2] = { { .fd = t->ech->fd, .events = POLLIN },
-				 { .fd = t->wake_fd, .events = POLLIN } };
-	int rc;
+	int rc = rmig_wait_readable(t->ech->fd, t->wake_fd, t->base.p.timeout_ms);
 
-	do {
-		rc = poll(pfd, 2, (int)t->base.p.timeout_ms);
-	} while (rc < 0 && errno == EINTR);
-	if (rc < 0)
-		return -errno;
-	if (rc == 0)
-		return -ETIMEDOUT;
-	if (pfd[1].revents)
-		return -ECANCELED;
-	return rmig_rv_get_event(t->ech, ev_p);
+	return rc ? rc : rmig_rv_get_event(t->ech, ev_p);
 }
 
 /* Wait for @want on @id; anything else is an error naming the event. */

@@ -14,12 +14,12 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
 
 #include "rdma_int.h"
+#include "sock.h"
 
 static uint64_t now_ns(void)
 {
@@ -314,8 +314,6 @@ int rmig_rdma_progress(struct rmig_tp_chan *ch)
 	struct ibv_wc wc[RMIG_RDMA_POLL_BATCH];
 
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = c->cc->fd, .events = POLLIN },
-					 { .fd = t->wake_fd, .events = POLLIN } };
 		struct ibv_cq *cq;
 		int n = rmig_rv_poll_cq(c->cq, RMIG_RDMA_POLL_BATCH, wc), rc = 0;
 
@@ -340,10 +338,9 @@ int rmig_rdma_progress(struct rmig_tp_chan *ch)
 							    : handle_recv(c, &wc[i]);
 		if (n || rc)
 			return n < 0 ? -EIO : rc;
-		while (poll(pfd, 2, -1) < 0 && errno == EINTR)
-			;
-		if (pfd[1].revents)
-			return -ECANCELED;
+		rc = rmig_wait_readable(c->cc->fd, t->wake_fd, 0);
+		if (rc)
+			return rc;
 		if (rmig_rv_get_cq_event(c->cc, &cq) == 0)
 			rmig_rv_ack_cq_events(cq, 1);
 	}

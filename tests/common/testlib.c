@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "sess.h"
+#include "sock.h"
 #include "testlib.h"
 
 static size_t pagesz(void)
@@ -152,4 +153,23 @@ void pair_close(struct pair *p)
 	guarded_free(p->dmem, p->cfg.len);
 	p->src = p->dst = NULL;
 	p->smem = p->dmem = NULL;
+}
+
+int test_send_ctl(int fd, uint16_t type, const void *payload, uint32_t len)
+{
+	uint8_t hdr[RMIG_CTL_HDR_LEN];
+
+	rmig_ctl_hdr_encode(hdr, type, len);
+	if (rmig_sock_write_full(fd, hdr, sizeof(hdr)))
+		return -1;
+	return len ? rmig_sock_write_full(fd, payload, len) : 0;
+}
+
+int test_recv_ctl(int fd, struct rmig_ctl_hdr *h, uint8_t *buf)
+{
+	uint8_t hdr[RMIG_CTL_HDR_LEN];
+
+	if (rmig_sock_read_full(fd, hdr, sizeof(hdr)) || rmig_ctl_hdr_decode(hdr, h))
+		return -1;
+	return rmig_sock_read_full(fd, buf, h->len);
 }

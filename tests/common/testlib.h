@@ -13,12 +13,17 @@
 
 #include "rmig.h"
 #include "transport.h"
+#include "wire.h"
 
 void *guarded_alloc(uint64_t len);
 void guarded_free(void *p, uint64_t len);
 void fill_random(uint8_t *p, uint64_t len, uint64_t seed);
 /* Mostly zero: one random page in @every, the rest zero. */
 void fill_sparse(uint8_t *p, uint64_t len, uint32_t page, unsigned int every, uint64_t seed);
+
+/* A raw peer's control messages: 0, or -1 on any I/O or framing error. */
+int test_send_ctl(int fd, uint16_t type, const void *payload, uint32_t len);
+int test_recv_ctl(int fd, struct rmig_ctl_hdr *h, uint8_t *buf);
 
 struct pair_cfg {
 	unsigned int channels;

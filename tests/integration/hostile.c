@@ -42,25 +42,6 @@ struct raw {
 	uint16_t port;
 };
 
-static int send_ctl(int fd, uint16_t type, const void *p, uint32_t len)
-{
-	uint8_t hdr[RMIG_CTL_HDR_LEN];
-
-	rmig_ctl_hdr_encode(hdr, type, len);
-	if (rmig_sock_write_full(fd, hdr, sizeof(hdr)))
-		return -1;
-	return len ? rmig_sock_write_full(fd, p, len) : 0;
-}
-
-static int recv_ctl(int fd, struct rmig_ctl_hdr *h, uint8_t *buf)
-{
-	uint8_t hdr[RMIG_CTL_HDR_LEN];
-
-	if (rmig_sock_read_full(fd, hdr, sizeof(hdr)) || rmig_ctl_hdr_decode(hdr, h))
-		return -1;
-	return rmig_sock_read_full(fd, buf, h->len);
-}
-
 static void hello_default(struct rmig_msg_hello *m, uint64_t sid)
 {
 	memset(m, 0, sizeof(*m));
@@ -93,9 +74,9 @@ static int raw_open(struct raw *r, const char *host, const char *port, uint64_t 
 		return -1;
 	hello_default(&m, r->sid);
 	n = rmig_hello_encode(&m, buf, sizeof(buf));
-	if (send_ctl(r->ctl, RMIG_MSG_HELLO, buf, (uint32_t)n) || recv_ctl(r->ctl, &h, buf) ||
+	if (test_send_ctl(r->ctl, RMIG_MSG_HELLO, buf, (uint32_t)n) || test_recv_ctl(r->ctl, &h, buf) ||
 	    h.type != RMIG_MSG_HELLO_ACK || rmig_hello_ack_decode(buf, h.len, &ack) ||
-	    recv_ctl(r->ctl, &h, buf) || h.type != RMIG_MSG_REG)
+	    test_recv_ctl(r->ctl, &h, buf) || h.type != RMIG_MSG_REG)
 		return -1;
 	r->port = rmig_get_be16(ack.ep);
 	getpeername(r->ctl, (struct sockaddr *)&ss, &sl);
@@ -162,7 +143,7 @@ static int c_bad_version(const char *host, const char *port)
 	hello_default(&m, 1);
 	n = rmig_hello_encode(&m, buf, sizeof(buf));
 	rmig_put_be32(buf, 99);
-	send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	test_send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n);
 	sleep(3);
 	close(fd);
 	return 0;
@@ -193,7 +174,7 @@ static int c_many_blocks(const char *host, const char *port)
 	hello_default(&m, 1);
 	n = rmig_hello_encode(&m, buf, sizeof(buf));
 	rmig_put_be32(buf + 24, 100000); /* nblocks far beyond the limit */
-	send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	test_send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n);
 	sleep(3);
 	close(fd);
 	return 0;
@@ -373,7 +354,7 @@ static void *fake_dst_main(void *arg)
 
 	if (rmig_sock_accept(f->lfd, 5000, &fd))
 		return NULL;
-	recv_ctl(fd, &h, buf);
+	test_recv_ctl(fd, &h, buf);
 	switch (f->mode) {
 	case D_GARBAGE:
 		rmig_sock_write_full(fd, "garbage garbage garbage", 20);
@@ -388,7 +369,7 @@ static void *fake_dst_main(void *arg)
 		struct rmig_msg_hello_ack a = { .version = RMIG_PROTO_VERSION, .ep_len = 7 };
 		int n = rmig_hello_ack_encode(&a, buf, sizeof(buf));
 
-		send_ctl(fd, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
+		test_send_ctl(fd, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
 		sleep(3);
 		break;
 	}
@@ -396,7 +377,7 @@ static void *fake_dst_main(void *arg)
 		uint8_t v[8];
 
 		rmig_u64_encode(77, v, sizeof(v));
-		send_ctl(fd, RMIG_MSG_SYNC_ACK, v, 8); /* instead of HELLO_ACK */
+		test_send_ctl(fd, RMIG_MSG_SYNC_ACK, v, 8); /* instead of HELLO_ACK */
 		sleep(3);
 		break;
 	}

@@ -50,25 +50,6 @@ struct raw {
 	uint8_t buf[8192];
 };
 
-static int send_ctl(int fd, uint16_t type, const void *p, uint32_t len)
-{
-	uint8_t hdr[RMIG_CTL_HDR_LEN];
-
-	rmig_ctl_hdr_encode(hdr, type, len);
-	if (rmig_sock_write_full(fd, hdr, sizeof(hdr)))
-		return -1;
-	return len ? rmig_sock_write_full(fd, p, len) : 0;
-}
-
-static int recv_ctl(int fd, struct rmig_ctl_hdr *h, uint8_t *b)
-{
-	uint8_t hdr[RMIG_CTL_HDR_LEN];
-
-	if (rmig_sock_read_full(fd, hdr, sizeof(hdr)) || rmig_ctl_hdr_decode(hdr, h))
-		return -1;
-	return rmig_sock_read_full(fd, b, h->len);
-}
-
 static int wait_ev(struct raw *r, enum rdma_cm_event_type want)
 {
 	struct pollfd pfd = { .fd = r->ech->fd, .events = POLLIN };
@@ -114,9 +95,9 @@ static int raw_open(struct raw *r, const char *port, uint64_t sid)
 	m.blocks[0].length = BLOCK_LEN;
 	m.blocks[0].page_size = 4096;
 	n = rmig_hello_encode(&m, b, sizeof(b));
-	if (send_ctl(r->ctl, RMIG_MSG_HELLO, b, (uint32_t)n) || recv_ctl(r->ctl, &h, b) ||
+	if (test_send_ctl(r->ctl, RMIG_MSG_HELLO, b, (uint32_t)n) || test_recv_ctl(r->ctl, &h, b) ||
 	    h.type != RMIG_MSG_HELLO_ACK || rmig_hello_ack_decode(b, h.len, &ack) ||
-	    recv_ctl(r->ctl, &h, b) || h.type != RMIG_MSG_REG || rmig_reg_decode(b, h.len, &reg) ||
+	    test_recv_ctl(r->ctl, &h, b) || h.type != RMIG_MSG_REG || rmig_reg_decode(b, h.len, &reg) ||
 	    reg.desc_len != 20)
 		return -2;
 	r->port = rmig_get_be16(ack.ep);

@@ -10,7 +10,11 @@ if [ ! -x "$build/rdma/librmig_rdma.a" ] && [ ! -f "$build/rdma/librmig_rdma.a" 
 	echo "rdma: 0 passed, 1 failed"
 	exit 1
 fi
-tests/vm/vm-run --timeout 1500 --mem 3G -- tests/vm/in-vm.sh "$build"
+# The guest sees the host's root, but has its own /tmp, /run and /dev/shm:
+# share the tree and the build so that they are there wherever they live.
+shares=(--share "$PWD")
+case $build/ in "$PWD"/*) ;; *) shares+=(--share "$build") ;; esac
+tests/vm/vm-run --timeout 1500 --mem 3G "${shares[@]}" -- tests/vm/in-vm.sh "$build"
 rc=$?
 if [ $rc = 124 ] || [ $rc = 125 ]; then
 	echo "rdma: the VM did not finish (status $rc)"
