@@ -792,6 +792,13 @@ static void dest_complete_task(void *arg)
 	if (rc)
 		goto out;
 	rc = send_complete_ack(s);
+	/*
+	 * Migration is over: revoke the source's access to guest RAM now (RDMA
+	 * queue pairs to the error state, data sockets shut), before the VMM
+	 * resumes the guest, not whenever it destroys the session.
+	 */
+	if (!rc)
+		s->tp_ops->shutdown(s->tp);
 	pthread_mutex_lock(&s->lock);
 	if (rc) {
 		s->err = rc;

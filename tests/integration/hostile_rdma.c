@@ -286,6 +286,54 @@ static void test_write_past_the_block(void **state)
 	dest_finish(&d, ""); /* the destination fails on the lost source, RAM intact */
 }
 
+/* Read control messages until one of @type, skipping PINGs. */
+static int await_msg(struct raw *r, uint16_t type)
+{
+	static uint8_t b[RMIG_CTL_MAX];
+	struct rmig_ctl_hdr h;
+
+	do {
+		if (test_recv_ctl(r->ctl, &h, b))
+			return -1;
+	} while (h.type == RMIG_MSG_PING);
+	return h.type == type ? 0 : -1;
+}
+
+static void test_no_access_after_completion(void **state)
+{
+	uint8_t complete[12] = { 0 };
+	struct rmig_frame f = { .type = RMIG_FRAME_SYNC, .arg = 1 };
+	struct dest d;
+	struct raw r;
+	int st;
+
+	(void)state;
+	dest_start(&d);
+	assert_int_equal(raw_open(&r, d.port, 0), 0);
+	/* a proper migration: one page written, sync, complete */
+	memset(r.buf, 0xee, 4096);
+	assert_int_equal(post_wait(&r, IBV_WR_RDMA_WRITE, 4096, r.raddr), IBV_WC_SUCCESS);
+	rmig_frame_encode(&f, r.buf);
+	assert_int_equal(post_wait(&r, IBV_WR_SEND, RMIG_FRAME_HDR_LEN, 0), IBV_WC_SUCCESS);
+	assert_int_equal(await_msg(&r, RMIG_MSG_SYNC_ACK), 0);
+	rmig_put_be32(complete + 4, 1); /* flags 0, 1 block, 0 blobs */
+	assert_int_equal(test_send_ctl(r.ctl, RMIG_MSG_COMPLETE, complete, sizeof(complete)), 0);
+	assert_int_equal(await_msg(&r, RMIG_MSG_COMPLETE_ACK), 0);
+	pthread_join(d.th, NULL);
+	assert_int_equal(d.rc, 0);
+	assert_int_equal(d.mem[0], 0xee);
+	/* the session still exists (the VMM keeps it), but the source's access is gone */
+	memset(r.buf, 0x77, 4096);
+	st = post_wait(&r, IBV_WR_RDMA_WRITE, 4096, r.raddr + 8192);
+	printf("# write after completion: %s\n", st < 0 ? "no completion" : ibv_wc_status_str(st));
+	assert_int_not_equal(st, IBV_WC_SUCCESS);
+	for (uint32_t k = 4096; k < BLOCK_LEN; k += 512)
+		assert_int_equal(d.mem[k], 0x5a);
+	raw_close(&r);
+	rmig_session_destroy(d.s);
+	guarded_free(d.mem, BLOCK_LEN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +342,7 @@ int main(void)
 		cmocka_unit_test(test_zero_out_of_range),
 		cmocka_unit_test(test_ram_by_send),
 		cmocka_unit_test(test_write_past_the_block),
+		cmocka_unit_test(test_no_access_after_completion),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
