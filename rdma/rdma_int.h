@@ -138,13 +138,17 @@ int rmig_rdma_state_lkey(struct rmig_rdma_tp *t, const struct rmig_target *tg, c
 		    uint32_t *lkey_p);
 void rmig_rdma_mr_release(struct rmig_rdma_tp *t);
 
-/* io.c */
+/* io.c: posting */
 int rmig_rdma_write(struct rmig_tp_chan *ch, const struct rmig_target *t, const struct iovec *iov,
 	       int iovcnt);
 int rmig_rdma_zero(struct rmig_tp_chan *ch, const struct rmig_target *t, uint64_t len);
 int rmig_rdma_flush(struct rmig_tp_chan *ch);
 int rmig_rdma_marker(struct rmig_tp_chan *ch, uint64_t id);
+
+/* cq.c: completion polling */
 int rmig_rdma_progress(struct rmig_tp_chan *ch);
 int rmig_rdma_post_recv_slot(struct rmig_rdma_chan *c, struct rmig_rdma_recv_slot *slot);
+/* Source: poll until at most @target work requests are outstanding. */
+int rmig_rdma_poll_down_to(struct rmig_rdma_chan *c, uint64_t target);
 
 #endif

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cq.c - completion polling; each CQ is polled by its channel's thread only.
+ * Source: a signalled completion retires every earlier request of the QP (RC
+ * completes in order). Destination: the channel thread sleeps on its
+ * completion channel and turns each received SEND into placement through the
+ * core's upcalls. A receive completion means every earlier WRITE of that QP
+ * is placed, so a SYNC frame seen here covers the channel's RAM writes.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "rdma_int.h"
+#include "sock.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int wc_error(struct rmig_rdma_chan *c, const struct ibv_wc *wc)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(c->base.tp);
+
+	if (rmig_rdma_is_shut(t))
+		return -ECANCELED;
+	return RMIG_RDMA_FAIL(t, -EIO, "rdma: channel %u: completion error: %s (qp 0x%x, vendor 0x%x)",
+			 c->base.idx, rmig_rv_wc_status_str(wc->status), wc->qp_num,
+			 wc->vendor_err);
+}
+
+/* Source: poll until at most @target work requests are outstanding. */
+int rmig_rdma_poll_down_to(struct rmig_rdma_chan *c, uint64_t target)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(c->base.tp);
+	uint64_t deadline = now_ns() + (uint64_t)t->base.p.timeout_ms * 1000000ull;
+	struct ibv_wc wc[RMIG_RDMA_POLL_BATCH];
+	unsigned int idle = 0;
+
+	while (c->posted - c->done > target) {
+		int n = rmig_rv_poll_cq(c->cq, RMIG_RDMA_POLL_BATCH, wc);
+
+		if (n < 0)
+			return RMIG_RDMA_FAIL(t, n, "rdma: channel %u: polling the CQ: %s", c->base.idx,
+					 strerror(-n));
+		for (int i = 0; i < n; i++) {
+			const struct rmig_rdma_wr_ctx *x = (const struct rmig_rdma_wr_ctx *)(uintptr_t)wc[i].wr_id;
+
+			if (wc[i].status != IBV_WC_SUCCESS)
+				return wc_error(c, &wc[i]);
+			if (x->seq > c->done) {
+				c->done = x->seq;
+				c->done_bytes = x->cum_bytes;
+			}
+		}
+		if (n)
+			continue;
+		if (rmig_rdma_is_shut(t))
+			return -ECANCELED;
+		if (now_ns() > deadline)
+			return RMIG_RDMA_FAIL(t, -ETIMEDOUT,
+					 "rdma: channel %u: no completion within %u ms (qp 0x%x)",
+					 c->base.idx, t->base.p.timeout_ms, c->qp_num);
+		/* Spin briefly, then yield the CPU: soft-RoCE runs on the same cores. */
+		if (++idle > 64)
+			sched_yield();
+	}
+	return 0;
+}
+
+int rmig_rdma_post_recv_slot(struct rmig_rdma_chan *c, struct rmig_rdma_recv_slot *slot)
+{
+	struct ibv_sge sge = { .addr = (uintptr_t)slot->buf,
+			       .length = (uint32_t)c->rbuf_size,
+			       .lkey = c->rbuf_mr->lkey };
+	struct ibv_recv_wr wr = { .wr_id = (uintptr_t)slot, .sg_list = &sge, .num_sge = 1 };
+
+	return rmig_rv_post_recv(c->id->qp, &wr);
+}
+
+/* Destination: one received frame. */
+static int handle_recv(struct rmig_rdma_chan *c, const struct ibv_wc *wc)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(c->base.tp);
+	const struct rmig_tp_upcalls *up = t->base.p.up;
+	struct rmig_rdma_recv_slot *slot = (struct rmig_rdma_recv_slot *)(uintptr_t)wc->wr_id;
+	struct rmig_target tg;
+	struct rmig_frame f;
+	void *dst;
+	int rc;
+
+	if (wc->opcode != IBV_WC_RECV || wc->byte_len < RMIG_FRAME_HDR_LEN ||
+	    rmig_frame_decode(slot->buf, &f))
+		return RMIG_RDMA_FAIL(t, -EBADMSG, "rdma: channel %u: malformed message (%u bytes)",
+				 c->base.idx, wc->byte_len);
+	switch (f.type) {
+	case RMIG_FRAME_SYNC:
+		if (wc->byte_len != RMIG_FRAME_HDR_LEN)
+			goto bad;
+		rc = up->sync(up->arg, c->base.idx, f.arg);
+		break;
+	case RMIG_FRAME_ZERO_RAM:
+	case RMIG_FRAME_WRITE_STATE:
+		if (wc->byte_len != RMIG_FRAME_HDR_LEN +
+					    (f.type == RMIG_FRAME_WRITE_STATE ? f.len : 0))
+			goto bad;
+		tg.kind = f.type == RMIG_FRAME_ZERO_RAM ? RMIG_TGT_RAM : RMIG_TGT_STATE;
+		tg.id = f.id;
+		tg.offset = f.offset;
+		tg.total = f.arg;
+		rc = up->place(up->arg, &tg, f.len, &dst);
+		if (rc)
+			return rc;
+		if (f.type == RMIG_FRAME_ZERO_RAM)
+			memset(dst, 0, f.len);
+		else
+			memcpy(dst, slot->buf + RMIG_FRAME_HDR_LEN, f.len);
+		rc = up->placed(up->arg, &tg, f.len);
+		break;
+	default:
+		goto bad;
+	}
+	if (rc)
+		return rc;
+	rc = rmig_rdma_post_recv_slot(c, slot);
+	if (rc && !rmig_rdma_is_shut(t))
+		return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: reposting a receive: %s", c->base.idx,
+				 strerror(-rc));
+	return rc;
+bad:
+	return RMIG_RDMA_FAIL(t, -EBADMSG, "rdma: channel %u: %s frame of %u bytes is malformed",
+			 c->base.idx, rmig_frame_name(f.type), wc->byte_len);
+}
+
+int rmig_rdma_progress(struct rmig_tp_chan *ch)
+{
+	struct rmig_rdma_chan *c = rmig_rdma_chan(ch);
+	struct rmig_rdma_tp *t = rmig_rdma_tp(ch->tp);
+	struct ibv_wc wc[RMIG_RDMA_POLL_BATCH];
+
+	for (;;) {
+		struct ibv_cq *cq;
+		int n = rmig_rv_poll_cq(c->cq, RMIG_RDMA_POLL_BATCH, wc), rc = 0;
+
+		if (n < 0)
+			return RMIG_RDMA_FAIL(t, n, "rdma: channel %u: polling the CQ: %s", c->base.idx,
+					 strerror(-n));
+		for (int i = 0; i < n && !rc; i++)
+			rc = wc[i].status != IBV_WC_SUCCESS ? wc_error(c, &wc[i])
+							    : handle_recv(c, &wc[i]);
+		if (n || rc)
+			return rc;
+		if (rmig_rdma_is_shut(t))
+			return -ECANCELED;
+		/* Arm, then poll once more: a completion may have slipped in between. */
+		rc = rmig_rv_req_notify_cq(c->cq);
+		if (rc)
+			return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: arming the CQ: %s", c->base.idx,
+					 strerror(-rc));
+		n = rmig_rv_poll_cq(c->cq, RMIG_RDMA_POLL_BATCH, wc);
+		for (int i = 0; i < n && !rc; i++)
+			rc = wc[i].status != IBV_WC_SUCCESS ? wc_error(c, &wc[i])
+							    : handle_recv(c, &wc[i]);
+		if (n || rc)
+			return n < 0 ? -EIO : rc;
+		rc = rmig_wait_readable(c->cc->fd, t->wake_fd, 0);
+		if (rc)
+			return rc;
+		if (rmig_rv_get_cq_event(c->cc, &cq) == 0)
+			rmig_rv_ack_cq_events(cq, 1);
+	}
+}
