@@ -163,11 +163,16 @@ static void summary(const char *verb, rmig_session *s, bool verified)
 	tool_fmt_bytes(bytes, sizeof(bytes), (double)(st.handled + st.state_bytes));
 	tool_fmt_bytes(rate, sizeof(rate),
 		       secs > 0 ? (double)(st.handled + st.state_bytes) / secs : 0);
+	char zeros[48] = "";
+
+	/* Only the source knows which pages went as zero markers. */
+	if (!strcmp(verb, "sent"))
+		snprintf(zeros, sizeof(zeros), ", %" PRIu64 " zero pages", st.zero_pages);
 	fprintf(stderr,
-		"rdma-migrate: %s %s in %.2f s (%s/s) over %s, %u channels, %" PRIu64
-		" zero pages, %" PRIu64 " blobs%s\n",
-		verb, bytes, secs, rate, rmig_transport_name(st.transport), st.channels,
-		st.zero_pages, st.blobs, verified ? ", verified" : "");
+		"rdma-migrate: %s %s in %.2f s (%s/s) over %s, %u channels%s, %" PRIu64
+		" blobs%s\n",
+		verb, bytes, secs, rate, rmig_transport_name(st.transport), st.channels, zeros,
+		st.blobs, verified ? ", verified" : "");
 }
 
 static void log_cb(void *arg, enum rmig_log_level level, const char *msg)
