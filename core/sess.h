@@ -150,7 +150,6 @@ uint64_t rmig_now_ns(void);
 /* First error wins; wakes every waiter and shuts down. Returns @err. */
 int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-int rmig_sess_fail_peer(struct rmig_session *s, int err, const char *msg);
 /* The sticky error, or 0. */
 int rmig_sess_err(struct rmig_session *s);
 int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len);

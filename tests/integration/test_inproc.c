@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "bitmap.h"
 #include "testlib.h"
 
 static struct pair_cfg base(unsigned int ch, uint64_t len, uint32_t ps)
@@ -89,7 +90,7 @@ static void test_rounds_and_bitmap(void **state)
 {
 	struct pair_cfg c = base(4, 8 << 20, 4096);
 	uint64_t npages = c.len / 4096;
-	unsigned long *map = calloc((npages + 63) / 64, sizeof(unsigned long));
+	unsigned long *map = calloc(rmig_bitmap_longs(npages), sizeof(unsigned long));
 	struct pair p;
 
 	(void)state;
@@ -98,10 +99,10 @@ static void test_rounds_and_bitmap(void **state)
 	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
 	assert_int_equal(rmig_sync(p.src), 0);
 	for (int round = 2; round < 6; round++) {
-		memset(map, 0, (npages + 63) / 64 * sizeof(unsigned long));
+		memset(map, 0, rmig_bitmap_longs(npages) * sizeof(unsigned long));
 		for (uint64_t pg = (uint64_t)round; pg < npages; pg += (uint64_t)round * 3) {
 			fill_random(p.smem + pg * 4096, 4096, pg * 131 + (uint64_t)round);
-			map[pg / 64] |= 1UL << (pg % 64);
+			rmig_bit_set(map, pg);
 		}
 		assert_int_equal(rmig_send_bitmap(p.src, "ram", map), 0);
 		assert_int_equal(rmig_sync(p.src), 0);

@@ -31,6 +31,14 @@ static void test_next_set_clear_edges(void **state)
 	map[3] |= ~0UL << 5;
 	assert_int_equal(rmig_bitmap_next_set(map, nbits, 3 * W + 5), nbits);
 	assert_int_equal(rmig_bitmap_count(map, nbits), 3);
+	assert_true(rmig_bit_test(map, W) && !rmig_bit_test(map, W + 1));
+	rmig_bit_clear(map, W);
+	assert_false(rmig_bit_test(map, W));
+	assert_int_equal(rmig_bitmap_next_set(map, nbits, W - 1), W - 1);
+	assert_int_equal(rmig_bitmap_next_set(map, nbits, W), 3 * W + 4);
+	rmig_bit_set(map, W);
+	assert_int_equal(rmig_bitmap_longs(nbits), 4);
+	assert_int_equal(rmig_bitmap_longs(3 * W), 3);
 	assert_int_equal(rmig_bitmap_next_clear(map, 3 * W + 5, 3 * W + 4), nbits);
 }
 
