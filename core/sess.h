@@ -117,6 +117,8 @@ struct rmig_session {
 	int peer_verdict;       /* source: COMPLETE_ACK status, 1 = none yet */
 	uint64_t t_end_ns;
 
+	bool test_no_round_sync; /* tests only: see rmig_sess_test_break_round_order() */
+
 	/* serialises whole sync operations on the source */
 	pthread_mutex_t sync_lock;
 
@@ -183,6 +185,12 @@ int rmig_state_all_loaded(struct rmig_session *s, uint32_t nblobs_expected);
 int rmig_state_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN], uint32_t n);
 uint32_t rmig_state_count(struct rmig_session *s);
 void rmig_state_free(struct rmig_session *s);
+
+/*
+ * Tests only: rmig_send_round() skips its closing sync, which breaks the
+ * ordering rule across channels (the ordering test shows what goes wrong).
+ */
+void rmig_sess_test_break_round_order(struct rmig_session *s, bool broken);
 
 /* Tests only: run the session on another transport. */
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);

@@ -1340,6 +1340,41 @@ int rmig_send_state(rmig_session *s, const char *name, uint32_t instance, const 
 	return rc ? rc : rmig_state_send(s, name, instance, data, len);
 }
 
+void rmig_sess_test_break_round_order(struct rmig_session *s, bool broken)
+{
+	s->test_no_round_sync = broken;
+}
+
+static int source_sync(struct rmig_session *s);
+
+int rmig_send_round(rmig_session *s, const unsigned long *const *bitmaps, unsigned int nblocks,
+		    struct rmig_round_stats *st_p)
+{
+	uint64_t t0 = rmig_now_ns(), p0, z0, b0;
+	int rc = src_ready(s);
+
+	if (rc)
+		return rc;
+	if (!bitmaps || nblocks != s->nblocks)
+		return -EINVAL;
+	p0 = atomic_load(&s->st_pages);
+	z0 = atomic_load(&s->st_zero_pages);
+	b0 = atomic_load(&s->st_bytes);
+	for (unsigned int i = 0; i < nblocks && !rc; i++)
+		if (bitmaps[i])
+			rc = rmig_send_bitmap(s, s->blocks[i].name, bitmaps[i]);
+	/* The ordering rule: the round ends placed, before the next one starts. */
+	if (!rc && !s->test_no_round_sync)
+		rc = source_sync(s);
+	if (!rc && st_p) {
+		st_p->pages = atomic_load(&s->st_pages) - p0;
+		st_p->zero_pages = atomic_load(&s->st_zero_pages) - z0;
+		st_p->bytes = atomic_load(&s->st_bytes) - b0;
+		st_p->duration_ns = rmig_now_ns() - t0;
+	}
+	return rc;
+}
+
 /* ---- sync and completion ---- */
 
 static int source_sync(struct rmig_session *s)

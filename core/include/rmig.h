@@ -183,6 +183,25 @@ RMIG_API int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned
 /* Source: send a byte range; @offset and @len are page aligned. */
 RMIG_API int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_t len);
 
+struct rmig_round_stats {
+	uint64_t pages;       /* pages sent, zero pages included */
+	uint64_t zero_pages;
+	uint64_t bytes;       /* payload bytes */
+	uint64_t duration_ns; /* from the call to the end of its sync */
+};
+
+/*
+ * Source: one precopy round. @bitmaps[i] is the dirty bitmap of the i-th
+ * block declared on this side (bit n = page n; NULL: nothing dirty). Sends
+ * those pages, then syncs: when it returns 0, every page of the round is
+ * placed at the destination. That is the ordering rule across channels: a
+ * page resent in the next round, maybe on another channel, can never be
+ * overwritten by this round's older copy. @st_p may be NULL.
+ * Errors: -EINVAL (@nblocks differs from the blocks declared), the session's.
+ */
+RMIG_API int rmig_send_round(rmig_session *s, const unsigned long *const *bitmaps,
+			     unsigned int nblocks, struct rmig_round_stats *st_p);
+
 /*
  * Source: when it returns 0, every byte handed over before the call is
  * placed in destination memory. Destination: waits for the source's next

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fake_tp.h"
 #include "wire.h"
@@ -12,7 +13,7 @@ struct fake_ctl fake_ctl;
 
 struct pending {
 	struct rmig_target t;
-	const void *src; /* NULL: zero */
+	const void *src; /* a snapshot taken at post time; NULL: zero */
 	uint64_t len;
 };
 
@@ -142,6 +143,15 @@ static int queue(struct rmig_tp_chan *ch, const struct rmig_target *t, const voi
 		c->q = q;
 		c->cap = c->cap * 2 + 16;
 	}
+	/* In flight means already read: snapshot the bytes, as a NIC's DMA has. */
+	if (src) {
+		void *copy = malloc(len ? len : 1);
+
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, src, len);
+		src = copy;
+	}
 	c->q[c->n++] = (struct pending){ *t, src, len };
 	return 0;
 }
@@ -171,6 +181,11 @@ static int f_flush(struct rmig_tp_chan *ch)
 	pthread_mutex_unlock(&lock);
 	if (!up)
 		return -ENOTCONN;
+	if (fake_ctl.slow_chan0_ms && ch->idx == 0 && c->n) {
+		struct timespec ts = { 0, (long)fake_ctl.slow_chan0_ms * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
 	for (unsigned int i = 0; i < c->n && !rc; i++) {
 		void *dst;
 
@@ -183,6 +198,8 @@ static int f_flush(struct rmig_tp_chan *ch)
 			memset(dst, 0, c->q[i].len);
 		rc = up->placed(up->arg, &c->q[i].t, c->q[i].len);
 	}
+	for (unsigned int i = 0; i < c->n; i++)
+		free((void *)(uintptr_t)c->q[i].src);
 	if (c->n)
 		__atomic_add_fetch(&fake_ctl.flushes, 1, __ATOMIC_SEQ_CST);
 	c->n = 0;
@@ -225,8 +242,13 @@ static void f_shutdown(struct rmig_tp *tp)
 
 static void f_chan_close(struct rmig_tp_chan *ch)
 {
-	if (ch)
-		free(((struct fake_chan *)ch)->q);
+	if (ch) {
+		struct fake_chan *c = (struct fake_chan *)ch;
+
+		for (unsigned int i = 0; i < c->n; i++)
+			free((void *)(uintptr_t)c->q[i].src);
+		free(c->q);
+	}
 	free(ch);
 }
 

@@ -13,6 +13,7 @@
 struct fake_ctl {
 	int fail_write_at;  /* fail the Nth write (1-based) with -EIO; 0 = never */
 	int drop_markers;   /* markers vanish: syncs never complete */
+	int slow_chan0_ms;  /* channel 0 applies its writes this late (reordering across channels) */
 	int writes;         /* writes seen */
 	int markers;        /* markers delivered */
 	int flushes;        /* flushes that applied something */

@@ -11,6 +11,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +20,7 @@
 #include <cmocka.h>
 
 #include "fake_tp.h"
+#include "sess.h"
 #include "testlib.h"
 
 #define PS 4096u
@@ -279,6 +282,65 @@ static void test_bad_pages(void **state)
 	pair_close(&p);
 }
 
+/*
+ * Two rounds write the same page; the round-robin handoff puts round 1 on
+ * channel 0 and round 2 on channel 1, and channel 0 applies its writes late,
+ * as RDMA may across queue pairs. Returns whether the destination ended
+ * with the newest bytes.
+ */
+static bool two_rounds_end_current(bool break_rule)
+{
+	struct pair_cfg c = cfg(2, 4 * PS);
+	unsigned long map = 1; /* page 0 */
+	const unsigned long *maps[1] = { &map };
+	struct rmig_round_stats st;
+	struct pair p;
+	bool current;
+
+	open_pair(&p, c);
+	fake_ctl.slow_chan0_ms = 200;
+	rmig_sess_test_break_round_order(p.src, break_rule);
+	memset(p.smem, 1, PS);
+	assert_int_equal(rmig_send_round(p.src, maps, 1, &st), 0);
+	if (!break_rule) {
+		assert_int_equal(st.pages, 1);
+		assert_int_equal(st.bytes, PS);
+	}
+	/* round 1's bytes are read (in flight) before the guest dirties the page again */
+	while (__atomic_load_n(&fake_ctl.writes, __ATOMIC_SEQ_CST) < 1)
+		usleep(1000);
+	memset(p.smem, 2, PS);
+	assert_int_equal(rmig_send_round(p.src, maps, 1, &st), 0);
+	assert_int_equal(rmig_complete(p.src), 0);
+	assert_int_equal(pair_join(&p), 0);
+	current = memcmp(p.smem, p.dmem, PS) == 0;
+	pair_close(&p);
+	return current;
+}
+
+static void test_round_ordering_rule(void **state)
+{
+	(void)state;
+	/* the rule holds: the newest copy wins */
+	assert_true(two_rounds_end_current(false));
+	/* the knob breaks the rule: round 1's older copy lands last */
+	assert_false(two_rounds_end_current(true));
+}
+
+static void test_round_args(void **state)
+{
+	struct pair p;
+	const unsigned long *maps[2] = { NULL, NULL };
+
+	(void)state;
+	open_pair(&p, cfg(1, 4 * PS));
+	assert_int_equal(rmig_send_round(p.src, maps, 2, NULL), -EINVAL); /* one block declared */
+	assert_int_equal(rmig_send_round(p.src, maps, 1, NULL), 0);      /* nothing dirty */
+	assert_int_equal(rmig_complete(p.src), 0);
+	assert_int_equal(pair_join(&p), 0);
+	pair_close(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +352,8 @@ int main(void)
 		cmocka_unit_test(test_cancel_wakes_sync),
 		cmocka_unit_test(test_sync_timeout),
 		cmocka_unit_test(test_bad_pages),
+		cmocka_unit_test(test_round_ordering_rule),
+		cmocka_unit_test(test_round_args),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
