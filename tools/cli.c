@@ -40,7 +40,7 @@ static const struct cli_opt opts[] = {
 	{ "verify", NULL, OPT_FLAG, CMD_SEND, OFF(verify), 0, 0, NULL, NULL,
 	  "compare an end-to-end digest of every block and blob at the destination" },
 	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO, OFF(json), 0, 0,
-	  NULL, NULL, "print final statistics as JSON on stdout" },
+	  NULL, NULL, "print the results (final statistics, device facts) as JSON on stdout" },
 	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(quiet), 0, 0, NULL, NULL,
 	  "no progress line and no summary on stderr" },
 	{ "size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(size), 1 << 20, 1ull << 40, NULL, "2G",
@@ -49,7 +49,7 @@ static const struct cli_opt opts[] = {
 	  "channel counts to measure" },
 	{ "addr", "HOST", OPT_STR, CMD_BENCH, OFF(addr), 0, 0, NULL, "127.0.0.1",
 	  "local address both benchmark endpoints use" },
-	{ "verbose", NULL, OPT_FLAG, ALL, OFF(verbose), 0, 0, NULL, NULL,
+	{ "verbose", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(verbose), 0, 0, NULL, NULL,
 	  "log more (repeat for debug)" },
 	{ "help", NULL, OPT_FLAG, ALL, OFF(help), 0, 0, NULL, NULL, "show this help" },
 };
