@@ -55,7 +55,9 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 		} else {
 			struct iovec iov = { .iov_base = b->host + off, .iov_len = run - off };
 
-			rc = ops->write(c->tch, &t, &iov, 1);
+			rc = rmig_throttle(s, run - off);
+			if (!rc)
+				rc = ops->write(c->tch, &t, &iov, 1);
 			if (!rc) {
 				atomic_fetch_add_explicit(&c->bytes, run - off, memory_order_relaxed);
 				atomic_fetch_add_explicit(&s->st_bytes, run - off,
@@ -92,7 +94,9 @@ static int run_job(struct rmig_chan *c, struct rmig_job *j)
 		struct iovec iov = { .iov_base = (void *)(uintptr_t)(j->data + j->ext[0].offset),
 				     .iov_len = j->ext[0].len };
 
-		rc = ops->write(c->tch, &t, &iov, 1);
+		rc = rmig_throttle(s, iov.iov_len);
+		if (!rc)
+			rc = ops->write(c->tch, &t, &iov, 1);
 		if (!rc) {
 			atomic_fetch_add_explicit(&c->bytes, iov.iov_len, memory_order_relaxed);
 			atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);

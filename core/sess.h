@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "converge.h"
 #include "log.h"
 #include "pool.h"
 #include "rmig.h"
@@ -119,6 +120,14 @@ struct rmig_session {
 
 	bool test_no_round_sync; /* tests only: see rmig_sess_test_break_round_order() */
 
+	/* live migration, see live.c; protected by lock */
+	struct rmig_rate_limit rl;
+	unsigned int rounds;
+	uint64_t t_round_ns;    /* when the last round began */
+	uint64_t bandwidth;     /* bytes/s, from the last round that moved enough */
+	uint64_t t_switch_ns;   /* rmig_switchover(), 0 before */
+	uint64_t downtime_ns;
+
 	/* serialises whole sync operations on the source */
 	pthread_mutex_t sync_lock;
 
@@ -158,6 +167,14 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
 struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, unsigned int *idx_p);
 /* Wait on s->cond until @deadline_ns (0: forever). -ETIMEDOUT when past it. */
 int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns);
+
+/* Source: flush every channel, mark, wait for the destination's ack. */
+int rmig_source_sync(struct rmig_session *s);
+/* Source: 0, or the session's error, or -ENOTCONN before connect. */
+int rmig_src_ready(struct rmig_session *s);
+
+/* live.c: wait until @len bytes may go under max_bandwidth; -ECANCELED on stop. */
+int rmig_throttle(struct rmig_session *s, uint64_t len);
 
 /* chan.c: source channel engine */
 int rmig_chans_start_source(struct rmig_session *s);

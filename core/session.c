@@ -28,6 +28,9 @@
 #define DEFAULT_EXTENT (1u << 20)
 #define DEFAULT_BLOB_MAX (4ull << 30)
 #define DEFAULT_LOAD_THREADS 4
+#define DEFAULT_DOWNTIME_MS 300
+#define DEFAULT_MAX_ROUNDS 30
+#define RMIG_FLAGS_ALL (RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY)
 
 uint64_t rmig_now_ns(void)
 {
@@ -65,6 +68,8 @@ void rmig_opts_init(struct rmig_opts *o, size_t size)
 		.blob_max = DEFAULT_BLOB_MAX,
 		.load_threads = DEFAULT_LOAD_THREADS,
 		.inflight_max = 64ull << 20,
+		.downtime_limit_ms = DEFAULT_DOWNTIME_MS,
+		.max_rounds = DEFAULT_MAX_ROUNDS,
 		.log_fn = rmig_log_stderr,
 		.log_level = RMIG_LOG_WARN,
 	};
@@ -110,8 +115,18 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 		rmig_err(lg, "option load_threads: %u is not in 1..64", o->load_threads);
 		return -EINVAL;
 	}
-	if (o->flags & ~RMIG_F_VERIFY) {
-		rmig_err(lg, "option flags: unknown bits 0x%x", o->flags & ~RMIG_F_VERIFY);
+	if (o->flags & ~RMIG_FLAGS_ALL) {
+		rmig_err(lg, "option flags: unknown bits 0x%x", o->flags & ~RMIG_FLAGS_ALL);
+		return -EINVAL;
+	}
+	if (o->downtime_limit_ms < 1 || o->downtime_limit_ms > 3600000) {
+		rmig_err(lg, "option downtime_limit_ms: %u is not in 1..3600000",
+			 o->downtime_limit_ms);
+		return -EINVAL;
+	}
+	if (o->max_bandwidth && o->max_bandwidth < 4096) {
+		rmig_err(lg, "option max_bandwidth: %llu bytes/s is below 4096 (0 = unlimited)",
+			 (unsigned long long)o->max_bandwidth);
 		return -EINVAL;
 	}
 	return 0;
@@ -167,6 +182,7 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	pthread_cond_init(&s->cs_idle, NULL);
 	pthread_mutex_init(&s->ctl_send_lock, NULL);
 	pthread_mutex_init(&s->state_lock, NULL);
+	rmig_rl_init(&s->rl, s->opts.role == RMIG_ROLE_SOURCE ? s->opts.max_bandwidth : 0);
 	*s_p = s;
 	return 0;
 }
@@ -1232,7 +1248,7 @@ out:
 
 /* ---- source data API ---- */
 
-static int src_ready(struct rmig_session *s)
+int rmig_src_ready(struct rmig_session *s)
 {
 	int rc;
 
@@ -1266,7 +1282,7 @@ int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages, s
 	struct rmig_job *job;
 	struct rmig_block *b;
 	unsigned int idx;
-	int rc = src_ready(s);
+	int rc = rmig_src_ready(s);
 
 	if (!rc)
 		rc = lookup(s, block, &idx);
@@ -1291,7 +1307,7 @@ int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bi
 	struct rmig_block *b;
 	uint64_t first, count;
 	unsigned int idx;
-	int rc = src_ready(s);
+	int rc = rmig_src_ready(s);
 
 	if (!rc)
 		rc = lookup(s, block, &idx);
@@ -1315,7 +1331,7 @@ int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_
 	struct rmig_job *job;
 	struct rmig_block *b;
 	unsigned int idx;
-	int rc = src_ready(s);
+	int rc = rmig_src_ready(s);
 
 	if (!rc)
 		rc = lookup(s, block, &idx);
@@ -1335,49 +1351,14 @@ int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_
 int rmig_send_state(rmig_session *s, const char *name, uint32_t instance, const void *data,
 		    uint64_t len)
 {
-	int rc = src_ready(s);
+	int rc = rmig_src_ready(s);
 
 	return rc ? rc : rmig_state_send(s, name, instance, data, len);
 }
 
-void rmig_sess_test_break_round_order(struct rmig_session *s, bool broken)
-{
-	s->test_no_round_sync = broken;
-}
-
-static int source_sync(struct rmig_session *s);
-
-int rmig_send_round(rmig_session *s, const unsigned long *const *bitmaps, unsigned int nblocks,
-		    struct rmig_round_stats *st_p)
-{
-	uint64_t t0 = rmig_now_ns(), p0, z0, b0;
-	int rc = src_ready(s);
-
-	if (rc)
-		return rc;
-	if (!bitmaps || nblocks != s->nblocks)
-		return -EINVAL;
-	p0 = atomic_load(&s->st_pages);
-	z0 = atomic_load(&s->st_zero_pages);
-	b0 = atomic_load(&s->st_bytes);
-	for (unsigned int i = 0; i < nblocks && !rc; i++)
-		if (bitmaps[i])
-			rc = rmig_send_bitmap(s, s->blocks[i].name, bitmaps[i]);
-	/* The ordering rule: the round ends placed, before the next one starts. */
-	if (!rc && !s->test_no_round_sync)
-		rc = source_sync(s);
-	if (!rc && st_p) {
-		st_p->pages = atomic_load(&s->st_pages) - p0;
-		st_p->zero_pages = atomic_load(&s->st_zero_pages) - z0;
-		st_p->bytes = atomic_load(&s->st_bytes) - b0;
-		st_p->duration_ns = rmig_now_ns() - t0;
-	}
-	return rc;
-}
-
 /* ---- sync and completion ---- */
 
-static int source_sync(struct rmig_session *s)
+int rmig_source_sync(struct rmig_session *s)
 {
 	struct rmig_job *job = rmig_job_new();
 	uint64_t id, deadline;
@@ -1413,8 +1394,8 @@ int rmig_sync(rmig_session *s)
 	if (!s)
 		return -EINVAL;
 	if (s->opts.role == RMIG_ROLE_SOURCE) {
-		rc = src_ready(s);
-		return rc ? rc : source_sync(s);
+		rc = rmig_src_ready(s);
+		return rc ? rc : rmig_source_sync(s);
 	}
 	pthread_mutex_lock(&s->lock);
 	seen = s->sync_acked;
@@ -1432,7 +1413,7 @@ static int source_complete(struct rmig_session *s)
 	uint8_t *buf = NULL;
 	int rc, n;
 
-	rc = source_sync(s);
+	rc = rmig_source_sync(s);
 	if (rc)
 		return rc;
 	m.nblocks = s->nblocks;
@@ -1458,6 +1439,8 @@ static int source_complete(struct rmig_session *s)
 	while (!s->err && s->peer_verdict)
 		rmig_sess_wait(s, 0);
 	rc = s->peer_verdict ? s->err : 0;
+	if (!rc && s->t_switch_ns)
+		s->downtime_ns = rmig_now_ns() - s->t_switch_ns;
 	pthread_mutex_unlock(&s->lock);
 out:
 	free(dg);
@@ -1472,7 +1455,7 @@ int rmig_complete(rmig_session *s)
 	if (!s)
 		return -EINVAL;
 	if (s->opts.role == RMIG_ROLE_SOURCE) {
-		rc = src_ready(s);
+		rc = rmig_src_ready(s);
 		return rc ? rc : source_complete(s);
 	}
 	pthread_mutex_lock(&s->lock);
@@ -1508,6 +1491,8 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 	st->transport = s->tp_ops ? s->tp_ops->kind : RMIG_TRANSPORT_AUTO;
 	pthread_mutex_lock(&s->lock);
 	st->syncs = s->sync_acked;
+	st->rounds = s->rounds;
+	st->downtime_ns = s->downtime_ns;
 	end = s->t_end_ns ? s->t_end_ns : rmig_now_ns();
 	if (s->t_start_ns)
 		st->duration_ns = end - s->t_start_ns;
@@ -1582,5 +1567,6 @@ void rmig_session_destroy(rmig_session *s)
 	pthread_cond_destroy(&s->cs_idle);
 	pthread_mutex_destroy(&s->ctl_send_lock);
 	pthread_mutex_destroy(&s->state_lock);
+	rmig_rl_destroy(&s->rl);
 	free(s);
 }

@@ -53,6 +53,12 @@ enum rmig_log_level {
 
 /* Compare an end-to-end digest of every block and blob at completion. */
 #define RMIG_F_VERIFY (1u << 0)
+/*
+ * Source: when max_rounds is reached and what is left does not fit the
+ * downtime limit, rmig_estimate() says RMIG_DECIDE_FORCED (switch over
+ * anyway) instead of RMIG_DECIDE_GIVE_UP (cancel; the guest stays here).
+ */
+#define RMIG_F_SWITCH_ANYWAY (1u << 1)
 
 typedef void (*rmig_log_fn)(void *arg, enum rmig_log_level level, const char *msg);
 
@@ -99,6 +105,12 @@ struct rmig_opts {
 	void *layout_arg;
 	rmig_state_fn state_fn;        /* destination */
 	void *state_arg;
+	/* source, live migration (see rmig_estimate() and rmig_switchover()) */
+	uint64_t max_bandwidth;        /* bytes/s for RAM pages and device state until
+					* rmig_switchover(); 0 = unlimited (default) */
+	unsigned int downtime_limit_ms; /* switch over once what is left fits; default 300 */
+	unsigned int max_rounds;       /* live rounds before giving up or forcing; default 30,
+					* 0 = no limit */
 };
 
 struct rmig_chan_stats {
@@ -116,6 +128,9 @@ struct rmig_stats {
 	uint64_t syncs;        /* completed sync points */
 	uint64_t duration_ns;  /* from connect/accept to completion or now */
 	uint64_t reg_ns;       /* time spent registering memory (RDMA) */
+	uint64_t rounds;       /* source: rmig_send_round() calls completed */
+	uint64_t downtime_ns;  /* source: rmig_switchover() to the destination's
+				* completion verdict; 0 before that */
 	unsigned int channels;
 	enum rmig_transport_kind transport; /* the one in use */
 	struct rmig_chan_stats chan[RMIG_CHANNELS_MAX];
@@ -184,10 +199,15 @@ RMIG_API int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned
 RMIG_API int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_t len);
 
 struct rmig_round_stats {
+	unsigned int round;   /* 1 for the first round */
+	uint64_t dirty_pages; /* bits set in the bitmaps */
 	uint64_t pages;       /* pages sent, zero pages included */
 	uint64_t zero_pages;
 	uint64_t bytes;       /* payload bytes */
 	uint64_t duration_ns; /* from the call to the end of its sync */
+	uint64_t dirty_rate;  /* bytes/s: this round's dirty bytes over the time since
+			       * the previous round began; 0 for the first round */
+	uint64_t bandwidth;   /* bytes/s: payload bytes over the duration */
 };
 
 /*
@@ -201,6 +221,43 @@ struct rmig_round_stats {
  */
 RMIG_API int rmig_send_round(rmig_session *s, const unsigned long *const *bitmaps,
 			     unsigned int nblocks, struct rmig_round_stats *st_p);
+
+enum rmig_decision {
+	RMIG_DECIDE_ROUND = 0,      /* send these pages as another live round */
+	RMIG_DECIDE_SWITCHOVER = 1, /* the rest fits the downtime limit: stop the guest */
+	RMIG_DECIDE_FORCED = 2,     /* max_rounds reached, over the limit, and
+				     * RMIG_F_SWITCH_ANYWAY: stop the guest anyway */
+	RMIG_DECIDE_GIVE_UP = 3,    /* max_rounds reached, over the limit: cancel;
+				     * the guest keeps running here */
+};
+
+struct rmig_estimate {
+	uint64_t dirty_pages;     /* bits set in the bitmaps */
+	uint64_t dirty_bytes;     /* their bytes */
+	uint64_t dirty_rate;      /* bytes/s dirtied since the last round began */
+	uint64_t bandwidth;       /* bytes/s, measured over the last rounds that moved data */
+	uint64_t expected_downtime_ns; /* (dirty_bytes + state_bytes) / bandwidth */
+	unsigned int rounds;      /* live rounds sent so far */
+	enum rmig_decision decision;
+};
+
+/*
+ * Source, before each round after the first: what would the downtime be if
+ * the guest stopped now? @bitmaps as for rmig_send_round() (just collected,
+ * not yet sent); @state_bytes is the device state the switchover will send.
+ * The decision follows downtime_limit_ms, max_rounds and
+ * RMIG_F_SWITCH_ANYWAY. Sends nothing. Errors: -EINVAL, -ENODATA (no round
+ * measured the bandwidth yet), the session's error.
+ */
+RMIG_API int rmig_estimate(rmig_session *s, const unsigned long *const *bitmaps,
+			   unsigned int nblocks, uint64_t state_bytes, struct rmig_estimate *e);
+
+/*
+ * Source: the guest is stopped. Starts the downtime clock (see
+ * rmig_stats.downtime_ns) and lifts max_bandwidth, so the last round and
+ * the device state go at full speed. Errors: -EALREADY, the session's.
+ */
+RMIG_API int rmig_switchover(rmig_session *s);
 
 /*
  * Source: when it returns 0, every byte handed over before the call is

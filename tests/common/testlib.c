@@ -105,6 +105,11 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 		so.extent_max = cfg->extent_max;
 	dopt = so;
 	dopt.role = RMIG_ROLE_DEST;
+	so.max_bandwidth = cfg->max_bandwidth;
+	if (cfg->downtime_limit_ms)
+		so.downtime_limit_ms = cfg->downtime_limit_ms;
+	if (cfg->max_rounds)
+		so.max_rounds = cfg->max_rounds;
 	dopt.state_fn = cfg->state_fn;
 	dopt.state_arg = cfg->state_arg;
 	rc = rmig_session_create(&so, &p->src);

@@ -37,6 +37,9 @@ struct pair_cfg {
 	const char *addr;                     /* default 127.0.0.1 */
 	rmig_state_fn state_fn;
 	void *state_arg;
+	uint64_t max_bandwidth;          /* source; 0: unlimited */
+	unsigned int downtime_limit_ms;  /* source; 0: default */
+	unsigned int max_rounds;         /* source; 0: default */
 };
 
 struct pair {
