@@ -200,6 +200,11 @@ int tool_bench(const struct cli *c)
 	uint64_t size = c->size / 4096 * 4096;
 	int rc = 0;
 
+	if (tool_bench_check(c))
+		return EXIT_USAGE;
+	if (c->live)
+		return tool_bench_live(c);
+
 	while (*p && n < 16) {
 		char tok[16];
 		size_t len = strcspn(p, ",");

@@ -12,10 +12,12 @@
 #define ALL (CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO)
 
 static const char *const transports[] = { "tcp", "rdma", "auto", NULL };
+static const char *const patterns[] = { "uniform", "hot", NULL };
 
 static const struct cli_opt opts[] = {
-	{ "to", "HOST:PORT", OPT_STR, CMD_SEND, OFF(to), 0, 0, NULL, NULL,
-	  "destination to migrate to (required)" },
+	{ "to", "HOST:PORT", OPT_STR, CMD_SEND | CMD_BENCH, OFF(to), 0, 0, NULL, NULL,
+	  "destination to migrate to (send: required; bench --live: a recv peer instead of "
+	  "a destination in this process)" },
 	{ "listen", "ADDR:PORT", OPT_STR, CMD_RECV, OFF(listen), 0, 0, NULL, NULL,
 	  "address to accept one source on (required; PORT 0 picks one)" },
 	{ "port-file", "FILE", OPT_STR, CMD_RECV, OFF(port_file), 0, 0, NULL, NULL,
@@ -27,8 +29,8 @@ static const struct cli_opt opts[] = {
 	  "device-state file to send as blob NAME; repeatable" },
 	{ "state-dir", "DIR", OPT_STR, CMD_RECV, OFF(state_dir), 0, 0, NULL, NULL,
 	  "write received device-state blobs to DIR/NAME" },
-	{ "channels", "N", OPT_UINT, CMD_SEND, OFF(channels), 1, 64, NULL, "4",
-	  "parallel data channels (1..64)" },
+	{ "channels", "N", OPT_UINT, CMD_SEND | CMD_BENCH, OFF(channels), 1, 64, NULL, "4",
+	  "parallel data channels (1..64; bench: with --live)" },
 	{ "transport", "KIND", OPT_CHOICE, CMD_SEND | CMD_BENCH, OFF(transport), 0, 0, transports,
 	  "auto", "tcp, rdma, or auto (rdma when a device reaches the peer, else tcp)" },
 	{ "timeout", "SECONDS", OPT_UINT, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(timeout_s), 1,
@@ -44,15 +46,43 @@ static const struct cli_opt opts[] = {
 	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(quiet), 0, 0, NULL, NULL,
 	  "no progress line and no summary on stderr" },
 	{ "size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(size), 1 << 20, 1ull << 40, NULL, "2G",
-	  "image size to move" },
+	  "image size to move (without --live)" },
 	{ "channel-list", "N[,N...]", OPT_STR, CMD_BENCH, OFF(channel_list), 0, 0, NULL, "1,2,4",
-	  "channel counts to measure" },
+	  "channel counts to measure (without --live)" },
 	{ "addr", "HOST", OPT_STR, CMD_BENCH, OFF(addr), 0, 0, NULL, "127.0.0.1",
 	  "local address both benchmark endpoints use" },
+	{ "max-bandwidth", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH, OFF(max_bandwidth), 0,
+	  1ull << 50, NULL, "0",
+	  "bytes per second for RAM and device state (bench --live: until switchover); "
+	  "0 = unlimited" },
+	{ "live", NULL, OPT_FLAG, CMD_BENCH, OFF(live), 0, 0, NULL, NULL,
+	  "migrate a running built-in guest: writer threads dirty its RAM during the rounds; "
+	  "verified byte for byte" },
+	{ "ram-size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(ram_size), 1 << 20, 1ull << 40, NULL, "1G",
+	  "--live: guest RAM size" },
+	{ "writers", "N", OPT_UINT, CMD_BENCH, OFF(writers), 1, 64, NULL, "2",
+	  "--live: writer threads (the guest's vCPUs)" },
+	{ "dirty-rate", "SIZE", OPT_SIZE, CMD_BENCH, OFF(dirty_rate), 0, 1ull << 40, NULL, "64M",
+	  "--live: bytes of pages the writers dirty per second, all together (0: none)" },
+	{ "pattern", "KIND", OPT_CHOICE, CMD_BENCH, OFF(pattern), 0, 0, patterns, "uniform",
+	  "--live: uniform (any page) or hot (pages of the first --hot-size bytes)" },
+	{ "hot-size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(hot_size), 4096, 1ull << 40, NULL, "64M",
+	  "--live --pattern hot: size of the hot set" },
+	{ "downtime", "MS", OPT_UINT, CMD_BENCH, OFF(downtime_ms), 1, 3600000, NULL, "300",
+	  "--live: downtime limit; switch over once what is left fits it" },
+	{ "max-rounds", "N", OPT_UINT, CMD_BENCH, OFF(max_rounds), 0, 1000000, NULL, "30",
+	  "--live: live rounds before giving up (or see --switch-anyway); 0 = no limit" },
+	{ "switch-anyway", NULL, OPT_FLAG, CMD_BENCH, OFF(switch_anyway), 0, 0, NULL, NULL,
+	  "--live: at --max-rounds, switch over even over the downtime limit instead of "
+	  "cancelling" },
+	{ "device-state", "SIZE[,SIZE...]", OPT_STR, CMD_BENCH, OFF(device_state), 0, 0, NULL, NULL,
+	  "--live: device-state blobs of these sizes, sent at switchover" },
 	{ "verbose", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(verbose), 0, 0, NULL, NULL,
 	  "log more (repeat for debug)" },
 	{ "help", NULL, OPT_FLAG, ALL, OFF(help), 0, 0, NULL, NULL, "show this help" },
 };
+
+_Static_assert(sizeof(opts) / sizeof(opts[0]) <= 64, "struct cli.seen has 64 bits");
 
 static const struct {
 	unsigned int cmd;
@@ -61,7 +91,8 @@ static const struct {
 } cmds[] = {
 	{ CMD_SEND, "send", "migrate memory images and device state to a recv peer" },
 	{ CMD_RECV, "recv", "serve one migration into memory images, then exit" },
-	{ CMD_BENCH, "bench", "measure rmig against a raw stream on this machine" },
+	{ CMD_BENCH, "bench", "measure rmig against a raw stream on this machine, or (--live) "
+			      "migrate a running built-in guest" },
 	{ CMD_INFO, "info", "show RDMA devices, limits, and whether RDMA can be used here" },
 };
 
@@ -247,8 +278,16 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 		}
 		if (set_opt(c, o, val))
 			return -EINVAL;
+		c->seen |= 1ull << (o - opts);
 	}
 	return 0;
+}
+
+bool cli_seen(const struct cli *c, const char *name)
+{
+	const struct cli_opt *o = find_opt(name, strlen(name));
+
+	return o && (c->seen >> (o - opts)) & 1;
 }
 
 void cli_usage(FILE *f, unsigned int cmd)

@@ -55,7 +55,20 @@ struct cli {
 	uint64_t size;
 	const char *channel_list;
 	const char *addr;
+	/* live migration: send, bench --live */
+	uint64_t max_bandwidth;
+	bool live;
+	uint64_t ram_size;
+	unsigned int writers;
+	uint64_t dirty_rate;
+	const char *pattern;
+	uint64_t hot_size;
+	unsigned int downtime_ms;
+	unsigned int max_rounds;
+	bool switch_anyway;
+	const char *device_state;
 	bool help;
+	uint64_t seen; /* bit i: opts[i] was given on the command line */
 };
 
 struct cli_opt {
@@ -84,6 +97,8 @@ int cli_split_assign(const char *s, char *name, size_t name_len, const char **va
  */
 int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv);
 void cli_usage(FILE *f, unsigned int cmd);
+/* True when option --@name was given on the command line (not a default). */
+bool cli_seen(const struct cli *c, const char *name);
 const char *cli_cmd_name(unsigned int cmd);
 
 #endif

@@ -175,10 +175,11 @@ static void summary(const char *verb, rmig_session *s, bool verified)
 		st.blobs, verified ? ", verified" : "");
 }
 
+/* @arg: NULL, or a side's name to prefix (two sessions in one process). */
 static void log_cb(void *arg, enum rmig_log_level level, const char *msg)
 {
-	(void)arg;
-	fprintf(stderr, "rdma-migrate: %s%s\n", level == RMIG_LOG_ERROR ? "error: " :
+	fprintf(stderr, "rdma-migrate: %s%s%s%s\n", arg ? (const char *)arg : "", arg ? ": " : "",
+		level == RMIG_LOG_ERROR ? "error: " :
 						level == RMIG_LOG_WARN	? "warning: " :
 									  "",
 		msg);
@@ -199,6 +200,13 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 		o->transport = !strcmp(c->transport, "tcp")    ? RMIG_TRANSPORT_TCP :
 			       !strcmp(c->transport, "rdma") ? RMIG_TRANSPORT_RDMA :
 							       RMIG_TRANSPORT_AUTO;
+	o->max_bandwidth = c->max_bandwidth;
+	if (c->downtime_ms)
+		o->downtime_limit_ms = c->downtime_ms;
+	if (c->cmd == CMD_BENCH)
+		o->max_rounds = c->max_rounds;
+	if (c->switch_anyway)
+		o->flags |= RMIG_F_SWITCH_ANYWAY;
 	o->log_fn = log_cb;
 	o->log_level = c->verbose > 1 ? RMIG_LOG_DEBUG : c->verbose ? RMIG_LOG_INFO : RMIG_LOG_WARN;
 }

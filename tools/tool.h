@@ -19,6 +19,9 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role);
 void tool_fmt_bytes(char *buf, size_t len, double v);
 void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified);
 int tool_bench(const struct cli *c);
+/* bench --live (live.c); tool_bench_check refuses options of the other mode. */
+int tool_bench_live(const struct cli *c);
+int tool_bench_check(const struct cli *c);
 int tool_info(const struct cli *c);
 
 #endif
