@@ -260,6 +260,82 @@ else
 	bad "stalled: rc $rc after ${took}s: $(cat "$W/st.err")"
 fi
 
+# ---- live migration: bench --live, a built-in guest whose writers dirty RAM ----
+LIVE=(bench --live --transport "$TRANSPORT" --addr "$ADDR" --timeout 20)
+jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
+
+"$RM" "${LIVE[@]}" --ram-size 64M --dirty-rate 16M --device-state 4M,1M,0 --json >"$W/l1.json" 2>"$W/l1.err"
+rc=$?
+if [ $rc = 0 ] && [ "$(jget "$W/l1.json" 'd["ok"] and d["verified"] and d["converged"] and d["decision"]=="switchover" and d["transport"]=="'"$TRANSPORT"'" and d["device_state"]["blobs"]==3 and d["downtime_ms"]>0 and len(d["rounds"])>=1 and d["rounds"][0]["pages"]==16384 and d["guest_writes"]>0')" = True ]; then
+	ok "bench --live: converged after $(jget "$W/l1.json" 'len(d["rounds"])') rounds, downtime $(jget "$W/l1.json" 'd["downtime_ms"]') ms, verified"
+else
+	bad "bench --live: rc $rc: $(cat "$W/l1.err" "$W/l1.json")"
+fi
+
+# hot set: after the first round only pages of the first 1 MiB (256 pages) are dirty
+"$RM" "${LIVE[@]}" --ram-size 32M --pattern hot --hot-size 1M --dirty-rate 64M --downtime 1 \
+	--max-rounds 4 --switch-anyway --json >"$W/l2.json" 2>"$W/l2.err"
+rc=$?
+if [ $rc = 0 ] && [ "$(jget "$W/l2.json" 'd["verified"] and all(r["dirty_pages"]<=256 for r in d["rounds"][1:]+[d["final_round"]]) and d["guest_writes"]>0')" = True ]; then
+	ok "bench --live --pattern hot: every later round within the hot set, verified"
+else
+	bad "bench --live hot: rc $rc: $(cat "$W/l2.err" "$W/l2.json")"
+fi
+
+# a dirty rate that cannot converge under the bandwidth limit: give up, or switch anyway
+NOCONV=(--ram-size 16M --dirty-rate 1G --max-bandwidth 16M --downtime 1 --max-rounds 2)
+"$RM" "${LIVE[@]}" "${NOCONV[@]}" --quiet --json >"$W/l3.json" 2>"$W/l3.err"
+rc=$?
+if [ $rc = 1 ] && grep -q "did not converge: after 2 rounds the expected downtime is" "$W/l3.err" &&
+	grep -q "cancelled, the guest keeps running on the source" "$W/l3.err" &&
+	[ "$(jget "$W/l3.json" 'd["decision"]=="give_up" and not d["ok"] and not d["converged"] and len(d["rounds"])==2')" = True ]; then
+	ok "bench --live, no convergence: exit 1, gave up after 2 rounds and says so"
+else
+	bad "bench --live give up: rc $rc: $(cat "$W/l3.err" "$W/l3.json")"
+fi
+"$RM" "${LIVE[@]}" "${NOCONV[@]}" --switch-anyway --json >"$W/l4.json" 2>"$W/l4.err"
+rc=$?
+if [ $rc = 0 ] && grep -q "warning: did not converge within 2 rounds: switched over anyway" "$W/l4.err" &&
+	[ "$(jget "$W/l4.json" 'd["decision"]=="forced" and d["verified"] and not d["converged"] and max(r["bandwidth_MiBps"] for r in d["rounds"])<=16.5')" = True ]; then
+	ok "bench --live --switch-anyway: exit 0, switched anyway, warned, verified; rounds kept to 16 MiB/s"
+else
+	bad "bench --live switch anyway: rc $rc: $(cat "$W/l4.err" "$W/l4.json")"
+fi
+
+# to a recv peer in another process: RAM and blobs land, digests match
+start_recv live --ram "ram=$W/live.dst" --state-dir "$W" --timeout 20
+"$RM" bench --live --transport "$TRANSPORT" --to "$ADDR:$RPORT" --timeout 20 --ram-size 32M \
+	--dirty-rate 8M --device-state 3M,5K --json >"$W/l5.json" 2>"$W/l5.err"
+rc=$?
+wait_rc "$RPID" 20
+rrc=$?
+if [ $rc = 0 ] && [ $rrc = 0 ] && [ "$(stat -c %s "$W/live.dst")" = 33554432 ] &&
+	[ "$(stat -c %s "$W/dev")" = 3145728 ] && [ "$(stat -c %s "$W/dev.1")" = 5120 ] &&
+	[ "$(jget "$W/l5.json" 'd["verified"] and d["ok"]')" = True ]; then
+	ok "bench --live --to a recv peer: exit 0 on both sides, digests match"
+else
+	bad "bench --live --to: rc $rc/$rrc: $(cat "$W/l5.err" "$W/live.err" "$W/l5.json")"
+fi
+
+# the bandwidth limit on send: 16 MiB at 8 MiB/s cannot take less than 2 s
+make_image "$W/bw.img" 16 random
+start_recv bw --ram "ram=$W/bw.dst"
+start=$(date +%s.%N)
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/bw.img" --transport "$TRANSPORT" --max-bandwidth 8M --quiet 2>"$W/bw.err"
+rc=$?
+took=$(python3 -c "import sys; print(round($(date +%s.%N) - $start, 2))")
+wait_rc "$RPID" 10
+if [ $rc = 0 ] && cmp -s "$W/bw.img" "$W/bw.dst" && python3 -c "import sys; sys.exit(not $took >= 1.95)"; then
+	ok "send --max-bandwidth 8M: 16 MiB in ${took} s, byte for byte"
+else
+	bad "send --max-bandwidth: rc $rc in ${took}s: $(cat "$W/bw.err")"
+fi
+
+usage_case "needs --live" bench --ram-size 1G
+usage_case "with --live use --ram-size and --channels" bench --live --size 1G
+usage_case "expected SIZE" bench --live --device-state 1M,,2M
+usage_case "needs --pattern hot" bench --live --hot-size 1M
+
 # hostile sources against recv: each ends in exit 1 naming the cause, within the timeout
 # (they speak the control protocol and tcp data channels, whatever recv could do)
 "$HOSTILE" list >"$W/cases" || true

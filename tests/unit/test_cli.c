@@ -90,6 +90,33 @@ static void test_parse(void **state)
 	assert_int_equal(cli_parse(&c, CMD_SEND, 1, positional), -EINVAL);
 }
 
+static void test_live_options(void **state)
+{
+	struct cli c;
+	char *live[] = { "--live", "--ram-size", "64M", "--dirty-rate=0", "--pattern", "hot",
+			 "--max-rounds", "0", "--max-bandwidth", "10M" };
+	char *bad_pattern[] = { "--live", "--pattern", "zipf" };
+	char *not_send[] = { "--downtime", "5" };
+
+	(void)state;
+	assert_int_equal(cli_parse(&c, CMD_BENCH, 10, live), 0);
+	assert_true(c.live);
+	assert_int_equal(c.ram_size, 64u << 20);
+	assert_int_equal(c.dirty_rate, 0);
+	assert_string_equal(c.pattern, "hot");
+	assert_int_equal(c.max_rounds, 0);
+	assert_int_equal(c.max_bandwidth, 10u << 20);
+	/* given on the command line, or only a default */
+	assert_true(cli_seen(&c, "ram-size"));
+	assert_true(cli_seen(&c, "live"));
+	assert_false(cli_seen(&c, "downtime"));
+	assert_false(cli_seen(&c, "no-such-option"));
+	assert_int_equal(c.downtime_ms, 300);
+	assert_int_equal(c.writers, 2);
+	assert_int_equal(cli_parse(&c, CMD_BENCH, 3, bad_pattern), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 2, not_send), -EINVAL);
+}
+
 static void test_uri(void **state)
 {
 	enum rmig_transport_kind k = RMIG_TRANSPORT_AUTO;
@@ -162,6 +189,7 @@ int main(void)
 		cmocka_unit_test(test_numbers),     cmocka_unit_test(test_assign),
 		cmocka_unit_test(test_parse),       cmocka_unit_test(test_uri),
 		cmocka_unit_test(test_session_opts),
+		cmocka_unit_test(test_live_options),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,13 +19,16 @@ else
 	bad "info: $(cat /tmp/info.txt)"
 fi
 
-# the in-process integration suite over RDMA
-if RMIG_TEST_TRANSPORT=rdma RMIG_TEST_ADDR=$IP "$build/tests/integration/test_inproc" >/tmp/inproc.txt 2>&1; then
-	ok "in-process suite over rdma: $(grep -c '\[       OK' /tmp/inproc.txt) cases"
-else
-	bad "in-process suite over rdma"
-	cat /tmp/inproc.txt
-fi
+# the in-process integration suites over RDMA (live rounds with a dirtying writer included)
+for t in test_inproc test_live; do
+	if RMIG_TEST_TRANSPORT=rdma RMIG_TEST_ADDR=$IP "$build/tests/integration/$t" >/tmp/$t.txt 2>&1; then
+		ok "$t over rdma: $(grep -c '\[       OK' /tmp/$t.txt) cases"
+		grep '^# ' /tmp/$t.txt
+	else
+		bad "$t over rdma"
+		cat /tmp/$t.txt
+	fi
+done
 
 # hostile rdma sources: bad CM private data, malformed SENDs, a WRITE past the block
 if RMIG_TEST_ADDR=$IP "$build/tests/integration/hostile_rdma" >/tmp/hr.txt 2>&1; then
