@@ -61,7 +61,9 @@ enum rmig_decision rmig_decide(const struct rmig_conv_in *in, uint64_t *downtime
 	*downtime_ns_p = left < in->dirty_bytes ? UINT64_MAX : cost_ns(left, bw);
 	if (*downtime_ns_p <= in->limit_ns)
 		return RMIG_DECIDE_SWITCHOVER;
-	if (in->max_rounds && in->rounds >= in->max_rounds)
+	/* Out of rounds, or nothing dirty (device state alone is over the
+	 * limit): another round cannot bring the downtime down. */
+	if ((in->max_rounds && in->rounds >= in->max_rounds) || !in->dirty_bytes)
 		return in->switch_anyway ? RMIG_DECIDE_FORCED : RMIG_DECIDE_GIVE_UP;
 	return RMIG_DECIDE_ROUND;
 }

@@ -92,6 +92,7 @@ struct rmig_session {
 	unsigned int nblocks;
 	uint64_t session_id;
 	unsigned int nchannels;
+	bool verify;  /* digests at completion: the source's flag, told in HELLO */
 	int ctl_fd;
 	int listen_fd;
 	int wake_fd;  /* eventfd: readable once the session shuts down */

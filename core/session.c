@@ -183,6 +183,7 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	pthread_mutex_init(&s->ctl_send_lock, NULL);
 	pthread_mutex_init(&s->state_lock, NULL);
 	rmig_rl_init(&s->rl, s->opts.role == RMIG_ROLE_SOURCE ? s->opts.max_bandwidth : 0);
+	s->verify = s->opts.role == RMIG_ROLE_SOURCE && (s->opts.flags & RMIG_F_VERIFY);
 	*s_p = s;
 	return 0;
 }
@@ -1151,6 +1152,7 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	}
 	s->session_id = hello->session_id;
 	s->nchannels = hello->nchannels;
+	s->verify = hello->caps & RMIG_CAP_VERIFY;
 	if (s->opts.layout_fn) {
 		info = calloc(hello->nblocks ? hello->nblocks : 1, sizeof(*info));
 		if (!info)

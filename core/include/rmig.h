@@ -225,9 +225,10 @@ RMIG_API int rmig_send_round(rmig_session *s, const unsigned long *const *bitmap
 enum rmig_decision {
 	RMIG_DECIDE_ROUND = 0,      /* send these pages as another live round */
 	RMIG_DECIDE_SWITCHOVER = 1, /* the rest fits the downtime limit: stop the guest */
-	RMIG_DECIDE_FORCED = 2,     /* max_rounds reached, over the limit, and
-				     * RMIG_F_SWITCH_ANYWAY: stop the guest anyway */
-	RMIG_DECIDE_GIVE_UP = 3,    /* max_rounds reached, over the limit: cancel;
+	RMIG_DECIDE_FORCED = 2,     /* over the limit, and no round can help (max_rounds
+				     * reached, or nothing dirty: the device state alone
+				     * is over it), and RMIG_F_SWITCH_ANYWAY: stop anyway */
+	RMIG_DECIDE_GIVE_UP = 3,    /* the same without RMIG_F_SWITCH_ANYWAY: cancel;
 				     * the guest keeps running here */
 };
 

@@ -131,6 +131,12 @@ static void test_decide_at_max_rounds(void **state)
 	in.max_rounds = 0;
 	in.rounds = 1000;
 	assert_int_equal(rmig_decide(&in, &dt), RMIG_DECIDE_ROUND);
+	/* nothing dirty but the state alone is over the limit: rounds cannot help */
+	in = conv(0, 1 << 30, 1);
+	in.state_bytes = 1ull << 30;
+	assert_int_equal(rmig_decide(&in, &dt), RMIG_DECIDE_GIVE_UP);
+	in.switch_anyway = true;
+	assert_int_equal(rmig_decide(&in, &dt), RMIG_DECIDE_FORCED);
 	/* fitting wins over max rounds */
 	in = conv(1 << 20, 1 << 30, 50);
 	assert_int_equal(rmig_decide(&in, &dt), RMIG_DECIDE_SWITCHOVER);
