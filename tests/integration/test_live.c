@@ -82,6 +82,40 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+struct loads {
+	pthread_mutex_t lock;
+	const uint8_t *data[2];
+	uint64_t len[2];
+	unsigned int good;
+	unsigned int live_before_switch; /* blobs loaded before the switchover began */
+	atomic_bool switched;
+};
+
+static int load(void *arg, const char *name, uint32_t instance, const void *data, uint64_t len)
+{
+	struct loads *l = arg;
+
+	pthread_mutex_lock(&l->lock);
+	if (!strcmp(name, "nic") && instance < 2 && len == l->len[instance] &&
+	    !memcmp(data, l->data[instance], len)) {
+		l->good++;
+		if (!atomic_load(&l->switched))
+			l->live_before_switch++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+static unsigned int loaded(struct loads *l)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&l->lock);
+	n = l->good;
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
 /* Take the dirty log: what was dirtied since the last collection. */
 static void collect(struct writer *w, unsigned long *out)
 {
@@ -97,6 +131,8 @@ static void test_live_rounds_with_writer(void **state)
 	unsigned long *map = calloc(nl, sizeof(*map));
 	const unsigned long *maps[1] = { map };
 	struct writer w = { .npages = npages };
+	struct loads l = { .lock = PTHREAD_MUTEX_INITIALIZER, .len = { 3 << 20, 5 << 20 } };
+	uint8_t *blob0 = malloc(l.len[0]), *blob1 = malloc(l.len[1]);
 	struct rmig_round_stats rs;
 	struct rmig_estimate e;
 	struct rmig_stats st;
@@ -108,6 +144,12 @@ static void test_live_rounds_with_writer(void **state)
 	c.downtime_limit_ms = 1;
 	c.max_rounds = 8;
 	c.flags = RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY;
+	c.state_fn = load;
+	c.state_arg = &l;
+	fill_random(blob0, l.len[0], 1);
+	fill_random(blob1, l.len[1], 2);
+	l.data[0] = blob0;
+	l.data[1] = blob1;
 	assert_int_equal(pair_open(&p, &c), 0);
 	fill_random(p.smem, c.len, 11);
 	w.mem = p.smem;
@@ -122,6 +164,15 @@ static void test_live_rounds_with_writer(void **state)
 	assert_int_equal(rs.pages, npages);
 	assert_int_equal(rs.dirty_rate, 0);
 	assert_true(rs.bandwidth > 0);
+	/* device state in the live phase: chunked over the channels, loaded at once */
+	assert_int_equal(rmig_send_state(p.src, "nic", 0, blob0, l.len[0]), 0);
+	assert_int_equal(rmig_sync(p.src), 0);
+	for (int i = 0; i < 1000 && !loaded(&l); i++) { /* it loads while the guest runs */
+		struct timespec ts = { 0, 10000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(loaded(&l), 1);
 	for (;;) {
 		memset(map, 0, nl * sizeof(*map));
 		collect(&w, map);
@@ -144,15 +195,19 @@ static void test_live_rounds_with_writer(void **state)
 	assert_true(e.decision == RMIG_DECIDE_SWITCHOVER || e.decision == RMIG_DECIDE_FORCED);
 	assert_true(rounds <= 8);
 
-	/* switchover: stop the guest, send what it dirtied since, complete */
+	/* switchover: stop the guest, send what it dirtied since and the rest of the state */
+	atomic_store(&l.switched, true);
 	assert_int_equal(rmig_switchover(p.src), 0);
 	assert_int_equal(rmig_switchover(p.src), -EALREADY);
 	atomic_store(&w.stop, true);
 	pthread_join(w.th, NULL);
 	collect(&w, map);
 	assert_int_equal(rmig_send_round(p.src, maps, 1, &rs), 0);
+	assert_int_equal(rmig_send_state(p.src, "nic", 1, blob1, l.len[1]), 0);
 	assert_int_equal(rmig_complete(p.src), 0);
 	assert_int_equal(pair_join(&p), 0);
+	assert_int_equal(l.good, 2);
+	assert_int_equal(l.live_before_switch, 1);
 	assert_true(w.writes > 0);
 	assert_memory_equal(p.smem, p.dmem, c.len);
 	rmig_get_stats(p.src, &st);
@@ -162,6 +217,8 @@ static void test_live_rounds_with_writer(void **state)
 	pair_close(&p);
 	free(map);
 	free(w.log);
+	free(blob0);
+	free(blob1);
 }
 
 static void test_bandwidth_limit(void **state)
