@@ -174,7 +174,7 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	if (rc)
 		return p->up->fail(p->up->arg, rc, "accepting a tcp data channel: %s",
 				   rmig_strerror(rc));
-	rmig_sock_tune(fd, 0, TCP_SOCKBUF);
+	rmig_sock_tune(fd, 1, TCP_SOCKBUF); /* a marker must not wait for a delayed ACK */
 	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
 	if (!rc)
 		rc = rmig_sock_read_full(fd, hdr, sizeof(hdr));
@@ -231,7 +231,7 @@ static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16
 	if (rc)
 		return p->up->fail(p->up->arg, rc, "connecting tcp data channel %u (port %u): %s",
 				   idx, port, rmig_strerror(rc));
-	rmig_sock_tune(fd, 0, TCP_SOCKBUF);
+	rmig_sock_tune(fd, 1, TCP_SOCKBUF); /* a marker must not wait for a delayed ACK */
 	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
 	rmig_frame_encode(&f, hdr);
 	if (!rc)

@@ -7,21 +7,23 @@
 #      (perfect parallelism would give 1/4).
 # Every migration is verified byte for byte; nothing here fails on speed.
 # On the host: live-bench.sh build tcp 127.0.0.1. In the soft-RoCE VM:
-# run-live-bench.sh (rdma on rxe0).
+# run-live-bench.sh (rdma on rxe0). LIVE_BENCH_DOWNTIME (ms, default 300) and
+# LIVE_BENCH_REPS (default 5) tune it.
 set -u
 build=$1
 tp=${2:-tcp}
 addr=${3:-127.0.0.1}
 ram=${4:-512}
 rates=${5:-0 64M 256M 1G 4G}
+dl=${LIVE_BENCH_DOWNTIME:-300} # ms
 RM=$build/tools/rdma-migrate
 field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
 
-echo "live bench: $tp on $addr, ${ram} MiB guest, 2 writers (uniform), 4 channels, downtime limit 300 ms, max 30 rounds"
+echo "live bench: $tp on $addr, ${ram} MiB guest, 2 writers (uniform), 4 channels, downtime limit $dl ms, max 30 rounds"
 printf '%-11s %7s %-11s %12s %12s %10s %13s %9s\n' "dirty rate" rounds decision "expected ms" "downtime ms" "total s" "MiB/s" verified
 for r in $rates; do
 	"$RM" bench --live --transport "$tp" --addr "$addr" --ram-size "${ram}M" --dirty-rate "$r" \
-		--writers 2 --channels 4 --switch-anyway --timeout 120 --json --quiet >/tmp/lb.json 2>/tmp/lb.err
+		--writers 2 --channels 4 --downtime "$dl" --switch-anyway --timeout 120 --json --quiet >/tmp/lb.json 2>/tmp/lb.err
 	if [ -s /tmp/lb.json ]; then
 		printf '%-11s %7s %-11s %12.1f %12.1f %10.3f %13.1f %9s\n' "$r/s" \
 			"$(field /tmp/lb.json 'len(d["rounds"])')" "$(field /tmp/lb.json 'd["decision"]')" \
