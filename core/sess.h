@@ -93,6 +93,8 @@ struct rmig_session {
 	uint64_t session_id;
 	unsigned int nchannels;
 	bool verify;  /* digests at completion: the source's flag, told in HELLO */
+	uint8_t *key; /* the shared key (a copy), or NULL */
+	size_t key_len;
 	int ctl_fd;
 	int listen_fd;
 	int wake_fd;  /* eventfd: readable once the session shuts down */
@@ -165,6 +167,8 @@ int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)
 /* The sticky error, or 0. */
 int rmig_sess_err(struct rmig_session *s);
 int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len);
+/* Receive the next control message, which must be @type (an ERROR fails with its text). */
+int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf);
 struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, unsigned int *idx_p);
 /* Wait on s->cond until @deadline_ns (0: forever). -ETIMEDOUT when past it. */
 int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns);

@@ -19,6 +19,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <openssl/crypto.h>
+
+#include "auth.h"
 #include "bitmap.h"
 #include "sess.h"
 #include "sock.h"
@@ -124,6 +127,11 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 			 o->downtime_limit_ms);
 		return -EINVAL;
 	}
+	if (o->key_len && (!o->key || o->key_len < RMIG_KEY_MIN || o->key_len > RMIG_KEY_MAX)) {
+		rmig_err(lg, "option key: %zu bytes; a key has %d..%d bytes", o->key_len,
+			 RMIG_KEY_MIN, RMIG_KEY_MAX);
+		return -EINVAL;
+	}
 	if (o->max_bandwidth && o->max_bandwidth < 4096) {
 		rmig_err(lg, "option max_bandwidth: %llu bytes/s is below 4096 (0 = unlimited)",
 			 (unsigned long long)o->max_bandwidth);
@@ -184,6 +192,16 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	pthread_mutex_init(&s->state_lock, NULL);
 	rmig_rl_init(&s->rl, s->opts.role == RMIG_ROLE_SOURCE ? s->opts.max_bandwidth : 0);
 	s->verify = s->opts.role == RMIG_ROLE_SOURCE && (s->opts.flags & RMIG_F_VERIFY);
+	if (s->opts.key_len) {
+		s->key = malloc(s->opts.key_len);
+		if (!s->key) {
+			rmig_session_destroy(s);
+			return -ENOMEM;
+		}
+		memcpy(s->key, s->opts.key, s->opts.key_len);
+		s->key_len = s->opts.key_len;
+	}
+	s->opts.key = NULL; /* only the copy is kept */
 	*s_p = s;
 	return 0;
 }
@@ -891,7 +909,7 @@ static int tp_create(struct rmig_session *s)
 	return 0;
 }
 
-static int expect_msg(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf)
+int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf)
 {
 	int rc = ctl_recv(s, h, buf);
 
@@ -960,6 +978,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 	char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX];
 	struct rmig_msg_hello *hello = NULL;
 	struct rmig_msg_hello_ack ack;
+	uint8_t hello_hash[RMIG_HELLO_HASH_LEN];
 	struct rmig_ctl_hdr h;
 	uint8_t *buf = NULL;
 	int rc, n;
@@ -1002,6 +1021,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 	}
 	hello->version = RMIG_PROTO_VERSION;
 	hello->caps = (s->opts.flags & RMIG_F_VERIFY) ? RMIG_CAP_VERIFY : 0;
+	if (s->key_len)
+		hello->caps |= RMIG_CAP_AUTH;
 	hello->session_id = s->session_id;
 	hello->nchannels = s->nchannels;
 	hello->transport = s->tp_ops->kind;
@@ -1012,9 +1033,12 @@ int rmig_connect(rmig_session *s, const char *uri)
 		hello->blocks[i].page_size = s->blocks[i].page_size;
 	}
 	n = rmig_hello_encode(hello, buf, RMIG_CTL_MAX);
+	rmig_auth_hello_hash(buf, (size_t)n, hello_hash);
 	rc = rmig_ctl_send(s, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	if (!rc && s->key_len)
+		rc = rmig_auth_source(s, hello_hash, buf);
 	if (!rc)
-		rc = expect_msg(s, RMIG_MSG_HELLO_ACK, &h, buf);
+		rc = rmig_ctl_expect(s, RMIG_MSG_HELLO_ACK, &h, buf);
 	if (rc)
 		goto out;
 	if (rmig_hello_ack_decode(buf, h.len, &ack) || ack.version != RMIG_PROTO_VERSION) {
@@ -1030,7 +1054,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
 		struct rmig_msg_reg m;
 
-		rc = expect_msg(s, RMIG_MSG_REG, &h, buf);
+		rc = rmig_ctl_expect(s, RMIG_MSG_REG, &h, buf);
 		if (!rc && (rmig_reg_decode(buf, h.len, &m) || m.block != i))
 			rc = rmig_sess_fail(s, -EBADMSG, "control connection: bad REG for block %u",
 					    i);
@@ -1123,15 +1147,17 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 {
 	struct rmig_block_info *info = NULL;
 	struct rmig_msg_hello_ack ack = { .version = RMIG_PROTO_VERSION };
+	uint8_t hello_hash[RMIG_HELLO_HASH_LEN];
 	struct rmig_ctl_hdr h;
 	char why[256];
 	int rc, n;
 
-	rc = expect_msg(s, RMIG_MSG_HELLO, &h, buf);
+	rc = rmig_ctl_expect(s, RMIG_MSG_HELLO, &h, buf);
 	if (rc)
 		return rc;
 	if (rmig_hello_decode(buf, h.len, hello))
 		return refuse(s, -EBADMSG, "malformed HELLO");
+	rmig_auth_hello_hash(buf, h.len, hello_hash);
 	if (hello->version != RMIG_PROTO_VERSION) {
 		snprintf(why, sizeof(why), "protocol version %u, this side speaks %u",
 			 hello->version, RMIG_PROTO_VERSION);
@@ -1150,6 +1176,10 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	} else {
 		return refuse(s, -EPROTO, "unknown transport");
 	}
+	/* Nothing is opened, created or sent past this point without the key. */
+	rc = rmig_auth_dest(s, hello->caps, hello_hash, buf);
+	if (rc)
+		return rc;
 	s->session_id = hello->session_id;
 	s->nchannels = hello->nchannels;
 	s->verify = hello->caps & RMIG_CAP_VERIFY;
@@ -1570,5 +1600,8 @@ void rmig_session_destroy(rmig_session *s)
 	pthread_mutex_destroy(&s->ctl_send_lock);
 	pthread_mutex_destroy(&s->state_lock);
 	rmig_rl_destroy(&s->rl);
+	if (s->key)
+		OPENSSL_cleanse(s->key, s->key_len);
+	free(s->key);
 	free(s);
 }

@@ -27,6 +27,8 @@ static const char *const msg_names[RMIG_MSG_TYPE_MAX] = {
 	[RMIG_MSG_COMPLETE_ACK] = "COMPLETE_ACK",
 	[RMIG_MSG_PING] = "PING",
 	[RMIG_MSG_REG] = "REG",
+	[RMIG_MSG_AUTH_CHALLENGE] = "AUTH_CHALLENGE",
+	[RMIG_MSG_AUTH_PROOF] = "AUTH_PROOF",
 };
 
 static const char *const frame_names[RMIG_FRAME_TYPE_MAX] = {
@@ -385,6 +387,24 @@ int rmig_reg_decode(const uint8_t *buf, size_t len, struct rmig_msg_reg *m)
 		return -EBADMSG;
 	getbytes(&c, m->desc, m->desc_len);
 	return dec_end(&c);
+}
+
+int rmig_auth_encode(const struct rmig_msg_auth *m, uint8_t *buf, size_t cap)
+{
+	if (cap < sizeof(m->nonce) + sizeof(m->mac))
+		return -ENOSPC;
+	memcpy(buf, m->nonce, sizeof(m->nonce));
+	memcpy(buf + sizeof(m->nonce), m->mac, sizeof(m->mac));
+	return (int)(sizeof(m->nonce) + sizeof(m->mac));
+}
+
+int rmig_auth_decode(const uint8_t *buf, size_t len, struct rmig_msg_auth *m)
+{
+	if (len != sizeof(m->nonce) + sizeof(m->mac))
+		return -EBADMSG;
+	memcpy(m->nonce, buf, sizeof(m->nonce));
+	memcpy(m->mac, buf + sizeof(m->nonce), sizeof(m->mac));
+	return 0;
 }
 
 void rmig_frame_encode(const struct rmig_frame *f, uint8_t *buf)

@@ -35,6 +35,10 @@
 
 /* Capability bits exchanged in HELLO/HELLO_ACK. */
 #define RMIG_CAP_VERIFY (1u << 0)
+#define RMIG_CAP_AUTH (1u << 1) /* the source holds a key: challenge it */
+
+#define RMIG_AUTH_NONCE_LEN 32
+#define RMIG_AUTH_MAC_LEN 32 /* HMAC-SHA256 */
 
 enum rmig_msg_type {
 	RMIG_MSG_HELLO = 1,
@@ -46,6 +50,8 @@ enum rmig_msg_type {
 	RMIG_MSG_COMPLETE_ACK = 7,
 	RMIG_MSG_PING = 8,
 	RMIG_MSG_REG = 9,
+	RMIG_MSG_AUTH_CHALLENGE = 10, /* dest: nonce; mac all zero */
+	RMIG_MSG_AUTH_PROOF = 11,     /* source: nonce + mac; dest: mac (nonce zero) */
 	RMIG_MSG_TYPE_MAX,
 };
 
@@ -115,6 +121,11 @@ struct rmig_msg_reg {
 	uint8_t desc[RMIG_DESC_MAX];
 };
 
+struct rmig_msg_auth {
+	uint8_t nonce[RMIG_AUTH_NONCE_LEN];
+	uint8_t mac[RMIG_AUTH_MAC_LEN];
+};
+
 struct rmig_frame {
 	uint8_t type;
 	uint8_t flags;
@@ -148,6 +159,10 @@ int rmig_complete_decode(const uint8_t *buf, size_t len, struct rmig_msg_complet
 			 uint32_t max_blocks, uint32_t max_blobs);
 int rmig_reg_encode(const struct rmig_msg_reg *m, uint8_t *buf, size_t cap);
 int rmig_reg_decode(const uint8_t *buf, size_t len, struct rmig_msg_reg *m);
+
+/* Auth messages: exactly nonce + mac, nothing more or less. */
+int rmig_auth_encode(const struct rmig_msg_auth *m, uint8_t *buf, size_t cap);
+int rmig_auth_decode(const uint8_t *buf, size_t len, struct rmig_msg_auth *m);
 
 void rmig_frame_encode(const struct rmig_frame *f, uint8_t *buf);
 int rmig_frame_decode(const uint8_t *buf, struct rmig_frame *f);

@@ -7,4 +7,5 @@ shift || true
 if [ ! -f "$dir/build.ninja" ]; then
 	meson setup "$dir" -Dwerror=true "$@" >/dev/null
 fi
-ninja -C "$dir" >/dev/null
+# quiet when it builds; the compiler output when it does not
+log=$(ninja -C "$dir" 2>&1) || { echo "$log" >&2; exit 1; }

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(
 	gcc libc6-dev pkg-config meson ninja-build python3
-	libcmocka-dev libxxhash-dev libibverbs-dev librdmacm-dev
+	libcmocka-dev libxxhash-dev libssl-dev libibverbs-dev librdmacm-dev
 	# soft-RoCE VM: the host's own kernel and root under QEMU
 	qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils iproute2
 	rdma-core ibverbs-providers ibverbs-utils rdmacm-utils perftest

@@ -111,6 +111,14 @@ struct rmig_opts {
 	unsigned int downtime_limit_ms; /* switch over once what is left fits; default 300 */
 	unsigned int max_rounds;       /* live rounds before giving up or forcing; default 30,
 					* 0 = no limit */
+	/*
+	 * Both sides: a shared secret of 16..4096 bytes (copied at create), or
+	 * NULL/0 for none. With a key, each side proves it holds the key
+	 * before the destination opens a data channel or sends a registration
+	 * key; a side without the key, or with another, is refused (-EACCES).
+	 */
+	const void *key;
+	size_t key_len;
 };
 
 struct rmig_chan_stats {

@@ -112,6 +112,10 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 		so.max_rounds = cfg->max_rounds;
 	dopt.state_fn = cfg->state_fn;
 	dopt.state_arg = cfg->state_arg;
+	so.key = cfg->src_key;
+	so.key_len = cfg->src_key_len;
+	dopt.key = cfg->dst_key;
+	dopt.key_len = cfg->dst_key_len;
 	rc = rmig_session_create(&so, &p->src);
 	if (!rc)
 		rc = rmig_session_create(&dopt, &p->dst);

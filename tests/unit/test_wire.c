@@ -232,6 +232,26 @@ static void test_random_garbage(void **state)
 	}
 }
 
+static void test_auth_msg(void **state)
+{
+	struct rmig_msg_auth m, d;
+	uint8_t buf[80];
+
+	(void)state;
+	memset(m.nonce, 0xa5, sizeof(m.nonce));
+	memset(m.mac, 0x5a, sizeof(m.mac));
+	assert_int_equal(rmig_auth_encode(&m, buf, 63), -ENOSPC);
+	assert_int_equal(rmig_auth_encode(&m, buf, sizeof(buf)), 64);
+	assert_int_equal(rmig_auth_decode(buf, 64, &d), 0);
+	assert_memory_equal(&m, &d, sizeof(m));
+	/* exactly 64 bytes: shorter and longer are both malformed */
+	assert_int_equal(rmig_auth_decode(buf, 63, &d), -EBADMSG);
+	assert_int_equal(rmig_auth_decode(buf, 65, &d), -EBADMSG);
+	assert_int_equal(rmig_auth_decode(buf, 0, &d), -EBADMSG);
+	assert_string_equal(rmig_msg_name(RMIG_MSG_AUTH_PROOF), "AUTH_PROOF");
+	assert_string_equal(rmig_msg_name(RMIG_MSG_AUTH_CHALLENGE), "AUTH_CHALLENGE");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_state_begin_and_reg),
 		cmocka_unit_test(test_complete),
 		cmocka_unit_test(test_random_garbage),
+		cmocka_unit_test(test_auth_msg),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
