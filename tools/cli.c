@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "cli.h"
 
 #define OFF(f) offsetof(struct cli, f)
@@ -77,6 +81,9 @@ static const struct cli_opt opts[] = {
 	  "cancelling" },
 	{ "device-state", "SIZE[,SIZE...]", OPT_STR, CMD_BENCH, OFF(device_state), 0, 0, NULL, NULL,
 	  "--live: device-state blobs of these sizes, sent at switchover" },
+	{ "key-file", "FILE", OPT_STR, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(key_file), 0, 0, NULL,
+	  NULL, "shared secret (16..4096 bytes) that both ends must hold; without it anyone "
+		"who reaches the port can write into the images" },
 	{ "verbose", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(verbose), 0, 0, NULL, NULL,
 	  "log more (repeat for debug)" },
 	{ "help", NULL, OPT_FLAG, ALL, OFF(help), 0, 0, NULL, NULL, "show this help" },
@@ -280,6 +287,43 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 			return -EINVAL;
 		c->seen |= 1ull << (o - opts);
 	}
+	return 0;
+}
+
+int cli_load_key(const struct cli *c, uint8_t *key, size_t *len_p)
+{
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	*len_p = 0;
+	if (!c->key_file)
+		return 0;
+	fd = open(c->key_file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "rdma-migrate: --key-file %s: %s\n", c->key_file, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -EINVAL;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size < CLI_KEY_MIN || st.st_size > CLI_KEY_MAX) {
+		fprintf(stderr, "rdma-migrate: --key-file %s: a key is a regular file of %d..%d "
+				"bytes (try: head -c 32 /dev/urandom > FILE)\n",
+			c->key_file, CLI_KEY_MIN, CLI_KEY_MAX);
+		close(fd);
+		return -EINVAL;
+	}
+	n = read(fd, key, CLI_KEY_MAX);
+	close(fd);
+	if (n != st.st_size) {
+		fprintf(stderr, "rdma-migrate: --key-file %s: short read\n", c->key_file);
+		return -EINVAL;
+	}
+	if (st.st_mode & 077)
+		fprintf(stderr, "rdma-migrate: warning: --key-file %s can be read by other users "
+				"(mode %03o); chmod 600 it\n",
+			c->key_file, (unsigned int)(st.st_mode & 0777));
+	*len_p = (size_t)n;
 	return 0;
 }
 

@@ -12,6 +12,8 @@
 #include <stdio.h>
 
 #define CLI_LIST_MAX 256
+#define CLI_KEY_MIN 16   /* RMIG_KEY_MIN */
+#define CLI_KEY_MAX 4096 /* RMIG_KEY_MAX */
 
 enum cli_cmd {
 	CMD_SEND = 1u << 0,
@@ -67,6 +69,9 @@ struct cli {
 	unsigned int max_rounds;
 	bool switch_anyway;
 	const char *device_state;
+	const char *key_file;
+	const uint8_t *key; /* loaded from key_file by cli_load_key() */
+	size_t key_len;
 	bool help;
 	uint64_t seen; /* bit i: opts[i] was given on the command line */
 };
@@ -97,6 +102,11 @@ int cli_split_assign(const char *s, char *name, size_t name_len, const char **va
  */
 int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv);
 void cli_usage(FILE *f, unsigned int cmd);
+/*
+ * Read --key-file into @key (CLI_KEY_MAX bytes): 0 and *len_p (0 without
+ * the option), or -EINVAL after printing why. Warns when others may read it.
+ */
+int cli_load_key(const struct cli *c, uint8_t *key, size_t *len_p);
 /* True when option --@name was given on the command line (not a default). */
 bool cli_seen(const struct cli *c, const char *name);
 const char *cli_cmd_name(unsigned int cmd);

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "image.h"
 #include "rmig.h"
@@ -201,6 +202,8 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 			       !strcmp(c->transport, "rdma") ? RMIG_TRANSPORT_RDMA :
 							       RMIG_TRANSPORT_AUTO;
 	o->max_bandwidth = c->max_bandwidth;
+	o->key = c->key_len ? c->key : NULL;
+	o->key_len = c->key_len;
 	if (c->downtime_ms)
 		o->downtime_limit_ms = c->downtime_ms;
 	if (c->cmd == CMD_BENCH)
@@ -504,6 +507,10 @@ static int cmd_recv(const struct cli *c)
 			goto out;
 		}
 	}
+	if (!c->key_len)
+		fprintf(stderr, "rdma-migrate: warning: no --key-file: anyone who can reach %s can "
+				"write into the images\n",
+			c->listen);
 	if (!c->quiet)
 		fprintf(stderr, "rdma-migrate: listening on %s (port %d)\n", c->listen, port);
 	err = rmig_accept(s);
@@ -530,8 +537,11 @@ out:
 	return rc;
 }
 
+_Static_assert(CLI_KEY_MIN == RMIG_KEY_MIN && CLI_KEY_MAX == RMIG_KEY_MAX, "key bounds");
+
 int main(int argc, char **argv)
 {
+	static uint8_t key[CLI_KEY_MAX];
 	unsigned int cmd = 0;
 	struct cli c;
 
@@ -556,6 +566,9 @@ int main(int argc, char **argv)
 		cli_usage(stdout, cmd);
 		return 0;
 	}
+	if (cli_load_key(&c, key, &c.key_len))
+		return EXIT_USAGE;
+	c.key = key;
 	switch (cmd) {
 	case CMD_SEND:
 		return cmd_send(&c);

@@ -260,6 +260,62 @@ else
 	bad "stalled: rc $rc after ${took}s: $(cat "$W/st.err")"
 fi
 
+# ---- shared key: same key migrates; wrong or missing key refused on both sides ----
+head -c 32 /dev/urandom >"$W/k1"
+head -c 32 /dev/urandom >"$W/k2"
+chmod 600 "$W/k1" "$W/k2"
+make_image "$W/key.img" 4 random
+start_recv key --ram "ram=$W/key.dst" --key-file "$W/k1"
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/key.img" --transport "$TRANSPORT" --key-file "$W/k1" --verify --quiet 2>"$W/key.serr"
+rc=$?
+wait_rc "$RPID" 10
+rrc=$?
+if [ $rc = 0 ] && [ $rrc = 0 ] && cmp -s "$W/key.img" "$W/key.dst" && ! grep -q "no --key-file" "$W/key.err"; then
+	ok "--key-file: the same key on both sides migrates, byte for byte"
+else
+	bad "--key-file same key: rc $rc/$rrc: $(cat "$W/key.serr" "$W/key.err")"
+fi
+start_recv wkey --ram "ram=$W/wkey.dst" --key-file "$W/k1" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/key.img" --transport "$TRANSPORT" --key-file "$W/k2" --timeout 5 --quiet 2>"$W/wkey.serr"
+rc=$?
+wait_rc "$RPID" 10
+rrc=$?
+if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "the source's key does not match" "$W/wkey.serr" &&
+	grep -q "authentication failed: the source's key does not match" "$W/wkey.err" &&
+	! cmp -s "$W/key.img" "$W/wkey.dst" 2>/dev/null; then
+	ok "--key-file: a wrong key is refused; both sides exit 1 and say so"
+else
+	bad "--key-file wrong key: rc $rc/$rrc: $(cat "$W/wkey.serr" "$W/wkey.err")"
+fi
+start_recv nkey --ram "ram=$W/nkey.dst" --key-file "$W/k1" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/key.img" --transport "$TRANSPORT" --timeout 5 --quiet 2>"$W/nkey.serr"
+rc=$?
+wait_rc "$RPID" 10
+rrc=$?
+if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "requires a key and the source has none" "$W/nkey.serr"; then
+	ok "--key-file: a source without the key is refused"
+else
+	bad "--key-file missing on the source: rc $rc/$rrc: $(cat "$W/nkey.serr" "$W/nkey.err")"
+fi
+start_recv nokey --ram "ram=$W/nokey.dst" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/key.img" --transport "$TRANSPORT" --timeout 5 --quiet 2>/dev/null
+wait_rc "$RPID" 10
+if grep -q "warning: no --key-file: anyone who can reach $ADDR:0 can write into the images" "$W/nokey.err"; then
+	ok "recv without --key-file warns who can write into the images"
+else
+	bad "recv without a key: no warning: $(cat "$W/nokey.err")"
+fi
+head -c 8 /dev/urandom >"$W/kshort"
+usage_case "a key is a regular file of 16..4096 bytes" send --to h:1 --ram "r=$W/u.img" --key-file "$W/kshort"
+usage_case "No such file" recv --listen "$ADDR:0" --ram "r=$W/x" --key-file "$W/nokeyfile"
+chmod 644 "$W/k2"
+"$RM" send --to "127.0.0.1:1" --ram "r=$W/u.img" --key-file "$W/k2" --transport tcp --timeout 1 --quiet 2>"$W/kmode.err"
+if grep -q "can be read by other users (mode 644); chmod 600 it" "$W/kmode.err"; then
+	ok "--key-file readable by others: a warning"
+else
+	bad "--key-file mode: $(cat "$W/kmode.err")"
+fi
+
 # ---- live migration: bench --live, a built-in guest whose writers dirty RAM ----
 LIVE=(bench --live --transport "$TRANSPORT" --addr "$ADDR" --timeout 20)
 jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
