@@ -263,6 +263,9 @@ static void tell_peer(struct rmig_session *s, int err, const char *msg)
 }
 
 static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const char *fmt,
+		      va_list ap) __attribute__((format(printf, 4, 0)));
+
+static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const char *fmt,
 		      va_list ap)
 {
 	bool first = false;

@@ -341,23 +341,21 @@ static bool tcp_is_shut(struct tcp_tp *t)
 	return shut;
 }
 
-static int tcp_progress(struct rmig_tp_chan *ch)
+int rmig_tcp_recv_frame(int fd, unsigned int idx, const struct rmig_tp_upcalls *up, int *io_err_p)
 {
-	struct tcp_chan *c = tcp_chan(ch);
-	struct tcp_tp *t = tcp_tp(ch->tp);
-	const struct rmig_tp_upcalls *up = ch->tp->p.up;
 	uint8_t hdr[RMIG_FRAME_HDR_LEN];
 	struct rmig_target tgt;
 	struct rmig_frame f;
 	void *dst;
 	int rc;
 
-	rc = rmig_sock_read_full(c->fd, hdr, sizeof(hdr));
+	*io_err_p = 0;
+	rc = rmig_sock_read_full(fd, hdr, sizeof(hdr));
 	if (rc)
-		goto out_io;
+		return *io_err_p = rc;
 	if (rmig_frame_decode(hdr, &f))
 		return up->fail(up->arg, -EBADMSG, "tcp data channel %u: malformed frame header",
-				ch->idx);
+				idx);
 	switch (f.type) {
 	case RMIG_FRAME_WRITE_RAM:
 	case RMIG_FRAME_WRITE_STATE:
@@ -366,29 +364,40 @@ static int tcp_progress(struct rmig_tp_chan *ch)
 		tgt.id = f.id;
 		tgt.offset = f.offset;
 		tgt.total = f.arg;
+		/* The core checks the range against the block or blob before any byte lands. */
 		rc = up->place(up->arg, &tgt, f.len, &dst);
 		if (rc)
 			return rc;
 		if (f.type == RMIG_FRAME_ZERO_RAM) {
 			memset(dst, 0, f.len);
 		} else {
-			rc = rmig_sock_read_full(c->fd, dst, f.len);
+			rc = rmig_sock_read_full(fd, dst, f.len);
 			if (rc)
-				goto out_io;
+				return *io_err_p = rc;
 		}
 		return up->placed(up->arg, &tgt, f.len);
 	case RMIG_FRAME_SYNC:
-		return up->sync(up->arg, ch->idx, f.arg);
+		return up->sync(up->arg, idx, f.arg);
 	default:
-		return up->fail(up->arg, -EBADMSG, "tcp data channel %u: unexpected %s frame",
-				ch->idx, rmig_frame_name(f.type));
+		return up->fail(up->arg, -EBADMSG, "tcp data channel %u: unexpected %s frame", idx,
+				rmig_frame_name(f.type));
 	}
-out_io:
+}
+
+static int tcp_progress(struct rmig_tp_chan *ch)
+{
+	struct tcp_chan *c = tcp_chan(ch);
+	struct tcp_tp *t = tcp_tp(ch->tp);
+	const struct rmig_tp_upcalls *up = ch->tp->p.up;
+	int io_err, rc = rmig_tcp_recv_frame(c->fd, ch->idx, up, &io_err);
+
+	if (!io_err)
+		return rc;
 	if (tcp_is_shut(t))
 		return -ECANCELED;
-	return up->fail(up->arg, rc, "tcp data channel %u: %s", ch->idx,
-			rc == -ECONNRESET ? "peer closed the connection mid-transfer" :
-					    rmig_strerror(rc));
+	return up->fail(up->arg, io_err, "tcp data channel %u: %s", ch->idx,
+			io_err == -ECONNRESET ? "peer closed the connection mid-transfer" :
+						rmig_strerror(io_err));
 }
 
 static void tcp_shutdown(struct rmig_tp *tp)

@@ -165,4 +165,11 @@ extern const struct rmig_transport_ops rmig_tcp_ops;
 const struct rmig_transport_ops *rmig_rdma_transport(void);
 int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len);
 
+/*
+ * TCP: read one data frame from @fd and apply it through @up (bounds are
+ * the core's to check in place()). 0, or the error; *io_err_p is set when
+ * reading the socket failed (and up->fail was not called).
+ */
+int rmig_tcp_recv_frame(int fd, unsigned int idx, const struct rmig_tp_upcalls *up, int *io_err_p);
+
 #endif

@@ -24,6 +24,20 @@ static void priv_encode(uint8_t *b, uint16_t chan, uint64_t sid)
 	rmig_put_be64(b + 8, sid);
 }
 
+int rmig_rdma_priv_check(const void *pd, size_t len, uint64_t sid, unsigned int nchannels,
+			 unsigned int *chan_p)
+{
+	const uint8_t *b = pd;
+
+	/* rdma_cm may pad private data: at least our length, the rest ignored */
+	if (!b || len < RMIG_RDMA_CM_PRIV_LEN || rmig_get_be32(b) != RMIG_RDMA_CM_MAGIC ||
+	    rmig_get_be16(b + 4) != RMIG_PROTO_VERSION || rmig_get_be64(b + 8) != sid ||
+	    rmig_get_be16(b + 6) >= nchannels)
+		return -EPROTO;
+	*chan_p = rmig_get_be16(b + 6);
+	return 0;
+}
+
 int rmig_rdma_cm_wait(struct rmig_rdma_tp *t, struct rdma_cm_event **ev_p)
 {
 	int rc = rmig_wait_readable(t->ech->fd, t->wake_fd, t->base.p.timeout_ms);
@@ -196,7 +210,7 @@ int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	struct rdma_cm_id *id;
 	struct rmig_rdma_chan *c;
 	const uint8_t *pd;
-	uint16_t chan;
+	unsigned int chan;
 	int rc;
 
 	rc = rmig_rdma_cm_wait(t, &ev);
@@ -211,16 +225,14 @@ int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	}
 	id = ev->id;
 	pd = ev->param.conn.private_data;
-	if (ev->param.conn.private_data_len < RMIG_RDMA_CM_PRIV_LEN || !pd ||
-	    rmig_get_be32(pd) != RMIG_RDMA_CM_MAGIC || rmig_get_be16(pd + 4) != RMIG_PROTO_VERSION ||
-	    rmig_get_be64(pd + 8) != p->session_id || rmig_get_be16(pd + 6) >= p->nchannels) {
+	if (rmig_rdma_priv_check(pd, ev->param.conn.private_data_len, p->session_id, p->nchannels,
+				 &chan)) {
 		rmig_rv_reject(id, NULL, 0);
 		rmig_rv_ack_event(ev);
 		rmig_rv_destroy_id(id);
 		return RMIG_RDMA_FAIL(t, -EPROTO, "rdma: rejected a connection with bad private data "
 					     "(wrong session, version or channel)");
 	}
-	chan = rmig_get_be16(pd + 6);
 	rmig_rv_ack_event(ev);
 	c = chan_alloc(t, chan);
 	if (!c) {

@@ -85,31 +85,27 @@ int rmig_rdma_post_recv_slot(struct rmig_rdma_chan *c, struct rmig_rdma_recv_slo
 }
 
 /* Destination: one received frame. */
-static int handle_recv(struct rmig_rdma_chan *c, const struct ibv_wc *wc)
+int rmig_rdma_apply_msg(const struct rmig_tp_upcalls *up, unsigned int idx, const uint8_t *buf,
+			uint32_t len)
 {
-	struct rmig_rdma_tp *t = rmig_rdma_tp(c->base.tp);
-	const struct rmig_tp_upcalls *up = t->base.p.up;
-	struct rmig_rdma_recv_slot *slot = (struct rmig_rdma_recv_slot *)(uintptr_t)wc->wr_id;
 	struct rmig_target tg;
 	struct rmig_frame f;
 	void *dst;
 	int rc;
 
-	if (wc->opcode != IBV_WC_RECV || wc->byte_len < RMIG_FRAME_HDR_LEN ||
-	    rmig_frame_decode(slot->buf, &f))
-		return RMIG_RDMA_FAIL(t, -EBADMSG, "rdma: channel %u: malformed message (%u bytes)",
-				 c->base.idx, wc->byte_len);
+	if (len < RMIG_FRAME_HDR_LEN || rmig_frame_decode(buf, &f))
+		return up->fail(up->arg, -EBADMSG, "rdma: channel %u: malformed message (%u bytes)",
+				idx, len);
 	switch (f.type) {
 	case RMIG_FRAME_SYNC:
-		if (wc->byte_len != RMIG_FRAME_HDR_LEN)
-			goto bad;
-		rc = up->sync(up->arg, c->base.idx, f.arg);
-		break;
+		if (len != RMIG_FRAME_HDR_LEN)
+			break;
+		return up->sync(up->arg, idx, f.arg);
 	case RMIG_FRAME_ZERO_RAM:
 	case RMIG_FRAME_WRITE_STATE:
-		if (wc->byte_len != RMIG_FRAME_HDR_LEN +
-					    (f.type == RMIG_FRAME_WRITE_STATE ? f.len : 0))
-			goto bad;
+		/* The length is the message's: a header that claims more is malformed. */
+		if (len - RMIG_FRAME_HDR_LEN != (f.type == RMIG_FRAME_WRITE_STATE ? f.len : 0))
+			break;
 		tg.kind = f.type == RMIG_FRAME_ZERO_RAM ? RMIG_TGT_RAM : RMIG_TGT_STATE;
 		tg.id = f.id;
 		tg.offset = f.offset;
@@ -120,12 +116,25 @@ static int handle_recv(struct rmig_rdma_chan *c, const struct ibv_wc *wc)
 		if (f.type == RMIG_FRAME_ZERO_RAM)
 			memset(dst, 0, f.len);
 		else
-			memcpy(dst, slot->buf + RMIG_FRAME_HDR_LEN, f.len);
-		rc = up->placed(up->arg, &tg, f.len);
-		break;
+			memcpy(dst, buf + RMIG_FRAME_HDR_LEN, f.len);
+		return up->placed(up->arg, &tg, f.len);
 	default:
-		goto bad;
+		break;
 	}
+	return up->fail(up->arg, -EBADMSG, "rdma: channel %u: %s frame of %u bytes is malformed", idx,
+			rmig_frame_name(f.type), len);
+}
+
+static int handle_recv(struct rmig_rdma_chan *c, const struct ibv_wc *wc)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(c->base.tp);
+	struct rmig_rdma_recv_slot *slot = (struct rmig_rdma_recv_slot *)(uintptr_t)wc->wr_id;
+	int rc;
+
+	if (wc->opcode != IBV_WC_RECV)
+		return RMIG_RDMA_FAIL(t, -EBADMSG, "rdma: channel %u: unexpected completion opcode %d",
+				      c->base.idx, wc->opcode);
+	rc = rmig_rdma_apply_msg(t->base.p.up, c->base.idx, slot->buf, wc->byte_len);
 	if (rc)
 		return rc;
 	rc = rmig_rdma_post_recv_slot(c, slot);
@@ -133,9 +142,6 @@ static int handle_recv(struct rmig_rdma_chan *c, const struct ibv_wc *wc)
 		return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: reposting a receive: %s", c->base.idx,
 				 strerror(-rc));
 	return rc;
-bad:
-	return RMIG_RDMA_FAIL(t, -EBADMSG, "rdma: channel %u: %s frame of %u bytes is malformed",
-			 c->base.idx, rmig_frame_name(f.type), wc->byte_len);
 }
 
 int rmig_rdma_progress(struct rmig_tp_chan *ch)

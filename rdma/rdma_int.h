@@ -117,6 +117,12 @@ static inline struct rmig_rdma_chan *rmig_rdma_chan(struct rmig_tp_chan *ch)
 #define RMIG_RDMA_FAIL(t, err, ...) ((t)->base.p.up->fail((t)->base.p.up->arg, (err), __VA_ARGS__))
 
 bool rmig_rdma_is_shut(struct rmig_rdma_tp *t);
+/* The CM private data of a connect request: 0 and *chan_p, or -EPROTO. */
+int rmig_rdma_priv_check(const void *pd, size_t len, uint64_t sid, unsigned int nchannels,
+			 unsigned int *chan_p);
+/* Apply one received SEND (a frame in a staging buffer of @len bytes) through @up. */
+int rmig_rdma_apply_msg(const struct rmig_tp_upcalls *up, unsigned int idx, const uint8_t *buf,
+			uint32_t len);
 /* Wait for the next CM event on t->ech, at most timeout_ms; the caller acks it. */
 int rmig_rdma_cm_wait(struct rmig_rdma_tp *t, struct rdma_cm_event **ev_p);
 int rmig_rdma_pd_init(struct rmig_rdma_tp *t, struct ibv_context *verbs);

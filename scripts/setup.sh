@@ -5,6 +5,8 @@ set -euo pipefail
 pkgs=(
 	gcc libc6-dev pkg-config meson ninja-build python3
 	libcmocka-dev libxxhash-dev libssl-dev libibverbs-dev librdmacm-dev
+	# fuzzing (libFuzzer) and the valgrind test setup
+	clang libclang-rt-14-dev valgrind
 	# soft-RoCE VM: the host's own kernel and root under QEMU
 	qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils iproute2
 	rdma-core ibverbs-providers ibverbs-utils rdmacm-utils perftest

@@ -34,6 +34,16 @@ run tcp build
 run asan build-asan RMIG_CLI_BIG=128 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
+echo "== fuzz (libFuzzer, clang + ASan + UBSan, a smoke run of every target)"
+./scripts/fuzz.sh "${RMIG_FUZZ_SECS:-15}" 2>&1 | tee /tmp/rmig-fuzz.log
+p=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' /tmp/rmig-fuzz.log | tail -1)
+if [ -n "$p" ]; then
+	pass=$((pass + $(echo "$p" | awk '{print $2}')))
+	fail=$((fail + $(echo "$p" | awk '{print $4}')))
+else
+	fail=$((fail + 1))
+fi
+
 if [ -x tests/vm/run-rdma-tests.sh ]; then
 	echo "== rdma (soft-RoCE VM)"
 	tests/vm/run-rdma-tests.sh build 2>&1 | tee /tmp/rmig-rdma.log
