@@ -122,6 +122,7 @@ struct rmig_session {
 	uint64_t t_end_ns;
 
 	bool test_no_round_sync; /* tests only: see rmig_sess_test_break_round_order() */
+	unsigned int test_start_delay_ms; /* tests only: see rmig_sess_test_start_delay() */
 
 	/* live migration, see live.c; protected by lock */
 	struct rmig_rate_limit rl;
@@ -213,6 +214,12 @@ void rmig_state_free(struct rmig_session *s);
  * ordering rule across channels (the ordering test shows what goes wrong).
  */
 void rmig_sess_test_break_round_order(struct rmig_session *s, bool broken);
+
+/*
+ * Tests only: session_start() sleeps this long between starting the control
+ * thread and marking the session running (widens a race for its test).
+ */
+void rmig_sess_test_start_delay(struct rmig_session *s, unsigned int ms);
 
 /* Tests only: run the session on another transport. */
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);

@@ -206,6 +206,11 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	return 0;
 }
 
+void rmig_sess_test_start_delay(struct rmig_session *s, unsigned int ms)
+{
+	s->test_start_delay_ms = ms;
+}
+
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops)
 {
 	s->tp_ops = ops;
@@ -965,8 +970,18 @@ static int session_start(struct rmig_session *s)
 		rc = start_ctl_thread(s);
 	if (rc)
 		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
+	if (s->test_start_delay_ms) {
+		struct timespec ts = { .tv_sec = s->test_start_delay_ms / 1000,
+				       .tv_nsec = (long)(s->test_start_delay_ms % 1000) * 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
 	pthread_mutex_lock(&s->lock);
-	if (!s->err)
+	/*
+	 * Only from NEW: once the control thread runs, a fast source can
+	 * finish the whole migration (the destination DONE) before we get here.
+	 */
+	if (!s->err && s->state == RMIG_S_NEW)
 		s->state = RMIG_S_RUNNING;
 	rc = s->err;
 	pthread_mutex_unlock(&s->lock);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh - set up, build, and run every test: unit and integration suites
-# (TCP), the same suites under AddressSanitizer and UBSan, and the RDMA suites
-# on soft-RoCE inside a QEMU VM. Ends with "tests: N passed, N failed".
+# (TCP); the same suites under AddressSanitizer and UBSan, and under valgrind
+# (meson test setups); a smoke run of every libFuzzer target; and the RDMA
+# suites on soft-RoCE inside a QEMU VM. Ends with "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
@@ -17,11 +18,11 @@ count() { # LOG: add meson's Ok/Fail counts
 	[ -n "$ok" ] || fail=$((fail + 1))
 }
 
-run() { # NAME DIR [env...]: meson test in DIR
+run() { # NAME DIR [MESON_TEST_ARGS...]: meson test in DIR
 	local name=$1 dir=$2
 	shift 2
 	echo "== $name"
-	env "$@" meson test -C "$dir" --print-errorlogs --num-processes 2 2>&1 | tee "/tmp/rmig-$name.log" |
+	meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "/tmp/rmig-$name.log" |
 		grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout):'
 	count "/tmp/rmig-$name.log"
 }
@@ -31,8 +32,9 @@ run tcp build
 
 ./scripts/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false ||
 	{ echo "tests: $pass passed, $((fail + 1)) failed"; exit 1; }
-run asan build-asan RMIG_CLI_BIG=128 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+run asan build-asan --setup asan
+# memcheck, leaks included, over the unit and integration suites (the long ones stay out)
+run valgrind build --setup valgrind
 
 echo "== fuzz (libFuzzer, clang + ASan + UBSan, a smoke run of every target)"
 ./scripts/fuzz.sh "${RMIG_FUZZ_SECS:-15}" 2>&1 | tee /tmp/rmig-fuzz.log

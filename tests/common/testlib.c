@@ -121,6 +121,7 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 		rc = rmig_session_create(&dopt, &p->dst);
 	if (rc)
 		return rc;
+	rmig_sess_test_start_delay(p->dst, cfg->dst_start_delay_ms);
 	if (cfg->ops) {
 		rmig_sess_set_transport(p->src, cfg->ops);
 		rmig_sess_set_transport(p->dst, cfg->ops);

@@ -40,6 +40,7 @@ struct pair_cfg {
 	uint64_t max_bandwidth;          /* source; 0: unlimited */
 	unsigned int downtime_limit_ms;  /* source; 0: default */
 	unsigned int max_rounds;         /* source; 0: default */
+	unsigned int dst_start_delay_ms; /* see rmig_sess_test_start_delay() */
 	const void *src_key, *dst_key;   /* NULL: none */
 	size_t src_key_len, dst_key_len;
 };

@@ -5,6 +5,7 @@
  * before it (writes are held until flush), device-state chunks, and the
  * sticky first error with injected failures and cancellation.
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -341,6 +342,30 @@ static void test_round_args(void **state)
 	pair_close(&p);
 }
 
+/*
+ * The source finishes the whole migration while the destination's accept is
+ * still between starting its control thread and marking itself running: the
+ * destination must end DONE, not be set back to RUNNING and wait forever.
+ */
+static void test_complete_before_accept_returns(void **state)
+{
+	struct pair_cfg c = cfg(1, 4 * PS);
+	struct timespec ts;
+	struct pair p;
+
+	(void)state;
+	c.dst_start_delay_ms = 300;
+	open_pair(&p, c);
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, 4 * PS), 0);
+	assert_int_equal(rmig_complete(p.src), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	assert_int_equal(pthread_timedjoin_np(p.th, NULL, &ts), 0); /* no hang */
+	p.th_started = false;
+	assert_int_equal(p.dst_rc, 0);
+	pair_close(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -354,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_bad_pages),
 		cmocka_unit_test(test_round_ordering_rule),
 		cmocka_unit_test(test_round_args),
+		cmocka_unit_test(test_complete_before_accept_returns),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
