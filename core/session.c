@@ -1064,8 +1064,12 @@ int rmig_connect(rmig_session *s, const char *uri)
 		goto out;
 	}
 	rc = tp_create(s);
-	for (unsigned int i = 0; i < s->nchannels && !rc; i++)
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
 		rc = s->tp_ops->connect(s->tp, s->ctl_fd, ack.ep, ack.ep_len, i, &s->chans[i].tch);
+		if (rc && !rmig_sess_err(s))
+			rmig_sess_fail(s, rc, "connecting %s data channel %u: %s", s->tp_ops->name,
+				       i, rmig_strerror(rc));
+	}
 	if (!rc)
 		rc = reg_blocks(s, false);
 	/* The destination sends one REG per block, in order, after HELLO_ACK. */
@@ -1274,8 +1278,13 @@ int rmig_accept(rmig_session *s)
 		struct rmig_tp_chan *ch;
 
 		rc = s->tp_ops->accept(s->tp, &ch);
-		if (rc)
+		if (rc) {
+			/* a backend that said nothing more still leaves a cause */
+			if (!rmig_sess_err(s))
+				rmig_sess_fail(s, rc, "accepting %s data channel %u: %s",
+					       s->tp_ops->name, i, rmig_strerror(rc));
 			break;
+		}
 		if (seen[ch->idx]) {
 			s->tp_ops->chan_close(ch);
 			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected twice", ch->idx);

@@ -242,8 +242,12 @@ int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	}
 	c->id = id;
 	rc = chan_setup(t, c);
-	if (!rc)
+	if (!rc) {
 		rc = rmig_rv_accept(id, &cp);
+		if (rc)
+			rc = RMIG_RDMA_FAIL(t, rc, "rdma: accepting data channel %u: %s", chan,
+					    strerror(-rc));
+	}
 	if (!rc)
 		rc = cm_expect(t, id, RDMA_CM_EVENT_ESTABLISHED, "accepting a data channel");
 	if (!rc)

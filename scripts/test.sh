@@ -36,6 +36,16 @@ run asan build-asan --setup asan
 # memcheck, leaks included, over the unit and integration suites (the long ones stay out)
 run valgrind build --setup valgrind
 
+echo "== fault matrix (tcp; kill, stall and cut off each end; ASan build, so leaks fail)"
+tests/fault/fault-matrix.sh build-asan tcp 2>&1 | tee /tmp/rmig-fault.log
+p=$(grep -E '^[0-9]+ passed, [0-9]+ failed' /tmp/rmig-fault.log | tail -1)
+if [ -n "$p" ]; then
+	pass=$((pass + $(echo "$p" | awk '{print $1}')))
+	fail=$((fail + $(echo "$p" | awk '{print $3}')))
+else
+	fail=$((fail + 1))
+fi
+
 echo "== fuzz (libFuzzer, clang + ASan + UBSan, a smoke run of every target)"
 ./scripts/fuzz.sh "${RMIG_FUZZ_SECS:-15}" 2>&1 | tee /tmp/rmig-fuzz.log
 p=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' /tmp/rmig-fuzz.log | tail -1)

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,72 @@
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
+
+/* ---- fault injection (tests/fault/fault-matrix.sh) ---- */
+
+/*
+ * RMIG_FAULT=POINT:kill|stop makes this process die (SIGKILL) or stall
+ * (SIGSTOP) when it reaches POINT, so that the fault matrix can check what
+ * the peer does. Points: send: connected, mid-round, sync, state, complete;
+ * recv: handshake, accepted, mid-round, state.
+ */
+static void fault_point(const char *point)
+{
+	const char *f = getenv("RMIG_FAULT");
+	size_t n = strlen(point);
+
+	if (!f || strncmp(f, point, n) || f[n] != ':')
+		return;
+	if (!strcmp(f + n + 1, "kill"))
+		raise(SIGKILL);
+	else if (!strcmp(f + n + 1, "stop"))
+		raise(SIGSTOP);
+}
+
+static bool fault_armed(const char *point)
+{
+	const char *f = getenv("RMIG_FAULT");
+
+	return f && !strncmp(f, point, strlen(point)) && f[strlen(point)] == ':';
+}
+
+struct fault_sync {
+	rmig_session *s;
+};
+
+static void *fault_sync_main(void *arg)
+{
+	(void)rmig_sync(((struct fault_sync *)arg)->s);
+	return NULL;
+}
+
+/*
+ * recv: fault_point("mid-round") once half of the RAM has landed, or 500 ms
+ * after the accept: RDMA WRITEs land without the destination's CPU, so its
+ * counters cannot tell.
+ */
+struct fault_watch {
+	rmig_session *s;
+	uint64_t total;
+	pthread_t th;
+	atomic_bool stop;
+};
+
+static void *fault_watch_main(void *arg)
+{
+	struct fault_watch *w = arg;
+
+	for (unsigned int ms = 0; !atomic_load(&w->stop); ms++) {
+		struct rmig_stats st;
+		struct timespec ts = { 0, 1000000 };
+
+		rmig_get_stats(w->s, &st);
+		if ((st.handled >= w->total / 2 && w->total) || ms >= 500)
+			fault_point("mid-round");
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
 
 /* ---- progress and statistics ---- */
 
@@ -313,11 +380,35 @@ static int cmd_send(const struct cli *c)
 	err = rmig_connect(s, c->to);
 	if (err)
 		goto out_err;
+	fault_point("connected");
 	progress_start(&prog, s, total, c->quiet);
-	for (unsigned int i = 0; i < nim && !err; i++)
-		err = rmig_send_range(s, im[i].name, 0, im[i].len);
-	for (unsigned int i = 0; i < nbf && !err; i++)
+	for (unsigned int i = 0; i < nim && !err; i++) {
+		/* in two halves, with the mid-round fault point between them */
+		uint64_t half = im[i].len / 2 / im[i].page_size * im[i].page_size;
+
+		err = rmig_send_range(s, im[i].name, 0, half);
+		if (!i)
+			fault_point("mid-round");
+		if (!err)
+			err = rmig_send_range(s, im[i].name, half, im[i].len - half);
+	}
+	if (!err && fault_armed("sync")) {
+		struct fault_sync fs = { s };
+		struct timespec ts = { 0, 2000000 };
+		pthread_t th;
+
+		/* die while a sync is in flight: markers posted, the ack not back */
+		if (!pthread_create(&th, NULL, fault_sync_main, &fs)) {
+			nanosleep(&ts, NULL);
+			fault_point("sync");
+		}
+	}
+	for (unsigned int i = 0; i < nbf && !err; i++) {
 		err = rmig_send_state(s, bf[i].name, 0, bf[i].data, bf[i].len);
+		if (!i)
+			fault_point("state");
+	}
+	fault_point("complete");
 	if (!err)
 		err = rmig_complete(s);
 	progress_stop(&prog);
@@ -357,6 +448,7 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 	struct recv_ctx *r = arg;
 	const struct cli *c = r->c;
 
+	fault_point("handshake");
 	if (n != c->ram.n) {
 		fprintf(stderr, "rdma-migrate recv: the source sends %u ram blocks, %u --ram given\n",
 			n, c->ram.n);
@@ -407,6 +499,8 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 	char path[4096], tmp[4200];
 	const uint8_t *p = data;
 	uint64_t off = 0;
+
+	fault_point("state");
 	int fd, rc = 0;
 
 	if (!r->c->state_dir) {
@@ -515,9 +609,18 @@ static int cmd_recv(const struct cli *c)
 		fprintf(stderr, "rdma-migrate: listening on %s (port %d)\n", c->listen, port);
 	err = rmig_accept(s);
 	if (!err) {
+		struct fault_watch fw = { .s = s, .total = r.total };
+		bool watching;
+
+		fault_point("accepted");
+		watching = fault_armed("mid-round") && !pthread_create(&fw.th, NULL, fault_watch_main, &fw);
 		progress_start(&prog, s, r.total, c->quiet);
 		err = rmig_complete(s);
 		progress_stop(&prog);
+		if (watching) {
+			atomic_store(&fw.stop, true);
+			pthread_join(fw.th, NULL);
+		}
 	}
 	if (c->json)
 		tool_print_json(stdout, "destination", s, err, false);

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# fault-matrix.sh BUILD_DIR [TRANSPORT [ADDR]] - kill, stall or cut off one end
+# of a real `rdma-migrate send` -> `recv` migration at many points, and check
+# what the other end does. TRANSPORT tcp (default, on the host; the link drop
+# uses two network namespaces joined by a veth pair) or rdma (inside the
+# soft-RoCE VM; the link drop takes the rxe netdev down).
+#
+# Every case: the survivor exits 1 (never 0, never a hang), names the cause,
+# within its --timeout plus slack. With an ASan build, LeakSanitizer runs at
+# the survivor's exit: any leak (buffers, registrations, sessions) turns the
+# exit status into a failure. Prints a table row per case and ends with
+# "N passed, N failed".
+set -u
+exec 2>&1 # job-control notices ("Killed") go where the report goes, in order
+BUILD=$(cd "${1:?build dir}" && pwd)
+TRANSPORT=${2:-tcp}
+ADDR=${3:-127.0.0.1}
+RM="$BUILD/tools/rdma-migrate"
+HOSTILE="$BUILD/tests/integration/hostile"
+TMO=3       # survivor's --timeout, seconds
+SLACK=6     # allowed beyond it (sanitizers, TCG)
+W=$(mktemp -d "${TMPDIR:-/tmp}/rmig-fault.XXXXXX")
+trap 'kill -9 $(jobs -p) 2>/dev/null; cleanup_netns; rm -rf "$W"' EXIT
+export ASAN_OPTIONS=detect_leaks=1:exitcode=86
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+pass=0
+fail=0
+rows=()
+
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+head -c 48M /dev/urandom >"$W/img"
+head -c 16M /dev/urandom >"$W/dev"
+
+# wait_for PID SECONDS: its exit status, or 124 after killing it
+wait_for() {
+	local pid=$1 secs=$2 t=0
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 0.1
+		t=$((t + 1))
+		if [ $t -ge $((secs * 10)) ]; then
+			kill -9 "$pid" 2>/dev/null
+			wait "$pid" 2>/dev/null
+			return 124
+		fi
+	done
+	wait "$pid" 2>/dev/null
+}
+
+now() { date +%s.%N; }
+
+# check NAME SIDE RC ERRFILE SECS EXPECT: the survivor's verdict
+check() {
+	local name=$1 side=$2 rc=$3 err=$4 secs=$5 expect=$6 why=""
+	[ "$rc" = 1 ] || why="exit $rc"
+	grep -qE -- "$expect" "$err" || why="${why:+$why, }no message matching '$expect'"
+	if grep -qE "LeakSanitizer|AddressSanitizer|runtime error" "$err"; then why="${why:+$why, }sanitizer report"; fi
+	python3 -c "import sys; sys.exit(not $secs <= $TMO + $SLACK)" || why="${why:+$why, }took ${secs}s"
+	local msg
+	# the survivor's last word, without the tool's prefix
+	msg=$(grep -E -- "$expect" "$err" | tail -1 | sed -E 's/^rdma-migrate (send|recv): migration failed: //; s/^rdma-migrate: (error: )?//')
+	if [ -z "$why" ]; then
+		ok "$name: $side exit 1 after ${secs}s: $msg"
+		rows+=("| $name | $side | 1 | ${secs} | ${msg//|/\\|} |")
+	else
+		bad "$name: $side: $why"
+		sed 's/^/     /' "$err" | tail -15
+		rows+=("| $name | $side | $rc | ${secs} | FAILED: $why |")
+	fi
+}
+
+start_recv() { # NAME [env...] -- ARGS: sets RPID, RPORT
+	local name=$1
+	shift
+	local envs=()
+	while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+	shift
+	rm -f "$W/$name.port"
+	"${RECV_NS[@]}" env "${envs[@]}" "$RM" recv --listen "$LISTEN:0" --port-file "$W/$name.port" --quiet "$@" \
+		>/dev/null 2>"$W/$name.rerr" &
+	RPID=$!
+	for _ in $(seq 200); do [ -s "$W/$name.port" ] && break; sleep 0.05; done
+	RPORT=$(cat "$W/$name.port" 2>/dev/null)
+}
+
+LISTEN=$ADDR
+RECV_NS=()
+SEND_NS=()
+SEND_ARGS=(--transport "$TRANSPORT" --channels 4 --max-bandwidth 32M --quiet)
+
+# source_dies NAME POINT ACTION EXPECT [send args]: recv survives
+source_dies() {
+	local name=$1 point=$2 action=$3 expect=$4
+	shift 4
+	start_recv "$name" -- --ram "ram=$W/$name.dst" --state-dir "$W" --timeout $TMO
+	local t0 spid rc
+	t0=$(now)
+	RMIG_FAULT="$point:$action" "${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" \
+		"${SEND_ARGS[@]}" --timeout 30 "$@" >/dev/null 2>"$W/$name.serr" &
+	spid=$!
+	wait_for "$RPID" $((TMO + SLACK + 5))
+	rc=$?
+	check "$name" recv "$rc" "$W/$name.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$expect"
+	kill -9 "$spid" 2>/dev/null
+	wait "$spid" 2>/dev/null
+}
+
+# dest_dies NAME POINT ACTION EXPECT [send args]: send survives
+dest_dies() {
+	local name=$1 point=$2 action=$3 expect=$4
+	shift 4
+	start_recv "$name" "RMIG_FAULT=$point:$action" -- --ram "ram=$W/$name.dst" --state-dir "$W" --timeout 30
+	local t0 spid rc
+	t0=$(now)
+	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" "${SEND_ARGS[@]}" \
+		--timeout $TMO "$@" >/dev/null 2>"$W/$name.serr" &
+	spid=$!
+	wait_for "$spid" $((TMO + SLACK + 5))
+	rc=$?
+	check "$name" send "$rc" "$W/$name.serr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$expect"
+	kill -9 "$RPID" 2>/dev/null
+	wait "$RPID" 2>/dev/null
+}
+
+echo "fault matrix: $TRANSPORT on $ADDR, survivor --timeout ${TMO}s, 48 MiB at 32 MiB/s over 4 channels"
+GONE="peer closed the connection|peer silent|timed out|Connection reset|connection reset|refused|completion error|rdma: .*(disconnect|error)"
+
+# -- the source dies --
+# in the handshake: a source that sends half a HELLO and is gone
+start_recv src-handshake -- --ram "ram=$W/hs.dst" --timeout $TMO
+t0=$(now)
+"$HOSTILE" source truncated-hello "$ADDR:$RPORT" >/dev/null 2>&1 &
+hp=$!
+wait_for "$RPID" $((TMO + SLACK + 5))
+check src-handshake recv $? "$W/src-handshake.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "peer closed the connection"
+wait "$hp" 2>/dev/null
+source_dies src-first-round connected kill "$GONE"
+source_dies src-mid-round mid-round kill "$GONE"
+source_dies src-during-sync sync kill "$GONE"
+source_dies src-device-state state kill "$GONE" --state "dev=$W/dev"
+source_dies src-completion complete kill "$GONE" --state "dev=$W/dev"
+source_dies src-stalled mid-round stop "peer silent for 3000 ms|timed out"
+
+# -- the destination dies --
+dest_dies dst-handshake handshake kill "$GONE"
+dest_dies dst-first-round accepted kill "$GONE"
+dest_dies dst-mid-round mid-round kill "$GONE"
+dest_dies dst-device-state state kill "$GONE" --state "dev=$W/dev"
+dest_dies dst-stalled mid-round stop "peer silent for 3000 ms|timed out|no data channel became idle|no acknowledgement"
+
+# -- the link drops mid-transfer: both ends must fail --
+link_drop() { # NAME DOWN_CMD...
+	local name=$1
+	shift
+	start_recv "$name" -- --ram "ram=$W/$name.dst" --timeout $TMO
+	local t0 spid rc rrc
+	t0=$(now)
+	# slower, so that the drop lands mid-transfer even under TCG and ASan
+	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" "${SEND_ARGS[@]}" \
+		--max-bandwidth 8M --timeout $TMO >/dev/null 2>"$W/$name.serr" &
+	spid=$!
+	sleep 2
+	"$@"
+	t0=$(now) # the survivors' clocks start at the drop
+	wait_for "$spid" $((TMO + SLACK + 5))
+	rc=$?
+	check "$name" send "$rc" "$W/$name.serr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$GONE"
+	wait_for "$RPID" $((TMO + SLACK + 5))
+	rrc=$?
+	check "$name" recv "$rrc" "$W/$name.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$GONE"
+}
+
+cleanup_netns() {
+	ip netns del rmig-fa 2>/dev/null
+	ip netns del rmig-fb 2>/dev/null
+}
+
+if [ "$TRANSPORT" = tcp ]; then
+	# recv in namespace rmig-fa (10.99.0.1), send in rmig-fb (10.99.0.2), one veth pair
+	cleanup_netns
+	if ip netns add rmig-fa && ip netns add rmig-fb &&
+		ip link add rmig-va netns rmig-fa type veth peer name rmig-vb netns rmig-fb &&
+		ip -n rmig-fa addr add 10.99.0.1/24 dev rmig-va && ip -n rmig-fb addr add 10.99.0.2/24 dev rmig-vb &&
+		ip -n rmig-fa link set rmig-va up && ip -n rmig-fb link set rmig-vb up &&
+		ip -n rmig-fa link set lo up && ip -n rmig-fb link set lo up; then
+		# recv in rmig-fa, send in rmig-fb; the drop takes the send side's veth down
+		LISTEN=10.99.0.1
+		saved_addr=$ADDR
+		ADDR=10.99.0.1
+		RECV_NS=(ip netns exec rmig-fa)
+		SEND_NS=(ip netns exec rmig-fb)
+		link_drop link-drop ip -n rmig-fb link set rmig-vb down
+		RECV_NS=()
+		SEND_NS=()
+		ADDR=$saved_addr
+		LISTEN=$saved_addr
+	else
+		bad "link-drop: could not build the network namespaces (root and iproute2 needed)"
+	fi
+	cleanup_netns
+else
+	# inside the VM: rxe0 sits on dummy0; take the netdev down under a running migration
+	link_drop link-drop ip link set dummy0 down
+	ip link set dummy0 up
+	ip addr show dummy0 | grep -q "$ADDR" || ip addr add "$ADDR/24" dev dummy0
+	for _ in $(seq 100); do
+		ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
+		sleep 0.1
+	done
+fi
+
+echo
+echo "| case | survivor | exit | seconds | message |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
