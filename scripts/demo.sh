@@ -2,7 +2,7 @@
 # demo.sh - set up, build, and run one real migration between two endpoints on
 # this machine: a 1 GiB memory image (random data and long zero runs) moved by
 # `rdma-migrate send` to `rdma-migrate recv` over 4 TCP channels, verified end
-# to end, then compared byte for byte.
+# to end, then compared byte for byte. Both ends share a key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -16,11 +16,14 @@ for i in $(seq 0 63); do
 	if ((i % 2)); then head -c 16M /dev/zero; else head -c 16M /dev/urandom; fi
 done >"$W/guest.img"
 
-"$RM" recv --listen 127.0.0.1:0 --port-file "$W/port" --ram "ram=$W/guest-dst.img" &
+# both ends hold the same key: only this source can write into the image
+(umask 077 && head -c 32 /dev/urandom >"$W/key")
+"$RM" recv --listen 127.0.0.1:0 --port-file "$W/port" --ram "ram=$W/guest-dst.img" \
+	--key-file "$W/key" &
 recv=$!
 for _ in $(seq 100); do [ -s "$W/port" ] && break; sleep 0.05; done
 "$RM" send --to "127.0.0.1:$(cat "$W/port")" --ram "ram=$W/guest.img" --channels 4 \
-	--transport auto --verify
+	--transport auto --verify --key-file "$W/key"
 wait "$recv"
 cmp "$W/guest.img" "$W/guest-dst.img"
 echo "demo: destination image is byte-identical to the source"
