@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
+#include "bitmap.h"
 #include "sess.h"
 
 struct rmig_blob {
@@ -25,6 +26,7 @@ struct rmig_blob {
 	uint64_t received;
 	uint8_t *buf;
 	uint64_t map_len; /* buf is an anonymous mapping of this length, or 0: malloc */
+	unsigned long *claimed; /* dest: 4 KiB units a chunk was placed into */
 	bool dispatched;
 	bool loaded;
 	int load_rc;
@@ -33,6 +35,7 @@ struct rmig_blob {
 };
 
 #define HUGE_SZ (2ull << 20)
+#define CHUNK_UNIT 4096u /* chunks start on, and (but the last) span, whole units */
 
 /*
  * Destination blob buffers are written once, at switchover, inside the
@@ -184,7 +187,9 @@ static int blob_admit(struct rmig_session *s, uint32_t id, uint64_t total, struc
 					      (unsigned long long)s->opts.blob_max);
 		b = blob_get(s, id, true);
 		if (b && total) {
-			if (blob_buf_alloc(b, total))
+			b->claimed = calloc(rmig_bitmap_longs((total + CHUNK_UNIT - 1) / CHUNK_UNIT),
+					    sizeof(unsigned long));
+			if (!b->claimed || blob_buf_alloc(b, total))
 				return rmig_sess_fail(s, -ENOMEM,
 						      "no memory for a %llu-byte device-state blob",
 						      (unsigned long long)total);
@@ -272,6 +277,32 @@ int rmig_state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *
 	return ready ? dispatch(s, b) : rc;
 }
 
+/*
+ * Every byte of a blob arrives exactly once: a chunk that overlaps one
+ * already placed is refused, so "received == total" means no holes.
+ * Caller: state_lock held, range already checked.
+ */
+static int claim(struct rmig_session *s, struct rmig_blob *b, uint64_t off, uint64_t len)
+{
+	uint64_t first = off / CHUNK_UNIT, end = (off + len + CHUNK_UNIT - 1) / CHUNK_UNIT;
+
+	if (off % CHUNK_UNIT || (len % CHUNK_UNIT && off + len != b->total))
+		return rmig_sess_fail(s, -EBADMSG,
+				      "device-state blob %u: chunk at %llu of %llu bytes is not "
+				      "aligned to %u",
+				      b->id, (unsigned long long)off, (unsigned long long)len,
+				      CHUNK_UNIT);
+	for (uint64_t u = first; u < end; u++)
+		if (rmig_bit_test(b->claimed, u))
+			return rmig_sess_fail(s, -EBADMSG,
+					      "device-state blob %u: chunk at %llu overlaps data "
+					      "already received",
+					      b->id, (unsigned long long)off);
+	for (uint64_t u = first; u < end; u++)
+		rmig_bit_set(b->claimed, u);
+	return 0;
+}
+
 int rmig_state_place(struct rmig_session *s, const struct rmig_target *t, uint64_t len,
 		     void **dst_p)
 {
@@ -287,6 +318,8 @@ int rmig_state_place(struct rmig_session *s, const struct rmig_target *t, uint64
 				    "%llu (blob length %llu)",
 				    t->id, (unsigned long long)t->offset, (unsigned long long)len,
 				    (unsigned long long)b->total);
+	if (!rc)
+		rc = claim(s, b, t->offset, len);
 	if (!rc)
 		*dst_p = b->buf + t->offset;
 	pthread_mutex_unlock(&s->state_lock);
@@ -356,6 +389,8 @@ void rmig_state_free(struct rmig_session *s)
 	for (uint32_t i = 0; i < s->nblobs; i++) {
 		if (s->blobs[i])
 			blob_buf_free(s->blobs[i]);
+		if (s->blobs[i])
+			free(s->blobs[i]->claimed);
 		free(s->blobs[i]);
 	}
 	free(s->blobs);

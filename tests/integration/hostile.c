@@ -209,6 +209,24 @@ FRAME_CASE(c_zero_oob, RMIG_FRAME_ZERO_RAM, 0, BLOCK_LEN, 4096, 0, 0)
 FRAME_CASE(c_state_oob, RMIG_FRAME_WRITE_STATE, 0, 100, 4096, 1000, 4096)
 FRAME_CASE(c_state_huge, RMIG_FRAME_WRITE_STATE, 0, 0, 16, 1ull << 50, 16)
 FRAME_CASE(c_unknown_frame, 99, 0, 0, 0, 0, 0)
+
+/* Two chunks that add up to the blob's length but overlap, leaving a hole. */
+static int c_state_overlap(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0);
+
+	if (!rc)
+		rc = send_frame(&r, RMIG_FRAME_WRITE_STATE, 0, 0, 8192, 16384, 8192);
+	if (!rc)
+		send_frame(&r, RMIG_FRAME_WRITE_STATE, 0, 4096, 8192, 16384, 8192);
+	sleep(3);
+	raw_close(&r);
+	return rc;
+}
+
+/* A chunk that does not start on a 4 KiB unit. */
+FRAME_CASE(c_state_unaligned, RMIG_FRAME_WRITE_STATE, 0, 100, 4096, 16384, 4096)
 FRAME_CASE(c_sync_zero, RMIG_FRAME_SYNC, 0, 0, 0, 0, 0)
 
 static int c_truncated_frame(const char *host, const char *port)
@@ -259,6 +277,8 @@ static const struct hcase cases[] = {
 	{ "zero-out-of-range", "write outside ram block 'ram'", c_zero_oob },
 	{ "state-out-of-range", "device-state chunk out of range", c_state_oob },
 	{ "state-too-big", "device state over the limit", c_state_huge },
+	{ "state-overlap", "overlaps data already received", c_state_overlap },
+	{ "state-unaligned", "is not aligned to 4096", c_state_unaligned },
 	{ "unknown-frame", "malformed frame header", c_unknown_frame },
 	{ "sync-out-of-order", "sync marker 0 out of order", c_sync_zero },
 	{ "truncated-frame", "peer closed the connection mid-transfer", c_truncated_frame },
