@@ -59,6 +59,8 @@ enum rmig_decision rmig_decide(const struct rmig_conv_in *in, uint64_t *downtime
 	uint64_t left = in->dirty_bytes + in->state_bytes;
 
 	*downtime_ns_p = left < in->dirty_bytes ? UINT64_MAX : cost_ns(left, bw);
+	*downtime_ns_p = UINT64_MAX - *downtime_ns_p < in->fixed_ns ? UINT64_MAX
+								     : *downtime_ns_p + in->fixed_ns;
 	if (*downtime_ns_p <= in->limit_ns)
 		return RMIG_DECIDE_SWITCHOVER;
 	/* Out of rounds, or nothing dirty (device state alone is over the

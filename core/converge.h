@@ -41,6 +41,7 @@ struct rmig_conv_in {
 	uint64_t dirty_bytes;
 	uint64_t state_bytes;
 	uint64_t bandwidth;      /* bytes/s, > 0 */
+	uint64_t fixed_ns;       /* what the switchover costs beyond the bytes: round trips */
 	uint64_t limit_ns;       /* downtime limit */
 	unsigned int rounds;     /* rounds sent so far */
 	unsigned int max_rounds; /* 0 = no limit */

@@ -129,6 +129,7 @@ struct rmig_session {
 	unsigned int rounds;
 	uint64_t t_round_ns;    /* when the last round began */
 	uint64_t bandwidth;     /* bytes/s, from the last round that moved enough */
+	uint64_t sync_ns;       /* how long the last round's closing sync took */
 	uint64_t t_switch_ns;   /* rmig_switchover(), 0 before */
 	uint64_t downtime_ns;
 

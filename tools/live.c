@@ -89,7 +89,7 @@ static void *writer_main(void *arg)
 		uint64_t due;
 
 		if (g->pps <= 0) {
-			sleep_until(now_ns() + 10000000ull);
+			sleep_until(now_ns() + 1000000ull);
 			continue;
 		}
 		for (unsigned int i = 0; i < batch; i++) {
@@ -103,10 +103,13 @@ static void *writer_main(void *arg)
 		}
 		n += batch;
 		atomic_fetch_add_explicit(&g->writes, batch, memory_order_relaxed);
-		/* Keep to the rate; a writer that falls behind runs flat out. */
+		/*
+		 * Keep to the rate; a writer that falls behind runs flat out. Sleep
+		 * in 1 ms slices: stopping the guest must not wait for a writer.
+		 */
 		due = t0 + (uint64_t)((double)n / g->pps * 1e9);
 		while (due > now_ns() && !atomic_load_explicit(&g->stop, memory_order_relaxed)) {
-			uint64_t cap = now_ns() + 20000000ull;
+			uint64_t cap = now_ns() + 1000000ull;
 
 			sleep_until(due < cap ? due : cap);
 		}

@@ -221,7 +221,8 @@ struct rmig_round_stats {
 /*
  * Source: one precopy round. @bitmaps[i] is the dirty bitmap of the i-th
  * block declared on this side (bit n = page n; NULL: nothing dirty). Sends
- * those pages, then syncs: when it returns 0, every page of the round is
+ * those pages, then syncs (and times one more, empty sync: the round trip
+ * rmig_estimate() adds to the downtime): when it returns 0, every page of the round is
  * placed at the destination. That is the ordering rule across channels: a
  * page resent in the next round, maybe on another channel, can never be
  * overwritten by this round's older copy. @st_p may be NULL.
@@ -245,7 +246,9 @@ struct rmig_estimate {
 	uint64_t dirty_bytes;     /* their bytes */
 	uint64_t dirty_rate;      /* bytes/s dirtied since the last round began */
 	uint64_t bandwidth;       /* bytes/s, measured over the last rounds that moved data */
-	uint64_t expected_downtime_ns; /* (dirty_bytes + state_bytes) / bandwidth */
+	uint64_t expected_downtime_ns; /* (dirty_bytes + state_bytes) / bandwidth, plus
+					* two sync round trips (the last round's, and
+					* the completion's) as the last round measured */
 	unsigned int rounds;      /* live rounds sent so far */
 	enum rmig_decision decision;
 };

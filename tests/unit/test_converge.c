@@ -113,6 +113,14 @@ static void test_decide(void **state)
 	in = conv(0, 1 << 30, 1);
 	assert_int_equal(rmig_decide(&in, &dt), RMIG_DECIDE_SWITCHOVER);
 	assert_int_equal(dt, 0);
+	/* round trips count: 100 MiB (97.6 ms) plus 250 ms of them is over 300 ms */
+	in = conv(100 << 20, 1 << 30, 1);
+	in.fixed_ns = 250 * MS;
+	assert_int_equal(rmig_decide(&in, &dt), RMIG_DECIDE_ROUND);
+	assert_int_equal(dt, 100 * S / 1024 + 250 * MS);
+	in.fixed_ns = UINT64_MAX; /* saturates */
+	assert_int_equal(rmig_decide(&in, &dt), RMIG_DECIDE_ROUND);
+	assert_int_equal(dt, UINT64_MAX);
 }
 
 static void test_decide_at_max_rounds(void **state)
