@@ -42,14 +42,9 @@ static void fill_random(uint8_t *p, uint64_t len)
 	}
 }
 
-struct dest_arg {
-	rmig_session *s;
-	int rc;
-};
-
-static void *dest_main(void *arg)
+void *tool_dest_main(void *arg)
 {
-	struct dest_arg *d = arg;
+	struct tool_dest *d = arg;
 
 	d->rc = rmig_accept(d->s);
 	if (!d->rc)
@@ -64,7 +59,7 @@ static int run_rmig(const struct cli *c, unsigned int nch, uint8_t *src, uint8_t
 	struct rmig_stats ss, ds;
 	struct rmig_opts so, dopt;
 	rmig_session *s = NULL, *d = NULL;
-	struct dest_arg da = { 0 };
+	struct tool_dest da = { 0 };
 	pthread_t th;
 	char uri[320];
 	double t0;
@@ -90,7 +85,7 @@ static int run_rmig(const struct cli *c, unsigned int nch, uint8_t *src, uint8_t
 	if (strchr(c->addr, ':')) /* IPv6 literal */
 		snprintf(uri, sizeof(uri), "[%s]:%d", c->addr, rmig_listen_port(d));
 	da.s = d;
-	rc = -pthread_create(&th, NULL, dest_main, &da);
+	rc = -pthread_create(&th, NULL, tool_dest_main, &da);
 	if (rc)
 		goto out;
 	t0 = now_s();

@@ -180,21 +180,10 @@ static int load_blob(void *arg, const char *name, uint32_t instance, const void 
 }
 
 struct dest {
-	rmig_session *s;
-	int rc;
+	struct tool_dest t;
 	pthread_t th;
 	bool started;
 };
-
-static void *dest_main(void *arg)
-{
-	struct dest *d = arg;
-
-	d->rc = rmig_accept(d->s);
-	if (!d->rc)
-		d->rc = rmig_complete(d->s);
-	return NULL;
-}
 
 /* ---- options ---- */
 
@@ -368,14 +357,14 @@ static int open_sessions(struct live *L)
 	dopt.log_arg = (void *)"destination";
 	dopt.state_fn = load_blob;
 	dopt.state_arg = &L->b;
-	rc = rmig_session_create(&dopt, &L->d.s);
+	rc = rmig_session_create(&dopt, &L->d.t.s);
 	if (!rc)
-		rc = rmig_add_ram(L->d.s, "ram", L->dst, L->g.size, PAGE);
+		rc = rmig_add_ram(L->d.t.s, "ram", L->dst, L->g.size, PAGE);
 	snprintf(uri, sizeof(uri), strchr(c->addr, ':') ? "tcp://[%s]:0" : "tcp://%s:0", c->addr);
 	if (!rc)
-		rc = rmig_listen(L->d.s, uri);
+		rc = rmig_listen(L->d.t.s, uri);
 	if (!rc)
-		rc = -pthread_create(&L->d.th, NULL, dest_main, &L->d);
+		rc = -pthread_create(&L->d.th, NULL, tool_dest_main, &L->d.t);
 	L->d.started = !rc;
 	return rc;
 }
@@ -390,7 +379,7 @@ static int connect_uri(struct live *L, char *uri, size_t len)
 		snprintf(uri, len, "%s%s", strstr(c->to, "://") ? "" : scheme, c->to);
 	else
 		snprintf(uri, len, strchr(c->addr, ':') ? "%s[%s]:%d" : "%s%s:%d", scheme, c->addr,
-			 rmig_listen_port(L->d.s));
+			 rmig_listen_port(L->d.t.s));
 	return 0;
 }
 
@@ -606,10 +595,10 @@ int tool_bench_live(const struct cli *c)
 	if (L.d.started) {
 		/* after giving up, the source's cancellation reaches it on the wire */
 		if (rc && !gave_up)
-			rmig_cancel(L.d.s, "the source failed");
+			rmig_cancel(L.d.t.s, "the source failed");
 		pthread_join(L.d.th, NULL);
 		if (!rc)
-			rc = L.d.rc;
+			rc = L.d.t.rc;
 	}
 	if (!rc) {
 		/* --to: RMIG_F_VERIFY compared digests; here, compare every byte too */
@@ -625,12 +614,12 @@ int tool_bench_live(const struct cli *c)
 	if (rc && !gave_up)
 		fprintf(stderr, "rdma-migrate bench: live migration failed: %s\n",
 			L.s && rmig_last_error(L.s)[0] ? rmig_last_error(L.s) :
-			L.d.s && rmig_last_error(L.d.s)[0] ? rmig_last_error(L.d.s) :
+			L.d.t.s && rmig_last_error(L.d.t.s)[0] ? rmig_last_error(L.d.t.s) :
 							      strerror(-rc));
 	rc = rc ? EXIT_FAILED : 0;
 out:
 	rmig_session_destroy(L.s);
-	rmig_session_destroy(L.d.s);
+	rmig_session_destroy(L.d.t.s);
 	for (unsigned int i = 0; i < L.b.n; i++)
 		free(L.b.data[i]);
 	free(L.rec);

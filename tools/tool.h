@@ -19,6 +19,12 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role);
 void tool_fmt_bytes(char *buf, size_t len, double v);
 void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified);
 int tool_bench(const struct cli *c);
+/* A destination session on a thread of its own: accept, then complete. */
+struct tool_dest {
+	rmig_session *s;
+	int rc;
+};
+void *tool_dest_main(void *arg);
 /* bench --live (live.c); tool_bench_check refuses options of the other mode. */
 int tool_bench_live(const struct cli *c);
 int tool_bench_check(const struct cli *c);
