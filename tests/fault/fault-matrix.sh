@@ -123,6 +123,30 @@ dest_dies() {
 	wait "$RPID" 2>/dev/null
 }
 
+# dest_dies_at NAME POINT EXPECT [send args]: the source stops itself at POINT
+# (a sync in flight, or about to complete); the destination is killed
+# meanwhile; the source resumes and must fail, naming the cause
+dest_dies_at() {
+	local name=$1 point=$2 expect=$3
+	shift 3
+	start_recv "$name" -- --ram "ram=$W/$name.dst" --state-dir "$W" --timeout 30
+	local t0 spid rc
+	RMIG_FAULT="$point:stop" "${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" \
+		"${SEND_ARGS[@]}" --timeout $TMO "$@" >/dev/null 2>"$W/$name.serr" &
+	spid=$!
+	for _ in $(seq 600); do
+		[ "$(ps -o stat= -p "$spid" 2>/dev/null | cut -c1)" = T ] && break
+		sleep 0.05
+	done
+	kill -9 "$RPID" 2>/dev/null
+	wait "$RPID" 2>/dev/null
+	t0=$(now) # the survivor's clock starts at the death
+	kill -CONT "$spid"
+	wait_for "$spid" $((TMO + SLACK + 5))
+	rc=$?
+	check "$name" send "$rc" "$W/$name.serr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$expect"
+}
+
 echo "fault matrix: $TRANSPORT on $ADDR, survivor --timeout ${TMO}s, 48 MiB at 32 MiB/s over 4 channels"
 GONE="peer closed the connection|peer silent|timed out|Connection reset|connection reset|refused|completion error|rdma: .*(disconnect|error)"
 
@@ -146,7 +170,9 @@ source_dies src-stalled mid-round stop "peer silent for 3000 ms|timed out"
 dest_dies dst-handshake handshake kill "$GONE"
 dest_dies dst-first-round accepted kill "$GONE"
 dest_dies dst-mid-round mid-round kill "$GONE"
+dest_dies_at dst-during-sync sync "$GONE"
 dest_dies dst-device-state state kill "$GONE" --state "dev=$W/dev"
+dest_dies_at dst-completion complete "$GONE" --state "dev=$W/dev"
 dest_dies dst-stalled mid-round stop "peer silent for 3000 ms|timed out|no data channel became idle|no acknowledgement"
 
 # -- the link drops mid-transfer: both ends must fail --
