@@ -333,6 +333,9 @@ static int cmd_send(const struct cli *c)
 	uint64_t total = 0;
 	unsigned int nim = 0, nbf = 0;
 	int rc = EXIT_USAGE, err = 0;
+	struct fault_sync fsync_arg = { NULL };
+	bool fsync_started = false;
+	pthread_t fsync_th;
 
 	if (!im || !bf)
 		goto out;
@@ -393,12 +396,12 @@ static int cmd_send(const struct cli *c)
 			err = rmig_send_range(s, im[i].name, half, im[i].len - half);
 	}
 	if (!err && fault_armed("sync")) {
-		struct fault_sync fs = { s };
 		struct timespec ts = { 0, 2000000 };
-		pthread_t th;
 
-		/* die while a sync is in flight: markers posted, the ack not back */
-		if (!pthread_create(&th, NULL, fault_sync_main, &fs)) {
+		/* stop or die while a sync is in flight: markers posted, the ack not back */
+		fsync_arg.s = s;
+		if (!pthread_create(&fsync_th, NULL, fault_sync_main, &fsync_arg)) {
+			fsync_started = true;
 			nanosleep(&ts, NULL);
 			fault_point("sync");
 		}
@@ -424,6 +427,9 @@ out_err:
 		summary("sent", s, c->verify);
 	rc = 0;
 out:
+	/* its rmig_sync() has returned by now: the session completed or failed */
+	if (fsync_started)
+		pthread_join(fsync_th, NULL);
 	rmig_session_destroy(s);
 	for (unsigned int i = 0; i < nim; i++)
 		image_close(&im[i]);
