@@ -16,6 +16,7 @@
 #include "log.h"
 #include "pool.h"
 #include "rmig.h"
+#include "tls.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -96,6 +97,9 @@ struct rmig_session {
 	uint8_t *key; /* the shared key (a copy), or NULL */
 	size_t key_len;
 	int ctl_fd;
+	struct rmig_tls_conf *tls_conf; /* RMIG_F_TLS */
+	struct rmig_tls *ctl_tls;       /* the control connection's TLS, once started */
+	bool ctl_mute; /* the peer cannot read an ERROR message (a failed TLS handshake) */
 	int listen_fd;
 	int wake_fd;  /* eventfd: readable once the session shuts down */
 	const struct rmig_transport_ops *tp_ops;

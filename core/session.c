@@ -33,7 +33,7 @@
 #define DEFAULT_LOAD_THREADS 4
 #define DEFAULT_DOWNTIME_MS 300
 #define DEFAULT_MAX_ROUNDS 30
-#define RMIG_FLAGS_ALL (RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY)
+#define RMIG_FLAGS_ALL (RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS)
 
 uint64_t rmig_now_ns(void)
 {
@@ -132,6 +132,16 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 			 RMIG_KEY_MIN, RMIG_KEY_MAX);
 		return -EINVAL;
 	}
+	if ((o->flags & RMIG_F_TLS) && !o->key_len) {
+		rmig_err(lg, "option flags: TLS needs a key (the TLS keys derive from it)");
+		return -EINVAL;
+	}
+	if ((o->flags & RMIG_F_TLS) && o->role == RMIG_ROLE_SOURCE &&
+	    o->transport == RMIG_TRANSPORT_RDMA) {
+		rmig_err(lg, "option transport: rdma with TLS: RDMA writes are not encrypted; "
+			     "use tcp (or auto, which picks tcp with TLS)");
+		return -EINVAL;
+	}
 	if (o->max_bandwidth && o->max_bandwidth < 4096) {
 		rmig_err(lg, "option max_bandwidth: %llu bytes/s is below 4096 (0 = unlimited)",
 			 (unsigned long long)o->max_bandwidth);
@@ -201,6 +211,15 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 		memcpy(s->key, s->opts.key, s->opts.key_len);
 		s->key_len = s->opts.key_len;
 	}
+	if (s->opts.flags & RMIG_F_TLS) {
+		rc = rmig_tls_conf_new(s->opts.role == RMIG_ROLE_DEST, s->key, s->key_len,
+				       &s->tls_conf);
+		if (rc) {
+			rmig_err(&s->log, "TLS: cannot set up OpenSSL: %s", strerror(-rc));
+			rmig_session_destroy(s);
+			return rc;
+		}
+	}
 	s->opts.key = NULL; /* only the copy is kept */
 	*s_p = s;
 	return 0;
@@ -247,7 +266,7 @@ static void tell_peer(struct rmig_session *s, int err, const char *msg)
 	uint8_t buf[RMIG_CTL_HDR_LEN + RMIG_ERRMSG_MAX + 8];
 	int n;
 
-	if (s->ctl_fd < 0 || err >= 0 || -err > 4095)
+	if (s->ctl_fd < 0 || s->ctl_mute || err >= 0 || -err > 4095)
 		return;
 	snprintf(m.msg, sizeof(m.msg), "%s", msg);
 	n = rmig_error_encode(&m, buf + RMIG_CTL_HDR_LEN, sizeof(buf) - RMIG_CTL_HDR_LEN);
@@ -263,7 +282,11 @@ static void tell_peer(struct rmig_session *s, int err, const char *msg)
 		if (pthread_mutex_timedlock(&s->ctl_send_lock, &ts))
 			return;
 	}
-	(void)!send(s->ctl_fd, buf, RMIG_CTL_HDR_LEN + (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (s->ctl_tls)
+		rmig_tls_write_try(s->ctl_tls, buf, RMIG_CTL_HDR_LEN + (size_t)n);
+	else
+		(void)!send(s->ctl_fd, buf, RMIG_CTL_HDR_LEN + (size_t)n,
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
 	pthread_mutex_unlock(&s->ctl_send_lock);
 }
 
@@ -442,7 +465,10 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
 
 	rmig_ctl_hdr_encode(hdr, type, len);
 	pthread_mutex_lock(&s->ctl_send_lock);
-	rc = rmig_sock_writev_full(s->ctl_fd, iov, len ? 2 : 1);
+	if (s->ctl_tls)
+		rc = rmig_tls_writev_full(s->ctl_tls, iov, len ? 2 : 1, -1, s->opts.timeout_ms);
+	else
+		rc = rmig_sock_writev_full(s->ctl_fd, iov, len ? 2 : 1);
 	pthread_mutex_unlock(&s->ctl_send_lock);
 	if (rc)
 		return rmig_sess_fail(s, rc, "control connection: sending %s: %s",
@@ -455,6 +481,8 @@ static int ctl_read(struct rmig_session *s, void *buf, size_t len)
 {
 	uint8_t *p = buf;
 
+	if (s->ctl_tls)
+		return rmig_tls_read_full(s->ctl_tls, buf, len, s->wake_fd, s->opts.timeout_ms);
 	while (len) {
 		ssize_t n;
 		int rc = rmig_wait_readable(s->ctl_fd, s->wake_fd, s->opts.timeout_ms);
@@ -484,6 +512,10 @@ static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf
 	rc = ctl_read(s, hdr, sizeof(hdr));
 	if (rc)
 		return rc;
+	if (!s->ctl_tls && hdr[0] == 0x16 && hdr[1] == 0x03) /* a TLS handshake record */
+		return rmig_sess_fail(s, -EPROTONOSUPPORT,
+				      "control connection: the peer speaks TLS; run both sides "
+				      "with TLS (and the same key)");
 	if (rmig_ctl_hdr_decode(hdr, h))
 		return rmig_sess_fail(s, -EBADMSG,
 				      "control connection: malformed message header (magic 0x%08x)",
@@ -637,7 +669,8 @@ static void *ctl_thread(void *arg)
 		struct pollfd pfd[2] = { { .fd = s->ctl_fd, .events = POLLIN },
 					 { .fd = s->wake_fd, .events = POLLIN } };
 		uint64_t now;
-		int n = poll(pfd, 2, (int)tick);
+		/* decrypted bytes already buffered do not make the socket readable */
+		int n = s->ctl_tls && rmig_tls_pending(s->ctl_tls) ? 1 : poll(pfd, 2, (int)tick);
 
 		if (n < 0 && errno != EINTR) {
 			rc = -errno;
@@ -859,6 +892,29 @@ out:
 	free(c);
 }
 
+/* ---- TLS on the control connection ---- */
+
+static int ctl_start_tls(struct rmig_session *s)
+{
+	char why[256];
+	int rc;
+
+	if (!s->tls_conf)
+		return 0;
+	rc = rmig_tls_start(s->tls_conf, s->ctl_fd, s->wake_fd, s->opts.timeout_ms, &s->ctl_tls,
+			    why, sizeof(why));
+	if (rc) {
+		/*
+		 * A peer in plain text reads our ERROR; one in TLS only ever
+		 * sees TLS records (OpenSSL sent it an alert if it could).
+		 */
+		s->ctl_mute = rc != -EPROTONOSUPPORT;
+		return rmig_sess_fail(s, rc, "control connection: TLS handshake: %s", why);
+	}
+	rmig_info(&s->log, "control connection: TLS 1.3 with the shared key");
+	return 0;
+}
+
 /* ---- transport choice ---- */
 
 static int pick_transport(struct rmig_session *s, enum rmig_transport_kind kind)
@@ -870,6 +926,14 @@ static int pick_transport(struct rmig_session *s, enum rmig_transport_kind kind)
 	if (s->tp_ops) /* set by a test */
 		return 0;
 	if (kind == RMIG_TRANSPORT_TCP) {
+		s->tp_ops = &rmig_tcp_ops;
+		return 0;
+	}
+	if (s->tls_conf) {
+		if (kind == RMIG_TRANSPORT_RDMA)
+			return rmig_sess_fail(s, -EINVAL, "rdma with TLS: RDMA writes are not "
+							  "encrypted; use tcp (or auto)");
+		rmig_info(&s->log, "transport: tcp, because TLS covers TCP connections only");
 		s->tp_ops = &rmig_tcp_ops;
 		return 0;
 	}
@@ -898,6 +962,7 @@ static int tp_create(struct rmig_session *s)
 		.extent_max = s->opts.extent_max,
 		.inflight_max = s->opts.inflight_max,
 		.role = s->opts.role,
+		.tls = s->tls_conf,
 	};
 	int rc;
 
@@ -1027,6 +1092,9 @@ int rmig_connect(rmig_session *s, const char *uri)
 	rc = rmig_sock_set_timeouts(s->ctl_fd, s->opts.timeout_ms, s->opts.timeout_ms);
 	if (rc)
 		return rmig_sess_fail(s, rc, "control socket: %s", strerror(-rc));
+	rc = ctl_start_tls(s);
+	if (rc)
+		return rc;
 	rc = pick_transport(s, kind);
 	if (rc)
 		return rc;
@@ -1190,6 +1258,9 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	if (hello->transport == RMIG_TRANSPORT_TCP) {
 		s->tp_ops = s->tp_ops ? s->tp_ops : &rmig_tcp_ops;
 	} else if (hello->transport == RMIG_TRANSPORT_RDMA) {
+		if (s->tls_conf)
+			return refuse(s, -EPROTO, "rdma data channels asked, but this destination "
+						  "requires TLS, which covers tcp only");
 		if (!s->tp_ops)
 			s->tp_ops = rmig_rdma_transport();
 		if (!s->tp_ops)
@@ -1261,6 +1332,9 @@ int rmig_accept(rmig_session *s)
 	rc = rmig_sock_set_timeouts(s->ctl_fd, s->opts.timeout_ms, s->opts.timeout_ms);
 	if (rc)
 		return rmig_sess_fail(s, rc, "control socket: %s", strerror(-rc));
+	rc = ctl_start_tls(s);
+	if (rc)
+		return rc;
 
 	hello = calloc(1, sizeof(*hello));
 	buf = malloc(RMIG_CTL_MAX);
@@ -1613,6 +1687,8 @@ void rmig_session_destroy(rmig_session *s)
 		s->tp_ops->destroy(s->tp);
 	if (s->ctl_fd >= 0)
 		ctl_close(s);
+	rmig_tls_free(s->ctl_tls);
+	rmig_tls_conf_free(s->tls_conf);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	close(s->wake_fd);

@@ -76,7 +76,12 @@ static int wait_fd(int fd, short events, unsigned int timeout_ms)
 
 int rmig_wait_readable(int fd, int wake_fd, unsigned int timeout_ms)
 {
-	struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN }, { .fd = wake_fd, .events = POLLIN } };
+	return rmig_sock_wait(fd, POLLIN, wake_fd, timeout_ms);
+}
+
+int rmig_sock_wait(int fd, short events, int wake_fd, unsigned int timeout_ms)
+{
+	struct pollfd pfd[2] = { { .fd = fd, .events = events }, { .fd = wake_fd, .events = POLLIN } };
 	int rc;
 
 	do {

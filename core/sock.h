@@ -35,6 +35,8 @@ int rmig_sock_local_port(int fd);
  * written at shutdown) is readable; -ETIMEDOUT after @timeout_ms (0: forever).
  */
 int rmig_wait_readable(int fd, int wake_fd, unsigned int timeout_ms);
+/* The same for poll @events (POLLIN or POLLOUT); @wake_fd -1: none. */
+int rmig_sock_wait(int fd, short events, int wake_fd, unsigned int timeout_ms);
 
 /* SO_RCVTIMEO / SO_SNDTIMEO; 0 means wait forever. */
 int rmig_sock_set_timeouts(int fd, unsigned int rcv_ms, unsigned int snd_ms);

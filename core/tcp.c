@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "sock.h"
+#include "tls.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -25,6 +27,7 @@
 struct tcp_chan {
 	struct rmig_tp_chan base;
 	int fd;
+	struct rmig_tls *tls; /* RMIG_F_TLS; NULL: plain */
 };
 
 struct tcp_tp {
@@ -143,6 +146,31 @@ static int tcp_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_
 	return 0;
 }
 
+/* Read exactly @len bytes, in plain text or through TLS; @timeout_ms 0 waits forever. */
+static int stream_read(int fd, struct rmig_tls *tls, void *buf, size_t len,
+		       unsigned int timeout_ms)
+{
+	if (tls)
+		return rmig_tls_read_full(tls, buf, len, -1, timeout_ms);
+	return rmig_sock_read_full(fd, buf, len);
+}
+
+/* The TLS handshake of a new data channel, when the session asked for TLS. */
+static int chan_tls(const struct rmig_tp_params *p, int fd, const char *what,
+		    struct rmig_tls **tls_p)
+{
+	char why[256];
+	int rc;
+
+	*tls_p = NULL;
+	if (!p->tls)
+		return 0;
+	rc = rmig_tls_start(p->tls, fd, -1, p->timeout_ms, tls_p, why, sizeof(why));
+	if (rc)
+		p->up->fail(p->up->arg, rc, "%s: TLS handshake: %s", what, why);
+	return rc;
+}
+
 static int chan_new(struct tcp_tp *t, int fd, unsigned int idx, struct rmig_tp_chan **ch_p)
 {
 	struct tcp_chan *c = calloc(1, sizeof(*c));
@@ -167,6 +195,7 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	struct tcp_tp *t = tcp_tp(tp);
 	const struct rmig_tp_params *p = &tp->p;
 	uint8_t hdr[RMIG_FRAME_HDR_LEN];
+	struct rmig_tls *tls = NULL;
 	struct rmig_frame f;
 	int fd, rc;
 
@@ -176,8 +205,13 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 				   rmig_strerror(rc));
 	rmig_sock_tune(fd, 1, TCP_SOCKBUF); /* a marker must not wait for a delayed ACK */
 	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
+	if (!rc) {
+		rc = chan_tls(p, fd, "accepting a tcp data channel", &tls);
+		if (rc)
+			goto out_close; /* reported */
+	}
 	if (!rc)
-		rc = rmig_sock_read_full(fd, hdr, sizeof(hdr));
+		rc = stream_read(fd, tls, hdr, sizeof(hdr), p->timeout_ms);
 	if (rc) {
 		p->up->fail(p->up->arg, rc, "reading a tcp data channel hello: %s",
 			    rmig_strerror(rc));
@@ -194,9 +228,12 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	rc = rmig_sock_set_timeouts(fd, 0, p->timeout_ms);
 	if (!rc)
 		rc = chan_new(t, fd, f.id, ch_p);
-	if (!rc)
+	if (!rc) {
+		tcp_chan(*ch_p)->tls = tls;
 		return 0;
+	}
 out_close:
+	rmig_tls_free(tls);
 	close(fd);
 	return rc;
 }
@@ -215,6 +252,8 @@ static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16
 		.offset = RMIG_PROTO_VERSION,
 		.arg = p->session_id,
 	};
+	struct rmig_tls *tls = NULL;
+	char what[64];
 	uint16_t port;
 	int fd, rc;
 
@@ -233,14 +272,26 @@ static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16
 				   idx, port, rmig_strerror(rc));
 	rmig_sock_tune(fd, 1, TCP_SOCKBUF); /* a marker must not wait for a delayed ACK */
 	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
-	rmig_frame_encode(&f, hdr);
+	snprintf(what, sizeof(what), "tcp data channel %u", idx);
 	if (!rc)
+		rc = chan_tls(p, fd, what, &tls);
+	rmig_frame_encode(&f, hdr);
+	if (!rc && tls) {
+		struct iovec v = { hdr, sizeof(hdr) };
+
+		rc = rmig_tls_writev_full(tls, &v, 1, -1, p->timeout_ms);
+	} else if (!rc) {
 		rc = rmig_sock_write_full(fd, hdr, sizeof(hdr));
+	}
 	if (!rc)
 		rc = chan_new(t, fd, idx, ch_p);
-	if (rc)
+	if (rc) {
+		rmig_tls_free(tls);
 		close(fd);
-	return rc;
+		return rc;
+	}
+	tcp_chan(*ch_p)->tls = tls;
+	return 0;
 }
 
 static int tcp_reg(struct rmig_tp *tp, unsigned int block, void *addr, uint64_t len,
@@ -275,7 +326,10 @@ static int send_frame(struct tcp_chan *c, const struct rmig_frame *f, const stru
 	v[0].iov_len = sizeof(hdr);
 	for (int i = 0; i < iovcnt; i++)
 		v[i + 1] = iov[i];
-	rc = rmig_sock_writev_full(c->fd, v, iovcnt + 1);
+	if (c->tls)
+		rc = rmig_tls_writev_full(c->tls, v, iovcnt + 1, -1, c->base.tp->p.timeout_ms);
+	else
+		rc = rmig_sock_writev_full(c->fd, v, iovcnt + 1);
 	if (rc) {
 		const struct rmig_tp_params *p = &c->base.tp->p;
 
@@ -341,7 +395,8 @@ static bool tcp_is_shut(struct tcp_tp *t)
 	return shut;
 }
 
-int rmig_tcp_recv_frame(int fd, unsigned int idx, const struct rmig_tp_upcalls *up, int *io_err_p)
+int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
+			const struct rmig_tp_upcalls *up, int *io_err_p)
 {
 	uint8_t hdr[RMIG_FRAME_HDR_LEN];
 	struct rmig_target tgt;
@@ -350,7 +405,7 @@ int rmig_tcp_recv_frame(int fd, unsigned int idx, const struct rmig_tp_upcalls *
 	int rc;
 
 	*io_err_p = 0;
-	rc = rmig_sock_read_full(fd, hdr, sizeof(hdr));
+	rc = stream_read(fd, tls, hdr, sizeof(hdr), 0);
 	if (rc)
 		return *io_err_p = rc;
 	if (rmig_frame_decode(hdr, &f))
@@ -371,7 +426,7 @@ int rmig_tcp_recv_frame(int fd, unsigned int idx, const struct rmig_tp_upcalls *
 		if (f.type == RMIG_FRAME_ZERO_RAM) {
 			memset(dst, 0, f.len);
 		} else {
-			rc = rmig_sock_read_full(fd, dst, f.len);
+			rc = stream_read(fd, tls, dst, f.len, 0);
 			if (rc)
 				return *io_err_p = rc;
 		}
@@ -389,7 +444,7 @@ static int tcp_progress(struct rmig_tp_chan *ch)
 	struct tcp_chan *c = tcp_chan(ch);
 	struct tcp_tp *t = tcp_tp(ch->tp);
 	const struct rmig_tp_upcalls *up = ch->tp->p.up;
-	int io_err, rc = rmig_tcp_recv_frame(c->fd, ch->idx, up, &io_err);
+	int io_err, rc = rmig_tcp_recv_frame(c->fd, c->tls, ch->idx, up, &io_err);
 
 	if (!io_err)
 		return rc;
@@ -419,6 +474,7 @@ static void tcp_chan_close(struct rmig_tp_chan *ch)
 		return;
 	c = tcp_chan(ch);
 	untrack_fd(tcp_tp(ch->tp), c->fd);
+	rmig_tls_free(c->tls);
 	close(c->fd);
 	free(c);
 }

@@ -81,6 +81,8 @@ struct rmig_tp_params {
 	uint32_t extent_max;
 	uint64_t inflight_max;
 	enum rmig_role role;
+	/* RMIG_F_TLS: TLS on every TCP data channel (NULL: none; RDMA ignores it) */
+	struct rmig_tls_conf *tls;
 };
 
 struct rmig_tp {
@@ -166,10 +168,13 @@ const struct rmig_transport_ops *rmig_rdma_transport(void);
 int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len);
 
 /*
- * TCP: read one data frame from @fd and apply it through @up (bounds are
- * the core's to check in place()). 0, or the error; *io_err_p is set when
- * reading the socket failed (and up->fail was not called).
+ * TCP: read one data frame from @fd (through @tls when not NULL) and apply
+ * it through @up (bounds are the core's to check in place()). 0, or the
+ * error; *io_err_p is set when reading the socket failed (and up->fail was
+ * not called).
  */
-int rmig_tcp_recv_frame(int fd, unsigned int idx, const struct rmig_tp_upcalls *up, int *io_err_p);
+struct rmig_tls;
+int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
+			const struct rmig_tp_upcalls *up, int *io_err_p);
 
 #endif

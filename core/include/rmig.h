@@ -59,6 +59,14 @@ enum rmig_log_level {
  * anyway) instead of RMIG_DECIDE_GIVE_UP (cancel; the guest stays here).
  */
 #define RMIG_F_SWITCH_ANYWAY (1u << 1)
+/*
+ * Both sides: TLS 1.3 on every connection (control and data channels), keyed
+ * by the shared key (required). Data channels then run over TCP: with
+ * transport AUTO the source picks TCP, and TRANSPORT_RDMA is refused, since
+ * RDMA writes are not encrypted. Both sides must agree; a side without TLS
+ * is refused with -EPROTONOSUPPORT.
+ */
+#define RMIG_F_TLS (1u << 2)
 
 typedef void (*rmig_log_fn)(void *arg, enum rmig_log_level level, const char *msg);
 

@@ -105,6 +105,8 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 		so.extent_max = cfg->extent_max;
 	dopt = so;
 	dopt.role = RMIG_ROLE_DEST;
+	so.flags &= ~cfg->src_drop;
+	dopt.flags &= ~cfg->dst_drop;
 	so.max_bandwidth = cfg->max_bandwidth;
 	if (cfg->downtime_limit_ms)
 		so.downtime_limit_ms = cfg->downtime_limit_ms;

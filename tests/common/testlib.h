@@ -31,7 +31,9 @@ struct pair_cfg {
 	uint32_t page_size;
 	uint32_t extent_max;   /* 0: default */
 	unsigned int timeout_ms;
-	unsigned int flags;
+	unsigned int flags;    /* both sides (less the drops below) */
+	unsigned int src_drop; /* flags the source does not get */
+	unsigned int dst_drop; /* flags the destination does not get */
 	const struct rmig_transport_ops *ops; /* NULL: the real transport (TCP) */
 	enum rmig_transport_kind transport;   /* default TCP */
 	const char *addr;                     /* default 127.0.0.1 */
