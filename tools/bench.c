@@ -230,11 +230,12 @@ bad_list:
 	fill_random(src, size);
 	memset(dst, 0xff, size); /* fault it in so neither side pays for page faults */
 	if (!c->quiet)
-		fprintf(stderr, "rdma-migrate bench: %" PRIu64 " MiB over %s on %s\n", size >> 20,
-			strcmp(c->transport, "auto") ? c->transport : "tcp", c->addr);
+		fprintf(stderr, "rdma-migrate bench: %" PRIu64 " MiB over %s on %s%s\n", size >> 20,
+			strcmp(c->transport, "auto") ? c->transport : "tcp", c->addr,
+			c->tls ? " with TLS (the raw stream is plain text)" : "");
 	if (c->json)
-		printf("{\"size\":%" PRIu64 ",\"transport\":\"%s\",\"runs\":[", size,
-		       strcmp(c->transport, "auto") ? c->transport : "tcp");
+		printf("{\"size\":%" PRIu64 ",\"transport\":\"%s\",\"tls\":%s,\"runs\":[", size,
+		       strcmp(c->transport, "auto") ? c->transport : "tcp", c->tls ? "true" : "false");
 	for (unsigned int i = 0; i < n && !rc; i++) {
 		double tr = 0, tm = 0, treg = 0, rr, rm, rd;
 

@@ -84,6 +84,9 @@ static const struct cli_opt opts[] = {
 	{ "key-file", "FILE", OPT_STR, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(key_file), 0, 0, NULL,
 	  NULL, "shared secret (16..4096 bytes) that both ends must hold; without it anyone "
 		"who reaches the port can write into the images" },
+	{ "tls", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(tls), 0, 0, NULL, NULL,
+	  "TLS 1.3 on every connection, keyed by --key-file (both ends): the data on the "
+	  "wire is private; data channels then run over tcp" },
 	{ "verbose", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(verbose), 0, 0, NULL, NULL,
 	  "log more (repeat for debug)" },
 	{ "help", NULL, OPT_FLAG, ALL, OFF(help), 0, 0, NULL, NULL, "show this help" },
@@ -286,6 +289,18 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 		if (set_opt(c, o, val))
 			return -EINVAL;
 		c->seen |= 1ull << (o - opts);
+	}
+	if (c->tls && !c->key_file) {
+		fprintf(stderr, "rdma-migrate %s: --tls needs --key-file (the TLS keys derive from "
+				"the shared key)\n",
+			cli_cmd_name(cmd));
+		return -EINVAL;
+	}
+	if (c->tls && c->transport && !strcmp(c->transport, "rdma")) {
+		fprintf(stderr, "rdma-migrate %s: --tls with --transport rdma: RDMA writes are not "
+				"encrypted; use --transport tcp (or auto, which picks tcp with --tls)\n",
+			cli_cmd_name(cmd));
+		return -EINVAL;
 	}
 	return 0;
 }

@@ -50,6 +50,7 @@ struct cli {
 	uint64_t extent;
 	uint64_t inflight;
 	bool verify;
+	bool tls;
 	bool json;
 	bool quiet;
 	unsigned int verbose;

@@ -277,6 +277,8 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 		o->max_rounds = c->max_rounds;
 	if (c->switch_anyway)
 		o->flags |= RMIG_F_SWITCH_ANYWAY;
+	if (c->tls)
+		o->flags |= RMIG_F_TLS;
 	o->log_fn = log_cb;
 	o->log_level = c->verbose > 1 ? RMIG_LOG_DEBUG : c->verbose ? RMIG_LOG_INFO : RMIG_LOG_WARN;
 }

@@ -77,7 +77,7 @@ start_recv() { # NAME [env...] -- ARGS: sets RPID, RPORT
 	while [ "$1" != "--" ]; do envs+=("$1"); shift; done
 	shift
 	rm -f "$W/$name.port"
-	"${RECV_NS[@]}" env "${envs[@]}" "$RM" recv --listen "$LISTEN:0" --port-file "$W/$name.port" --quiet "$@" \
+	"${RECV_NS[@]}" env "${envs[@]}" "$RM" recv --listen "$LISTEN:0" --port-file "$W/$name.port" --quiet "${RECV_EXTRA[@]}" "$@" \
 		>/dev/null 2>"$W/$name.rerr" &
 	RPID=$!
 	for _ in $(seq 200); do [ -s "$W/$name.port" ] && break; sleep 0.05; done
@@ -87,6 +87,7 @@ start_recv() { # NAME [env...] -- ARGS: sets RPID, RPORT
 LISTEN=$ADDR
 RECV_NS=()
 SEND_NS=()
+RECV_EXTRA=()
 SEND_ARGS=(--transport "$TRANSPORT" --channels 4 --max-bandwidth 32M --quiet)
 
 # source_dies NAME POINT ACTION EXPECT [send args]: recv survives
@@ -175,6 +176,19 @@ dest_dies dst-device-state state kill "$GONE" --state "dev=$W/dev"
 dest_dies_at dst-completion complete "$GONE" --state "dev=$W/dev"
 dest_dies dst-stalled mid-round stop "peer silent for 3000 ms|timed out|no data channel became idle|no acknowledgement"
 
+# -- TLS on every connection (tcp only): a death or a stall under TLS reads the same --
+head -c 32 /dev/urandom >"$W/key"
+chmod 600 "$W/key"
+TLS=(--key-file "$W/key" --tls)
+if [ "$TRANSPORT" = tcp ]; then
+	RECV_EXTRA=("${TLS[@]}")
+	source_dies tls-src-mid-round mid-round kill "$GONE" "${TLS[@]}"
+	source_dies tls-src-stalled mid-round stop "peer silent for 3000 ms|timed out" "${TLS[@]}"
+	dest_dies tls-dst-mid-round mid-round kill "$GONE" "${TLS[@]}"
+	dest_dies tls-dst-stalled mid-round stop "peer silent for 3000 ms|timed out|no data channel became idle|no acknowledgement" "${TLS[@]}"
+	RECV_EXTRA=()
+fi
+
 # -- the link drops mid-transfer: both ends must fail --
 link_drop() { # NAME DOWN_CMD...
 	local name=$1
@@ -217,6 +231,12 @@ if [ "$TRANSPORT" = tcp ]; then
 		RECV_NS=(ip netns exec rmig-fa)
 		SEND_NS=(ip netns exec rmig-fb)
 		link_drop link-drop ip -n rmig-fb link set rmig-vb down
+		ip -n rmig-fb link set rmig-vb up
+		RECV_EXTRA=("${TLS[@]}")
+		SEND_ARGS+=("${TLS[@]}")
+		link_drop tls-link-drop ip -n rmig-fb link set rmig-vb down
+		RECV_EXTRA=()
+		unset 'SEND_ARGS[-1]' 'SEND_ARGS[-2]' 'SEND_ARGS[-3]'
 		RECV_NS=()
 		SEND_NS=()
 		ADDR=$saved_addr

@@ -316,6 +316,43 @@ else
 	bad "--key-file mode: $(cat "$W/kmode.err")"
 fi
 
+# ---- TLS: private data on the wire; both sides must agree ----
+start_recv tls --ram "ram=$W/tls.dst" --key-file "$W/k1" --tls
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/key.img" --key-file "$W/k1" --tls --verify --json --quiet >"$W/tls.json" 2>"$W/tls.serr"
+rc=$?
+wait_rc "$RPID" 10
+rrc=$?
+tk=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["transport"])' "$W/tls.json" 2>/dev/null)
+if [ $rc = 0 ] && [ $rrc = 0 ] && cmp -s "$W/key.img" "$W/tls.dst" && [ "$tk" = tcp ]; then
+	ok "--tls: migrates byte for byte; transport auto picks tcp"
+else
+	bad "--tls: rc $rc/$rrc transport '$tk': $(cat "$W/tls.serr" "$W/tls.err")"
+fi
+start_recv tls1 --ram "ram=$W/tls1.dst" --key-file "$W/k1" --tls --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/key.img" --key-file "$W/k1" --timeout 5 --quiet 2>"$W/tls1.serr"
+rc=$?
+wait_rc "$RPID" 10
+rrc=$?
+if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "the peer speaks rmig without TLS" "$W/tls1.err" &&
+	grep -q "the peer speaks rmig without TLS" "$W/tls1.serr"; then
+	ok "--tls on recv only: both sides exit 1 and say the source has no TLS"
+else
+	bad "--tls on recv only: rc $rc/$rrc: $(cat "$W/tls1.serr" "$W/tls1.err")"
+fi
+start_recv tls2 --ram "ram=$W/tls2.dst" --key-file "$W/k1" --tls --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/key.img" --key-file "$W/k2" --tls --timeout 5 --quiet 2>"$W/tls2.serr"
+rc=$?
+wait_rc "$RPID" 10
+rrc=$?
+if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "the peer holds a different key" "$W/tls2.err" &&
+	grep -q "TLS handshake: the peer refused it" "$W/tls2.serr" && [ ! -s "$W/tls2.dst" ]; then
+	ok "--tls with another key: the handshake fails on both sides; nothing written"
+else
+	bad "--tls wrong key: rc $rc/$rrc: $(cat "$W/tls2.serr" "$W/tls2.err")"
+fi
+usage_case "--tls needs --key-file" send --to h:1 --ram "r=$W/u.img" --tls
+usage_case "RDMA writes are not encrypted" send --to h:1 --ram "r=$W/u.img" --tls --key-file "$W/k1" --transport rdma
+
 # ---- live migration: bench --live, a built-in guest whose writers dirty RAM ----
 LIVE=(bench --live --transport "$TRANSPORT" --addr "$ADDR" --timeout 20)
 jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
