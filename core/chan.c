@@ -151,13 +151,22 @@ static void *dest_thread(void *arg)
 {
 	struct rmig_chan *c = arg;
 	struct rmig_session *s = c->s;
-	int rc;
+	void *stage = NULL;
+	int rc = 0;
 
-	do {
+	/* postcopy: pages for a userfaultfd block land here, then UFFDIO_COPY */
+	if (s->pc.enabled) {
+		stage = aligned_alloc(4096, RMIG_PC_STAGE);
+		if (!stage)
+			rc = -ENOMEM;
+		rmig_pc_thread_stage(stage, stage ? RMIG_PC_STAGE : 0);
+	}
+	while (!rc)
 		rc = s->tp_ops->progress(c->tch);
-	} while (!rc);
 	if (rc != -ECANCELED)
 		rmig_sess_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
+	rmig_pc_thread_stage(NULL, 0);
+	free(stage);
 	return NULL;
 }
 
@@ -212,13 +221,16 @@ void rmig_chans_stop(struct rmig_session *s)
 
 static int find_idle(struct rmig_session *s, int want)
 {
+	/* the urgent channel (postcopy) takes only what is handed to it by index */
+	unsigned int shared = s->nchannels - (s->pc.urgent ? 1 : 0);
+
 	if (want >= 0)
 		return s->chans[want].pending ? -1 : want;
-	for (unsigned int k = 0; k < s->nchannels; k++) {
-		unsigned int i = (s->cs_next + k) % s->nchannels;
+	for (unsigned int k = 0; k < shared; k++) {
+		unsigned int i = (s->cs_next + k) % shared;
 
 		if (!s->chans[i].pending) {
-			s->cs_next = (i + 1) % s->nchannels;
+			s->cs_next = (i + 1) % shared;
 			return (int)i;
 		}
 	}

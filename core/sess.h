@@ -15,6 +15,7 @@
 #include "converge.h"
 #include "log.h"
 #include "pool.h"
+#include "postcopy.h"
 #include "rmig.h"
 #include "tls.h"
 #include "transport.h"
@@ -155,6 +156,9 @@ struct rmig_session {
 	uint32_t nblobs;
 	uint64_t state_reserved;  /* dest: bytes allocated for blobs */
 	uint32_t blobs_loading;   /* dest: load tasks in flight */
+
+	/* postcopy, see postcopy.h */
+	struct rmig_postcopy pc;
 
 	/* counters */
 	_Atomic uint64_t st_bytes;

@@ -33,7 +33,8 @@
 #define DEFAULT_LOAD_THREADS 4
 #define DEFAULT_DOWNTIME_MS 300
 #define DEFAULT_MAX_ROUNDS 30
-#define RMIG_FLAGS_ALL (RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS)
+#define RMIG_FLAGS_ALL \
+	(RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS | RMIG_F_POSTCOPY | RMIG_F_NO_URGENT)
 
 uint64_t rmig_now_ns(void)
 {
@@ -142,6 +143,27 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 			     "use tcp (or auto, which picks tcp with TLS)");
 		return -EINVAL;
 	}
+	if ((o->flags & RMIG_F_NO_URGENT) && !(o->flags & RMIG_F_POSTCOPY)) {
+		rmig_err(lg, "option flags: RMIG_F_NO_URGENT without RMIG_F_POSTCOPY");
+		return -EINVAL;
+	}
+	if ((o->flags & RMIG_F_POSTCOPY) && o->role == RMIG_ROLE_SOURCE &&
+	    o->transport == RMIG_TRANSPORT_RDMA) {
+		rmig_err(lg, "option transport: postcopy runs over tcp only for now "
+			     "(auto picks tcp with postcopy)");
+		return -EINVAL;
+	}
+	if ((o->flags & RMIG_F_POSTCOPY) && o->extent_max > RMIG_PC_STAGE) {
+		rmig_err(lg, "option extent_max: %u is over %u with postcopy (a write must fit "
+			     "the destination's staging buffer)", o->extent_max, RMIG_PC_STAGE);
+		return -EINVAL;
+	}
+	if ((o->flags & RMIG_F_POSTCOPY) && !(o->flags & RMIG_F_NO_URGENT) &&
+	    o->role == RMIG_ROLE_SOURCE && o->channels >= RMIG_CHANNELS_MAX) {
+		rmig_err(lg, "option channels: %u leaves no room for the urgent channel (at most %u "
+			     "with postcopy)", o->channels, RMIG_CHANNELS_MAX - 1);
+		return -EINVAL;
+	}
 	if (o->max_bandwidth && o->max_bandwidth < 4096) {
 		rmig_err(lg, "option max_bandwidth: %llu bytes/s is below 4096 (0 = unlimited)",
 			 (unsigned long long)o->max_bandwidth);
@@ -200,6 +222,9 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	pthread_cond_init(&s->cs_idle, NULL);
 	pthread_mutex_init(&s->ctl_send_lock, NULL);
 	pthread_mutex_init(&s->state_lock, NULL);
+	rmig_pc_init(s);
+	if (s->pc.urgent)
+		s->nchannels++; /* the last one */
 	rmig_rl_init(&s->rl, s->opts.role == RMIG_ROLE_SOURCE ? s->opts.max_bandwidth : 0);
 	s->verify = s->opts.role == RMIG_ROLE_SOURCE && (s->opts.flags & RMIG_F_VERIFY);
 	if (s->opts.key_len) {
@@ -633,7 +658,18 @@ static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, cons
 	case RMIG_MSG_COMPLETE:
 		if (src)
 			break;
-		return handle_complete(s, buf, h->len);
+		return rmig_pc_check_complete(s) ? rmig_sess_err(s) : handle_complete(s, buf, h->len);
+	case RMIG_MSG_PC_DISCARD:
+		if (src)
+			break;
+		return rmig_pc_on_discard(s, buf, h->len);
+	case RMIG_MSG_PC_RUN:
+		return h->len ? rmig_sess_fail(s, -EBADMSG, "control connection: PC_RUN with payload")
+			      : rmig_pc_on_run(s);
+	case RMIG_MSG_PAGE_REQ:
+		if (!src)
+			break;
+		return rmig_pc_on_page_req(s, buf, h->len);
 	default:
 		break;
 	}
@@ -734,6 +770,12 @@ static int up_place(void *arg, const struct rmig_target *t, uint64_t len, void *
 				      "(block length %llu)",
 				      b->name, (unsigned long long)t->offset,
 				      (unsigned long long)len, (unsigned long long)b->length);
+	if (s->pc.enabled) {
+		int rc = rmig_pc_place(s, t->id, t->offset, len, dst_p);
+
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
 	*dst_p = b->host + t->offset;
 	return 0;
 }
@@ -745,6 +787,8 @@ static int up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 	if (t->kind == RMIG_TGT_STATE)
 		return rmig_state_placed(s, t, len);
 	atomic_fetch_add_explicit(&s->st_handled, len, memory_order_relaxed);
+	if (s->pc.enabled)
+		return rmig_pc_placed(s, t->id, t->offset, len);
 	return 0;
 }
 
@@ -929,6 +973,11 @@ static int pick_transport(struct rmig_session *s, enum rmig_transport_kind kind)
 		s->tp_ops = &rmig_tcp_ops;
 		return 0;
 	}
+	if (s->pc.enabled && !s->tls_conf) {
+		rmig_info(&s->log, "transport: tcp, because postcopy runs over tcp only for now");
+		s->tp_ops = &rmig_tcp_ops;
+		return 0;
+	}
 	if (s->tls_conf) {
 		if (kind == RMIG_TRANSPORT_RDMA)
 			return rmig_sess_fail(s, -EINVAL, "rdma with TLS: RDMA writes are not "
@@ -1109,6 +1158,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 	hello->caps = (s->opts.flags & RMIG_F_VERIFY) ? RMIG_CAP_VERIFY : 0;
 	if (s->key_len)
 		hello->caps |= RMIG_CAP_AUTH;
+	if (s->pc.enabled)
+		hello->caps |= RMIG_CAP_POSTCOPY | (s->pc.urgent ? RMIG_CAP_URGENT : 0);
 	hello->session_id = s->session_id;
 	hello->nchannels = s->nchannels;
 	hello->transport = s->tp_ops->kind;
@@ -1258,6 +1309,8 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	if (hello->transport == RMIG_TRANSPORT_TCP) {
 		s->tp_ops = s->tp_ops ? s->tp_ops : &rmig_tcp_ops;
 	} else if (hello->transport == RMIG_TRANSPORT_RDMA) {
+		if (hello->caps & RMIG_CAP_POSTCOPY)
+			return refuse(s, -EPROTO, "postcopy over rdma is not supported yet");
 		if (s->tls_conf)
 			return refuse(s, -EPROTO, "rdma data channels asked, but this destination "
 						  "requires TLS, which covers tcp only");
@@ -1276,6 +1329,10 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	s->session_id = hello->session_id;
 	s->nchannels = hello->nchannels;
 	s->verify = hello->caps & RMIG_CAP_VERIFY;
+	s->pc.enabled = hello->caps & RMIG_CAP_POSTCOPY;
+	s->pc.urgent = (hello->caps & RMIG_CAP_URGENT) && s->pc.enabled;
+	if (s->pc.urgent && s->nchannels < 2)
+		return refuse(s, -EPROTO, "an urgent channel needs another one beside it");
 	if (s->opts.layout_fn) {
 		info = calloc(hello->nblocks ? hello->nblocks : 1, sizeof(*info));
 		if (!info)
@@ -1572,7 +1629,7 @@ static int source_complete(struct rmig_session *s)
 	while (!s->err && s->peer_verdict)
 		rmig_sess_wait(s, 0);
 	rc = s->peer_verdict ? s->err : 0;
-	if (!rc && s->t_switch_ns)
+	if (!rc && s->t_switch_ns && !s->pc.running) /* postcopy: set when the guest ran there */
 		s->downtime_ns = rmig_now_ns() - s->t_switch_ns;
 	pthread_mutex_unlock(&s->lock);
 out:
@@ -1626,6 +1683,10 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 	st->syncs = s->sync_acked;
 	st->rounds = s->rounds;
 	st->downtime_ns = s->downtime_ns;
+	st->pc_requests = atomic_load(&s->pc.st_requests);
+	st->pc_urgent_pages = atomic_load(&s->pc.st_urgent_pages);
+	st->pc_background = atomic_load(&s->pc.st_background);
+	st->pc_faults = atomic_load(&s->pc.st_faults);
 	end = s->t_end_ns ? s->t_end_ns : rmig_now_ns();
 	if (s->t_start_ns)
 		st->duration_ns = end - s->t_start_ns;
@@ -1675,6 +1736,7 @@ void rmig_session_destroy(rmig_session *s)
 	shut_everything(s);
 	if (s->ctl_thread_started)
 		pthread_join(s->ctl_thread, NULL);
+	rmig_pc_stop(s);
 	rmig_chans_stop(s);
 	rmig_pool_destroy(s->pool);
 	for (unsigned int i = 0; s->chans && i < s->nchannels; i++) {
@@ -1689,6 +1751,7 @@ void rmig_session_destroy(rmig_session *s)
 		ctl_close(s);
 	rmig_tls_free(s->ctl_tls);
 	rmig_tls_conf_free(s->tls_conf);
+	rmig_pc_destroy(s);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	close(s->wake_fd);

@@ -29,6 +29,9 @@ static const char *const msg_names[RMIG_MSG_TYPE_MAX] = {
 	[RMIG_MSG_REG] = "REG",
 	[RMIG_MSG_AUTH_CHALLENGE] = "AUTH_CHALLENGE",
 	[RMIG_MSG_AUTH_PROOF] = "AUTH_PROOF",
+	[RMIG_MSG_PC_DISCARD] = "PC_DISCARD",
+	[RMIG_MSG_PC_RUN] = "PC_RUN",
+	[RMIG_MSG_PAGE_REQ] = "PAGE_REQ",
 };
 
 static const char *const frame_names[RMIG_FRAME_TYPE_MAX] = {
@@ -326,6 +329,50 @@ int rmig_state_begin_decode(const uint8_t *buf, size_t len, struct rmig_msg_stat
 	m->instance = get32(&c);
 	m->total = get64(&c);
 	getname(&c, m->name);
+	return dec_end(&c);
+}
+
+int rmig_pc_discard_encode(const struct rmig_msg_pc_discard *m, uint8_t *buf, size_t cap)
+{
+	struct cur c = ENC(buf, cap);
+
+	put32(&c, m->block);
+	put64(&c, m->first);
+	put32(&c, m->nbits);
+	putbytes(&c, m->bits, ((size_t)m->nbits + 7) / 8);
+	return enc_end(&c);
+}
+
+int rmig_pc_discard_decode(const uint8_t *buf, size_t len, struct rmig_msg_pc_discard *m)
+{
+	struct cur c = DEC(buf, len);
+
+	m->block = get32(&c);
+	m->first = get64(&c);
+	m->nbits = get32(&c);
+	if (m->nbits == 0 || m->nbits > RMIG_PC_DISCARD_BITS)
+		return -EBADMSG;
+	m->bits = cur_take(&c, ((size_t)m->nbits + 7) / 8);
+	return dec_end(&c);
+}
+
+int rmig_page_req_encode(const struct rmig_msg_page_req *m, uint8_t *buf, size_t cap)
+{
+	struct cur c = ENC(buf, cap);
+
+	put32(&c, m->block);
+	put64(&c, m->offset);
+	put64(&c, m->len);
+	return enc_end(&c);
+}
+
+int rmig_page_req_decode(const uint8_t *buf, size_t len, struct rmig_msg_page_req *m)
+{
+	struct cur c = DEC(buf, len);
+
+	m->block = get32(&c);
+	m->offset = get64(&c);
+	m->len = get64(&c);
 	return dec_end(&c);
 }
 

@@ -36,6 +36,8 @@
 /* Capability bits exchanged in HELLO/HELLO_ACK. */
 #define RMIG_CAP_VERIFY (1u << 0)
 #define RMIG_CAP_AUTH (1u << 1) /* the source holds a key: challenge it */
+#define RMIG_CAP_POSTCOPY (1u << 2) /* the source may switch to postcopy */
+#define RMIG_CAP_URGENT (1u << 3)   /* the last data channel carries requested pages only */
 
 #define RMIG_AUTH_NONCE_LEN 32
 #define RMIG_AUTH_MAC_LEN 32 /* HMAC-SHA256 */
@@ -52,6 +54,9 @@ enum rmig_msg_type {
 	RMIG_MSG_REG = 9,
 	RMIG_MSG_AUTH_CHALLENGE = 10, /* dest: nonce; mac all zero */
 	RMIG_MSG_AUTH_PROOF = 11,     /* source: nonce + mac; dest: mac (nonce zero) */
+	RMIG_MSG_PC_DISCARD = 12,     /* source: pages the destination does not have */
+	RMIG_MSG_PC_RUN = 13,         /* source: postcopy begins (after every DISCARD) */
+	RMIG_MSG_PAGE_REQ = 14,       /* dest: send these pages now */
 	RMIG_MSG_TYPE_MAX,
 };
 
@@ -126,6 +131,21 @@ struct rmig_msg_auth {
 	uint8_t mac[RMIG_AUTH_MAC_LEN];
 };
 
+/* Postcopy: bit i (LSB first in each byte) stands for page @first + i. */
+#define RMIG_PC_DISCARD_BITS ((RMIG_CTL_MAX - 16) * 8)
+struct rmig_msg_pc_discard {
+	uint32_t block;
+	uint64_t first;
+	uint32_t nbits;
+	const uint8_t *bits; /* decode: points into the payload */
+};
+
+struct rmig_msg_page_req {
+	uint32_t block;
+	uint64_t offset; /* bytes, a multiple of the block's page size */
+	uint64_t len;
+};
+
 struct rmig_frame {
 	uint8_t type;
 	uint8_t flags;
@@ -159,6 +179,11 @@ int rmig_complete_decode(const uint8_t *buf, size_t len, struct rmig_msg_complet
 			 uint32_t max_blocks, uint32_t max_blobs);
 int rmig_reg_encode(const struct rmig_msg_reg *m, uint8_t *buf, size_t cap);
 int rmig_reg_decode(const uint8_t *buf, size_t len, struct rmig_msg_reg *m);
+
+int rmig_pc_discard_encode(const struct rmig_msg_pc_discard *m, uint8_t *buf, size_t cap);
+int rmig_pc_discard_decode(const uint8_t *buf, size_t len, struct rmig_msg_pc_discard *m);
+int rmig_page_req_encode(const struct rmig_msg_page_req *m, uint8_t *buf, size_t cap);
+int rmig_page_req_decode(const uint8_t *buf, size_t len, struct rmig_msg_page_req *m);
 
 /* Auth messages: exactly nonce + mac, nothing more or less. */
 int rmig_auth_encode(const struct rmig_msg_auth *m, uint8_t *buf, size_t cap);

@@ -67,6 +67,15 @@ enum rmig_log_level {
  * is refused with -EPROTONOSUPPORT.
  */
 #define RMIG_F_TLS (1u << 2)
+/*
+ * Source: the migration may switch to postcopy (rmig_postcopy_start()). One
+ * more data channel opens, the urgent one: it carries requested pages only,
+ * so they never queue behind background pages. TCP only for now.
+ */
+#define RMIG_F_POSTCOPY (1u << 3)
+/* Source, with RMIG_F_POSTCOPY: no urgent channel; requested pages share the
+ * channels with the background pages (to measure what the urgent one buys). */
+#define RMIG_F_NO_URGENT (1u << 4)
 
 typedef void (*rmig_log_fn)(void *arg, enum rmig_log_level level, const char *msg);
 
@@ -146,7 +155,13 @@ struct rmig_stats {
 	uint64_t reg_ns;       /* time spent registering memory (RDMA) */
 	uint64_t rounds;       /* source: rmig_send_round() calls completed */
 	uint64_t downtime_ns;  /* source: rmig_switchover() to the destination's
-				* completion verdict; 0 before that */
+				* completion verdict (postcopy: to its PC_RUN
+				* answer, when it runs the guest); 0 before that */
+	/* postcopy */
+	uint64_t pc_requests;     /* page requests sent (dest) or received (source) */
+	uint64_t pc_urgent_pages; /* source: pages sent for a request */
+	uint64_t pc_background;   /* source: pages sent by rmig_postcopy_send_rest() */
+	uint64_t pc_faults;       /* destination: userfaultfd faults handled */
 	unsigned int channels;
 	enum rmig_transport_kind transport; /* the one in use */
 	struct rmig_chan_stats chan[RMIG_CHANNELS_MAX];
@@ -313,6 +328,48 @@ RMIG_API const char *rmig_last_error(rmig_session *s);
 
 /* The session's first error as a negative errno, or 0. */
 RMIG_API int rmig_error(rmig_session *s);
+
+/*
+ * Postcopy. Source, RMIG_F_POSTCOPY, the guest stopped (this calls
+ * rmig_switchover() if it was not): syncs, tells the destination which
+ * pages it lacks (@bitmaps as for rmig_send_round(): pages never sent, or
+ * dirtied since), and returns once the destination runs the guest. From
+ * then on page requests are served ahead of everything else. Errors:
+ * -EINVAL (no RMIG_F_POSTCOPY, @nblocks), -EALREADY, the session's.
+ */
+RMIG_API int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
+				 unsigned int nblocks);
+/*
+ * Source, after rmig_postcopy_start(): send every page still missing that
+ * no request took yet, on the shared channels. Then rmig_complete().
+ */
+RMIG_API int rmig_postcopy_send_rest(rmig_session *s);
+
+/*
+ * Destination, before rmig_accept(): serve RAM block @block with the
+ * built-in userfaultfd handler in postcopy (missing mode; private anonymous
+ * memory or hugetlbfs). Its missing pages are dropped when postcopy begins;
+ * a thread that touches one blocks until the page is placed, atomically,
+ * with UFFDIO_COPY. Errors: -ENOENT, -EBUSY (after accept), -ENOSYS /
+ * -EPERM (no userfaultfd here; the message says why).
+ */
+RMIG_API int rmig_postcopy_uffd(rmig_session *s, const char *block);
+/*
+ * Destination: wait until postcopy runs (0: the guest may run here now),
+ * or -ENODATA when the migration completed without it, or the error.
+ */
+RMIG_API int rmig_postcopy_wait(rmig_session *s);
+/*
+ * Destination, while postcopy runs: make sure [@offset, @offset + @len) of
+ * @block is here, asking the source for what is missing, and wait for it
+ * at most timeout_ms (a VMM's own fault handler). 0 at once for pages
+ * already here. Errors: -EINVAL (postcopy not running), -ENOENT, -ERANGE,
+ * -ETIMEDOUT (the session fails), the session's.
+ */
+RMIG_API int rmig_postcopy_fetch(rmig_session *s, const char *block, uint64_t offset,
+				 uint64_t len);
+/* Destination: 1 if the page at @offset is here, 0 if missing, or -errno. */
+RMIG_API int rmig_postcopy_has(rmig_session *s, const char *block, uint64_t offset);
 
 /* "tcp", "rdma" or "auto". */
 RMIG_API const char *rmig_transport_name(enum rmig_transport_kind k);

@@ -131,6 +131,8 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 	rc = rmig_add_ram(p->src, "ram", p->smem, cfg->len, cfg->page_size);
 	if (!rc)
 		rc = rmig_add_ram(p->dst, "ram", p->dmem, cfg->len, cfg->page_size);
+	if (!rc && cfg->dst_uffd)
+		rc = rmig_postcopy_uffd(p->dst, "ram");
 	snprintf(uri, sizeof(uri), "tcp://%s:0", addr);
 	if (!rc)
 		rc = rmig_listen(p->dst, uri);

@@ -1,0 +1,794 @@
+/* SPDX-License-Identifier: MIT */
+/* postcopy.c - page requests, the urgent channel, userfaultfd placement (see postcopy.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "postcopy.h"
+#include "sess.h"
+
+#define BPL (8 * sizeof(unsigned long))
+
+static _Atomic unsigned long *bits_new(uint64_t n)
+{
+	return calloc((n + BPL - 1) / BPL ? (n + BPL - 1) / BPL : 1, sizeof(unsigned long));
+}
+
+static bool bit_test(_Atomic unsigned long *m, uint64_t i)
+{
+	return atomic_load_explicit(&m[i / BPL], memory_order_acquire) & (1ul << (i % BPL));
+}
+
+/* Set bit @i; true if it was set already. */
+static bool bit_test_set(_Atomic unsigned long *m, uint64_t i)
+{
+	unsigned long b = 1ul << (i % BPL);
+
+	return atomic_fetch_or_explicit(&m[i / BPL], b, memory_order_acq_rel) & b;
+}
+
+static void bit_clear(_Atomic unsigned long *m, uint64_t i)
+{
+	atomic_fetch_and_explicit(&m[i / BPL], ~(1ul << (i % BPL)), memory_order_release);
+}
+
+/* The staging buffer of this destination channel thread, and whether place() used it. */
+static __thread uint8_t *tl_stage;
+static __thread uint64_t tl_stage_len;
+static __thread bool tl_staged;
+
+void rmig_pc_thread_stage(void *buf, uint64_t len)
+{
+	tl_stage = buf;
+	tl_stage_len = len;
+}
+
+void rmig_pc_init(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	pthread_mutex_init(&pc->qlock, NULL);
+	pthread_cond_init(&pc->qcond, NULL);
+	pc->uffd = -1;
+	if (s->opts.role == RMIG_ROLE_SOURCE && (s->opts.flags & RMIG_F_POSTCOPY)) {
+		pc->enabled = true;
+		pc->urgent = !(s->opts.flags & RMIG_F_NO_URGENT);
+	}
+}
+
+static void unregister_all(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	if (!pc->uffd_registered)
+		return;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct uffdio_range r = { .start = (uintptr_t)s->blocks[i].host,
+					  .len = s->blocks[i].length };
+
+		/* wakes every thread blocked on a fault in the range */
+		if (pc->uffd_block[i])
+			(void)ioctl(pc->uffd, UFFDIO_UNREGISTER, &r);
+	}
+	pc->uffd_registered = false;
+}
+
+void rmig_pc_stop(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	pthread_mutex_lock(&pc->qlock);
+	pc->qstop = true;
+	pthread_cond_broadcast(&pc->qcond);
+	pthread_mutex_unlock(&pc->qlock);
+	if (pc->req_started)
+		pthread_join(pc->req_thread, NULL);
+	pc->req_started = false;
+	/* the handler thread leaves on wake_fd, which the caller made readable */
+	if (pc->uffd_started)
+		pthread_join(pc->uffd_thread, NULL);
+	pc->uffd_started = false;
+	unregister_all(s);
+}
+
+void rmig_pc_destroy(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	rmig_pc_stop(s);
+	if (pc->uffd >= 0)
+		close(pc->uffd);
+	for (unsigned int i = 0; i < RMIG_BLOCKS_MAX; i++) {
+		free(pc->missing[i]);
+		free(pc->sent[i]);
+		free(pc->requested[i]);
+	}
+	pthread_mutex_destroy(&pc->qlock);
+	pthread_cond_destroy(&pc->qcond);
+}
+
+/* ---- source ---- */
+
+static void *req_main(void *arg)
+{
+	struct rmig_session *s = arg;
+	struct rmig_postcopy *pc = &s->pc;
+	struct rmig_job *job = rmig_job_new();
+	int want = pc->urgent ? (int)s->nchannels - 1 : -1;
+	int rc = job ? 0 : -ENOMEM;
+
+	pthread_mutex_lock(&pc->qlock);
+	while (!rc) {
+		struct rmig_msg_page_req r;
+		const struct rmig_block *b;
+		uint64_t n = 0;
+
+		while (!pc->qlen && !pc->qstop)
+			pthread_cond_wait(&pc->qcond, &pc->qlock);
+		if (pc->qstop)
+			break;
+		r = pc->q[pc->qhead];
+		pc->qhead = (pc->qhead + 1) % RMIG_PC_QUEUE;
+		pc->qlen--;
+		pthread_cond_broadcast(&pc->qcond); /* room for the control thread */
+		pthread_mutex_unlock(&pc->qlock);
+
+		b = &s->blocks[r.block];
+		for (uint64_t p = r.offset / b->page_size; p < (r.offset + r.len) / b->page_size && !rc;
+		     p++) {
+			if (!bit_test(pc->missing[r.block], p) || bit_test_set(pc->sent[r.block], p))
+				continue; /* the destination has it, or it is on its way */
+			rc = rmig_job_add_range(s, &job, r.block, p * b->page_size, b->page_size);
+			n++;
+		}
+		if (!rc && job->kind != RMIG_JOB_NONE)
+			rc = rmig_chan_submit(s, &job, want);
+		atomic_fetch_add_explicit(&pc->st_urgent_pages, n, memory_order_relaxed);
+		pthread_mutex_lock(&pc->qlock);
+	}
+	pthread_mutex_unlock(&pc->qlock);
+	if (rc && rc != -ECANCELED)
+		rmig_sess_fail(s, rc, "postcopy: serving a page request: %s", strerror(-rc));
+	free(job);
+	return NULL;
+}
+
+int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	struct rmig_msg_page_req r;
+	const struct rmig_block *b;
+	uint64_t deadline;
+	int rc = 0;
+
+	if (!pc->req_started)
+		return rmig_sess_fail(s, -EPROTO, "control connection: PAGE_REQ before postcopy");
+	if (rmig_page_req_decode(buf, len, &r))
+		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed PAGE_REQ");
+	if (r.block >= s->nblocks)
+		return rmig_sess_fail(s, -EBADMSG, "PAGE_REQ: unknown ram block %u", r.block);
+	b = &s->blocks[r.block];
+	if (r.offset % b->page_size || r.len % b->page_size || !r.len || r.offset > b->length ||
+	    r.len > b->length - r.offset || r.len > 64ull * b->page_size)
+		return rmig_sess_fail(s, -ERANGE,
+				      "PAGE_REQ: block '%s' offset %llu length %llu is not whole "
+				      "pages inside it (at most 64)",
+				      b->name, (unsigned long long)r.offset,
+				      (unsigned long long)r.len);
+	atomic_fetch_add_explicit(&pc->st_requests, 1, memory_order_relaxed);
+	deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	pthread_mutex_lock(&pc->qlock);
+	while (pc->qlen == RMIG_PC_QUEUE && !pc->qstop && !rc) {
+		struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
+				       .tv_nsec = (long)(deadline % 1000000000ull) };
+
+		rc = -pthread_cond_timedwait(&pc->qcond, &pc->qlock, &ts);
+	}
+	if (!rc && !pc->qstop) {
+		pc->q[(pc->qhead + pc->qlen) % RMIG_PC_QUEUE] = r;
+		pc->qlen++;
+		pthread_cond_broadcast(&pc->qcond);
+	}
+	pthread_mutex_unlock(&pc->qlock);
+	if (rc)
+		return rmig_sess_fail(s, rc, "postcopy: page requests stuck behind %u others",
+				      RMIG_PC_QUEUE);
+	return 0;
+}
+
+static int send_discards(struct rmig_session *s, uint8_t *buf, uint8_t *bits)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		const struct rmig_block *b = &s->blocks[i];
+
+		for (uint64_t first = 0; first < b->npages; first += RMIG_PC_DISCARD_BITS) {
+			uint64_t left = b->npages - first;
+			struct rmig_msg_pc_discard m = {
+				.block = i,
+				.first = first,
+				.nbits = (uint32_t)(left < RMIG_PC_DISCARD_BITS ? left :
+										 RMIG_PC_DISCARD_BITS),
+				.bits = bits,
+			};
+			bool any = false;
+			int n, rc;
+
+			memset(bits, 0, (m.nbits + 7) / 8);
+			for (uint32_t k = 0; k < m.nbits; k++) {
+				if (bit_test(s->pc.missing[i], first + k)) {
+					bits[k / 8] |= (uint8_t)(1u << (k % 8));
+					any = true;
+				}
+			}
+			if (!any)
+				continue;
+			n = rmig_pc_discard_encode(&m, buf, RMIG_CTL_MAX);
+			rc = n < 0 ? n : rmig_ctl_send(s, RMIG_MSG_PC_DISCARD, buf, (uint32_t)n);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
+			unsigned int nblocks)
+{
+	struct rmig_postcopy *pc;
+	uint8_t *buf = NULL, *bits = NULL;
+	uint64_t deadline;
+	int rc = rmig_src_ready(s);
+
+	if (rc)
+		return rc;
+	pc = &s->pc;
+	if (!pc->enabled) {
+		rmig_err(&s->log, "postcopy: the session was created without RMIG_F_POSTCOPY");
+		return -EINVAL;
+	}
+	if (nblocks != s->nblocks)
+		return -EINVAL;
+	if (pc->missing[0])
+		return -EALREADY;
+	(void)rmig_switchover(s); /* the guest is stopped; -EALREADY is fine */
+	rc = rmig_source_sync(s); /* every precopy page is placed */
+	if (rc)
+		return rc;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		const struct rmig_block *b = &s->blocks[i];
+
+		pc->missing[i] = bits_new(b->npages);
+		pc->sent[i] = bits_new(b->npages);
+		if (!pc->missing[i] || !pc->sent[i])
+			return rmig_sess_fail(s, -ENOMEM, "postcopy: no memory for the page maps");
+		for (uint64_t p = 0; bitmaps[i] && p < b->npages; p++)
+			if (bitmaps[i][p / BPL] & (1ul << (p % BPL)))
+				bit_test_set(pc->missing[i], p);
+	}
+	buf = malloc(RMIG_CTL_MAX);
+	bits = malloc(RMIG_PC_DISCARD_BITS / 8);
+	if (!buf || !bits) {
+		rc = rmig_sess_fail(s, -ENOMEM, "postcopy: no memory");
+		goto out;
+	}
+	rc = send_discards(s, buf, bits);
+	if (!rc) {
+		rc = -pthread_create(&pc->req_thread, NULL, req_main, s);
+		if (rc)
+			rc = rmig_sess_fail(s, rc, "postcopy: starting the request thread: %s",
+					    strerror(-rc));
+		else
+			pc->req_started = true;
+	}
+	if (!rc)
+		rc = rmig_ctl_send(s, RMIG_MSG_PC_RUN, NULL, 0);
+	if (rc)
+		goto out;
+	/* the destination answers PC_RUN once its guest may run */
+	deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	pthread_mutex_lock(&s->lock);
+	while (!rc && !s->err && !pc->running)
+		rc = rmig_sess_wait(s, deadline);
+	if (!rc)
+		rc = s->err;
+	if (!rc && s->t_switch_ns)
+		s->downtime_ns = rmig_now_ns() - s->t_switch_ns;
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -ETIMEDOUT)
+		rc = rmig_sess_fail(s, rc, "postcopy: the destination did not start within %u ms",
+				    s->opts.timeout_ms);
+	if (!rc)
+		rmig_info(&s->log, "postcopy: the destination runs the guest");
+out:
+	free(buf);
+	free(bits);
+	return rc;
+}
+
+int rmig_postcopy_send_rest(rmig_session *s)
+{
+	struct rmig_postcopy *pc;
+	struct rmig_job *job;
+	int rc = rmig_src_ready(s);
+
+	if (rc)
+		return rc;
+	pc = &s->pc;
+	if (!pc->running)
+		return -EINVAL;
+	job = rmig_job_new();
+	if (!job)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
+		const struct rmig_block *b = &s->blocks[i];
+		uint64_t n = 0;
+
+		for (uint64_t p = 0; p < b->npages && !rc; p++) {
+			if (!bit_test(pc->missing[i], p) || bit_test_set(pc->sent[i], p))
+				continue;
+			rc = rmig_job_add_range(s, &job, i, p * b->page_size, b->page_size);
+			n++;
+		}
+		atomic_fetch_add_explicit(&pc->st_background, n, memory_order_relaxed);
+	}
+	if (!rc)
+		rc = rmig_job_flush(s, &job);
+	free(job);
+	return rc;
+}
+
+/* ---- destination ---- */
+
+static int maps_alloc(struct rmig_session *s, unsigned int i)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	if (!pc->missing[i])
+		pc->missing[i] = bits_new(s->blocks[i].npages);
+	if (!pc->requested[i])
+		pc->requested[i] = bits_new(s->blocks[i].npages);
+	return pc->missing[i] && pc->requested[i] ? 0 : -ENOMEM;
+}
+
+int rmig_pc_on_discard(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	struct rmig_msg_pc_discard m;
+
+	if (!pc->enabled || pc->run_seen)
+		return rmig_sess_fail(s, -EPROTO, "control connection: unexpected PC_DISCARD");
+	if (rmig_pc_discard_decode(buf, len, &m))
+		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed PC_DISCARD");
+	if (m.block >= s->nblocks || m.first > s->blocks[m.block].npages ||
+	    m.nbits > s->blocks[m.block].npages - m.first)
+		return rmig_sess_fail(s, -ERANGE, "PC_DISCARD: pages %llu+%u outside block %u",
+				      (unsigned long long)m.first, m.nbits, m.block);
+	if (maps_alloc(s, m.block))
+		return rmig_sess_fail(s, -ENOMEM, "postcopy: no memory for the page maps");
+	for (uint32_t k = 0; k < m.nbits; k++)
+		if (m.bits[k / 8] & (1u << (k % 8)))
+			bit_test_set(pc->missing[m.block], m.first + k);
+	return 0;
+}
+
+static struct rmig_block *fault_block(struct rmig_session *s, uintptr_t addr, unsigned int *idx_p)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+
+		if (s->pc.uffd_block[i] && addr >= (uintptr_t)b->host &&
+		    addr - (uintptr_t)b->host < b->length) {
+			*idx_p = i;
+			return b;
+		}
+	}
+	return NULL;
+}
+
+static int send_req(struct rmig_session *s, uint32_t block, uint64_t offset, uint64_t len)
+{
+	struct rmig_msg_page_req r = { .block = block, .offset = offset, .len = len };
+	uint8_t buf[32];
+	int n = rmig_page_req_encode(&r, buf, sizeof(buf));
+
+	atomic_fetch_add_explicit(&s->pc.st_requests, 1, memory_order_relaxed);
+	return n < 0 ? n : rmig_ctl_send(s, RMIG_MSG_PAGE_REQ, buf, (uint32_t)n);
+}
+
+static int on_fault(struct rmig_session *s, uintptr_t addr)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	struct rmig_block *b;
+	unsigned int i;
+	uint64_t page;
+
+	b = fault_block(s, addr, &i);
+	if (!b)
+		return rmig_sess_fail(s, -EFAULT, "postcopy: fault at %#lx outside every block",
+				      (unsigned long)addr);
+	page = (addr - (uintptr_t)b->host) / b->page_size;
+	atomic_fetch_add_explicit(&pc->st_faults, 1, memory_order_relaxed);
+	if (!bit_test(pc->missing[i], page)) {
+		/*
+		 * Here already (placed after the fault was queued: UFFDIO_COPY
+		 * woke the thread), or never sent because it was never written:
+		 * zero. ZEROPAGE fails with EEXIST in the first case.
+		 */
+		struct uffdio_zeropage z = { .range = { .start = (uintptr_t)b->host +
+								 page * b->page_size,
+							.len = b->page_size } };
+		struct uffdio_range w = z.range;
+
+		if (ioctl(pc->uffd, UFFDIO_ZEROPAGE, &z) < 0 && errno != EEXIST)
+			(void)ioctl(pc->uffd, UFFDIO_WAKE, &w);
+		return 0;
+	}
+	if (pc->ntrack < RMIG_PC_TRACK)
+		pc->track[pc->ntrack++] = (struct rmig_pc_fault){ i, page, rmig_now_ns() };
+	if (bit_test_set(pc->requested[i], page))
+		return 0; /* asked already; UFFDIO_COPY will wake this thread too */
+	return send_req(s, i, page * b->page_size, b->page_size);
+}
+
+/* Unanswered faults past the timeout fail the session. */
+static int check_track(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	uint64_t now = rmig_now_ns(), limit = (uint64_t)s->opts.timeout_ms * 1000000ull;
+	unsigned int k = 0;
+
+	for (unsigned int j = 0; j < pc->ntrack; j++) {
+		struct rmig_pc_fault *f = &pc->track[j];
+
+		if (!bit_test(pc->missing[f->block], f->page))
+			continue;
+		if (now - f->t_ns > limit)
+			return rmig_sess_fail(s, -ETIMEDOUT,
+					      "postcopy: page %llu of block '%s' was asked for and "
+					      "did not arrive within %u ms; the guest cannot continue",
+					      (unsigned long long)f->page, s->blocks[f->block].name,
+					      s->opts.timeout_ms);
+		pc->track[k++] = *f;
+	}
+	pc->ntrack = k;
+	return 0;
+}
+
+static void *uffd_main(void *arg)
+{
+	struct rmig_session *s = arg;
+	struct rmig_postcopy *pc = &s->pc;
+	int rc = 0;
+
+	while (!rc) {
+		struct pollfd pfd[2] = { { .fd = pc->uffd, .events = POLLIN },
+					 { .fd = s->wake_fd, .events = POLLIN } };
+		struct uffd_msg msg[16];
+		int n = poll(pfd, 2, 50);
+		ssize_t got;
+
+		if (n < 0 && errno != EINTR) {
+			rc = rmig_sess_fail(s, -errno, "postcopy: poll on userfaultfd: %s",
+					    strerror(errno));
+			break;
+		}
+		if (n > 0 && pfd[1].revents)
+			break;
+		if (n > 0 && pfd[0].revents) {
+			got = read(pc->uffd, msg, sizeof(msg));
+			for (ssize_t j = 0; got > 0 && j < got / (ssize_t)sizeof(msg[0]) && !rc; j++)
+				if (msg[j].event == UFFD_EVENT_PAGEFAULT)
+					rc = on_fault(s, (uintptr_t)msg[j].arg.pagefault.address);
+		}
+		if (!rc)
+			rc = check_track(s);
+	}
+	/* Failed or done: no thread may stay blocked on a fault. */
+	unregister_all(s);
+	return NULL;
+}
+
+static int uffd_setup(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+		struct uffdio_register r = { .range = { .start = (uintptr_t)b->host,
+							.len = b->length },
+					     .mode = UFFDIO_REGISTER_MODE_MISSING };
+		uint64_t first, count;
+
+		if (!pc->uffd_block[i])
+			continue;
+		if (ioctl(pc->uffd, UFFDIO_REGISTER, &r) < 0)
+			return rmig_sess_fail(s, -errno,
+					      "postcopy: registering block '%s' with userfaultfd: %s "
+					      "(private anonymous memory is needed)",
+					      b->name, strerror(errno));
+		pc->uffd_registered = true;
+		/* drop the stale copies: touching them must fault */
+		for (uint64_t p = 0; p < b->npages; p = first + count) {
+			for (first = p; first < b->npages && !bit_test(pc->missing[i], first); first++)
+				;
+			for (count = 0; first + count < b->npages &&
+					bit_test(pc->missing[i], first + count);
+			     count++)
+				;
+			if (count && madvise(b->host + first * b->page_size, count * b->page_size,
+					     MADV_DONTNEED) < 0)
+				return rmig_sess_fail(s, -errno,
+						      "postcopy: dropping pages of block '%s': %s",
+						      b->name, strerror(errno));
+		}
+	}
+	if (!pc->uffd_registered)
+		return 0;
+	if (pthread_create(&pc->uffd_thread, NULL, uffd_main, s))
+		return rmig_sess_fail(s, -EAGAIN, "postcopy: starting the fault thread");
+	pc->uffd_started = true;
+	return 0;
+}
+
+int rmig_pc_on_run(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	int rc = 0;
+
+	if (s->opts.role == RMIG_ROLE_SOURCE) {
+		if (!pc->req_started)
+			return rmig_sess_fail(s, -EPROTO, "control connection: unexpected PC_RUN");
+		pthread_mutex_lock(&s->lock);
+		pc->running = true;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if (!pc->enabled || pc->run_seen)
+		return rmig_sess_fail(s, -EPROTO, "control connection: unexpected PC_RUN");
+	pc->run_seen = true;
+	for (unsigned int i = 0; i < s->nblocks && !rc; i++)
+		if (maps_alloc(s, i))
+			rc = rmig_sess_fail(s, -ENOMEM, "postcopy: no memory for the page maps");
+	if (!rc)
+		rc = uffd_setup(s);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	pc->running = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	rmig_info(&s->log, "postcopy: running; missing pages come on request");
+	return rmig_ctl_send(s, RMIG_MSG_PC_RUN, NULL, 0);
+}
+
+int rmig_pc_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len, void **dst_p)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	const struct rmig_block *blk = &s->blocks[b];
+
+	if (!pc->uffd_block[b] || !pc->run_seen)
+		return 0;
+	if (off % blk->page_size || len % blk->page_size)
+		return rmig_sess_fail(s, -ERANGE,
+				      "postcopy: write to block '%s' at %llu+%llu is not whole pages",
+				      blk->name, (unsigned long long)off, (unsigned long long)len);
+	if (!tl_stage || len > tl_stage_len)
+		return rmig_sess_fail(s, -E2BIG,
+				      "postcopy: a %llu-byte write does not fit the staging buffer",
+				      (unsigned long long)len);
+	*dst_p = tl_stage;
+	tl_staged = true;
+	return 1;
+}
+
+static int copy_pages(struct rmig_session *s, const struct rmig_block *b, uint64_t off,
+		      uint64_t len)
+{
+	int uffd = s->pc.uffd;
+
+	for (uint64_t done = 0; done < len;) {
+		struct uffdio_copy c = { .dst = (uintptr_t)b->host + off + done,
+					 .src = (uintptr_t)tl_stage + done,
+					 .len = len - done };
+
+		if (ioctl(uffd, UFFDIO_COPY, &c) == 0) {
+			done = len;
+		} else if (errno == EEXIST) {
+			/* a page is here already (zero-filled on a fault): copy around it */
+			done += c.copy > 0 ? (uint64_t)c.copy : b->page_size;
+		} else if (errno == EAGAIN) {
+			done += c.copy > 0 ? (uint64_t)c.copy : 0;
+		} else {
+			return rmig_sess_fail(s, -errno, "postcopy: UFFDIO_COPY into block '%s': %s",
+					      b->name, strerror(errno));
+		}
+	}
+	return 0;
+}
+
+int rmig_pc_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	const struct rmig_block *blk = &s->blocks[b];
+	uint64_t first = off / blk->page_size, last = (off + len) / blk->page_size;
+	bool staged = tl_staged;
+	int rc;
+
+	tl_staged = false;
+	if (!pc->missing[b] || !pc->run_seen)
+		return 0;
+	if (staged) {
+		rc = copy_pages(s, blk, off, len);
+		if (rc)
+			return rc;
+	}
+	for (uint64_t p = first; p < last; p++)
+		bit_clear(pc->missing[b], p);
+	atomic_fetch_add_explicit(&pc->st_placed, last - first, memory_order_relaxed);
+	pthread_mutex_lock(&s->lock);
+	if (pc->waiters)
+		pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int rmig_pc_check_complete(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	if (!pc->run_seen)
+		return 0;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		uint64_t n = 0;
+
+		for (uint64_t p = 0; p < s->blocks[i].npages; p++)
+			n += bit_test(pc->missing[i], p);
+		if (n)
+			return rmig_sess_fail(s, -EPROTO,
+					      "postcopy: completion with %llu pages of block '%s' "
+					      "never sent",
+					      (unsigned long long)n, s->blocks[i].name);
+	}
+	return 0;
+}
+
+int rmig_postcopy_uffd(rmig_session *s, const char *block)
+{
+	struct rmig_postcopy *pc;
+	struct uffdio_api api = { .api = UFFD_API };
+	unsigned int idx;
+	struct rmig_block *b;
+
+	if (!s || s->opts.role != RMIG_ROLE_DEST)
+		return -EINVAL;
+	pc = &s->pc;
+	b = rmig_block_find(s, block, &idx);
+	if (!b)
+		return -ENOENT;
+	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
+		return -EBUSY;
+	if (b->page_size != (uint32_t)sysconf(_SC_PAGESIZE)) {
+		rmig_err(&s->log, "postcopy: block '%s' has %u-byte pages; the userfaultfd handler "
+				  "takes base pages only (use rmig_postcopy_fetch())",
+			 b->name, b->page_size);
+		return -EINVAL;
+	}
+	if (pc->uffd < 0) {
+		int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+
+		if (fd < 0 && errno == EINVAL)
+			fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0) {
+			int e = errno;
+
+			rmig_err(&s->log, "postcopy: userfaultfd: %s%s", strerror(e),
+				 e == EPERM ? " (vm.unprivileged_userfaultfd is 0: run as root, "
+					      "or with CAP_SYS_PTRACE)" :
+				 e == ENOSYS ? " (this kernel has no userfaultfd)" : "");
+			return -e;
+		}
+		if (ioctl(fd, UFFDIO_API, &api) < 0) {
+			int e = errno;
+
+			close(fd);
+			rmig_err(&s->log, "postcopy: UFFDIO_API: %s", strerror(e));
+			return -e;
+		}
+		pc->uffd = fd;
+	}
+	pc->uffd_block[idx] = true;
+	return 0;
+}
+
+int rmig_postcopy_wait(rmig_session *s)
+{
+	int rc;
+
+	if (!s || s->opts.role != RMIG_ROLE_DEST)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	while (!s->err && !s->pc.running && s->state != RMIG_S_DONE)
+		rmig_sess_wait(s, 0);
+	rc = s->err ? s->err : s->pc.running ? 0 : -ENODATA;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int dest_range(rmig_session *s, const char *block, uint64_t offset, uint64_t len,
+		      unsigned int *idx_p, uint64_t *first_p, uint64_t *last_p)
+{
+	struct rmig_block *b;
+
+	if (!s || s->opts.role != RMIG_ROLE_DEST || !s->pc.running)
+		return -EINVAL;
+	b = rmig_block_find(s, block, idx_p);
+	if (!b)
+		return -ENOENT;
+	if (offset > b->length || len > b->length - offset)
+		return -ERANGE;
+	*first_p = offset / b->page_size;
+	*last_p = (offset + len + b->page_size - 1) / b->page_size;
+	return 0;
+}
+
+int rmig_postcopy_has(rmig_session *s, const char *block, uint64_t offset)
+{
+	uint64_t first, last;
+	unsigned int i;
+	int rc = dest_range(s, block, offset, 1, &i, &first, &last);
+
+	return rc ? rc : !bit_test(s->pc.missing[i], first);
+}
+
+int rmig_postcopy_fetch(rmig_session *s, const char *block, uint64_t offset, uint64_t len)
+{
+	struct rmig_postcopy *pc;
+	uint64_t first, last, deadline;
+	unsigned int i;
+	int rc = dest_range(s, block, offset, len, &i, &first, &last);
+
+	if (rc)
+		return rc;
+	pc = &s->pc;
+	for (uint64_t p = first; p < last && !rc;) {
+		uint64_t n = 0;
+
+		/* one request per run of missing pages not asked for yet, at most 64 pages */
+		while (p + n < last && n < 64 && bit_test(pc->missing[i], p + n) &&
+		       !bit_test_set(pc->requested[i], p + n))
+			n++;
+		if (n)
+			rc = send_req(s, i, p * s->blocks[i].page_size, n * s->blocks[i].page_size);
+		p += n ? n : 1;
+	}
+	if (rc)
+		return rc;
+	deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	pthread_mutex_lock(&s->lock);
+	pc->waiters++;
+	for (uint64_t p = first; p < last && !rc && !s->err;) {
+		if (!bit_test(pc->missing[i], p))
+			p++;
+		else
+			rc = rmig_sess_wait(s, deadline);
+	}
+	pc->waiters--;
+	if (!rc)
+		rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
+		rc = rmig_sess_fail(s, rc,
+				    "postcopy: pages %llu..%llu of block '%s' did not arrive within "
+				    "%u ms; the guest cannot continue",
+				    (unsigned long long)first, (unsigned long long)last - 1,
+				    s->blocks[i].name, s->opts.timeout_ms);
+	return rc;
+}
