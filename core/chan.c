@@ -24,6 +24,7 @@ static void job_reset(struct rmig_job *j)
 	j->n = 0;
 	j->bytes = 0;
 	j->data = NULL;
+	j->pc_req = false;
 }
 
 /*
@@ -31,12 +32,16 @@ static void job_reset(struct rmig_job *j)
  * source memory, runs of zero pages become zero markers.
  */
 static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint32_t bidx,
-			   const struct rmig_extent *e)
+			   const struct rmig_extent *e, bool urgent)
 {
 	struct rmig_session *s = c->s;
 	const struct rmig_transport_ops *ops = s->tp_ops;
-	/* Zero scan in pages, or in extent_max units when pages are larger. */
-	uint64_t ps = b->page_size < s->opts.extent_max ? b->page_size : s->opts.extent_max;
+	/*
+	 * Zero scan in pages, or in extent_max units when pages are larger;
+	 * in postcopy always whole pages: the destination places pages whole.
+	 */
+	uint64_t ps = b->page_size < s->opts.extent_max || rmig_pc_src_active(s, bidx) ?
+			      b->page_size : s->opts.extent_max;
 	uint64_t off = e->offset, end = e->offset + e->len;
 	uint64_t pages = 0, zeros = 0;
 	int rc = 0;
@@ -44,7 +49,10 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 	while (off < end) {
 		bool zero = rmig_is_zero(b->host + off, ps);
 		uint64_t run = off + ps;
-		struct rmig_target t = { .kind = RMIG_TGT_RAM, .id = bidx, .offset = off };
+		struct rmig_target t = { .kind = RMIG_TGT_RAM,
+					 .id = bidx,
+					 .offset = off,
+					 .staged = rmig_pc_src_active(s, bidx) };
 
 		while (run < end && rmig_is_zero(b->host + run, ps) == zero)
 			run += ps;
@@ -55,7 +63,8 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 		} else {
 			struct iovec iov = { .iov_base = b->host + off, .iov_len = run - off };
 
-			rc = rmig_throttle(s, run - off);
+			/* a guest thread waits on a requested page: never held back */
+			rc = urgent ? 0 : rmig_throttle(s, run - off);
 			if (!rc)
 				rc = ops->write(c->tch, &t, &iov, 1);
 			if (!rc) {
@@ -75,6 +84,38 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 	return rc;
 }
 
+/*
+ * Postcopy: claim each page right before it goes out, so that a page the
+ * destination asks for is never stuck behind a queued job: only the runs
+ * this channel claims are posted; pages another path claimed, or the
+ * destination has, are skipped.
+ */
+static int post_ram_extent_pc(struct rmig_chan *c, const struct rmig_job *j,
+			      const struct rmig_extent *e)
+{
+	const struct rmig_block *b = &c->s->blocks[j->id];
+	uint64_t ps = b->page_size, off = e->offset, end = e->offset + e->len, n = 0;
+	int rc = 0;
+
+	rmig_pc_thread_background(c->s, c->idx);
+
+	while (off < end && !rc) {
+		uint64_t run = off;
+
+		while (run < end && rmig_pc_claim(c->s, j->id, run / ps, j->pc_req))
+			run += ps;
+		if (run > off) {
+			struct rmig_extent sub = { .offset = off, .len = run - off };
+
+			n += (run - off) / ps;
+			rc = post_ram_extent(c, b, j->id, &sub, j->pc_req);
+		}
+		off = run + ps; /* skip the page that could not be claimed */
+	}
+	rmig_pc_count(c->s, j->pc_req, n);
+	return rc;
+}
+
 static int run_job(struct rmig_chan *c, struct rmig_job *j)
 {
 	struct rmig_session *s = c->s;
@@ -84,7 +125,9 @@ static int run_job(struct rmig_chan *c, struct rmig_job *j)
 	switch (j->kind) {
 	case RMIG_JOB_RAM:
 		for (unsigned int i = 0; i < j->n && !rc; i++)
-			rc = post_ram_extent(c, &s->blocks[j->id], j->id, &j->ext[i]);
+			rc = rmig_pc_src_active(s, j->id) ?
+				     post_ram_extent_pc(c, j, &j->ext[i]) :
+				     post_ram_extent(c, &s->blocks[j->id], j->id, &j->ext[i], false);
 		break;
 	case RMIG_JOB_STATE: {
 		struct rmig_target t = { .kind = RMIG_TGT_STATE,
@@ -130,7 +173,9 @@ static void *source_thread(void *arg)
 		j = c->job;
 		pthread_mutex_unlock(&s->cs_lock);
 
+		pthread_mutex_lock(&c->post_lock);
 		rc = run_job(c, j);
+		pthread_mutex_unlock(&c->post_lock);
 		if (rc)
 			rmig_sess_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
 				       j->kind == RMIG_JOB_SYNC ? "sync" : "write", strerror(-rc));
@@ -156,13 +201,18 @@ static void *dest_thread(void *arg)
 
 	/* postcopy: pages for a userfaultfd block land here, then UFFDIO_COPY */
 	if (s->pc.enabled) {
-		stage = aligned_alloc(4096, RMIG_PC_STAGE);
+		uint64_t len = rmig_pc_write_max(s);
+
+		stage = aligned_alloc(4096, len);
 		if (!stage)
 			rc = -ENOMEM;
-		rmig_pc_thread_stage(stage, stage ? RMIG_PC_STAGE : 0);
+		rmig_pc_thread_stage(stage, stage ? len : 0);
 	}
-	while (!rc)
+	while (!rc) {
+		if (s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE))
+			rmig_pc_thread_background(s, c->idx);
 		rc = s->tp_ops->progress(c->tch);
+	}
 	if (rc != -ECANCELED)
 		rmig_sess_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
 	rmig_pc_thread_stage(NULL, 0);
@@ -269,6 +319,18 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	return 0;
 }
 
+int rmig_chan_run(struct rmig_session *s, unsigned int idx, struct rmig_job *j)
+{
+	struct rmig_chan *c = &s->chans[idx];
+	int rc;
+
+	pthread_mutex_lock(&c->post_lock);
+	rc = run_job(c, j);
+	pthread_mutex_unlock(&c->post_lock);
+	job_reset(j);
+	return rc;
+}
+
 int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p)
 {
 	int rc;
@@ -293,7 +355,12 @@ int rmig_job_flush(struct rmig_session *s, struct rmig_job **job_p)
 int rmig_job_add_range(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
 		       uint64_t offset, uint64_t len)
 {
-	uint64_t max = s->opts.extent_max;
+	return rmig_job_add_range_max(s, job_p, bidx, offset, len, s->opts.extent_max);
+}
+
+int rmig_job_add_range_max(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
+			   uint64_t offset, uint64_t len, uint64_t max)
+{
 	int rc;
 
 	while (len) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -39,15 +40,40 @@ static void bit_clear(_Atomic unsigned long *m, uint64_t i)
 	atomic_fetch_and_explicit(&m[i / BPL], ~(1ul << (i % BPL)), memory_order_release);
 }
 
-/* The staging buffer of this destination channel thread, and whether place() used it. */
+/*
+ * The staging buffer of this destination channel thread, whether place()
+ * handed it out, and where the bytes really are (the staging buffer, or a
+ * backend's receive buffer given to rmig_pc_thread_use()).
+ */
 static __thread uint8_t *tl_stage;
 static __thread uint64_t tl_stage_len;
 static __thread bool tl_staged;
+static __thread const uint8_t *tl_src;
 
 void rmig_pc_thread_stage(void *buf, uint64_t len)
 {
 	tl_stage = buf;
 	tl_stage_len = len;
+}
+
+bool rmig_pc_staged(void)
+{
+	return tl_staged;
+}
+
+void rmig_pc_thread_use(const void *src)
+{
+	tl_src = src;
+}
+
+uint64_t rmig_pc_write_max(const struct rmig_session *s)
+{
+	uint64_t m = s->opts.extent_max;
+
+	for (unsigned int i = 0; s->pc.enabled && i < s->nblocks; i++)
+		if (s->blocks[i].page_size > m)
+			m = s->blocks[i].page_size;
+	return m;
 }
 
 void rmig_pc_init(struct rmig_session *s)
@@ -105,30 +131,61 @@ void rmig_pc_destroy(struct rmig_session *s)
 	rmig_pc_stop(s);
 	if (pc->uffd >= 0)
 		close(pc->uffd);
+	free(pc->zeros);
 	for (unsigned int i = 0; i < RMIG_BLOCKS_MAX; i++) {
 		free(pc->missing[i]);
 		free(pc->sent[i]);
 		free(pc->requested[i]);
+		free(pc->placing[i]);
 	}
+	free(pc->ujob);
 	pthread_mutex_destroy(&pc->qlock);
 	pthread_cond_destroy(&pc->qcond);
 }
 
 /* ---- source ---- */
 
+/*
+ * The pages of request @r the destination lacked at the switchover, as
+ * extents of one job (a request has at most RMIG_JOB_EXTENTS pages). Each
+ * is claimed by the channel as it posts it.
+ */
+static void request_job(struct rmig_session *s, struct rmig_job *j,
+			const struct rmig_msg_page_req *r)
+{
+	const struct rmig_block *b = &s->blocks[r->block];
+	uint64_t ps = b->page_size;
+
+	j->kind = RMIG_JOB_NONE;
+	j->n = 0;
+	j->bytes = 0;
+	for (uint64_t p = r->offset / ps; p < (r->offset + r->len) / ps; p++) {
+		struct rmig_extent *last = j->n ? &j->ext[j->n - 1] : NULL;
+
+		if (!bit_test(s->pc.missing[r->block], p))
+			continue; /* never missing: the destination zero-fills it */
+		j->kind = RMIG_JOB_RAM;
+		j->id = r->block;
+		if (last && last->offset + last->len == p * ps &&
+		    last->len + ps <= s->opts.extent_max)
+			last->len += ps;
+		else
+			j->ext[j->n++] = (struct rmig_extent){ p * ps, ps };
+		j->bytes += ps;
+	}
+	j->pc_req = true;
+}
+
 static void *req_main(void *arg)
 {
 	struct rmig_session *s = arg;
 	struct rmig_postcopy *pc = &s->pc;
 	struct rmig_job *job = rmig_job_new();
-	int want = pc->urgent ? (int)s->nchannels - 1 : -1;
 	int rc = job ? 0 : -ENOMEM;
 
 	pthread_mutex_lock(&pc->qlock);
 	while (!rc) {
 		struct rmig_msg_page_req r;
-		const struct rmig_block *b;
-		uint64_t n = 0;
 
 		while (!pc->qlen && !pc->qstop)
 			pthread_cond_wait(&pc->qcond, &pc->qlock);
@@ -140,17 +197,9 @@ static void *req_main(void *arg)
 		pthread_cond_broadcast(&pc->qcond); /* room for the control thread */
 		pthread_mutex_unlock(&pc->qlock);
 
-		b = &s->blocks[r.block];
-		for (uint64_t p = r.offset / b->page_size; p < (r.offset + r.len) / b->page_size && !rc;
-		     p++) {
-			if (!bit_test(pc->missing[r.block], p) || bit_test_set(pc->sent[r.block], p))
-				continue; /* the destination has it, or it is on its way */
-			rc = rmig_job_add_range(s, &job, r.block, p * b->page_size, b->page_size);
-			n++;
-		}
-		if (!rc && job->kind != RMIG_JOB_NONE)
-			rc = rmig_chan_submit(s, &job, want);
-		atomic_fetch_add_explicit(&pc->st_urgent_pages, n, memory_order_relaxed);
+		request_job(s, job, &r);
+		if (job->kind != RMIG_JOB_NONE)
+			rc = rmig_chan_submit(s, &job, -1);
 		pthread_mutex_lock(&pc->qlock);
 	}
 	pthread_mutex_unlock(&pc->qlock);
@@ -158,6 +207,49 @@ static void *req_main(void *arg)
 		rmig_sess_fail(s, rc, "postcopy: serving a page request: %s", strerror(-rc));
 	free(job);
 	return NULL;
+}
+
+/*
+ * Background channel threads step back once postcopy runs: on both sides
+ * they yield the CPU to the urgent path (the fault handler, the control
+ * threads, the urgent channel) and to the guest's vCPUs. Threads end with
+ * the session, so the nice value is never raised again.
+ */
+static __thread bool tl_backseat;
+
+void rmig_pc_thread_background(struct rmig_session *s, unsigned int chan)
+{
+	if (tl_backseat || (s->pc.urgent && chan == s->nchannels - 1))
+		return;
+	tl_backseat = true;
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), RMIG_PC_BG_NICE) < 0)
+		rmig_dbg(&s->log, "postcopy: channel %u: setpriority: %s", chan, strerror(errno));
+}
+
+bool rmig_pc_src_active(struct rmig_session *s, uint32_t b)
+{
+	return s->opts.role == RMIG_ROLE_SOURCE && b < RMIG_BLOCKS_MAX && s->pc.sent[b];
+}
+
+bool rmig_pc_claim(struct rmig_session *s, uint32_t b, uint64_t page, bool requested)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	if (!bit_test(pc->missing[b], page))
+		return false;
+	if (!bit_test_set(pc->sent[b], page))
+		return true;
+	if (!requested)
+		return false;
+	/* asked for while its background copy is on the way: this one may be first */
+	atomic_fetch_add_explicit(&pc->st_resent, 1, memory_order_relaxed);
+	return true;
+}
+
+void rmig_pc_count(struct rmig_session *s, bool requested, uint64_t pages)
+{
+	atomic_fetch_add_explicit(requested ? &s->pc.st_urgent_pages : &s->pc.st_background,
+				  pages, memory_order_relaxed);
 }
 
 int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len)
@@ -168,7 +260,7 @@ int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len
 	uint64_t deadline;
 	int rc = 0;
 
-	if (!pc->req_started)
+	if (!pc->serving)
 		return rmig_sess_fail(s, -EPROTO, "control connection: PAGE_REQ before postcopy");
 	if (rmig_page_req_decode(buf, len, &r))
 		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed PAGE_REQ");
@@ -183,6 +275,21 @@ int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len
 				      b->name, (unsigned long long)r.offset,
 				      (unsigned long long)r.len);
 	atomic_fetch_add_explicit(&pc->st_requests, 1, memory_order_relaxed);
+	if (pc->urgent) {
+		/* served right here on the urgent channel: no thread to wake on the way */
+		pthread_mutex_lock(&pc->qlock);
+		rc = pc->qstop ? -ECANCELED : 0;
+		pthread_mutex_unlock(&pc->qlock);
+		if (rc)
+			return 0; /* stopping: the session ends anyway */
+		request_job(s, pc->ujob, &r);
+		rc = pc->ujob->kind == RMIG_JOB_NONE ? 0 :
+						    rmig_chan_run(s, s->nchannels - 1, pc->ujob);
+		if (rc && rc != -ECANCELED)
+			return rmig_sess_fail(s, rc, "postcopy: serving a page request: %s",
+					      strerror(-rc));
+		return rc == -ECANCELED ? 0 : rc;
+	}
 	deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
 	pthread_mutex_lock(&pc->qlock);
 	while (pc->qlen == RMIG_PC_QUEUE && !pc->qstop && !rc) {
@@ -257,6 +364,14 @@ int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 		return -EINVAL;
 	if (pc->missing[0])
 		return -EALREADY;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		if (s->blocks[i].page_size > RMIG_PC_PAGE_MAX) {
+			rmig_err(&s->log, "postcopy: block '%s' has %u-byte pages; postcopy takes "
+					  "pages up to %u bytes",
+				 s->blocks[i].name, s->blocks[i].page_size, RMIG_PC_PAGE_MAX);
+			return -EINVAL;
+		}
+	}
 	(void)rmig_switchover(s); /* the guest is stopped; -EALREADY is fine */
 	rc = rmig_source_sync(s); /* every precopy page is placed */
 	if (rc)
@@ -279,7 +394,11 @@ int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 		goto out;
 	}
 	rc = send_discards(s, buf, bits);
-	if (!rc) {
+	if (!rc && pc->urgent) {
+		pc->ujob = rmig_job_new();
+		if (!pc->ujob)
+			rc = rmig_sess_fail(s, -ENOMEM, "postcopy: no memory");
+	} else if (!rc) {
 		rc = -pthread_create(&pc->req_thread, NULL, req_main, s);
 		if (rc)
 			rc = rmig_sess_fail(s, rc, "postcopy: starting the request thread: %s",
@@ -287,6 +406,7 @@ int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 		else
 			pc->req_started = true;
 	}
+	pc->serving = !rc; /* from here on, the control thread takes PAGE_REQ */
 	if (!rc)
 		rc = rmig_ctl_send(s, RMIG_MSG_PC_RUN, NULL, 0);
 	if (rc)
@@ -328,15 +448,18 @@ int rmig_postcopy_send_rest(rmig_session *s)
 		return -ENOMEM;
 	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
 		const struct rmig_block *b = &s->blocks[i];
-		uint64_t n = 0;
+		uint64_t bg_max = s->opts.extent_max < RMIG_PC_BG_EXTENT ? s->opts.extent_max :
+									  RMIG_PC_BG_EXTENT;
+
+		if (bg_max < b->page_size)
+			bg_max = b->page_size;
 
 		for (uint64_t p = 0; p < b->npages && !rc; p++) {
-			if (!bit_test(pc->missing[i], p) || bit_test_set(pc->sent[i], p))
+			if (!bit_test(pc->missing[i], p) || bit_test(pc->sent[i], p))
 				continue;
-			rc = rmig_job_add_range(s, &job, i, p * b->page_size, b->page_size);
-			n++;
+			rc = rmig_job_add_range_max(s, &job, i, p * b->page_size, b->page_size,
+						    bg_max);
 		}
-		atomic_fetch_add_explicit(&pc->st_background, n, memory_order_relaxed);
 	}
 	if (!rc)
 		rc = rmig_job_flush(s, &job);
@@ -354,7 +477,9 @@ static int maps_alloc(struct rmig_session *s, unsigned int i)
 		pc->missing[i] = bits_new(s->blocks[i].npages);
 	if (!pc->requested[i])
 		pc->requested[i] = bits_new(s->blocks[i].npages);
-	return pc->missing[i] && pc->requested[i] ? 0 : -ENOMEM;
+	if (!pc->placing[i])
+		pc->placing[i] = bits_new(s->blocks[i].npages);
+	return pc->missing[i] && pc->requested[i] && pc->placing[i] ? 0 : -ENOMEM;
 }
 
 int rmig_pc_on_discard(struct rmig_session *s, const uint8_t *buf, uint32_t len)
@@ -424,9 +549,15 @@ static int on_fault(struct rmig_session *s, uintptr_t addr)
 		struct uffdio_zeropage z = { .range = { .start = (uintptr_t)b->host +
 								 page * b->page_size,
 							.len = b->page_size } };
+		struct uffdio_copy c = { .dst = z.range.start,
+					 .src = (uintptr_t)pc->zeros,
+					 .len = b->page_size };
 		struct uffdio_range w = z.range;
+		int r = b->page_size == (uint32_t)sysconf(_SC_PAGESIZE) ?
+				ioctl(pc->uffd, UFFDIO_ZEROPAGE, &z) :
+				ioctl(pc->uffd, UFFDIO_COPY, &c); /* hugetlb: no ZEROPAGE */
 
-		if (ioctl(pc->uffd, UFFDIO_ZEROPAGE, &z) < 0 && errno != EEXIST)
+		if (r < 0 && errno != EEXIST)
 			(void)ioctl(pc->uffd, UFFDIO_WAKE, &w);
 		return 0;
 	}
@@ -531,6 +662,9 @@ static int uffd_setup(struct rmig_session *s)
 	}
 	if (!pc->uffd_registered)
 		return 0;
+	pc->zeros = calloc(1, rmig_pc_write_max(s));
+	if (!pc->zeros)
+		return rmig_sess_fail(s, -ENOMEM, "postcopy: no memory for a zero page");
 	if (pthread_create(&pc->uffd_thread, NULL, uffd_main, s))
 		return rmig_sess_fail(s, -EAGAIN, "postcopy: starting the fault thread");
 	pc->uffd_started = true;
@@ -543,7 +677,7 @@ int rmig_pc_on_run(struct rmig_session *s)
 	int rc = 0;
 
 	if (s->opts.role == RMIG_ROLE_SOURCE) {
-		if (!pc->req_started)
+		if (!pc->serving)
 			return rmig_sess_fail(s, -EPROTO, "control connection: unexpected PC_RUN");
 		pthread_mutex_lock(&s->lock);
 		pc->running = true;
@@ -574,7 +708,7 @@ int rmig_pc_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len
 	struct rmig_postcopy *pc = &s->pc;
 	const struct rmig_block *blk = &s->blocks[b];
 
-	if (!pc->uffd_block[b] || !pc->run_seen)
+	if (!pc->run_seen)
 		return 0;
 	if (off % blk->page_size || len % blk->page_size)
 		return rmig_sess_fail(s, -ERANGE,
@@ -586,6 +720,7 @@ int rmig_pc_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len
 				      (unsigned long long)len);
 	*dst_p = tl_stage;
 	tl_staged = true;
+	tl_src = tl_stage;
 	return 1;
 }
 
@@ -596,7 +731,7 @@ static int copy_pages(struct rmig_session *s, const struct rmig_block *b, uint64
 
 	for (uint64_t done = 0; done < len;) {
 		struct uffdio_copy c = { .dst = (uintptr_t)b->host + off + done,
-					 .src = (uintptr_t)tl_stage + done,
+					 .src = (uintptr_t)tl_src + done,
 					 .len = len - done };
 
 		if (ioctl(uffd, UFFDIO_COPY, &c) == 0) {
@@ -625,12 +760,22 @@ int rmig_pc_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t le
 	tl_staged = false;
 	if (!pc->missing[b] || !pc->run_seen)
 		return 0;
-	if (staged) {
+	if (staged && pc->uffd_block[b]) {
 		rc = copy_pages(s, blk, off, len);
 		if (rc)
 			return rc;
+	} else if (staged) {
+		/* only a missing page's first copy goes in: the guest may use it already */
+		for (uint64_t p = first; p < last; p++) {
+			if (!bit_test(pc->missing[b], p) || bit_test_set(pc->placing[b], p))
+				continue;
+			memcpy(blk->host + p * blk->page_size,
+			       tl_src + (p - first) * blk->page_size, blk->page_size);
+			bit_clear(pc->missing[b], p);
+		}
 	}
-	for (uint64_t p = first; p < last; p++)
+	/* (a page another thread is copying in stays missing until it is in) */
+	for (uint64_t p = first; p < last && !(staged && !pc->uffd_block[b]); p++)
 		bit_clear(pc->missing[b], p);
 	atomic_fetch_add_explicit(&pc->st_placed, last - first, memory_order_relaxed);
 	pthread_mutex_lock(&s->lock);
@@ -638,6 +783,15 @@ int rmig_pc_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t le
 		pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
+}
+
+bool rmig_pc_missing_any(struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++)
+		for (uint64_t w = 0; s->pc.missing[i] && w < (s->blocks[i].npages + BPL - 1) / BPL; w++)
+			if (atomic_load_explicit(&s->pc.missing[i][w], memory_order_relaxed))
+				return true;
+	return false;
 }
 
 int rmig_pc_check_complete(struct rmig_session *s)
@@ -675,10 +829,11 @@ int rmig_postcopy_uffd(rmig_session *s, const char *block)
 		return -ENOENT;
 	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
 		return -EBUSY;
-	if (b->page_size != (uint32_t)sysconf(_SC_PAGESIZE)) {
-		rmig_err(&s->log, "postcopy: block '%s' has %u-byte pages; the userfaultfd handler "
-				  "takes base pages only (use rmig_postcopy_fetch())",
-			 b->name, b->page_size);
+	if (b->page_size > RMIG_PC_PAGE_MAX || (uintptr_t)b->host % b->page_size ||
+	    b->length % b->page_size) {
+		rmig_err(&s->log, "postcopy: block '%s': the userfaultfd handler takes pages up to "
+				  "%u bytes (this block has %u), and a block aligned to whole pages",
+			 b->name, RMIG_PC_PAGE_MAX, b->page_size);
 		return -EINVAL;
 	}
 	if (pc->uffd < 0) {

@@ -6,12 +6,25 @@
  * Source (RMIG_F_POSTCOPY): rmig_postcopy_start() syncs, tells the
  * destination which pages it does not have (PC_DISCARD messages), sends
  * PC_RUN and waits for the destination's PC_RUN answer: from then on the
- * destination runs the guest. Requests (PAGE_REQ on the control connection)
- * go to a queue; the request thread sends those pages on the urgent channel
- * (the last data channel, which carries nothing else but sync markers), or
- * with RMIG_F_NO_URGENT on the shared channels behind the background pages.
- * rmig_postcopy_send_rest() sends the background pages. A page is sent at
- * most once: both paths claim it in the @sent bitmap first.
+ * destination runs the guest. The control thread that reads a request
+ * (PAGE_REQ) posts its pages itself on the urgent channel (the last data
+ * channel, which carries nothing else but sync markers): no thread hop
+ * between the request and the page on the wire. With RMIG_F_NO_URGENT,
+ * requests go to a queue and the request thread hands them to the shared
+ * channels, behind the background pages. Background channel threads run
+ * at a lower priority once postcopy runs, on both sides.
+ * rmig_postcopy_send_rest() sends the background pages. The channel that
+ * posts a background page claims it in the @sent bitmap right before it
+ * goes out, so no page waits behind queued jobs, and none goes twice in
+ * the background. A requested page is sent on the urgent channel even when
+ * its background copy is still on the way (in a socket buffer behind
+ * megabytes of others): the destination places whichever copy comes first
+ * and drops the other, and keeps nothing twice.
+ *
+ * Destination placement in postcopy is idempotent: every write lands in a
+ * staging buffer; under userfaultfd UFFDIO_COPY places each page at most
+ * once (EEXIST for the second copy); elsewhere a page is claimed in
+ * @placing before it is copied in, and only its first copy is.
  *
  * Destination: @missing holds the pages not here yet; a placed page clears
  * its bit. Blocks given to rmig_postcopy_uffd() are registered with
@@ -39,6 +52,9 @@ struct rmig_tp_chan;
 #define RMIG_PC_QUEUE 1024 /* source: requests waiting for the request thread */
 #define RMIG_PC_TRACK 4096 /* destination: unanswered faults watched for the timeout */
 #define RMIG_PC_STAGE (1u << 20) /* destination: staging per channel; the source's largest write */
+#define RMIG_PC_PAGE_MAX (2u << 20) /* largest page size postcopy takes (a 2 MiB hugepage) */
+#define RMIG_PC_BG_NICE 19       /* background channel threads in postcopy */
+#define RMIG_PC_BG_EXTENT (128u << 10) /* background writes in postcopy, at most */
 
 struct rmig_pc_fault {
 	uint32_t block;
@@ -61,6 +77,8 @@ struct rmig_postcopy {
 	_Atomic unsigned long *missing[RMIG_BLOCKS_MAX];   /* both: pages not at the destination */
 	_Atomic unsigned long *sent[RMIG_BLOCKS_MAX];      /* source: claimed for sending */
 	_Atomic unsigned long *requested[RMIG_BLOCKS_MAX]; /* destination: asked for */
+	_Atomic unsigned long *placing[RMIG_BLOCKS_MAX];   /* destination: being copied in
+							    * (blocks not under userfaultfd) */
 
 	/* source: the request queue, protected by qlock */
 	pthread_mutex_t qlock;
@@ -68,11 +86,14 @@ struct rmig_postcopy {
 	struct rmig_msg_page_req q[RMIG_PC_QUEUE];
 	unsigned int qhead, qlen;
 	bool qstop;
-	pthread_t req_thread;
+	pthread_t req_thread; /* RMIG_F_NO_URGENT only */
 	bool req_started;
+	bool serving;          /* source: PAGE_REQ is served (set before PC_RUN goes out) */
+	struct rmig_job *ujob; /* source: the control thread's job for the urgent channel */
 
 	/* destination: userfaultfd */
 	int uffd;
+	uint8_t *zeros; /* a zero page of the largest page size (UFFDIO_ZEROPAGE takes base pages only) */
 	pthread_t uffd_thread;
 	bool uffd_started;
 	bool uffd_registered;
@@ -83,6 +104,7 @@ struct rmig_postcopy {
 	_Atomic uint64_t st_requests;      /* destination: PAGE_REQ sent; source: received */
 	_Atomic uint64_t st_urgent_pages;  /* source: pages sent for a request */
 	_Atomic uint64_t st_background;    /* source: pages sent by rmig_postcopy_send_rest() */
+	_Atomic uint64_t st_resent;        /* source: requested while on the way; sent again */
 	_Atomic uint64_t st_faults;        /* destination: userfaultfd faults */
 	_Atomic uint64_t st_placed;        /* destination: pages placed in postcopy */
 };
@@ -91,6 +113,17 @@ void rmig_pc_init(struct rmig_session *s);
 void rmig_pc_destroy(struct rmig_session *s);
 /* Stop the threads (request, userfaultfd); unregister; any thread. */
 void rmig_pc_stop(struct rmig_session *s);
+
+/*
+ * Source channels, once postcopy started (rmig_pc_src_active()): a page is
+ * claimed (rmig_pc_claim()) by the channel that posts it, right before it
+ * goes out, and counted as requested or background.
+ */
+bool rmig_pc_src_active(struct rmig_session *s, uint32_t b);
+/* A channel thread in postcopy: lower its priority unless it is the urgent one. */
+void rmig_pc_thread_background(struct rmig_session *s, unsigned int chan);
+bool rmig_pc_claim(struct rmig_session *s, uint32_t b, uint64_t page, bool requested);
+void rmig_pc_count(struct rmig_session *s, bool requested, uint64_t pages);
 
 /* Control messages: 0 or the session's error. */
 int rmig_pc_on_discard(struct rmig_session *s, const uint8_t *buf, uint32_t len);
@@ -105,10 +138,23 @@ int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len
 int rmig_pc_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len, void **dst_p);
 /* After the bytes landed: place staged pages, clear missing bits, wake waiters. */
 int rmig_pc_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len);
+/* Destination: a page is still missing (any thread, lock-free). */
+bool rmig_pc_missing_any(struct rmig_session *s);
 /* Destination: every page is here (checked at completion). */
 int rmig_pc_check_complete(struct rmig_session *s);
 
+/*
+ * The largest single write in postcopy: extent_max, or a whole page of the
+ * block with the largest pages (a page is placed whole). The staging
+ * buffers and the RDMA receive slots are this size.
+ */
+uint64_t rmig_pc_write_max(const struct rmig_session *s);
+
 /* Channel threads: the staging buffer of the calling destination thread. */
 void rmig_pc_thread_stage(void *buf, uint64_t len);
+/* The last rmig_pc_place() of this thread handed out the staging buffer. */
+bool rmig_pc_staged(void);
+/* The staged bytes are at @src instead (a backend's receive buffer). */
+void rmig_pc_thread_use(const void *src);
 
 #endif

@@ -56,6 +56,7 @@ struct rmig_job {
 	const uint8_t *data;
 	uint64_t total;
 	uint64_t sync_id;
+	bool pc_req; /* postcopy: pages asked for by the destination */
 	struct rmig_extent ext[RMIG_JOB_EXTENTS];
 };
 
@@ -67,6 +68,11 @@ struct rmig_chan {
 	pthread_t thread;
 	bool thread_started;
 	pthread_cond_t work; /* signalled when @pending becomes true; uses s->cs_lock */
+	/*
+	 * Held by the thread posting on the channel: its own thread, or for
+	 * the urgent channel the control thread serving a page request.
+	 */
+	pthread_mutex_t post_lock;
 	/* protected by s->cs_lock */
 	struct rmig_job *job;
 	bool pending;
@@ -197,12 +203,21 @@ int rmig_chans_start_dest(struct rmig_session *s);
 void rmig_chans_stop(struct rmig_session *s);
 /* Hand *job_p to an idle channel (any, or @chan >= 0); *job_p becomes an empty job. */
 int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int chan);
+/*
+ * Post @j on channel @idx from the calling thread, serialized with the
+ * channel's own thread; @j is reset. The postcopy control thread serves
+ * page requests on the urgent channel this way: no thread hop on the way.
+ */
+int rmig_chan_run(struct rmig_session *s, unsigned int idx, struct rmig_job *j);
 struct rmig_job *rmig_job_new(void);
 /* Post a sync marker on every channel, ordered after everything handed over. */
 int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p);
 /* Add a byte range of block @bidx to *job_p, handing the job over when full. */
 int rmig_job_add_range(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
 		       uint64_t offset, uint64_t len);
+/* The same with extents of at most @max bytes (at most extent_max). */
+int rmig_job_add_range_max(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
+			   uint64_t offset, uint64_t len, uint64_t max);
 int rmig_job_flush(struct rmig_session *s, struct rmig_job **job_p);
 
 /* state.c: device state */

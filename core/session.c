@@ -147,12 +147,6 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 		rmig_err(lg, "option flags: RMIG_F_NO_URGENT without RMIG_F_POSTCOPY");
 		return -EINVAL;
 	}
-	if ((o->flags & RMIG_F_POSTCOPY) && o->role == RMIG_ROLE_SOURCE &&
-	    o->transport == RMIG_TRANSPORT_RDMA) {
-		rmig_err(lg, "option transport: postcopy runs over tcp only for now "
-			     "(auto picks tcp with postcopy)");
-		return -EINVAL;
-	}
 	if ((o->flags & RMIG_F_POSTCOPY) && o->extent_max > RMIG_PC_STAGE) {
 		rmig_err(lg, "option extent_max: %u is over %u with postcopy (a write must fit "
 			     "the destination's staging buffer)", o->extent_max, RMIG_PC_STAGE);
@@ -174,6 +168,7 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 
 static int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
 static int up_placed(void *arg, const struct rmig_target *t, uint64_t len);
+static int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
 static int up_sync(void *arg, unsigned int chan, uint64_t id);
 static int up_fail(void *arg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -203,6 +198,7 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	s->up = (struct rmig_tp_upcalls){ .arg = s,
 					  .place = up_place,
 					  .placed = up_placed,
+					  .place_from = up_place_from,
 					  .sync = up_sync,
 					  .fail = up_fail };
 	s->ctl_fd = -1;
@@ -331,6 +327,15 @@ static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const cha
 		s->err = err;
 		s->err_from_peer = from_peer;
 		vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+		/* after PC_RUN the guest runs here while pages are still at the source */
+		if (s->opts.role == RMIG_ROLE_DEST && s->pc.running && rmig_pc_missing_any(s) &&
+		    !strstr(s->errmsg, "the guest cannot continue")) {
+			size_t n = strlen(s->errmsg);
+
+			snprintf(s->errmsg + n, sizeof(s->errmsg) - n,
+				 "; postcopy: pages are still missing here, the guest cannot "
+				 "continue");
+		}
 		if (!s->t_end_ns)
 			s->t_end_ns = rmig_now_ns();
 	}
@@ -792,6 +797,26 @@ static int up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 	return 0;
 }
 
+static int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len)
+{
+	struct rmig_session *s = arg;
+	void *dst;
+	int rc;
+
+	if (t->kind == RMIG_TGT_RAM &&
+	    !(s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE)))
+		return rmig_sess_fail(s, -EPROTO, "RAM by SEND outside postcopy (RAM goes by RDMA "
+						  "WRITE until the destination runs the guest)");
+	rc = up_place(arg, t, len, &dst);
+	if (rc)
+		return rc;
+	if (t->kind == RMIG_TGT_RAM && s->pc.enabled && rmig_pc_staged())
+		rmig_pc_thread_use(src); /* UFFDIO_COPY straight from the backend's buffer */
+	else
+		memcpy(dst, src, len);
+	return up_placed(arg, t, len);
+}
+
 static int up_sync(void *arg, unsigned int chan, uint64_t id)
 {
 	struct rmig_session *s = arg;
@@ -973,11 +998,6 @@ static int pick_transport(struct rmig_session *s, enum rmig_transport_kind kind)
 		s->tp_ops = &rmig_tcp_ops;
 		return 0;
 	}
-	if (s->pc.enabled && !s->tls_conf) {
-		rmig_info(&s->log, "transport: tcp, because postcopy runs over tcp only for now");
-		s->tp_ops = &rmig_tcp_ops;
-		return 0;
-	}
 	if (s->tls_conf) {
 		if (kind == RMIG_TRANSPORT_RDMA)
 			return rmig_sess_fail(s, -EINVAL, "rdma with TLS: RDMA writes are not "
@@ -1008,7 +1028,7 @@ static int tp_create(struct rmig_session *s)
 		.session_id = s->session_id,
 		.nchannels = s->nchannels,
 		.timeout_ms = s->opts.timeout_ms,
-		.extent_max = s->opts.extent_max,
+		.extent_max = (uint32_t)rmig_pc_write_max(s), /* postcopy: whole hugepages */
 		.inflight_max = s->opts.inflight_max,
 		.role = s->opts.role,
 		.tls = s->tls_conf,
@@ -1023,6 +1043,7 @@ static int tp_create(struct rmig_session *s)
 		s->chans[i].idx = i;
 		s->chans[i].s = s;
 		pthread_cond_init(&s->chans[i].work, NULL);
+		pthread_mutex_init(&s->chans[i].post_lock, NULL);
 	}
 	rc = s->tp_ops->create(&p, &s->tp);
 	if (rc)
@@ -1309,8 +1330,6 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	if (hello->transport == RMIG_TRANSPORT_TCP) {
 		s->tp_ops = s->tp_ops ? s->tp_ops : &rmig_tcp_ops;
 	} else if (hello->transport == RMIG_TRANSPORT_RDMA) {
-		if (hello->caps & RMIG_CAP_POSTCOPY)
-			return refuse(s, -EPROTO, "postcopy over rdma is not supported yet");
 		if (s->tls_conf)
 			return refuse(s, -EPROTO, "rdma data channels asked, but this destination "
 						  "requires TLS, which covers tcp only");
@@ -1686,6 +1705,7 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 	st->pc_requests = atomic_load(&s->pc.st_requests);
 	st->pc_urgent_pages = atomic_load(&s->pc.st_urgent_pages);
 	st->pc_background = atomic_load(&s->pc.st_background);
+	st->pc_resent = atomic_load(&s->pc.st_resent);
 	st->pc_faults = atomic_load(&s->pc.st_faults);
 	end = s->t_end_ns ? s->t_end_ns : rmig_now_ns();
 	if (s->t_start_ns)
@@ -1744,6 +1764,7 @@ void rmig_session_destroy(rmig_session *s)
 			s->tp_ops->chan_close(s->chans[i].tch);
 		free(s->chans[i].job);
 		pthread_cond_destroy(&s->chans[i].work);
+		pthread_mutex_destroy(&s->chans[i].post_lock);
 	}
 	if (s->tp)
 		s->tp_ops->destroy(s->tp);

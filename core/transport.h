@@ -46,6 +46,12 @@ struct rmig_target {
 	uint32_t id;
 	uint64_t offset;
 	uint64_t total; /* STATE: the blob's full length; RAM: unused */
+	/*
+	 * RAM in postcopy: the destination must see these bytes arrive and
+	 * place them itself (userfaultfd), so a backend that writes straight
+	 * into remote memory (RDMA) sends them into a staging slot instead.
+	 */
+	bool staged;
 };
 
 /*
@@ -63,6 +69,12 @@ struct rmig_tp_upcalls {
 	int (*place)(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
 	/* The @len bytes returned by place() for @t are now in memory. */
 	int (*placed)(void *arg, const struct rmig_target *t, uint64_t len);
+	/*
+	 * The @len bytes for @t are at @src, a backend's own receive buffer:
+	 * place them (UFFDIO_COPY straight from @src for a postcopy page under
+	 * userfaultfd; otherwise place(), copy, placed()).
+	 */
+	int (*place_from)(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
 	/*
 	 * A sync marker with @id arrived on channel @chan; every byte the
 	 * source posted on that channel before it is placed.

@@ -101,6 +101,18 @@ int rmig_rdma_apply_msg(const struct rmig_tp_upcalls *up, unsigned int idx, cons
 		if (len != RMIG_FRAME_HDR_LEN)
 			break;
 		return up->sync(up->arg, idx, f.arg);
+	case RMIG_FRAME_WRITE_RAM:
+		/* postcopy: a RAM write in this staging slot, placed from here */
+		if (len - RMIG_FRAME_HDR_LEN != f.len || !f.len)
+			break;
+		tg = (struct rmig_target){ .kind = RMIG_TGT_RAM, .id = f.id, .offset = f.offset };
+		if (up->place_from)
+			return up->place_from(up->arg, &tg, buf + RMIG_FRAME_HDR_LEN, f.len);
+		rc = up->place(up->arg, &tg, f.len, &dst);
+		if (rc)
+			return rc;
+		memcpy(dst, buf + RMIG_FRAME_HDR_LEN, f.len);
+		return up->placed(up->arg, &tg, f.len);
 	case RMIG_FRAME_ZERO_RAM:
 	case RMIG_FRAME_WRITE_STATE:
 		/* The length is the message's: a header that claims more is malformed. */

@@ -60,6 +60,33 @@ static int post(struct rmig_rdma_chan *c, struct ibv_send_wr *wr, uint64_t bytes
 	return 0;
 }
 
+/*
+ * Postcopy: the destination places each page itself (UFFDIO_COPY), so RAM
+ * goes by SEND, header and payload straight from registered source RAM,
+ * into one of its registered staging slots.
+ */
+static int send_ram(struct rmig_rdma_chan *c, const struct rmig_target *tg,
+		    const struct iovec *iov, uint32_t lkey)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(c->base.tp);
+	struct rmig_frame f = { .type = RMIG_FRAME_WRITE_RAM,
+				.id = tg->id,
+				.len = (uint32_t)iov[0].iov_len,
+				.offset = tg->offset };
+	uint8_t *hdr = c->hdrs + ((c->posted + 1) % RMIG_RDMA_SQ_DEPTH) * RMIG_FRAME_HDR_LEN;
+	struct ibv_sge sge[2] = {
+		{ .addr = (uintptr_t)hdr, .length = RMIG_FRAME_HDR_LEN, .lkey = c->hdr_mr->lkey },
+		{ .addr = (uintptr_t)iov[0].iov_base, .length = (uint32_t)iov[0].iov_len, .lkey = lkey },
+	};
+	struct ibv_send_wr wr = { .sg_list = sge, .num_sge = 2, .opcode = IBV_WR_SEND };
+
+	if (!iov[0].iov_len || iov[0].iov_len > t->base.p.extent_max)
+		return RMIG_RDMA_FAIL(t, -EINVAL, "rdma: a %zu-byte postcopy write does not fit a "
+					  "staging slot", iov[0].iov_len);
+	rmig_frame_encode(&f, hdr);
+	return post(c, &wr, RMIG_FRAME_HDR_LEN + iov[0].iov_len);
+}
+
 int rmig_rdma_write(struct rmig_tp_chan *ch, const struct rmig_target *tg, const struct iovec *iov,
 	       int iovcnt)
 {
@@ -78,6 +105,8 @@ int rmig_rdma_write(struct rmig_tp_chan *ch, const struct rmig_target *tg, const
 		if (tg->id >= RMIG_BLOCKS_MAX || !r->set || !l->mr || tg->offset > r->len ||
 		    iov[0].iov_len > r->len - tg->offset)
 			return RMIG_RDMA_FAIL(t, -ERANGE, "rdma: write outside block %u", tg->id);
+		if (tg->staged)
+			return send_ram(c, tg, iov, l->mr->lkey);
 		sge[0] = (struct ibv_sge){ .addr = (uintptr_t)iov[0].iov_base,
 					   .length = (uint32_t)iov[0].iov_len,
 					   .lkey = l->mr->lkey };

@@ -23,6 +23,7 @@
 #define RMIG_RDMA_POLL_BATCH 16
 #define RMIG_RDMA_CM_MAGIC 0x524d434du /* "RMCM" */
 #define RMIG_RDMA_DESC_LEN 20          /* addr u64, len u64, rkey u32 */
+#define RMIG_RDMA_MIN_RNR_TIMER 6      /* 0.08 ms before a SEND is retried */
 
 /* CM private data: who is connecting. Big-endian on the wire. */
 struct rmig_rdma_cm_priv {

@@ -198,6 +198,13 @@ int rmig_rv_qp_to_error(struct ibv_qp *qp)
 	return vb_rc(ibv_modify_qp(qp, &a, IBV_QP_STATE));
 }
 
+int rmig_rv_set_min_rnr_timer(struct ibv_qp *qp, uint8_t code)
+{
+	struct ibv_qp_attr a = { .min_rnr_timer = code };
+
+	return vb_rc(ibv_modify_qp(qp, &a, IBV_QP_MIN_RNR_TIMER));
+}
+
 const char *rmig_rv_wc_status_str(enum ibv_wc_status s)
 {
 	return ibv_wc_status_str(s);

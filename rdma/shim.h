@@ -47,6 +47,8 @@ int rmig_rv_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr);
 /* Number of completions (>= 0) or a negative errno. */
 int rmig_rv_poll_cq(struct ibv_cq *cq, int n, struct ibv_wc *wc);
 int rmig_rv_qp_to_error(struct ibv_qp *qp);
+/* RTS: how long a sender waits after an RNR NAK (IB encoding, 1 = 0.01 ms). */
+int rmig_rv_set_min_rnr_timer(struct ibv_qp *qp, uint8_t code);
 const char *rmig_rv_wc_status_str(enum ibv_wc_status s);
 int rmig_rv_device_count(void);
 

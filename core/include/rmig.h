@@ -162,6 +162,8 @@ struct rmig_stats {
 	uint64_t pc_urgent_pages; /* source: pages sent for a request */
 	uint64_t pc_background;   /* source: pages sent by rmig_postcopy_send_rest() */
 	uint64_t pc_faults;       /* destination: userfaultfd faults handled */
+	uint64_t pc_resent;       /* source: requested pages sent again, their background
+				   * copy still on the way (the destination keeps the first) */
 	unsigned int channels;
 	enum rmig_transport_kind transport; /* the one in use */
 	struct rmig_chan_stats chan[RMIG_CHANNELS_MAX];

@@ -87,7 +87,19 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 	p->cfg = *cfg;
 	addr = cfg->addr ? cfg->addr : "127.0.0.1";
 	p->smem = guarded_alloc(cfg->len);
-	p->dmem = guarded_alloc(cfg->len);
+	if (cfg->dst_huge) {
+		p->dmem = mmap(NULL, cfg->len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+		if (p->dmem == MAP_FAILED) {
+			rc = -errno;
+			p->dmem = NULL;
+			guarded_free(p->smem, cfg->len);
+			p->smem = NULL;
+			return rc;
+		}
+	} else {
+		p->dmem = guarded_alloc(cfg->len);
+	}
 	if (!p->smem || !p->dmem)
 		return -ENOMEM;
 	rmig_opts_init(&so, sizeof(so));
@@ -164,7 +176,10 @@ void pair_close(struct pair *p)
 	rmig_session_destroy(p->src);
 	rmig_session_destroy(p->dst);
 	guarded_free(p->smem, p->cfg.len);
-	guarded_free(p->dmem, p->cfg.len);
+	if (p->cfg.dst_huge && p->dmem)
+		munmap(p->dmem, p->cfg.len);
+	else
+		guarded_free(p->dmem, p->cfg.len);
 	p->src = p->dst = NULL;
 	p->smem = p->dmem = NULL;
 }

@@ -263,8 +263,8 @@ static void test_ram_by_send(void **state)
 	struct rmig_frame f = { .type = RMIG_FRAME_WRITE_RAM, .len = 16 };
 
 	(void)state;
-	/* RAM never travels by SEND on rdma: refused, not placed */
-	send_case(RMIG_FRAME_HDR_LEN + 16, &f, "WRITE_RAM frame of 48 bytes is malformed");
+	/* RAM travels by SEND on rdma in postcopy only: refused, not placed */
+	send_case(RMIG_FRAME_HDR_LEN + 16, &f, "RAM by SEND outside postcopy");
 }
 
 static void test_write_past_the_block(void **state)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_postcopy.c - postcopy over TCP.
+ * test_postcopy.c - postcopy over TCP, or (RMIG_TEST_TRANSPORT=rdma,
+ * RMIG_TEST_ADDR) over RDMA in the soft-RoCE VM.
  *
  * A precopy round moves the RAM, then some pages change at the source and
  * the migration switches to postcopy. The destination touches those pages
@@ -9,7 +10,8 @@
  * the background pages are sent; then the rest follows and the whole RAM is
  * compared byte for byte. Also: pure postcopy (no precopy round), the
  * shared-channel variant (RMIG_F_NO_URGENT), a source that goes away while
- * the destination's threads wait on faults, and the refused options.
+ * the destination's threads wait on faults, 2 MiB pages (fetched, and
+ * hugetlb memory under userfaultfd), and the refused options.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -31,6 +37,8 @@
 #define PS 4096u
 #define NPAGES (LEN / PS)
 #define NDIRTY 300
+#define HPS (2u << 20)
+#define HLEN (16 * HPS)
 
 struct toucher {
 	struct pair *p;
@@ -78,6 +86,16 @@ static void dirty_pages(struct pair *p, unsigned long *bm, uint64_t *pages, unsi
 	}
 }
 
+/* The transport under test, from the environment (tcp by default). */
+static struct pair_cfg env_cfg(struct pair_cfg c)
+{
+	const char *t = getenv("RMIG_TEST_TRANSPORT");
+
+	c.transport = t && !strcmp(t, "rdma") ? RMIG_TRANSPORT_RDMA : RMIG_TRANSPORT_TCP;
+	c.addr = getenv("RMIG_TEST_ADDR");
+	return c;
+}
+
 static bool uffd_usable(struct pair_cfg *c, struct pair *p, int rc)
 {
 	if (c->dst_uffd && getenv("RMIG_VALGRIND")) {
@@ -95,7 +113,8 @@ static bool uffd_usable(struct pair_cfg *c, struct pair *p, int rc)
 
 static void postcopy_case(bool uffd, bool precopy, unsigned int flags)
 {
-	struct pair_cfg c = { .channels = 3, .len = LEN, .page_size = PS, .timeout_ms = 10000 };
+	struct pair_cfg c = env_cfg((struct pair_cfg){ .channels = 3, .len = LEN, .page_size = PS,
+						      .timeout_ms = 10000 });
 	static unsigned long bm[NPAGES / (8 * sizeof(long))];
 	static uint64_t pages[NPAGES];
 	const unsigned long *bms[1] = { bm };
@@ -174,7 +193,8 @@ static void test_uffd_pure_postcopy(void **state)
 /* The source goes away while the guest waits on faults: nobody stays blocked. */
 static void test_uffd_source_gone(void **state)
 {
-	struct pair_cfg c = { .channels = 2, .len = LEN, .page_size = PS, .timeout_ms = 2000 };
+	struct pair_cfg c = env_cfg((struct pair_cfg){ .channels = 2, .len = LEN, .page_size = PS,
+						      .timeout_ms = 2000 });
 	static unsigned long bm[NPAGES / (8 * sizeof(long))];
 	static uint64_t pages[NDIRTY];
 	const unsigned long *bms[1] = { bm };
@@ -215,6 +235,204 @@ static void test_uffd_source_gone(void **state)
 	pair_close(&p);
 }
 
+struct dest_run {
+	rmig_session *s;
+	int rc;
+};
+
+static void *dest_main(void *arg)
+{
+	struct dest_run *d = arg;
+
+	d->rc = rmig_accept(d->s);
+	if (!d->rc)
+		d->rc = rmig_complete(d->s);
+	return NULL;
+}
+
+/*
+ * The source is another process, killed (SIGKILL) while the destination's
+ * guest runs: the next faults are freed within the timeout, and the
+ * destination's error says the guest cannot continue.
+ */
+static void test_uffd_source_killed(void **state)
+{
+	struct pair_cfg c = env_cfg((struct pair_cfg){ .len = LEN });
+	const char *addr = c.addr ? c.addr : "127.0.0.1";
+	struct rmig_opts o;
+	struct dest_run d = { 0 };
+	struct toucher t = { .uffd = true };
+	static uint64_t pages[NDIRTY];
+	struct pollfd pfd;
+	struct pair p = { 0 };
+	pthread_t th, dth;
+	uint8_t *dmem, one;
+	char uri[160];
+	int ready[2], rc, status;
+	uint64_t t0;
+	pid_t pid;
+
+	(void)state;
+	if (getenv("RMIG_VALGRIND"))
+		skip(); /* userfaultfd and fork under valgrind */
+	dmem = guarded_alloc(LEN);
+	assert_non_null(dmem);
+	rmig_opts_init(&o, sizeof(o));
+	o.role = RMIG_ROLE_DEST;
+	o.timeout_ms = 2000;
+	o.log_fn = NULL;
+	assert_int_equal(rmig_session_create(&o, &d.s), 0);
+	assert_int_equal(rmig_add_ram(d.s, "ram", dmem, LEN, PS), 0);
+	rc = rmig_postcopy_uffd(d.s, "ram");
+	if (rc == -EPERM || rc == -ENOSYS) {
+		printf("# no userfaultfd here (%s): skipped\n", strerror(-rc));
+		rmig_session_destroy(d.s);
+		guarded_free(dmem, LEN);
+		skip();
+	}
+	assert_int_equal(rc, 0);
+	snprintf(uri, sizeof(uri), "%s://%s:0", c.transport == RMIG_TRANSPORT_RDMA ? "rdma" : "tcp",
+		 addr);
+	assert_int_equal(rmig_listen(d.s, uri), 0);
+	snprintf(uri, sizeof(uri), "%s://%s:%d", c.transport == RMIG_TRANSPORT_RDMA ? "rdma" : "tcp",
+		 addr, rmig_listen_port(d.s));
+	assert_int_equal(pipe(ready), 0);
+	fflush(stdout);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* the source: postcopy of everything, serving requests until it is killed */
+		static unsigned long all[NPAGES / (8 * sizeof(long))];
+		const unsigned long *bms[1] = { all };
+		uint8_t *smem = guarded_alloc(LEN);
+		rmig_session *s;
+
+		close(ready[0]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+		alarm(30);
+		rmig_opts_init(&o, sizeof(o));
+		o.role = RMIG_ROLE_SOURCE;
+		o.channels = 2;
+		o.timeout_ms = 2000;
+		o.flags = RMIG_F_POSTCOPY;
+		o.log_fn = NULL;
+		if (!smem || rmig_session_create(&o, &s) || rmig_add_ram(s, "ram", smem, LEN, PS))
+			_exit(3);
+		fill_random(smem, LEN, 9);
+		memset(all, 0xff, sizeof(all));
+		if (rmig_connect(s, uri) || rmig_postcopy_start(s, bms, 1))
+			_exit(4);
+		one = 1;
+		if (write(ready[1], &one, 1) != 1)
+			_exit(5);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	assert_int_equal(pthread_create(&dth, NULL, dest_main, &d), 0);
+	pfd = (struct pollfd){ .fd = ready[0], .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 10000), 1);
+	assert_int_equal(read(ready[0], &one, 1), 1);
+	assert_int_equal(rmig_postcopy_wait(d.s), 0);
+	(void)*(volatile uint8_t *)(dmem + PS * 5); /* a fault the source still answers */
+	assert_int_equal(rmig_postcopy_has(d.s, "ram", PS * 5), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	for (unsigned int i = 0; i < NDIRTY; i++)
+		pages[i] = 100 + i * 7;
+	p.dst = d.s;
+	p.dmem = dmem;
+	p.smem = dmem; /* the comparison is moot: nothing may block */
+	t.p = &p;
+	t.pages = pages;
+	t.n = NDIRTY;
+	t0 = rmig_now_ns();
+	assert_int_equal(pthread_create(&th, NULL, touch_main, &t), 0);
+	pthread_join(th, NULL);
+	pthread_join(dth, NULL);
+	printf("# destination: %s; the guest thread was free after %.1f s\n",
+	       rmig_last_error(d.s), (rmig_now_ns() - t0) / 1e9);
+	assert_int_not_equal(d.rc, 0);
+	assert_non_null(strstr(rmig_last_error(d.s), "the guest cannot continue"));
+	assert_true(rmig_now_ns() - t0 < 3ull * o.timeout_ms * 1000000ull);
+	close(ready[0]);
+	rmig_session_destroy(d.s);
+	guarded_free(dmem, LEN);
+}
+
+/*
+ * 2 MiB pages: requests, background writes and placement go by whole pages.
+ * @uffd: the destination's RAM is hugetlb memory under the userfaultfd
+ * handler (skipped where no huge page is reserved); else rmig_postcopy_fetch()
+ * of a few bytes inside pages of ordinary memory.
+ */
+static void hugepage_case(bool uffd)
+{
+	struct pair_cfg c = env_cfg((struct pair_cfg){ .channels = 3, .len = HLEN, .page_size = HPS,
+						      .timeout_ms = 10000 });
+	static unsigned long bm[1];
+	const unsigned long *bms[1] = { bm };
+	static const uint64_t touch[] = { 3, 7, 0, 15, 8 };
+	struct rmig_stats st;
+	struct pair p;
+	int rc;
+
+	c.flags = RMIG_F_POSTCOPY;
+	c.dst_uffd = uffd;
+	c.dst_huge = uffd;
+	rc = pair_open(&p, &c);
+	if (uffd && getenv("RMIG_VALGRIND")) {
+		printf("# userfaultfd under valgrind (one thread at a time): skipped\n");
+		pair_close(&p);
+		skip();
+	}
+	if (uffd && !p.dmem) {
+		printf("# no 2 MiB huge pages reserved (%s; echo 16 > "
+		       "/proc/sys/vm/nr_hugepages): skipped\n", strerror(-rc));
+		pair_close(&p);
+		skip();
+	}
+	if (!uffd_usable(&c, &p, rc))
+		skip();
+	assert_int_equal(rc, 0);
+	fill_random(p.smem, HLEN, 21);
+	memset(p.smem + 5 * HPS, 0, HPS); /* a zero page goes as a zero marker */
+	bm[0] = 0xffff; /* pure postcopy: all 16 pages missing */
+	assert_int_equal(rmig_postcopy_start(p.src, bms, 1), 0);
+	assert_int_equal(rmig_postcopy_wait(p.dst), 0);
+	for (unsigned int i = 0; i < sizeof(touch) / sizeof(touch[0]); i++) {
+		uint64_t off = touch[i] * HPS + 12345;
+
+		if (!uffd)
+			assert_int_equal(rmig_postcopy_fetch(p.dst, "ram", off, 100), 0);
+		/* a read inside the page faults under userfaultfd; the whole page is here */
+		assert_memory_equal(p.dmem + touch[i] * HPS, p.smem + touch[i] * HPS, HPS);
+	}
+	assert_int_equal(rmig_postcopy_send_rest(p.src), 0);
+	assert_int_equal(rmig_complete(p.src), 0);
+	assert_int_equal(pair_join(&p), 0);
+	assert_memory_equal(p.dmem, p.smem, HLEN);
+	rmig_get_stats(p.src, &st);
+	printf("# 2 MiB pages%s: %llu requests, %llu requested pages, %llu background\n",
+	       uffd ? " under userfaultfd" : ", fetched", (unsigned long long)st.pc_requests,
+	       (unsigned long long)st.pc_urgent_pages, (unsigned long long)st.pc_background);
+	assert_true(st.pc_requests >= 1);
+	assert_int_equal(st.pc_urgent_pages + st.pc_background - st.pc_resent, 16);
+	pair_close(&p);
+}
+
+static void test_fetch_hugepages(void **state)
+{
+	(void)state;
+	hugepage_case(false);
+}
+
+static void test_uffd_hugepages(void **state)
+{
+	(void)state;
+	hugepage_case(true);
+}
+
 static void test_postcopy_options(void **state)
 {
 	struct rmig_opts o;
@@ -227,9 +445,6 @@ static void test_postcopy_options(void **state)
 	o.flags = RMIG_F_NO_URGENT;
 	assert_int_equal(rmig_session_create(&o, &s), -EINVAL);
 	o.flags = RMIG_F_POSTCOPY;
-	o.transport = RMIG_TRANSPORT_RDMA;
-	assert_int_equal(rmig_session_create(&o, &s), -EINVAL);
-	o.transport = RMIG_TRANSPORT_AUTO;
 	o.extent_max = 4u << 20;
 	assert_int_equal(rmig_session_create(&o, &s), -EINVAL);
 	o.extent_max = 1u << 20;
@@ -247,6 +462,9 @@ int main(void)
 		cmocka_unit_test(test_uffd_after_precopy),
 		cmocka_unit_test(test_uffd_pure_postcopy),
 		cmocka_unit_test(test_uffd_source_gone),
+		cmocka_unit_test(test_uffd_source_killed),
+		cmocka_unit_test(test_fetch_hugepages),
+		cmocka_unit_test(test_uffd_hugepages),
 		cmocka_unit_test(test_postcopy_options),
 	};
 

@@ -19,8 +19,9 @@ else
 	bad "info: $(cat /tmp/info.txt)"
 fi
 
-# the in-process integration suites over RDMA (live rounds with a dirtying writer included)
-for t in test_inproc test_live test_auth; do
+# the in-process integration suites over RDMA (live rounds with a dirtying writer, and
+# postcopy: userfaultfd placement from the staging slots, included)
+for t in test_inproc test_live test_auth test_postcopy; do
 	if RMIG_TEST_TRANSPORT=rdma RMIG_TEST_ADDR=$IP "$build/tests/integration/$t" >/tmp/$t.txt 2>&1; then
 		ok "$t over rdma: $(grep -c '\[       OK' /tmp/$t.txt) cases"
 		grep '^# ' /tmp/$t.txt
