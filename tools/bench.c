@@ -197,7 +197,7 @@ int tool_bench(const struct cli *c)
 
 	if (tool_bench_check(c))
 		return EXIT_USAGE;
-	if (c->live)
+	if (c->live || c->postcopy)
 		return tool_bench_live(c);
 
 	while (*p && n < 16) {

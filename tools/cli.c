@@ -34,7 +34,7 @@ static const struct cli_opt opts[] = {
 	{ "state-dir", "DIR", OPT_STR, CMD_RECV, OFF(state_dir), 0, 0, NULL, NULL,
 	  "write received device-state blobs to DIR/NAME" },
 	{ "channels", "N", OPT_UINT, CMD_SEND | CMD_BENCH, OFF(channels), 1, 64, NULL, "4",
-	  "parallel data channels (1..64; bench: with --live)" },
+	  "parallel data channels (1..64; bench: with --live or --postcopy)" },
 	{ "transport", "KIND", OPT_CHOICE, CMD_SEND | CMD_BENCH, OFF(transport), 0, 0, transports,
 	  "auto", "tcp, rdma, or auto (rdma when a device reaches the peer, else tcp)" },
 	{ "timeout", "SECONDS", OPT_UINT, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(timeout_s), 1,
@@ -62,14 +62,27 @@ static const struct cli_opt opts[] = {
 	{ "live", NULL, OPT_FLAG, CMD_BENCH, OFF(live), 0, 0, NULL, NULL,
 	  "migrate a running built-in guest: writer threads dirty its RAM during the rounds; "
 	  "verified byte for byte" },
+	{ "postcopy", NULL, OPT_FLAG, CMD_BENCH, OFF(postcopy), 0, 0, NULL, NULL,
+	  "migrate the built-in guest as --live does, then switch to postcopy: the "
+	  "destination runs it and a workload there touches missing pages; reports the fault "
+	  "latency (p50, p99, max) idle and under background load; verified byte for byte" },
+	{ "postcopy-after", "N", OPT_UINT, CMD_BENCH, OFF(postcopy_after), 0, 1000, NULL, "0",
+	  "--postcopy: live rounds before switching (0: at once, every page is missing; then "
+	  "the pages dirtied since the last round are)" },
+	{ "faults", "N", OPT_UINT, CMD_BENCH, OFF(faults), 1, 1000000, NULL, "1000",
+	  "--postcopy: faults the workload times in each phase, at most" },
+	{ "no-urgent", NULL, OPT_FLAG, CMD_BENCH, OFF(no_urgent), 0, 0, NULL, NULL,
+	  "--postcopy: no urgent channel: requested pages queue behind the background ones "
+	  "on the shared channels" },
 	{ "ram-size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(ram_size), 1 << 20, 1ull << 40, NULL, "1G",
-	  "--live: guest RAM size" },
+	  "--live, --postcopy: guest RAM size" },
 	{ "writers", "N", OPT_UINT, CMD_BENCH, OFF(writers), 1, 64, NULL, "2",
-	  "--live: writer threads (the guest's vCPUs)" },
+	  "--live, --postcopy: writer threads (the guest's vCPUs)" },
 	{ "dirty-rate", "SIZE", OPT_SIZE, CMD_BENCH, OFF(dirty_rate), 0, 1ull << 40, NULL, "64M",
-	  "--live: bytes of pages the writers dirty per second, all together (0: none)" },
+	  "--live, --postcopy: bytes of pages the writers dirty per second, all together "
+	  "(0: none)" },
 	{ "pattern", "KIND", OPT_CHOICE, CMD_BENCH, OFF(pattern), 0, 0, patterns, "uniform",
-	  "--live: uniform (any page) or hot (pages of the first --hot-size bytes)" },
+	  "--live, --postcopy: uniform (any page) or hot (pages of the first --hot-size bytes)" },
 	{ "hot-size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(hot_size), 4096, 1ull << 40, NULL, "64M",
 	  "--live --pattern hot: size of the hot set" },
 	{ "downtime", "MS", OPT_UINT, CMD_BENCH, OFF(downtime_ms), 1, 3600000, NULL, "300",
@@ -80,7 +93,7 @@ static const struct cli_opt opts[] = {
 	  "--live: at --max-rounds, switch over even over the downtime limit instead of "
 	  "cancelling" },
 	{ "device-state", "SIZE[,SIZE...]", OPT_STR, CMD_BENCH, OFF(device_state), 0, 0, NULL, NULL,
-	  "--live: device-state blobs of these sizes, sent at switchover" },
+	  "--live, --postcopy: device-state blobs of these sizes, sent at switchover" },
 	{ "key-file", "FILE", OPT_STR, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(key_file), 0, 0, NULL,
 	  NULL, "shared secret (16..4096 bytes) that both ends must hold; without it anyone "
 		"who reaches the port can write into the images" },
@@ -102,7 +115,8 @@ static const struct {
 	{ CMD_SEND, "send", "migrate memory images and device state to a recv peer" },
 	{ CMD_RECV, "recv", "serve one migration into memory images, then exit" },
 	{ CMD_BENCH, "bench", "measure rmig against a raw stream on this machine, or (--live) "
-			      "migrate a running built-in guest" },
+			      "migrate a running built-in guest, or (--postcopy) measure postcopy "
+			      "fault latency" },
 	{ CMD_INFO, "info", "show RDMA devices, limits, and whether RDMA can be used here" },
 };
 

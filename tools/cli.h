@@ -61,6 +61,11 @@ struct cli {
 	/* live migration: send, bench --live */
 	uint64_t max_bandwidth;
 	bool live;
+	/* bench --postcopy */
+	bool postcopy;
+	unsigned int postcopy_after;
+	unsigned int faults;
+	bool no_urgent;
 	uint64_t ram_size;
 	unsigned int writers;
 	uint64_t dirty_rate;

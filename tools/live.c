@@ -214,22 +214,53 @@ static const char *const live_only[] = { "ram-size", "writers",	   "dirty-rate",
 					 "pattern",  "hot-size",   "downtime",
 					 "max-rounds", "switch-anyway", "device-state",
 					 "channels", "to",	   NULL };
+/* the guest's options that --postcopy takes too */
+static const char *const guest_opts[] = { "ram-size", "writers", "dirty-rate", "pattern",
+					  "hot-size", "device-state", "channels", NULL };
+static const char *const postcopy_only[] = { "postcopy-after", "faults", "no-urgent", NULL };
 
-/* Options that only mean something with (or without) --live are refused, not ignored. */
+static bool in_list(const char *const *l, const char *o)
+{
+	for (; *l; l++)
+		if (!strcmp(*l, o))
+			return true;
+	return false;
+}
+
+/* Options that only mean something in another mode are refused, not ignored. */
 int tool_bench_check(const struct cli *c)
 {
-	if (!c->live) {
-		for (const char *const *o = live_only; *o; o++) {
-			if (cli_seen(c, *o)) {
-				fprintf(stderr, "rdma-migrate bench: --%s needs --live\n", *o);
-				return -EINVAL;
-			}
-		}
-		return 0;
+	const char *mode = c->postcopy ? "--postcopy" : "--live";
+
+	if (c->live && c->postcopy) {
+		fprintf(stderr, "rdma-migrate bench: --live and --postcopy are two modes; choose "
+				"one (--postcopy runs live rounds too: --postcopy-after)\n");
+		return -EINVAL;
 	}
+	for (const char *const *o = postcopy_only; *o; o++) {
+		if (!c->postcopy && cli_seen(c, *o)) {
+			fprintf(stderr, "rdma-migrate bench: --%s needs --postcopy\n", *o);
+			return -EINVAL;
+		}
+	}
+	for (const char *const *o = live_only; *o; o++) {
+		if (!c->live && !c->postcopy && cli_seen(c, *o)) {
+			fprintf(stderr, "rdma-migrate bench: --%s needs --live\n", *o);
+			return -EINVAL;
+		}
+		if (c->postcopy && !in_list(guest_opts, *o) && cli_seen(c, *o)) {
+			fprintf(stderr, "rdma-migrate bench: --%s is not for --postcopy%s\n", *o,
+				!strcmp(*o, "to") ? " (its workload runs at a destination in this "
+						    "process)" :
+						    " (it switches after --postcopy-after rounds)");
+			return -EINVAL;
+		}
+	}
+	if (!c->live && !c->postcopy)
+		return 0;
 	if (cli_seen(c, "size") || cli_seen(c, "channel-list")) {
 		fprintf(stderr, "rdma-migrate bench: --size and --channel-list measure raw "
-				"throughput; with --live use --ram-size and --channels\n");
+				"throughput; with %s use --ram-size and --channels\n", mode);
 		return -EINVAL;
 	}
 	if (cli_seen(c, "hot-size") && strcmp(c->pattern, "hot")) {
@@ -314,6 +345,7 @@ struct live {
 	struct rmig_estimate last;
 	double total_s;
 	const char *transport;
+	struct pc_report *pc; /* --postcopy */
 };
 
 static int add_rec(struct live *L, const struct rmig_round_stats *st, double expected_ms)
@@ -348,6 +380,8 @@ static int open_sessions(struct live *L)
 	tool_opts(&so, c, RMIG_ROLE_SOURCE);
 	if (c->to) /* here, every byte is compared after completion instead */
 		so.flags |= RMIG_F_VERIFY;
+	if (c->postcopy)
+		so.flags |= RMIG_F_POSTCOPY | (c->no_urgent ? RMIG_F_NO_URGENT : 0);
 	rc = rmig_session_create(&so, &L->s);
 	if (!rc)
 		rc = rmig_add_ram(L->s, "ram", L->g.mem, L->g.size, PAGE);
@@ -361,6 +395,8 @@ static int open_sessions(struct live *L)
 	if (!rc)
 		rc = rmig_add_ram(L->d.t.s, "ram", L->dst, L->g.size, PAGE);
 	snprintf(uri, sizeof(uri), strchr(c->addr, ':') ? "tcp://[%s]:0" : "tcp://%s:0", c->addr);
+	if (!rc && c->postcopy) /* the workload's touches fault; the handler asks for the page */
+		rc = rmig_postcopy_uffd(L->d.t.s, "ram");
 	if (!rc)
 		rc = rmig_listen(L->d.t.s, uri);
 	if (!rc)
@@ -383,6 +419,49 @@ static int connect_uri(struct live *L, char *uri, size_t len)
 	return 0;
 }
 
+static int migrate_postcopy(struct live *L, unsigned long *map);
+
+/* --postcopy: --postcopy-after live rounds, the switchover, then postcopy. */
+static int migrate_pc(struct live *L, unsigned long *map, struct writer_arg *wa)
+{
+	const struct cli *c = L->c;
+	struct guest *g = &L->g;
+	const unsigned long *maps[1] = { map };
+	struct rmig_round_stats st;
+	int rc = 0;
+
+	if (c->postcopy_after) {
+		rc = guest_start(g, wa);
+		if (!rc && !c->json && !c->quiet)
+			printf("%6s %12s %10s %8s %9s %11s %11s %11s\n", "round", "dirty pages",
+			       "sent MiB", "zero", "time ms", "bw MiB/s", "dirty MiB/s", "expect ms");
+	}
+	memset(map, 0xff, g->nlongs * sizeof(*map)); /* round 1, or postcopy at once: all */
+	for (unsigned int r = 0; r < c->postcopy_after && !rc; r++) {
+		if (r) {
+			memset(map, 0, g->nlongs * sizeof(*map));
+			collect(g, map);
+		}
+		rc = rmig_send_round(L->s, maps, 1, &st);
+		if (!rc)
+			rc = add_rec(L, &st, -1);
+	}
+	if (!rc)
+		rc = rmig_switchover(L->s);
+	guest_stop(g);
+	if (c->postcopy_after) { /* missing: what the guest dirtied since the last round */
+		memset(map, 0, g->nlongs * sizeof(*map));
+		collect(g, map);
+	}
+	for (unsigned int i = 0; i < L->b.n && !rc; i++)
+		rc = rmig_send_state(L->s, "dev", i, L->b.data[i], L->b.len[i]);
+	if (!rc)
+		rc = migrate_postcopy(L, map);
+	if (!rc)
+		rc = rmig_complete(L->s);
+	return rc;
+}
+
 /* The rounds, as a VMM runs them. 0, or a negative errno; *gave_up_p when cancelled. */
 static int migrate(struct live *L, bool *gave_up_p)
 {
@@ -400,6 +479,10 @@ static int migrate(struct live *L, bool *gave_up_p)
 		return -ENOMEM;
 	connect_uri(L, uri, sizeof(uri));
 	rc = rmig_connect(L->s, uri);
+	if (!rc && c->postcopy) {
+		rc = migrate_pc(L, map, wa);
+		goto out;
+	}
 	if (!rc)
 		rc = guest_start(g, wa);
 	if (rc)
@@ -452,6 +535,171 @@ out:
 	L->total_s = (double)(now_ns() - t0) / 1e9;
 	free(map);
 	return rc;
+}
+
+/* ---- postcopy ---- */
+
+/*
+ * The workload: the destination's guest reads the pages missing at the
+ * switchover, in a random order, and times each read that faults (the
+ * request, the page on the wire, UFFDIO_COPY). Phase 0 runs with nothing
+ * else on the link; phase 1 while the background pages stream.
+ */
+struct pc_report {
+	struct live *L;
+	uint64_t *pages; /* missing at the switchover, shuffled */
+	uint64_t npages, next;
+	unsigned int max;
+	uint64_t *lat[2];
+	unsigned int n[2];
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool idle_done;
+	atomic_bool bg_done;
+	int rc;
+	double bg_s;
+	uint64_t faults, requests;
+};
+
+static void pc_touch(struct pc_report *r, unsigned int ph, uint64_t pg)
+{
+	rmig_session *d = r->L->d.t.s;
+	volatile uint8_t *p = r->L->dst + pg * PAGE;
+	uint64_t t0;
+
+	if (rmig_postcopy_has(d, "ram", pg * PAGE) == 1)
+		return; /* here already: no fault to time */
+	t0 = now_ns();
+	(void)*p;
+	r->lat[ph][r->n[ph]++] = now_ns() - t0;
+}
+
+static void *pc_workload(void *arg)
+{
+	struct pc_report *r = arg;
+	unsigned int idle_max = r->max < r->npages / 2 ? r->max : (unsigned int)(r->npages / 2);
+
+	r->rc = rmig_postcopy_wait(r->L->d.t.s);
+	while (!r->rc && r->n[0] < idle_max && r->next < r->npages)
+		pc_touch(r, 0, r->pages[r->next++]);
+	pthread_mutex_lock(&r->lock);
+	r->idle_done = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	while (!r->rc && r->n[1] < r->max && r->next < r->npages &&
+	       !atomic_load(&r->bg_done))
+		pc_touch(r, 1, r->pages[r->next++]);
+	return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Switch over into postcopy: @map holds the pages the destination lacks. */
+static int migrate_postcopy(struct live *L, unsigned long *map)
+{
+	const unsigned long *maps[1] = { map };
+	struct pc_report *r = L->pc;
+	uint64_t x = 0x853c49e6748fea9bull, t0;
+	pthread_t th;
+	int rc;
+
+	for (uint64_t p = 0; p < L->g.npages; p++)
+		if (map[p / RMIG_BITS_PER_LONG] & (1UL << (p % RMIG_BITS_PER_LONG)))
+			r->pages[r->npages++] = p;
+	for (uint64_t i = r->npages; i > 1; i--) { /* Fisher-Yates */
+		uint64_t j = xorshift(&x) % i, t = r->pages[i - 1];
+
+		r->pages[i - 1] = r->pages[j];
+		r->pages[j] = t;
+	}
+	rc = -pthread_create(&th, NULL, pc_workload, r);
+	if (rc)
+		return rc;
+	rc = rmig_postcopy_start(L->s, maps, 1);
+	/* phase 0 first: no background page on the link */
+	pthread_mutex_lock(&r->lock);
+	while (!rc && !r->idle_done)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	t0 = now_ns();
+	if (!rc)
+		rc = rmig_postcopy_send_rest(L->s);
+	if (!rc)
+		rc = rmig_sync(L->s);
+	r->bg_s = (double)(now_ns() - t0) / 1e9;
+	atomic_store(&r->bg_done, true);
+	if (rc) /* the workload may wait on a fault: free it */
+		rmig_cancel(L->d.t.s, "the source failed");
+	pthread_join(th, NULL);
+	return rc ? rc : r->rc;
+}
+
+static void pc_report(struct live *L)
+{
+	static const char *const name[2] = { "idle", "background" };
+	struct pc_report *r = L->pc;
+	struct rmig_stats ss;
+	double p[2][3] = { { 0 } };
+
+	rmig_get_stats(L->s, &ss);
+	for (unsigned int ph = 0; ph < 2; ph++) {
+		unsigned int n = r->n[ph];
+
+		if (!n)
+			continue;
+		qsort(r->lat[ph], n, sizeof(uint64_t), cmp_u64);
+		p[ph][0] = (double)r->lat[ph][n / 2] / 1e3;
+		p[ph][1] = (double)r->lat[ph][(uint64_t)n * 99 / 100] / 1e3;
+		p[ph][2] = (double)r->lat[ph][n - 1] / 1e3;
+	}
+	if (L->c->json) {
+		printf("{\"ok\":true,\"transport\":\"%s\",\"channels\":%u,\"urgent\":%s,"
+		       "\"ram_size\":%" PRIu64 ",\"live_rounds\":%u,\"missing_pages\":%" PRIu64,
+		       rmig_transport_name(ss.transport), L->c->channels,
+		       L->c->no_urgent ? "false" : "true", L->g.size, L->c->postcopy_after,
+		       r->npages);
+		for (unsigned int ph = 0; ph < 2; ph++)
+			printf(",\"%s\":{\"faults\":%u,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+			       "\"max_us\":%.1f}",
+			       name[ph], r->n[ph], p[ph][0], p[ph][1], p[ph][2]);
+		printf(",\"p99_ratio\":%.2f,\"background_pages\":%" PRIu64
+		       ",\"background_s\":%.3f,\"requests\":%" PRIu64 ",\"urgent_pages\":%" PRIu64
+		       ",\"resent\":%" PRIu64 ",\"downtime_ms\":%.3f,\"total_s\":%.3f"
+		       ",\"verified\":true}\n",
+		       p[0][1] > 0 ? p[1][1] / p[0][1] : 0, ss.pc_background, r->bg_s,
+		       ss.pc_requests, ss.pc_urgent_pages, ss.pc_resent,
+		       (double)ss.downtime_ns / 1e6, L->total_s);
+		return;
+	}
+	if (L->c->quiet)
+		return;
+	printf("postcopy after %u live rounds: %" PRIu64 " pages missing at the switchover; "
+	       "%s, %u channels%s\n",
+	       L->c->postcopy_after, r->npages, rmig_transport_name(ss.transport),
+	       L->c->channels, L->c->no_urgent ? ", no urgent channel" : " + the urgent one");
+	printf("%-11s %7s %11s %11s %11s\n", "phase", "faults", "p50 us", "p99 us", "max us");
+	for (unsigned int ph = 0; ph < 2; ph++)
+		if (r->n[ph])
+			printf("%-11s %7u %11.1f %11.1f %11.1f\n", name[ph], r->n[ph], p[ph][0],
+			       p[ph][1], p[ph][2]);
+		else
+			printf("%-11s %7u %11s %11s %11s  (no missing page left to touch)\n",
+			       name[ph], 0u, "-", "-", "-");
+	if (r->n[0] && r->n[1])
+		printf("p99 under background load: %.2fx the idle p99\n", p[1][1] / p[0][1]);
+	printf("background: %" PRIu64 " pages in %.3f s; %" PRIu64 " requests, %" PRIu64
+	       " pages sent for them (%" PRIu64 " again: their background copy was still on "
+	       "the way)\n",
+	       ss.pc_background, r->bg_s, ss.pc_requests, ss.pc_urgent_pages, ss.pc_resent);
+	printf("downtime %.1f ms (stop to the guest running at the destination)   total %.3f s\n",
+	       (double)ss.downtime_ns / 1e6, L->total_s);
+	printf("verified: every byte of RAM%s at the destination\n",
+	       L->b.n ? " and every blob" : "");
 }
 
 static void report(struct live *L, int rc, bool gave_up, bool verified)
@@ -535,6 +783,9 @@ static void report(struct live *L, int rc, bool gave_up, bool verified)
 int tool_bench_live(const struct cli *c)
 {
 	struct live L = { .c = c, .b = { .lock = PTHREAD_MUTEX_INITIALIZER } };
+	struct pc_report pcr = { .L = &L,
+				 .lock = PTHREAD_MUTEX_INITIALIZER,
+				 .cond = PTHREAD_COND_INITIALIZER };
 	struct guest *g = &L.g;
 	bool gave_up = false, verified = false;
 	char ram[32];
@@ -564,6 +815,14 @@ int tool_bench_live(const struct cli *c)
 		L.dst = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			     -1, 0);
 	rc = !g->log || g->mem == MAP_FAILED || L.dst == MAP_FAILED ? -ENOMEM : 0;
+	if (!rc && c->postcopy) {
+		L.pc = &pcr;
+		pcr.max = c->faults;
+		pcr.pages = malloc(g->npages * sizeof(*pcr.pages));
+		pcr.lat[0] = malloc(c->faults * sizeof(uint64_t));
+		pcr.lat[1] = malloc(c->faults * sizeof(uint64_t));
+		rc = pcr.pages && pcr.lat[0] && pcr.lat[1] ? 0 : -ENOMEM;
+	}
 	for (unsigned int i = 0; i < L.b.n && !rc; i++) {
 		L.b.data[i] = malloc(L.b.len[i] ? L.b.len[i] : 1);
 		rc = L.b.data[i] ? 0 : -ENOMEM;
@@ -582,7 +841,16 @@ int tool_bench_live(const struct cli *c)
 		memset(L.dst, 0, g->size); /* fault it in: the destination is a running VMM */
 	L.transport = strcmp(c->transport, "auto") ? c->transport : "auto";
 	tool_fmt_bytes(ram, sizeof(ram), (double)g->size);
-	if (!c->quiet)
+	if (!c->quiet && c->postcopy)
+		fprintf(stderr,
+			"rdma-migrate bench --postcopy: %s guest, %u live rounds (%u writers "
+			"dirtying %.1f MiB/s), then postcopy over %s, %u channels%s; a workload at "
+			"the destination touches up to %u missing pages idle and %u under "
+			"background load\n",
+			ram, c->postcopy_after, c->writers, (double)c->dirty_rate / MiB,
+			L.transport, c->channels, c->no_urgent ? ", no urgent channel" : " + urgent",
+			c->faults, c->faults);
+	else if (!c->quiet)
 		fprintf(stderr,
 			"rdma-migrate bench --live: %s guest, %u writers dirtying %.1f MiB/s "
 			"(%s), %s to %s, %u channels, downtime limit %u ms\n",
@@ -609,7 +877,9 @@ int tool_bench_live(const struct cli *c)
 			rc = -EBADMSG;
 		}
 	}
-	if (L.s)
+	if (L.s && c->postcopy && !rc)
+		pc_report(&L);
+	else if (L.s && !c->postcopy)
 		report(&L, rc, gave_up, verified);
 	if (rc && !gave_up)
 		fprintf(stderr, "rdma-migrate bench: live migration failed: %s\n",
@@ -623,6 +893,9 @@ out:
 	for (unsigned int i = 0; i < L.b.n; i++)
 		free(L.b.data[i]);
 	free(L.rec);
+	free(pcr.pages);
+	free(pcr.lat[0]);
+	free(pcr.lat[1]);
 	free(g->log);
 	if (g->mem && g->mem != MAP_FAILED)
 		munmap(g->mem, g->size);

@@ -142,7 +142,7 @@ fi
 # hugetlbfs, when this machine has huge pages to give
 huge_case() {
 	local mnt=$W/huge
-	echo 16 >/proc/sys/vm/nr_hugepages 2>/dev/null
+	[ "$(cat /proc/sys/vm/nr_hugepages)" -ge 16 ] 2>/dev/null || echo 16 >/proc/sys/vm/nr_hugepages 2>/dev/null
 	if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt 12 ] 2>/dev/null ||
 		! mkdir -p "$mnt" || ! mount -t hugetlbfs none "$mnt" 2>/dev/null; then
 		echo "skip hugetlbfs: no huge pages here (HugePages_Free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo))"
@@ -423,6 +423,34 @@ if [ $rc = 0 ] && cmp -s "$W/bw.img" "$W/bw.dst" && python3 -c "import sys; sys.
 else
 	bad "send --max-bandwidth: rc $rc in ${took}s: $(cat "$W/bw.err")"
 fi
+
+# ---- postcopy: bench --postcopy, a workload at the destination faults on missing pages ----
+PC=(bench --postcopy --transport "$TRANSPORT" --addr "$ADDR" --timeout 20)
+# pure postcopy: every page missing; each is sent exactly once, by request or in the background
+"$RM" "${PC[@]}" --ram-size 64M --faults 200 --device-state 1M --json >"$W/p1.json" 2>"$W/p1.err"
+rc=$?
+if [ $rc = 0 ] && [ "$(jget "$W/p1.json" 'd["ok"] and d["verified"] and d["urgent"] and d["transport"]=="'"$TRANSPORT"'" and d["missing_pages"]==16384 and d["idle"]["faults"]==200 and 0<d["idle"]["p50_us"]<=d["idle"]["p99_us"]<=d["idle"]["max_us"] and d["requests"]>=200 and d["urgent_pages"]>=200 and d["urgent_pages"]+d["background_pages"]-d["resent"]==16384')" = True ]; then
+	ok "bench --postcopy: idle p50 $(jget "$W/p1.json" 'd["idle"]["p50_us"]') us p99 $(jget "$W/p1.json" 'd["idle"]["p99_us"]') us, background p99 $(jget "$W/p1.json" 'd["background"]["p99_us"]') us; every page sent once (again only if asked for on the way); verified"
+else
+	bad "bench --postcopy: rc $rc: $(cat "$W/p1.err" "$W/p1.json")"
+fi
+# live rounds first, then postcopy of what the writers dirtied, on the shared channels
+"$RM" "${PC[@]}" --ram-size 32M --postcopy-after 2 --dirty-rate 32M --no-urgent --faults 50 \
+	>"$W/p2.out" 2>"$W/p2.err"
+rc=$?
+if [ $rc = 0 ] && grep -q "postcopy after 2 live rounds: [1-9][0-9]* pages missing" "$W/p2.out" &&
+	grep -q "no urgent channel" "$W/p2.out" && grep -q "^idle  *[1-9]" "$W/p2.out" &&
+	grep -q "^verified: every byte of RAM at the destination" "$W/p2.out" &&
+	[ "$(grep -c '^ *[12] ' "$W/p2.out")" = 2 ]; then
+	ok "bench --postcopy --postcopy-after 2 --no-urgent: 2 live rounds, then the dirtied pages; verified"
+else
+	bad "bench --postcopy after rounds: rc $rc: $(cat "$W/p2.err" "$W/p2.out")"
+fi
+usage_case "needs --postcopy" bench --faults 10
+usage_case "needs --postcopy" bench --live --no-urgent
+usage_case "is not for --postcopy" bench --postcopy --downtime 5
+usage_case "is not for --postcopy (its workload runs at a destination in this process)" bench --postcopy --to 127.0.0.1:1
+usage_case "two modes" bench --live --postcopy
 
 usage_case "needs --live" bench --ram-size 1G
 usage_case "with --live use --ram-size and --channels" bench --live --size 1G

@@ -19,6 +19,8 @@ else
 	bad "info: $(cat /tmp/info.txt)"
 fi
 
+echo 48 >/proc/sys/vm/nr_hugepages 2>/dev/null || true # the hugetlb cases
+
 # the in-process integration suites over RDMA (live rounds with a dirtying writer, and
 # postcopy: userfaultfd placement from the staging slots, included)
 for t in test_inproc test_live test_auth test_postcopy; do
