@@ -372,7 +372,8 @@ void cli_usage(FILE *f, unsigned int cmd)
 		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 			fprintf(f, "  %-6s %s\n", cmds[i].name, cmds[i].what);
 		fprintf(f, "\n'rdma-migrate COMMAND --help' lists a command's options.\n"
-			   "exit status: 0 success, 1 migration failed, 2 bad usage.\n");
+			   "exit status: 0 success, 1 migration failed, 2 bad usage, 3 postcopy failed after\n"
+			   "the destination ran the guest (the guest cannot continue).\n");
 		return;
 	}
 	fprintf(f, "usage: rdma-migrate %s [OPTIONS]\n\n", cli_cmd_name(cmd));

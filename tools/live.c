@@ -24,6 +24,7 @@
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
+#define EXIT_GUEST_LOST 3 /* postcopy failed after the destination ran the guest */
 #define PAGE 4096u
 #define BLOBS_MAX 64
 #define MiB 1048576.0
@@ -626,6 +627,9 @@ static int migrate_postcopy(struct live *L, unsigned long *map)
 	while (!rc && !r->idle_done)
 		pthread_cond_wait(&r->cond, &r->lock);
 	pthread_mutex_unlock(&r->lock);
+	/* the fault matrix's case: the source dies while the destination runs the guest */
+	if (!rc && tool_fault_armed("postcopy-running", "source-dies"))
+		rmig_cancel(L->s, "the source died (RMIG_FAULT)");
 	t0 = now_ns();
 	if (!rc)
 		rc = rmig_postcopy_send_rest(L->s);
@@ -881,11 +885,27 @@ int tool_bench_live(const struct cli *c)
 		pc_report(&L);
 	else if (L.s && !c->postcopy)
 		report(&L, rc, gave_up, verified);
+	if (rc && c->postcopy && L.d.t.s &&
+	    strstr(rmig_last_error(L.d.t.s), "the guest cannot continue")) {
+		/* the destination ran the guest, and pages are lost with the source */
+		if (c->json)
+			printf("{\"ok\":false,\"guest_lost\":true,\"error\":\"%s\"}\n",
+			       rmig_last_error(L.d.t.s));
+		fprintf(stderr, "rdma-migrate bench: postcopy failed while the destination ran "
+				"the guest: %s\n",
+			rmig_last_error(L.d.t.s));
+		rc = EXIT_GUEST_LOST;
+		goto out;
+	}
 	if (rc && !gave_up)
-		fprintf(stderr, "rdma-migrate bench: live migration failed: %s\n",
+		fprintf(stderr, "rdma-migrate bench: %s migration failed: %s\n",
+			c->postcopy ? "postcopy" : "live",
 			L.s && rmig_last_error(L.s)[0] ? rmig_last_error(L.s) :
 			L.d.t.s && rmig_last_error(L.d.t.s)[0] ? rmig_last_error(L.d.t.s) :
 							      strerror(-rc));
+	if (rc && c->postcopy && c->json)
+		printf("{\"ok\":false,\"guest_lost\":false,\"error\":\"%s\"}\n",
+		       L.s && rmig_last_error(L.s)[0] ? rmig_last_error(L.s) : strerror(-rc));
 	rc = rc ? EXIT_FAILED : 0;
 out:
 	rmig_session_destroy(L.s);

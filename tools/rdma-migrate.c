@@ -32,7 +32,9 @@
  * RMIG_FAULT=POINT:kill|stop makes this process die (SIGKILL) or stall
  * (SIGSTOP) when it reaches POINT, so that the fault matrix can check what
  * the peer does. Points: send: connected, mid-round, sync, state, complete;
- * recv: handshake, accepted, mid-round, state.
+ * recv: handshake, accepted, mid-round, state. bench --postcopy takes
+ * postcopy-running:source-dies: its source fails once the destination runs
+ * the guest.
  */
 static void fault_point(const char *point)
 {
@@ -45,6 +47,14 @@ static void fault_point(const char *point)
 		raise(SIGKILL);
 	else if (!strcmp(f + n + 1, "stop"))
 		raise(SIGSTOP);
+}
+
+bool tool_fault_armed(const char *point, const char *action)
+{
+	const char *f = getenv("RMIG_FAULT");
+	size_t n = strlen(point);
+
+	return f && !strncmp(f, point, n) && f[n] == ':' && !strcmp(f + n + 1, action);
 }
 
 static bool fault_armed(const char *point)

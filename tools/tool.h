@@ -29,5 +29,7 @@ void *tool_dest_main(void *arg);
 int tool_bench_live(const struct cli *c);
 int tool_bench_check(const struct cli *c);
 int tool_info(const struct cli *c);
+/* RMIG_FAULT=POINT:ACTION names this point and action (fault injection for the tests). */
+bool tool_fault_armed(const char *point, const char *action);
 
 #endif

@@ -4,8 +4,8 @@
 # message size, side by side in one run; then TCP over the same link. The ratio
 # compares rmig's data phase (registration excluded, as ib_write_bw registers
 # before its clock starts) with ib_write_bw; the whole-migration rate is shown
-# too. Prints
-# figures and ratios; nothing here passes or fails on speed.
+# too. Then postcopy fault latency (postcopy-bench.sh) on the same link.
+# Prints figures and ratios; nothing here passes or fails on speed.
 set -u
 build=$1
 mib=${2:-256}
@@ -43,4 +43,12 @@ for q in 1 4; do
 	ratio=$(awk -v a="${r:-0}" -v b="${ibw:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
 	printf '%-4s %9s MiB/s %13s MiB/s %9s MiB/s %8s %10s MiB/s %10s MiB/s\n' "$q" "${ibw:-?}" "${all:-?}" "${r:-?}" "$ratio" "${t:-?}" "${raw:-?}"
 done
+done
+
+# postcopy fault latency on the same link, rdma then tcp, urgent channel on and off
+echo
+echo "postcopy fault latency on rxe0 ($((mib / 2)) MiB of random pages; TCG: compare the rows, not the absolute figures)"
+for t in rdma tcp; do
+	tests/bench/postcopy-bench.sh "$build" "$t" "$IP" "$((mib / 2))M" 3 | grep -E "^median|failed" |
+		sed "s/^/$t  /"
 done

@@ -446,6 +446,16 @@ if [ $rc = 0 ] && grep -q "postcopy after 2 live rounds: [1-9][0-9]* pages missi
 else
 	bad "bench --postcopy after rounds: rc $rc: $(cat "$W/p2.err" "$W/p2.out")"
 fi
+# the source dies while the destination runs the guest: exit 3, the guest cannot continue
+RMIG_FAULT=postcopy-running:source-dies "$RM" "${PC[@]}" --ram-size 32M --faults 50 --json \
+	>"$W/p3.json" 2>"$W/p3.err"
+rc=$?
+if [ $rc = 3 ] && grep -q "postcopy failed while the destination ran the guest: .*the guest cannot continue" "$W/p3.err" &&
+	[ "$(jget "$W/p3.json" 'not d["ok"] and d["guest_lost"]')" = True ]; then
+	ok "bench --postcopy, the source dies mid-postcopy: exit 3, the guest cannot continue"
+else
+	bad "bench --postcopy source dies: rc $rc: $(cat "$W/p3.err" "$W/p3.json")"
+fi
 usage_case "needs --postcopy" bench --faults 10
 usage_case "needs --postcopy" bench --live --no-urgent
 usage_case "is not for --postcopy" bench --postcopy --downtime 5

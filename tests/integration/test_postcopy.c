@@ -361,6 +361,42 @@ static void test_uffd_source_killed(void **state)
 }
 
 /*
+ * Postcopy cancelled before the switchover: the source keeps the guest, the
+ * destination fails without ever dropping a page or registering its block.
+ */
+static void test_cancel_before_switchover(void **state)
+{
+	struct pair_cfg c = env_cfg((struct pair_cfg){ .channels = 2, .len = LEN, .page_size = PS,
+						      .timeout_ms = 10000 });
+	static unsigned long bm[NPAGES / (8 * sizeof(long))];
+	const unsigned long *bms[1] = { bm };
+	struct pair p;
+	int rc;
+
+	(void)state;
+	c.flags = RMIG_F_POSTCOPY;
+	c.dst_uffd = true;
+	rc = pair_open(&p, &c);
+	if (!uffd_usable(&c, &p, rc))
+		skip();
+	assert_int_equal(rc, 0);
+	fill_random(p.smem, LEN, 31);
+	memset(bm, 0xff, sizeof(bm));
+	assert_int_equal(rmig_send_round(p.src, bms, 1, NULL), 0);
+	assert_int_equal(rmig_sync(p.src), 0);
+	rmig_cancel(p.src, "the operator changed their mind");
+	assert_int_not_equal(rmig_postcopy_start(p.src, bms, 1), 0);
+	assert_int_not_equal(pair_join(&p), 0);
+	printf("# destination: %s\n", rmig_last_error(p.dst));
+	assert_non_null(strstr(rmig_last_error(p.dst), "the operator changed their mind"));
+	assert_null(strstr(rmig_last_error(p.dst), "the guest cannot continue"));
+	assert_int_equal(rmig_postcopy_wait(p.dst), rmig_sess_err(p.dst));
+	/* nothing was dropped or registered: the precopy round is all there, readable */
+	assert_memory_equal(p.dmem, p.smem, LEN);
+	pair_close(&p);
+}
+
+/*
  * 2 MiB pages: requests, background writes and placement go by whole pages.
  * @uffd: the destination's RAM is hugetlb memory under the userfaultfd
  * handler (skipped where no huge page is reserved); else rmig_postcopy_fetch()
@@ -463,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_uffd_pure_postcopy),
 		cmocka_unit_test(test_uffd_source_gone),
 		cmocka_unit_test(test_uffd_source_killed),
+		cmocka_unit_test(test_cancel_before_switchover),
 		cmocka_unit_test(test_fetch_hugepages),
 		cmocka_unit_test(test_uffd_hugepages),
 		cmocka_unit_test(test_postcopy_options),
