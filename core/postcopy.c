@@ -80,8 +80,6 @@ void rmig_pc_init(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
 
-	pthread_mutex_init(&pc->qlock, NULL);
-	pthread_cond_init(&pc->qcond, NULL);
 	pc->uffd = -1;
 	if (s->opts.role == RMIG_ROLE_SOURCE && (s->opts.flags & RMIG_F_POSTCOPY)) {
 		pc->enabled = true;
@@ -110,13 +108,7 @@ void rmig_pc_stop(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
 
-	pthread_mutex_lock(&pc->qlock);
-	pc->qstop = true;
-	pthread_cond_broadcast(&pc->qcond);
-	pthread_mutex_unlock(&pc->qlock);
-	if (pc->req_started)
-		pthread_join(pc->req_thread, NULL);
-	pc->req_started = false;
+	atomic_store(&pc->serve_stop, true);
 	/* the handler thread leaves on wake_fd, which the caller made readable */
 	if (pc->uffd_started)
 		pthread_join(pc->uffd_thread, NULL);
@@ -139,8 +131,6 @@ void rmig_pc_destroy(struct rmig_session *s)
 		free(pc->placing[i]);
 	}
 	free(pc->ujob);
-	pthread_mutex_destroy(&pc->qlock);
-	pthread_cond_destroy(&pc->qcond);
 }
 
 /* ---- source ---- */
@@ -174,39 +164,6 @@ static void request_job(struct rmig_session *s, struct rmig_job *j,
 		j->bytes += ps;
 	}
 	j->pc_req = true;
-}
-
-static void *req_main(void *arg)
-{
-	struct rmig_session *s = arg;
-	struct rmig_postcopy *pc = &s->pc;
-	struct rmig_job *job = rmig_job_new();
-	int rc = job ? 0 : -ENOMEM;
-
-	pthread_mutex_lock(&pc->qlock);
-	while (!rc) {
-		struct rmig_msg_page_req r;
-
-		while (!pc->qlen && !pc->qstop)
-			pthread_cond_wait(&pc->qcond, &pc->qlock);
-		if (pc->qstop)
-			break;
-		r = pc->q[pc->qhead];
-		pc->qhead = (pc->qhead + 1) % RMIG_PC_QUEUE;
-		pc->qlen--;
-		pthread_cond_broadcast(&pc->qcond); /* room for the control thread */
-		pthread_mutex_unlock(&pc->qlock);
-
-		request_job(s, job, &r);
-		if (job->kind != RMIG_JOB_NONE)
-			rc = rmig_chan_submit(s, &job, -1);
-		pthread_mutex_lock(&pc->qlock);
-	}
-	pthread_mutex_unlock(&pc->qlock);
-	if (rc && rc != -ECANCELED)
-		rmig_sess_fail(s, rc, "postcopy: serving a page request: %s", strerror(-rc));
-	free(job);
-	return NULL;
 }
 
 /*
@@ -257,8 +214,7 @@ int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len
 	struct rmig_postcopy *pc = &s->pc;
 	struct rmig_msg_page_req r;
 	const struct rmig_block *b;
-	uint64_t deadline;
-	int rc = 0;
+	int rc;
 
 	if (!pc->serving)
 		return rmig_sess_fail(s, -EPROTO, "control connection: PAGE_REQ before postcopy");
@@ -275,38 +231,23 @@ int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len
 				      b->name, (unsigned long long)r.offset,
 				      (unsigned long long)r.len);
 	atomic_fetch_add_explicit(&pc->st_requests, 1, memory_order_relaxed);
-	if (pc->urgent) {
-		/* served right here on the urgent channel: no thread to wake on the way */
-		pthread_mutex_lock(&pc->qlock);
-		rc = pc->qstop ? -ECANCELED : 0;
-		pthread_mutex_unlock(&pc->qlock);
-		if (rc)
-			return 0; /* stopping: the session ends anyway */
-		request_job(s, pc->ujob, &r);
-		rc = pc->ujob->kind == RMIG_JOB_NONE ? 0 :
-						    rmig_chan_run(s, s->nchannels - 1, pc->ujob);
-		if (rc && rc != -ECANCELED)
-			return rmig_sess_fail(s, rc, "postcopy: serving a page request: %s",
-					      strerror(-rc));
-		return rc == -ECANCELED ? 0 : rc;
-	}
-	deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
-	pthread_mutex_lock(&pc->qlock);
-	while (pc->qlen == RMIG_PC_QUEUE && !pc->qstop && !rc) {
-		struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
-				       .tv_nsec = (long)(deadline % 1000000000ull) };
-
-		rc = -pthread_cond_timedwait(&pc->qcond, &pc->qlock, &ts);
-	}
-	if (!rc && !pc->qstop) {
-		pc->q[(pc->qhead + pc->qlen) % RMIG_PC_QUEUE] = r;
-		pc->qlen++;
-		pthread_cond_broadcast(&pc->qcond);
-	}
-	pthread_mutex_unlock(&pc->qlock);
+	if (atomic_load(&pc->serve_stop))
+		return 0; /* stopping: the session ends anyway */
+	/*
+	 * Served right here: on the urgent channel, with no thread to wake on
+	 * the way; with RMIG_F_NO_URGENT, handed to the next idle shared
+	 * channel, behind the background pages.
+	 */
+	request_job(s, pc->ujob, &r);
+	if (pc->ujob->kind == RMIG_JOB_NONE)
+		return 0;
+	rc = pc->urgent ? rmig_chan_run(s, s->nchannels - 1, pc->ujob) :
+			  rmig_chan_submit(s, &pc->ujob, -1);
+	if (rc == -ECANCELED)
+		return 0;
 	if (rc)
-		return rmig_sess_fail(s, rc, "postcopy: page requests stuck behind %u others",
-				      RMIG_PC_QUEUE);
+		return rmig_sess_fail(s, rc, "postcopy: serving a page request: %s",
+				      strerror(-rc));
 	return 0;
 }
 
@@ -394,17 +335,10 @@ int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 		goto out;
 	}
 	rc = send_discards(s, buf, bits);
-	if (!rc && pc->urgent) {
+	if (!rc) {
 		pc->ujob = rmig_job_new();
 		if (!pc->ujob)
 			rc = rmig_sess_fail(s, -ENOMEM, "postcopy: no memory");
-	} else if (!rc) {
-		rc = -pthread_create(&pc->req_thread, NULL, req_main, s);
-		if (rc)
-			rc = rmig_sess_fail(s, rc, "postcopy: starting the request thread: %s",
-					    strerror(-rc));
-		else
-			pc->req_started = true;
 	}
 	pc->serving = !rc; /* from here on, the control thread takes PAGE_REQ */
 	if (!rc)

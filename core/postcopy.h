@@ -9,9 +9,8 @@
  * destination runs the guest. The control thread that reads a request
  * (PAGE_REQ) posts its pages itself on the urgent channel (the last data
  * channel, which carries nothing else but sync markers): no thread hop
- * between the request and the page on the wire. With RMIG_F_NO_URGENT,
- * requests go to a queue and the request thread hands them to the shared
- * channels, behind the background pages. Background channel threads run
+ * between the request and the page on the wire. With RMIG_F_NO_URGENT, it
+ * hands them to the next idle shared channel, behind the background pages. Background channel threads run
  * at a lower priority once postcopy runs, on both sides.
  * rmig_postcopy_send_rest() sends the background pages. The channel that
  * posts a background page claims it in the @sent bitmap right before it
@@ -49,7 +48,6 @@
 struct rmig_session;
 struct rmig_tp_chan;
 
-#define RMIG_PC_QUEUE 1024 /* source: requests waiting for the request thread */
 #define RMIG_PC_TRACK 4096 /* destination: unanswered faults watched for the timeout */
 #define RMIG_PC_STAGE (1u << 20) /* destination: staging per channel; the source's largest write */
 #define RMIG_PC_PAGE_MAX (2u << 20) /* largest page size postcopy takes (a 2 MiB hugepage) */
@@ -80,20 +78,14 @@ struct rmig_postcopy {
 	_Atomic unsigned long *placing[RMIG_BLOCKS_MAX];   /* destination: being copied in
 							    * (blocks not under userfaultfd) */
 
-	/* source: the request queue, protected by qlock */
-	pthread_mutex_t qlock;
-	pthread_cond_t qcond;
-	struct rmig_msg_page_req q[RMIG_PC_QUEUE];
-	unsigned int qhead, qlen;
-	bool qstop;
-	pthread_t req_thread; /* RMIG_F_NO_URGENT only */
-	bool req_started;
+	/* source: set by rmig_pc_stop(): requests are no longer served */
+	atomic_bool serve_stop;
 	bool serving;          /* source: PAGE_REQ is served (set before PC_RUN goes out) */
-	struct rmig_job *ujob; /* source: the control thread's job for the urgent channel */
+	struct rmig_job *ujob; /* source: the control thread's job for requested pages */
 
 	/* destination: userfaultfd */
 	int uffd;
-	uint8_t *zeros; /* a zero page of the largest page size (UFFDIO_ZEROPAGE takes base pages only) */
+	uint8_t *zeros; /* a zero page of the largest size (UFFDIO_ZEROPAGE: base pages only) */
 	pthread_t uffd_thread;
 	bool uffd_started;
 	bool uffd_registered;
@@ -111,7 +103,7 @@ struct rmig_postcopy {
 
 void rmig_pc_init(struct rmig_session *s);
 void rmig_pc_destroy(struct rmig_session *s);
-/* Stop the threads (request, userfaultfd); unregister; any thread. */
+/* Stop serving requests; stop the userfaultfd thread; unregister. */
 void rmig_pc_stop(struct rmig_session *s);
 
 /*

@@ -126,7 +126,7 @@ int rmig_state_send(struct rmig_session *s, const char *name, uint32_t instance,
 	uint8_t buf[128];
 	struct rmig_blob *b;
 	struct rmig_job *job;
-	uint64_t off;
+	uint64_t off, chunk;
 	int rc, n;
 
 	if (!name || !*name || strlen(name) >= RMIG_NAME_MAX || (!data && len))
@@ -154,14 +154,15 @@ int rmig_state_send(struct rmig_session *s, const char *name, uint32_t instance,
 	job = rmig_job_new();
 	if (!job)
 		return -ENOMEM;
-	for (off = 0; off < len && !rc; off += s->opts.extent_max) {
+	chunk = s->opts.extent_max < RMIG_STATE_CHUNK_MAX ? s->opts.extent_max : RMIG_STATE_CHUNK_MAX;
+	for (off = 0; off < len && !rc; off += chunk) {
 		job->kind = RMIG_JOB_STATE;
 		job->id = b->id;
 		job->data = data;
 		job->total = len;
 		job->n = 1;
 		job->ext[0].offset = off;
-		job->ext[0].len = len - off < s->opts.extent_max ? len - off : s->opts.extent_max;
+		job->ext[0].len = len - off < chunk ? len - off : chunk;
 		rc = rmig_chan_submit(s, &job, -1);
 	}
 	free(job);

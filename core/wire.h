@@ -27,6 +27,12 @@
 #define RMIG_CTL_HDR_LEN 16
 #define RMIG_CTL_MAX 131072 /* largest control payload */
 #define RMIG_FRAME_HDR_LEN 32
+/*
+ * A device-state chunk carries at most this much, whatever extent_max is:
+ * on RDMA it travels by SEND, and a destination's receive slots hold at
+ * least this much (the destination cannot know the source's extent_max).
+ */
+#define RMIG_STATE_CHUNK_MAX (1u << 20)
 #define RMIG_EP_MAX 256     /* transport endpoint descriptor */
 #define RMIG_DESC_MAX 256   /* registration descriptor */
 #define RMIG_ERRMSG_MAX 256

@@ -128,7 +128,9 @@ static int chan_setup(struct rmig_rdma_tp *t, struct rmig_rdma_chan *c)
 					      IBV_ACCESS_LOCAL_WRITE, &c->hdr_mr)
 			     : -ENOMEM;
 	} else {
-		c->rbuf_size = RMIG_FRAME_HDR_LEN + p->extent_max;
+		/* the largest SEND: a state chunk, or a postcopy write (extent_max here) */
+		c->rbuf_size = RMIG_FRAME_HDR_LEN +
+			       (p->extent_max > RMIG_STATE_CHUNK_MAX ? p->extent_max : RMIG_STATE_CHUNK_MAX);
 		c->rbuf = malloc(c->rbuf_size * RMIG_RDMA_RECV_BUFS);
 		rc = c->rbuf ? rmig_rv_reg_mr(t->pd, c->rbuf, c->rbuf_size * RMIG_RDMA_RECV_BUFS,
 					      IBV_ACCESS_LOCAL_WRITE, &c->rbuf_mr)

@@ -128,6 +128,17 @@ else
 fi
 rm -f "$shm".*
 
+# a source --extent above the destination's (1M): device state still fits its receive slots
+mkdir -p "$W/states4"
+start_recv ext4 --ram "a=$W/a4.dst" --state-dir "$W/states4"
+if "$RM" send --to "$ADDR:$RPORT" --ram "a=$W/a.src" --transport "$TRANSPORT" --extent 4M \
+	--state "nic=$W/nic.state" --verify --quiet 2>"$W/ext4.serr" && wait_rc "$RPID" 30 &&
+	cmp -s "$W/a.src" "$W/a4.dst" && cmp -s "$W/nic.state" "$W/states4/nic"; then
+	ok "send --extent 4M with a 3 MB device-state file: byte-identical"
+else
+	bad "extent 4M: $(cat "$W/ext4.serr" "$W/ext4.err")"
+fi
+
 # an existing destination image of another size is resized to the source's
 make_image "$W/r.src" 8 random
 make_image "$W/r.dst" 20 random

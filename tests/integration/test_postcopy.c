@@ -226,10 +226,7 @@ static void test_uffd_source_gone(void **state)
 	fill_random(p.smem, LEN, 5);
 	assert_int_equal(rmig_postcopy_start(p.src, bms, 1), 0);
 	/* the source stops serving: requests will never be answered */
-	pthread_mutex_lock(&p.src->pc.qlock);
-	p.src->pc.qstop = true;
-	pthread_cond_broadcast(&p.src->pc.qcond);
-	pthread_mutex_unlock(&p.src->pc.qlock);
+	atomic_store(&p.src->pc.serve_stop, true);
 	t.p = &p;
 	t.pages = pages;
 	t.n = NDIRTY;
