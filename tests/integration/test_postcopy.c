@@ -257,6 +257,43 @@ static void *dest_main(void *arg)
 }
 
 /*
+ * The source process of test_uffd_source_killed: this binary run again as
+ * "test_postcopy source-child URI TRANSPORT FD" (exec'd, so that it shares no
+ * RDMA context with the test). Postcopy of everything, then it serves
+ * requests until it is killed; one byte on FD once the destination runs.
+ */
+static int source_child(const char *uri, const char *transport, int fd)
+{
+	static unsigned long all[NPAGES / (8 * sizeof(long))];
+	const unsigned long *bms[1] = { all };
+	uint8_t *smem = guarded_alloc(LEN), one = 1;
+	struct rmig_opts o;
+	rmig_session *s;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+	alarm(30);
+	rmig_opts_init(&o, sizeof(o));
+	o.role = RMIG_ROLE_SOURCE;
+	o.channels = 2;
+	o.timeout_ms = 2000;
+	o.flags = RMIG_F_POSTCOPY;
+	o.transport = !strcmp(transport, "rdma") ? RMIG_TRANSPORT_RDMA : RMIG_TRANSPORT_TCP;
+	o.log_fn = NULL;
+	if (!smem || rmig_session_create(&o, &s) || rmig_add_ram(s, "ram", smem, LEN, PS))
+		return 3;
+	fill_random(smem, LEN, 9);
+	memset(all, 0xff, sizeof(all));
+	if (rmig_connect(s, uri) || rmig_postcopy_start(s, bms, 1)) {
+		printf("# source: %s\n", rmig_last_error(s));
+		return 4;
+	}
+	if (write(fd, &one, 1) != 1)
+		return 5;
+	for (;;)
+		pause();
+}
+
+/*
  * The source is another process, killed (SIGKILL) while the destination's
  * guest runs: the next faults are freed within the timeout, and the
  * destination's error says the guest cannot continue.
@@ -265,6 +302,7 @@ static void test_uffd_source_killed(void **state)
 {
 	struct pair_cfg c = env_cfg((struct pair_cfg){ .len = LEN });
 	const char *addr = c.addr ? c.addr : "127.0.0.1";
+	const char *tname = c.transport == RMIG_TRANSPORT_RDMA ? "rdma" : "tcp";
 	struct rmig_opts o;
 	struct dest_run d = { 0 };
 	struct toucher t = { .uffd = true };
@@ -273,7 +311,7 @@ static void test_uffd_source_killed(void **state)
 	struct pair p = { 0 };
 	pthread_t th, dth;
 	uint8_t *dmem, *expect, one;
-	char uri[160];
+	char uri[160], fdarg[16];
 	int ready[2], rc, status;
 	uint64_t t0;
 	pid_t pid;
@@ -297,48 +335,29 @@ static void test_uffd_source_killed(void **state)
 		skip();
 	}
 	assert_int_equal(rc, 0);
-	snprintf(uri, sizeof(uri), "%s://%s:0", c.transport == RMIG_TRANSPORT_RDMA ? "rdma" : "tcp",
-		 addr);
+	snprintf(uri, sizeof(uri), "%s://%s:0", tname, addr);
 	assert_int_equal(rmig_listen(d.s, uri), 0);
-	snprintf(uri, sizeof(uri), "%s://%s:%d", c.transport == RMIG_TRANSPORT_RDMA ? "rdma" : "tcp",
-		 addr, rmig_listen_port(d.s));
+	snprintf(uri, sizeof(uri), "%s://%s:%d", tname, addr, rmig_listen_port(d.s));
 	assert_int_equal(pipe(ready), 0);
+	snprintf(fdarg, sizeof(fdarg), "%d", ready[1]);
 	fflush(stdout);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		/* the source: postcopy of everything, serving requests until it is killed */
-		static unsigned long all[NPAGES / (8 * sizeof(long))];
-		const unsigned long *bms[1] = { all };
-		uint8_t *smem = guarded_alloc(LEN);
-		rmig_session *s;
-
 		close(ready[0]);
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-		alarm(30);
-		rmig_opts_init(&o, sizeof(o));
-		o.role = RMIG_ROLE_SOURCE;
-		o.channels = 2;
-		o.timeout_ms = 2000;
-		o.flags = RMIG_F_POSTCOPY;
-		o.log_fn = NULL;
-		if (!smem || rmig_session_create(&o, &s) || rmig_add_ram(s, "ram", smem, LEN, PS))
-			_exit(3);
-		fill_random(smem, LEN, 9);
-		memset(all, 0xff, sizeof(all));
-		if (rmig_connect(s, uri) || rmig_postcopy_start(s, bms, 1))
-			_exit(4);
-		one = 1;
-		if (write(ready[1], &one, 1) != 1)
-			_exit(5);
-		for (;;)
-			pause();
+		execl("/proc/self/exe", "test_postcopy", "source-child", uri, tname, fdarg,
+		      (char *)NULL);
+		_exit(6);
 	}
 	close(ready[1]);
 	assert_int_equal(pthread_create(&dth, NULL, dest_main, &d), 0);
 	pfd = (struct pollfd){ .fd = ready[0], .events = POLLIN };
-	assert_int_equal(poll(&pfd, 1, 10000), 1);
-	assert_int_equal(read(ready[0], &one, 1), 1);
+	if (poll(&pfd, 1, 10000) != 1 || read(ready[0], &one, 1) != 1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("the source process did not start postcopy (exit status %d)",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	}
 	assert_int_equal(rmig_postcopy_wait(d.s), 0);
 	/* a fault the source still answers: the page holds the source's bytes */
 	expect = malloc(LEN);
@@ -495,7 +514,7 @@ static void test_postcopy_options(void **state)
 	rmig_session_destroy(s);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fetch_after_precopy),
@@ -510,5 +529,7 @@ int main(void)
 		cmocka_unit_test(test_postcopy_options),
 	};
 
+	if (argc == 5 && !strcmp(argv[1], "source-child"))
+		return source_child(argv[2], argv[3], atoi(argv[4]));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
