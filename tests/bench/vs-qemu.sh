@@ -32,7 +32,7 @@
 # Exits 1 when a migration fails or a destination differs, 2 on bad usage or
 # a missing tool. Nothing here fails on speed. Needs SIZE x 5 in /dev/shm.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 build=${1:-build}
 size_arg=${2:-1G}
 runs=${3:-5}
@@ -299,8 +299,8 @@ run_rmig() { # IMAGE
 iport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 iperf3 -s -B 127.0.0.1 -p "$iport" >"$tmp/iperf-s.log" 2>&1 &
 run_iperf() {
-	local try
-	for try in 1 2 3 4 5 6 7 8 9 10; do
+	local _
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		iperf3 -c 127.0.0.1 -p "$iport" -P "$CH" -n "$bytes" --json >"$tmp/i.json" 2>&1 && break
 		sleep 0.2
 	done
