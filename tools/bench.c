@@ -2,12 +2,16 @@
 /*
  * bench.c - `rdma-migrate bench`: move one image between two sessions in this
  * process, and in the same run push the same bytes over the same number of
- * plain TCP connections; print both throughputs and their ratio. Every rmig
- * run is checked byte for byte. Figures only: nothing here passes or fails
- * on speed.
+ * plain TCP connections; print both throughputs and their ratio. For each
+ * channel count both are run once untimed (the first run of either pays for
+ * cold code paths and sockets), then BENCH_RUNS times each, alternating which
+ * goes first; the figures are the medians and the ratio is that of the
+ * medians. Every rmig run is checked byte for byte. Figures only: nothing
+ * here passes or fails on speed.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +25,7 @@
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
+#define BENCH_RUNS 5 /* timed runs of each kind per channel count */
 
 static double now_s(void)
 {
@@ -187,6 +192,84 @@ static int run_raw(const struct cli *c, unsigned int nch, uint8_t *src, uint8_t 
 	return rc;
 }
 
+/* The timed runs for one channel count, in MiB/s (rmig: whole, and without registration). */
+struct bench_runs {
+	double rmig[BENCH_RUNS], rmig_data[BENCH_RUNS], reg_s[BENCH_RUNS], raw[BENCH_RUNS];
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(const double *samples)
+{
+	double v[BENCH_RUNS];
+
+	memcpy(v, samples, sizeof(v));
+	qsort(v, BENCH_RUNS, sizeof(v[0]), cmp_double);
+	return BENCH_RUNS % 2 ? v[BENCH_RUNS / 2] : (v[BENCH_RUNS / 2 - 1] + v[BENCH_RUNS / 2]) / 2;
+}
+
+/*
+ * rmig and the raw stream over @nch connections: one untimed run of each,
+ * then BENCH_RUNS of each, alternating which goes first. The destination is
+ * cleared before every run, outside the clock, so that both find it in the
+ * same state and rmig's check cannot pass on bytes an earlier run left.
+ */
+static int measure(const struct cli *c, unsigned int nch, uint8_t *src, uint8_t *dst,
+		   uint64_t size, struct bench_runs *out)
+{
+	const double mib = (double)size / 1048576.0;
+	int rc = 0;
+
+	for (int i = -1; i < BENCH_RUNS && !rc; i++) {
+		for (int k = 0; k < 2 && !rc; k++) {
+			bool raw = (k == 0) == (i < 0 || i % 2 == 0); /* warm-up: raw first */
+			double t = 0, treg = 0;
+
+			memset(dst, 0, size);
+			if (raw) {
+				rc = run_raw(c, nch, src, dst, size, &t);
+				if (rc)
+					fprintf(stderr,
+						"rdma-migrate bench: raw stream failed: %s\n",
+						rmig_strerror(rc));
+			} else {
+				rc = run_rmig(c, nch, src, dst, size, &t, &treg);
+			}
+			if (rc)
+				break;
+			if (c->verbose)
+				fprintf(stderr, "rdma-migrate bench: channels %u, %s %d: "
+						"%s %.1f MiB/s\n",
+					nch, i < 0 ? "warm-up" : "run", i < 0 ? 1 : i + 1,
+					raw ? "raw tcp" : "rmig", mib / t);
+			if (i < 0)
+				continue;
+			if (raw) {
+				out->raw[i] = mib / t;
+			} else {
+				out->rmig[i] = mib / t;
+				/* what a peer tool that registers first would report */
+				out->rmig_data[i] = t > treg ? mib / (t - treg) : 0;
+				out->reg_s[i] = treg;
+			}
+		}
+	}
+	return rc;
+}
+
+static void json_samples(const char *key, const double *v)
+{
+	printf(",\"%s\":[", key);
+	for (unsigned int i = 0; i < BENCH_RUNS; i++)
+		printf("%s%.1f", i ? "," : "", v[i]);
+	printf("]");
+}
+
 int tool_bench(const struct cli *c)
 {
 	unsigned int list[16], n = 0;
@@ -230,38 +313,39 @@ bad_list:
 	fill_random(src, size);
 	memset(dst, 0xff, size); /* fault it in so neither side pays for page faults */
 	if (!c->quiet)
-		fprintf(stderr, "rdma-migrate bench: %" PRIu64 " MiB over %s on %s%s\n", size >> 20,
-			strcmp(c->transport, "auto") ? c->transport : "tcp", c->addr,
-			c->tls ? " with TLS (the raw stream is plain text)" : "");
+		fprintf(stderr,
+			"rdma-migrate bench: %" PRIu64 " MiB over %s on %s%s; per channel count, "
+			"one untimed run of each, then the median of %d alternated runs each\n",
+			size >> 20, strcmp(c->transport, "auto") ? c->transport : "tcp", c->addr,
+			c->tls ? " with TLS (the raw stream is plain text)" : "", BENCH_RUNS);
 	if (c->json)
-		printf("{\"size\":%" PRIu64 ",\"transport\":\"%s\",\"tls\":%s,\"runs\":[", size,
-		       strcmp(c->transport, "auto") ? c->transport : "tcp", c->tls ? "true" : "false");
+		printf("{\"size\":%" PRIu64 ",\"transport\":\"%s\",\"tls\":%s,\"samples\":%d,"
+		       "\"runs\":[",
+		       size, strcmp(c->transport, "auto") ? c->transport : "tcp",
+		       c->tls ? "true" : "false", BENCH_RUNS);
 	for (unsigned int i = 0; i < n && !rc; i++) {
-		double tr = 0, tm = 0, treg = 0, rr, rm, rd;
+		struct bench_runs r;
+		double rr, rm, rd, treg;
 
-		/* raw first: it also warms both buffers and the socket path */
-		rc = run_raw(c, list[i], src, dst, size, &tr);
-		if (rc) {
-			fprintf(stderr, "rdma-migrate bench: raw stream failed: %s\n",
-				rmig_strerror(rc));
-			break;
-		}
-		memset(dst, 0, size);
-		rc = run_rmig(c, list[i], src, dst, size, &tm, &treg);
+		rc = measure(c, list[i], src, dst, size, &r);
 		if (rc)
 			break;
-		rr = (double)size / tr / 1048576.0;
-		rm = (double)size / tm / 1048576.0;
-		/* what a peer tool that registers before its clock starts would report */
-		rd = (double)size / (tm - treg) / 1048576.0;
-		if (c->json)
+		rr = median(r.raw);
+		rm = median(r.rmig);
+		rd = median(r.rmig_data);
+		treg = median(r.reg_s);
+		if (c->json) {
 			printf("%s{\"channels\":%u,\"rmig_MiBps\":%.1f,\"rmig_data_MiBps\":%.1f,"
-			       "\"registration_s\":%.3f,\"raw_MiBps\":%.1f,\"ratio\":%.3f}",
+			       "\"registration_s\":%.3f,\"raw_MiBps\":%.1f,\"ratio\":%.3f",
 			       i ? "," : "", list[i], rm, rd, treg, rr, rm / rr);
-		else
+			json_samples("rmig_samples_MiBps", r.rmig);
+			json_samples("raw_samples_MiBps", r.raw);
+			printf("}");
+		} else {
 			printf("channels %2u: rmig %8.1f MiB/s (data phase %8.1f, registration "
 			       "%.3f s)   raw tcp %8.1f MiB/s   ratio %.3f\n",
 			       list[i], rm, rd, treg, rr, rm / rr);
+		}
 		fflush(stdout);
 	}
 	if (c->json)
