@@ -47,7 +47,6 @@ bool rmig_auth_mac_equal(const uint8_t a[RMIG_AUTH_MAC_LEN], const uint8_t b[RMI
 /* The handshake steps, on the control connection; @buf holds RMIG_CTL_MAX bytes. */
 int rmig_auth_source(struct rmig_session *s, const uint8_t hello_hash[RMIG_HELLO_HASH_LEN],
 		     uint8_t *buf);
-int rmig_auth_dest(struct rmig_session *s, uint32_t caps,
-		   const uint8_t hello_hash[RMIG_HELLO_HASH_LEN], uint8_t *buf);
+/* The destination's side runs in gate.c, before the connection is the session's. */
 
 #endif

@@ -127,7 +127,10 @@ struct rmig_session {
 	uint64_t sync_sent;     /* source: last sync id posted */
 	uint64_t sync_acked;    /* source: highest SYNC_ACK; dest: highest sync done */
 	uint64_t *chan_sync;    /* dest: last marker id per channel */
+	uint64_t sync_lead_ns;  /* dest: since when a channel is past sync_acked
+				 * and another is not (monotonic; 0: none ahead) */
 	bool complete_seen;     /* dest: COMPLETE received */
+	bool complete_sent;     /* source: COMPLETE sent (a COMPLETE_ACK may come) */
 	bool finishing;         /* dest: acking completion; errors no longer count */
 	int peer_verdict;       /* source: COMPLETE_ACK status, 1 = none yet */
 	uint64_t t_end_ns;
@@ -180,6 +183,9 @@ uint64_t rmig_now_ns(void);
 /* First error wins; wakes every waiter and shuts down. Returns @err. */
 int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same; @from_peer: the cause is the peer's own ERROR (not echoed back). */
+int rmig_sess_fail_from(struct rmig_session *s, int err, bool from_peer, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* The sticky error, or 0. */
 int rmig_sess_err(struct rmig_session *s);
 int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len);

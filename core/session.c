@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "gate.h"
 #include "bitmap.h"
 #include "sess.h"
 #include "sock.h"
@@ -170,6 +171,7 @@ static int up_place(void *arg, const struct rmig_target *t, uint64_t len, void *
 static int up_placed(void *arg, const struct rmig_target *t, uint64_t len);
 static int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
 static int up_sync(void *arg, unsigned int chan, uint64_t id);
+static int check_sync_lag(struct rmig_session *s);
 static int up_fail(void *arg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
@@ -361,6 +363,17 @@ int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)
 	return rc;
 }
 
+int rmig_sess_fail_from(struct rmig_session *s, int err, bool from_peer, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = sess_vfail(s, err, from_peer, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
 static int fail_peer(struct rmig_session *s, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int fail_peer(struct rmig_session *s, int err, const char *fmt, ...)
@@ -506,40 +519,29 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
 	return 0;
 }
 
-/* Read @len bytes of the control socket: -ETIMEDOUT, -ECANCELED on shutdown. */
-static int ctl_read(struct rmig_session *s, void *buf, size_t len)
+/*
+ * Read @len bytes of the control socket before @deadline_ns: -ETIMEDOUT,
+ * -ECANCELED on shutdown.
+ */
+static int ctl_read(struct rmig_session *s, void *buf, size_t len, uint64_t deadline_ns)
 {
-	uint8_t *p = buf;
-
 	if (s->ctl_tls)
-		return rmig_tls_read_full(s->ctl_tls, buf, len, s->wake_fd, s->opts.timeout_ms);
-	while (len) {
-		ssize_t n;
-		int rc = rmig_wait_readable(s->ctl_fd, s->wake_fd, s->opts.timeout_ms);
-
-		if (rc)
-			return rc;
-		n = recv(s->ctl_fd, p, len, MSG_DONTWAIT);
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+		return rmig_tls_read_full(s->ctl_tls, buf, len, s->wake_fd, deadline_ns);
+	return rmig_sock_read_until(s->ctl_fd, buf, len, s->wake_fd, deadline_ns);
 }
 
-/* Read one control message into @buf (RMIG_CTL_MAX bytes). */
+/*
+ * Read one control message into @buf (RMIG_CTL_MAX bytes). The whole
+ * message must arrive within the timeout, counted from the call: a peer
+ * that trickles it a byte at a time cannot hold the connection open.
+ */
 static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf)
 {
+	uint64_t deadline = rmig_deadline_after(s->opts.timeout_ms);
 	uint8_t hdr[RMIG_CTL_HDR_LEN];
 	int rc;
 
-	rc = ctl_read(s, hdr, sizeof(hdr));
+	rc = ctl_read(s, hdr, sizeof(hdr), deadline);
 	if (rc)
 		return rc;
 	if (!s->ctl_tls && hdr[0] == 0x16 && hdr[1] == 0x03) /* a TLS handshake record */
@@ -550,7 +552,7 @@ static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf
 		return rmig_sess_fail(s, -EBADMSG,
 				      "control connection: malformed message header (magic 0x%08x)",
 				      rmig_get_be32(hdr));
-	return ctl_read(s, buf, h->len);
+	return ctl_read(s, buf, h->len, deadline);
 }
 
 static int handle_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len)
@@ -626,9 +628,17 @@ static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, cons
 		return 0;
 	case RMIG_MSG_COMPLETE_ACK: {
 		struct rmig_msg_error m = { 0 };
+		bool asked;
 
 		if (!src)
 			break;
+		pthread_mutex_lock(&s->lock);
+		asked = s->complete_sent;
+		pthread_mutex_unlock(&s->lock);
+		if (!asked)
+			return rmig_sess_fail(s, -EBADMSG,
+					      "control connection: unexpected COMPLETE_ACK (this side "
+					      "has not asked to complete)");
 		if (h->len == 4 && rmig_get_be32(buf) == 0) {
 			/*
 			 * Done here, not in rmig_complete(): the destination closes
@@ -731,6 +741,8 @@ static void *ctl_thread(void *arg)
 					    s->opts.timeout_ms);
 			break;
 		}
+		if (!rc && !sess_done(s))
+			rc = check_sync_lag(s);
 		if (!rc && !sess_done(s) && now - last_tx >= (uint64_t)tick * 1000000ull) {
 			rc = rmig_ctl_send(s, RMIG_MSG_PING, NULL, 0);
 			last_tx = now;
@@ -817,6 +829,48 @@ static int up_place_from(void *arg, const struct rmig_target *t, const void *src
 	return up_placed(arg, t, len);
 }
 
+/* Caller holds s->lock: every channel has passed marker @id and none is further. */
+static bool sync_all_at(struct rmig_session *s, uint64_t id)
+{
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		if (s->chan_sync[i] != id)
+			return false;
+	return true;
+}
+
+/*
+ * Destination, on the control thread's tick: a channel whose sync marker is
+ * missing for the whole timeout while another channel has passed it is
+ * stalled, even though the control connection is alive.
+ */
+static int check_sync_lag(struct rmig_session *s)
+{
+	uint64_t lead, behind = 0, ahead = 0;
+	unsigned int idx = 0;
+
+	if (s->opts.role != RMIG_ROLE_DEST || !s->chan_sync)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	lead = s->sync_lead_ns;
+	if (lead && rmig_mono_ns() - lead > (uint64_t)s->opts.timeout_ms * 1000000ull) {
+		behind = UINT64_MAX;
+		for (unsigned int i = 0; i < s->nchannels; i++) {
+			if (s->chan_sync[i] < behind) {
+				behind = s->chan_sync[i];
+				idx = i;
+			}
+			ahead = s->chan_sync[i] > ahead ? s->chan_sync[i] : ahead;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!behind)
+		return 0;
+	return rmig_sess_fail(s, -ETIMEDOUT,
+			      "data channel %u stalled: sync %llu reached another channel, but not "
+			      "this one within %u ms",
+			      idx, (unsigned long long)ahead, s->opts.timeout_ms);
+}
+
 static int up_sync(void *arg, unsigned int chan, uint64_t id)
 {
 	struct rmig_session *s = arg;
@@ -838,6 +892,11 @@ static int up_sync(void *arg, unsigned int chan, uint64_t id)
 		advanced = true;
 		pthread_cond_broadcast(&s->cond);
 	}
+	/* the control thread fails a channel that lags behind the others too long */
+	if (sync_all_at(s, min))
+		s->sync_lead_ns = 0;
+	else if (advanced || !s->sync_lead_ns)
+		s->sync_lead_ns = rmig_mono_ns();
 	pthread_mutex_unlock(&s->lock);
 	if (!advanced)
 		return 0;
@@ -1309,42 +1368,16 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 {
 	struct rmig_block_info *info = NULL;
 	struct rmig_msg_hello_ack ack = { .version = RMIG_PROTO_VERSION };
-	uint8_t hello_hash[RMIG_HELLO_HASH_LEN];
-	struct rmig_ctl_hdr h;
 	char why[256];
 	int rc, n;
 
-	rc = rmig_ctl_expect(s, RMIG_MSG_HELLO, &h, buf);
+	/* TLS, HELLO and the key proof: see gate.c */
+	rc = rmig_gate_accept(s, buf, hello);
 	if (rc)
 		return rc;
-	if (rmig_hello_decode(buf, h.len, hello))
-		return refuse(s, -EBADMSG, "malformed HELLO");
-	rmig_auth_hello_hash(buf, h.len, hello_hash);
-	if (hello->version != RMIG_PROTO_VERSION) {
-		snprintf(why, sizeof(why), "protocol version %u, this side speaks %u",
-			 hello->version, RMIG_PROTO_VERSION);
-		return refuse(s, -EPROTO, why);
-	}
-	if (hello->nchannels < 1 || hello->nchannels > RMIG_CHANNELS_MAX)
-		return refuse(s, -EPROTO, "channel count out of range");
-	if (hello->transport == RMIG_TRANSPORT_TCP) {
-		s->tp_ops = s->tp_ops ? s->tp_ops : &rmig_tcp_ops;
-	} else if (hello->transport == RMIG_TRANSPORT_RDMA) {
-		if (s->tls_conf)
-			return refuse(s, -EPROTO, "rdma data channels asked, but this destination "
-						  "requires TLS, which covers tcp only");
-		if (!s->tp_ops)
-			s->tp_ops = rmig_rdma_transport();
-		if (!s->tp_ops)
-			return refuse(s, -ENODEV,
-				      "rdma asked, but this destination was built without rdma");
-	} else {
-		return refuse(s, -EPROTO, "unknown transport");
-	}
-	/* Nothing is opened, created or sent past this point without the key. */
-	rc = rmig_auth_dest(s, hello->caps, hello_hash, buf);
-	if (rc)
-		return rc;
+	if (!s->tp_ops)
+		s->tp_ops = hello->transport == RMIG_TRANSPORT_RDMA ? rmig_rdma_transport()
+								     : &rmig_tcp_ops;
 	s->session_id = hello->session_id;
 	s->nchannels = hello->nchannels;
 	s->verify = hello->caps & RMIG_CAP_VERIFY;
@@ -1400,18 +1433,6 @@ int rmig_accept(rmig_session *s)
 		return -EINVAL;
 	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
 		return -EBUSY;
-	rc = rmig_sock_accept(s->listen_fd, s->opts.timeout_ms, &s->ctl_fd);
-	if (rc)
-		return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
-	s->t_start_ns = rmig_now_ns();
-	rmig_sock_tune(s->ctl_fd, 1, 0);
-	rc = rmig_sock_set_timeouts(s->ctl_fd, s->opts.timeout_ms, s->opts.timeout_ms);
-	if (rc)
-		return rmig_sess_fail(s, rc, "control socket: %s", strerror(-rc));
-	rc = ctl_start_tls(s);
-	if (rc)
-		return rc;
-
 	hello = calloc(1, sizeof(*hello));
 	buf = malloc(RMIG_CTL_MAX);
 	if (!hello || !buf) {
@@ -1436,8 +1457,10 @@ int rmig_accept(rmig_session *s)
 			break;
 		}
 		if (seen[ch->idx]) {
+			unsigned int idx = ch->idx; /* ch is gone after the close */
+
 			s->tp_ops->chan_close(ch);
-			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected twice", ch->idx);
+			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected twice", idx);
 			break;
 		}
 		seen[ch->idx] = true;
@@ -1640,6 +1663,9 @@ static int source_complete(struct rmig_session *s)
 		rmig_state_digests(s, m.blob_digest, m.nblobs);
 	}
 	n = rmig_complete_encode(&m, buf, RMIG_CTL_MAX);
+	pthread_mutex_lock(&s->lock);
+	s->complete_sent = true; /* before the send: the ack may be read before it returns */
+	pthread_mutex_unlock(&s->lock);
 	rc = n < 0 ? n : rmig_ctl_send(s, RMIG_MSG_COMPLETE, buf, (uint32_t)n);
 	if (rc)
 		goto out;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sock.h"
@@ -269,6 +270,60 @@ int rmig_sock_read_full(int fd, void *buf, size_t len)
 			if (errno == EINTR)
 				continue;
 			return io_errno();
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+uint64_t rmig_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t rmig_deadline_after(unsigned int timeout_ms)
+{
+	return timeout_ms ? rmig_mono_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
+}
+
+int rmig_sock_wait_until(int fd, short events, int wake_fd, uint64_t deadline_ns)
+{
+	uint64_t now, left_ms;
+
+	if (!deadline_ns)
+		return rmig_sock_wait(fd, events, wake_fd, 0);
+	now = rmig_mono_ns();
+	if (now >= deadline_ns)
+		return -ETIMEDOUT;
+	/* round up: a wait of 0 ms would mean "forever" to rmig_sock_wait() */
+	left_ms = (deadline_ns - now + 999999) / 1000000;
+	return rmig_sock_wait(fd, events, wake_fd, left_ms > INT32_MAX ? INT32_MAX : (unsigned int)left_ms);
+}
+
+int rmig_sock_read_until(int fd, void *buf, size_t len, int wake_fd, uint64_t deadline_ns)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = recv(fd, p, len, MSG_DONTWAIT);
+
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			int rc;
+
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return io_errno();
+			rc = rmig_sock_wait_until(fd, POLLIN, wake_fd, deadline_ns);
+			if (rc)
+				return rc;
+			continue;
 		}
 		p += n;
 		len -= (size_t)n;

@@ -8,6 +8,7 @@
 #define RMIG_SOCK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -44,6 +45,22 @@ void rmig_sock_tune(int fd, int nodelay, int bufsize);
 
 /* 0, -ECONNRESET on EOF, -ETIMEDOUT, or another -errno. */
 int rmig_sock_read_full(int fd, void *buf, size_t len);
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t rmig_mono_ns(void);
+/* CLOCK_MONOTONIC now + @timeout_ms, in ns; 0 (no deadline) when @timeout_ms is 0. */
+uint64_t rmig_deadline_after(unsigned int timeout_ms);
+/*
+ * Wait for @events like rmig_sock_wait(), until the absolute @deadline_ns
+ * (0: forever): a bound on a whole operation, not on each step of it.
+ */
+int rmig_sock_wait_until(int fd, short events, int wake_fd, uint64_t deadline_ns);
+/*
+ * Read exactly @len bytes before @deadline_ns (0: no deadline): a peer that
+ * trickles bytes cannot stretch the read past it. @wake_fd -1: none.
+ * 0, -ECONNRESET on EOF, -ETIMEDOUT, -ECANCELED, or another -errno.
+ */
+int rmig_sock_read_until(int fd, void *buf, size_t len, int wake_fd, uint64_t deadline_ns);
 int rmig_sock_write_full(int fd, const void *buf, size_t len);
 /* Writes every iovec completely; @iov is modified. */
 int rmig_sock_writev_full(int fd, struct iovec *iov, int iovcnt);

@@ -8,8 +8,10 @@
  * flush has nothing to wait for; TCP's in-order delivery orders the sync
  * marker after every earlier write of the channel.
  */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +35,12 @@ struct tcp_chan {
 struct tcp_tp {
 	struct rmig_tp base;
 	int lfd;
-	/* protected by lock: fds that shutdown() must wake */
+	int ctl_fd; /* destination: the control connection, watched while accepting */
+	/* protected by lock: fds that shutdown() must wake: the data listener and every channel */
 	pthread_mutex_t lock;
 	bool shut;
 	unsigned int nfds;
-	int fds[RMIG_CHANNELS_MAX];
+	int fds[RMIG_CHANNELS_MAX + 1];
 };
 
 static struct tcp_tp *tcp_tp(struct rmig_tp *tp)
@@ -59,6 +62,7 @@ static int tcp_create(const struct rmig_tp_params *p, struct rmig_tp **tp_p)
 	t->base.ops = &rmig_tcp_ops;
 	t->base.p = *p;
 	t->lfd = -1;
+	t->ctl_fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	*tp_p = &t->base;
 	return 0;
@@ -85,7 +89,7 @@ static int track_fd(struct tcp_tp *t, int fd)
 	pthread_mutex_lock(&t->lock);
 	if (t->shut) {
 		rc = -ECANCELED;
-	} else if (t->nfds == RMIG_CHANNELS_MAX) {
+	} else if (t->nfds == sizeof(t->fds) / sizeof(t->fds[0])) {
 		rc = -ENOSPC;
 	} else {
 		t->fds[t->nfds++] = fd;
@@ -136,6 +140,7 @@ static int tcp_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_
 		return port;
 	}
 	t->lfd = fd;
+	t->ctl_fd = ctl_fd;
 	if (track_fd(t, fd)) {
 		t->lfd = -1;
 		close(fd);
@@ -146,13 +151,54 @@ static int tcp_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_
 	return 0;
 }
 
-/* Read exactly @len bytes, in plain text or through TLS; @timeout_ms 0 waits forever. */
-static int stream_read(int fd, struct rmig_tls *tls, void *buf, size_t len,
-		       unsigned int timeout_ms)
+/*
+ * Read exactly @len bytes, in plain text or through TLS, before @deadline_ns
+ * (0: no deadline). Plain text reads block in recv(MSG_WAITALL), one call
+ * per payload, with SO_RCVTIMEO set to what is left of the deadline.
+ */
+static int stream_read(int fd, struct rmig_tls *tls, void *buf, size_t len, uint64_t deadline_ns)
 {
+	char *p = buf;
+
 	if (tls)
-		return rmig_tls_read_full(tls, buf, len, -1, timeout_ms);
-	return rmig_sock_read_full(fd, buf, len);
+		return rmig_tls_read_full(tls, buf, len, -1, deadline_ns);
+	while (len) {
+		ssize_t n;
+
+		if (deadline_ns) {
+			uint64_t now = rmig_mono_ns(), left_ms;
+			int rc;
+
+			if (now >= deadline_ns)
+				return -ETIMEDOUT;
+			left_ms = (deadline_ns - now + 999999) / 1000000;
+			rc = rmig_sock_set_timeouts(fd, (unsigned int)left_ms, 0);
+			if (rc)
+				return rc;
+		}
+		n = recv(fd, p, len, MSG_WAITALL);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Wait, as long as it takes, for the first byte of the next frame: a
+ * channel may idle between rounds. shutdown() of the socket ends the wait.
+ */
+static int stream_wait_frame(int fd, struct rmig_tls *tls)
+{
+	if (tls && rmig_tls_pending(tls))
+		return 0;
+	return rmig_sock_wait(fd, POLLIN, -1, 0);
 }
 
 /* The TLS handshake of a new data channel, when the session asked for TLS. */
@@ -190,6 +236,45 @@ static int chan_new(struct tcp_tp *t, int fd, unsigned int idx, struct rmig_tp_c
 	return 0;
 }
 
+/*
+ * Accept the next data channel within the timeout, watching the control
+ * connection meanwhile: a source that hangs up is reported at once
+ * (-ECONNRESET), not after the whole timeout.
+ */
+static int accept_chan(struct tcp_tp *t, int *fd_p)
+{
+	uint64_t deadline = rmig_deadline_after(t->base.p.timeout_ms);
+
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = t->lfd, .events = POLLIN },
+					 { .fd = t->ctl_fd, .events = POLLRDHUP } };
+		uint64_t now = rmig_mono_ns();
+		int n, ms = -1;
+
+		if (deadline) {
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			ms = (int)((deadline - now + 999999) / 1000000);
+		}
+		n = poll(pfd, t->ctl_fd >= 0 ? 2 : 1, ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ETIMEDOUT;
+		if (pfd[0].revents) {
+			int rc = rmig_sock_accept(t->lfd, 1, fd_p);
+
+			if (rc != -ETIMEDOUT) /* else the client went away already */
+				return rc;
+			continue;
+		}
+		if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))
+			return -ECONNRESET;
+	}
+}
+
 static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 {
 	struct tcp_tp *t = tcp_tp(tp);
@@ -199,7 +284,11 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	struct rmig_frame f;
 	int fd, rc;
 
-	rc = rmig_sock_accept(t->lfd, p->timeout_ms, &fd);
+	rc = accept_chan(t, &fd);
+	if (rc == -ECONNRESET)
+		return p->up->fail(p->up->arg, rc,
+				   "the source closed the control connection before opening every "
+				   "data channel");
 	if (rc)
 		return p->up->fail(p->up->arg, rc, "accepting a tcp data channel: %s",
 				   rmig_strerror(rc));
@@ -211,7 +300,7 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 			goto out_close; /* reported */
 	}
 	if (!rc)
-		rc = stream_read(fd, tls, hdr, sizeof(hdr), p->timeout_ms);
+		rc = stream_read(fd, tls, hdr, sizeof(hdr), rmig_deadline_after(p->timeout_ms));
 	if (rc) {
 		p->up->fail(p->up->arg, rc, "reading a tcp data channel hello: %s",
 			    rmig_strerror(rc));
@@ -396,16 +485,22 @@ static bool tcp_is_shut(struct tcp_tp *t)
 }
 
 int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
-			const struct rmig_tp_upcalls *up, int *io_err_p)
+			const struct rmig_tp_upcalls *up, unsigned int timeout_ms, int *io_err_p)
 {
 	uint8_t hdr[RMIG_FRAME_HDR_LEN];
 	struct rmig_target tgt;
 	struct rmig_frame f;
+	uint64_t deadline;
 	void *dst;
 	int rc;
 
 	*io_err_p = 0;
-	rc = stream_read(fd, tls, hdr, sizeof(hdr), 0);
+	rc = stream_wait_frame(fd, tls);
+	if (rc)
+		return *io_err_p = rc;
+	/* Once a frame has begun, all of it must arrive within the timeout. */
+	deadline = rmig_deadline_after(timeout_ms);
+	rc = stream_read(fd, tls, hdr, sizeof(hdr), deadline);
 	if (rc)
 		return *io_err_p = rc;
 	if (rmig_frame_decode(hdr, &f))
@@ -426,7 +521,7 @@ int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
 		if (f.type == RMIG_FRAME_ZERO_RAM) {
 			memset(dst, 0, f.len);
 		} else {
-			rc = stream_read(fd, tls, dst, f.len, 0);
+			rc = stream_read(fd, tls, dst, f.len, deadline);
 			if (rc)
 				return *io_err_p = rc;
 		}
@@ -444,12 +539,18 @@ static int tcp_progress(struct rmig_tp_chan *ch)
 	struct tcp_chan *c = tcp_chan(ch);
 	struct tcp_tp *t = tcp_tp(ch->tp);
 	const struct rmig_tp_upcalls *up = ch->tp->p.up;
-	int io_err, rc = rmig_tcp_recv_frame(c->fd, c->tls, ch->idx, up, &io_err);
+	unsigned int tmo = ch->tp->p.timeout_ms;
+	int io_err, rc = rmig_tcp_recv_frame(c->fd, c->tls, ch->idx, up, tmo, &io_err);
 
 	if (!io_err)
 		return rc;
 	if (tcp_is_shut(t))
 		return -ECANCELED;
+	if (io_err == -ETIMEDOUT)
+		return up->fail(up->arg, io_err,
+				"tcp data channel %u: stalled: a frame did not arrive whole within "
+				"%u ms",
+				ch->idx, tmo);
 	return up->fail(up->arg, io_err, "tcp data channel %u: %s", ch->idx,
 			io_err == -ECONNRESET ? "peer closed the connection mid-transfer" :
 						rmig_strerror(io_err));

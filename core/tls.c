@@ -263,7 +263,7 @@ bool rmig_tls_pending(struct rmig_tls *t)
 }
 
 int rmig_tls_read_full(struct rmig_tls *t, void *buf, size_t len, int wake_fd,
-		       unsigned int timeout_ms)
+		       uint64_t deadline_ns)
 {
 	uint8_t *p = buf;
 
@@ -278,7 +278,8 @@ int rmig_tls_read_full(struct rmig_tls *t, void *buf, size_t len, int wake_fd,
 		}
 		if (n != -EAGAIN && n != -ENOBUFS)
 			return (int)n;
-		rc = rmig_sock_wait(t->fd, n == -EAGAIN ? POLLIN : POLLOUT, wake_fd, timeout_ms);
+		rc = rmig_sock_wait_until(t->fd, n == -EAGAIN ? POLLIN : POLLOUT, wake_fd,
+					  deadline_ns);
 		if (rc)
 			return rc;
 	}

@@ -55,12 +55,14 @@ long rmig_tls_read_some(struct rmig_tls *tls, void *buf, size_t len);
 bool rmig_tls_pending(struct rmig_tls *tls);
 
 /*
- * Read exactly @len bytes / write every iovec: 0, -ETIMEDOUT (no progress
- * for @timeout_ms; 0 waits forever), -ECANCELED (@wake_fd, -1 for none),
- * -ECONNRESET, -EPROTO or another -errno.
+ * Read exactly @len bytes before the absolute CLOCK_MONOTONIC @deadline_ns
+ * (0: none; see rmig_deadline_after()), however the peer paces them /
+ * write every iovec, -ETIMEDOUT after no progress for @timeout_ms (0 waits
+ * forever). Both: -ECANCELED (@wake_fd, -1 for none), -ECONNRESET, -EPROTO
+ * or another -errno.
  */
 int rmig_tls_read_full(struct rmig_tls *tls, void *buf, size_t len, int wake_fd,
-		       unsigned int timeout_ms);
+		       uint64_t deadline_ns);
 int rmig_tls_writev_full(struct rmig_tls *tls, const struct iovec *iov, int iovcnt, int wake_fd,
 			 unsigned int timeout_ms);
 /* One attempt, no waiting (a last error message at shutdown). */

@@ -181,12 +181,14 @@ int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len);
 
 /*
  * TCP: read one data frame from @fd (through @tls when not NULL) and apply
- * it through @up (bounds are the core's to check in place()). 0, or the
+ * it through @up (bounds are the core's to check in place()). It waits as
+ * long as it takes for the frame's first byte; from there the whole frame
+ * must arrive within @timeout_ms (0: no bound), or -ETIMEDOUT. 0, or the
  * error; *io_err_p is set when reading the socket failed (and up->fail was
  * not called).
  */
 struct rmig_tls;
 int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
-			const struct rmig_tp_upcalls *up, int *io_err_p);
+			const struct rmig_tp_upcalls *up, unsigned int timeout_ms, int *io_err_p);
 
 #endif

@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	close(fds[1]);
 	do
-		rc = rmig_tcp_recv_frame(fds[0], NULL, (unsigned int)(size % FZ_CHANNELS), &s->up, &io_err);
+		rc = rmig_tcp_recv_frame(fds[0], NULL, (unsigned int)(size % FZ_CHANNELS), &s->up, 1000, &io_err);
 	while (!rc);
 	/* recv() into a guard page fails with EFAULT instead of crashing: same verdict */
 	if (io_err == -EFAULT)

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -64,22 +66,36 @@ static void test_same_key(void **state)
 	pair_close(&p);
 }
 
-/* Connect with these keys; the connect must fail; RAM must stay as it was. */
+/*
+ * Connect with these keys; the connect must fail; RAM must stay as it was.
+ * A destination without a key fails with the first source (first come); one
+ * with a key refuses it, waits on for one that holds the key, and at the
+ * timeout names the refused connection.
+ */
 static void refused(const char *skey, const char *dkey, const char *src_msg, const char *dst_msg)
 {
 	struct pair_cfg c = base();
 	struct pair p;
+	uint64_t t0 = rmig_mono_ns();
 	int rc;
 
 	c.src_key = skey;
 	c.src_key_len = skey ? strlen(skey) : 0;
 	c.dst_key = dkey;
 	c.dst_key_len = dkey ? strlen(dkey) : 0;
+	c.timeout_ms = 1500;
 	rc = pair_open(&p, &c);
 	pair_join(&p);
-	printf("# source: %s\n# destination: %s\n", rmig_last_error(p.src), rmig_last_error(p.dst));
+	printf("# source: %s\n# destination: %s (%.2f s)\n", rmig_last_error(p.src),
+	       rmig_last_error(p.dst), (rmig_mono_ns() - t0) / 1e9);
 	assert_int_equal(rc, -EACCES);
-	assert_int_equal(p.accept_rc, -EACCES);
+	if (dkey) {
+		assert_int_equal(p.accept_rc, -ETIMEDOUT);
+		assert_non_null(strstr(rmig_last_error(p.dst), "refused 1 connection, the last"));
+		assert_true(rmig_mono_ns() - t0 >= 1400000000ull);
+	} else {
+		assert_int_equal(p.accept_rc, -EACCES);
+	}
 	assert_non_null(strstr(rmig_last_error(p.src), src_msg));
 	assert_non_null(strstr(rmig_last_error(p.dst), dst_msg));
 	for (uint64_t i = 0; i < c.len; i++)
@@ -275,6 +291,208 @@ static void capture_case(enum raw_mode mode, const char *expect)
 	rmig_session_destroy(d.s);
 }
 
+/* ---- stray connections before the real source ---- */
+
+struct dst_full {
+	rmig_session *s;
+	int accept_rc, rc;
+};
+
+static void *dst_full_main(void *arg)
+{
+	struct dst_full *d = arg;
+
+	d->accept_rc = rmig_accept(d->s);
+	d->rc = d->accept_rc ? d->accept_rc : rmig_complete(d->s);
+	return NULL;
+}
+
+struct trickle {
+	int fd;
+	pthread_t th;
+};
+
+/* A valid HELLO, one byte every 100 ms: each byte would restart a per-byte wait. */
+static void *trickle_main(void *arg)
+{
+	struct trickle *t = arg;
+	static struct rmig_msg_hello m;
+	uint8_t buf[512], hdr[RMIG_CTL_HDR_LEN];
+	int n;
+
+	memset(&m, 0, sizeof(m));
+	m.version = RMIG_PROTO_VERSION;
+	m.caps = RMIG_CAP_AUTH;
+	m.nchannels = 1;
+	m.transport = RMIG_TRANSPORT_TCP;
+	m.nblocks = 1;
+	strcpy(m.blocks[0].name, "ram");
+	m.blocks[0].length = 4 << 20;
+	m.blocks[0].page_size = 4096;
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	rmig_ctl_hdr_encode(hdr, RMIG_MSG_HELLO, (uint32_t)n);
+	for (int i = 0; i < (int)sizeof(hdr) + n; i++) {
+		uint8_t b = i < (int)sizeof(hdr) ? hdr[i] : buf[i - (int)sizeof(hdr)];
+		struct timespec ts = { 0, 100000000 };
+
+		if (send(t->fd, &b, 1, MSG_NOSIGNAL) != 1)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+static int connect_raw(int port)
+{
+	char ps[16];
+	int fd = -1;
+
+	snprintf(ps, sizeof(ps), "%d", port);
+	assert_int_equal(rmig_sock_connect(addr(), ps, 2000, &fd), 0);
+	return fd;
+}
+
+/*
+ * Before the real source: a port scan (connect and close, and a reset), 40
+ * idle connections (more than the destination proves at once), a client that
+ * trickles its HELLO, and a source with the wrong key. With a key the
+ * destination refuses each and serves the real source; without one it takes
+ * the first connection for the source (first come), and so fails: the
+ * negative control.
+ */
+static void strays_then_source(bool keyed)
+{
+	enum { IDLE = 40 };
+	struct pair_cfg c = base();
+	struct rmig_opts o;
+	struct dst_full d = { 0 };
+	struct trickle tr;
+	rmig_session *wrong, *src;
+	uint8_t *smem = guarded_alloc(c.len), *dmem = guarded_alloc(c.len);
+	int idle[IDLE], port, rc;
+	pthread_t th;
+	char uri[128];
+
+	rmig_opts_init(&o, sizeof(o));
+	o.role = RMIG_ROLE_DEST;
+	o.log_fn = NULL;
+	o.timeout_ms = 4000;
+	o.key = keyed ? key_a : NULL;
+	o.key_len = keyed ? strlen(key_a) : 0;
+	o.transport = c.transport;
+	assert_int_equal(rmig_session_create(&o, &d.s), 0);
+	assert_int_equal(rmig_add_ram(d.s, "ram", dmem, c.len, 4096), 0);
+	snprintf(uri, sizeof(uri), "tcp://%s:0", addr());
+	assert_int_equal(rmig_listen(d.s, uri), 0);
+	port = rmig_listen_port(d.s);
+	assert_int_equal(pthread_create(&th, NULL, dst_full_main, &d), 0);
+
+	for (int i = 0; i < 3; i++) /* port scan: connect, close */
+		close(connect_raw(port));
+	{
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		int fd = connect_raw(port);
+
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd); /* RST */
+	}
+	for (int i = 0; i < IDLE; i++)
+		idle[i] = connect_raw(port);
+	tr.fd = connect_raw(port);
+	assert_int_equal(pthread_create(&tr.th, NULL, trickle_main, &tr), 0);
+
+	o.role = RMIG_ROLE_SOURCE;
+	o.channels = 2;
+	o.key = key_b;
+	o.key_len = strlen(key_b);
+	assert_int_equal(rmig_session_create(&o, &wrong), 0);
+	assert_int_equal(rmig_add_ram(wrong, "ram", smem, c.len, 4096), 0);
+	snprintf(uri, sizeof(uri), "%s:%d", addr(), port);
+	rc = rmig_connect(wrong, uri);
+	printf("# wrong key: %d %s\n", rc, rmig_last_error(wrong));
+	assert_true(rc < 0);
+	rmig_session_destroy(wrong);
+
+	fill_random(smem, c.len, 99);
+	o.key = keyed ? key_a : NULL;
+	o.key_len = keyed ? strlen(key_a) : 0;
+	assert_int_equal(rmig_session_create(&o, &src), 0);
+	assert_int_equal(rmig_add_ram(src, "ram", smem, c.len, 4096), 0);
+	rc = rmig_connect(src, uri);
+	if (!rc)
+		rc = rmig_send_range(src, "ram", 0, c.len);
+	if (!rc)
+		rc = rmig_complete(src);
+	printf("# real source: %d %s\n", rc, rmig_last_error(src));
+	pthread_join(th, NULL);
+	printf("# destination: %d %s\n", d.rc, rmig_last_error(d.s));
+	if (keyed) {
+		assert_int_equal(rc, 0);
+		assert_int_equal(d.rc, 0);
+		assert_memory_equal(smem, dmem, c.len);
+	} else {
+		assert_int_not_equal(d.accept_rc, 0);
+		assert_int_not_equal(rc, 0);
+	}
+	for (int i = 0; i < IDLE; i++)
+		close(idle[i]);
+	shutdown(tr.fd, SHUT_RDWR);
+	pthread_join(tr.th, NULL);
+	close(tr.fd);
+	rmig_session_destroy(src);
+	rmig_session_destroy(d.s);
+	guarded_free(smem, c.len);
+	guarded_free(dmem, c.len);
+}
+
+static void test_strays_then_source(void **state)
+{
+	(void)state;
+	strays_then_source(true);
+}
+
+static void test_strays_first_come_without_key(void **state)
+{
+	(void)state;
+	strays_then_source(false);
+}
+
+/* A client that trickles its HELLO is cut off by the message deadline, not per byte. */
+static void test_trickling_hello(void **state)
+{
+	struct rmig_opts o;
+	rmig_session *d;
+	struct trickle tr;
+	uint8_t *mem = guarded_alloc(4 << 20);
+	uint64_t t0;
+	char uri[64];
+	int rc;
+
+	(void)state;
+	rmig_opts_init(&o, sizeof(o));
+	o.role = RMIG_ROLE_DEST;
+	o.log_fn = NULL;
+	o.timeout_ms = 1000;
+	assert_int_equal(rmig_session_create(&o, &d), 0);
+	assert_int_equal(rmig_add_ram(d, "ram", mem, 4 << 20, 4096), 0);
+	snprintf(uri, sizeof(uri), "tcp://%s:0", addr());
+	assert_int_equal(rmig_listen(d, uri), 0);
+	tr.fd = connect_raw(rmig_listen_port(d));
+	assert_int_equal(pthread_create(&tr.th, NULL, trickle_main, &tr), 0);
+	t0 = rmig_mono_ns();
+	rc = rmig_accept(d);
+	printf("# destination: %s (%.2f s)\n", rmig_last_error(d), (rmig_mono_ns() - t0) / 1e9);
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_non_null(strstr(rmig_last_error(d), "waiting for HELLO: timed out"));
+	/* the HELLO takes over 10 s at this pace; the message deadline is 1 s */
+	assert_true(rmig_mono_ns() - t0 < 2500000000ull);
+	shutdown(tr.fd, SHUT_RDWR);
+	pthread_join(tr.th, NULL);
+	close(tr.fd);
+	rmig_session_destroy(d);
+	guarded_free(mem, 4 << 20);
+}
+
 static void test_capture_no_auth(void **state)
 {
 	(void)state;
@@ -314,6 +532,9 @@ int main(void)
 		cmocka_unit_test(test_wrong_key),
 		cmocka_unit_test(test_source_without_key),
 		cmocka_unit_test(test_destination_without_key),
+		cmocka_unit_test(test_trickling_hello),
+		cmocka_unit_test(test_strays_then_source),
+		cmocka_unit_test(test_strays_first_come_without_key),
 		cmocka_unit_test(test_capture_no_auth),
 		cmocka_unit_test(test_capture_bad_proof),
 		cmocka_unit_test(test_capture_zero_proof),

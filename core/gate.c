@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gate.c - the destination's door: accept connections and take each one
+ * through TLS, HELLO and the key proof, before anything else is opened,
+ * created or sent.
+ *
+ * Without a key the first connection is the source, as it always was: if
+ * it fails the handshake, the session fails.
+ *
+ * With a key a stranger must not cost the migration. Each connection gets
+ * its own thread and its own deadline (the timeout from its accept), up to
+ * GATE_MAX at once; one more evicts the oldest. A connection that fails is
+ * logged, told why where it can read it, and closed; the wait goes on until
+ * one proves the key or the timeout passes with none. Port scans, idle or
+ * trickling clients and wrong keys are all just refused connections.
+ */
+#define _GNU_SOURCE /* accept4 */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "auth.h"
+#include "ctl.h"
+#include "gate.h"
+#include "sess.h"
+#include "sock.h"
+
+#define GATE_MAX 32 /* connections proving themselves at once */
+#define WHY_MAX (RMIG_ERRMSG_MAX + 64)
+
+struct cand {
+	struct gate *g;
+	struct rmig_ctl_conn c;
+	char addr[INET6_ADDRSTRLEN + 8];
+	uint64_t t_accept;
+	uint64_t deadline;
+	uint8_t *buf; /* RMIG_CTL_MAX: the HELLO as received, then scratch */
+	struct rmig_msg_hello hello;
+	int rc;
+	bool mute;      /* the peer cannot read an ERROR (failed TLS, or it sent one) */
+	bool from_peer; /* the failure is the peer's own ERROR */
+	char why[WHY_MAX];
+	pthread_t th;
+	bool done; /* under g->lock */
+	bool cut;  /* stopped by the end of the wait, not done on its own */
+	struct cand *next;
+};
+
+struct gate {
+	struct rmig_session *s;
+	pthread_mutex_t lock;
+	int efd; /* eventfd: a candidate finished */
+	struct cand *list;
+	unsigned int n;
+	unsigned int refused;
+	char last[WHY_MAX + 64];
+};
+
+static void peer_addr(int fd, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned int port = 0;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	snprintf(out, len, "%s:%u", host, port);
+}
+
+static unsigned int ms_left(uint64_t deadline)
+{
+	uint64_t now = rmig_mono_ns();
+
+	return now >= deadline ? 1 : (unsigned int)((deadline - now + 999999) / 1000000);
+}
+
+static int refuse(struct cand *k, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int refuse(struct cand *k, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(k->why, sizeof(k->why), "refusing the source: ");
+
+	va_start(ap, fmt);
+	vsnprintf(k->why + n, sizeof(k->why) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* Receive @type on the candidate's connection; on failure k->why says why. */
+static int expect(struct cand *k, uint16_t type, struct rmig_ctl_hdr *h)
+{
+	int rc = rmig_conn_expect(&k->c, type, h, k->buf, k->deadline, k->why, sizeof(k->why),
+				  &k->from_peer);
+
+	if (k->from_peer)
+		k->mute = true;
+	return rc;
+}
+
+static int send_auth(struct cand *k, uint16_t type, const struct rmig_msg_auth *m)
+{
+	uint8_t b[RMIG_AUTH_NONCE_LEN + RMIG_AUTH_MAC_LEN];
+	int n = rmig_auth_encode(m, b, sizeof(b)), rc;
+
+	rc = n < 0 ? n : rmig_conn_send(&k->c, type, b, (uint32_t)n, ms_left(k->deadline));
+	if (rc)
+		snprintf(k->why, sizeof(k->why), "control connection: sending %s: %s",
+			 rmig_msg_name(type), rmig_strerror(rc));
+	return rc;
+}
+
+/* The key proof, destination side (see auth.h for the exchange). */
+static int auth_dest(struct cand *k, const uint8_t hash[RMIG_HELLO_HASH_LEN])
+{
+	struct rmig_session *s = k->g->s;
+	struct rmig_msg_auth ch = { .nonce = { 0 } }, theirs, proof = { .nonce = { 0 } };
+	uint8_t want[RMIG_AUTH_MAC_LEN];
+	struct rmig_ctl_hdr h;
+	int rc;
+
+	if (!s->key_len && !(k->hello.caps & RMIG_CAP_AUTH))
+		return 0;
+	if (!s->key_len)
+		return refuse(k, -EACCES, "it has a key, but this destination has none "
+					  "(--key-file)");
+	if (!(k->hello.caps & RMIG_CAP_AUTH))
+		return refuse(k, -EACCES, "authentication failed: this destination requires a key "
+					  "and the source has none (--key-file)");
+	if (RAND_bytes(ch.nonce, sizeof(ch.nonce)) != 1) {
+		snprintf(k->why, sizeof(k->why), "authentication: no random numbers");
+		return -EIO;
+	}
+	rc = send_auth(k, RMIG_MSG_AUTH_CHALLENGE, &ch);
+	if (!rc)
+		rc = expect(k, RMIG_MSG_AUTH_PROOF, &h);
+	if (rc)
+		return rc;
+	if (rmig_auth_decode(k->buf, h.len, &theirs)) {
+		snprintf(k->why, sizeof(k->why), "authentication: malformed AUTH_PROOF (%u bytes)",
+			 h.len);
+		return -EBADMSG;
+	}
+	rc = rmig_auth_mac(s->key, s->key_len, RMIG_AUTH_SOURCE, hash, ch.nonce, theirs.nonce,
+			   want);
+	if (!rc && !rmig_auth_mac_equal(want, theirs.mac))
+		return refuse(k, -EACCES, "authentication failed: the source's key does not match");
+	if (!rc)
+		rc = rmig_auth_mac(s->key, s->key_len, RMIG_AUTH_DEST, hash, ch.nonce, theirs.nonce,
+				   proof.mac);
+	if (rc) {
+		snprintf(k->why, sizeof(k->why), "authentication: %s", strerror(-rc));
+		return rc;
+	}
+	return send_auth(k, RMIG_MSG_AUTH_PROOF, &proof);
+}
+
+/*
+ * TLS, HELLO, the checks that need no key, and the key proof. Reads the
+ * session's settings only; changes nothing in it.
+ */
+static int handshake(struct cand *k)
+{
+	struct rmig_session *s = k->g->s;
+	uint8_t hash[RMIG_HELLO_HASH_LEN];
+	struct rmig_ctl_hdr h;
+	char tw[256];
+	int rc;
+
+	if (s->tls_conf) {
+		rc = rmig_tls_start(s->tls_conf, k->c.fd, k->c.wake_fd, ms_left(k->deadline),
+				    &k->c.tls, tw, sizeof(tw));
+		if (rc) {
+			/*
+			 * A peer in plain text reads our ERROR; one in TLS only ever
+			 * sees TLS records (OpenSSL sent it an alert if it could).
+			 */
+			k->mute = rc != -EPROTONOSUPPORT;
+			snprintf(k->why, sizeof(k->why), "control connection: TLS handshake: %s", tw);
+			return rc;
+		}
+	}
+	rc = expect(k, RMIG_MSG_HELLO, &h);
+	if (rc)
+		return rc;
+	if (rmig_hello_decode(k->buf, h.len, &k->hello))
+		return refuse(k, -EBADMSG, "malformed HELLO");
+	rmig_auth_hello_hash(k->buf, h.len, hash);
+	if (k->hello.version != RMIG_PROTO_VERSION)
+		return refuse(k, -EPROTO, "protocol version %u, this side speaks %u",
+			      k->hello.version, RMIG_PROTO_VERSION);
+	if (k->hello.nchannels < 1 || k->hello.nchannels > RMIG_CHANNELS_MAX)
+		return refuse(k, -EPROTO, "channel count out of range");
+	if (k->hello.transport == RMIG_TRANSPORT_RDMA) {
+		if (s->tls_conf)
+			return refuse(k, -EPROTO, "rdma data channels asked, but this destination "
+						  "requires TLS, which covers tcp only");
+		if (!s->tp_ops && !rmig_rdma_transport())
+			return refuse(k, -ENODEV,
+				      "rdma asked, but this destination was built without rdma");
+	} else if (k->hello.transport != RMIG_TRANSPORT_TCP) {
+		return refuse(k, -EPROTO, "unknown transport");
+	}
+	/* Nothing is opened, created or sent past this point without the key. */
+	return auth_dest(k, hash);
+}
+
+static struct cand *cand_new(struct gate *g, int fd)
+{
+	struct cand *k = calloc(1, sizeof(*k));
+
+	if (k)
+		k->buf = malloc(RMIG_CTL_MAX);
+	if (!k || !k->buf) {
+		free(k);
+		return NULL;
+	}
+	k->g = g;
+	k->c.fd = fd;
+	k->c.wake_fd = g->s->wake_fd;
+	k->t_accept = rmig_mono_ns();
+	k->deadline = k->t_accept + (uint64_t)g->s->opts.timeout_ms * 1000000ull;
+	peer_addr(fd, k->addr, sizeof(k->addr));
+	rmig_sock_tune(fd, 1, 0);
+	/* sends are bounded by the socket; reads by the candidate's deadline */
+	(void)rmig_sock_set_timeouts(fd, g->s->opts.timeout_ms, g->s->opts.timeout_ms);
+	return k;
+}
+
+static void cand_free(struct cand *k)
+{
+	if (!k)
+		return;
+	if (k->c.fd >= 0) {
+		if (!k->mute)
+			rmig_conn_send_error(&k->c, k->rc ? k->rc : -ECANCELED,
+					     k->rc ? k->why : "another source was accepted");
+		rmig_conn_close(&k->c, 200);
+	}
+	free(k->buf);
+	free(k);
+}
+
+static void *cand_main(void *arg)
+{
+	struct cand *k = arg;
+	struct gate *g = k->g;
+
+	k->rc = handshake(k);
+	pthread_mutex_lock(&g->lock);
+	k->done = true;
+	pthread_mutex_unlock(&g->lock);
+	(void)!eventfd_write(g->efd, 1);
+	return NULL;
+}
+
+/* A candidate lost or failed: log it, tell it why where it can read it, close it. */
+static void reap(struct gate *g, struct cand *k)
+{
+	struct rmig_session *s = g->s;
+
+	pthread_join(k->th, NULL);
+	if (k->rc) {
+		g->refused++;
+		snprintf(g->last, sizeof(g->last), "from %s: %s", k->addr, k->why);
+		rmig_warn(&s->log, "refused a connection from %s: %s", k->addr, k->why);
+	}
+	cand_free(k);
+}
+
+/* Unlink the candidate @pp points at. */
+static struct cand *unlink_cand(struct gate *g, struct cand **pp)
+{
+	struct cand *k = *pp;
+
+	*pp = k->next;
+	g->n--;
+	return k;
+}
+
+/* Make room: stop the oldest candidate still proving itself. */
+static void evict_oldest(struct gate *g)
+{
+	struct cand **pp = &g->list, **oldest = NULL;
+
+	for (; *pp; pp = &(*pp)->next)
+		if (!oldest || (*pp)->t_accept < (*oldest)->t_accept)
+			oldest = pp;
+	if (!oldest)
+		return;
+	shutdown((*oldest)->c.fd, SHUT_RDWR); /* its thread returns at once */
+	{
+		struct cand *k = unlink_cand(g, oldest);
+
+		pthread_join(k->th, NULL);
+		k->rc = -EBUSY;
+		k->mute = true;
+		snprintf(k->why, sizeof(k->why),
+			 "evicted: %u connections were proving themselves at once", GATE_MAX);
+		g->refused++;
+		snprintf(g->last, sizeof(g->last), "from %s: %s", k->addr, k->why);
+		rmig_warn(&g->s->log, "refused a connection from %s: %s", k->addr, k->why);
+		cand_free(k);
+	}
+}
+
+/* Finished candidates: the first that succeeded wins; the others are refused. */
+static struct cand *collect(struct gate *g, struct cand *winner)
+{
+	struct cand **pp = &g->list;
+
+	while (*pp) {
+		bool done;
+
+		pthread_mutex_lock(&g->lock);
+		done = (*pp)->done;
+		pthread_mutex_unlock(&g->lock);
+		if (!done) {
+			pp = &(*pp)->next;
+			continue;
+		}
+		if (!(*pp)->rc && !winner) {
+			winner = unlink_cand(g, pp);
+			pthread_join(winner->th, NULL);
+			continue;
+		}
+		reap(g, unlink_cand(g, pp));
+	}
+	return winner;
+}
+
+/*
+ * The wait is over: a connection still in its handshake is cut off and
+ * counted as refused; one that proved the key too late still hears why.
+ */
+static void stop_all(struct gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	for (struct cand *k = g->list; k; k = k->next) {
+		k->cut = !k->done;
+		shutdown(k->c.fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&g->lock);
+	while (g->list) {
+		struct cand *k = unlink_cand(g, &g->list);
+
+		pthread_join(k->th, NULL);
+		if (!k->rc) {
+			k->rc = -ECANCELED;
+			snprintf(k->why, sizeof(k->why), "another source was accepted");
+			cand_free(k);
+			continue;
+		}
+		k->mute = true; /* shut down: it can no longer read an ERROR */
+		if (k->cut)
+			snprintf(k->why, sizeof(k->why), "still in the handshake when the wait ended");
+		g->refused++;
+		snprintf(g->last, sizeof(g->last), "from %s: %s", k->addr, k->why);
+		rmig_warn(&g->s->log, "refused a connection from %s: %s", k->addr, k->why);
+		cand_free(k);
+	}
+}
+
+static int accept_one(struct rmig_session *s, int *fd_p)
+{
+	int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd >= 0) {
+		*fd_p = fd;
+		return 0;
+	}
+	if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
+		return -EAGAIN;
+	return errno == EINVAL ? -ECANCELED : -errno;
+}
+
+/* The winner becomes the session's control connection. */
+static void install(struct rmig_session *s, struct cand *k, uint8_t *buf,
+		    struct rmig_msg_hello *hello)
+{
+	s->ctl_fd = k->c.fd;
+	s->ctl_tls = k->c.tls;
+	s->ctl_mute = k->mute;
+	k->c.fd = -1;
+	k->c.tls = NULL;
+	memcpy(buf, k->buf, RMIG_CTL_MAX);
+	*hello = k->hello;
+}
+
+/* Without a key: the first connection is the source, for better or worse. */
+static int gate_first_come(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
+{
+	struct rmig_session *s = g->s;
+	struct cand *k;
+	int fd, rc;
+
+	rc = rmig_sock_accept(s->listen_fd, s->opts.timeout_ms, &fd);
+	if (rc)
+		return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
+	k = cand_new(g, fd);
+	if (!k) {
+		close(fd);
+		return rmig_sess_fail(s, -ENOMEM, "no memory for the handshake");
+	}
+	s->t_start_ns = rmig_now_ns();
+	k->rc = handshake(k);
+	rc = k->rc;
+	install(s, k, buf, hello);
+	if (rc)
+		rmig_sess_fail_from(s, rc, k->from_peer, "%s", k->why);
+	cand_free(k);
+	return rc;
+}
+
+static int gate_keyed(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
+{
+	struct rmig_session *s = g->s;
+	uint64_t deadline = rmig_mono_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	struct cand *winner = NULL;
+	int rc = 0, fl = fcntl(s->listen_fd, F_GETFL);
+
+	/* poll() said readable, but the client may be gone by accept(): never block there */
+	if (fl >= 0)
+		(void)fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK);
+	while (!winner) {
+		struct pollfd pfd[3] = { { .fd = s->listen_fd, .events = POLLIN },
+					 { .fd = g->efd, .events = POLLIN },
+					 { .fd = s->wake_fd, .events = POLLIN } };
+		uint64_t now = rmig_mono_ns();
+		eventfd_t ev;
+		int n, fd = -1;
+
+		if (now >= deadline) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		n = poll(pfd, 3, (int)((deadline - now + 999999) / 1000000));
+		if (n < 0 && errno != EINTR) {
+			rc = -errno;
+			break;
+		}
+		if (n <= 0)
+			continue;
+		if (pfd[2].revents) {
+			rc = -ECANCELED;
+			break;
+		}
+		if (pfd[1].revents) {
+			(void)!eventfd_read(g->efd, &ev);
+			winner = collect(g, NULL);
+			if (winner)
+				break;
+		}
+		if (!pfd[0].revents)
+			continue;
+		rc = accept_one(s, &fd);
+		if (rc == -EAGAIN) {
+			rc = 0;
+			continue;
+		}
+		if (rc)
+			break;
+		if (g->n == GATE_MAX)
+			evict_oldest(g);
+		{
+			struct cand *k = cand_new(g, fd);
+
+			if (!k || pthread_create(&k->th, NULL, cand_main, k)) {
+				rmig_warn(&s->log, "refused a connection: no memory or thread for it");
+				if (k) {
+					k->c.fd = -1;
+					cand_free(k);
+				}
+				close(fd);
+				continue;
+			}
+			k->next = g->list;
+			g->list = k;
+			g->n++;
+		}
+	}
+	if (!winner) /* one may have proved the key just as time ran out */
+		winner = collect(g, NULL);
+	stop_all(g);
+	if (winner) {
+		rmig_info(&s->log, "source %s proved the key", winner->addr);
+		s->t_start_ns = rmig_now_ns();
+		install(s, winner, buf, hello);
+		cand_free(winner);
+		return 0;
+	}
+	if (rc == -ETIMEDOUT && g->refused)
+		return rmig_sess_fail(s, rc,
+				      "waiting for a source: timed out after %u ms with no source "
+				      "that holds the key; refused %u connection%s, the last %s",
+				      s->opts.timeout_ms, g->refused, g->refused == 1 ? "" : "s",
+				      g->last);
+	return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
+}
+
+int rmig_gate_accept(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello *hello)
+{
+	struct gate g = { .s = s };
+	int rc;
+
+	g.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (g.efd < 0)
+		return rmig_sess_fail(s, -errno, "eventfd: %s", strerror(errno));
+	pthread_mutex_init(&g.lock, NULL);
+	rc = s->key_len ? gate_keyed(&g, buf, hello) : gate_first_come(&g, buf, hello);
+	pthread_mutex_destroy(&g.lock);
+	close(g.efd);
+	return rc;
+}
