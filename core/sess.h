@@ -15,6 +15,7 @@
 #include "converge.h"
 #include "log.h"
 #include "pool.h"
+#include "prep.h"
 #include "postcopy.h"
 #include "rmig.h"
 #include "tls.h"
@@ -165,6 +166,9 @@ struct rmig_session {
 	uint32_t nblobs;
 	uint64_t state_reserved;  /* dest: bytes allocated for blobs */
 	uint32_t blobs_loading;   /* dest: load tasks in flight */
+
+	/* RMIG_F_PREPARE, see prep.c */
+	struct rmig_prep *prep;
 
 	/* postcopy, see postcopy.h */
 	struct rmig_postcopy pc;

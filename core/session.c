@@ -35,7 +35,8 @@
 #define DEFAULT_DOWNTIME_MS 300
 #define DEFAULT_MAX_ROUNDS 30
 #define RMIG_FLAGS_ALL \
-	(RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS | RMIG_F_POSTCOPY | RMIG_F_NO_URGENT)
+	(RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS | RMIG_F_POSTCOPY | RMIG_F_NO_URGENT | \
+	 RMIG_F_PREPARE | RMIG_F_ZEROED)
 
 uint64_t rmig_now_ns(void)
 {
@@ -170,6 +171,7 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 static int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
 static int up_placed(void *arg, const struct rmig_target *t, uint64_t len);
 static int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
+static int up_zero(void *arg, const struct rmig_target *t, uint64_t len);
 static int up_sync(void *arg, unsigned int chan, uint64_t id);
 static int check_sync_lag(struct rmig_session *s);
 static int up_fail(void *arg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -201,6 +203,7 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 					  .place = up_place,
 					  .placed = up_placed,
 					  .place_from = up_place_from,
+					  .zero = up_zero,
 					  .sync = up_sync,
 					  .fail = up_fail };
 	s->ctl_fd = -1;
@@ -809,6 +812,23 @@ static int up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 	return 0;
 }
 
+static int up_zero(void *arg, const struct rmig_target *t, uint64_t len)
+{
+	struct rmig_session *s = arg;
+	void *dst;
+	int rc;
+
+	if (t->kind != RMIG_TGT_RAM)
+		return rmig_sess_fail(s, -EBADMSG, "zero-page marker for a device-state blob");
+	rc = up_place(arg, t, len, &dst);
+	if (rc)
+		return rc;
+	/* fresh memory reads as zero: no need to fault it in only to clear it */
+	if (!(s->opts.flags & RMIG_F_ZEROED) || s->pc.enabled)
+		memset(dst, 0, len);
+	return up_placed(arg, t, len);
+}
+
 static int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len)
 {
 	struct rmig_session *s = arg;
@@ -1210,6 +1230,9 @@ int rmig_connect(rmig_session *s, const char *uri)
 		return -EINVAL;
 	}
 	s->t_start_ns = rmig_now_ns();
+	rc = rmig_prep_start(s); /* overlaps the handshake */
+	if (rc)
+		return rc;
 	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
 		s->session_id = s->t_start_ns ^ (uint64_t)getpid() << 32;
 
@@ -1405,6 +1428,15 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	rc = check_layout(s, hello, why, sizeof(why));
 	if (rc)
 		return refuse(s, rc, why);
+	/*
+	 * Populate while the channels open. Not under postcopy: populating a
+	 * page that userfaultfd will serve would fault it in from the source.
+	 */
+	if (!s->pc.enabled) {
+		rc = rmig_prep_start(s);
+		if (rc)
+			return rc;
+	}
 
 	rc = tp_create(s);
 	if (!rc)
@@ -1780,6 +1812,7 @@ void rmig_session_destroy(rmig_session *s)
 			rmig_sess_fail(s, -ECANCELED, "session destroyed before completion");
 	}
 	shut_everything(s);
+	rmig_prep_stop(s);
 	if (s->ctl_thread_started)
 		pthread_join(s->ctl_thread, NULL);
 	rmig_pc_stop(s);

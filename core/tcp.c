@@ -152,53 +152,49 @@ static int tcp_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_
 }
 
 /*
- * Read exactly @len bytes, in plain text or through TLS, before @deadline_ns
- * (0: no deadline). Plain text reads block in recv(MSG_WAITALL), one call
- * per payload, with SO_RCVTIMEO set to what is left of the deadline.
+ * Read exactly @len bytes, in plain text or through TLS. Plain sockets
+ * carry SO_RCVTIMEO = the timeout, so one blocking recv(MSG_WAITALL) per
+ * frame part is the whole cost in the common case, and a call that returns
+ * short (the peer paused) is checked against the frame's deadline.
+ * @started: bytes of this frame already arrived (false: the channel may idle
+ * as long as it likes before the first one). *deadline_p is set when the
+ * first byte arrives, if it is 0.
  */
-static int stream_read(int fd, struct rmig_tls *tls, void *buf, size_t len, uint64_t deadline_ns)
+static int stream_read(int fd, struct rmig_tls *tls, void *buf, size_t len, bool started,
+		       unsigned int timeout_ms, uint64_t *deadline_p)
 {
 	char *p = buf;
 
-	if (tls)
-		return rmig_tls_read_full(tls, buf, len, -1, deadline_ns);
+	if (tls) {
+		int rc = 0;
+
+		if (!started && !rmig_tls_pending(tls))
+			rc = rmig_sock_wait(fd, POLLIN, -1, 0);
+		if (!rc && !*deadline_p)
+			*deadline_p = rmig_deadline_after(timeout_ms);
+		return rc ? rc : rmig_tls_read_full(tls, buf, len, -1, *deadline_p);
+	}
 	while (len) {
-		ssize_t n;
+		ssize_t n = recv(fd, p, len, MSG_WAITALL);
 
-		if (deadline_ns) {
-			uint64_t now = rmig_mono_ns(), left_ms;
-			int rc;
-
-			if (now >= deadline_ns)
-				return -ETIMEDOUT;
-			left_ms = (deadline_ns - now + 999999) / 1000000;
-			rc = rmig_sock_set_timeouts(fd, (unsigned int)left_ms, 0);
-			if (rc)
-				return rc;
-		}
-		n = recv(fd, p, len, MSG_WAITALL);
-		if (n == 0)
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			started = true;
+			if (!*deadline_p)
+				*deadline_p = rmig_deadline_after(timeout_ms);
+		} else if (n == 0) {
 			return -ECONNRESET;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+		} else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+			return -errno;
 		}
-		p += n;
-		len -= (size_t)n;
+		if (!len)
+			break;
+		/* an idle channel waits on; a frame under way must beat its deadline */
+		if (started && *deadline_p && rmig_mono_ns() >= *deadline_p)
+			return -ETIMEDOUT;
 	}
 	return 0;
-}
-
-/*
- * Wait, as long as it takes, for the first byte of the next frame: a
- * channel may idle between rounds. shutdown() of the socket ends the wait.
- */
-static int stream_wait_frame(int fd, struct rmig_tls *tls)
-{
-	if (tls && rmig_tls_pending(tls))
-		return 0;
-	return rmig_sock_wait(fd, POLLIN, -1, 0);
 }
 
 /* The TLS handshake of a new data channel, when the session asked for TLS. */
@@ -299,8 +295,11 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 		if (rc)
 			goto out_close; /* reported */
 	}
-	if (!rc)
-		rc = stream_read(fd, tls, hdr, sizeof(hdr), rmig_deadline_after(p->timeout_ms));
+	if (!rc) {
+		uint64_t deadline = rmig_deadline_after(p->timeout_ms);
+
+		rc = stream_read(fd, tls, hdr, sizeof(hdr), true, p->timeout_ms, &deadline);
+	}
 	if (rc) {
 		p->up->fail(p->up->arg, rc, "reading a tcp data channel hello: %s",
 			    rmig_strerror(rc));
@@ -313,8 +312,11 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 				 f.type, f.id, (unsigned long long)f.offset);
 		goto out_close;
 	}
-	/* An idle channel may wait any time for the next frame: only the send side is bounded. */
-	rc = rmig_sock_set_timeouts(fd, 0, p->timeout_ms);
+	/*
+	 * Each receive call returns within the timeout, so that a frame that
+	 * stalls halfway is noticed; an idle channel simply calls again.
+	 */
+	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
 	if (!rc)
 		rc = chan_new(t, fd, f.id, ch_p);
 	if (!rc) {
@@ -495,12 +497,9 @@ int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
 	int rc;
 
 	*io_err_p = 0;
-	rc = stream_wait_frame(fd, tls);
-	if (rc)
-		return *io_err_p = rc;
 	/* Once a frame has begun, all of it must arrive within the timeout. */
-	deadline = rmig_deadline_after(timeout_ms);
-	rc = stream_read(fd, tls, hdr, sizeof(hdr), deadline);
+	deadline = 0;
+	rc = stream_read(fd, tls, hdr, sizeof(hdr), false, timeout_ms, &deadline);
 	if (rc)
 		return *io_err_p = rc;
 	if (rmig_frame_decode(hdr, &f))
@@ -514,17 +513,15 @@ int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
 		tgt.id = f.id;
 		tgt.offset = f.offset;
 		tgt.total = f.arg;
+		if (f.type == RMIG_FRAME_ZERO_RAM)
+			return up->zero(up->arg, &tgt, f.len);
 		/* The core checks the range against the block or blob before any byte lands. */
 		rc = up->place(up->arg, &tgt, f.len, &dst);
 		if (rc)
 			return rc;
-		if (f.type == RMIG_FRAME_ZERO_RAM) {
-			memset(dst, 0, f.len);
-		} else {
-			rc = stream_read(fd, tls, dst, f.len, deadline);
-			if (rc)
-				return *io_err_p = rc;
-		}
+		rc = stream_read(fd, tls, dst, f.len, true, timeout_ms, &deadline);
+		if (rc)
+			return *io_err_p = rc;
 		return up->placed(up->arg, &tgt, f.len);
 	case RMIG_FRAME_SYNC:
 		return up->sync(up->arg, idx, f.arg);

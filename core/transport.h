@@ -76,6 +76,12 @@ struct rmig_tp_upcalls {
 	 */
 	int (*place_from)(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
 	/*
+	 * @len zero bytes for RAM target @t (a zero-page marker): the core
+	 * checks the range and writes them, or skips the write where the
+	 * destination memory is known to be zero already. Any channel thread.
+	 */
+	int (*zero)(void *arg, const struct rmig_target *t, uint64_t len);
+	/*
 	 * A sync marker with @id arrived on channel @chan; every byte the
 	 * source posted on that channel before it is placed.
 	 */

@@ -122,13 +122,12 @@ int rmig_rdma_apply_msg(const struct rmig_tp_upcalls *up, unsigned int idx, cons
 		tg.id = f.id;
 		tg.offset = f.offset;
 		tg.total = f.arg;
+		if (f.type == RMIG_FRAME_ZERO_RAM)
+			return up->zero(up->arg, &tg, f.len);
 		rc = up->place(up->arg, &tg, f.len, &dst);
 		if (rc)
 			return rc;
-		if (f.type == RMIG_FRAME_ZERO_RAM)
-			memset(dst, 0, f.len);
-		else
-			memcpy(dst, buf + RMIG_FRAME_HDR_LEN, f.len);
+		memcpy(dst, buf + RMIG_FRAME_HDR_LEN, f.len);
 		return up->placed(up->arg, &tg, f.len);
 	default:
 		break;

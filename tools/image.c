@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* image.c - open, size and map memory images shared. */
+#define _GNU_SOURCE /* fallocate */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -24,6 +28,98 @@ uint32_t image_page_size(int fd)
 	return (uint32_t)sysconf(_SC_PAGESIZE);
 }
 
+/*
+ * The SIGBUS guard. A shared mapping of a file raises SIGBUS on a page the
+ * file no longer has (it shrank under us) or cannot get (its file system is
+ * full). The handler maps anonymous memory over the faulting page of an
+ * image, so the access completes, and marks the image damaged; the command
+ * then fails naming it (image_check()), instead of dying by a signal.
+ * Anything else re-raises SIGBUS as before.
+ */
+#define GUARD_MAX 512
+
+static struct {
+	_Atomic(uint8_t *) addr;
+	_Atomic uint64_t len;
+	_Atomic uint32_t page;
+	atomic_bool hit;
+} guard[GUARD_MAX];
+
+static void guard_handler(int sig, siginfo_t *si, void *uc)
+{
+	uint8_t *a = si->si_addr;
+
+	(void)uc;
+	for (unsigned int i = 0; i < GUARD_MAX; i++) {
+		uint8_t *base = atomic_load(&guard[i].addr);
+		uint64_t len = atomic_load(&guard[i].len), pg = atomic_load(&guard[i].page);
+
+		if (!base || a < base || a >= base + len)
+			continue;
+		a = base + (uint64_t)(a - base) / pg * pg;
+		if (mmap(a, pg, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0) == MAP_FAILED)
+			break;
+		atomic_store(&guard[i].hit, true);
+		return;
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void guard_add(struct image *im)
+{
+	static atomic_bool installed;
+
+	if (!atomic_exchange(&installed, true)) {
+		struct sigaction sa = { .sa_sigaction = guard_handler, .sa_flags = SA_SIGINFO };
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, NULL);
+	}
+	for (unsigned int i = 0; i < GUARD_MAX; i++) {
+		uint8_t *none = NULL;
+
+		if (atomic_load(&guard[i].addr))
+			continue;
+		atomic_store(&guard[i].len, im->len);
+		atomic_store(&guard[i].page, im->page_size);
+		atomic_store(&guard[i].hit, false);
+		if (atomic_compare_exchange_strong(&guard[i].addr, &none, im->addr)) {
+			im->guard = (int)i;
+			return;
+		}
+	}
+}
+
+static void guard_del(struct image *im)
+{
+	if (im->guard >= 0)
+		atomic_store(&guard[im->guard].addr, NULL);
+	im->guard = -1;
+}
+
+int image_check(const struct image *im, const char *during)
+{
+	struct stat st;
+	bool hit = im->guard >= 0 && atomic_load(&guard[im->guard].hit);
+
+	if (fstat(im->fd, &st) == 0 && (uint64_t)st.st_size < im->len) {
+		fprintf(stderr, "rdma-migrate: image %s ('%s') shrank from %llu to %llu bytes %s\n",
+			im->path, im->name, (unsigned long long)im->len,
+			(unsigned long long)st.st_size, during);
+		return -EIO;
+	}
+	if (hit) {
+		fprintf(stderr,
+			"rdma-migrate: image %s ('%s'): pages became unreadable or could not be "
+			"allocated %s (file truncated, or its file system full)\n",
+			im->path, im->name, during);
+		return -EIO;
+	}
+	return 0;
+}
+
 static int map(struct image *im, int prot)
 {
 	im->addr = mmap(NULL, im->len, prot, MAP_SHARED, im->fd, 0);
@@ -35,13 +131,64 @@ static int map(struct image *im, int prot)
 			(unsigned long long)im->len, strerror(-rc));
 		return rc;
 	}
+	guard_add(im);
 	return 0;
+}
+
+#ifndef HUGETLBFS_MAGIC_FS
+#define HUGETLBFS_MAGIC_FS HUGETLBFS_MAGIC
+#endif
+
+/*
+ * Allocate the whole destination image now: a file system without room is a
+ * clear error before a byte moves, never a SIGBUS in the middle.
+ */
+static int reserve(struct image *im)
+{
+	struct statfs sfs;
+	int rc;
+
+	if (fallocate(im->fd, 0, 0, (off_t)im->len) == 0)
+		return 0;
+	rc = -errno;
+	if (rc == -EOPNOTSUPP || rc == -ENOSYS)
+		return 0; /* this file system cannot say in advance; the guard still holds */
+	if (rc == -ENOSPC && fstatfs(im->fd, &sfs) == 0 &&
+	    (unsigned long)sfs.f_type == HUGETLBFS_MAGIC_FS) {
+		fprintf(stderr,
+			"rdma-migrate: image %s: the hugetlbfs pool is too small: it needs %llu "
+			"pages of %u bytes, %llu are free (raise /proc/sys/vm/nr_hugepages)\n",
+			im->path, (unsigned long long)(im->len / im->page_size), im->page_size,
+			(unsigned long long)sfs.f_bfree);
+		return rc;
+	}
+	if (rc == -ENOSPC) {
+		struct statvfs vfs;
+		struct stat st;
+		unsigned long long have = 0, used = 0;
+
+		if (fstatvfs(im->fd, &vfs) == 0)
+			have = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+		if (fstat(im->fd, &st) == 0)
+			used = (unsigned long long)st.st_blocks * 512;
+		fprintf(stderr,
+			"rdma-migrate: image %s: no room on its file system: it needs %llu bytes "
+			"(%llu more than it holds), %llu are free\n",
+			im->path, (unsigned long long)im->len,
+			(unsigned long long)im->len > used ? (unsigned long long)im->len - used : 0,
+			have);
+		return rc;
+	}
+	fprintf(stderr, "rdma-migrate: image %s: allocating %llu bytes: %s\n", im->path,
+		(unsigned long long)im->len, strerror(-rc));
+	return rc;
 }
 
 static int image_init(struct image *im, const char *name, const char *path)
 {
 	memset(im, 0, sizeof(*im));
 	im->fd = -1;
+	im->guard = -1;
 	im->path = path;
 	if (strlen(name) >= RMIG_NAME_MAX) {
 		fprintf(stderr, "rdma-migrate: image name '%s' is longer than %d bytes\n", name,
@@ -108,18 +255,27 @@ int image_open_dest(struct image *im, const char *name, const char *path, uint64
 		return -EINVAL;
 	}
 	im->page_size = image_page_size(im->fd);
-	if ((uint64_t)st.st_size != len && ftruncate(im->fd, (off_t)len) < 0) {
+	/*
+	 * Start from an empty file: every page then reads as zero, so zero
+	 * pages need no write (RMIG_F_ZEROED), and old contents never mix
+	 * with the new ones.
+	 */
+	if ((st.st_size && ftruncate(im->fd, 0) < 0) || ftruncate(im->fd, (off_t)len) < 0) {
 		rc = -errno;
 		fprintf(stderr, "rdma-migrate: image %s: resizing to %llu bytes: %s\n", path,
 			(unsigned long long)len, strerror(-rc));
 		return rc;
 	}
 	im->len = len;
+	rc = reserve(im);
+	if (rc)
+		return rc;
 	return map(im, PROT_READ | PROT_WRITE);
 }
 
 void image_close(struct image *im)
 {
+	guard_del(im);
 	if (im->addr)
 		munmap(im->addr, im->len);
 	if (im->fd >= 0)

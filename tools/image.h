@@ -19,6 +19,7 @@ struct image {
 	uint64_t len;
 	uint32_t page_size;
 	bool writable; /* mapped writable (never written by the source) */
+	int guard;     /* slot in the SIGBUS guard, or -1 */
 };
 
 /*
@@ -26,8 +27,21 @@ struct image {
  * pins only writable mappings), never written. Prints the cause on error.
  */
 int image_open_source(struct image *im, const char *name, const char *path);
-/* Destination: create or resize the image to @len and map it read-write. */
+/*
+ * Destination: create the image, or empty it, at @len bytes that read as
+ * zero (what it held is discarded), allocate all of it (a
+ * file system without room fails here, naming the space needed and left),
+ * and map it read-write.
+ */
 int image_open_dest(struct image *im, const char *name, const char *path, uint64_t len);
+/*
+ * Every mapped image is guarded: a SIGBUS on it (the file shrank, or its
+ * file system is full) maps anonymous memory over the page instead of
+ * killing the process, and marks the image. After the data has moved
+ * (@during: "during the send"...), 0, or -EIO after printing which image
+ * shrank or lost pages.
+ */
+int image_check(const struct image *im, const char *during);
 void image_close(struct image *im);
 /* Page size of the filesystem holding @fd: the huge page size on hugetlbfs. */
 uint32_t image_page_size(int fd);

@@ -76,6 +76,25 @@ enum rmig_log_level {
 /* Source, with RMIG_F_POSTCOPY: no urgent channel; requested pages share the
  * channels with the background pages (to measure what the urgent one buys). */
 #define RMIG_F_NO_URGENT (1u << 4)
+/*
+ * Both sides: make the RAM blocks resident ahead of the data, on a thread
+ * that starts at connect (source) or once the layout is checked
+ * (destination), so that neither the zero scan nor the placement meets
+ * fresh memory one page fault at a time. Destination: MADV_HUGEPAGE (for
+ * anonymous memory), then MADV_POPULATE_WRITE; memory that cannot be had
+ * (a full file system, a hugetlbfs pool too small) fails the session with
+ * -ENOSPC and the cause. Source: MADV_POPULATE_READ. Not applied to the
+ * destination of a postcopy migration.
+ */
+#define RMIG_F_PREPARE (1u << 5)
+/*
+ * Destination: every RAM block reads as zero before the migration (fresh
+ * anonymous memory, a new or emptied file), so a zero page from the source
+ * needs no write here, and fresh memory is not faulted in only to be
+ * cleared. Wrong when a block holds old data: zero pages would keep it.
+ * Ignored under postcopy, which must place every page.
+ */
+#define RMIG_F_ZEROED (1u << 6)
 
 typedef void (*rmig_log_fn)(void *arg, enum rmig_log_level level, const char *msg);
 

@@ -121,7 +121,13 @@ static int up_place(void *arg, const struct rmig_target *t, uint64_t len, void *
 	return up_fail(NULL, -ERANGE, "place: out of range");
 }
 
-static const struct rmig_tp_upcalls up = { .fail = up_fail, .place = up_place };
+static int up_zero(void *arg, const struct rmig_target *t, uint64_t len)
+{
+	(void)arg, (void)t, (void)len;
+	return up_fail(NULL, -ERANGE, "zero: out of range");
+}
+
+static const struct rmig_tp_upcalls up = { .fail = up_fail, .place = up_place, .zero = up_zero };
 static struct ibv_qp qp = { .qp_num = 0x1234 };
 static struct rdma_cm_id cmid = { .qp = &qp };
 static struct ibv_mr hdr_mr = { .lkey = 1 };
