@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "log.h"
 #include "wire.h"
 
 _Static_assert(RMIG_CTL_HDR_LEN == 4 + 2 + 2 + 4 + 4, "control header layout");
@@ -279,18 +280,20 @@ int rmig_error_encode(const struct rmig_msg_error *m, uint8_t *buf, size_t cap)
 int rmig_error_decode(const uint8_t *buf, size_t len, struct rmig_msg_error *m)
 {
 	struct cur c = DEC(buf, len);
+	char raw[RMIG_ERRMSG_MAX];
 	uint16_t n;
 
 	m->code = (int32_t)get32(&c);
 	n = get16(&c);
 	if (c.bad || n >= RMIG_ERRMSG_MAX || m->code <= 0 || m->code > 4095)
 		return -EBADMSG;
-	getbytes(&c, m->msg, n);
-	m->msg[c.bad ? 0 : n] = '\0';
-	/* The text is shown to operators: keep it printable. */
-	for (uint16_t i = 0; !c.bad && i < n; i++)
-		if ((unsigned char)m->msg[i] < 0x20 || (unsigned char)m->msg[i] == 0x7f)
-			m->msg[i] = '?';
+	getbytes(&c, raw, n);
+	raw[c.bad ? 0 : n] = '\0';
+	/*
+	 * The text is shown to operators: control bytes become \xNN, as in
+	 * every log line (a longer text is cut at the end of the field).
+	 */
+	rmig_escape(m->msg, sizeof(m->msg), raw);
 	return dec_end(&c);
 }
 

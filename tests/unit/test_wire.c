@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "log.h"
 #include "wire.h"
 
 static void hello_fill(struct rmig_msg_hello *m, uint32_t nblocks)
@@ -146,12 +147,34 @@ static void test_error_msg(void **state)
 	n = rmig_error_encode(&in, b, sizeof(b));
 	assert_int_equal(rmig_error_decode(b, (size_t)n, &out), 0);
 	assert_int_equal(out.code, 71);
-	assert_string_equal(out.msg, "layout mismatch??"); /* control bytes made printable */
+	/* control bytes made printable */
+	assert_string_equal(out.msg, "layout mismatch\\x0a\\x01");
+	strcpy(in.msg, "\x1b[31mred\x9b" "2J");
+	n = rmig_error_encode(&in, b, sizeof(b));
+	assert_int_equal(rmig_error_decode(b, (size_t)n, &out), 0);
+	assert_string_equal(out.msg, "\\x1b[31mred\\x9b2J");
 	assert_int_equal(rmig_error_decode(b, (size_t)n - 1, &out), -EBADMSG);
 	rmig_put_be16(b + 4, RMIG_ERRMSG_MAX); /* text length over the limit */
 	assert_int_equal(rmig_error_decode(b, (size_t)n, &out), -EBADMSG);
 	rmig_put_be32(b, 0); /* code 0 is not an error */
 	assert_int_equal(rmig_error_decode(b, (size_t)n, &out), -EBADMSG);
+}
+
+/* The one escape every log line and peer ERROR text goes through. */
+static void test_escape(void **state)
+{
+	char out[16];
+
+	(void)state;
+	assert_int_equal(rmig_escape(out, sizeof(out), "plain ~text"), 11);
+	assert_string_equal(out, "plain ~text");
+	assert_int_equal(rmig_escape(out, sizeof(out), "\x1b[1m\x7f\xff"), 15);
+	assert_string_equal(out, "\\x1b[1m\\x7f\\xff");
+	/* cut on a whole escape, never inside one */
+	assert_int_equal(rmig_escape(out, sizeof(out), "abcdefghijklm\n"), 13);
+	assert_string_equal(out, "abcdefghijklm");
+	assert_int_equal(rmig_escape(out, 1, "abc"), 0);
+	assert_string_equal(out, "");
 }
 
 static void test_state_begin_and_reg(void **state)
@@ -260,6 +283,7 @@ int main(void)
 		cmocka_unit_test(test_ctl_hdr),
 		cmocka_unit_test(test_frame),
 		cmocka_unit_test(test_error_msg),
+		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_state_begin_and_reg),
 		cmocka_unit_test(test_complete),
 		cmocka_unit_test(test_random_garbage),
