@@ -119,6 +119,24 @@ uint32_t rmig_state_count(struct rmig_session *s)
 	return n;
 }
 
+/*
+ * Source or destination, state_lock held: the blob other than @self already
+ * named @name, @instance. A device's state is loaded once: a second blob
+ * of one (name, instance) would be loaded over the first, or the first lost.
+ */
+static struct rmig_blob *blob_named(struct rmig_session *s, const char *name, uint32_t instance,
+				    const struct rmig_blob *self)
+{
+	for (uint32_t i = 0; i < s->nblobs; i++) {
+		struct rmig_blob *b = s->blobs[i];
+
+		if (b && b != self && b->announced && b->instance == instance &&
+		    !strcmp(b->name, name))
+			return b;
+	}
+	return NULL;
+}
+
 int rmig_state_send(struct rmig_session *s, const char *name, uint32_t instance,
 		    const void *data, uint64_t len)
 {
@@ -132,6 +150,10 @@ int rmig_state_send(struct rmig_session *s, const char *name, uint32_t instance,
 	if (!name || !*name || strlen(name) >= RMIG_NAME_MAX || (!data && len))
 		return -EINVAL;
 	pthread_mutex_lock(&s->state_lock);
+	if (blob_named(s, name, instance, NULL)) {
+		pthread_mutex_unlock(&s->state_lock);
+		return -EEXIST;
+	}
 	b = blob_get(s, s->nblobs, true);
 	if (b) {
 		b->announced = true;
@@ -260,7 +282,7 @@ static int dispatch(struct rmig_session *s, struct rmig_blob *b)
 
 int rmig_state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *m)
 {
-	struct rmig_blob *b;
+	struct rmig_blob *b, *other;
 	bool ready = false;
 	int rc;
 
@@ -268,6 +290,11 @@ int rmig_state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *
 	rc = blob_admit(s, m->blob, m->total, &b);
 	if (!rc && b->announced)
 		rc = rmig_sess_fail(s, -EBADMSG, "device-state blob %u announced twice", m->blob);
+	if (!rc && (other = blob_named(s, m->name, m->instance, b)))
+		rc = rmig_sess_fail(s, -EBADMSG,
+				    "device-state blob '%s' instance %u announced twice (blobs %u "
+				    "and %u)",
+				    m->name, m->instance, other->id, m->blob);
 	if (!rc) {
 		b->announced = true;
 		b->instance = m->instance;

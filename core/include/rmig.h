@@ -325,7 +325,9 @@ RMIG_API int rmig_sync(rmig_session *s);
 /*
  * Source: send a device-state blob, chunked across the channels. @data must
  * stay valid and unchanged until the next rmig_sync() or rmig_complete()
- * returns (it is sent without a copy). Errors: -EINVAL (name), -E2BIG.
+ * returns (it is sent without a copy). One blob per (@name, @instance): the
+ * destination refuses a second one. Errors: -EINVAL (name), -EEXIST (a blob
+ * of this name and instance was sent already), -E2BIG.
  */
 RMIG_API int rmig_send_state(rmig_session *s, const char *name, uint32_t instance,
 			     const void *data, uint64_t len);

@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "log.h"
 #include "sock.h"
 #include "testlib.h"
 #include "wire.h"
@@ -130,6 +131,43 @@ static int c_bad_magic(const char *host, const char *port)
 	sleep(3);
 	close(fd);
 	return 0;
+}
+
+/* A block name that is a terminal escape sequence: shown escaped, never raw. */
+static int c_escape_name(const char *host, const char *port)
+{
+	static struct rmig_msg_hello m;
+	static uint8_t buf[RMIG_CTL_MAX];
+	int fd, n;
+
+	if (rmig_sock_connect(host, port, 2000, &fd))
+		return -1;
+	hello_default(&m, 1);
+	strcpy(m.blocks[0].name, "evil\x1b[31m\x9b" "2J");
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	test_send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	sleep(3);
+	close(fd);
+	return 0;
+}
+
+/* Two blobs of one (name, instance): the second would be loaded over the first. */
+static int c_state_name_twice(const char *host, const char *port)
+{
+	struct rmig_msg_state_begin m = { .total = 4096 }; /* neither complete: nothing loads */
+	uint8_t buf[256];
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0), n;
+
+	strcpy(m.name, "dev");
+	for (uint32_t id = 0; id < 2 && !rc; id++) {
+		m.blob = id;
+		n = rmig_state_begin_encode(&m, buf, sizeof(buf));
+		rc = test_send_ctl(r.ctl, RMIG_MSG_STATE_BEGIN, buf, (uint32_t)n);
+	}
+	sleep(3);
+	raw_close(&r);
+	return rc;
 }
 
 static int c_bad_version(const char *host, const char *port)
@@ -284,6 +322,9 @@ static const struct hcase cases[] = {
 	{ "truncated-frame", "peer closed the connection mid-transfer", c_truncated_frame },
 	{ "disconnect", "peer closed", c_disconnect },
 	{ "silent", "peer silent", c_silent },
+	{ "escape-name", "refusing the source", c_escape_name },
+	{ "state-name-twice", "device-state blob 'dev' instance 0 announced twice",
+	  c_state_name_twice },
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -295,6 +336,26 @@ struct runner {
 	char port[16];
 	int rc;
 };
+
+/* Every message the destination logs: none may carry a control byte. */
+static struct {
+	pthread_mutex_t lock;
+	bool raw;         /* a byte < 0x20 or >= 0x7f reached the callback */
+	bool escaped_esc; /* a message showed ESC as \x1b */
+} logged = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void log_check(void *arg, enum rmig_log_level level, const char *msg)
+{
+	(void)arg;
+	(void)level;
+	pthread_mutex_lock(&logged.lock);
+	for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+		if (*p < 0x20 || *p >= 0x7f)
+			logged.raw = true;
+	if (strstr(msg, "\\x1b[31m"))
+		logged.escaped_esc = true;
+	pthread_mutex_unlock(&logged.lock);
+}
 
 static void *run_case(void *arg)
 {
@@ -320,6 +381,7 @@ static void test_hostile_sources(void **state)
 		rmig_session *d;
 		uint8_t *mem = guarded_alloc(BLOCK_LEN);
 		struct runner r = { .c = &cases[i] };
+		char shown[4 * RMIG_ERRMSG_MAX];
 		pthread_t th;
 		double t0, dt;
 		int rc;
@@ -329,7 +391,9 @@ static void test_hostile_sources(void **state)
 		o.role = RMIG_ROLE_DEST;
 		o.timeout_ms = TIMEOUT_MS;
 		o.blob_max = 1 << 20;
-		o.log_fn = NULL;
+		o.log_fn = log_check;
+		o.log_level = RMIG_LOG_DEBUG;
+		logged.raw = logged.escaped_esc = false;
 		assert_int_equal(rmig_session_create(&o, &d), 0);
 		assert_int_equal(rmig_add_ram(d, "ram", mem, BLOCK_LEN, 4096), 0);
 		assert_int_equal(rmig_listen(d, "tcp://127.0.0.1:0"), 0);
@@ -340,12 +404,15 @@ static void test_hostile_sources(void **state)
 		if (!rc)
 			rc = rmig_complete(d);
 		dt = now_s() - t0;
-		printf("# %-22s rc=%d after %.2fs: %s\n", cases[i].name, rc, dt,
-		       rmig_last_error(d));
+		rmig_escape(shown, sizeof(shown), rmig_last_error(d));
+		printf("# %-22s rc=%d after %.2fs: %s\n", cases[i].name, rc, dt, shown);
 		assert_true(rc < 0);
 		assert_true(dt < 3.0 * TIMEOUT_MS / 1000.0);
 		assert_non_null(strstr(rmig_last_error(d), cases[i].expect));
 		rmig_session_destroy(d);
+		assert_false(logged.raw);
+		if (!strcmp(cases[i].name, "escape-name"))
+			assert_true(logged.escaped_esc);
 		pthread_join(th, NULL);
 		assert_int_equal(r.rc, 0); /* the hostile peer got as far as it meant to */
 		/* a rejected write never touched guest RAM */

@@ -177,6 +177,8 @@ static void test_device_state_chunks(void **state)
 				 0);
 	}
 	assert_int_equal(rmig_send_state(p.src, "", 0, l.expect[0], 1), -EINVAL);
+	/* one blob per (name, instance): a second would be loaded over the first */
+	assert_int_equal(rmig_send_state(p.src, "dev", 1, l.expect[1], sizes[1]), -EEXIST);
 	assert_int_equal(rmig_complete(p.src), 0);
 	assert_int_equal(pair_join(&p), 0);
 	assert_int_equal(l.count, 3);
