@@ -2,6 +2,7 @@
 /* cli.c - the option table and its parser. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,14 +24,16 @@ static const struct cli_opt opts[] = {
 	  "destination to migrate to (send: required; bench --live: a recv peer instead of "
 	  "a destination in this process)" },
 	{ "listen", "ADDR:PORT", OPT_STR, CMD_RECV, OFF(listen), 0, 0, NULL, NULL,
-	  "address to accept one source on (required; PORT 0 picks one)" },
+	  "address to listen on for the one source served (required; PORT 0 picks one)" },
 	{ "port-file", "FILE", OPT_STR, CMD_RECV, OFF(port_file), 0, 0, NULL, NULL,
 	  "write the bound port to FILE once listening" },
 	{ "ram", "NAME=PATH", OPT_LIST, CMD_SEND | CMD_RECV, OFF(ram), 0, 0, NULL, NULL,
-	  "memory image (file, /dev/shm or hugetlbfs file), mapped shared; repeatable. "
-	  "recv creates or resizes it to the source's size" },
+	  "memory image (file, /dev/shm or hugetlbfs file), mapped shared; repeatable, each "
+	  "NAME (at most 63 bytes) once. recv creates or resizes it to the source's size; "
+	  "there each PATH must be a file of its own" },
 	{ "state", "NAME=FILE", OPT_LIST, CMD_SEND, OFF(state), 0, 0, NULL, NULL,
-	  "device-state file to send as blob NAME; repeatable" },
+	  "device-state file (a regular file, read to its end: /proc files too) to send as "
+	  "blob NAME; repeatable, each NAME (at most 63 bytes) once" },
 	{ "state-dir", "DIR", OPT_STR, CMD_RECV, OFF(state_dir), 0, 0, NULL, NULL,
 	  "write received device-state blobs to DIR/NAME" },
 	{ "channels", "N", OPT_UINT, CMD_SEND | CMD_BENCH, OFF(channels), 1, 64, NULL, "4",
@@ -95,8 +98,8 @@ static const struct cli_opt opts[] = {
 	{ "device-state", "SIZE[,SIZE...]", OPT_STR, CMD_BENCH, OFF(device_state), 0, 0, NULL, NULL,
 	  "--live, --postcopy: device-state blobs of these sizes, sent at switchover" },
 	{ "key-file", "FILE", OPT_STR, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(key_file), 0, 0, NULL,
-	  NULL, "shared secret (16..4096 bytes) that both ends must hold; without it anyone "
-		"who reaches the port can write into the images" },
+	  NULL, "shared secret (a regular file of 16..4096 bytes) that both ends must hold; "
+		"without it anyone who reaches the port can write into the images" },
 	{ "tls", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(tls), 0, 0, NULL, NULL,
 	  "TLS 1.3 on every connection, keyed by --key-file (both ends): the data on the "
 	  "wire is private; data channels then run over tcp" },
@@ -185,8 +188,10 @@ int cli_split_assign(const char *s, char *name, size_t name_len, const char **va
 {
 	const char *eq = strchr(s, '=');
 
-	if (!eq || eq == s || (size_t)(eq - s) >= name_len || !eq[1])
+	if (!eq || eq == s || !eq[1])
 		return -EINVAL;
+	if ((size_t)(eq - s) >= name_len)
+		return -ENAMETOOLONG;
 	memcpy(name, s, (size_t)(eq - s));
 	name[eq - s] = '\0';
 	*value_p = eq + 1;
@@ -261,6 +266,111 @@ static int set_opt(struct cli *c, const struct cli_opt *o, const char *val)
 	return rc;
 }
 
+/*
+ * --ram NAME=PATH, --state NAME=FILE: each well formed, each NAME once. A
+ * name given twice would send two blocks (or blobs) the destination tells
+ * apart by name only: one would be lost, or written over the other.
+ */
+static int check_assign_list(unsigned int cmd, const char *opt, const char *arg,
+			     const char *what, const struct cli_list *l)
+{
+	char name[CLI_NAME_MAX], other[CLI_NAME_MAX];
+	const char *val;
+
+	for (unsigned int i = 0; i < l->n; i++) {
+		int rc = cli_split_assign(l->v[i], name, sizeof(name), &val);
+
+		if (rc == -ENAMETOOLONG) {
+			fprintf(stderr, "rdma-migrate %s: --%s '%s': name longer than %d bytes\n",
+				cli_cmd_name(cmd), opt, l->v[i], CLI_NAME_MAX - 1);
+			return -EINVAL;
+		}
+		if (rc) {
+			fprintf(stderr, "rdma-migrate %s: --%s '%s': expected %s\n",
+				cli_cmd_name(cmd), opt, l->v[i], arg);
+			return -EINVAL;
+		}
+		for (unsigned int j = 0; j < i; j++) {
+			if (cli_split_assign(l->v[j], other, sizeof(other), &val) ||
+			    strcmp(name, other))
+				continue;
+			fprintf(stderr, "rdma-migrate %s: --%s '%s' and --%s '%s': %s name '%s' "
+					"given twice\n",
+				cli_cmd_name(cmd), opt, l->v[j], opt, l->v[i], what, name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int cli_check_addr(const char *opt, const char *v, bool listen)
+{
+	const char *p = v, *colon, *port;
+	unsigned int min = listen ? 0 : 1;
+	uint64_t n;
+	size_t hlen;
+
+	/* send --to also takes the library's tcp:// and rdma:// */
+	if (!listen && !strncmp(p, "tcp://", 6))
+		p += 6;
+	else if (!listen && !strncmp(p, "rdma://", 7))
+		p += 7;
+	if (strstr(p, "://")) {
+		fprintf(stderr, "rdma-migrate: --%s '%s': expected HOST:PORT%s\n", opt, v,
+			listen ? " (no scheme: recv listens on tcp)" : " (or tcp:// or rdma://)");
+		return -EINVAL;
+	}
+	if (*p == '[') {
+		colon = strchr(p, ']');
+		if (!colon || colon[1] != ':') {
+			fprintf(stderr, "rdma-migrate: --%s '%s': expected [ADDR]:PORT\n", opt, v);
+			return -EINVAL;
+		}
+		hlen = (size_t)(colon - p - 1);
+		colon++;
+	} else {
+		colon = strrchr(p, ':');
+		if (!colon) {
+			fprintf(stderr, "rdma-migrate: --%s '%s': expected HOST:PORT\n", opt, v);
+			return -EINVAL;
+		}
+		if (memchr(p, ':', (size_t)(colon - p))) {
+			fprintf(stderr, "rdma-migrate: --%s '%s': expected HOST:PORT (an IPv6 "
+					"address in brackets: [ADDR]:PORT)\n",
+				opt, v);
+			return -EINVAL;
+		}
+		hlen = (size_t)(colon - p);
+	}
+	port = colon + 1;
+	if (!hlen) {
+		fprintf(stderr, "rdma-migrate: --%s '%s': empty host, expected HOST:PORT%s\n", opt,
+			v, listen ? " (0.0.0.0 or [::] for every address)" : "");
+		return -EINVAL;
+	}
+	if (hlen > CLI_HOST_MAX) {
+		fprintf(stderr, "rdma-migrate: --%s '%s': host longer than %d bytes\n", opt, v,
+			CLI_HOST_MAX);
+		return -EINVAL;
+	}
+	if (!*port) {
+		fprintf(stderr, "rdma-migrate: --%s '%s': no port, expected HOST:PORT\n", opt, v);
+		return -EINVAL;
+	}
+	if (cli_parse_uint(port, 0, UINT64_MAX, &n) == -EINVAL) {
+		fprintf(stderr, "rdma-migrate: --%s '%s': port '%s' is not a number\n", opt, v,
+			port);
+		return -EINVAL;
+	}
+	/* five digits at most: the library takes no longer port string */
+	if (strlen(port) > 5 || n < min || n > 65535) {
+		fprintf(stderr, "rdma-migrate: --%s '%s': port %s out of range %u..65535%s\n", opt,
+			v, port, min, listen ? " (0 picks one)" : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 {
 	memset(c, 0, sizeof(*c));
@@ -304,6 +414,15 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 			return -EINVAL;
 		c->seen |= 1ull << (o - opts);
 	}
+	if (c->help)
+		return 0;
+	/* all before anything is opened, listened on or connected to */
+	if (check_assign_list(cmd, "ram", "NAME=PATH", "block", &c->ram) ||
+	    check_assign_list(cmd, "state", "NAME=FILE", "device-state", &c->state))
+		return -EINVAL;
+	if ((c->to && cli_check_addr("to", c->to, false)) ||
+	    (c->listen && cli_check_addr("listen", c->listen, true)))
+		return -EINVAL;
 	if (c->tls && !c->key_file) {
 		fprintf(stderr, "rdma-migrate %s: --tls needs --key-file (the TLS keys derive from "
 				"the shared key)\n",
@@ -319,41 +438,210 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 	return 0;
 }
 
-int cli_load_key(const struct cli *c, uint8_t *key, size_t *len_p)
+int cli_open_regular(const char *what, const char *path)
+{
+	struct stat st, fst;
+	int fd;
+
+	/*
+	 * stat first: open() of a FIFO blocks until a writer comes, of a
+	 * device may rewind a tape. O_NONBLOCK and the second check close the
+	 * window in which the name could be swapped for one.
+	 */
+	if (stat(path, &st) < 0) {
+		fprintf(stderr, "rdma-migrate: %s %s: %s\n", what, path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "rdma-migrate: %s %s: not a regular file\n", what, path);
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &fst) < 0) {
+		fprintf(stderr, "rdma-migrate: %s %s: %s\n", what, path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(fst.st_mode) || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
+		fprintf(stderr, "rdma-migrate: %s %s: not a regular file (replaced while "
+				"opening)\n",
+			what, path);
+		close(fd);
+		return -1;
+	}
+	/*
+	 * O_NONBLOCK stays: a regular file ignores it, but a /proc file that
+	 * would wait for data (/proc/kmsg) then says EAGAIN instead.
+	 */
+	return fd;
+}
+
+int cli_read_file(const char *what, const char *path, uint64_t max, uint8_t **data_p,
+		  uint64_t *len_p, unsigned int *mode_p)
 {
 	struct stat st;
-	ssize_t n;
-	int fd;
+	uint64_t cap, len = 0;
+	uint8_t *buf = NULL;
+	int fd = cli_open_regular(what, path);
+
+	if (fd < 0)
+		return -EINVAL;
+	if (fstat(fd, &st) < 0)
+		st.st_size = 0;
+	if (mode_p)
+		*mode_p = (unsigned int)st.st_mode;
+	/*
+	 * To the end, not to st_size: a /proc or sysfs file says 0 bytes and
+	 * has content; a file still being written has more. One byte over
+	 * st_size is room for the read that sees the end.
+	 */
+	cap = (uint64_t)st.st_size < max ? (uint64_t)st.st_size + 1 : max + 1;
+	if (cap < 4096)
+		cap = max + 1 < 4096 ? max + 1 : 4096;
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			uint64_t ncap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
+			uint8_t *nb;
+
+			if (len > max) {
+				free(buf);
+				close(fd);
+				return -EFBIG;
+			}
+			nb = realloc(buf, (size_t)ncap);
+			if (!nb)
+				goto nomem;
+			buf = nb;
+			cap = ncap;
+		} else if (!buf) {
+			buf = malloc((size_t)cap);
+			if (!buf)
+				goto nomem;
+		}
+		n = read(fd, buf + len, (size_t)(cap - len));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "rdma-migrate: reading %s %s: %s\n", what, path,
+				strerror(errno));
+			goto fail;
+		}
+		if (!n)
+			break;
+		len += (uint64_t)n;
+	}
+	close(fd);
+	*data_p = buf;
+	*len_p = len;
+	return 0;
+nomem:
+	fprintf(stderr, "rdma-migrate: %s %s: out of memory\n", what, path);
+fail:
+	free(buf);
+	close(fd);
+	return -EINVAL;
+}
+
+int cli_load_key(const struct cli *c, uint8_t *key, size_t *len_p)
+{
+	unsigned int mode;
+	uint8_t *data;
+	uint64_t len;
+	int rc;
 
 	*len_p = 0;
 	if (!c->key_file)
 		return 0;
-	fd = open(c->key_file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		fprintf(stderr, "rdma-migrate: --key-file %s: %s\n", c->key_file, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -EINVAL;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size < CLI_KEY_MIN || st.st_size > CLI_KEY_MAX) {
+	rc = cli_read_file("--key-file", c->key_file, CLI_KEY_MAX, &data, &len, &mode);
+	if (rc == -EINVAL)
+		return rc;
+	if (rc || len < CLI_KEY_MIN) {
 		fprintf(stderr, "rdma-migrate: --key-file %s: a key is a regular file of %d..%d "
 				"bytes (try: head -c 32 /dev/urandom > FILE)\n",
 			c->key_file, CLI_KEY_MIN, CLI_KEY_MAX);
-		close(fd);
+		if (!rc)
+			free(data);
 		return -EINVAL;
 	}
-	n = read(fd, key, CLI_KEY_MAX);
-	close(fd);
-	if (n != st.st_size) {
-		fprintf(stderr, "rdma-migrate: --key-file %s: short read\n", c->key_file);
-		return -EINVAL;
-	}
-	if (st.st_mode & 077)
+	memcpy(key, data, (size_t)len);
+	free(data);
+	if (mode & 077)
 		fprintf(stderr, "rdma-migrate: warning: --key-file %s can be read by other users "
 				"(mode %03o); chmod 600 it\n",
-			c->key_file, (unsigned int)(st.st_mode & 0777));
-	*len_p = (size_t)n;
+			c->key_file, mode & 0777);
+	*len_p = (size_t)len;
 	return 0;
+}
+
+/*
+ * Follow @path's symlinks by hand (a dangling one names where the file will
+ * be created), then name the result by its directory's real path: two names
+ * of a file that does not exist yet resolve to one string.
+ */
+static void id_by_name(const char *path, char *out, size_t outlen)
+{
+	char cur[PATH_MAX], target[PATH_MAX], dir[PATH_MAX], real[PATH_MAX];
+	const char *base;
+	char *slash;
+
+	snprintf(cur, sizeof(cur), "%s", path);
+	for (int hops = 0; hops < 40; hops++) { /* the kernel's MAXSYMLINKS */
+		struct stat st;
+		ssize_t n;
+
+		if (lstat(cur, &st) < 0 || !S_ISLNK(st.st_mode))
+			break;
+		n = readlink(cur, target, sizeof(target) - 1);
+		if (n < 0)
+			break;
+		target[n] = '\0';
+		slash = strrchr(cur, '/');
+		if (target[0] == '/' || !slash) {
+			snprintf(cur, sizeof(cur), "%s", target);
+		} else {
+			slash[1] = '\0'; /* relative to the link's directory */
+			if (strlen(cur) + strlen(target) >= sizeof(cur))
+				break;
+			strcat(cur, target);
+		}
+	}
+	slash = strrchr(cur, '/');
+	if (!slash) {
+		snprintf(dir, sizeof(dir), ".");
+		base = cur;
+	} else {
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - cur) ? (int)(slash - cur) : 1, cur);
+		base = slash + 1;
+	}
+	if (!realpath(dir, real)) /* no such directory: the name as it stands */
+		snprintf(real, sizeof(real), "%s", dir);
+	snprintf(out, outlen, "%s%s%s", real, strcmp(real, "/") ? "/" : "", base);
+}
+
+void cli_file_id(const char *path, struct cli_file_id *id)
+{
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	if (!stat(path, &st)) {
+		id->exists = true;
+		id->dev = st.st_dev;
+		id->ino = st.st_ino;
+		return;
+	}
+	id_by_name(path, id->name, sizeof(id->name));
+}
+
+bool cli_file_id_eq(const struct cli_file_id *a, const struct cli_file_id *b)
+{
+	if (a->exists != b->exists)
+		return false;
+	if (a->exists)
+		return a->dev == b->dev && a->ino == b->ino;
+	return !strcmp(a->name, b->name);
 }
 
 bool cli_seen(const struct cli *c, const char *name)
@@ -371,7 +659,8 @@ void cli_usage(FILE *f, unsigned int cmd)
 			   "commands:\n");
 		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 			fprintf(f, "  %-6s %s\n", cmds[i].name, cmds[i].what);
-		fprintf(f, "\n'rdma-migrate COMMAND --help' lists a command's options.\n"
+		fprintf(f, "\n'rdma-migrate COMMAND --help' lists a command's options;\n"
+			   "'rdma-migrate --version' prints the version.\n"
 			   "exit status: 0 success, 1 migration failed, 2 bad usage, 3 postcopy failed after\n"
 			   "the destination ran the guest (the guest cannot continue).\n");
 		return;
@@ -393,4 +682,11 @@ void cli_usage(FILE *f, unsigned int cmd)
 			fprintf(f, " [default: %s]", o->def);
 		fprintf(f, "\n");
 	}
+	if (cmd == CMD_RECV)
+		fprintf(f, "\nwhich source is served:\n"
+			   "  with --key-file, recv keeps serving until a source that holds the key\n"
+			   "  completes a migration or --timeout passes; connections without the key are\n"
+			   "  refused and logged, and recv goes on listening.\n"
+			   "  without --key-file, the first source to connect is the one served (first\n"
+			   "  come); anyone who reaches the port can write into the images.\n");
 }

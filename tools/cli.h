@@ -6,14 +6,18 @@
 #ifndef RMIG_CLI_H
 #define RMIG_CLI_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define CLI_LIST_MAX 256
 #define CLI_KEY_MIN 16   /* RMIG_KEY_MIN */
 #define CLI_KEY_MAX 4096 /* RMIG_KEY_MAX */
+#define CLI_NAME_MAX 64  /* RMIG_NAME_MAX: block and blob names, NUL included */
+#define CLI_HOST_MAX 255 /* RMIG_HOST_MAX - 1 */
 
 enum cli_cmd {
 	CMD_SEND = 1u << 0,
@@ -98,8 +102,17 @@ struct cli_opt {
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *v_p);
 /* "4096", "64K", "1M", "2G", "1T" (powers of 1024; optional trailing "iB" or "B"). */
 int cli_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *v_p);
-/* Split "NAME=VALUE"; NAME non-empty and shorter than @name_len. */
+/*
+ * Split "NAME=VALUE"; NAME non-empty and shorter than @name_len. 0,
+ * -ENAMETOOLONG, or -EINVAL (no '=', empty NAME or VALUE).
+ */
 int cli_split_assign(const char *s, char *name, size_t name_len, const char **value_p);
+/*
+ * Check --@opt HOST:PORT (or [ADDR]:PORT) before anything connects: 0, or
+ * -EINVAL after printing what is wrong. @listen: port 0 allowed; without
+ * it, the library's tcp:// or rdma:// prefix is.
+ */
+int cli_check_addr(const char *opt, const char *v, bool listen);
 
 /*
  * Parse argv after the subcommand into @c. On error prints the reason to
@@ -113,6 +126,34 @@ void cli_usage(FILE *f, unsigned int cmd);
  * the option), or -EINVAL after printing why. Warns when others may read it.
  */
 int cli_load_key(const struct cli *c, uint8_t *key, size_t *len_p);
+/*
+ * Open a regular file to read: the fd (O_NONBLOCK), or -1 after printing
+ * why ("@what @path: ..."). A FIFO, device or directory is refused before
+ * open(), which could block on it.
+ */
+int cli_open_regular(const char *what, const char *path);
+/*
+ * Read all of a regular file (to its end, whatever st_size says: /proc),
+ * at most @max bytes, into a malloc'ed *data_p. 0; -EFBIG, silent, when it
+ * holds more than @max; or -EINVAL after printing why. @mode_p, when not
+ * NULL, gets its st_mode.
+ */
+int cli_read_file(const char *what, const char *path, uint64_t max, uint8_t **data_p,
+		  uint64_t *len_p, unsigned int *mode_p);
+
+/*
+ * Which file a path names, for telling whether two options name one file
+ * that may not exist yet: its (st_dev, st_ino) when it exists; else the
+ * real path of its directory and its base name, dangling symlinks followed.
+ */
+struct cli_file_id {
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	char name[PATH_MAX + 256];
+};
+void cli_file_id(const char *path, struct cli_file_id *id);
+bool cli_file_id_eq(const struct cli_file_id *a, const struct cli_file_id *b);
 /* True when option --@name was given on the command line (not a default). */
 bool cli_seen(const struct cli *c, const char *name);
 const char *cli_cmd_name(unsigned int cmd);

@@ -742,8 +742,10 @@ static void report(struct live *L, int rc, bool gave_up, bool verified)
 		       ",\"guest_writes\":%" PRIu64 ",\"verified\":%s",
 		       down, L->total_s, tput, atomic_load(&L->g.writes),
 		       verified ? "true" : "false");
-		if (rc)
-			printf(",\"error\":\"%s\"", rmig_last_error(L->s));
+		if (rc) {
+			printf(",\"error\":");
+			tool_json_str(stdout, rmig_last_error(L->s));
+		}
 		printf("}\n");
 	}
 	if (gave_up) {

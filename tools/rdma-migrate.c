@@ -20,7 +20,9 @@
 #include "auth.h"
 #include "cli.h"
 #include "image.h"
+#include "log.h"
 #include "rmig.h"
+#include "sock.h"
 #include "tool.h"
 
 #define EXIT_FAILED 1
@@ -205,6 +207,27 @@ static void progress_stop(struct progress *p)
 	p->active = false;
 }
 
+void tool_json_str(FILE *f, const char *str)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20 || *p >= 0x7f) /* and no raw byte a terminal obeys */
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+/* @s, which may hold what a peer sent, made safe to print: see rmig_escape(). */
+static const char *shown(char *buf, size_t len, const char *s)
+{
+	rmig_escape(buf, len, s);
+	return buf;
+}
+
 void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified)
 {
 	struct rmig_stats st;
@@ -225,8 +248,10 @@ void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool ve
 	for (unsigned int i = 0; i < st.channels; i++)
 		fprintf(f, "%s%" PRIu64, i ? "," : "", st.chan[i].bytes);
 	fprintf(f, "]");
-	if (rc)
-		fprintf(f, ",\"error\":\"%s\"", rmig_last_error(s));
+	if (rc) {
+		fprintf(f, ",\"error\":");
+		tool_json_str(f, rmig_last_error(s));
+	}
 	fprintf(f, "}\n");
 }
 
@@ -301,38 +326,21 @@ struct blobfile {
 	uint64_t len;
 };
 
+/*
+ * A device-state file, read to its end: a /proc or sysfs file says 0 bytes
+ * and has content. At most the destination's default device-state limit.
+ */
+#define STATE_FILE_MAX (4ull << 30)
+
 static int read_file(const char *path, uint8_t **data_p, uint64_t *len_p)
 {
-	struct stat st;
-	uint8_t *buf;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	uint64_t off = 0;
+	int rc = cli_read_file("--state", path, STATE_FILE_MAX, data_p, len_p, NULL);
 
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		fprintf(stderr, "rdma-migrate: state file %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	while (buf && off < (uint64_t)st.st_size) {
-		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
-
-		if (n <= 0) {
-			fprintf(stderr, "rdma-migrate: reading %s: %s\n", path,
-				n ? strerror(errno) : "file shrank");
-			free(buf);
-			buf = NULL;
-			break;
-		}
-		off += (uint64_t)n;
-	}
-	close(fd);
-	if (!buf)
-		return -1;
-	*data_p = buf;
-	*len_p = (uint64_t)st.st_size;
-	return 0;
+	if (rc == -EFBIG)
+		fprintf(stderr, "rdma-migrate: --state %s: larger than %llu GiB, the destination's "
+				"limit\n",
+			path, STATE_FILE_MAX >> 30);
+	return rc ? -1 : 0;
 }
 
 static int cmd_send(const struct cli *c)
@@ -359,11 +367,8 @@ static int cmd_send(const struct cli *c)
 		char name[RMIG_NAME_MAX];
 		const char *path;
 
-		if (cli_split_assign(c->ram.v[i], name, sizeof(name), &path)) {
-			fprintf(stderr, "rdma-migrate send: --ram '%s': expected NAME=PATH\n",
-				c->ram.v[i]);
+		if (cli_split_assign(c->ram.v[i], name, sizeof(name), &path)) /* cli_parse checked */
 			goto out;
-		}
 		if (image_open_source(&im[i], name, path))
 			goto out;
 		total += im[i].len;
@@ -371,11 +376,8 @@ static int cmd_send(const struct cli *c)
 	for (unsigned int i = 0; i < c->state.n; i++, nbf++) {
 		const char *path;
 
-		if (cli_split_assign(c->state.v[i], bf[i].name, sizeof(bf[i].name), &path)) {
-			fprintf(stderr, "rdma-migrate send: --state '%s': expected NAME=FILE\n",
-				c->state.v[i]);
+		if (cli_split_assign(c->state.v[i], bf[i].name, sizeof(bf[i].name), &path))
 			goto out;
-		}
 		if (read_file(path, &bf[i].data, &bf[i].len))
 			goto out;
 		total += bf[i].len;
@@ -431,8 +433,11 @@ out_err:
 	if (c->json)
 		tool_print_json(stdout, "source", s, err, c->verify && !err);
 	if (err) {
+		char why[4 * RMIG_ERRMSG_MAX];
+
 		fprintf(stderr, "rdma-migrate send: migration failed: %s\n",
-			rmig_last_error(s)[0] ? rmig_last_error(s) : strerror(-err));
+			rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
+						strerror(-err));
 		goto out;
 	}
 	if (!c->quiet)
@@ -473,7 +478,7 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 		return -EINVAL;
 	}
 	for (unsigned int i = 0; i < n; i++) {
-		char name[RMIG_NAME_MAX];
+		char name[RMIG_NAME_MAX], esc[4 * RMIG_NAME_MAX];
 		const char *path = NULL;
 		unsigned int j;
 
@@ -483,10 +488,12 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 				break;
 		}
 		if (j == c->ram.n) {
+			/* the source's name, shown escaped: it may be a terminal control sequence */
+			shown(esc, sizeof(esc), b[i].name);
 			fprintf(stderr,
 				"rdma-migrate recv: the source sends ram block '%s' but no --ram "
 				"%s=PATH was given\n",
-				b[i].name, b[i].name);
+				esc, esc);
 			return -ENOENT;
 		}
 		if (image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length))
@@ -514,22 +521,23 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 		      uint64_t len)
 {
 	struct recv_ctx *r = arg;
-	char path[4096], tmp[4200];
+	char path[4096], tmp[4200], esc[4 * RMIG_NAME_MAX];
 	const uint8_t *p = data;
 	uint64_t off = 0;
 
 	fault_point("state");
 	int fd, rc = 0;
 
+	shown(esc, sizeof(esc), name); /* the source's, maybe a terminal control sequence */
 	if (!r->c->state_dir) {
 		fprintf(stderr,
 			"rdma-migrate recv: the source sent device state '%s' but no --state-dir "
 			"was given\n",
-			name);
+			esc);
 		return -ENOENT;
 	}
 	if (!safe_name(name)) {
-		fprintf(stderr, "rdma-migrate recv: refusing device-state name '%s'\n", name);
+		fprintf(stderr, "rdma-migrate recv: refusing device-state name '%s'\n", esc);
 		return -EINVAL;
 	}
 	if (instance)
@@ -563,6 +571,42 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 	return rc;
 }
 
+/*
+ * Two --ram options that name one file would map it twice: each block
+ * written over the other, one of them lost. The files may not exist yet
+ * (recv creates them once the source says how large): nothing is created
+ * here, a name that does not exist is compared by its resolved path.
+ */
+static int recv_check_paths(const struct cli *c)
+{
+	struct cli_file_id *id = calloc(c->ram.n, sizeof(*id));
+	int rc = 0;
+
+	if (!id)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < c->ram.n && !rc; i++) {
+		char name[RMIG_NAME_MAX];
+		const char *path;
+
+		if (cli_split_assign(c->ram.v[i], name, sizeof(name), &path)) { /* cli_parse checked */
+			rc = -EINVAL;
+			break;
+		}
+		cli_file_id(path, &id[i]);
+		for (unsigned int j = 0; j < i; j++) {
+			if (!cli_file_id_eq(&id[i], &id[j]))
+				continue;
+			fprintf(stderr, "rdma-migrate recv: --ram '%s' and --ram '%s' name the same "
+					"file: each block needs a file of its own\n",
+				c->ram.v[j], c->ram.v[i]);
+			rc = -EINVAL;
+			break;
+		}
+	}
+	free(id);
+	return rc;
+}
+
 static int cmd_recv(const struct cli *c)
 {
 	struct recv_ctx r = { .c = c };
@@ -576,16 +620,8 @@ static int cmd_recv(const struct cli *c)
 		fprintf(stderr, "rdma-migrate recv: --listen and at least one --ram are required\n");
 		return EXIT_USAGE;
 	}
-	for (unsigned int i = 0; i < c->ram.n; i++) {
-		char name[RMIG_NAME_MAX];
-		const char *path;
-
-		if (cli_split_assign(c->ram.v[i], name, sizeof(name), &path)) {
-			fprintf(stderr, "rdma-migrate recv: --ram '%s': expected NAME=PATH\n",
-				c->ram.v[i]);
-			return EXIT_USAGE;
-		}
-	}
+	if (recv_check_paths(c))
+		return EXIT_USAGE;
 	if (c->state_dir) {
 		struct stat st;
 
@@ -643,8 +679,12 @@ static int cmd_recv(const struct cli *c)
 	if (c->json)
 		tool_print_json(stdout, "destination", s, err, false);
 	if (err) {
+		char why[4 * RMIG_ERRMSG_MAX];
+
+		/* the library's message may quote the source's names */
 		fprintf(stderr, "rdma-migrate recv: migration failed: %s\n",
-			rmig_last_error(s)[0] ? rmig_last_error(s) : strerror(-err));
+			rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
+						strerror(-err));
 		goto out;
 	}
 	if (!c->quiet)
@@ -659,6 +699,8 @@ out:
 }
 
 _Static_assert(CLI_KEY_MIN == RMIG_KEY_MIN && CLI_KEY_MAX == RMIG_KEY_MAX, "key bounds");
+_Static_assert(CLI_NAME_MAX == RMIG_NAME_MAX, "name bound");
+_Static_assert(CLI_HOST_MAX == RMIG_HOST_MAX - 1, "host bound");
 
 int main(int argc, char **argv)
 {
@@ -667,6 +709,10 @@ int main(int argc, char **argv)
 	struct cli c;
 
 	signal(SIGPIPE, SIG_IGN);
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("rdma-migrate %s\n", RMIG_TOOL_VERSION);
+		return 0;
+	}
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		cli_usage(argc < 2 ? stderr : stdout, 0);
 		return argc < 2 ? EXIT_USAGE : 0;

@@ -214,6 +214,109 @@ else
 	bad "--help"
 fi
 
+# --version, and --help exits 0 everywhere
+version=$(sed -n "s/^  version: '\(.*\)',$/\1/p" "$(dirname "$0")/../../meson.build")
+out=$("$RM" --version 2>&1)
+rc=$?
+if [ $rc = 0 ] && [ -n "$version" ] && [ "$out" = "rdma-migrate $version" ]; then
+	ok "--version: exit 0, '$out'"
+else
+	bad "--version: rc $rc: '$out' (meson.build says '$version')"
+fi
+help_ok=1
+for cmd in "" send recv bench info; do
+	# shellcheck disable=SC2086 # no subcommand for the top-level help
+	"$RM" $cmd --help >"$W/help.out" 2>&1 || { help_ok=0; echo "# $cmd --help: exit $?"; }
+done
+"$RM" --help | grep -q -- "--version" || help_ok=0
+"$RM" recv --help >"$W/help.out"
+grep -q "with --key-file, recv keeps serving until a source that holds the key" "$W/help.out" &&
+	grep -q "the first source to connect is the one served (first" "$W/help.out" || help_ok=0
+if [ $help_ok = 1 ]; then
+	ok "--help: exit 0 for every command; mentions --version; recv says which source it serves"
+else
+	bad "--help: $(cat "$W/help.out")"
+fi
+
+# names: each once, at most 63 bytes; refused before recv listens (--timeout 1: it would)
+usage_case "--ram 'a=$W/d1' and --ram 'a=$W/d2': block name 'a' given twice" \
+	recv --listen "$ADDR:0" --timeout 1 --ram "a=$W/d1" --ram "a=$W/d2"
+usage_case "--ram 'a=$W/u.img' and --ram 'a=$W/u.img': block name 'a' given twice" \
+	send --to h:1 --ram "a=$W/u.img" --ram "a=$W/u.img"
+head -c 100 /dev/urandom >"$W/s1.state"
+usage_case "--state 'dev=$W/s1.state' and --state 'dev=$W/s1.state': device-state name 'dev' given twice" \
+	send --to h:1 --ram "a=$W/u.img" --state "dev=$W/s1.state" --state "dev=$W/s1.state"
+long=$(printf 'n%.0s' $(seq 64))
+usage_case "--ram '$long=$W/u.img': name longer than 63 bytes" send --to h:1 --ram "$long=$W/u.img"
+usage_case "--state '$long=$W/s1.state': name longer than 63 bytes" \
+	send --to h:1 --ram "a=$W/u.img" --state "$long=$W/s1.state"
+usage_case "name longer than 63 bytes" recv --listen "$ADDR:0" --timeout 1 --ram "$long=$W/d1"
+
+# two --ram names of one destination file: refused before listening, nothing created
+same_file_case() { # WHAT PATH1 PATH2 [MUST_NOT_EXIST]
+	local what=$1 p1=$2 p2=$3 absent=${4:-}
+	(cd "$W" && "$RM" recv --listen "$ADDR:0" --timeout 1 --ram "a=$p1" --ram "b=$p2" \
+		>/dev/null 2>"$W/same.err")
+	local rc=$?
+	if [ $rc = 2 ] && grep -qF -- "--ram 'a=$p1' and --ram 'b=$p2' name the same file" "$W/same.err" &&
+		! grep -q listening "$W/same.err" && { [ -z "$absent" ] || [ ! -e "$absent" ]; }; then
+		ok "recv, one destination file twice ($what): exit 2 before listening"
+	else
+		bad "recv, one destination file twice ($what): exit $rc: $(cat "$W/same.err")"
+	fi
+}
+mkdir -p "$W/sd"
+same_file_case "the same path" "$W/sd/X" "$W/sd/X" "$W/sd/X"
+same_file_case "X and ./X" "sd/X" "./sd/X" "$W/sd/X"
+same_file_case "a path through .." "$W/sd/X" "$W/sd/../sd/X" "$W/sd/X"
+ln -s X "$W/sd/dangling"
+same_file_case "a dangling symlink to it" "$W/sd/X" "$W/sd/dangling" "$W/sd/X"
+ln -s dangling "$W/sd/chain"
+same_file_case "a chain of dangling symlinks" "$W/sd/chain" "$W/sd/X" "$W/sd/X"
+: >"$W/sd/E"
+ln "$W/sd/E" "$W/sd/hard"
+ln -s "$W/sd/E" "$W/sd/soft"
+same_file_case "a hard link" "$W/sd/E" "$W/sd/hard"
+same_file_case "a symlink" "$W/sd/soft" "$W/sd/E"
+
+# addresses: checked before anything connects or listens
+usage_case "--to 'host': expected HOST:PORT" send --to host --ram "r=$W/u.img"
+usage_case "--to 'h:99999': port 99999 out of range" send --to h:99999 --ram "r=$W/u.img"
+usage_case "--to ':80': empty host" send --to :80 --ram "r=$W/u.img"
+usage_case "--listen 'host': expected HOST:PORT" recv --listen host --timeout 1 --ram "r=$W/d1"
+usage_case "--listen '$ADDR:99999': port 99999 out of range" recv --listen "$ADDR:99999" --timeout 1 --ram "r=$W/d1"
+usage_case "--listen ':0': empty host" recv --listen :0 --timeout 1 --ram "r=$W/d1"
+
+# a FIFO as --key-file or --state: refused at once, not opened (that waits for a writer)
+mkfifo "$W/fifo"
+timeout 10 "$RM" send --to 127.0.0.1:1 --ram "r=$W/u.img" --key-file "$W/fifo" >/dev/null 2>"$W/fifo.err"
+rc=$?
+if [ $rc = 2 ] && grep -q -- "--key-file $W/fifo: not a regular file" "$W/fifo.err"; then
+	ok "--key-file FIFO: exit 2, not a regular file"
+else
+	bad "--key-file FIFO: exit $rc: $(cat "$W/fifo.err")"
+fi
+timeout 10 "$RM" send --to 127.0.0.1:1 --ram "r=$W/u.img" --state "dev=$W/fifo" >/dev/null 2>"$W/fifo.err"
+rc=$?
+if [ $rc = 2 ] && grep -q -- "--state $W/fifo: not a regular file" "$W/fifo.err"; then
+	ok "--state FIFO: exit 2, not a regular file"
+else
+	bad "--state FIFO: exit $rc: $(cat "$W/fifo.err")"
+fi
+usage_case "--state /dev/null: not a regular file" send --to 127.0.0.1:1 --ram "r=$W/u.img" --state "dev=/dev/null"
+
+# a /proc file (st_size 0) as --state: sent with its content, not as an empty blob
+mkdir -p "$W/pstates"
+start_recv proc --ram "ram=$W/proc.dst" --state-dir "$W/pstates"
+if "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/u.img" --transport "$TRANSPORT" \
+	--state "ver=/proc/version" --verify --quiet 2>"$W/proc.serr" && wait_rc "$RPID" 10 &&
+	cat /proc/version >"$W/ver.expect" && [ -s "$W/pstates/ver" ] &&
+	cmp -s "$W/ver.expect" "$W/pstates/ver"; then # (cmp trusts the st_size of 0)
+	ok "--state /proc/version: its $(stat -c %s "$W/pstates/ver") bytes arrive"
+else
+	bad "--state /proc file: $(cat "$W/proc.serr" "$W/proc.err"; stat -c %s "$W/pstates/ver" 2>&1)"
+fi
+
 # ---- failures at run time: exit 1, the cause, within the timeout ----
 # nobody listening
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -491,12 +594,20 @@ else
 		wait_rc "$RPID" 8
 		rc=$?
 		wait "$hp" 2>/dev/null
-		if [ $rc = 1 ] && grep -q -- "$expect" "$W/h-$name.err"; then
+		# what the source sent never reaches the terminal raw: no ESC byte
+		if [ $rc = 1 ] && grep -q -- "$expect" "$W/h-$name.err" && ! LC_ALL=C grep -q $'\x1b' "$W/h-$name.err"; then
 			ok "hostile source $name: recv exit 1 ($expect)"
 		else
-			bad "hostile source $name: recv exit $rc: $(cat "$W/h-$name.err")"
+			bad "hostile source $name: recv exit $rc: $(cat -v "$W/h-$name.err")"
 		fi
 	done <"$W/cases"
+	# a block name with a terminal escape sequence is shown escaped, by the tool and the library
+	if grep -qF "the source sends ram block 'evil\x1b[31m\x9b2J' but no --ram" "$W/h-escape-name.err" &&
+		! LC_ALL=C grep -q $'[\x1b\x9b]' "$W/h-escape-name.err"; then
+		ok "hostile block name '\\x1b[31m...': recv shows it escaped, no ESC byte on stderr"
+	else
+		bad "hostile block name: $(cat -v "$W/h-escape-name.err")"
+	fi
 fi
 
 echo "$pass passed, $fail failed"

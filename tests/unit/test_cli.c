@@ -5,7 +5,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -52,7 +56,185 @@ static void test_assign(void **state)
 	assert_int_equal(cli_split_assign("=x", name, sizeof(name), &val), -EINVAL);
 	assert_int_equal(cli_split_assign("ram=", name, sizeof(name), &val), -EINVAL);
 	assert_int_equal(cli_split_assign("ram", name, sizeof(name), &val), -EINVAL);
-	assert_int_equal(cli_split_assign("toolongname=x", name, sizeof(name), &val), -EINVAL);
+	assert_int_equal(cli_split_assign("toolongname=x", name, sizeof(name), &val),
+			 -ENAMETOOLONG);
+	assert_int_equal(cli_split_assign("seven77=x", name, sizeof(name), &val), 0);
+}
+
+/* --ram and --state: each NAME once, at most 63 bytes; 64 channels is the most. */
+static void test_lists(void **state)
+{
+	struct cli c;
+	char n63[80], n64[80];
+	char *dup_ram[] = { "--to", "h:1", "--ram", "a=x", "--ram", "a=y" };
+	char *dup_recv[] = { "--listen", "h:0", "--ram", "b=x", "--ram", "a=x", "--ram", "b=z" };
+	char *dup_state[] = { "--to", "h:1", "--ram", "a=x", "--state", "dev=A", "--state",
+			      "dev=B" };
+	char *long_name[] = { "--to", "h:1", "--ram", n64 };
+	char *max_name[] = { "--to", "h:1", "--ram", n63 };
+	char *ch64[] = { "--to", "h:1", "--ram", "a=x", "--channels", "64" };
+	char *ch65[] = { "--to", "h:1", "--ram", "a=x", "--channels", "65" };
+	char *help[] = { "--ram", "a=x", "--ram", "a=y", "--help" };
+
+	(void)state;
+	memset(n63, 'n', 63);
+	strcpy(n63 + 63, "=x");
+	memset(n64, 'n', 64);
+	strcpy(n64 + 64, "=x");
+	assert_int_equal(cli_parse(&c, CMD_SEND, 6, dup_ram), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_RECV, 8, dup_recv), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 8, dup_state), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 4, long_name), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 4, max_name), 0);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 6, ch64), 0);
+	assert_int_equal(c.channels, 64);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 6, ch65), -EINVAL);
+	/* --help shows the help whatever else is wrong */
+	assert_int_equal(cli_parse(&c, CMD_SEND, 5, help), 0);
+	assert_true(c.help);
+}
+
+static void test_addr(void **state)
+{
+	char *no_port[] = { "--to", "host", "--ram", "a=x" };
+	char *bad_listen[] = { "--listen", "h:99999", "--ram", "a=x" };
+
+	(void)state;
+	assert_int_equal(cli_check_addr("to", "h:1", false), 0);
+	assert_int_equal(cli_check_addr("to", "10.0.0.1:65535", false), 0);
+	assert_int_equal(cli_check_addr("to", "[::1]:80", false), 0);
+	assert_int_equal(cli_check_addr("to", "rdma://h:4444", false), 0);
+	assert_int_equal(cli_check_addr("listen", "0.0.0.0:0", true), 0);
+	assert_int_equal(cli_check_addr("to", "h:0", false), -EINVAL); /* nowhere to connect */
+	assert_int_equal(cli_check_addr("to", "host", false), -EINVAL);
+	assert_int_equal(cli_check_addr("to", "h:99999", false), -EINVAL);
+	assert_int_equal(cli_check_addr("to", "h:000080", false), -EINVAL);
+	assert_int_equal(cli_check_addr("to", ":80", false), -EINVAL);
+	assert_int_equal(cli_check_addr("to", "h:", false), -EINVAL);
+	assert_int_equal(cli_check_addr("to", "h:8x", false), -EINVAL);
+	assert_int_equal(cli_check_addr("to", "h:-1", false), -EINVAL);
+	assert_int_equal(cli_check_addr("to", "::1:80", false), -EINVAL);
+	assert_int_equal(cli_check_addr("to", "[::1:80", false), -EINVAL);
+	assert_int_equal(cli_check_addr("listen", "tcp://h:0", true), -EINVAL);
+	assert_int_equal(cli_check_addr("to", "udp://h:1", false), -EINVAL);
+	assert_int_equal(cli_check_addr("listen", ":0", true), -EINVAL);
+	/* whatever cli_check_addr takes, the library takes too */
+	{
+		static const char *const good[] = { "h:1", "[::1]:80", "rdma://h:4444",
+						    "10.0.0.1:65535" };
+		enum rmig_transport_kind k;
+		char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX], big[300];
+
+		for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+			assert_int_equal(rmig_uri_parse(good[i], &k, host, port), 0);
+		memset(big, 'h', sizeof(big));
+		snprintf(big + CLI_HOST_MAX, sizeof(big) - CLI_HOST_MAX, ":1");
+		assert_int_equal(cli_check_addr("to", big, false), 0);
+		assert_int_equal(rmig_uri_parse(big, &k, host, port), 0);
+		big[CLI_HOST_MAX] = 'h';
+		snprintf(big + CLI_HOST_MAX + 1, sizeof(big) - CLI_HOST_MAX - 1, ":1");
+		assert_int_equal(cli_check_addr("to", big, false), -EINVAL);
+	}
+	/* checked by cli_parse, before anything connects */
+	{
+		struct cli c;
+
+		assert_int_equal(cli_parse(&c, CMD_SEND, 4, no_port), -EINVAL);
+		assert_int_equal(cli_parse(&c, CMD_RECV, 4, bad_listen), -EINVAL);
+	}
+}
+
+/* Two names of one destination file, existing or not yet. */
+static void test_file_id(void **state)
+{
+	char dir[] = "/tmp/rmig-cli-id.XXXXXX", cwd[PATH_MAX], p[PATH_MAX + 64], q[PATH_MAX + 64];
+	struct cli_file_id a, b;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(dir), 0);
+	/* X does not exist yet: X, ./X, sub/../X, a dangling link to it, a chain of links */
+	assert_int_equal(mkdir("sub", 0700), 0);
+	assert_int_equal(symlink("X", "L1"), 0);
+	assert_int_equal(symlink("../L1", "sub/L2"), 0);
+	snprintf(p, sizeof(p), "%s/X", dir);
+	cli_file_id("X", &a);
+	assert_false(a.exists);
+	cli_file_id("./X", &b);
+	assert_true(cli_file_id_eq(&a, &b));
+	cli_file_id("sub/../X", &b);
+	assert_true(cli_file_id_eq(&a, &b));
+	cli_file_id(p, &b);
+	assert_true(cli_file_id_eq(&a, &b));
+	cli_file_id("L1", &b);
+	assert_true(cli_file_id_eq(&a, &b));
+	cli_file_id("sub/L2", &b);
+	assert_true(cli_file_id_eq(&a, &b));
+	cli_file_id("Y", &b);
+	assert_false(cli_file_id_eq(&a, &b));
+	cli_file_id("sub/X", &b);
+	assert_false(cli_file_id_eq(&a, &b));
+	/* nothing was created */
+	assert_int_equal(access("X", F_OK), -1);
+	/* X exists: the same inode by any name, a hard link included */
+	fclose(fopen("X", "w"));
+	assert_int_equal(link("X", "H"), 0);
+	cli_file_id("X", &a);
+	assert_true(a.exists);
+	cli_file_id("H", &b);
+	assert_true(cli_file_id_eq(&a, &b));
+	cli_file_id("sub/L2", &b);
+	assert_true(cli_file_id_eq(&a, &b));
+	snprintf(q, sizeof(q), "%s/sub/../X", dir);
+	cli_file_id(q, &b);
+	assert_true(cli_file_id_eq(&a, &b));
+	cli_file_id("Y", &b);
+	assert_false(cli_file_id_eq(&a, &b));
+	unlink("sub/L2");
+	unlink("L1");
+	unlink("H");
+	unlink("X");
+	rmdir("sub");
+	assert_int_equal(chdir(cwd), 0);
+	rmdir(dir);
+}
+
+/* State and key files: regular files only, read to their end. */
+static void test_read_file(void **state)
+{
+	char dir[] = "/tmp/rmig-cli-rd.XXXXXX", fifo[64], reg[64];
+	uint8_t *data;
+	uint64_t len;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(reg, sizeof(reg), "%s/reg", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	/* refused at once: opening it would wait for a writer forever */
+	assert_int_equal(cli_open_regular("--state", fifo), -1);
+	assert_int_equal(cli_read_file("--state", fifo, 100, &data, &len, NULL), -EINVAL);
+	assert_int_equal(cli_read_file("--state", dir, 100, &data, &len, NULL), -EINVAL);
+	assert_int_equal(cli_read_file("--state", "/dev/null", 100, &data, &len, NULL), -EINVAL);
+	f = fopen(reg, "w");
+	fputs("0123456789", f);
+	fclose(f);
+	assert_int_equal(cli_read_file("--state", reg, 10, &data, &len, NULL), 0);
+	assert_int_equal(len, 10);
+	assert_memory_equal(data, "0123456789", 10);
+	free(data);
+	assert_int_equal(cli_read_file("--state", reg, 9, &data, &len, NULL), -EFBIG);
+	/* st_size 0, content all the same */
+	assert_int_equal(cli_read_file("--state", "/proc/self/status", 1 << 20, &data, &len, NULL),
+			 0);
+	assert_true(len > 0);
+	assert_memory_equal(data, "Name:", 5);
+	free(data);
+	unlink(fifo);
+	unlink(reg);
+	rmdir(dir);
 }
 
 static void test_parse(void **state)
@@ -190,6 +372,8 @@ int main(void)
 		cmocka_unit_test(test_parse),       cmocka_unit_test(test_uri),
 		cmocka_unit_test(test_session_opts),
 		cmocka_unit_test(test_live_options),
+		cmocka_unit_test(test_lists),       cmocka_unit_test(test_addr),
+		cmocka_unit_test(test_file_id),     cmocka_unit_test(test_read_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
