@@ -9,7 +9,16 @@ cd "$(dirname "$0")/.."
 ./scripts/build.sh build
 RM=build/tools/rdma-migrate
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$W"' EXIT
+recv=
+# Keeps the script's exit status. Under set -e a bare `kill $(jobs -p)` with
+# no job left (the success path) fails and turns success into exit 2.
+cleanup() {
+	local rc=$?
+	[ -z "$recv" ] || kill "$recv" 2>/dev/null || true # recv still runs: a failed demo
+	rm -rf "$W"
+	exit "$rc"
+}
+trap cleanup EXIT
 
 echo "demo: making a 1 GiB image (random data and zero runs) in $W"
 for i in $(seq 0 63); do
@@ -25,5 +34,6 @@ for _ in $(seq 100); do [ -s "$W/port" ] && break; sleep 0.05; done
 "$RM" send --to "127.0.0.1:$(cat "$W/port")" --ram "ram=$W/guest.img" --channels 4 \
 	--transport auto --verify --key-file "$W/key"
 wait "$recv"
+recv=
 cmp "$W/guest.img" "$W/guest-dst.img"
 echo "demo: destination image is byte-identical to the source"
