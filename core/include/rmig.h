@@ -397,6 +397,30 @@ RMIG_API int rmig_postcopy_has(rmig_session *s, const char *block, uint64_t offs
 /* "tcp", "rdma" or "auto". */
 RMIG_API const char *rmig_transport_name(enum rmig_transport_kind k);
 
+/*
+ * Version. The macros are the version of this header (meson's project
+ * version: the configure fails when they disagree); rmig_version() is the
+ * version of the library actually loaded, which may be newer.
+ */
+#define RMIG_VERSION_MAJOR 0
+#define RMIG_VERSION_MINOR 1
+#define RMIG_VERSION_PATCH 0
+#define RMIG_VERSION_STRING "0.1.0"
+
+/* The loaded library's version, "MAJOR.MINOR.PATCH"; a static string. */
+RMIG_API const char *rmig_version(void);
+
+/*
+ * rmig_get_stats() for a caller that may have been compiled against an
+ * older, smaller struct rmig_stats (fields are only ever appended): fills
+ * the first min(@size, sizeof(struct rmig_stats)) bytes of @st with the
+ * snapshot; a larger @size (a caller built against a newer header) has the
+ * bytes past the library's struct zeroed. Pass sizeof(*st). Callable at any
+ * time from any thread. Errors: -EINVAL (@s or @st NULL, or @size smaller
+ * than the first field, bytes); @st is then untouched.
+ */
+RMIG_API int rmig_get_stats_sized(rmig_session *s, struct rmig_stats *st, size_t size);
+
 #ifdef __cplusplus
 }
 #endif
