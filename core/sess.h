@@ -237,6 +237,12 @@ int rmig_state_place(struct rmig_session *s, const struct rmig_target *t, uint64
 		     void **dst_p);
 int rmig_state_placed(struct rmig_session *s, const struct rmig_target *t, uint64_t len);
 int rmig_state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *m);
+/*
+ * Dest, at COMPLETE (after the source's sync): 0 when @nblobs_expected blobs
+ * were announced and every byte of each has arrived; else -EBADMSG and why.
+ */
+int rmig_state_check_arrived(struct rmig_session *s, uint32_t nblobs_expected, char *why,
+			     size_t why_len);
 /* Dest: 0 when every announced blob is complete and loaded, -EAGAIN if not yet. */
 int rmig_state_all_loaded(struct rmig_session *s, uint32_t nblobs_expected);
 int rmig_state_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN], uint32_t n);

@@ -331,7 +331,13 @@ static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const cha
 		first = true;
 		s->err = err;
 		s->err_from_peer = from_peer;
-		vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+		{
+			/* it may quote what a peer sent: no control bytes for the caller to print */
+			char raw[sizeof(s->errmsg)];
+
+			vsnprintf(raw, sizeof(raw), fmt, ap);
+			rmig_escape(s->errmsg, sizeof(s->errmsg), raw);
+		}
 		/* after PC_RUN the guest runs here while pages are still at the source */
 		if (s->opts.role == RMIG_ROLE_DEST && s->pc.running && rmig_pc_missing_any(s) &&
 		    !strstr(s->errmsg, "the guest cannot continue")) {
@@ -492,6 +498,21 @@ int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
 	}
 	if (s->nblocks == RMIG_BLOCKS_MAX)
 		return -ENOSPC;
+	/*
+	 * Two destination blocks over the same memory would each take the
+	 * other's pages: the result holds neither. (A source may read one
+	 * range twice.)
+	 */
+	for (unsigned int i = 0; i < s->nblocks && s->opts.role == RMIG_ROLE_DEST; i++) {
+		const struct rmig_block *o = &s->blocks[i];
+		uintptr_t a = (uintptr_t)host, oa = (uintptr_t)o->host;
+
+		if (a < oa + o->length && oa < a + length) {
+			rmig_err(&s->log, "ram block '%s' overlaps ram block '%s' in memory", name,
+				 o->name);
+			return -EINVAL;
+		}
+	}
 	b = &s->blocks[s->nblocks++];
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	b->host = host;
@@ -735,6 +756,11 @@ static void *ctl_thread(void *arg)
 		now = rmig_now_ns();
 		if (n > 0) {
 			rc = ctl_recv(s, &h, buf);
+			if (rc == -ETIMEDOUT && !sess_done(s))
+				rc = rmig_sess_fail(s, rc,
+						    "control connection: a message did not arrive whole "
+						    "within %u ms (the peer trickles or stalled)",
+						    s->opts.timeout_ms);
 			if (!rc)
 				rc = handle_msg(s, &h, buf);
 			last_rx = now;
@@ -972,7 +998,17 @@ static void dest_complete_task(void *arg)
 			       s->nblocks);
 		goto out;
 	}
-	/* Wait until every blob announced in COMPLETE arrived and loaded. */
+	/*
+	 * The source synced before COMPLETE: every byte it sent has landed.
+	 * A blob still short of its length will never complete; only loads
+	 * may still be running.
+	 */
+	rc = rmig_state_check_arrived(s, m.nblobs, why, sizeof(why));
+	if (rc) {
+		rmig_sess_fail(s, rc, "device state incomplete at completion: %s", why);
+		goto out;
+	}
+	/* Wait until every blob announced in COMPLETE is loaded. */
 	pthread_mutex_lock(&s->lock);
 	while (!s->err && (rc = rmig_state_all_loaded(s, m.nblobs)) == -EAGAIN)
 		rmig_sess_wait(s, rmig_now_ns() + 100000000ull);

@@ -9,6 +9,7 @@
  * session's task pool, so several devices load at once.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -374,6 +375,36 @@ int rmig_state_placed(struct rmig_session *s, const struct rmig_target *t, uint6
 	pthread_mutex_unlock(&s->state_lock);
 	atomic_fetch_add_explicit(&s->st_state_bytes, len, memory_order_relaxed);
 	return ready ? dispatch(s, b) : rc;
+}
+
+int rmig_state_check_arrived(struct rmig_session *s, uint32_t expected, char *why, size_t why_len)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->state_lock);
+	if (s->nblobs != expected) {
+		snprintf(why, why_len, "COMPLETE names %u device-state blobs, %u arrived", expected,
+			 s->nblobs);
+		rc = -EBADMSG;
+	}
+	for (uint32_t i = 0; i < s->nblobs && !rc; i++) {
+		struct rmig_blob *b = s->blobs[i];
+
+		if (!b) {
+			snprintf(why, why_len, "device-state blob %u never arrived", i);
+			rc = -EBADMSG;
+		} else if (!b->announced) {
+			snprintf(why, why_len, "device-state blob %u was sent but never announced", i);
+			rc = -EBADMSG;
+		} else if (b->received != b->total) {
+			snprintf(why, why_len, "device-state blob '%s' instance %u: %llu of %llu bytes",
+				 b->name, b->instance, (unsigned long long)b->received,
+				 (unsigned long long)b->total);
+			rc = -EBADMSG;
+		}
+	}
+	pthread_mutex_unlock(&s->state_lock);
+	return rc;
 }
 
 int rmig_state_all_loaded(struct rmig_session *s, uint32_t expected)

@@ -315,6 +315,8 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 	if (c->tls)
 		o->flags |= RMIG_F_TLS;
 	o->log_fn = log_cb;
+	/* the images are fresh mappings: populate them ahead of the channels */
+	o->flags |= RMIG_F_PREPARE;
 	o->log_level = c->verbose > 1 ? RMIG_LOG_DEBUG : c->verbose ? RMIG_LOG_INFO : RMIG_LOG_WARN;
 }
 
@@ -409,6 +411,19 @@ static int cmd_send(const struct cli *c)
 		if (!err)
 			err = rmig_send_range(s, im[i].name, half, im[i].len - half);
 	}
+	/*
+	 * Every page has been read once the sync returns: an image that shrank
+	 * meanwhile (read as zeros past its end, by the SIGBUS guard) fails
+	 * the migration here, before the destination is told it is complete.
+	 */
+	if (!err)
+		err = rmig_sync(s);
+	for (unsigned int i = 0; i < nim && !err; i++) {
+		if (image_check(&im[i], "during the send")) {
+			rmig_cancel(s, "a source image shrank during the send");
+			err = -EIO;
+		}
+	}
 	if (!err && fault_armed("sync")) {
 		struct timespec ts = { 0, 2000000 };
 
@@ -432,6 +447,9 @@ static int cmd_send(const struct cli *c)
 out_err:
 	if (c->json)
 		tool_print_json(stdout, "source", s, err, c->verify && !err);
+	if (err && err != -EIO) /* a copy that failed with EFAULT: did an image shrink? */
+		for (unsigned int i = 0; i < nim; i++)
+			image_check(&im[i], "during the send");
 	if (err) {
 		char why[4 * RMIG_ERRMSG_MAX];
 
@@ -635,6 +653,7 @@ static int cmd_recv(const struct cli *c)
 	if (!r.im)
 		return EXIT_FAILED;
 	tool_opts(&o, c, RMIG_ROLE_DEST);
+	o.flags |= RMIG_F_ZEROED; /* image_open_dest() hands over images that read as zero */
 	o.layout_fn = recv_layout;
 	o.layout_arg = &r;
 	o.state_fn = recv_state;
@@ -676,6 +695,10 @@ static int cmd_recv(const struct cli *c)
 			pthread_join(fw.th, NULL);
 		}
 	}
+	/* pages the SIGBUS guard had to replace never reached the image */
+	for (unsigned int i = 0; i < r.nim; i++)
+		if (image_check(&r.im[i], "during the migration") && !err)
+			err = -EIO;
 	if (c->json)
 		tool_print_json(stdout, "destination", s, err, false);
 	if (err) {

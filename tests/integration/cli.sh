@@ -374,6 +374,82 @@ else
 	bad "stalled: rc $rc after ${took}s: $(cat "$W/st.err")"
 fi
 
+# a destination file system without room: exit 1 before data moves, naming the space; never SIGBUS
+if mkdir -p "$W/small" && mount -t tmpfs -o size=64M rmig-small "$W/small" 2>/dev/null; then
+	make_image "$W/full.src" 128 sparse
+	start_recv full --ram "ram=$W/small/full.dst" --timeout 5
+	"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/full.src" --transport "$TRANSPORT" --timeout 5 --quiet 2>"$W/full.serr"
+	rc=$?
+	wait_rc "$RPID" 10
+	rrc=$?
+	if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "no room on its file system: it needs 134217728 bytes" "$W/full.err"; then
+		ok "destination file system full: both exit 1 ($(grep -o 'no room[^;]*' "$W/full.err" | head -1))"
+	else
+		bad "destination full: send $rc recv $rrc: $(cat "$W/full.serr" "$W/full.err")"
+	fi
+	umount "$W/small"
+else
+	echo "skip destination file system full: cannot mount a small tmpfs here"
+fi
+
+# a source image that shrinks during the send: exit 1 naming it; never SIGBUS
+make_image "$W/shrink.src" 256 sparse
+start_recv shrink --ram "ram=$W/shrink.dst" --timeout 10
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/shrink.src" --transport "$TRANSPORT" --timeout 10 \
+	--max-bandwidth 64M --quiet 2>"$W/shrink.serr" &
+spid=$!
+sleep 0.5
+truncate -s 0 "$W/shrink.src"
+wait_rc "$spid" 20
+rc=$?
+wait_rc "$RPID" 20
+rrc=$?
+if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "shrank from 268435456 to 0 bytes during the send" "$W/shrink.serr"; then
+	ok "source image shrinks mid-send: both exit 1 ($(grep -o 'image [^ ]* .* shrank[^;]*' "$W/shrink.serr" | head -1 | sed "s|$W/||"))"
+else
+	bad "source shrinks: send $rc recv $rrc: $(cat "$W/shrink.serr" "$W/shrink.err")"
+fi
+
+# with a key, strangers before the real source never cost the migration
+head -c 32 /dev/urandom >"$W/sk"
+head -c 32 /dev/urandom >"$W/sk2"
+chmod 600 "$W/sk" "$W/sk2"
+make_image "$W/stray.src" 8 random
+start_recv stray --ram "ram=$W/stray.dst" --key-file "$W/sk" --timeout 8
+python3 - "$ADDR" "$RPORT" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+held = []
+for i in range(3):  # a port scan
+    socket.create_connection((host, port)).close()
+for i in range(20):  # idle connections
+    held.append(socket.create_connection((host, port)))
+t = socket.create_connection((host, port))  # a client that trickles its HELLO
+for b in b"RMIG\x00\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00":
+    try:
+        t.send(bytes([b]))
+    except OSError:
+        break
+    time.sleep(0.5)
+time.sleep(2)
+PY
+strays=$!
+sleep 1
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/stray.src" --transport "$TRANSPORT" --key-file "$W/sk2" --timeout 5 --quiet 2>/dev/null
+wrong=$?
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/stray.src" --transport "$TRANSPORT" --key-file "$W/sk" --timeout 8 --quiet 2>"$W/stray.serr"
+rc=$?
+wait_rc "$RPID" 15
+rrc=$?
+kill "$strays" 2>/dev/null
+wait "$strays" 2>/dev/null
+if [ $wrong = 1 ] && [ $rc = 0 ] && [ $rrc = 0 ] && cmp -s "$W/stray.src" "$W/stray.dst" &&
+	grep -q "refused a connection from" "$W/stray.err"; then
+	ok "recv --key-file: a port scan, 20 idle connections, a trickling client and a wrong key, then the real source migrates ($(grep -c 'refused a connection' "$W/stray.err") refusals logged)"
+else
+	bad "strays before the source: wrong $wrong send $rc recv $rrc: $(cat "$W/stray.serr" "$W/stray.err")"
+fi
+
 # ---- shared key: same key migrates; wrong or missing key refused on both sides ----
 head -c 32 /dev/urandom >"$W/k1"
 head -c 32 /dev/urandom >"$W/k2"

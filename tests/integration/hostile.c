@@ -303,6 +303,92 @@ static int c_silent(const char *host, const char *port)
 	return rc;
 }
 
+/* Keep the control connection alive with PINGs for @ms: only the data side misbehaves. */
+static void ping_for(int ctl, unsigned int ms)
+{
+	for (unsigned int t = 0; t < ms; t += 200) {
+		test_send_ctl(ctl, RMIG_MSG_PING, NULL, 0);
+		usleep(200000);
+	}
+}
+
+/* Half a frame on the data channel, then nothing there; the control connection stays alive. */
+static int c_stall_mid_frame(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0);
+
+	if (!rc)
+		rc = send_frame(&r, RMIG_FRAME_WRITE_RAM, 0, 0, 65536, 0, 100);
+	if (!rc)
+		ping_for(r.ctl, 4000);
+	raw_close(&r);
+	return rc;
+}
+
+/* A control message a byte at a time, each byte well inside the timeout. */
+static int c_trickle_control(const char *host, const char *port)
+{
+	uint8_t hdr[RMIG_CTL_HDR_LEN];
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0);
+
+	rmig_ctl_hdr_encode(hdr, RMIG_MSG_PING, 0);
+	/* the destination gives up and closes partway: that is the point */
+	for (size_t i = 0; i < sizeof(hdr) && !rc; i++) {
+		if (rmig_sock_write_full(r.ctl, hdr + i, 1))
+			break;
+		usleep(300000);
+	}
+	sleep(1);
+	raw_close(&r);
+	return rc;
+}
+
+/* The handshake, then the control connection closes before any data channel opens. */
+static int c_close_after_ack(const char *host, const char *port)
+{
+	static struct rmig_msg_hello m;
+	static uint8_t buf[RMIG_CTL_MAX];
+	struct rmig_ctl_hdr h;
+	int fd, n, rc;
+
+	if (rmig_sock_connect(host, port, 2000, &fd))
+		return -1;
+	hello_default(&m, 7);
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	rc = test_send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n) || test_recv_ctl(fd, &h, buf) ||
+	     h.type != RMIG_MSG_HELLO_ACK ? -1 : 0;
+	close(fd);
+	return rc;
+}
+
+/* A blob announced, never sent, and COMPLETE anyway: an error, not a wait for it. */
+static int c_complete_without_blob(const char *host, const char *port)
+{
+	struct rmig_msg_state_begin sb = { .blob = 0, .total = 8192 };
+	uint8_t dg[1][RMIG_DIGEST_LEN] = { { 0 } };
+	struct rmig_msg_complete cm = { .nblocks = 1, .nblobs = 1, .block_digest = dg,
+					.blob_digest = dg };
+	static uint8_t buf[RMIG_CTL_MAX];
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0), n;
+
+	strcpy(sb.name, "dev");
+	if (!rc) {
+		n = rmig_state_begin_encode(&sb, buf, sizeof(buf));
+		rc = test_send_ctl(r.ctl, RMIG_MSG_STATE_BEGIN, buf, (uint32_t)n);
+	}
+	if (!rc) {
+		n = rmig_complete_encode(&cm, buf, sizeof(buf));
+		rc = n < 0 ? -1 : test_send_ctl(r.ctl, RMIG_MSG_COMPLETE, buf, (uint32_t)n);
+	}
+	if (!rc)
+		ping_for(r.ctl, 4000);
+	raw_close(&r);
+	return rc;
+}
+
 static const struct hcase cases[] = {
 	{ "bad-magic", "malformed message header", c_bad_magic },
 	{ "bad-version", "protocol version 99", c_bad_version },
@@ -325,6 +411,11 @@ static const struct hcase cases[] = {
 	{ "escape-name", "refusing the source", c_escape_name },
 	{ "state-name-twice", "device-state blob 'dev' instance 0 announced twice",
 	  c_state_name_twice },
+	{ "stall-mid-frame", "stalled: a frame did not arrive whole", c_stall_mid_frame },
+	{ "trickle-control", "did not arrive whole within", c_trickle_control },
+	{ "close-after-ack", "closed the control connection before opening every data channel",
+	  c_close_after_ack },
+	{ "complete-without-blob", "incomplete at completion", c_complete_without_blob },
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))

@@ -60,6 +60,31 @@ static void sparse_fill(uint8_t *p, uint64_t len)
 	fill_sparse(p, len, 4096, 37, 5);
 }
 
+/* Two destination blocks over one range would each take the other's pages. */
+static void test_dest_blocks_overlap(void **state)
+{
+	uint8_t *mem = guarded_alloc(1 << 20);
+	struct rmig_opts o;
+	rmig_session *s;
+
+	(void)state;
+	rmig_opts_init(&o, sizeof(o));
+	o.log_fn = NULL;
+	o.role = RMIG_ROLE_DEST;
+	assert_int_equal(rmig_session_create(&o, &s), 0);
+	assert_int_equal(rmig_add_ram(s, "a", mem, 512 << 10, 4096), 0);
+	assert_int_equal(rmig_add_ram(s, "b", mem + (256 << 10), 512 << 10, 4096), -EINVAL);
+	assert_int_equal(rmig_add_ram(s, "c", mem + (512 << 10), 512 << 10, 4096), 0);
+	rmig_session_destroy(s);
+	/* the control: a source may read one range twice */
+	o.role = RMIG_ROLE_SOURCE;
+	assert_int_equal(rmig_session_create(&o, &s), 0);
+	assert_int_equal(rmig_add_ram(s, "a", mem, 512 << 10, 4096), 0);
+	assert_int_equal(rmig_add_ram(s, "b", mem + (256 << 10), 512 << 10, 4096), 0);
+	rmig_session_destroy(s);
+	guarded_free(mem, 1 << 20);
+}
+
 static void test_channels_random(void **state)
 {
 	static const unsigned int chans[] = { 1, 2, 4, 8 };
@@ -296,6 +321,7 @@ static void test_close_right_after_complete(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dest_blocks_overlap),
 		cmocka_unit_test(test_channels_random),
 		cmocka_unit_test(test_channels_sparse),
 		cmocka_unit_test(test_hugepage_sized),
