@@ -167,6 +167,55 @@ source_dies src-device-state state kill "$GONE" --state "dev=$W/dev"
 source_dies src-completion complete kill "$GONE" --state "dev=$W/dev"
 source_dies src-stalled mid-round stop "peer silent for 3000 ms|timed out"
 
+# -- sources that trickle, stall or are strangers: the wait is bounded all the same --
+# a HELLO one byte at a time, each well inside the timeout: the message deadline ends it
+start_recv src-trickles-hello -- --ram "ram=$W/th.dst" --timeout $TMO
+t0=$(now)
+python3 -c '
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+for b in b"RMIG\x00\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00" * 4:
+    try:
+        s.send(bytes([b]))
+    except OSError:
+        break
+    time.sleep(0.5)
+' "$ADDR" "$RPORT" >/dev/null 2>&1 &
+hp=$!
+wait_for "$RPID" $((TMO + SLACK + 5))
+check src-trickles-hello recv $? "$W/src-trickles-hello.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "waiting for HELLO: timed out"
+kill "$hp" 2>/dev/null
+wait "$hp" 2>/dev/null
+# half a frame on a data channel, the control connection kept alive with PINGs
+if [ "$TRANSPORT" = tcp ]; then
+	start_recv src-stalls-data -- --ram "ram=$W/sd.dst" --timeout $TMO
+	t0=$(now)
+	"$HOSTILE" source stall-mid-frame "$ADDR:$RPORT" >/dev/null 2>&1 &
+	hp=$!
+	wait_for "$RPID" $((TMO + SLACK + 5))
+	check src-stalls-data recv $? "$W/src-stalls-data.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "stalled: a frame did not arrive whole"
+	wait "$hp" 2>/dev/null
+fi
+# with a key: a port scan, idle connections and a wrong key, and no real source
+head -c 32 /dev/urandom >"$W/skey"
+head -c 32 /dev/urandom >"$W/skey2"
+chmod 600 "$W/skey" "$W/skey2"
+start_recv strays-only -- --ram "ram=$W/so.dst" --timeout $TMO --key-file "$W/skey"
+t0=$(now)
+python3 -c '
+import socket, sys, time
+a = (sys.argv[1], int(sys.argv[2]))
+socket.create_connection(a).close()
+held = [socket.create_connection(a) for _ in range(8)]
+time.sleep(6)
+' "$ADDR" "$RPORT" >/dev/null 2>&1 &
+hp=$!
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" --transport "$TRANSPORT" --key-file "$W/skey2" --timeout $TMO --quiet >/dev/null 2>&1
+wait_for "$RPID" $((TMO + SLACK + 5))
+check strays-only recv $? "$W/strays-only.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "no source that holds the key; refused [0-9]+ connections"
+kill "$hp" 2>/dev/null
+wait "$hp" 2>/dev/null
+
 # -- the destination dies --
 dest_dies dst-handshake handshake kill "$GONE"
 dest_dies dst-first-round accepted kill "$GONE"
