@@ -14,18 +14,19 @@
 #include "cli.h"
 
 #define OFF(f) offsetof(struct cli, f)
-#define ALL (CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO)
+#define ALL (CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | CMD_VM_SEND | CMD_VM_RECV)
+#define VM (CMD_VM_SEND | CMD_VM_RECV)
 
 static const char *const transports[] = { "tcp", "rdma", "auto", NULL };
 static const char *const patterns[] = { "uniform", "hot", NULL };
 
 static const struct cli_opt opts[] = {
-	{ "to", "HOST:PORT", OPT_STR, CMD_SEND | CMD_BENCH, OFF(to), 0, 0, NULL, NULL,
+	{ "to", "HOST:PORT", OPT_STR, CMD_SEND | CMD_BENCH | CMD_VM_SEND, OFF(to), 0, 0, NULL, NULL,
 	  "destination to migrate to (send: required; bench --live: a recv peer instead of "
 	  "a destination in this process)" },
-	{ "listen", "ADDR:PORT", OPT_STR, CMD_RECV, OFF(listen), 0, 0, NULL, NULL,
+	{ "listen", "ADDR:PORT", OPT_STR, CMD_RECV | CMD_VM_RECV, OFF(listen), 0, 0, NULL, NULL,
 	  "address to listen on for the one source served (required; PORT 0 picks one)" },
-	{ "port-file", "FILE", OPT_STR, CMD_RECV, OFF(port_file), 0, 0, NULL, NULL,
+	{ "port-file", "FILE", OPT_STR, CMD_RECV | CMD_VM_RECV, OFF(port_file), 0, 0, NULL, NULL,
 	  "write the bound port to FILE once listening" },
 	{ "ram", "NAME=PATH", OPT_LIST, CMD_SEND | CMD_RECV, OFF(ram), 0, 0, NULL, NULL,
 	  "memory image (file, /dev/shm or hugetlbfs file), mapped shared; repeatable, each "
@@ -36,11 +37,11 @@ static const struct cli_opt opts[] = {
 	  "blob NAME; repeatable, each NAME (at most 63 bytes) once" },
 	{ "state-dir", "DIR", OPT_STR, CMD_RECV, OFF(state_dir), 0, 0, NULL, NULL,
 	  "write received device-state blobs to DIR/NAME" },
-	{ "channels", "N", OPT_UINT, CMD_SEND | CMD_BENCH, OFF(channels), 1, 64, NULL, "4",
+	{ "channels", "N", OPT_UINT, CMD_SEND | CMD_BENCH | CMD_VM_SEND, OFF(channels), 1, 64, NULL, "4",
 	  "parallel data channels (1..64; bench: with --live or --postcopy)" },
-	{ "transport", "KIND", OPT_CHOICE, CMD_SEND | CMD_BENCH, OFF(transport), 0, 0, transports,
+	{ "transport", "KIND", OPT_CHOICE, CMD_SEND | CMD_BENCH | CMD_VM_SEND, OFF(transport), 0, 0, transports,
 	  "auto", "tcp, rdma, or auto (rdma when a device reaches the peer, else tcp)" },
-	{ "timeout", "SECONDS", OPT_UINT, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(timeout_s), 1,
+	{ "timeout", "SECONDS", OPT_UINT, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(timeout_s), 1,
 	  86400, NULL, "30", "bound on every wait: connect, accept, a silent or stalled peer" },
 	{ "extent", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH, OFF(extent), 4096, 256ull << 20, NULL,
 	  "1M", "largest coalesced write (power of two, 4K..256M)" },
@@ -48,9 +49,9 @@ static const struct cli_opt opts[] = {
 	  NULL, "64M", "rdma: outstanding bytes per channel before polling it down to half" },
 	{ "verify", NULL, OPT_FLAG, CMD_SEND, OFF(verify), 0, 0, NULL, NULL,
 	  "compare an end-to-end digest of every block and blob at the destination" },
-	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO, OFF(json), 0, 0,
+	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | VM, OFF(json), 0, 0,
 	  NULL, NULL, "print the results (final statistics, device facts) as JSON on stdout" },
-	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(quiet), 0, 0, NULL, NULL,
+	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(quiet), 0, 0, NULL, NULL,
 	  "no progress line and no summary on stderr" },
 	{ "size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(size), 1 << 20, 1ull << 40, NULL, "2G",
 	  "image size to move (without --live)" },
@@ -58,7 +59,7 @@ static const struct cli_opt opts[] = {
 	  "channel counts to measure (without --live)" },
 	{ "addr", "HOST", OPT_STR, CMD_BENCH, OFF(addr), 0, 0, NULL, "127.0.0.1",
 	  "local address both benchmark endpoints use" },
-	{ "max-bandwidth", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH, OFF(max_bandwidth), 0,
+	{ "max-bandwidth", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH | CMD_VM_SEND, OFF(max_bandwidth), 0,
 	  1ull << 50, NULL, "0",
 	  "bytes per second for RAM and device state (bench --live: until switchover); "
 	  "0 = unlimited" },
@@ -88,23 +89,28 @@ static const struct cli_opt opts[] = {
 	  "--live, --postcopy: uniform (any page) or hot (pages of the first --hot-size bytes)" },
 	{ "hot-size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(hot_size), 4096, 1ull << 40, NULL, "64M",
 	  "--live --pattern hot: size of the hot set" },
-	{ "downtime", "MS", OPT_UINT, CMD_BENCH, OFF(downtime_ms), 1, 3600000, NULL, "300",
-	  "--live: downtime limit; switch over once what is left fits it" },
-	{ "max-rounds", "N", OPT_UINT, CMD_BENCH, OFF(max_rounds), 0, 1000000, NULL, "30",
-	  "--live: live rounds before giving up (or see --switch-anyway); 0 = no limit" },
-	{ "switch-anyway", NULL, OPT_FLAG, CMD_BENCH, OFF(switch_anyway), 0, 0, NULL, NULL,
-	  "--live: at --max-rounds, switch over even over the downtime limit instead of "
+	{ "downtime", "MS", OPT_UINT, CMD_BENCH | CMD_VM_SEND, OFF(downtime_ms), 1, 3600000, NULL, "300",
+	  "--live, vm-send: downtime limit; switch over once what is left fits it" },
+	{ "max-rounds", "N", OPT_UINT, CMD_BENCH | CMD_VM_SEND, OFF(max_rounds), 0, 1000000, NULL, "30",
+	  "--live, vm-send: live rounds before giving up (or see --switch-anyway); 0 = no "
+	  "limit" },
+	{ "switch-anyway", NULL, OPT_FLAG, CMD_BENCH | CMD_VM_SEND, OFF(switch_anyway), 0, 0, NULL, NULL,
+	  "--live, vm-send: at --max-rounds, switch over even over the downtime limit instead of "
 	  "cancelling" },
 	{ "device-state", "SIZE[,SIZE...]", OPT_STR, CMD_BENCH, OFF(device_state), 0, 0, NULL, NULL,
 	  "--live, --postcopy: device-state blobs of these sizes, sent at switchover" },
-	{ "key-file", "FILE", OPT_STR, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(key_file), 0, 0, NULL,
+	{ "key-file", "FILE", OPT_STR, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(key_file), 0, 0, NULL,
 	  NULL, "shared secret (a regular file of 16..4096 bytes) that both ends must hold; "
 		"without it anyone who reaches the port can write into the images" },
-	{ "tls", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(tls), 0, 0, NULL, NULL,
+	{ "tls", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(tls), 0, 0, NULL, NULL,
 	  "TLS 1.3 on every connection, keyed by --key-file (both ends): the data on the "
 	  "wire is private; data channels then run over tcp" },
-	{ "verbose", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH, OFF(verbose), 0, 0, NULL, NULL,
+	{ "verbose", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(verbose), 0, 0, NULL, NULL,
 	  "log more (repeat for debug)" },
+	{ "qmp", "SOCKET", OPT_STR, VM, OFF(qmp), 0, 0, NULL, NULL,
+	  "QEMU's QMP unix socket (required): its RAM must be memory-backend-file,share=on" },
+	{ "paused", NULL, OPT_FLAG, CMD_VM_RECV, OFF(paused), 0, 0, NULL, NULL,
+	  "leave the destination VM paused after the migration (default: cont)" },
 	{ "help", NULL, OPT_FLAG, ALL, OFF(help), 0, 0, NULL, NULL, "show this help" },
 };
 
@@ -121,6 +127,10 @@ static const struct {
 			      "migrate a running built-in guest, or (--postcopy) measure postcopy "
 			      "fault latency" },
 	{ CMD_INFO, "info", "show RDMA devices, limits, and whether RDMA can be used here" },
+	{ CMD_VM_SEND, "vm-send", "live-migrate a running QEMU VM's RAM and device state to a "
+				  "vm-recv peer (QEMU's QMP socket)" },
+	{ CMD_VM_RECV, "vm-recv", "receive a QEMU VM into a QEMU started with -incoming defer, "
+				  "then run it" },
 };
 
 const char *cli_cmd_name(unsigned int cmd)

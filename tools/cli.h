@@ -24,7 +24,10 @@ enum cli_cmd {
 	CMD_RECV = 1u << 1,
 	CMD_BENCH = 1u << 2,
 	CMD_INFO = 1u << 3,
+	CMD_VM_SEND = 1u << 4,
+	CMD_VM_RECV = 1u << 5,
 };
+#define CMD_LAST CMD_VM_RECV
 
 enum cli_type {
 	OPT_FLAG,   /* bool */
@@ -82,6 +85,9 @@ struct cli {
 	const char *key_file;
 	const uint8_t *key; /* loaded from key_file by cli_load_key() */
 	size_t key_len;
+	/* vm-send, vm-recv */
+	const char *qmp;
+	bool paused;
 	bool help;
 	uint64_t seen; /* bit i: opts[i] was given on the command line */
 };

@@ -178,6 +178,20 @@ int tool_info(const struct cli *c)
 			ml, root ? "true" : "false");
 	}
 	hugepages(o, json);
+	{
+		char sdw[160];
+		bool sd = tool_soft_dirty_works(sdw, sizeof(sdw));
+
+		/* vm-send tracks by a shadow copy either way (exact); soft-dirty is probed */
+		if (json)
+			fprintf(o, ",\"soft_dirty\":%s,\"soft_dirty_why\":\"%s\","
+				   "\"vm_tracking\":\"shadow-compare\"",
+				sd ? "true" : "false", sdw);
+		else
+			fprintf(o, "soft-dirty tracking: %s (%s)\nvm-send dirty tracking: "
+				   "shadow compare (exact; a copy of guest RAM)\n",
+				sd ? "works" : "unavailable", sdw);
+	}
 
 	if (!rmig_rdma_built())
 		snprintf(v.why, sizeof(v.why),

@@ -308,7 +308,7 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 	o->key_len = c->key_len;
 	if (c->downtime_ms)
 		o->downtime_limit_ms = c->downtime_ms;
-	if (c->cmd == CMD_BENCH)
+	if (c->cmd == CMD_BENCH || c->cmd == CMD_VM_SEND)
 		o->max_rounds = c->max_rounds;
 	if (c->switch_anyway)
 		o->flags |= RMIG_F_SWITCH_ANYWAY;
@@ -740,7 +740,7 @@ int main(int argc, char **argv)
 		cli_usage(argc < 2 ? stderr : stdout, 0);
 		return argc < 2 ? EXIT_USAGE : 0;
 	}
-	for (unsigned int k = CMD_SEND; k <= CMD_INFO; k <<= 1)
+	for (unsigned int k = CMD_SEND; k <= CMD_LAST; k <<= 1)
 		if (!strcmp(argv[1], cli_cmd_name(k)))
 			cmd = k;
 	if (!cmd) {
@@ -766,6 +766,10 @@ int main(int argc, char **argv)
 		return cmd_recv(&c);
 	case CMD_BENCH:
 		return tool_bench(&c);
+	case CMD_VM_SEND:
+		return tool_vm_send(&c);
+	case CMD_VM_RECV:
+		return tool_vm_recv(&c);
 	default:
 		return tool_info(&c);
 	}

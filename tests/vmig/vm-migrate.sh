@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# vm-migrate.sh BUILD_DIR [TRANSPORT [ADDR]] - live-migrate a real QEMU VM
+# with `rdma-migrate vm-send` / `vm-recv`, RAM moved by rmig, QEMU unmodified.
+#
+# The guest (guest.sh, workload.c) rewrites its pages all the time and can
+# check every one of them on request (VERIFY OK / VERIFY FAIL) and report a
+# counter that must never go back.
+#   1. five migrations in a row, each to a fresh destination QEMU: every
+#      destination verifies and its counter is past the source's; the last
+#      round of each carried pages (the guest wrote while it ran);
+#   2. negative control: the last round skipped (RMIG_VM_TEST_SKIP_FINAL):
+#      the destination must report VERIFY FAIL or its guest must die;
+#   3. the source QEMU killed mid-round: vm-send and vm-recv exit 1 naming it;
+#   4. the destination QEMU killed mid-round: vm-send exits 1 and the source
+#      VM still runs and verifies;
+#   5. a QMP socket that answers garbage: exit 1, the cause named;
+#   6. RAM that is not shared file memory: refused, the fix named.
+# Ends with "vm-migrate: N passed, M failed".
+# shellcheck disable=SC2154 # ${NAME}_qmp etc. are set by guest_start
+set -u
+BUILD=$(cd "${1:?build dir}" && pwd)
+TRANSPORT=${2:-tcp}
+ADDR=${3:-127.0.0.1}
+cd "$(dirname "$0")/../.." || exit 2
+# shellcheck source=tests/vmig/guest.sh
+. tests/vmig/guest.sh
+RM="$BUILD/tools/rdma-migrate"
+MIB=128
+pass=0
+failed=0
+t_start=$EPOCHREALTIME
+
+ok() { echo "ok   - $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL - $*"; failed=$((failed + 1)); }
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+finish() {
+	trap - EXIT
+	((failed)) && guest_print_logs 20
+	kill "$(jobs -p)" 2>/dev/null
+	guest_stop_all
+	echo "vm-migrate: $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t_start" "$EPOCHREALTIME") s"
+	echo "vm-migrate: $pass passed, $failed failed"
+	((failed == 0))
+	exit
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+jfield() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null; }
+
+# vm_recv DST: starts vm-recv for guest DST in the background; sets RPID, RPORT
+vm_recv() {
+	local dst=$1 q
+	shift
+	q=$(_guest_var "$dst" qmp)
+	rm -f "$GUEST_DIR/$dst.port"
+	"$RM" vm-recv --qmp "$q" --listen "$ADDR:0" --port-file "$GUEST_DIR/$dst.port" \
+		--timeout 20 "$@" >"$GUEST_DIR/$dst.recv.out" 2>"$GUEST_DIR/$dst.recv.err" &
+	RPID=$!
+	for _ in $(seq 200); do
+		[ -s "$GUEST_DIR/$dst.port" ] && break
+		kill -0 "$RPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	RPORT=$(cat "$GUEST_DIR/$dst.port" 2>/dev/null)
+}
+
+# hop SRC DST [vm-send args]: one migration; prints vm-send's JSON into $GUEST_DIR/DST.json
+hop() {
+	local src=$1 dst=$2 q rc rrc
+	shift 2
+	q=$(_guest_var "$src" qmp)
+	guest_start_incoming "$dst" "$GUEST_SHM/$dst.ram" $MIB -S || return 1
+	vm_recv "$dst"
+	"$RM" vm-send --qmp "$q" --to "$ADDR:$RPORT" --transport "$TRANSPORT" --timeout 20 --json "$@" \
+		>"$GUEST_DIR/$dst.json" 2>"$GUEST_DIR/$dst.send.err"
+	rc=$?
+	wait "$RPID"
+	rrc=$?
+	if [ $rc != 0 ] || [ $rrc != 0 ]; then
+		echo "     vm-send $rc: $(tail -2 "$GUEST_DIR/$dst.send.err")"
+		echo "     vm-recv $rrc: $(tail -2 "$GUEST_DIR/$dst.recv.err")"
+		return 1
+	fi
+}
+
+echo "# vm-send / vm-recv of a ${MIB} MiB QEMU guest over $TRANSPORT on $ADDR"
+guest_start g0 "$GUEST_SHM/g0.ram" $MIB || exit 1
+guest_wait_progress g0 90 >/dev/null || exit 1
+prev=$(guest_counter g0)
+
+# -- 1. five migrations in a row --
+for i in 1 2 3 4 5; do
+	src=g$((i - 1))
+	dst=g$i
+	if ! hop "$src" "$dst"; then
+		bad "migration $i ($src -> $dst) failed"
+		exit 1
+	fi
+	j=$(cat "$GUEST_DIR/$dst.json")
+	v=$(guest_verify "$dst" 60)
+	vrc=$?
+	c=$(guest_counter "$dst")
+	state=$(guest_runstate "$dst")
+	if [ $vrc = 0 ] && [ "$state" = running ] && [ -n "$c" ] && [ "$c" -ge "$prev" ] &&
+		[ "$(jfield "$j" final_pages)" -gt 0 ]; then
+		ok "migration $i: $v, counter $prev -> $c, $(jfield "$j" rounds) rounds, downtime $(jfield "$j" downtime_ms) ms, last round $(jfield "$j" final_pages) pages, device state $(jfield "$j" device_state_bytes) bytes"
+	else
+		bad "migration $i: verify '$v' ($vrc), state '$state', counter $prev -> '$c', json $j"
+	fi
+	prev=${c:-$prev}
+	guest_stop "$src"
+done
+last=g5
+
+# -- 2. negative control: without the last round the destination is stale --
+export RMIG_VM_TEST_SKIP_FINAL=1
+if hop "$last" n1; then
+	unset RMIG_VM_TEST_SKIP_FINAL
+	v=$(guest_verify n1 30)
+	vrc=$?
+	j=$(cat "$GUEST_DIR/n1.json")
+	if [ $vrc != 0 ] && { [[ $v == VERIFY\ FAIL* ]] || ! kill -0 "$(_guest_var n1 pid)" 2>/dev/null; }; then
+		ok "negative control (last round skipped, $(jfield "$j" skipped_pages) pages left behind): ${v:-the guest died}"
+	else
+		bad "negative control: '$v' ($vrc): skipping the last round went unnoticed"
+	fi
+else
+	unset RMIG_VM_TEST_SKIP_FINAL
+	bad "negative control: the migration itself failed"
+fi
+guest_stop n1
+# the source of the skipped run is stopped (postmigrate); a fresh guest for the rest
+guest_stop "$last"
+guest_start h0 "$GUEST_SHM/h0.ram" $MIB || exit 1
+guest_wait_progress h0 90 >/dev/null || exit 1
+
+# -- 3. the destination QEMU dies mid-round: the source VM keeps running --
+guest_start_incoming k1 "$GUEST_SHM/k1.ram" $MIB -S
+vm_recv k1
+"$RM" vm-send --qmp "$h0_qmp" --to "$ADDR:$RPORT" --transport "$TRANSPORT" --timeout 5 \
+	--max-bandwidth 16M >/dev/null 2>"$GUEST_DIR/k1.send.err" &
+spid=$!
+sleep 2
+kill -9 "$k1_pid"
+wait "$spid"
+rc=$?
+wait "$RPID"
+rrc=$?
+v=$(guest_verify h0 60)
+vrc=$?
+state=$(guest_runstate h0)
+if [ $rc = 1 ] && [ $rrc = 1 ] && [ $vrc = 0 ] && [ "$state" = running ] &&
+	grep -q "the VM is still running on the source" "$GUEST_DIR/k1.send.err" &&
+	grep -q "the destination QEMU (pid [0-9]*) exited" "$GUEST_DIR/k1.recv.err"; then
+	ok "destination QEMU killed mid-round: vm-send exit 1 ($(grep -m1 -o 'migration failed: .*' "$GUEST_DIR/k1.send.err" | cut -c1-90)), vm-recv exit 1 ($(grep -m1 -o 'migration failed: .*' "$GUEST_DIR/k1.recv.err" | cut -c1-70)), the source VM runs: $v"
+else
+	bad "destination QEMU killed: send $rc recv $rrc, source '$state', '$v': $(cat "$GUEST_DIR/k1.send.err" "$GUEST_DIR/k1.recv.err")"
+fi
+
+# -- 4. the source QEMU dies mid-round --
+guest_start_incoming k2 "$GUEST_SHM/k2.ram" $MIB -S
+vm_recv k2
+"$RM" vm-send --qmp "$h0_qmp" --to "$ADDR:$RPORT" --transport "$TRANSPORT" --timeout 5 \
+	--max-bandwidth 16M >/dev/null 2>"$GUEST_DIR/k2.send.err" &
+spid=$!
+sleep 2
+kill -9 "$h0_pid"
+wait "$spid"
+rc=$?
+wait "$RPID"
+rrc=$?
+if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "the source QEMU (pid [0-9]*) exited" "$GUEST_DIR/k2.send.err" &&
+	grep -q "left paused" "$GUEST_DIR/k2.recv.err"; then
+	ok "source QEMU killed mid-round: vm-send exit 1 ($(grep -m1 -o 'migration failed: .*' "$GUEST_DIR/k2.send.err" | cut -c1-80)); vm-recv exit 1, destination left paused"
+else
+	bad "source QEMU killed: send $rc recv $rrc: $(cat "$GUEST_DIR/k2.send.err" "$GUEST_DIR/k2.recv.err")"
+fi
+
+# -- 5. a QMP socket that answers garbage --
+python3 - "$GUEST_DIR/junk.qmp" <<'PY' &
+import os, socket, sys
+p = sys.argv[1]
+s = socket.socket(socket.AF_UNIX)
+s.bind(p)
+s.listen(1)
+c, _ = s.accept()
+c.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+c.recv(4096)
+c.sendall(b'\x1b[2J{not json at all\r\n')
+c.recv(4096)
+PY
+jp=$!
+for _ in $(seq 50); do [ -S "$GUEST_DIR/junk.qmp" ] && break; sleep 0.05; done
+"$RM" vm-send --qmp "$GUEST_DIR/junk.qmp" --to "$ADDR:9" --timeout 3 2>"$GUEST_DIR/junk.err"
+rc=$?
+kill "$jp" 2>/dev/null
+wait "$jp" 2>/dev/null
+if [ $rc = 1 ] && grep -qi "qmp" "$GUEST_DIR/junk.err" && ! grep -q $'\x1b' "$GUEST_DIR/junk.err"; then
+	ok "a QMP socket that answers garbage: exit 1 ($(head -1 "$GUEST_DIR/junk.err" | cut -c1-100))"
+else
+	bad "garbage QMP: rc $rc: $(cat -v "$GUEST_DIR/junk.err")"
+fi
+
+# -- 6. RAM that rmig cannot share --
+guest_start p0 "$GUEST_SHM/p0.ram" $MIB -object memory-backend-ram,id=extra,size=8M
+"$RM" vm-send --qmp "$p0_qmp" --to "$ADDR:9" --timeout 3 2>"$GUEST_DIR/p0.err"
+rc=$?
+if [ $rc = 1 ] && grep -q "rmig moves only memory-backend-file with share=on" "$GUEST_DIR/p0.err" &&
+	[ "$(guest_runstate p0)" = running ]; then
+	ok "RAM not in a shared file: refused ($(grep -o "RAM backend '[a-z0-9]*' is a [a-z-]*" "$GUEST_DIR/p0.err")), the VM runs on"
+else
+	bad "memory-backend-ram: rc $rc: $(cat "$GUEST_DIR/p0.err")"
+fi

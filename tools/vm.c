@@ -1,0 +1,738 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vm.c - `rdma-migrate vm-send` and `vm-recv`: live-migrate an unmodified
+ * QEMU VM with rmig moving its RAM.
+ *
+ * QEMU keeps guest RAM in memory-backend-file objects with share=on, so
+ * this process can map the same pages. With the x-ignore-shared capability
+ * QEMU's own migration stream carries only the device state and the small
+ * non-shared blocks (ROMs, ACPI tables); pause-before-switchover gives an
+ * ordering point after the VM has stopped and before the devices are
+ * serialised. The source side:
+ *
+ *   1. rmig rounds while the guest runs, dirty pages found by vmtrack.h
+ *      (a shadow copy: exact without help from the kernel);
+ *   2. once rmig_estimate() says the rest fits the downtime limit: QEMU
+ *      `migrate fd:` into a socket this process reads; QEMU stops the VM and
+ *      waits in pre-switchover;
+ *   3. the last round, with the guest stopped;
+ *   4. migrate-continue: QEMU writes the device state; it goes to the
+ *      destination as one device-state blob over the data channels;
+ *   5. rmig_complete(): the destination has fed the stream to its QEMU
+ *      (migrate-incoming fd:) and QEMU reported completed; it runs `cont`.
+ *
+ * A failure before the destination took over leaves the source VM running
+ * (migrate_cancel, or cont after a completed QEMU stream); on the
+ * destination the VM stays paused and the message says so.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "image.h"
+#include "qmp.h"
+#include "tool.h"
+#include "vmtrack.h"
+
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+#define VM_BLOCKS_MAX 32
+#define DEV_BLOB "qemu-device-state"
+#define DEV_FD "rmig-device-state"
+
+struct vmblock {
+	char name[RMIG_NAME_MAX];
+	char path[4096];
+	int fd;
+	uint8_t *map;
+	uint64_t len;
+	uint32_t page;
+	struct vmtrack tr; /* source */
+};
+
+struct vm {
+	const struct cli *c;
+	struct qmp *q;
+	struct vmblock b[VM_BLOCKS_MAX];
+	unsigned int n;
+	char err[1024];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned int tmo(const struct cli *c)
+{
+	return c->timeout_s * 1000u;
+}
+
+static void say(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->quiet)
+		return;
+	va_start(ap, fmt);
+	fprintf(stderr, "rdma-migrate: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+}
+
+/* ---- soft-dirty probe (for info) ---- */
+
+bool tool_soft_dirty_works(char *why, size_t len)
+{
+	long psz = sysconf(_SC_PAGESIZE);
+	uint8_t *p = mmap(NULL, (size_t)psz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+	int cr = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t ent = 0;
+	bool ok = false;
+
+	if (p == MAP_FAILED || cr < 0 || pm < 0) {
+		snprintf(why, len, "no /proc/self/clear_refs or pagemap");
+		goto out;
+	}
+	p[0] = 1;
+	if (write(cr, "4", 1) != 1) {
+		snprintf(why, len, "clear_refs refused the soft-dirty reset");
+		goto out;
+	}
+	p[0] = 2; /* must set bit 55 again */
+	if (pread(pm, &ent, sizeof(ent), (off_t)((uintptr_t)p / (uintptr_t)psz * 8)) !=
+	    sizeof(ent)) {
+		snprintf(why, len, "pagemap unreadable");
+		goto out;
+	}
+	ok = ent & (1ull << 55);
+	snprintf(why, len, "%s", ok ? "a written page shows the soft-dirty bit after a reset" :
+				      "the kernel accepts the reset but never sets the bit "
+				      "(CONFIG_MEM_SOFT_DIRTY off)");
+out:
+	if (p != MAP_FAILED)
+		munmap(p, (size_t)psz);
+	if (cr >= 0)
+		close(cr);
+	if (pm >= 0)
+		close(pm);
+	return ok;
+}
+
+/* ---- QEMU's RAM ---- */
+
+static void blocks_close(struct vm *v)
+{
+	for (unsigned int i = 0; i < v->n; i++) {
+		vmtrack_free(&v->b[i].tr);
+		if (v->b[i].map)
+			munmap(v->b[i].map, v->b[i].len);
+		if (v->b[i].fd >= 0)
+			close(v->b[i].fd);
+	}
+	v->n = 0;
+}
+
+/* Map every RAM backend of the QEMU behind v->q; refuse what rmig cannot share. */
+static int blocks_open(struct vm *v, const char *side)
+{
+	static struct qmp_backend be[VM_BLOCKS_MAX];
+	unsigned int n = 0;
+	int rc = qmp_backends(v->q, be, VM_BLOCKS_MAX, &n, v->err, sizeof(v->err));
+
+	if (rc)
+		return rc;
+	if (!n) {
+		snprintf(v->err, sizeof(v->err),
+			 "the %s QEMU has no memory backend: start it with -object "
+			 "memory-backend-file,id=ram0,size=SIZE,mem-path=FILE,share=on -machine "
+			 "memory-backend=ram0",
+			 side);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		struct vmblock *b = &v->b[v->n];
+		struct stat st;
+
+		if (strcmp(be[i].type, "memory-backend-file") || !be[i].mem_path[0]) {
+			snprintf(v->err, sizeof(v->err),
+				 "the %s QEMU's RAM backend '%s' is a %s: rmig moves only "
+				 "memory-backend-file with share=on",
+				 side, be[i].id, be[i].type);
+			return -EINVAL;
+		}
+		if (!be[i].share) {
+			snprintf(v->err, sizeof(v->err),
+				 "the %s QEMU's RAM backend '%s' (%s) has share=off: QEMU must map "
+				 "its RAM file shared (share=on) for rmig to see the guest's pages",
+				 side, be[i].id, be[i].mem_path);
+			return -EINVAL;
+		}
+		if (strlen(be[i].id) >= RMIG_NAME_MAX) {
+			snprintf(v->err, sizeof(v->err), "RAM backend id '%s' is longer than %d bytes",
+				 be[i].id, RMIG_NAME_MAX - 1);
+			return -EINVAL;
+		}
+		memset(b, 0, sizeof(*b));
+		b->fd = -1;
+		snprintf(b->name, sizeof(b->name), "%s", be[i].id);
+		snprintf(b->path, sizeof(b->path), "%s", be[i].mem_path);
+		b->len = be[i].size;
+		v->n++;
+		/* writable: RDMA pins only writable mappings; the source never writes */
+		b->fd = open(b->path, O_RDWR | O_CLOEXEC);
+		if (b->fd < 0 || fstat(b->fd, &st) < 0) {
+			rc = -errno;
+			snprintf(v->err, sizeof(v->err), "RAM file %s of backend '%s': %s", b->path,
+				 b->name, strerror(errno));
+			return rc;
+		}
+		if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < b->len) {
+			snprintf(v->err, sizeof(v->err),
+				 "RAM file %s of backend '%s': not a regular file of %" PRIu64
+				 " bytes (a mem-path directory is not supported: name a file)",
+				 b->path, b->name, b->len);
+			return -EINVAL;
+		}
+		b->page = image_page_size(b->fd);
+		b->map = mmap(NULL, b->len, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
+		if (b->map == MAP_FAILED) {
+			rc = -errno;
+			b->map = NULL;
+			snprintf(v->err, sizeof(v->err), "mapping %s: %s", b->path, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int set_caps(struct vm *v, bool source)
+{
+	json_t *caps = json_pack("[{s:s, s:b}]", "capability", "x-ignore-shared", "state", 1);
+
+	if (source)
+		json_array_append_new(caps, json_pack("{s:s, s:b}", "capability",
+						      "pause-before-switchover", "state", 1));
+	return qmp_exec(v->q, "migrate-set-capabilities", json_pack("{s:o}", "capabilities", caps),
+			NULL, v->err, sizeof(v->err));
+}
+
+static int run_state(struct vm *v, char *state, size_t len)
+{
+	json_t *r = NULL;
+	int rc = qmp_exec(v->q, "query-status", NULL, &r, v->err, sizeof(v->err));
+	const char *st = rc ? NULL : json_string_value(json_object_get(r, "status"));
+
+	if (!rc && !st) {
+		snprintf(v->err, sizeof(v->err), "query-status: no status in the reply");
+		rc = -EBADMSG;
+	}
+	if (!rc)
+		snprintf(state, len, "%s", st);
+	json_decref(r);
+	return rc;
+}
+
+/*
+ * A QEMU that dies while rmig moves its RAM is noticed by no QMP call: a
+ * thread looks for its pid every 100 ms and cancels the session, naming it.
+ */
+struct watch {
+	rmig_session *s;
+	int pid;
+	const char *side;
+	pthread_t th;
+	bool started;
+	volatile bool stop;
+};
+
+static void *watch_main(void *arg)
+{
+	struct watch *w = arg;
+
+	while (!w->stop) {
+		struct timespec ts = { 0, 100000000 };
+
+		if (kill(w->pid, 0) < 0 && errno == ESRCH) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "the %s QEMU (pid %d) exited", w->side, w->pid);
+			rmig_cancel(w->s, why);
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+static void watch_start(struct watch *w, struct vm *v, rmig_session *s, const char *side)
+{
+	memset(w, 0, sizeof(*w));
+	w->s = s;
+	w->side = side;
+	w->pid = qmp_peer_pid(v->q);
+	if (w->pid > 0)
+		w->started = !pthread_create(&w->th, NULL, watch_main, w);
+}
+
+static void watch_stop(struct watch *w)
+{
+	if (!w->started)
+		return;
+	w->stop = true;
+	pthread_join(w->th, NULL);
+	w->started = false;
+}
+
+/* ---- vm-send ---- */
+
+/* QEMU's stream (device state, non-shared blocks), read to EOF on a thread. */
+struct devstream {
+	int fd;
+	pthread_t th;
+	bool started;
+	uint8_t *buf;
+	size_t len, cap;
+	int rc;
+};
+
+static void *devstream_main(void *arg)
+{
+	struct devstream *d = arg;
+
+	for (;;) {
+		ssize_t n;
+
+		if (d->len == d->cap) {
+			size_t cap = d->cap ? d->cap * 2 : 1 << 20;
+			uint8_t *nb = realloc(d->buf, cap);
+
+			if (!nb) {
+				d->rc = -ENOMEM;
+				break;
+			}
+			d->buf = nb;
+			d->cap = cap;
+		}
+		n = read(d->fd, d->buf + d->len, d->cap - d->len);
+		if (n > 0) {
+			d->len += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		d->rc = n < 0 ? -errno : 0;
+		break;
+	}
+	return NULL;
+}
+
+struct send_report {
+	unsigned int rounds;
+	uint64_t t_start, t_stop, t_final, t_stream, t_done;
+	uint64_t final_pages, dev_bytes;
+	uint64_t skipped_pages; /* tests only: the last round's pages not sent */
+	struct rmig_estimate last;
+};
+
+static int collect(struct vm *v, unsigned long **maps, bool all, bool keep)
+{
+	uint64_t n = 0;
+
+	for (unsigned int i = 0; i < v->n; i++) {
+		n += vmtrack_collect(&v->b[i].tr, all, keep);
+		maps[i] = v->b[i].tr.map;
+	}
+	return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+static int vm_send_run(struct vm *v, rmig_session *s, struct send_report *R, bool *migrating_p,
+		       bool *completed_p)
+{
+	const struct cli *c = v->c;
+	unsigned long *maps[VM_BLOCKS_MAX];
+	struct rmig_round_stats st;
+	struct devstream d = { .fd = -1 };
+	char status[64];
+	int sv[2] = { -1, -1 }, rc;
+
+	/* round 1: all of RAM, while the guest runs */
+	collect(v, maps, true, false);
+	rc = rmig_send_round(s, (const unsigned long *const *)maps, v->n, &st);
+	while (!rc) {
+		R->rounds++;
+		if (c->verbose)
+			say(c, "round %u: %" PRIu64 " pages, %.1f ms", R->rounds, st.pages,
+			    (double)st.duration_ns / 1e6);
+		collect(v, maps, false, false);
+		rc = rmig_estimate(s, (const unsigned long *const *)maps, v->n, 1 << 20, &R->last);
+		if (rc || R->last.decision != RMIG_DECIDE_ROUND)
+			break;
+		rc = rmig_send_round(s, (const unsigned long *const *)maps, v->n, &st);
+	}
+	if (rc)
+		return rc;
+	if (R->last.decision == RMIG_DECIDE_GIVE_UP) {
+		snprintf(v->err, sizeof(v->err),
+			 "did not converge: expected downtime %.1f ms over the %u ms limit after %u "
+			 "rounds (the VM keeps running here; raise --downtime or --max-rounds, or "
+			 "--switch-anyway)",
+			 (double)R->last.expected_downtime_ns / 1e6, c->downtime_ms, R->last.rounds);
+		rmig_cancel(s, "the VM did not converge");
+		return -ECANCELED;
+	}
+	/* switchover: QEMU's own stream goes into a socket read by a thread */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	d.fd = sv[0];
+	rc = qmp_getfd(v->q, DEV_FD, sv[1], v->err, sizeof(v->err));
+	close(sv[1]);
+	if (!rc) {
+		rc = -pthread_create(&d.th, NULL, devstream_main, &d);
+		d.started = !rc;
+	}
+	if (!rc)
+		rc = qmp_exec(v->q, "migrate", json_pack("{s:s}", "uri", "fd:" DEV_FD), NULL,
+			      v->err, sizeof(v->err));
+	if (!rc) {
+		*migrating_p = true;
+		rc = qmp_wait_status(v->q, "pre-switchover", tmo(c), status, sizeof(status), v->err,
+				     sizeof(v->err));
+	}
+	if (rc)
+		goto out;
+	/* the VM is stopped: the downtime runs */
+	R->t_stop = now_ns();
+	rc = rmig_switchover(s);
+	/* with the pages the estimate collected: the shadow holds them, unsent */
+	collect(v, maps, false, true);
+	if (getenv("RMIG_VM_TEST_SKIP_FINAL")) { /* tests only: the negative control */
+		for (unsigned int i = 0; i < v->n; i++) {
+			for (size_t k = 0; k < v->b[i].tr.nlongs; k++)
+				R->skipped_pages += (uint64_t)__builtin_popcountl(maps[i][k]);
+			memset(maps[i], 0, v->b[i].tr.nlongs * sizeof(unsigned long));
+		}
+	}
+	if (!rc)
+		rc = rmig_send_round(s, (const unsigned long *const *)maps, v->n, &st);
+	R->final_pages = st.pages;
+	R->t_final = now_ns();
+	if (!rc)
+		rc = qmp_exec(v->q, "migrate-continue", json_pack("{s:s}", "state", "pre-switchover"),
+			      NULL, v->err, sizeof(v->err));
+	if (!rc)
+		rc = qmp_wait_status(v->q, "completed", tmo(c), status, sizeof(status), v->err,
+				     sizeof(v->err));
+	if (rc)
+		goto out;
+	*completed_p = true;
+	pthread_join(d.th, NULL);
+	d.started = false;
+	rc = d.rc;
+	if (rc) {
+		snprintf(v->err, sizeof(v->err), "reading QEMU's device state: %s", strerror(-rc));
+		goto out;
+	}
+	R->t_stream = now_ns();
+	R->dev_bytes = d.len;
+	rc = rmig_send_state(s, DEV_BLOB, 0, d.buf, d.len);
+	if (!rc)
+		rc = rmig_complete(s);
+	R->t_done = now_ns();
+out:
+	if (d.started) {
+		shutdown(d.fd, SHUT_RDWR);
+		pthread_join(d.th, NULL);
+	}
+	if (d.fd >= 0)
+		close(d.fd);
+	free(d.buf);
+	return rc;
+}
+
+static void print_send_json(const struct vm *v, rmig_session *s, const struct send_report *R,
+			    int rc)
+{
+	struct rmig_stats st;
+
+	rmig_get_stats(s, &st);
+	printf("{\"role\":\"vm-source\",\"ok\":%s,\"transport\":\"%s\",\"channels\":%u,"
+	       "\"tracking\":\"shadow-compare\",\"blocks\":%u,\"rounds\":%u,\"ram_bytes\":%" PRIu64
+	       ",\"total_s\":%.6f,\"downtime_ms\":%.3f,\"final_round_ms\":%.3f,"
+	       "\"final_pages\":%" PRIu64 ",\"device_state_bytes\":%" PRIu64
+	       ",\"device_state_ms\":%.3f,\"load_and_ack_ms\":%.3f,\"skipped_pages\":%" PRIu64,
+	       rc ? "false" : "true", rmig_transport_name(st.transport), st.channels, v->n,
+	       R->rounds, st.bytes, (double)((R->t_done ? R->t_done : now_ns()) - R->t_start) / 1e9,
+	       R->t_done && R->t_stop ? (double)(R->t_done - R->t_stop) / 1e6 : 0.0,
+	       R->t_final && R->t_stop ? (double)(R->t_final - R->t_stop) / 1e6 : 0.0,
+	       R->final_pages, R->dev_bytes,
+	       R->t_stream && R->t_final ? (double)(R->t_stream - R->t_final) / 1e6 : 0.0,
+	       R->t_done && R->t_stream ? (double)(R->t_done - R->t_stream) / 1e6 : 0.0,
+	       R->skipped_pages);
+	if (rc) {
+		printf(",\"error\":");
+		tool_json_str(stdout, v->err[0] ? v->err : rmig_last_error(s));
+	}
+	printf("}\n");
+}
+
+int tool_vm_send(const struct cli *c)
+{
+	static struct vm v;
+	struct send_report R = { 0 };
+	struct rmig_opts o;
+	rmig_session *s = NULL;
+	bool migrating = false, completed = false;
+	int rc, ret = EXIT_FAILED;
+
+	memset(&v, 0, sizeof(v));
+	v.c = c;
+	if (!c->qmp || !c->to) {
+		fprintf(stderr, "rdma-migrate vm-send: --qmp and --to are required\n");
+		return EXIT_USAGE;
+	}
+	R.t_start = now_ns();
+	rc = qmp_open(c->qmp, tmo(c), &v.q, v.err, sizeof(v.err));
+	if (!rc)
+		rc = blocks_open(&v, "source");
+	for (unsigned int i = 0; i < v.n && !rc; i++) {
+		rc = vmtrack_init(&v.b[i].tr, v.b[i].map, v.b[i].len, v.b[i].page);
+		if (rc)
+			snprintf(v.err, sizeof(v.err), "no memory for the shadow of '%s' (%" PRIu64
+				 " bytes)", v.b[i].name, v.b[i].len);
+	}
+	if (!rc)
+		rc = set_caps(&v, true);
+	if (rc)
+		goto out;
+	tool_opts(&o, c, RMIG_ROLE_SOURCE);
+	o.flags &= ~RMIG_F_PREPARE; /* the blocks are the shadows, filled by the first collect */
+	rc = rmig_session_create(&o, &s);
+	for (unsigned int i = 0; i < v.n && !rc; i++)
+		rc = rmig_add_ram(s, v.b[i].name, v.b[i].tr.shadow, v.b[i].len, v.b[i].page);
+	if (rc) {
+		snprintf(v.err, sizeof(v.err), "setting up the session: %s", strerror(-rc));
+		goto out;
+	}
+	rc = rmig_connect(s, c->to);
+	if (!rc) {
+		struct watch w;
+
+		watch_start(&w, &v, s, "source");
+		rc = vm_send_run(&v, s, &R, &migrating, &completed);
+		watch_stop(&w);
+	}
+out:
+	if (c->json && s)
+		print_send_json(&v, s, &R, rc);
+	if (rc) {
+		char st[64] = "";
+
+		fprintf(stderr, "rdma-migrate vm-send: migration failed: %s\n",
+			v.err[0] ? v.err : s && rmig_last_error(s)[0] ? rmig_last_error(s) :
+									strerror(-rc));
+		/* the destination never ran the VM: it goes on here */
+		if (v.q && migrating && !completed)
+			qmp_exec(v.q, "migrate_cancel", NULL, NULL, NULL, 0);
+		if (v.q && completed)
+			qmp_exec(v.q, "cont", NULL, NULL, NULL, 0);
+		if (v.q && !run_state(&v, st, sizeof(st)))
+			fprintf(stderr, "rdma-migrate vm-send: the VM is %s on the source\n",
+				!strcmp(st, "running") ? "still running" : st);
+	} else {
+		ret = 0;
+		if (!c->quiet && !c->json)
+			fprintf(stderr,
+				"rdma-migrate: migrated the VM in %.2f s: %u rounds, downtime %.1f ms "
+				"(last round %" PRIu64 " pages in %.1f ms, device state %" PRIu64
+				" bytes), tracking by shadow compare\n",
+				(double)(R.t_done - R.t_start) / 1e9, R.rounds,
+				(double)(R.t_done - R.t_stop) / 1e6, R.final_pages,
+				(double)(R.t_final - R.t_stop) / 1e6, R.dev_bytes);
+	}
+	rmig_session_destroy(s);
+	blocks_close(&v);
+	qmp_close(v.q);
+	return ret;
+}
+
+/* ---- vm-recv ---- */
+
+static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info *bi, unsigned int n)
+{
+	struct vm *v = arg;
+
+	if (n != v->n) {
+		snprintf(v->err, sizeof(v->err),
+			 "the source VM has %u RAM blocks, the destination QEMU %u", n, v->n);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		unsigned int j;
+
+		for (j = 0; j < v->n && strcmp(v->b[j].name, bi[i].name); j++)
+			;
+		if (j == v->n || v->b[j].len != bi[i].length || v->b[j].page != bi[i].page_size) {
+			snprintf(v->err, sizeof(v->err),
+				 "the source's RAM block '%s' (%" PRIu64 " bytes) has no backend of "
+				 "that id and size in the destination QEMU",
+				 bi[i].name, bi[i].length);
+			return -ENOENT;
+		}
+		if (rmig_add_ram(s, v->b[j].name, v->b[j].map, v->b[j].len, v->b[j].page))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* The device state: into the destination QEMU's incoming migration. */
+static int recv_state(void *arg, const char *name, uint32_t instance, const void *data,
+		      uint64_t len)
+{
+	struct vm *v = arg;
+	const uint8_t *p = data;
+	char status[64];
+	int sv[2], rc;
+
+	if (strcmp(name, DEV_BLOB) || instance) {
+		snprintf(v->err, sizeof(v->err), "unexpected device-state blob '%s'", name);
+		return -EINVAL;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	rc = qmp_getfd(v->q, DEV_FD, sv[1], v->err, sizeof(v->err));
+	close(sv[1]);
+	if (!rc)
+		rc = qmp_exec(v->q, "migrate-incoming", json_pack("{s:s}", "uri", "fd:" DEV_FD), NULL,
+			      v->err, sizeof(v->err));
+	/* QEMU reads as it loads; the socket buffer bounds what waits in it */
+	while (!rc && len) {
+		ssize_t n = send(sv[0], p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = -errno;
+			snprintf(v->err, sizeof(v->err), "feeding the device state to QEMU: %s",
+				 strerror(errno));
+			break;
+		}
+		p += n;
+		len -= (uint64_t)n;
+	}
+	if (!rc)
+		shutdown(sv[0], SHUT_WR);
+	if (!rc)
+		rc = qmp_wait_status(v->q, "completed", tmo(v->c), status, sizeof(status), v->err,
+				     sizeof(v->err));
+	close(sv[0]);
+	return rc;
+}
+
+int tool_vm_recv(const struct cli *c)
+{
+	static struct vm v;
+	struct rmig_opts o;
+	rmig_session *s = NULL;
+	char uri[300], st[64] = "";
+	int rc, ret = EXIT_FAILED;
+
+	memset(&v, 0, sizeof(v));
+	v.c = c;
+	if (!c->qmp || !c->listen) {
+		fprintf(stderr, "rdma-migrate vm-recv: --qmp and --listen are required\n");
+		return EXIT_USAGE;
+	}
+	rc = qmp_open(c->qmp, tmo(c), &v.q, v.err, sizeof(v.err));
+	if (!rc)
+		rc = run_state(&v, st, sizeof(st));
+	if (!rc && strcmp(st, "inmigrate")) {
+		snprintf(v.err, sizeof(v.err),
+			 "the destination QEMU is '%s', not waiting for a migration: start it with "
+			 "-incoming defer",
+			 st);
+		rc = -EINVAL;
+	}
+	if (!rc)
+		rc = blocks_open(&v, "destination");
+	if (!rc)
+		rc = set_caps(&v, false);
+	if (rc)
+		goto out;
+	tool_opts(&o, c, RMIG_ROLE_DEST);
+	o.layout_fn = recv_layout;
+	o.layout_arg = &v;
+	o.state_fn = recv_state;
+	o.state_arg = &v;
+	rc = rmig_session_create(&o, &s);
+	snprintf(uri, sizeof(uri), "tcp://%s", c->listen);
+	if (!rc)
+		rc = rmig_listen(s, uri);
+	if (rc)
+		goto out;
+	if (c->port_file) {
+		FILE *f = fopen(c->port_file, "w");
+
+		if (!f || fprintf(f, "%d\n", rmig_listen_port(s)) < 0 || fclose(f)) {
+			snprintf(v.err, sizeof(v.err), "writing %s: %s", c->port_file, strerror(errno));
+			rc = -EIO;
+			goto out;
+		}
+	}
+	say(c, "waiting for the VM on %s (port %d)", c->listen, rmig_listen_port(s));
+	{
+		struct watch w;
+
+		watch_start(&w, &v, s, "destination");
+		rc = rmig_accept(s);
+		if (!rc)
+			rc = rmig_complete(s);
+		watch_stop(&w);
+	}
+	if (!rc && !c->paused) {
+		rc = run_state(&v, st, sizeof(st));
+		if (!rc && strcmp(st, "running"))
+			rc = qmp_exec(v.q, "cont", NULL, NULL, v.err, sizeof(v.err));
+	}
+out:
+	if (c->json && s) {
+		tool_print_json(stdout, "vm-destination", s, rc, false);
+	}
+	if (rc) {
+		const char *le = s ? rmig_last_error(s) : "";
+
+		fprintf(stderr, "rdma-migrate vm-recv: migration failed: %s%s%s%s\n",
+			le[0] ? le : v.err[0] ? v.err : strerror(-rc), le[0] && v.err[0] ? " (" : "",
+			le[0] && v.err[0] ? v.err : "", le[0] && v.err[0] ? ")" : "");
+		if (v.q)
+			fprintf(stderr, "rdma-migrate vm-recv: the destination VM is left paused; it "
+					"must not run (its RAM or devices are incomplete)\n");
+	} else {
+		ret = 0;
+		say(c, "the VM %s on the destination", c->paused ? "is here, paused" : "runs");
+	}
+	rmig_session_destroy(s);
+	blocks_close(&v);
+	qmp_close(v.q);
+	return ret;
+}
