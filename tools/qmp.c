@@ -17,7 +17,7 @@
 
 #include "qmp.h"
 
-#define QMP_BUF_MIN    (64u << 10)
+#define QMP_BUF_MIN    (4u << 10)
 #define QMP_BUF_MAX    (QMP_MSG_MAX + 2) /* a whole message, "\r\n" included */
 #define QMP_CMD_MAX    128               /* bytes in a command or event name */
 #define QMP_POLL_MS    5                 /* qmp_wait_status: between two query-migrate */
@@ -169,8 +169,8 @@ static int parse(const char *buf, size_t len, json_t **msg_p, const char *what, 
 	}
 	m = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &e);
 	if (!m) {
-		seterr(err, errlen, "%s: not JSON (%s, at byte %d)", what, shows(e.text, t, sizeof(t)),
-		       e.position);
+		seterr(err, errlen, "%s: not JSON (%s, at byte %d)", what,
+		       shows(e.text, t, sizeof(t)), e.position);
 		return -EBADMSG;
 	}
 	if (!json_is_object(m)) {
@@ -697,8 +697,9 @@ int qmp_wait_status(struct qmp *q, const char *want, unsigned int timeout_ms, ch
 			return -EIO;
 		}
 		if (now_ms() >= w.deadline) {
-			seterr(err, errlen, "migration status still \"%s\" after %u ms (waiting for %s)",
-			       st, timeout_ms, shows(want, t, sizeof(t)));
+			seterr(err, errlen,
+			       "migration status still \"%s\" after %u ms (waiting for %s)", st,
+			       timeout_ms, shows(want, t, sizeof(t)));
 			return -ETIMEDOUT;
 		}
 		{
@@ -862,8 +863,9 @@ int qmp_backends(struct qmp *q, struct qmp_backend *out, unsigned int max, unsig
 				r = -E2BIG;
 				goto out;
 			}
-			for (k = 0; k < nl && name[k] > 0x20 && name[k] < 0x7f && name[k] != '/'; k++)
-				;
+			for (k = 0; k < nl && name[k] > 0x20 && name[k] < 0x7f; k++)
+				if (name[k] == '/')
+					break;
 			if (!nl || k < nl || nl >= sizeof(out->id)) {
 				seterr(err, errlen, "QMP: memory backend id %s %s",
 				       show(name, nl, t, 80),

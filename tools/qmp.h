@@ -15,7 +15,8 @@
  * out of step (a timeout or EOF while a reply is due, a malformed or
  * oversized message, a wrong id), every later call fails with the first error.
  * A QMP error reply (-EREMOTEIO) and a timeout in qmp_wait_event or
- * qmp_wait_status leave the connection usable.
+ * qmp_wait_status leave the connection usable. A connection is used by one
+ * thread at a time.
  */
 #ifndef RMIG_QMP_H
 #define RMIG_QMP_H

@@ -97,7 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_str(b[i].id, sizeof(b[i].id));
 		check_str(b[i].type, sizeof(b[i].type));
 		check_str(b[i].mem_path, sizeof(b[i].mem_path));
-		if (!b[i].id[0] || (strcmp(b[i].type, "memory-backend-file") == 0) != !!b[i].mem_path[0])
+		if (!b[i].id[0] ||
+		    (strcmp(b[i].type, "memory-backend-file") == 0) != !!b[i].mem_path[0])
 			abort();
 	}
 	check_err(qmp_wait_status(q, "completed", 0, st, sizeof(st), err, sizeof(err)));
