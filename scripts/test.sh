@@ -63,6 +63,16 @@ else
 	fail=$((fail + 1))
 fi
 
+echo "== QEMU VM migration (vm-send / vm-recv; the guest verifies its memory)"
+tests/vmig/vm-migrate.sh build 2>&1 | tee /tmp/rmig-vmig.log
+p=$(grep -E '^vm-migrate: [0-9]+ passed, [0-9]+ failed' /tmp/rmig-vmig.log | tail -1)
+if [ -n "$p" ]; then
+	pass=$((pass + $(echo "$p" | awk '{print $2}')))
+	fail=$((fail + $(echo "$p" | awk '{print $4}')))
+else
+	fail=$((fail + 1))
+fi
+
 if [ -x tests/vm/run-rdma-tests.sh ]; then
 	echo "== rdma (soft-RoCE VM)"
 	tests/vm/run-rdma-tests.sh build 2>&1 | tee /tmp/rmig-rdma.log
