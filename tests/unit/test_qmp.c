@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -983,10 +984,31 @@ static int find_qemu(char *out, size_t len)
 	return -1;
 }
 
+/* The QEMU and its files, removed by qemu_teardown even when a check fails. */
+static pid_t qemu_pid = -1;
+static char qemu_dir[] = "/tmp/rmig-qmp-XXXXXX", sock[128], img[128];
+
+static int qemu_teardown(void **state)
+{
+	int status;
+
+	(void)state;
+	if (qemu_pid > 0) {
+		kill(qemu_pid, SIGKILL);
+		waitpid(qemu_pid, &status, 0);
+		qemu_pid = -1;
+	}
+	if (img[0])
+		unlink(img);
+	if (sock[0])
+		unlink(sock);
+	rmdir(qemu_dir);
+	return 0;
+}
+
 static void test_real_qemu(void **state)
 {
-	char qemu[PATH_MAX], dir[] = "/tmp/rmig-qmp-XXXXXX", sock[128], qmparg[160], img[128],
-						m0[256];
+	char qemu[PATH_MAX], qmparg[160], m0[256];
 	struct qmp_backend b[8];
 	unsigned int n, i, seen = 0;
 	struct qmp *q = NULL;
@@ -1001,8 +1023,8 @@ static void test_real_qemu(void **state)
 		print_message("qemu-system-x86_64 not found: skipping the real QEMU test\n");
 		skip();
 	}
-	assert_non_null(mkdtemp(dir));
-	snprintf(sock, sizeof(sock), "%s/q.sock", dir);
+	assert_non_null(mkdtemp(qemu_dir));
+	snprintf(sock, sizeof(sock), "%s/q.sock", qemu_dir);
 	snprintf(qmparg, sizeof(qmparg), "unix:%s,server=on,wait=off", sock);
 	snprintf(img, sizeof(img), "/dev/shm/rmig-qmp-test-%d.img", (int)getpid());
 	snprintf(m0, sizeof(m0), "memory-backend-file,id=m0,size=64M,mem-path=%s,share=on", img);
@@ -1011,6 +1033,8 @@ static void test_real_qemu(void **state)
 	if (pid == 0) {
 		int nul = open("/dev/null", O_RDWR);
 
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* gone with the test */
+
 		dup2(nul, 0);
 		dup2(nul, 1);
 		execl(qemu, qemu, "-machine", "none", "-nodefaults", "-display", "none", "-qmp",
@@ -1018,6 +1042,7 @@ static void test_real_qemu(void **state)
 		      (char *)NULL);
 		_exit(127);
 	}
+	qemu_pid = pid;
 	t0 = now_ms();
 	for (;;) {
 		r = qmp_open(sock, 5000, &q, err, sizeof(err));
@@ -1077,9 +1102,7 @@ static void test_real_qemu(void **state)
 	json_decref(ret);
 	qmp_close(q);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
-	unlink(img);
-	unlink(sock);
-	rmdir(dir);
+	qemu_pid = -1;
 }
 
 int main(void)
@@ -1098,7 +1121,7 @@ int main(void)
 		cmocka_unit_test(test_getfd),
 		cmocka_unit_test(test_wait_status),
 		cmocka_unit_test(test_backends_fake),
-		cmocka_unit_test(test_real_qemu),
+		cmocka_unit_test_teardown(test_real_qemu, qemu_teardown),
 	};
 
 	/* SIGPIPE stays fatal: the client must never raise it */
