@@ -516,7 +516,7 @@ static void test_hostile_sources(void **state)
 
 /* ---- in-process: hostile destinations against a source session ---- */
 
-enum dmode { D_GARBAGE, D_SILENT, D_CLOSE, D_BAD_EP, D_BOGUS_ACK };
+enum dmode { D_GARBAGE, D_SILENT, D_CLOSE, D_BAD_EP, D_BOGUS_ACK, D_UNASKED_COMPLETE };
 
 struct fake_dst {
 	int lfd;
@@ -559,6 +559,30 @@ static void *fake_dst_main(void *arg)
 		sleep(3);
 		break;
 	}
+	case D_UNASKED_COMPLETE: {
+		/* a real handshake and data channel, then a COMPLETE_ACK nobody asked for */
+		struct rmig_msg_hello_ack a = { .version = RMIG_PROTO_VERSION, .ep_len = 2 };
+		struct rmig_msg_reg r = { .block = 0, .desc_len = 0 };
+		uint8_t zero[4] = { 0 }, ch[RMIG_FRAME_HDR_LEN];
+		int dl, dfd = -1, n;
+
+		if (rmig_sock_listen("127.0.0.1", "0", &dl))
+			break;
+		rmig_put_be16(a.ep, (uint16_t)rmig_sock_local_port(dl));
+		n = rmig_hello_ack_encode(&a, buf, sizeof(buf));
+		test_send_ctl(fd, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
+		n = rmig_reg_encode(&r, buf, sizeof(buf));
+		test_send_ctl(fd, RMIG_MSG_REG, buf, (uint32_t)n);
+		if (!rmig_sock_accept(dl, 3000, &dfd))
+			rmig_sock_read_full(dfd, ch, sizeof(ch));
+		usleep(200000);
+		test_send_ctl(fd, RMIG_MSG_COMPLETE_ACK, zero, sizeof(zero));
+		sleep(3);
+		if (dfd >= 0)
+			close(dfd);
+		close(dl);
+		break;
+	}
 	}
 	close(fd);
 	return NULL;
@@ -576,6 +600,7 @@ static void test_hostile_destinations(void **state)
 		{ D_CLOSE, -ECONNRESET, "peer closed the connection" },
 		{ D_BAD_EP, -EPROTO, "bad tcp endpoint" },
 		{ D_BOGUS_ACK, -EPROTO, "expected HELLO_ACK, got SYNC_ACK" },
+		{ D_UNASKED_COMPLETE, -EBADMSG, "unexpected COMPLETE_ACK" },
 	};
 	static uint8_t mem[64 << 10];
 
@@ -599,7 +624,13 @@ static void test_hostile_destinations(void **state)
 		pthread_create(&th, NULL, fake_dst_main, &f);
 		snprintf(uri, sizeof(uri), "127.0.0.1:%d", rmig_sock_local_port(f.lfd));
 		t0 = now_s();
-		assert_int_equal(rmig_connect(s, uri), dc[i].rc);
+		if (dc[i].mode == D_UNASKED_COMPLETE) {
+			/* connected; the ack arrives while the source waits on its first sync */
+			assert_int_equal(rmig_connect(s, uri), 0);
+			assert_int_equal(rmig_sync(s), dc[i].rc);
+		} else {
+			assert_int_equal(rmig_connect(s, uri), dc[i].rc);
+		}
 		assert_true(now_s() - t0 < 3.0 * TIMEOUT_MS / 1000.0);
 		printf("# destination case %zu: %s\n", i, rmig_last_error(s));
 		assert_non_null(strstr(rmig_last_error(s), dc[i].expect));
