@@ -551,7 +551,16 @@ out:
 		fprintf(stderr, "rdma-migrate vm-send: migration failed: %s\n",
 			v.err[0] ? v.err : s && rmig_last_error(s)[0] ? rmig_last_error(s) :
 									strerror(-rc));
-		/* the destination never ran the VM: it goes on here */
+		/*
+		 * The destination never ran the VM: it goes on here. A QMP
+		 * connection an error left out of step is opened anew first.
+		 */
+		if (v.q && (migrating || completed) &&
+		    qmp_exec(v.q, "query-status", NULL, NULL, NULL, 0)) {
+			qmp_close(v.q);
+			v.q = NULL;
+			qmp_open(c->qmp, tmo(c), &v.q, NULL, 0);
+		}
 		if (v.q && migrating && !completed)
 			qmp_exec(v.q, "migrate_cancel", NULL, NULL, NULL, 0);
 		if (v.q && completed)
