@@ -27,9 +27,52 @@ static void job_reset(struct rmig_job *j)
 	j->pc_req = false;
 }
 
+/* Pages [first, first + n) of @b were sent (data or marker): set their bits. */
+static void mark_sent(const struct rmig_block *b, uint64_t first, uint64_t n)
+{
+	for (uint64_t p = first; p < first + n;) {
+		uint64_t w = p / RMIG_BITS_PER_LONG, bit = p % RMIG_BITS_PER_LONG;
+		uint64_t k = RMIG_BITS_PER_LONG - bit < first + n - p ? RMIG_BITS_PER_LONG - bit
+								       : first + n - p;
+		unsigned long m = k == RMIG_BITS_PER_LONG ? ~0UL : ((1UL << k) - 1) << bit;
+
+		__atomic_fetch_or(&b->sent[w], m, __ATOMIC_RELAXED);
+		p += k;
+	}
+}
+
+/*
+ * A zero run for a destination whose memory reads as zero: only the pages
+ * sent before (and so maybe not zero there now) need a marker.
+ */
+static int zero_run(struct rmig_chan *c, const struct rmig_block *b, struct rmig_target *t,
+		    uint64_t off, uint64_t end)
+{
+	const struct rmig_transport_ops *ops = c->s->tp_ops;
+	uint64_t ps = b->page_size;
+	int rc = 0;
+
+	if (!b->sent)
+		return ops->zero(c->tch, t, end - off);
+	while (off < end && !rc) {
+		bool was = rmig_bit_test(b->sent, off / ps);
+		uint64_t q = off + ps;
+
+		while (q < end && rmig_bit_test(b->sent, q / ps) == was)
+			q += ps;
+		if (was) {
+			t->offset = off;
+			rc = ops->zero(c->tch, t, q - off);
+		}
+		off = q;
+	}
+	return rc;
+}
+
 /*
  * Post one RAM extent: runs of non-zero pages become writes straight from
- * source memory, runs of zero pages become zero markers.
+ * source memory, runs of zero pages become zero markers (none for pages a
+ * zeroed destination never got).
  */
 static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint32_t bidx,
 			   const struct rmig_extent *e, bool urgent)
@@ -59,7 +102,7 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 		pages += (run - off) / ps;
 		if (zero) {
 			zeros += (run - off) / ps;
-			rc = ops->zero(c->tch, &t, run - off);
+			rc = zero_run(c, b, &t, off, run);
 		} else {
 			struct iovec iov = { .iov_base = b->host + off, .iov_len = run - off };
 
@@ -75,6 +118,8 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 		}
 		if (rc)
 			break;
+		if (b->sent)
+			mark_sent(b, off / b->page_size, (run - off) / b->page_size);
 		atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
 		off = run;
 	}

@@ -31,6 +31,8 @@ struct rmig_block {
 	uint64_t length;
 	uint32_t page_size;
 	uint64_t npages;
+	/* source, destination ZEROED: pages ever sent (bits set atomically), or NULL */
+	unsigned long *sent;
 };
 
 enum rmig_job_kind {

@@ -849,9 +849,12 @@ static int up_zero(void *arg, const struct rmig_target *t, uint64_t len)
 	rc = up_place(arg, t, len, &dst);
 	if (rc)
 		return rc;
-	/* fresh memory reads as zero: no need to fault it in only to clear it */
-	if (!(s->opts.flags & RMIG_F_ZEROED) || s->pc.enabled)
-		memset(dst, 0, len);
+	/*
+	 * Always written: to a destination that reads as zero (RMIG_F_ZEROED)
+	 * the source sends markers only for pages it sent before, which may
+	 * hold data here now.
+	 */
+	memset(dst, 0, len);
 	return up_placed(arg, t, len);
 }
 
@@ -1321,6 +1324,15 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_sess_fail(s, -EPROTO, "control connection: bad HELLO_ACK");
 		goto out;
 	}
+	/* a destination of zeros: zero pages never sent before need no marker */
+	for (unsigned int i = 0; i < s->nblocks && (ack.caps & RMIG_ACK_ZEROED) && !rc; i++) {
+		s->blocks[i].sent = calloc(rmig_bitmap_longs(s->blocks[i].npages) + 1,
+					   sizeof(unsigned long));
+		if (!s->blocks[i].sent)
+			rc = rmig_sess_fail(s, -ENOMEM, "no memory for the sent-page maps");
+	}
+	if (rc)
+		goto out;
 	rc = tp_create(s);
 	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
 		rc = s->tp_ops->connect(s->tp, s->ctl_fd, ack.ep, ack.ep_len, i, &s->chans[i].tch);
@@ -1474,6 +1486,9 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 			return rc;
 	}
 
+	/* postcopy places every page, and must hear of every one */
+	if ((s->opts.flags & RMIG_F_ZEROED) && !s->pc.enabled)
+		ack.caps |= RMIG_ACK_ZEROED;
 	rc = tp_create(s);
 	if (!rc)
 		rc = s->tp_ops->listen(s->tp, s->ctl_fd, ack.ep, &ack.ep_len);
@@ -1872,6 +1887,8 @@ void rmig_session_destroy(rmig_session *s)
 		close(s->listen_fd);
 	close(s->wake_fd);
 	rmig_state_free(s);
+	for (unsigned int i = 0; i < s->nblocks; i++)
+		free(s->blocks[i].sent);
 	free(s->chans);
 	free(s->chan_sync);
 	pthread_mutex_destroy(&s->lock);

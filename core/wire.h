@@ -44,6 +44,12 @@
 #define RMIG_CAP_AUTH (1u << 1) /* the source holds a key: challenge it */
 #define RMIG_CAP_POSTCOPY (1u << 2) /* the source may switch to postcopy */
 #define RMIG_CAP_URGENT (1u << 3)   /* the last data channel carries requested pages only */
+/*
+ * HELLO_ACK caps. ZEROED: every destination block reads as zero, so a zero
+ * page the source never sent needs no marker (a page it sent before, now
+ * zero, still does). A source that does not know the bit sends markers.
+ */
+#define RMIG_ACK_ZEROED (1u << 0)
 
 #define RMIG_AUTH_NONCE_LEN 32
 #define RMIG_AUTH_MAC_LEN 32 /* HMAC-SHA256 */

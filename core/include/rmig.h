@@ -42,6 +42,8 @@ enum rmig_transport_kind {
 	RMIG_TRANSPORT_AUTO = 0, /* RDMA when a device reaches the peer, else TCP */
 	RMIG_TRANSPORT_TCP = 1,
 	RMIG_TRANSPORT_RDMA = 2,
+	RMIG_TRANSPORT_FILE = 3, /* a "file:PATH" session (see the end of this header);
+				  * chosen by the address, not an option value */
 };
 
 enum rmig_log_level {
@@ -89,12 +91,23 @@ enum rmig_log_level {
 #define RMIG_F_PREPARE (1u << 5)
 /*
  * Destination: every RAM block reads as zero before the migration (fresh
- * anonymous memory, a new or emptied file), so a zero page from the source
- * needs no write here, and fresh memory is not faulted in only to be
- * cleared. Wrong when a block holds old data: zero pages would keep it.
- * Ignored under postcopy, which must place every page.
+ * anonymous memory, a new or emptied file). The destination says so in its
+ * handshake, and the source then sends no zero-page marker for a page it
+ * never sent before (one it sent with data, now zero, still goes), so fresh
+ * memory is not faulted in only to be cleared. Wrong when a block holds old
+ * data: its zero pages would keep it. Ignored under postcopy, which must
+ * hear of every page.
  */
 #define RMIG_F_ZEROED (1u << 6)
+/*
+ * File sessions ("file:PATH", see the end of this header): read and write
+ * the page data with O_DIRECT, bypassing the page cache. Memory that is not
+ * aligned as the file system asks goes through an aligned bounce buffer; a
+ * file system without O_DIRECT, or pages smaller than its direct I/O
+ * alignment, fall back to the page cache with a warning. Ignored by network
+ * sessions.
+ */
+#define RMIG_F_DIRECT (1u << 7)
 
 typedef void (*rmig_log_fn)(void *arg, enum rmig_log_level level, const char *msg);
 
@@ -420,6 +433,39 @@ RMIG_API const char *rmig_version(void);
  * than the first field, bytes); @st is then untouched.
  */
 RMIG_API int rmig_get_stats_sized(rmig_session *s, struct rmig_stats *st, size_t size);
+
+/*
+ * File sessions: save to and restore from a file at fixed offsets.
+ *
+ * Source: rmig_connect(s, "file:PATH") creates (or truncates) PATH, mode
+ * 0600, and lays it out: every page of every block has a fixed offset, so
+ * the channels write in parallel (pwritev, no framing) and a live round
+ * rewrites the same offsets: the file never grows past the RAM it holds
+ * (plus its header, bitmaps, device state and a 2 MiB alignment per block).
+ * Zero pages are never written (holes). Everything else is as in a network
+ * migration: rmig_send_*(), rmig_send_round() (rounds, estimate, switchover),
+ * rmig_send_state(). rmig_sync() returns once every channel's writes
+ * returned: a page sent again after it can never be overwritten by an older
+ * copy. rmig_complete() writes the page bitmaps, the device state's table
+ * and a trailer (with RMIG_F_VERIFY, XXH3-128 digests of every block and
+ * blob), fdatasync()s, and only then marks the file complete (fdatasync
+ * again). No peer, no control connection; key and timeout do not apply;
+ * RMIG_F_TLS and RMIG_F_POSTCOPY are refused (-EINVAL).
+ *
+ * Destination: rmig_listen(s, "file:PATH") names the file; rmig_accept(s)
+ * opens and checks it (a file that is cut short, has no complete mark,
+ * another magic or version, or a header, block table, bitmap or device-state
+ * table that does not hold together, is refused with -EBADMSG or
+ * -EPROTONOSUPPORT and the reason, before any memory is written), then runs
+ * the same layout callback as a network migration, starts the channels
+ * (threads that read the file in parallel with preadv straight into the
+ * blocks; zero pages are holes, not read) and returns. The device state
+ * reaches the state callback, and rmig_complete() returns once everything
+ * is placed and loaded (and, with RMIG_F_VERIFY, the digests match: a file
+ * saved without them is refused under RMIG_F_VERIFY). Pages the file does
+ * not hold (never sent) are left as they are. opts.channels is the number
+ * of reading threads. The format: core/file.h.
+ */
 
 #ifdef __cplusplus
 }

@@ -103,6 +103,46 @@ static void test_channels_sparse(void **state)
 		migrate(base(chans[i], 32 << 20, 4096), sparse_fill);
 }
 
+/*
+ * A destination that reads as zero (RMIG_F_ZEROED): zero pages never sent
+ * are skipped, but a page sent with data and zero in a later round must
+ * still be cleared there. The control: the same rounds into a destination
+ * that is not zero where the flag says it is keeps the stale bytes.
+ */
+static void zeroed_rounds(bool dirty_dest, bool expect_equal)
+{
+	struct pair_cfg c = base(4, 8 << 20, 4096);
+	struct pair p;
+	uint64_t half = 4 << 20;
+
+	c.flags = RMIG_F_ZEROED | RMIG_F_VERIFY;
+	assert_int_equal(pair_open(&p, &c), 0);
+	if (dirty_dest)
+		memset(p.dmem + half, 0x77, 4096); /* not zero, though the flag says so */
+	fill_random(p.smem, half, 5);          /* the upper half is zero */
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
+	assert_int_equal(rmig_sync(p.src), 0);
+	memset(p.smem + 4096, 0, 3 * 4096);   /* data pages that became zero */
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, half), 0);
+	rmig_complete(p.src);
+	pair_join(&p);
+	if (expect_equal)
+		assert_memory_equal(p.smem, p.dmem, c.len);
+	else
+		assert_memory_not_equal(p.smem, p.dmem, c.len);
+	pair_close(&p);
+}
+
+static void test_zeroed_destination(void **state)
+{
+	struct rmig_stats st;
+
+	(void)state;
+	zeroed_rounds(false, true);
+	zeroed_rounds(true, false);
+	(void)st;
+}
+
 static void test_hugepage_sized(void **state)
 {
 	(void)state;
@@ -322,6 +362,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dest_blocks_overlap),
+		cmocka_unit_test(test_zeroed_destination),
 		cmocka_unit_test(test_channels_random),
 		cmocka_unit_test(test_channels_sparse),
 		cmocka_unit_test(test_hugepage_sized),
