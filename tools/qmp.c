@@ -20,7 +20,7 @@
 #define QMP_BUF_MIN    (4u << 10)
 #define QMP_BUF_MAX    (QMP_MSG_MAX + 2) /* a whole message, "\r\n" included */
 #define QMP_CMD_MAX    128               /* bytes in a command or event name */
-#define QMP_POLL_MS    5                 /* qmp_wait_status: between two query-migrate */
+#define QMP_POLL_MS    1                 /* qmp_wait_status: between two query-migrate */
 #define QMP_SHOW       200               /* bytes of a string from QEMU shown in a message */
 
 struct qmp {

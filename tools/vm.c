@@ -263,25 +263,36 @@ struct watch {
 	const char *side;
 	pthread_t th;
 	bool started;
-	volatile bool stop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* signalled by watch_stop(): no sleep to sit out */
+	bool stop;
 };
 
 static void *watch_main(void *arg)
 {
 	struct watch *w = arg;
 
+	pthread_mutex_lock(&w->lock);
 	while (!w->stop) {
-		struct timespec ts = { 0, 100000000 };
+		struct timespec ts;
 
 		if (kill(w->pid, 0) < 0 && errno == ESRCH) {
 			char why[128];
 
+			pthread_mutex_unlock(&w->lock);
 			snprintf(why, sizeof(why), "the %s QEMU (pid %d) exited", w->side, w->pid);
 			rmig_cancel(w->s, why);
-			break;
+			return NULL;
 		}
-		nanosleep(&ts, NULL);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&w->cond, &w->lock, &ts);
 	}
+	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }
 
@@ -291,17 +302,24 @@ static void watch_start(struct watch *w, struct vm *v, rmig_session *s, const ch
 	w->s = s;
 	w->side = side;
 	w->pid = qmp_peer_pid(v->q);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
 	if (w->pid > 0)
 		w->started = !pthread_create(&w->th, NULL, watch_main, w);
 }
 
 static void watch_stop(struct watch *w)
 {
-	if (!w->started)
-		return;
-	w->stop = true;
-	pthread_join(w->th, NULL);
-	w->started = false;
+	if (w->started) {
+		pthread_mutex_lock(&w->lock);
+		w->stop = true;
+		pthread_cond_signal(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->th, NULL);
+		w->started = false;
+	}
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
 }
 
 /* ---- vm-send ---- */
@@ -355,15 +373,52 @@ struct send_report {
 	struct rmig_estimate last;
 };
 
+/* One collect over every block, split across the CPUs: it runs inside the downtime. */
+struct collect_part {
+	struct vm *v;
+	unsigned int idx, n;
+	bool all, keep;
+	uint64_t count;
+	pthread_t th;
+};
+
+static void *collect_part_main(void *arg)
+{
+	struct collect_part *p = arg;
+
+	for (unsigned int i = 0; i < p->v->n; i++) {
+		struct vmtrack *t = &p->v->b[i].tr;
+		uint64_t per = (t->npages / p->n + VMTRACK_ALIGN - 1) / VMTRACK_ALIGN * VMTRACK_ALIGN;
+
+		p->count += vmtrack_collect_range(t, per * p->idx, per, p->all, p->keep);
+	}
+	return NULL;
+}
+
 static int collect(struct vm *v, unsigned long **maps, bool all, bool keep)
 {
-	uint64_t n = 0;
+	struct collect_part part[8];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned int n = cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned int)cpus, started = 1;
+	uint64_t count = 0;
 
-	for (unsigned int i = 0; i < v->n; i++) {
-		n += vmtrack_collect(&v->b[i].tr, all, keep);
-		maps[i] = v->b[i].tr.map;
+	for (unsigned int i = 0; i < n; i++)
+		part[i] = (struct collect_part){ .v = v, .idx = i, .n = n, .all = all, .keep = keep };
+	for (unsigned int i = 1; i < n; i++, started++)
+		if (pthread_create(&part[i].th, NULL, collect_part_main, &part[i]))
+			break;
+	if (started < n) { /* no thread: this one does the ranges left over */
+		for (unsigned int i = started; i < n; i++)
+			collect_part_main(&part[i]);
 	}
-	return (int)(n > INT32_MAX ? INT32_MAX : n);
+	collect_part_main(&part[0]);
+	for (unsigned int i = 1; i < started; i++)
+		pthread_join(part[i].th, NULL);
+	for (unsigned int i = 0; i < n; i++)
+		count += part[i].count;
+	for (unsigned int i = 0; i < v->n; i++)
+		maps[i] = v->b[i].tr.map;
+	return (int)(count > INT32_MAX ? INT32_MAX : count);
 }
 
 static int vm_send_run(struct vm *v, rmig_session *s, struct send_report *R, bool *migrating_p,

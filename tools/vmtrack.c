@@ -32,29 +32,38 @@ int vmtrack_init(struct vmtrack *t, const uint8_t *guest, uint64_t len, uint32_t
 	return 0;
 }
 
-uint64_t vmtrack_collect(struct vmtrack *t, bool all, bool keep)
+uint64_t vmtrack_collect_range(struct vmtrack *t, uint64_t first, uint64_t n, bool all, bool keep)
 {
-	uint64_t n = 0;
+	uint64_t end = first + n > t->npages ? t->npages : first + n, count = 0;
 
-	if (!keep)
-		memset(t->map, 0, t->nlongs * sizeof(*t->map));
+	if (first >= end)
+		return 0;
+	if (!keep) /* whole words: @first is aligned, and the last range ends the map */
+		memset(t->map + first / LONG_BITS, 0,
+		       ((end + LONG_BITS - 1) / LONG_BITS - first / LONG_BITS) * sizeof(*t->map));
 	if (all) {
-		memcpy(t->shadow, t->guest, t->len);
-		for (uint64_t p = 0; p < t->npages; p++)
+		memcpy(t->shadow + first * t->page, t->guest + first * t->page,
+		       (end - first) * t->page);
+		for (uint64_t p = first; p < end; p++)
 			t->map[p / LONG_BITS] |= 1ul << (p % LONG_BITS);
-		return t->npages;
+		return end - first;
 	}
-	for (uint64_t p = 0; p < t->npages; p++) {
+	for (uint64_t p = first; p < end; p++) {
 		uint64_t off = p * t->page;
 
 		if (!memcmp(t->guest + off, t->shadow + off, t->page))
 			continue;
 		/* the destination gets exactly these bytes, whatever the guest does next */
 		memcpy(t->shadow + off, t->guest + off, t->page);
-		n += !(t->map[p / LONG_BITS] & (1ul << (p % LONG_BITS)));
+		count += !(t->map[p / LONG_BITS] & (1ul << (p % LONG_BITS)));
 		t->map[p / LONG_BITS] |= 1ul << (p % LONG_BITS);
 	}
-	return n;
+	return count;
+}
+
+uint64_t vmtrack_collect(struct vmtrack *t, bool all, bool keep)
+{
+	return vmtrack_collect_range(t, 0, t->npages, all, keep);
 }
 
 void vmtrack_free(struct vmtrack *t)

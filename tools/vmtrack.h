@@ -50,6 +50,12 @@ int vmtrack_init(struct vmtrack *t, const uint8_t *guest, uint64_t len, uint32_t
  * them and no later compare will find them again.
  */
 uint64_t vmtrack_collect(struct vmtrack *t, bool all, bool keep);
+/*
+ * The same over pages [@first, @first + @n) only, @first a multiple of
+ * VMTRACK_ALIGN: threads may collect disjoint ranges of one tracker at once.
+ */
+#define VMTRACK_ALIGN (8 * sizeof(unsigned long))
+uint64_t vmtrack_collect_range(struct vmtrack *t, uint64_t first, uint64_t n, bool all, bool keep);
 void vmtrack_free(struct vmtrack *t);
 
 #endif
