@@ -107,6 +107,12 @@ struct rmig_session {
 	uint8_t *key; /* the shared key (a copy), or NULL */
 	size_t key_len;
 	int ctl_fd;
+	/*
+	 * A "file:PATH" session: no peer and no control connection; the
+	 * backend (file.c) stands in for the peer (see transport.h, ops->ctl).
+	 */
+	bool local;
+	char *file_path;
 	struct rmig_tls_conf *tls_conf; /* RMIG_F_TLS */
 	struct rmig_tls *ctl_tls;       /* the control connection's TLS, once started */
 	bool ctl_mute; /* the peer cannot read an ERROR message (a failed TLS handshake) */

@@ -36,7 +36,7 @@
 #define DEFAULT_MAX_ROUNDS 30
 #define RMIG_FLAGS_ALL \
 	(RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS | RMIG_F_POSTCOPY | RMIG_F_NO_URGENT | \
-	 RMIG_F_PREPARE | RMIG_F_ZEROED)
+	 RMIG_F_PREPARE | RMIG_F_ZEROED | RMIG_F_DIRECT)
 
 uint64_t rmig_now_ns(void)
 {
@@ -58,6 +58,8 @@ const char *rmig_transport_name(enum rmig_transport_kind k)
 		return "tcp";
 	case RMIG_TRANSPORT_RDMA:
 		return "rdma";
+	case RMIG_TRANSPORT_FILE:
+		return "file";
 	default:
 		return "auto";
 	}
@@ -175,6 +177,7 @@ static int up_zero(void *arg, const struct rmig_target *t, uint64_t len);
 static int up_sync(void *arg, unsigned int chan, uint64_t id);
 static int check_sync_lag(struct rmig_session *s);
 static int up_fail(void *arg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len);
 
 int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 {
@@ -205,7 +208,8 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 					  .place_from = up_place_from,
 					  .zero = up_zero,
 					  .sync = up_sync,
-					  .fail = up_fail };
+					  .fail = up_fail,
+					  .ctl = up_ctl };
 	s->ctl_fd = -1;
 	s->listen_fd = -1;
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -490,7 +494,8 @@ int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
 			 name ? name : "(null)");
 		return -EINVAL;
 	}
-	if (s->state != RMIG_S_NEW || s->tp)
+	/* a file restore opens its file (the backend) before the layout callback */
+	if (s->state != RMIG_S_NEW || (s->tp && !s->local))
 		return -EBUSY;
 	if (rmig_block_find(s, name, NULL)) {
 		rmig_err(&s->log, "ram block '%s' declared twice", name);
@@ -530,6 +535,14 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)(uintptr_t)payload, len } };
 	int rc;
 
+	if (s->local) {
+		/* the backend is the peer; it reports its own errors */
+		rc = s->tp ? s->tp_ops->ctl(s->tp, type, payload, len) : -ENOTCONN;
+		if (rc && !rmig_sess_err(s))
+			rmig_sess_fail(s, rc, "%s: %s: %s", s->tp_ops->name, rmig_msg_name(type),
+				       rmig_strerror(rc));
+		return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+	}
 	rmig_ctl_hdr_encode(hdr, type, len);
 	pthread_mutex_lock(&s->ctl_send_lock);
 	if (s->ctl_tls)
@@ -714,6 +727,14 @@ static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, cons
 	}
 	return rmig_sess_fail(s, -EBADMSG, "control connection: unexpected %s message",
 			      rmig_msg_name(h->type));
+}
+
+/* A local backend's message, as the control thread would take a peer's. */
+static int up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len)
+{
+	struct rmig_ctl_hdr h = { .type = type, .len = len };
+
+	return handle_msg(arg, &h, payload);
 }
 
 static bool sess_done(struct rmig_session *s)
@@ -1150,6 +1171,8 @@ static int tp_create(struct rmig_session *s)
 		.inflight_max = s->opts.inflight_max,
 		.role = s->opts.role,
 		.tls = s->tls_conf,
+		.path = s->file_path,
+		.flags = s->opts.flags,
 	};
 	int rc;
 
@@ -1219,7 +1242,7 @@ static int session_start(struct rmig_session *s)
 	int rc = s->opts.role == RMIG_ROLE_SOURCE ? rmig_chans_start_source(s)
 						  : rmig_chans_start_dest(s);
 
-	if (!rc)
+	if (!rc && !s->local) /* a local session has no control connection */
 		rc = start_ctl_thread(s);
 	if (rc)
 		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
@@ -1243,6 +1266,97 @@ static int session_start(struct rmig_session *s)
 
 /* ---- source: connect ---- */
 
+/* The source's HELLO: its capabilities, channels and RAM layout. */
+static void hello_fill(struct rmig_session *s, struct rmig_msg_hello *hello)
+{
+	hello->version = RMIG_PROTO_VERSION;
+	hello->caps = (s->opts.flags & RMIG_F_VERIFY) ? RMIG_CAP_VERIFY : 0;
+	if (s->key_len)
+		hello->caps |= RMIG_CAP_AUTH;
+	if (s->pc.enabled)
+		hello->caps |= RMIG_CAP_POSTCOPY | (s->pc.urgent ? RMIG_CAP_URGENT : 0);
+	hello->session_id = s->session_id;
+	hello->nchannels = s->nchannels;
+	hello->transport = s->tp_ops->kind;
+	hello->nblocks = s->nblocks;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		memcpy(hello->blocks[i].name, s->blocks[i].name, RMIG_NAME_MAX);
+		hello->blocks[i].length = s->blocks[i].length;
+		hello->blocks[i].page_size = s->blocks[i].page_size;
+	}
+}
+
+/* "file:PATH": a local session; the backend lays out the file from the HELLO. */
+static int local_path(struct rmig_session *s, const char *path)
+{
+	if (!*path) {
+		rmig_err(&s->log, "bad address 'file:': expected file:PATH");
+		return -EINVAL;
+	}
+	if (s->opts.flags & (RMIG_F_TLS | RMIG_F_POSTCOPY)) {
+		rmig_err(&s->log, "file:%s: %s needs a peer", path,
+			 (s->opts.flags & RMIG_F_TLS) ? "RMIG_F_TLS" : "RMIG_F_POSTCOPY");
+		return -EINVAL;
+	}
+	s->file_path = strdup(path);
+	if (!s->file_path)
+		return -ENOMEM;
+	s->local = true;
+	if (!s->tp_ops) /* else set by a test */
+		s->tp_ops = &rmig_file_ops;
+	return 0;
+}
+
+static int connect_local(struct rmig_session *s, const char *path)
+{
+	struct rmig_msg_hello *hello = NULL;
+	uint8_t *buf = NULL;
+	int rc, n;
+
+	if (!s->nblocks) {
+		rmig_err(&s->log, "no ram blocks declared before connect");
+		return -EINVAL;
+	}
+	rc = local_path(s, path);
+	if (rc)
+		return rc;
+	s->t_start_ns = rmig_now_ns();
+	rc = rmig_prep_start(s);
+	if (rc)
+		return rc;
+	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
+		s->session_id = s->t_start_ns ^ (uint64_t)getpid() << 32;
+	hello = calloc(1, sizeof(*hello));
+	buf = malloc(RMIG_CTL_MAX);
+	if (!hello || !buf) {
+		rc = rmig_sess_fail(s, -ENOMEM, "no memory for the layout");
+		goto out;
+	}
+	rc = tp_create(s);
+	if (rc)
+		goto out;
+	hello_fill(s, hello);
+	n = rmig_hello_encode(hello, buf, RMIG_CTL_MAX);
+	rc = n < 0 ? rmig_sess_fail(s, n, "encoding the layout") :
+		     rmig_ctl_send(s, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
+		rc = s->tp_ops->connect(s->tp, -1, NULL, 0, i, &s->chans[i].tch);
+		if (rc && !rmig_sess_err(s))
+			rmig_sess_fail(s, rc, "opening %s channel %u: %s", s->tp_ops->name, i,
+				       rmig_strerror(rc));
+	}
+	if (!rc)
+		rc = reg_blocks(s, false);
+	if (!rc)
+		rc = session_start(s);
+	if (!rc)
+		rmig_info(&s->log, "saving to file %s with %u channels", path, s->nchannels);
+out:
+	free(hello);
+	free(buf);
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+}
+
 int rmig_connect(rmig_session *s, const char *uri)
 {
 	enum rmig_transport_kind kind;
@@ -1256,8 +1370,10 @@ int rmig_connect(rmig_session *s, const char *uri)
 
 	if (!s || s->opts.role != RMIG_ROLE_SOURCE)
 		return -EINVAL;
-	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
+	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0 || s->local)
 		return -EBUSY;
+	if (uri && !strncmp(uri, "file:", 5))
+		return connect_local(s, uri + 5);
 	kind = s->opts.transport;
 	if (rmig_uri_parse(uri, &kind, host, port)) {
 		rmig_err(&s->log, "bad address '%s': expected [tcp://|rdma://]HOST:PORT",
@@ -1296,21 +1412,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_sess_fail(s, -ENOMEM, "no memory for the handshake");
 		goto out;
 	}
-	hello->version = RMIG_PROTO_VERSION;
-	hello->caps = (s->opts.flags & RMIG_F_VERIFY) ? RMIG_CAP_VERIFY : 0;
-	if (s->key_len)
-		hello->caps |= RMIG_CAP_AUTH;
-	if (s->pc.enabled)
-		hello->caps |= RMIG_CAP_POSTCOPY | (s->pc.urgent ? RMIG_CAP_URGENT : 0);
-	hello->session_id = s->session_id;
-	hello->nchannels = s->nchannels;
-	hello->transport = s->tp_ops->kind;
-	hello->nblocks = s->nblocks;
-	for (unsigned int i = 0; i < s->nblocks; i++) {
-		memcpy(hello->blocks[i].name, s->blocks[i].name, RMIG_NAME_MAX);
-		hello->blocks[i].length = s->blocks[i].length;
-		hello->blocks[i].page_size = s->blocks[i].page_size;
-	}
+	hello_fill(s, hello);
 	n = rmig_hello_encode(hello, buf, RMIG_CTL_MAX);
 	rmig_auth_hello_hash(buf, (size_t)n, hello_hash);
 	rc = rmig_ctl_send(s, RMIG_MSG_HELLO, buf, (uint32_t)n);
@@ -1375,8 +1477,10 @@ int rmig_listen(rmig_session *s, const char *uri)
 
 	if (!s || s->opts.role != RMIG_ROLE_DEST)
 		return -EINVAL;
-	if (s->listen_fd >= 0 || s->state != RMIG_S_NEW)
+	if (s->listen_fd >= 0 || s->state != RMIG_S_NEW || s->local)
 		return -EBUSY;
+	if (uri && !strncmp(uri, "file:", 5))
+		return local_path(s, uri + 5); /* opened and checked by rmig_accept() */
 	if (rmig_uri_parse(uri, &kind, host, port)) {
 		rmig_err(&s->log, "bad address '%s': expected [tcp://]HOST:PORT",
 			 uri ? uri : "(null)");
@@ -1432,30 +1536,16 @@ static int check_layout(struct rmig_session *s, const struct rmig_msg_hello *m, 
 
 static int refuse(struct rmig_session *s, int err, const char *why)
 {
-	return rmig_sess_fail(s, err, "refusing the source: %s", why);
+	return rmig_sess_fail(s, err, "refusing the %s: %s", s->local ? "file" : "source", why);
 }
 
-static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello *hello)
+/* The source's (or the file's) layout: the layout callback, then the check. */
+static int take_layout(struct rmig_session *s, const struct rmig_msg_hello *hello)
 {
 	struct rmig_block_info *info = NULL;
-	struct rmig_msg_hello_ack ack = { .version = RMIG_PROTO_VERSION };
 	char why[256];
-	int rc, n;
+	int rc;
 
-	/* TLS, HELLO and the key proof: see gate.c */
-	rc = rmig_gate_accept(s, buf, hello);
-	if (rc)
-		return rc;
-	if (!s->tp_ops)
-		s->tp_ops = hello->transport == RMIG_TRANSPORT_RDMA ? rmig_rdma_transport()
-								     : &rmig_tcp_ops;
-	s->session_id = hello->session_id;
-	s->nchannels = hello->nchannels;
-	s->verify = hello->caps & RMIG_CAP_VERIFY;
-	s->pc.enabled = hello->caps & RMIG_CAP_POSTCOPY;
-	s->pc.urgent = (hello->caps & RMIG_CAP_URGENT) && s->pc.enabled;
-	if (s->pc.urgent && s->nchannels < 2)
-		return refuse(s, -EPROTO, "an urgent channel needs another one beside it");
 	if (s->opts.layout_fn) {
 		info = calloc(hello->nblocks ? hello->nblocks : 1, sizeof(*info));
 		if (!info)
@@ -1480,11 +1570,33 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	 * Populate while the channels open. Not under postcopy: populating a
 	 * page that userfaultfd will serve would fault it in from the source.
 	 */
-	if (!s->pc.enabled) {
-		rc = rmig_prep_start(s);
-		if (rc)
-			return rc;
-	}
+	if (!s->pc.enabled)
+		return rmig_prep_start(s);
+	return 0;
+}
+
+static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello *hello)
+{
+	struct rmig_msg_hello_ack ack = { .version = RMIG_PROTO_VERSION };
+	int rc, n;
+
+	/* TLS, HELLO and the key proof: see gate.c */
+	rc = rmig_gate_accept(s, buf, hello);
+	if (rc)
+		return rc;
+	if (!s->tp_ops)
+		s->tp_ops = hello->transport == RMIG_TRANSPORT_RDMA ? rmig_rdma_transport()
+								     : &rmig_tcp_ops;
+	s->session_id = hello->session_id;
+	s->nchannels = hello->nchannels;
+	s->verify = hello->caps & RMIG_CAP_VERIFY;
+	s->pc.enabled = hello->caps & RMIG_CAP_POSTCOPY;
+	s->pc.urgent = (hello->caps & RMIG_CAP_URGENT) && s->pc.enabled;
+	if (s->pc.urgent && s->nchannels < 2)
+		return refuse(s, -EPROTO, "an urgent channel needs another one beside it");
+	rc = take_layout(s, hello);
+	if (rc)
+		return rc;
 
 	/* postcopy places every page, and must hear of every one */
 	if ((s->opts.flags & RMIG_F_ZEROED) && !s->pc.enabled)
@@ -1505,6 +1617,49 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	return rc;
 }
 
+/*
+ * "file:PATH": the backend opens and checks the whole file, its layout
+ * stands in for the HELLO; the channels are reading threads, and the file's
+ * own COMPLETE (up->ctl) ends the restore.
+ */
+static int accept_local(struct rmig_session *s)
+{
+	struct rmig_msg_hello *hello = calloc(1, sizeof(*hello));
+	int rc;
+
+	if (!hello)
+		return rmig_sess_fail(s, -ENOMEM, "no memory for the layout");
+	s->t_start_ns = rmig_now_ns();
+	s->nchannels = s->opts.channels;
+	rc = tp_create(s);
+	if (!rc)
+		rc = s->tp_ops->layout(s->tp, hello);
+	if (!rc) {
+		s->verify = hello->caps & RMIG_CAP_VERIFY;
+		rc = take_layout(s, hello);
+	}
+	free(hello);
+	if (!rc)
+		rc = rmig_pool_create(s->opts.load_threads, &s->pool);
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
+		struct rmig_tp_chan *ch;
+
+		rc = s->tp_ops->accept(s->tp, &ch);
+		if (!rc)
+			s->chans[ch->idx].tch = ch;
+	}
+	if (!rc)
+		rc = reg_blocks(s, false);
+	if (!rc)
+		rc = session_start(s);
+	if (rc && !rmig_sess_err(s))
+		rmig_sess_fail(s, rc, "restoring from file %s: %s", s->file_path, rmig_strerror(rc));
+	if (!rc)
+		rmig_info(&s->log, "restoring from file %s with %u channels", s->file_path,
+			  s->nchannels);
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+}
+
 int rmig_accept(rmig_session *s)
 {
 	struct rmig_msg_hello *hello;
@@ -1512,6 +1667,8 @@ int rmig_accept(rmig_session *s)
 	bool *seen = NULL;
 	int rc;
 
+	if (s && s->opts.role == RMIG_ROLE_DEST && s->local && s->state == RMIG_S_NEW && !s->tp)
+		return accept_local(s);
 	if (!s || s->opts.role != RMIG_ROLE_DEST || s->listen_fd < 0)
 		return -EINVAL;
 	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
@@ -1855,9 +2012,10 @@ void rmig_session_destroy(rmig_session *s)
 {
 	if (!s)
 		return;
-	if (s->ctl_fd >= 0 || s->listen_fd >= 0) {
+	if (s->ctl_fd >= 0 || s->listen_fd >= 0 || s->local) {
 		pthread_mutex_lock(&s->lock);
-		bool running = s->state != RMIG_S_DONE && !s->err && s->ctl_fd >= 0;
+		bool running = s->state != RMIG_S_DONE && !s->err &&
+			       (s->ctl_fd >= 0 || (s->local && s->tp));
 		pthread_mutex_unlock(&s->lock);
 		if (running)
 			rmig_sess_fail(s, -ECANCELED, "session destroyed before completion");
@@ -1899,6 +2057,7 @@ void rmig_session_destroy(rmig_session *s)
 	pthread_mutex_destroy(&s->ctl_send_lock);
 	pthread_mutex_destroy(&s->state_lock);
 	rmig_rl_destroy(&s->rl);
+	free(s->file_path);
 	if (s->key)
 		OPENSSL_cleanse(s->key, s->key_len);
 	free(s->key);

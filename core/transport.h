@@ -31,6 +31,8 @@
 #include "log.h"
 #include "rmig.h"
 
+struct rmig_msg_hello; /* wire.h */
+
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 #endif
@@ -88,6 +90,12 @@ struct rmig_tp_upcalls {
 	int (*sync)(void *arg, unsigned int chan, uint64_t id);
 	/* Report the session's error with a precise cause; returns @err. */
 	int (*fail)(void *arg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+	/*
+	 * Local backends only (see ops->ctl): a control message that a peer
+	 * would have sent the session (@payload of @len bytes, wire.h
+	 * encoding), handled as the control thread handles one. Any thread.
+	 */
+	int (*ctl)(void *arg, uint16_t type, const uint8_t *payload, uint32_t len);
 };
 
 struct rmig_tp_params {
@@ -101,6 +109,9 @@ struct rmig_tp_params {
 	enum rmig_role role;
 	/* RMIG_F_TLS: TLS on every TCP data channel (NULL: none; RDMA ignores it) */
 	struct rmig_tls_conf *tls;
+	/* local backends: the file ("file:PATH" without the prefix); else NULL */
+	const char *path;
+	unsigned int flags; /* the session's RMIG_F_* */
 };
 
 struct rmig_tp {
@@ -173,9 +184,27 @@ struct rmig_transport_ops {
 	void (*shutdown)(struct rmig_tp *tp);
 	/* NULL-safe. */
 	void (*chan_close)(struct rmig_tp_chan *ch);
+
+	/*
+	 * Local backends (the file backend; NULL in network ones): there is
+	 * no peer and no control connection, and the backend stands in for
+	 * the peer. The session sends it every control message it would send
+	 * a peer (HELLO, STATE_BEGIN, COMPLETE, SYNC_ACK...: wire.h payloads)
+	 * through ctl(), which ignores what it has no use for; the backend
+	 * answers through up->ctl() (COMPLETE_ACK; at a destination
+	 * STATE_BEGIN and COMPLETE), and acknowledges a source's sync marker
+	 * through up->sync() once every earlier write on the channel returned.
+	 * connect/accept take no control socket (-1) and no endpoint; listen
+	 * and set_remote are not called. Any thread but a channel's own.
+	 */
+	int (*ctl)(struct rmig_tp *tp, uint16_t type, const uint8_t *payload, uint32_t len);
+	/* Local destination, after create: the layout the file holds, as a source's HELLO. */
+	int (*layout)(struct rmig_tp *tp, struct rmig_msg_hello *hello);
 };
 
 extern const struct rmig_transport_ops rmig_tcp_ops;
+/* Save to and restore from a file at fixed offsets (core/file.c, file.h). */
+extern const struct rmig_transport_ops rmig_file_ops;
 
 /*
  * The RDMA backend's table, or NULL when rmig was built without it. The

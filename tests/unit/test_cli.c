@@ -337,7 +337,7 @@ static void test_session_opts(void **state)
 	o.extent_max = 3 << 20; /* not a power of two */
 	assert_int_equal(rmig_session_create(&o, &s), -EINVAL);
 	o.extent_max = 1 << 20;
-	o.flags = 0x80;
+	o.flags = 1u << 30; /* no such flag */
 	assert_int_equal(rmig_session_create(&o, &s), -EINVAL);
 	o.flags = 0;
 	assert_null(s); /* filled only on success */
