@@ -17,8 +17,7 @@
  * memory is written; each channel thread then takes the next chunk of
  * pages (at most extent_max bytes) from a shared cursor and reads its runs
  * of data pages with preadv straight into the block (place()/placed()),
- * hands runs of zero pages to up->zero() (none to a destination that reads
- * as zero: RMIG_F_ZEROED) and skips pages never saved; then
+ * hands runs of zero pages to up->zero() and skips pages never saved; then
  * the device-state blobs, chunk by chunk. The last thread to run out hands
  * the session a COMPLETE with the trailer's digests.
  *
@@ -1530,8 +1529,7 @@ static int read_ram_chunk(struct file_chan *c, uint64_t k)
 			}
 			if (!rc)
 				rc = up->placed(up->arg, &tg, len);
-		} else if (cls == 1 && !(t->base.p.flags & RMIG_F_ZEROED)) {
-			/* memory that reads as zero already needs nothing for a zero page */
+		} else if (cls == 1) {
 			rc = up->zero(up->arg, &tg, len);
 		}
 		p = q;
