@@ -14,44 +14,56 @@
 #include "cli.h"
 
 #define OFF(f) offsetof(struct cli, f)
-#define ALL (CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | CMD_VM_SEND | CMD_VM_RECV)
+#define ALL (CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | CMD_VM_SEND | CMD_VM_RECV | FILE_CMDS)
 #define VM (CMD_VM_SEND | CMD_VM_RECV)
+#define FILE_CMDS (CMD_SAVE | CMD_RESTORE)
 
 static const char *const transports[] = { "tcp", "rdma", "auto", NULL };
 static const char *const patterns[] = { "uniform", "hot", NULL };
 
 static const struct cli_opt opts[] = {
-	{ "to", "HOST:PORT", OPT_STR, CMD_SEND | CMD_BENCH | CMD_VM_SEND, OFF(to), 0, 0, NULL, NULL,
-	  "destination to migrate to (send: required; bench --live: a recv peer instead of "
-	  "a destination in this process)" },
+	{ "to", "HOST:PORT", OPT_STR, CMD_SEND | CMD_BENCH | CMD_VM_SEND | CMD_SAVE, OFF(to), 0, 0,
+	  NULL, NULL,
+	  "destination to migrate to (send: required, or file:PATH to save there; bench --live: "
+	  "a recv peer instead of a destination in this process, or file:PATH; save: the file "
+	  "to write, required: created or truncated, mode 0600, removed if the save fails)" },
+	{ "from", "FILE", OPT_STR, CMD_RESTORE, OFF(from), 0, 0, NULL, NULL,
+	  "the save file to restore (required); it is checked whole before any image is "
+	  "written" },
 	{ "listen", "ADDR:PORT", OPT_STR, CMD_RECV | CMD_VM_RECV, OFF(listen), 0, 0, NULL, NULL,
 	  "address to listen on for the one source served (required; PORT 0 picks one)" },
 	{ "port-file", "FILE", OPT_STR, CMD_RECV | CMD_VM_RECV, OFF(port_file), 0, 0, NULL, NULL,
 	  "write the bound port to FILE once listening" },
-	{ "ram", "NAME=PATH", OPT_LIST, CMD_SEND | CMD_RECV, OFF(ram), 0, 0, NULL, NULL,
+	{ "ram", "NAME=PATH", OPT_LIST, CMD_SEND | CMD_RECV | FILE_CMDS, OFF(ram), 0, 0, NULL, NULL,
 	  "memory image (file, /dev/shm or hugetlbfs file), mapped shared; repeatable, each "
-	  "NAME (at most 63 bytes) once. recv creates or resizes it to the source's size; "
-	  "there each PATH must be a file of its own" },
-	{ "state", "NAME=FILE", OPT_LIST, CMD_SEND, OFF(state), 0, 0, NULL, NULL,
+	  "NAME (at most 63 bytes) once. recv and restore create or resize it to the source's "
+	  "size; there each PATH must be a file of its own" },
+	{ "state", "NAME=FILE", OPT_LIST, CMD_SEND | CMD_SAVE, OFF(state), 0, 0, NULL, NULL,
 	  "device-state file (a regular file, read to its end: /proc files too) to send as "
 	  "blob NAME; repeatable, each NAME (at most 63 bytes) once" },
-	{ "state-dir", "DIR", OPT_STR, CMD_RECV, OFF(state_dir), 0, 0, NULL, NULL,
+	{ "state-dir", "DIR", OPT_STR, CMD_RECV | CMD_RESTORE, OFF(state_dir), 0, 0, NULL, NULL,
 	  "write received device-state blobs to DIR/NAME" },
-	{ "channels", "N", OPT_UINT, CMD_SEND | CMD_BENCH | CMD_VM_SEND, OFF(channels), 1, 64, NULL, "4",
-	  "parallel data channels (1..64; bench: with --live or --postcopy)" },
+	{ "channels", "N", OPT_UINT, CMD_SEND | CMD_BENCH | CMD_VM_SEND | FILE_CMDS, OFF(channels), 1,
+	  64, NULL, "4",
+	  "parallel data channels (1..64; bench: with --live or --postcopy; save, restore: "
+	  "threads writing or reading the file)" },
 	{ "transport", "KIND", OPT_CHOICE, CMD_SEND | CMD_BENCH | CMD_VM_SEND, OFF(transport), 0, 0, transports,
 	  "auto", "tcp, rdma, or auto (rdma when a device reaches the peer, else tcp)" },
-	{ "timeout", "SECONDS", OPT_UINT, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(timeout_s), 1,
+	{ "timeout", "SECONDS", OPT_UINT, CMD_SEND | CMD_RECV | CMD_BENCH | VM | FILE_CMDS, OFF(timeout_s), 1,
 	  86400, NULL, "30", "bound on every wait: connect, accept, a silent or stalled peer" },
-	{ "extent", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH, OFF(extent), 4096, 256ull << 20, NULL,
+	{ "extent", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH | FILE_CMDS, OFF(extent), 4096, 256ull << 20, NULL,
 	  "1M", "largest coalesced write (power of two, 4K..256M)" },
 	{ "inflight", "SIZE", OPT_SIZE, CMD_SEND | CMD_BENCH, OFF(inflight), 1 << 20, 16ull << 30,
 	  NULL, "64M", "rdma: outstanding bytes per channel before polling it down to half" },
-	{ "verify", NULL, OPT_FLAG, CMD_SEND, OFF(verify), 0, 0, NULL, NULL,
-	  "compare an end-to-end digest of every block and blob at the destination" },
-	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | VM, OFF(json), 0, 0,
+	{ "verify", NULL, OPT_FLAG, CMD_SEND | FILE_CMDS, OFF(verify), 0, 0, NULL, NULL,
+	  "compare an end-to-end digest of every block and blob at the destination (save: "
+	  "store the digests in the file; restore: check them, and refuse a file without)" },
+	{ "direct", NULL, OPT_FLAG, FILE_CMDS | CMD_BENCH, OFF(direct), 0, 0, NULL, NULL,
+	  "page data with O_DIRECT, past the page cache (falls back, with a warning, where the "
+	  "file system cannot; bench: --live --to file:PATH)" },
+	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | VM | FILE_CMDS, OFF(json), 0, 0,
 	  NULL, NULL, "print the results (final statistics, device facts) as JSON on stdout" },
-	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(quiet), 0, 0, NULL, NULL,
+	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM | FILE_CMDS, OFF(quiet), 0, 0, NULL, NULL,
 	  "no progress line and no summary on stderr" },
 	{ "size", "SIZE", OPT_SIZE, CMD_BENCH, OFF(size), 1 << 20, 1ull << 40, NULL, "2G",
 	  "image size to move (without --live)" },
@@ -105,7 +117,7 @@ static const struct cli_opt opts[] = {
 	{ "tls", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(tls), 0, 0, NULL, NULL,
 	  "TLS 1.3 on every connection, keyed by --key-file (both ends): the data on the "
 	  "wire is private; data channels then run over tcp" },
-	{ "verbose", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(verbose), 0, 0, NULL, NULL,
+	{ "verbose", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM | FILE_CMDS, OFF(verbose), 0, 0, NULL, NULL,
 	  "log more (repeat for debug)" },
 	{ "qmp", "SOCKET", OPT_STR, VM, OFF(qmp), 0, 0, NULL, NULL,
 	  "QEMU's QMP unix socket (required): its RAM must be memory-backend-file,share=on" },
@@ -131,6 +143,10 @@ static const struct {
 				  "vm-recv peer (QEMU's QMP socket)" },
 	{ CMD_VM_RECV, "vm-recv", "receive a QEMU VM into a QEMU started with -incoming defer, "
 				  "then run it" },
+	{ CMD_SAVE, "save", "save memory images and device state to a file, every page at a "
+			    "fixed offset, written in parallel" },
+	{ CMD_RESTORE, "restore", "restore memory images and device state from a save file, "
+				  "read in parallel" },
 };
 
 const char *cli_cmd_name(unsigned int cmd)
@@ -320,7 +336,13 @@ int cli_check_addr(const char *opt, const char *v, bool listen)
 	uint64_t n;
 	size_t hlen;
 
-	/* send --to also takes the library's tcp:// and rdma:// */
+	/* send --to also takes the library's file:PATH, tcp:// and rdma:// */
+	if (!listen && !strncmp(p, "file:", 5)) {
+		if (p[5])
+			return 0;
+		fprintf(stderr, "rdma-migrate: --%s '%s': expected file:PATH\n", opt, v);
+		return -EINVAL;
+	}
 	if (!listen && !strncmp(p, "tcp://", 6))
 		p += 6;
 	else if (!listen && !strncmp(p, "rdma://", 7))
@@ -430,9 +452,13 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 	if (check_assign_list(cmd, "ram", "NAME=PATH", "block", &c->ram) ||
 	    check_assign_list(cmd, "state", "NAME=FILE", "device-state", &c->state))
 		return -EINVAL;
-	if ((c->to && cli_check_addr("to", c->to, false)) ||
+	if ((c->to && cmd != CMD_SAVE && cli_check_addr("to", c->to, false)) ||
 	    (c->listen && cli_check_addr("listen", c->listen, true)))
 		return -EINVAL;
+	if (c->to && cmd == CMD_SAVE && (!*c->to || !strcmp(c->to, "file:"))) {
+		fprintf(stderr, "rdma-migrate save: --to: an empty file name\n");
+		return -EINVAL;
+	}
 	if (c->tls && !c->key_file) {
 		fprintf(stderr, "rdma-migrate %s: --tls needs --key-file (the TLS keys derive from "
 				"the shared key)\n",
@@ -686,7 +712,7 @@ void cli_usage(FILE *f, unsigned int cmd)
 		if (!(o->cmds & cmd))
 			continue;
 		snprintf(lhs, sizeof(lhs), "--%s%s%s", o->name, o->arg ? " " : "",
-			 o->arg ? o->arg : "");
+			 cmd == CMD_SAVE && o->off == OFF(to) ? "FILE" : o->arg ? o->arg : "");
 		fprintf(f, "  %-22s %s", lhs, o->help);
 		if (o->def)
 			fprintf(f, " [default: %s]", o->def);

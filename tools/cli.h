@@ -26,8 +26,10 @@ enum cli_cmd {
 	CMD_INFO = 1u << 3,
 	CMD_VM_SEND = 1u << 4,
 	CMD_VM_RECV = 1u << 5,
+	CMD_SAVE = 1u << 6,
+	CMD_RESTORE = 1u << 7,
 };
-#define CMD_LAST CMD_VM_RECV
+#define CMD_LAST CMD_RESTORE
 
 enum cli_type {
 	OPT_FLAG,   /* bool */
@@ -85,6 +87,9 @@ struct cli {
 	const char *key_file;
 	const uint8_t *key; /* loaded from key_file by cli_load_key() */
 	size_t key_len;
+	/* save, restore */
+	const char *from;
+	bool direct;
 	/* vm-send, vm-recv */
 	const char *qmp;
 	bool paused;

@@ -269,13 +269,15 @@ static void summary(const char *verb, rmig_session *s, bool verified)
 	char zeros[48] = "";
 
 	/* Only the source knows which pages went as zero markers. */
-	if (!strcmp(verb, "sent"))
+	if (!strcmp(verb, "sent") || !strcmp(verb, "saved"))
 		snprintf(zeros, sizeof(zeros), ", %" PRIu64 " zero pages", st.zero_pages);
 	fprintf(stderr,
-		"rdma-migrate: %s %s in %.2f s (%s/s) over %s, %u channels%s, %" PRIu64
+		"rdma-migrate: %s %s in %.2f s (%s/s) %s %s, %u channels%s, %" PRIu64
 		" blobs%s\n",
-		verb, bytes, secs, rate, rmig_transport_name(st.transport), st.channels, zeros,
-		st.blobs, verified ? ", verified" : "");
+		verb, bytes, secs, rate,
+		st.transport != RMIG_TRANSPORT_FILE ? "over" : strcmp(verb, "restored") ? "to" : "from",
+		st.transport == RMIG_TRANSPORT_FILE ? "the file" : rmig_transport_name(st.transport),
+		st.channels, zeros, st.blobs, verified ? ", verified" : "");
 }
 
 /* @arg: NULL, or a side's name to prefix (two sessions in one process). */
@@ -314,6 +316,8 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 		o->flags |= RMIG_F_SWITCH_ANYWAY;
 	if (c->tls)
 		o->flags |= RMIG_F_TLS;
+	if (c->direct)
+		o->flags |= RMIG_F_DIRECT;
 	o->log_fn = log_cb;
 	/* the images are fresh mappings: populate them ahead of the channels */
 	o->flags |= RMIG_F_PREPARE;
@@ -345,8 +349,25 @@ static int read_file(const char *path, uint8_t **data_p, uint64_t *len_p)
 	return rc ? -1 : 0;
 }
 
+/* A regular file at @file that this save created, or truncated (@before: as it was). */
+static bool save_created(const char *file, const struct stat *before)
+{
+	struct stat st;
+
+	if (stat(file, &st) < 0 || !S_ISREG(st.st_mode))
+		return false;
+	return !before || st.st_dev != before->st_dev || st.st_ino != before->st_ino ||
+	       st.st_ctim.tv_sec != before->st_ctim.tv_sec ||
+	       st.st_ctim.tv_nsec != before->st_ctim.tv_nsec;
+}
+
 static int cmd_send(const struct cli *c)
 {
+	const char *cmd = c->cmd == CMD_SAVE ? "save" : "send";
+	/* send --to file:PATH, or save: a save file, removed when the save fails */
+	const char *file = c->to && !strncmp(c->to, "file:", 5) ? c->to + 5 : NULL;
+	struct stat before;
+	bool existed = file && stat(file, &before) == 0;
 	struct image *im = calloc(c->ram.n ? c->ram.n : 1, sizeof(*im));
 	struct blobfile *bf = calloc(c->state.n ? c->state.n : 1, sizeof(*bf));
 	struct progress prog = { 0 };
@@ -362,7 +383,7 @@ static int cmd_send(const struct cli *c)
 	if (!im || !bf)
 		goto out;
 	if (!c->to || !c->ram.n) {
-		fprintf(stderr, "rdma-migrate send: --to and at least one --ram are required\n");
+		fprintf(stderr, "rdma-migrate %s: --to and at least one --ram are required\n", cmd);
 		goto out;
 	}
 	for (unsigned int i = 0; i < c->ram.n; i++, nim++) {
@@ -391,7 +412,7 @@ static int cmd_send(const struct cli *c)
 		goto out;
 	for (unsigned int i = 0; i < nim; i++) {
 		if (rmig_add_ram(s, im[i].name, im[i].addr, im[i].len, im[i].page_size)) {
-			fprintf(stderr, "rdma-migrate send: cannot use image '%s'\n", im[i].name);
+			fprintf(stderr, "rdma-migrate %s: cannot use image '%s'\n", cmd, im[i].name);
 			goto out;
 		}
 	}
@@ -453,13 +474,16 @@ out_err:
 	if (err) {
 		char why[4 * RMIG_ERRMSG_MAX];
 
-		fprintf(stderr, "rdma-migrate send: migration failed: %s\n",
+		fprintf(stderr, "rdma-migrate %s: %s failed: %s\n", cmd, file ? "save" : "migration",
 			rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
 						strerror(-err));
+		/* what is there has no complete mark; on a full file system it is room */
+		if (file && save_created(file, existed ? &before : NULL) && unlink(file) == 0)
+			fprintf(stderr, "rdma-migrate %s: removed the incomplete %s\n", cmd, file);
 		goto out;
 	}
 	if (!c->quiet)
-		summary("sent", s, c->verify);
+		summary(file ? "saved" : "sent", s, c->verify);
 	rc = 0;
 out:
 	/* its rmig_sync() has returned by now: the session completed or failed */
@@ -475,10 +499,70 @@ out:
 	return rc;
 }
 
+/* ---- save ---- */
+
+/* save --to FILE: never one of the files it reads (it is truncated first). */
+static int save_check_paths(const struct cli *c, const char *file)
+{
+	struct cli_file_id to, id;
+
+	cli_file_id(file, &to);
+	for (unsigned int k = 0; k < 2; k++) {
+		const struct cli_list *l = k ? &c->state : &c->ram;
+
+		for (unsigned int i = 0; i < l->n; i++) {
+			char name[RMIG_NAME_MAX];
+			const char *path;
+
+			if (cli_split_assign(l->v[i], name, sizeof(name), &path))
+				return -EINVAL;
+			cli_file_id(path, &id);
+			if (cli_file_id_eq(&to, &id)) {
+				fprintf(stderr, "rdma-migrate save: --to %s is also --%s '%s': the save "
+						"would overwrite what it reads\n",
+					file, k ? "state" : "ram", l->v[i]);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+static int cmd_save(const struct cli *c)
+{
+	const char *file = c->to && !strncmp(c->to, "file:", 5) ? c->to + 5 : c->to;
+	struct cli *c2;
+	char *uri;
+	int rc;
+
+	if (!c->to || !c->ram.n) {
+		fprintf(stderr, "rdma-migrate save: --to FILE and at least one --ram are required\n");
+		return EXIT_USAGE;
+	}
+	if (save_check_paths(c, file))
+		return EXIT_USAGE;
+	c2 = malloc(sizeof(*c2));
+	uri = malloc(strlen(file) + 6);
+	if (!c2 || !uri) {
+		free(c2);
+		free(uri);
+		return EXIT_FAILED;
+	}
+	*c2 = *c;
+	sprintf(uri, "file:%s", file);
+	c2->to = uri;
+	rc = cmd_send(c2);
+	free(uri);
+	free(c2);
+	return rc;
+}
+
 /* ---- recv ---- */
 
 struct recv_ctx {
 	const struct cli *c;
+	const char *name; /* "recv" or "restore" */
+	const char *peer; /* "the source sends", "the file holds" */
 	struct image *im;
 	unsigned int nim;
 	uint64_t total;
@@ -491,8 +575,8 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 
 	fault_point("handshake");
 	if (n != c->ram.n) {
-		fprintf(stderr, "rdma-migrate recv: the source sends %u ram blocks, %u --ram given\n",
-			n, c->ram.n);
+		fprintf(stderr, "rdma-migrate %s: %s %u ram blocks, %u --ram given\n", r->name,
+			r->peer, n, c->ram.n);
 		return -EINVAL;
 	}
 	for (unsigned int i = 0; i < n; i++) {
@@ -509,9 +593,9 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 			/* the source's name, shown escaped: it may be a terminal control sequence */
 			shown(esc, sizeof(esc), b[i].name);
 			fprintf(stderr,
-				"rdma-migrate recv: the source sends ram block '%s' but no --ram "
-				"%s=PATH was given\n",
-				esc, esc);
+				"rdma-migrate %s: %s ram block '%s' but no --ram %s=PATH was "
+				"given\n",
+				r->name, r->peer, esc, esc);
 			return -ENOENT;
 		}
 		if (image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length))
@@ -549,13 +633,12 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 	shown(esc, sizeof(esc), name); /* the source's, maybe a terminal control sequence */
 	if (!r->c->state_dir) {
 		fprintf(stderr,
-			"rdma-migrate recv: the source sent device state '%s' but no --state-dir "
-			"was given\n",
-			esc);
+			"rdma-migrate %s: %s device state '%s' but no --state-dir was given\n",
+			r->name, r->peer, esc);
 		return -ENOENT;
 	}
 	if (!safe_name(name)) {
-		fprintf(stderr, "rdma-migrate recv: refusing device-state name '%s'\n", esc);
+		fprintf(stderr, "rdma-migrate %s: refusing device-state name '%s'\n", r->name, esc);
 		return -EINVAL;
 	}
 	if (instance)
@@ -566,7 +649,7 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
-		fprintf(stderr, "rdma-migrate recv: %s: %s\n", tmp, strerror(errno));
+		fprintf(stderr, "rdma-migrate %s: %s: %s\n", r->name, tmp, strerror(errno));
 		return rc;
 	}
 	while (off < len) {
@@ -583,7 +666,7 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 	if (!rc && rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc) {
-		fprintf(stderr, "rdma-migrate recv: writing %s: %s\n", path, strerror(-rc));
+		fprintf(stderr, "rdma-migrate %s: writing %s: %s\n", r->name, path, strerror(-rc));
 		unlink(tmp);
 	}
 	return rc;
@@ -597,7 +680,8 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
  */
 static int recv_check_paths(const struct cli *c)
 {
-	struct cli_file_id *id = calloc(c->ram.n, sizeof(*id));
+	struct cli_file_id *id = calloc(c->ram.n + 1, sizeof(*id));
+	const char *cmd = c->cmd == CMD_RESTORE ? "restore" : "recv";
 	int rc = 0;
 
 	if (!id)
@@ -614,28 +698,43 @@ static int recv_check_paths(const struct cli *c)
 		for (unsigned int j = 0; j < i; j++) {
 			if (!cli_file_id_eq(&id[i], &id[j]))
 				continue;
-			fprintf(stderr, "rdma-migrate recv: --ram '%s' and --ram '%s' name the same "
+			fprintf(stderr, "rdma-migrate %s: --ram '%s' and --ram '%s' name the same "
 					"file: each block needs a file of its own\n",
-				c->ram.v[j], c->ram.v[i]);
+				cmd, c->ram.v[j], c->ram.v[i]);
 			rc = -EINVAL;
 			break;
+		}
+		/* restore empties its images first: never the file it reads */
+		if (!rc && c->from) {
+			cli_file_id(c->from, &id[c->ram.n]);
+			if (cli_file_id_eq(&id[i], &id[c->ram.n])) {
+				fprintf(stderr, "rdma-migrate restore: --ram '%s' is the file --from "
+						"names: restoring would empty it before reading it\n",
+					c->ram.v[i]);
+				rc = -EINVAL;
+			}
 		}
 	}
 	free(id);
 	return rc;
 }
 
+/* recv, and restore (its "source" is the file --from names: file:PATH). */
 static int cmd_recv(const struct cli *c)
 {
-	struct recv_ctx r = { .c = c };
+	bool restore = c->cmd == CMD_RESTORE;
+	struct recv_ctx r = { .c = c,
+			      .name = restore ? "restore" : "recv",
+			      .peer = restore ? "the file holds" : "the source sends" };
 	struct progress prog = { 0 };
 	struct rmig_opts o;
 	rmig_session *s = NULL;
-	char uri[300];
+	char *uri = NULL;
 	int rc = EXIT_USAGE, err, port;
 
-	if (!c->listen || !c->ram.n) {
-		fprintf(stderr, "rdma-migrate recv: --listen and at least one --ram are required\n");
+	if (restore ? !c->from || !c->ram.n : !c->listen || !c->ram.n) {
+		fprintf(stderr, "rdma-migrate %s: %s and at least one --ram are required\n", r.name,
+			restore ? "--from" : "--listen");
 		return EXIT_USAGE;
 	}
 	if (recv_check_paths(c))
@@ -644,28 +743,36 @@ static int cmd_recv(const struct cli *c)
 		struct stat st;
 
 		if (stat(c->state_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			fprintf(stderr, "rdma-migrate recv: --state-dir %s: not a directory\n",
+			fprintf(stderr, "rdma-migrate %s: --state-dir %s: not a directory\n", r.name,
 				c->state_dir);
 			return EXIT_USAGE;
 		}
 	}
 	r.im = calloc(c->ram.n, sizeof(*r.im));
-	if (!r.im)
+	uri = malloc(strlen(restore ? c->from : c->listen) + 8);
+	if (!r.im || !uri) {
+		free(r.im);
+		free(uri);
 		return EXIT_FAILED;
+	}
 	tool_opts(&o, c, RMIG_ROLE_DEST);
 	o.flags |= RMIG_F_ZEROED; /* image_open_dest() hands over images that read as zero */
+	if (restore && c->verify)
+		o.flags |= RMIG_F_VERIFY;
 	o.layout_fn = recv_layout;
 	o.layout_arg = &r;
 	o.state_fn = recv_state;
 	o.state_arg = &r;
 	if (rmig_session_create(&o, &s))
 		goto out;
-	snprintf(uri, sizeof(uri), "tcp://%s", c->listen);
+	sprintf(uri, restore ? "file:%s" : "tcp://%s", restore ? c->from : c->listen);
 	if (rmig_listen(s, uri))
 		goto out;
 	rc = EXIT_FAILED;
-	port = rmig_listen_port(s);
-	if (c->port_file) {
+	port = restore ? 0 : rmig_listen_port(s);
+	if (restore) {
+		/* nothing to announce: the file is opened and checked by the accept */
+	} else if (c->port_file) {
 		FILE *f = fopen(c->port_file, "w");
 
 		if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
@@ -674,11 +781,11 @@ static int cmd_recv(const struct cli *c)
 			goto out;
 		}
 	}
-	if (!c->key_len)
+	if (!c->key_len && !restore)
 		fprintf(stderr, "rdma-migrate: warning: no --key-file: anyone who can reach %s can "
 				"write into the images\n",
 			c->listen);
-	if (!c->quiet)
+	if (!c->quiet && !restore)
 		fprintf(stderr, "rdma-migrate: listening on %s (port %d)\n", c->listen, port);
 	err = rmig_accept(s);
 	if (!err) {
@@ -705,19 +812,21 @@ static int cmd_recv(const struct cli *c)
 		char why[4 * RMIG_ERRMSG_MAX];
 
 		/* the library's message may quote the source's names */
-		fprintf(stderr, "rdma-migrate recv: migration failed: %s\n",
+		fprintf(stderr, "rdma-migrate %s: %s failed: %s\n", r.name,
+			restore ? "restore" : "migration",
 			rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
 						strerror(-err));
 		goto out;
 	}
 	if (!c->quiet)
-		summary("received", s, false);
+		summary(restore ? "restored" : "received", s, restore && c->verify);
 	rc = 0;
 out:
 	rmig_session_destroy(s);
 	for (unsigned int i = 0; i < r.nim; i++)
 		image_close(&r.im[i]);
 	free(r.im);
+	free(uri);
 	return rc;
 }
 
@@ -763,7 +872,10 @@ int main(int argc, char **argv)
 	case CMD_SEND:
 		return cmd_send(&c);
 	case CMD_RECV:
+	case CMD_RESTORE:
 		return cmd_recv(&c);
+	case CMD_SAVE:
+		return cmd_save(&c);
 	case CMD_BENCH:
 		return tool_bench(&c);
 	case CMD_VM_SEND:
