@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -238,6 +239,10 @@ int tool_bench_check(const struct cli *c)
 				"one (--postcopy runs live rounds too: --postcopy-after)\n");
 		return -EINVAL;
 	}
+	if (c->direct && (!c->live || !c->to || strncmp(c->to, "file:", 5))) {
+		fprintf(stderr, "rdma-migrate bench: --direct is for --live --to file:PATH\n");
+		return -EINVAL;
+	}
 	for (const char *const *o = postcopy_only; *o; o++) {
 		if (!c->postcopy && cli_seen(c, *o)) {
 			fprintf(stderr, "rdma-migrate bench: --%s needs --postcopy\n", *o);
@@ -347,6 +352,9 @@ struct live {
 	double total_s;
 	const char *transport;
 	struct pc_report *pc; /* --postcopy */
+	const char *file;     /* --to file:PATH: the save file */
+	uint64_t file_min, file_max; /* its size after each live round */
+	uint64_t file_end;           /* and at completion */
 };
 
 static int add_rec(struct live *L, const struct rmig_round_stats *st, double expected_ms)
@@ -361,6 +369,16 @@ static int add_rec(struct live *L, const struct rmig_round_stats *st, double exp
 		L->cap = cap;
 	}
 	L->rec[L->nrec] = (struct round_rec){ *st, expected_ms };
+	if (L->file) {
+		struct stat fs;
+
+		if (stat(L->file, &fs) == 0) {
+			if (!L->file_min || (uint64_t)fs.st_size < L->file_min)
+				L->file_min = (uint64_t)fs.st_size;
+			if ((uint64_t)fs.st_size > L->file_max)
+				L->file_max = (uint64_t)fs.st_size;
+		}
+	}
 	if (!L->c->json && !L->c->quiet) {
 		char label[16];
 
@@ -413,7 +431,7 @@ static int connect_uri(struct live *L, char *uri, size_t len)
 			     !strcmp(c->transport, "tcp")  ? "tcp://" : "";
 
 	if (c->to)
-		snprintf(uri, len, "%s%s", strstr(c->to, "://") ? "" : scheme, c->to);
+		snprintf(uri, len, "%s%s", strstr(c->to, "://") || L->file ? "" : scheme, c->to);
 	else
 		snprintf(uri, len, strchr(c->addr, ':') ? "%s[%s]:%d" : "%s%s:%d", scheme, c->addr,
 			 rmig_listen_port(L->d.t.s));
@@ -535,6 +553,42 @@ out:
 	guest_stop(g);
 	L->total_s = (double)(now_ns() - t0) / 1e9;
 	free(map);
+	return rc;
+}
+
+/*
+ * --to file:PATH: restore the file here into fresh memory, with its digests,
+ * and compare every byte with the guest's final memory.
+ */
+static int restore_check(struct live *L)
+{
+	struct rmig_opts o;
+	rmig_session *d = NULL;
+	char *uri = malloc(strlen(L->file) + 6);
+	int rc;
+
+	if (!uri)
+		return -ENOMEM;
+	sprintf(uri, "file:%s", L->file);
+	tool_opts(&o, L->c, RMIG_ROLE_DEST);
+	o.log_arg = (void *)"restore";
+	o.flags |= RMIG_F_VERIFY | RMIG_F_ZEROED; /* L->dst is fresh: reads as zero */
+	o.state_fn = load_blob;
+	o.state_arg = &L->b;
+	rc = rmig_session_create(&o, &d);
+	if (!rc)
+		rc = rmig_add_ram(d, "ram", L->dst, L->g.size, PAGE);
+	if (!rc)
+		rc = rmig_listen(d, uri);
+	if (!rc)
+		rc = rmig_accept(d);
+	if (!rc)
+		rc = rmig_complete(d);
+	if (rc)
+		fprintf(stderr, "rdma-migrate bench: restoring %s: %s\n", L->file,
+			d && rmig_last_error(d)[0] ? rmig_last_error(d) : strerror(-rc));
+	rmig_session_destroy(d);
+	free(uri);
 	return rc;
 }
 
@@ -742,6 +796,11 @@ static void report(struct live *L, int rc, bool gave_up, bool verified)
 		       ",\"guest_writes\":%" PRIu64 ",\"verified\":%s",
 		       down, L->total_s, tput, atomic_load(&L->g.writes),
 		       verified ? "true" : "false");
+		if (L->file)
+			printf(",\"file\":{\"bytes_each_round\":%" PRIu64
+			       ",\"same_every_round\":%s,\"bytes_at_completion\":%" PRIu64 "}",
+			       L->file_max, L->file_min == L->file_max ? "true" : "false",
+			       L->file_end);
 		if (rc) {
 			printf(",\"error\":");
 			tool_json_str(stdout, rmig_last_error(L->s));
@@ -781,9 +840,18 @@ static void report(struct live *L, int rc, bool gave_up, bool verified)
 	printf("downtime %.1f ms   total %.3f s   throughput %.1f MiB/s   guest writes %" PRIu64
 	       "\n",
 	       down, L->total_s, tput, atomic_load(&L->g.writes));
+	if (L->file)
+		printf("file %s: %" PRIu64 " bytes after each of the %u live rounds (%s; RAM %" PRIu64
+		       " + %" PRIu64 " of layout), %" PRIu64 " at completion (+ bitmaps, device state, "
+		       "trailer)\n",
+		       L->file, L->file_max, L->nrec,
+		       L->file_min == L->file_max ? "the same every round" : "it grew between rounds!",
+		       L->g.size, L->file_max - L->g.size, L->file_end);
 	printf("verified: %s\n",
-	       c->to ? "end-to-end digests of the RAM and every blob match at the destination"
-		     : "every byte of RAM and every blob at the destination");
+	       L->file ? "the file, restored here with its digests: every byte of RAM and every "
+			 "blob"
+	       : c->to ? "end-to-end digests of the RAM and every blob match at the destination"
+		       : "every byte of RAM and every blob at the destination");
 }
 
 int tool_bench_live(const struct cli *c)
@@ -817,7 +885,9 @@ int tool_bench_live(const struct cli *c)
 	g->nlongs = rmig_bitmap_longs(g->npages);
 	g->log = calloc(g->nlongs, sizeof(*g->log));
 	g->mem = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (!c->to)
+	if (c->to && !strncmp(c->to, "file:", 5))
+		L.file = c->to + 5;
+	if (!c->to || L.file)
 		L.dst = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			     -1, 0);
 	rc = !g->log || g->mem == MAP_FAILED || L.dst == MAP_FAILED ? -ENOMEM : 0;
@@ -874,9 +944,17 @@ int tool_bench_live(const struct cli *c)
 		if (!rc)
 			rc = L.d.t.rc;
 	}
+	if (!rc && L.file) { /* the final size too: completion appended to the file */
+		struct stat fs;
+
+		rc = restore_check(&L);
+		if (!rc && stat(L.file, &fs) == 0)
+			L.file_end = (uint64_t)fs.st_size;
+	}
 	if (!rc) {
 		/* --to: RMIG_F_VERIFY compared digests; here, compare every byte too */
-		verified = c->to || (!memcmp(g->mem, L.dst, g->size) && L.b.good == L.b.n);
+		verified = (c->to && !L.file) ||
+			   (!memcmp(g->mem, L.dst, g->size) && L.b.good == L.b.n);
 		if (!verified) {
 			fprintf(stderr, "rdma-migrate bench: the destination differs from the "
 					"source\n");
