@@ -3,9 +3,11 @@
 #define _GNU_SOURCE /* fallocate */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -140,48 +142,113 @@ static int map(struct image *im, int prot)
 #endif
 
 /*
- * Allocate the whole destination image now: a file system without room is a
- * clear error before a byte moves, never a SIGBUS in the middle.
+ * Is there room for the image? Checked before a byte moves, so that a file
+ * system that cannot hold it is a clear error, not a failure halfway. The
+ * space is then reserved by image_reserve_start(), in the background.
  */
-static int reserve(struct image *im)
+static int check_room(struct image *im)
 {
 	struct statfs sfs;
-	int rc;
+	struct statvfs vfs;
+	struct stat st;
+	unsigned long long need, have, used = 0;
 
-	if (fallocate(im->fd, 0, 0, (off_t)im->len) == 0)
-		return 0;
-	rc = -errno;
-	if (rc == -EOPNOTSUPP || rc == -ENOSYS)
-		return 0; /* this file system cannot say in advance; the guard still holds */
-	if (rc == -ENOSPC && fstatfs(im->fd, &sfs) == 0 &&
-	    (unsigned long)sfs.f_type == HUGETLBFS_MAGIC_FS) {
+	if (fstat(im->fd, &st) == 0)
+		used = (unsigned long long)st.st_blocks * 512;
+	need = im->len > used ? im->len - used : 0;
+	if (fstatfs(im->fd, &sfs) == 0 && (unsigned long)sfs.f_type == HUGETLBFS_MAGIC_FS) {
+		unsigned long long pages = need / im->page_size;
+
+		if (pages <= (unsigned long long)sfs.f_bfree)
+			return 0;
 		fprintf(stderr,
 			"rdma-migrate: image %s: the hugetlbfs pool is too small: it needs %llu "
 			"pages of %u bytes, %llu are free (raise /proc/sys/vm/nr_hugepages)\n",
-			im->path, (unsigned long long)(im->len / im->page_size), im->page_size,
-			(unsigned long long)sfs.f_bfree);
-		return rc;
+			im->path, pages, im->page_size, (unsigned long long)sfs.f_bfree);
+		return -ENOSPC;
 	}
-	if (rc == -ENOSPC) {
-		struct statvfs vfs;
-		struct stat st;
-		unsigned long long have = 0, used = 0;
+	if (fstatvfs(im->fd, &vfs) < 0)
+		return 0; /* cannot tell: the reservation and the guard still hold */
+	have = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+	if (need <= have)
+		return 0;
+	fprintf(stderr,
+		"rdma-migrate: image %s: no room on its file system: it needs %llu bytes "
+		"(%llu more than it holds), %llu are free\n",
+		im->path, (unsigned long long)im->len, need, have);
+	return -ENOSPC;
+}
 
-		if (fstatvfs(im->fd, &vfs) == 0)
-			have = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
-		if (fstat(im->fd, &st) == 0)
-			used = (unsigned long long)st.st_blocks * 512;
-		fprintf(stderr,
-			"rdma-migrate: image %s: no room on its file system: it needs %llu bytes "
-			"(%llu more than it holds), %llu are free\n",
-			im->path, (unsigned long long)im->len,
-			(unsigned long long)im->len > used ? (unsigned long long)im->len - used : 0,
-			have);
-		return rc;
+/* ---- reserving destination images, behind the data ---- */
+
+#define RESERVE_CHUNK (64ull << 20)
+
+struct image_reserve {
+	struct image *ims;
+	unsigned int n;
+	void (*fail)(void *arg, const char *why);
+	void *arg;
+	pthread_t th;
+	atomic_bool stop;
+};
+
+static void *reserve_main(void *argp)
+{
+	struct image_reserve *r = argp;
+
+	for (unsigned int i = 0; i < r->n && !atomic_load(&r->stop); i++) {
+		struct image *im = &r->ims[i];
+
+		for (uint64_t off = 0; off < im->len && !atomic_load(&r->stop);
+		     off += RESERVE_CHUNK) {
+			uint64_t len = im->len - off < RESERVE_CHUNK ? im->len - off : RESERVE_CHUNK;
+			char why[512];
+
+			if (fallocate(im->fd, 0, (off_t)off, (off_t)len) == 0)
+				continue;
+			if (errno == EINTR) {
+				off -= RESERVE_CHUNK;
+				continue;
+			}
+			if (errno == EOPNOTSUPP || errno == ENOSYS)
+				break; /* cannot reserve here: the guard still holds */
+			snprintf(why, sizeof(why),
+				 "image %s: reserving its %llu bytes failed at offset %llu: %s "
+				 "(its file system filled up meanwhile?)",
+				 im->path, (unsigned long long)im->len, (unsigned long long)off,
+				 strerror(errno));
+			r->fail(r->arg, why);
+			return NULL;
+		}
 	}
-	fprintf(stderr, "rdma-migrate: image %s: allocating %llu bytes: %s\n", im->path,
-		(unsigned long long)im->len, strerror(-rc));
-	return rc;
+	return NULL;
+}
+
+struct image_reserve *image_reserve_start(struct image *ims, unsigned int n,
+					  void (*fail)(void *arg, const char *why), void *arg)
+{
+	struct image_reserve *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->ims = ims;
+	r->n = n;
+	r->fail = fail;
+	r->arg = arg;
+	if (pthread_create(&r->th, NULL, reserve_main, r)) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void image_reserve_stop(struct image_reserve *r)
+{
+	if (!r)
+		return;
+	atomic_store(&r->stop, true);
+	pthread_join(r->th, NULL);
+	free(r);
 }
 
 static int image_init(struct image *im, const char *name, const char *path)
@@ -267,7 +334,7 @@ int image_open_dest(struct image *im, const char *name, const char *path, uint64
 		return rc;
 	}
 	im->len = len;
-	rc = reserve(im);
+	rc = check_room(im);
 	if (rc)
 		return rc;
 	return map(im, PROT_READ | PROT_WRITE);

@@ -29,11 +29,21 @@ struct image {
 int image_open_source(struct image *im, const char *name, const char *path);
 /*
  * Destination: create the image, or empty it, at @len bytes that read as
- * zero (what it held is discarded), allocate all of it (a
- * file system without room fails here, naming the space needed and left),
- * and map it read-write.
+ * zero (what it held is discarded), check that its file system has room
+ * for it (or its hugetlbfs pool the pages: an error naming the space needed
+ * and left), and map it read-write.
  */
 int image_open_dest(struct image *im, const char *name, const char *path, uint64_t len);
+/*
+ * Reserve (fallocate) the destination images in chunks, in order, on a
+ * thread that runs ahead of the data, so that no page of theirs can fail to
+ * be allocated later. A failure calls @fail(@arg, why) once. NULL if no
+ * thread could start (the room was checked; the SIGBUS guard still holds).
+ */
+struct image_reserve;
+struct image_reserve *image_reserve_start(struct image *ims, unsigned int n,
+					  void (*fail)(void *arg, const char *why), void *arg);
+void image_reserve_stop(struct image_reserve *r);
 /*
  * Every mapped image is guarded: a SIGBUS on it (the file shrank, or its
  * file system is full) maps anonymous memory over the page instead of
