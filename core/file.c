@@ -811,7 +811,7 @@ static int open_source(struct file_tp *t)
 static int read_state(struct file_tp *t)
 {
 	struct rmig_file_hdr *h = t->h;
-	uint64_t pos = 0, rl;
+	uint64_t pos = 0, rl, total = 0;
 	char why[256];
 	int rc;
 
@@ -833,6 +833,12 @@ static int read_state(struct file_tp *t)
 		if (rc)
 			return ffail(t, rc, "%s", why);
 		pos += rl;
+		total += t->blobs[i].len;
+		if (total > t->base.p.blob_max) /* what a network source would meet, up front */
+			return ffail(t, -E2BIG, "device state: %llu bytes and more, over this "
+						"destination's limit of %llu (blob_max)",
+				     (unsigned long long)total,
+				     (unsigned long long)t->base.p.blob_max);
 	}
 	if (pos != h->state_len)
 		return ffail(t, -EBADMSG, "device state: %llu bytes follow its %u records",
@@ -867,11 +873,12 @@ static int read_bitmaps(struct file_tp *t)
 		} else if ((rc = rmig_file_bitmaps_check(b, bm, why, sizeof(why)))) {
 			rc = ffail(t, rc, "%s", why);
 		} else {
-			for (uint64_t p = 0; p < b->npages; p++) {
-				if (bm[p / 8] >> (p % 8) & 1)
-					rmig_bit_set(t->present[i], p);
-				if (bm[one + p / 8] >> (p % 8) & 1)
-					rmig_bit_set(t->data[i], p);
+			/* bytes to words: byte k holds pages 8k..8k+7 (no bit past npages) */
+			for (uint64_t k = 0; k < (b->npages + 7) / 8; k++) {
+				unsigned int sh = (unsigned int)(k % sizeof(unsigned long)) * 8;
+
+				t->present[i][k / sizeof(unsigned long)] |= (unsigned long)bm[k] << sh;
+				t->data[i][k / sizeof(unsigned long)] |= (unsigned long)bm[one + k] << sh;
 			}
 		}
 		free(bm);

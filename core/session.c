@@ -1175,6 +1175,7 @@ static int tp_create(struct rmig_session *s)
 		.tls = s->tls_conf,
 		.path = s->file_path,
 		.flags = s->opts.flags,
+		.blob_max = s->opts.blob_max,
 	};
 	int rc;
 

@@ -112,6 +112,7 @@ struct rmig_tp_params {
 	/* local backends: the file ("file:PATH" without the prefix); else NULL */
 	const char *path;
 	unsigned int flags; /* the session's RMIG_F_* */
+	uint64_t blob_max;  /* destination: the device state it takes, in all */
 };
 
 struct rmig_tp {

@@ -449,7 +449,7 @@ RMIG_API int rmig_get_stats_sized(rmig_session *s, struct rmig_stats *st, size_t
  * copy. rmig_complete() writes the page bitmaps, the device state's table
  * and a trailer (with RMIG_F_VERIFY, XXH3-128 digests of every block and
  * blob), fdatasync()s, and only then marks the file complete (fdatasync
- * again). No peer, no control connection; key and timeout do not apply;
+ * again). No peer, no control connection: the key does not apply, and
  * RMIG_F_TLS and RMIG_F_POSTCOPY are refused (-EINVAL).
  *
  * Destination: rmig_listen(s, "file:PATH") names the file; rmig_accept(s)

@@ -74,6 +74,7 @@ struct side {
 	unsigned int channels;
 	unsigned int flags;
 	uint32_t extent_max;
+	uint64_t blob_max; /* destination; 0: default */
 };
 
 static void opts(struct rmig_opts *o, enum rmig_role role, const struct side *sd)
@@ -85,6 +86,8 @@ static void opts(struct rmig_opts *o, enum rmig_role role, const struct side *sd
 	o->timeout_ms = 20000;
 	if (sd->extent_max)
 		o->extent_max = sd->extent_max;
+	if (sd->blob_max)
+		o->blob_max = sd->blob_max;
 	if (getenv("RMIG_TEST_LOG"))
 		o->log_level = RMIG_LOG_DEBUG;
 	else
@@ -365,6 +368,15 @@ static void test_device_state_and_digests(void **state)
 	assert_memory_equal(src, dst, len);
 	assert_int_equal(got.loaded, 4);
 	assert_int_equal(got.good, 4);
+	/* more device state than this destination takes: refused before anything lands */
+	sd.blob_max = 4 << 20;
+	got.loaded = got.good = 0;
+	memset(dst, 0x5a, len);
+	assert_int_equal(restore(path, dst, len, 4096, &sd, &got), -E2BIG);
+	assert_non_null(strstr(last_err, "over this destination's limit of 4194304"));
+	assert_int_equal(got.loaded, 0);
+	assert_true(dst[0] == 0x5a && dst[len - 1] == 0x5a);
+	sd.blob_max = 0;
 
 	/* damage one byte of page data behind the format's back */
 	fd = open(path, O_RDWR);
