@@ -694,7 +694,7 @@ void cli_usage(FILE *f, unsigned int cmd)
 			   "rmig live-migration transport: RDMA queue pairs or TCP sockets.\n\n"
 			   "commands:\n");
 		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-			fprintf(f, "  %-6s %s\n", cmds[i].name, cmds[i].what);
+			fprintf(f, "  %-7s %s\n", cmds[i].name, cmds[i].what);
 		fprintf(f, "\n'rdma-migrate COMMAND --help' lists a command's options;\n"
 			   "'rdma-migrate --version' prints the version.\n"
 			   "exit status: 0 success, 1 migration failed, 2 bad usage, 3 postcopy failed after\n"

@@ -299,6 +299,42 @@ static void test_live_options(void **state)
 	assert_int_equal(cli_parse(&c, CMD_SEND, 2, not_send), -EINVAL);
 }
 
+/* save and restore: a file, not an address; their own options */
+static void test_file_cmds(void **state)
+{
+	struct cli c;
+	char *save[] = { "--ram", "a=x", "--to", "/tmp/s.rmig", "--direct", "--verify",
+			 "--channels", "8", "--state", "d=f" };
+	char *save_uri[] = { "--ram", "a=x", "--to", "file:rel/s" };
+	char *save_empty[] = { "--ram", "a=x", "--to", "file:" };
+	char *restore[] = { "--from", "s.rmig", "--ram", "a=x", "--state-dir", "d", "--direct" };
+	char *restore_to[] = { "--from", "s", "--to", "f" };
+	char *restore_state[] = { "--from", "s", "--state", "d=f" };
+	char *send_file[] = { "--to", "file:/x" };
+	char *send_nofile[] = { "--to", "file:" };
+	char *recv_direct[] = { "--listen", "h:0", "--direct" };
+
+	(void)state;
+	assert_int_equal(cli_parse(&c, CMD_SAVE, 10, save), 0);
+	assert_string_equal(c.to, "/tmp/s.rmig"); /* no HOST:PORT check for a file */
+	assert_true(c.direct && c.verify);
+	assert_int_equal(c.channels, 8);
+	assert_int_equal(cli_parse(&c, CMD_SAVE, 4, save_uri), 0);
+	assert_int_equal(cli_parse(&c, CMD_SAVE, 4, save_empty), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_RESTORE, 7, restore), 0);
+	assert_string_equal(c.from, "s.rmig");
+	assert_string_equal(c.state_dir, "d");
+	assert_int_equal(c.channels, 4);
+	assert_int_equal(cli_parse(&c, CMD_RESTORE, 4, restore_to), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_RESTORE, 4, restore_state), -EINVAL);
+	/* send takes the library's file:PATH too */
+	assert_int_equal(cli_parse(&c, CMD_SEND, 2, send_file), 0);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 2, send_nofile), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_RECV, 3, recv_direct), -EINVAL);
+	assert_string_equal(cli_cmd_name(CMD_SAVE), "save");
+	assert_string_equal(cli_cmd_name(CMD_RESTORE), "restore");
+}
+
 static void test_uri(void **state)
 {
 	enum rmig_transport_kind k = RMIG_TRANSPORT_AUTO;
@@ -370,6 +406,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_numbers),     cmocka_unit_test(test_assign),
 		cmocka_unit_test(test_parse),       cmocka_unit_test(test_uri),
+		cmocka_unit_test(test_file_cmds),
 		cmocka_unit_test(test_session_opts),
 		cmocka_unit_test(test_live_options),
 		cmocka_unit_test(test_lists),       cmocka_unit_test(test_addr),
