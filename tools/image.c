@@ -141,6 +141,27 @@ static int map(struct image *im, int prot)
 #define HUGETLBFS_MAGIC_FS HUGETLBFS_MAGIC
 #endif
 
+/* Free, unreserved huge pages of @size bytes in the kernel's pool. */
+static unsigned long long pool_free(uint32_t size)
+{
+	unsigned long long v[2] = { 0, 0 };
+	static const char *const what[2] = { "free_hugepages", "resv_hugepages" };
+
+	for (int i = 0; i < 2; i++) {
+		char path[128];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%ukB/%s",
+			 size / 1024, what[i]);
+		f = fopen(path, "r");
+		if (!f || fscanf(f, "%llu", &v[i]) != 1)
+			v[i] = 0;
+		if (f)
+			fclose(f);
+	}
+	return v[0] > v[1] ? v[0] - v[1] : 0;
+}
+
 /*
  * Is there room for the image? Checked before a byte moves, so that a file
  * system that cannot hold it is a clear error, not a failure halfway. The
@@ -157,10 +178,14 @@ static int check_room(struct image *im)
 		used = (unsigned long long)st.st_blocks * 512;
 	need = im->len > used ? im->len - used : 0;
 	if (fstatfs(im->fd, &sfs) == 0 && (unsigned long)sfs.f_type == HUGETLBFS_MAGIC_FS) {
-		unsigned long long pages = need / im->page_size;
+		unsigned long long pages = need / im->page_size, avail = sfs.f_bfree;
 
-		if (pages <= (unsigned long long)sfs.f_bfree)
+		/* a mount without size= has no limit of its own: the pool's is what counts */
+		if (!sfs.f_blocks)
+			avail = pool_free(im->page_size);
+		if (pages <= avail)
 			return 0;
+		sfs.f_bfree = avail;
 		fprintf(stderr,
 			"rdma-migrate: image %s: the hugetlbfs pool is too small: it needs %llu "
 			"pages of %u bytes, %llu are free (raise /proc/sys/vm/nr_hugepages)\n",
