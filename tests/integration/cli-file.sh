@@ -217,7 +217,7 @@ fi
 
 # a save killed mid-way leaves a file without the complete mark
 make_image "$W/k.img" 64 random
-RMIG_FAULT=mid-round:kill "$RM" save --ram "ram=$W/k.img" --to "$W/k.rmig" --quiet 2>/dev/null
+{ RMIG_FAULT=mid-round:kill "$RM" save --ram "ram=$W/k.img" --to "$W/k.rmig" --quiet; } 2>/dev/null
 rc=$?
 "$RM" restore --from "$W/k.rmig" --ram "ram=$W/k2.img" --quiet 2>"$W/k.err"
 if [ $rc = 137 ] && [ -e "$W/k.rmig" ] && grep -q "did not complete" "$W/k.err" && [ ! -e "$W/k2.img" ]; then

@@ -595,6 +595,7 @@ static void good_file(struct file_img *f, const char *path)
 			 0);
 	guarded_free(a, HLEN);
 	guarded_free(v, VLEN);
+	b.n = 4; /* all that blobs_init() made */
 	blobs_free(&b);
 }
 
