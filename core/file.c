@@ -835,7 +835,7 @@ static int read_state(struct file_tp *t)
 		pos += rl;
 		total += t->blobs[i].len;
 		if (total > t->base.p.blob_max) /* what a network source would meet, up front */
-			return ffail(t, -E2BIG, "device state: %llu bytes and more, over this "
+			return ffail(t, -E2BIG, "device state: at least %llu bytes, over this "
 						"destination's limit of %llu (blob_max)",
 				     (unsigned long long)total,
 				     (unsigned long long)t->base.p.blob_max);
