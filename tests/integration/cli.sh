@@ -177,6 +177,23 @@ PY
 	else
 		bad "hugetlbfs: $(cat "$W/h.err" "$W/huge.err")"
 	fi
+	# a destination pool too small (a mount limited to 2 pages): named before a byte moves
+	mkdir -p "$W/hsmall"
+	if mount -t hugetlbfs -o size=4M none "$W/hsmall" 2>/dev/null; then
+		start_recv hsmall --ram "ram=$W/hsmall/h.dst" --timeout 5
+		"$RM" send --to "$ADDR:$RPORT" --ram "ram=$mnt/h.src" --transport "$TRANSPORT" \
+			--timeout 5 --quiet 2>"$W/hs.err"
+		rc=$?
+		wait_rc "$RPID" 10
+		rrc=$?
+		if [ $rc = 1 ] && [ $rrc = 1 ] &&
+			grep -q "the hugetlbfs pool is too small: it needs 4 pages of 2097152 bytes, 2 are free" "$W/hsmall.err"; then
+			ok "hugetlbfs pool too small: both exit 1, the pages named"
+		else
+			bad "hugetlbfs pool too small: send $rc recv $rrc: $(cat "$W/hs.err" "$W/hsmall.err")"
+		fi
+		umount "$W/hsmall"
+	fi
 	rm -f "$mnt"/*
 	umount "$mnt"
 }
