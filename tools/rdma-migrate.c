@@ -255,7 +255,8 @@ void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool ve
 	fprintf(f, "}\n");
 }
 
-static void summary(const char *verb, rmig_session *s, bool verified)
+/* @images: bytes of the destination's images (0: not a destination). */
+static void summary(const char *verb, rmig_session *s, bool verified, uint64_t images)
 {
 	struct rmig_stats st;
 	char bytes[32], rate[32];
@@ -266,11 +267,18 @@ static void summary(const char *verb, rmig_session *s, bool verified)
 	tool_fmt_bytes(bytes, sizeof(bytes), (double)(st.handled + st.state_bytes));
 	tool_fmt_bytes(rate, sizeof(rate),
 		       secs > 0 ? (double)(st.handled + st.state_bytes) / secs : 0);
-	char zeros[48] = "";
+	char zeros[96] = "";
 
 	/* Only the source knows which pages went as zero markers. */
 	if (!strcmp(verb, "sent") || !strcmp(verb, "saved"))
 		snprintf(zeros, sizeof(zeros), ", %" PRIu64 " zero pages", st.zero_pages);
+	/* a destination that reads as zero is not sent the zero pages it never had */
+	if (images > st.handled) {
+		char all[32];
+
+		tool_fmt_bytes(all, sizeof(all), (double)images);
+		snprintf(zeros, sizeof(zeros), " (images %s: zero pages need no data)", all);
+	}
 	fprintf(stderr,
 		"rdma-migrate: %s %s in %.2f s (%s/s) %s %s, %u channels%s, %" PRIu64
 		" blobs%s\n",
@@ -483,7 +491,7 @@ out_err:
 		goto out;
 	}
 	if (!c->quiet)
-		summary(file ? "saved" : "sent", s, c->verify);
+		summary(file ? "saved" : "sent", s, c->verify, 0);
 	rc = 0;
 out:
 	/* its rmig_sync() has returned by now: the session completed or failed */
@@ -836,7 +844,7 @@ static int cmd_recv(const struct cli *c)
 		goto out;
 	}
 	if (!c->quiet)
-		summary(restore ? "restored" : "received", s, restore && c->verify);
+		summary(restore ? "restored" : "received", s, restore && c->verify, r.total);
 	rc = 0;
 out:
 	rmig_session_destroy(s);
