@@ -575,7 +575,46 @@ struct recv_ctx {
 	unsigned int nim;
 	uint64_t total;
 	struct image_reserve *reserve;
+	/* device-state files written in this run: two blobs never share one */
+	pthread_mutex_t paths_lock;
+	char **paths;
+	unsigned int npaths;
 };
+
+/*
+ * Claim @path for one blob ('dev' instance 1 and 'dev.1' instance 0 both
+ * name DIR/dev.1): 0, or -EEXIST when another blob of this run has it.
+ */
+static int claim_path(struct recv_ctx *r, const char *path)
+{
+	int rc = 0;
+	char **n;
+
+	pthread_mutex_lock(&r->paths_lock);
+	for (unsigned int i = 0; i < r->npaths && !rc; i++)
+		if (!strcmp(r->paths[i], path))
+			rc = -EEXIST;
+	if (!rc) {
+		n = realloc(r->paths, (r->npaths + 1) * sizeof(*n));
+		if (n) {
+			r->paths = n;
+			r->paths[r->npaths] = strdup(path);
+			if (r->paths[r->npaths])
+				r->npaths++;
+		}
+	}
+	pthread_mutex_unlock(&r->paths_lock);
+	return rc;
+}
+
+static void paths_free(struct recv_ctx *r)
+{
+	for (unsigned int i = 0; i < r->npaths; i++)
+		free(r->paths[i]);
+	free(r->paths);
+	r->paths = NULL;
+	r->npaths = 0;
+}
 
 /* The reservation behind the data failed: the migration cannot land whole. */
 static void reserve_failed(void *arg, const char *why)
@@ -662,6 +701,13 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 		snprintf(path, sizeof(path), "%s/%s.%u", r->c->state_dir, name, instance);
 	else
 		snprintf(path, sizeof(path), "%s/%s", r->c->state_dir, name);
+	if (claim_path(r, path)) {
+		fprintf(stderr,
+			"rdma-migrate %s: device-state blob '%s' instance %u would be written to %s, "
+			"as another blob of this migration is\n",
+			r->name, esc, instance, path);
+		return -EEXIST;
+	}
 	snprintf(tmp, sizeof(tmp), "%s.part", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -765,9 +811,11 @@ static int cmd_recv(const struct cli *c)
 			return EXIT_USAGE;
 		}
 	}
+	pthread_mutex_init(&r.paths_lock, NULL);
 	r.im = calloc(c->ram.n, sizeof(*r.im));
 	uri = malloc(strlen(restore ? c->from : c->listen) + 8);
 	if (!r.im || !uri) {
+		pthread_mutex_destroy(&r.paths_lock);
 		free(r.im);
 		free(uri);
 		return EXIT_FAILED;
@@ -850,6 +898,8 @@ out:
 	rmig_session_destroy(s);
 	for (unsigned int i = 0; i < r.nim; i++)
 		image_close(&r.im[i]);
+	paths_free(&r);
+	pthread_mutex_destroy(&r.paths_lock);
 	free(r.im);
 	free(uri);
 	return rc;

@@ -703,5 +703,19 @@ else
 	fi
 fi
 
+# two device-state blobs whose files would be one ('dev' instance 1, 'dev.1' instance 0)
+mkdir -p "$W/clash"
+start_recv clash --ram "ram=$W/clash.dst" --state-dir "$W/clash" --timeout 3
+"$HOSTILE" source state-path-clash "$ADDR:$RPORT" >/dev/null 2>&1 &
+hp=$!
+wait_rc "$RPID" 10
+rc=$?
+wait "$hp" 2>/dev/null
+if [ $rc = 1 ] && grep -q "would be written to $W/clash/dev.1, as another blob of this migration is" "$W/clash.err"; then
+	ok "two blobs for one state file: recv exit 1 and names the file"
+else
+	bad "state path clash: recv exit $rc: $(cat "$W/clash.err")"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -420,6 +420,41 @@ static const struct hcase cases[] = {
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
+/*
+ * Two whole blobs whose files would be one: 'dev' instance 1 and 'dev.1'
+ * instance 0 both name DIR/dev.1 for `recv --state-dir DIR`. A case for the
+ * tool only (a library destination writes no files): cli.sh runs it.
+ */
+static int c_state_path_clash(const char *host, const char *port)
+{
+	static const struct {
+		const char *name;
+		uint32_t instance;
+	} b[2] = { { "dev", 1 }, { "dev.1", 0 } };
+	uint8_t buf[256];
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0), n;
+
+	for (uint32_t id = 0; id < 2 && !rc; id++) {
+		struct rmig_msg_state_begin m = { .blob = id, .instance = b[id].instance,
+						  .total = 4096 };
+
+		strcpy(m.name, b[id].name);
+		n = rmig_state_begin_encode(&m, buf, sizeof(buf));
+		rc = test_send_ctl(r.ctl, RMIG_MSG_STATE_BEGIN, buf, (uint32_t)n);
+		if (!rc)
+			rc = send_frame(&r, RMIG_FRAME_WRITE_STATE, id, 0, 4096, 4096, 4096);
+	}
+	if (!rc)
+		ping_for(r.ctl, 3000);
+	raw_close(&r);
+	return rc;
+}
+
+static const struct hcase cli_cases[] = {
+	{ "state-path-clash", "as another blob of this migration is", c_state_path_clash },
+};
+
 /* ---- in-process: hostile source against a destination session ---- */
 
 struct runner {
@@ -690,6 +725,9 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < NCASES; i++)
 			if (!strcmp(cases[i].name, argv[2]))
 				return cases[i].run(host, port) ? 1 : 0;
+		for (size_t i = 0; i < sizeof(cli_cases) / sizeof(cli_cases[0]); i++)
+			if (!strcmp(cli_cases[i].name, argv[2]))
+				return cli_cases[i].run(host, port) ? 1 : 0;
 		fprintf(stderr, "hostile: unknown case %s\n", argv[2]);
 		return 2;
 	}
