@@ -29,7 +29,7 @@ static int conn_read(const struct rmig_ctl_conn *c, void *buf, size_t len, uint6
 }
 
 int rmig_conn_recv(const struct rmig_ctl_conn *c, struct rmig_ctl_hdr *h, uint8_t *buf,
-		   uint64_t deadline_ns)
+		   uint64_t deadline_ns, uint32_t *magic_p)
 {
 	uint8_t hdr[RMIG_CTL_HDR_LEN];
 	int rc = conn_read(c, hdr, sizeof(hdr), deadline_ns);
@@ -38,8 +38,10 @@ int rmig_conn_recv(const struct rmig_ctl_conn *c, struct rmig_ctl_hdr *h, uint8_
 		return rc;
 	if (!c->tls && hdr[0] == 0x16 && hdr[1] == 0x03) /* a TLS handshake record */
 		return -EPROTONOSUPPORT;
-	if (rmig_ctl_hdr_decode(hdr, h))
+	if (rmig_ctl_hdr_decode(hdr, h)) {
+		*magic_p = rmig_get_be32(hdr);
 		return -EBADMSG;
+	}
 	return conn_read(c, buf, h->len, deadline_ns);
 }
 
@@ -48,7 +50,8 @@ int rmig_conn_expect(const struct rmig_ctl_conn *c, uint16_t type, struct rmig_c
 		     bool *from_peer_p)
 {
 	struct rmig_msg_error m;
-	int rc = rmig_conn_recv(c, h, buf, deadline_ns);
+	uint32_t magic = 0;
+	int rc = rmig_conn_recv(c, h, buf, deadline_ns, &magic);
 
 	*from_peer_p = false;
 	if (rc == -EPROTONOSUPPORT) {
@@ -57,7 +60,8 @@ int rmig_conn_expect(const struct rmig_ctl_conn *c, uint16_t type, struct rmig_c
 		return rc;
 	}
 	if (rc == -EBADMSG) {
-		snprintf(why, why_len, "control connection: malformed message header");
+		snprintf(why, why_len, "control connection: malformed message header (magic 0x%08x)",
+			 magic);
 		return rc;
 	}
 	if (rc) {

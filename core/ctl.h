@@ -29,10 +29,11 @@ int rmig_conn_send(const struct rmig_ctl_conn *c, uint16_t type, const uint8_t *
 /*
  * Receive one whole message before @deadline_ns (absolute, monotonic; 0:
  * none) into @buf (RMIG_CTL_MAX bytes). -EPROTONOSUPPORT: a TLS record on
- * a plain connection; -EBADMSG: a malformed header; else the I/O error.
+ * a plain connection; -EBADMSG: a malformed header (its first four bytes
+ * in *magic_p); else the I/O error.
  */
 int rmig_conn_recv(const struct rmig_ctl_conn *c, struct rmig_ctl_hdr *h, uint8_t *buf,
-		   uint64_t deadline_ns);
+		   uint64_t deadline_ns, uint32_t *magic_p);
 
 /*
  * Receive the next message, which must be @type, before @deadline_ns. On

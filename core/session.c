@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "ctl.h"
 #include "gate.h"
 #include "bitmap.h"
 #include "sess.h"
@@ -290,33 +291,25 @@ static void shut_everything(struct rmig_session *s)
 	pthread_mutex_unlock(&s->cs_lock);
 }
 
+/* The session's control connection, for the helpers of ctl.c. */
+static struct rmig_ctl_conn ctl_conn(const struct rmig_session *s)
+{
+	return (struct rmig_ctl_conn){ .fd = s->ctl_fd, .tls = s->ctl_tls, .wake_fd = s->wake_fd };
+}
+
 static void tell_peer(struct rmig_session *s, int err, const char *msg)
 {
-	struct rmig_msg_error m = { .code = -err };
-	uint8_t buf[RMIG_CTL_HDR_LEN + RMIG_ERRMSG_MAX + 8];
-	int n;
+	struct rmig_ctl_conn c = ctl_conn(s);
+	uint64_t d = rmig_now_ns() + 1000000000ull;
+	struct timespec ts = { .tv_sec = (time_t)(d / 1000000000ull),
+			       .tv_nsec = (long)(d % 1000000000ull) };
 
-	if (s->ctl_fd < 0 || s->ctl_mute || err >= 0 || -err > 4095)
+	if (s->ctl_fd < 0 || s->ctl_mute)
 		return;
-	snprintf(m.msg, sizeof(m.msg), "%s", msg);
-	n = rmig_error_encode(&m, buf + RMIG_CTL_HDR_LEN, sizeof(buf) - RMIG_CTL_HDR_LEN);
-	if (n < 0)
-		return;
-	rmig_ctl_hdr_encode(buf, RMIG_MSG_ERROR, (uint32_t)n);
 	/* Best effort: wait a moment for a PING in flight, never for a stuck sender. */
-	{
-		uint64_t d = rmig_now_ns() + 1000000000ull;
-		struct timespec ts = { .tv_sec = (time_t)(d / 1000000000ull),
-				       .tv_nsec = (long)(d % 1000000000ull) };
-
-		if (pthread_mutex_timedlock(&s->ctl_send_lock, &ts))
-			return;
-	}
-	if (s->ctl_tls)
-		rmig_tls_write_try(s->ctl_tls, buf, RMIG_CTL_HDR_LEN + (size_t)n);
-	else
-		(void)!send(s->ctl_fd, buf, RMIG_CTL_HDR_LEN + (size_t)n,
-			    MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (pthread_mutex_timedlock(&s->ctl_send_lock, &ts))
+		return;
+	rmig_conn_send_error(&c, err, msg);
 	pthread_mutex_unlock(&s->ctl_send_lock);
 }
 
@@ -383,19 +376,6 @@ int rmig_sess_fail_from(struct rmig_session *s, int err, bool from_peer, const c
 
 	va_start(ap, fmt);
 	rc = sess_vfail(s, err, from_peer, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-static int fail_peer(struct rmig_session *s, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail_peer(struct rmig_session *s, int err, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = sess_vfail(s, err, true, fmt, ap);
 	va_end(ap);
 	return rc;
 }
@@ -531,8 +511,7 @@ int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
 
 int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len)
 {
-	uint8_t hdr[RMIG_CTL_HDR_LEN];
-	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)(uintptr_t)payload, len } };
+	struct rmig_ctl_conn c = ctl_conn(s);
 	int rc;
 
 	if (s->local) {
@@ -543,28 +522,13 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
 				       rmig_strerror(rc));
 		return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
 	}
-	rmig_ctl_hdr_encode(hdr, type, len);
 	pthread_mutex_lock(&s->ctl_send_lock);
-	if (s->ctl_tls)
-		rc = rmig_tls_writev_full(s->ctl_tls, iov, len ? 2 : 1, -1, s->opts.timeout_ms);
-	else
-		rc = rmig_sock_writev_full(s->ctl_fd, iov, len ? 2 : 1);
+	rc = rmig_conn_send(&c, type, payload, len, s->opts.timeout_ms);
 	pthread_mutex_unlock(&s->ctl_send_lock);
 	if (rc)
 		return rmig_sess_fail(s, rc, "control connection: sending %s: %s",
 				      rmig_msg_name(type), rmig_strerror(rc));
 	return 0;
-}
-
-/*
- * Read @len bytes of the control socket before @deadline_ns: -ETIMEDOUT,
- * -ECANCELED on shutdown.
- */
-static int ctl_read(struct rmig_session *s, void *buf, size_t len, uint64_t deadline_ns)
-{
-	if (s->ctl_tls)
-		return rmig_tls_read_full(s->ctl_tls, buf, len, s->wake_fd, deadline_ns);
-	return rmig_sock_read_until(s->ctl_fd, buf, len, s->wake_fd, deadline_ns);
 }
 
 /*
@@ -574,22 +538,19 @@ static int ctl_read(struct rmig_session *s, void *buf, size_t len, uint64_t dead
  */
 static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf)
 {
-	uint64_t deadline = rmig_deadline_after(s->opts.timeout_ms);
-	uint8_t hdr[RMIG_CTL_HDR_LEN];
-	int rc;
+	struct rmig_ctl_conn c = ctl_conn(s);
+	uint32_t magic = 0;
+	int rc = rmig_conn_recv(&c, h, buf, rmig_deadline_after(s->opts.timeout_ms), &magic);
 
-	rc = ctl_read(s, hdr, sizeof(hdr), deadline);
-	if (rc)
-		return rc;
-	if (!s->ctl_tls && hdr[0] == 0x16 && hdr[1] == 0x03) /* a TLS handshake record */
-		return rmig_sess_fail(s, -EPROTONOSUPPORT,
+	if (rc == -EPROTONOSUPPORT)
+		return rmig_sess_fail(s, rc,
 				      "control connection: the peer speaks TLS; run both sides "
 				      "with TLS (and the same key)");
-	if (rmig_ctl_hdr_decode(hdr, h))
-		return rmig_sess_fail(s, -EBADMSG,
+	if (rc == -EBADMSG)
+		return rmig_sess_fail(s, rc,
 				      "control connection: malformed message header (magic 0x%08x)",
-				      rmig_get_be32(hdr));
-	return ctl_read(s, buf, h->len, deadline);
+				      magic);
+	return rc;
 }
 
 static int handle_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len)
@@ -598,7 +559,7 @@ static int handle_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_
 
 	if (rmig_error_decode(buf, len, &m))
 		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed ERROR message");
-	return fail_peer(s, -m.code, "peer reported: %s", m.msg);
+	return rmig_sess_fail_from(s, -m.code, true, "peer reported: %s", m.msg);
 }
 
 struct complete_msg {
@@ -695,7 +656,8 @@ static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, cons
 		if (rmig_error_decode(buf, h->len, &m))
 			return rmig_sess_fail(s, -EBADMSG,
 					      "control connection: malformed COMPLETE_ACK");
-		return fail_peer(s, -m.code, "destination refused completion: %s", m.msg);
+		return rmig_sess_fail_from(s, -m.code, true, "destination refused completion: %s",
+					   m.msg);
 	}
 	case RMIG_MSG_STATE_BEGIN: {
 		struct rmig_msg_state_begin m;
@@ -1993,22 +1955,11 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
  */
 static void ctl_close(struct rmig_session *s)
 {
-	unsigned int budget = s->opts.timeout_ms < 2000 ? s->opts.timeout_ms : 2000;
-	uint64_t deadline = rmig_now_ns() + (uint64_t)budget * 1000000ull;
-	uint8_t sink[4096];
+	struct rmig_ctl_conn c = ctl_conn(s);
 
-	shutdown(s->ctl_fd, SHUT_WR);
-	for (;;) {
-		struct pollfd pfd = { .fd = s->ctl_fd, .events = POLLIN };
-		uint64_t now = rmig_now_ns();
-
-		if (now >= deadline || poll(&pfd, 1, (int)((deadline - now) / 1000000ull) + 1) <= 0)
-			break;
-		if (recv(s->ctl_fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0 && errno != EAGAIN)
-			break;
-	}
-	close(s->ctl_fd);
+	rmig_conn_close(&c, s->opts.timeout_ms < 2000 ? s->opts.timeout_ms : 2000);
 	s->ctl_fd = -1;
+	s->ctl_tls = NULL; /* freed with the connection */
 }
 
 void rmig_session_destroy(rmig_session *s)
