@@ -209,6 +209,7 @@ static void *source_thread(void *arg)
 	struct rmig_job *j;
 	int rc;
 
+	rmig_chan_bind(c);
 	pthread_mutex_lock(&s->cs_lock);
 	for (;;) {
 		while (!c->pending && !s->cs_stop)
@@ -244,6 +245,7 @@ static void *dest_thread(void *arg)
 	void *stage = NULL;
 	int rc = 0;
 
+	rmig_chan_bind(c);
 	/* postcopy: pages for a userfaultfd block land here, then UFFDIO_COPY */
 	if (s->pc.enabled) {
 		uint64_t len = rmig_pc_write_max(s);
@@ -251,6 +253,8 @@ static void *dest_thread(void *arg)
 		stage = aligned_alloc(4096, len);
 		if (!stage)
 			rc = -ENOMEM;
+		else /* near the device, before the first touch */
+			rmig_place_membind(s->place, &c->loc, stage, len);
 		rmig_pc_thread_stage(stage, stage ? len : 0);
 	}
 	while (!rc) {

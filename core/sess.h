@@ -14,6 +14,7 @@
 
 #include "converge.h"
 #include "log.h"
+#include "place.h"
 #include "pool.h"
 #include "prep.h"
 #include "postcopy.h"
@@ -79,6 +80,11 @@ struct rmig_chan {
 	/* protected by s->cs_lock */
 	struct rmig_job *job;
 	bool pending;
+	/*
+	 * Placement: filled before the thread starts; the thread sets
+	 * loc.bound (read with __atomic) once bound.
+	 */
+	struct rmig_loc loc;
 	/* written by the channel thread, read anywhere */
 	_Atomic uint64_t bytes;
 	_Atomic uint64_t writes;
@@ -120,6 +126,9 @@ struct rmig_session {
 	int wake_fd;  /* eventfd: readable once the session shuts down */
 	const struct rmig_transport_ops *tp_ops;
 	struct rmig_tp *tp;
+	/* the topology for placement (place.h); NULL: off or unreadable */
+	struct rmig_place *place;
+	bool placed; /* every channel's loc is filled */
 	struct rmig_chan *chans;
 	struct rmig_pool *pool;
 	pthread_t ctl_thread;
@@ -271,5 +280,11 @@ void rmig_sess_test_start_delay(struct rmig_session *s, unsigned int ms);
 
 /* Tests only: run the session on another transport. */
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);
+
+/* sess_place.c: placement (place.h) */
+void rmig_sess_place_load(struct rmig_session *s);  /* before the transport is created */
+void rmig_sess_place_chans(struct rmig_session *s); /* channels open, threads not started */
+void rmig_chan_bind(struct rmig_chan *c);           /* on the channel's own thread */
+void rmig_sess_place_fini(struct rmig_session *s);  /* after the threads are joined */
 
 #endif

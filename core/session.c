@@ -37,7 +37,7 @@
 #define DEFAULT_MAX_ROUNDS 30
 #define RMIG_FLAGS_ALL \
 	(RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS | RMIG_F_POSTCOPY | RMIG_F_NO_URGENT | \
-	 RMIG_F_PREPARE | RMIG_F_ZEROED | RMIG_F_DIRECT)
+	 RMIG_F_PREPARE | RMIG_F_ZEROED | RMIG_F_DIRECT | RMIG_F_NO_BIND)
 
 uint64_t rmig_now_ns(void)
 {
@@ -1151,6 +1151,8 @@ static int tp_create(struct rmig_session *s)
 		pthread_cond_init(&s->chans[i].work, NULL);
 		pthread_mutex_init(&s->chans[i].post_lock, NULL);
 	}
+	rmig_sess_place_load(s);
+	p.place = s->place;
 	rc = s->tp_ops->create(&p, &s->tp);
 	if (rc)
 		return rmig_sess_fail(s, rc, "creating the %s transport: %s", s->tp_ops->name,
@@ -1204,8 +1206,11 @@ static int reg_blocks(struct rmig_session *s, bool send_desc)
 
 static int session_start(struct rmig_session *s)
 {
-	int rc = s->opts.role == RMIG_ROLE_SOURCE ? rmig_chans_start_source(s)
-						  : rmig_chans_start_dest(s);
+	int rc;
+
+	rmig_sess_place_chans(s);
+	rc = s->opts.role == RMIG_ROLE_SOURCE ? rmig_chans_start_source(s)
+					      : rmig_chans_start_dest(s);
 
 	if (!rc && !s->local) /* a local session has no control connection */
 		rc = start_ctl_thread(s);
@@ -1990,6 +1995,7 @@ void rmig_session_destroy(rmig_session *s)
 	}
 	if (s->tp)
 		s->tp_ops->destroy(s->tp);
+	rmig_sess_place_fini(s);
 	if (s->ctl_fd >= 0)
 		ctl_close(s);
 	rmig_tls_free(s->ctl_tls);

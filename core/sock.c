@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <stdbool.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -386,4 +388,36 @@ const char *rmig_strerror(int neg_errno)
 	default:
 		return strerror(-neg_errno);
 	}
+}
+
+int rmig_sock_ifname(int fd, char *name, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ifaddrs *ifs = NULL;
+	int rc = -ENOENT;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) || getifaddrs(&ifs))
+		return -errno;
+	for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+		const struct sockaddr *a = i->ifa_addr;
+		bool same = false;
+
+		if (!a || a->sa_family != ss.ss_family || !i->ifa_name)
+			continue;
+		if (a->sa_family == AF_INET)
+			same = ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
+			       ((const struct sockaddr_in *)(const void *)&ss)->sin_addr.s_addr;
+		else if (a->sa_family == AF_INET6)
+			same = !memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+				       &((const struct sockaddr_in6 *)(const void *)&ss)->sin6_addr,
+				       sizeof(struct in6_addr));
+		if (same) {
+			snprintf(name, len, "%s", i->ifa_name);
+			rc = 0;
+			break;
+		}
+	}
+	freeifaddrs(ifs);
+	return rc;
 }

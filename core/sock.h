@@ -30,6 +30,12 @@ int rmig_sock_listen(const char *host, const char *port, int *fd_p);
 /* -ETIMEDOUT after @timeout_ms; -ECANCELED if the listener was shut down. */
 int rmig_sock_accept(int lfd, unsigned int timeout_ms, int *fd_p);
 int rmig_sock_local_port(int fd);
+/*
+ * The name of the network interface that holds connected socket @fd's local
+ * address ("lo" for loopback) into @name. Returns 0, or -ENOENT where no
+ * interface holds it.
+ */
+int rmig_sock_ifname(int fd, char *name, size_t len);
 
 /*
  * Wait until @fd is readable: 0; -ECANCELED as soon as @wake_fd (an eventfd

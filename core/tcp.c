@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "place.h"
 #include "sock.h"
 #include "tls.h"
 #include "transport.h"
@@ -577,6 +578,13 @@ static void tcp_chan_close(struct rmig_tp_chan *ch)
 	free(c);
 }
 
+static int tcp_locate(struct rmig_tp_chan *ch, char *name, size_t len)
+{
+	struct tcp_chan *c = container_of(ch, struct tcp_chan, base);
+
+	return rmig_sock_ifname(c->fd, name, len) ? RMIG_DEV_NONE : RMIG_DEV_NET;
+}
+
 const struct rmig_transport_ops rmig_tcp_ops = {
 	.name = "tcp",
 	.kind = RMIG_TRANSPORT_TCP,
@@ -594,4 +602,5 @@ const struct rmig_transport_ops rmig_tcp_ops = {
 	.progress = tcp_progress,
 	.shutdown = tcp_shutdown,
 	.chan_close = tcp_chan_close,
+	.locate = tcp_locate,
 };

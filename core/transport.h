@@ -32,6 +32,7 @@
 #include "rmig.h"
 
 struct rmig_msg_hello; /* wire.h */
+struct rmig_place;     /* place.h */
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -113,6 +114,8 @@ struct rmig_tp_params {
 	const char *path;
 	unsigned int flags; /* the session's RMIG_F_* */
 	uint64_t blob_max;  /* destination: the device state it takes, in all */
+	/* placement (place.h): staging buffers go near the device; NULL: off */
+	const struct rmig_place *place;
 };
 
 struct rmig_tp {
@@ -185,6 +188,13 @@ struct rmig_transport_ops {
 	void (*shutdown)(struct rmig_tp *tp);
 	/* NULL-safe. */
 	void (*chan_close)(struct rmig_tp_chan *ch);
+	/*
+	 * Optional (NULL: not known): the local device channel @ch goes
+	 * through, its name into @name (@len bytes). Returns an enum
+	 * rmig_dev_kind (place.h): RMIG_DEV_IB, RMIG_DEV_NET, or
+	 * RMIG_DEV_NONE where not known. After connect/accept; API thread.
+	 */
+	int (*locate)(struct rmig_tp_chan *ch, char *name, size_t len);
 
 	/*
 	 * Local backends (the file backend; NULL in network ones): there is

@@ -8,11 +8,13 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "place.h"
 #include "rdma_int.h"
 #include "sock.h"
 
@@ -132,6 +134,11 @@ static int chan_setup(struct rmig_rdma_tp *t, struct rmig_rdma_chan *c)
 		c->rbuf_size = RMIG_FRAME_HDR_LEN +
 			       (p->extent_max > RMIG_STATE_CHUNK_MAX ? p->extent_max : RMIG_STATE_CHUNK_MAX);
 		c->rbuf = malloc(c->rbuf_size * RMIG_RDMA_RECV_BUFS);
+		/* on the device's NUMA node, before the first touch */
+		if (c->rbuf)
+			rmig_place_membind_dev(p->place, RMIG_DEV_IB,
+					       ibv_get_device_name(c->id->verbs->device), c->rbuf,
+					       c->rbuf_size * RMIG_RDMA_RECV_BUFS);
 		rc = c->rbuf ? rmig_rv_reg_mr(t->pd, c->rbuf, c->rbuf_size * RMIG_RDMA_RECV_BUFS,
 					      IBV_ACCESS_LOCAL_WRITE, &c->rbuf_mr)
 			     : -ENOMEM;
@@ -314,6 +321,16 @@ int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_
 	}
 	*ch_p = &c->base;
 	return 0;
+}
+
+int rmig_rdma_locate(struct rmig_tp_chan *ch, char *name, size_t len)
+{
+	struct rmig_rdma_chan *c = container_of(ch, struct rmig_rdma_chan, base);
+
+	if (!c->id || !c->id->verbs)
+		return RMIG_DEV_NONE;
+	snprintf(name, len, "%s", ibv_get_device_name(c->id->verbs->device));
+	return RMIG_DEV_IB;
 }
 
 void rmig_rdma_chan_close(struct rmig_tp_chan *ch)

@@ -96,6 +96,7 @@ static const struct rmig_transport_ops rmig_rdma_ops = {
 	.progress = rmig_rdma_progress,
 	.shutdown = rmig_rdma_shutdown,
 	.chan_close = rmig_rdma_chan_close,
+	.locate = rmig_rdma_locate,
 };
 
 const struct rmig_transport_ops *rmig_rdma_transport(void)

@@ -134,6 +134,7 @@ int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p);
 int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
 		 unsigned int idx, struct rmig_tp_chan **ch_p);
 void rmig_rdma_chan_close(struct rmig_tp_chan *ch);
+int rmig_rdma_locate(struct rmig_tp_chan *ch, char *name, size_t len);
 
 /* mr.c */
 int rmig_rdma_reg(struct rmig_tp *tp, unsigned int block, void *addr, uint64_t len, uint8_t *desc,

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(
 	gcc libc6-dev pkg-config meson ninja-build python3
-	libcmocka-dev libxxhash-dev libssl-dev libibverbs-dev librdmacm-dev libjansson-dev
+	libcmocka-dev libxxhash-dev libssl-dev libibverbs-dev librdmacm-dev libjansson-dev libhwloc-dev
 	# fuzzing (libFuzzer) and the valgrind test setup
 	clang libclang-rt-14-dev valgrind
 	# soft-RoCE VM: the host's own kernel and root under QEMU

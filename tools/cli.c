@@ -61,6 +61,11 @@ static const struct cli_opt opts[] = {
 	{ "direct", NULL, OPT_FLAG, FILE_CMDS | CMD_BENCH, OFF(direct), 0, 0, NULL, NULL,
 	  "page data with O_DIRECT, past the page cache (falls back, with a warning, where the "
 	  "file system cannot; bench: --live --to file:PATH)" },
+	{ "no-bind", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM, OFF(no_bind), 0, 0, NULL,
+	  NULL,
+	  "no placement: channel threads float over every CPU and buffers go where the kernel "
+	  "puts them (default: each channel thread is bound to the CPUs near the device it goes "
+	  "through, its buffers on that device's NUMA node, where hwloc finds a locality)" },
 	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | VM | FILE_CMDS, OFF(json), 0, 0,
 	  NULL, NULL, "print the results (final statistics, device facts) as JSON on stdout" },
 	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM | FILE_CMDS, OFF(quiet), 0, 0, NULL, NULL,

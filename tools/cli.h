@@ -90,6 +90,7 @@ struct cli {
 	/* save, restore */
 	const char *from;
 	bool direct;
+	bool no_bind;
 	/* vm-send, vm-recv */
 	const char *qmp;
 	bool paused;

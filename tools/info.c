@@ -18,6 +18,7 @@
 #include <infiniband/verbs.h>
 #endif
 
+#include "place.h"
 #include "tool.h"
 
 static void hugepages(FILE *o, bool json)
@@ -49,25 +50,12 @@ struct verdict {
 };
 
 #ifdef RMIG_HAVE_RDMA
-static long read_long(const char *path, long dflt)
-{
-	FILE *f = fopen(path, "r");
-	long v = dflt;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = dflt;
-		fclose(f);
-	}
-	return v;
-}
-
 static const char *port_state(enum ibv_port_state s)
 {
 	return ibv_port_state_str(s);
 }
 
-static void list_devices(FILE *o, bool json, struct verdict *v)
+static void list_devices(FILE *o, bool json, struct verdict *v, const struct rmig_place *pl)
 {
 	int n = 0;
 	struct ibv_device **list = ibv_get_device_list(&n);
@@ -77,18 +65,24 @@ static void list_devices(FILE *o, bool json, struct verdict *v)
 	for (int i = 0; list && i < n; i++) {
 		struct ibv_context *ctx = ibv_open_device(list[i]);
 		struct ibv_device_attr da;
-		char path[512];
-		long numa;
+		const char *name = ibv_get_device_name(list[i]);
+		struct rmig_loc loc = { .node = -1 };
 
-		snprintf(path, sizeof(path), "/sys/class/infiniband/%s/device/numa_node",
-			 ibv_get_device_name(list[i]));
-		numa = read_long(path, -1);
+		/* device -> NUMA node -> the CPUs near it, as placement sees them */
+		if (pl)
+			rmig_place_locate(pl, RMIG_DEV_IB, name, &loc);
 		v->devices++;
-		if (json)
-			fprintf(o, "%s{\"name\":\"%s\",\"numa_node\":%ld,\"ports\":[", i ? "," : "",
-				ibv_get_device_name(list[i]), numa);
-		else
-			fprintf(o, "device %s: numa node %ld\n", ibv_get_device_name(list[i]), numa);
+		if (json) {
+			fprintf(o, "%s{\"name\":", i ? "," : "");
+			tool_json_str(o, name);
+			fprintf(o, ",\"numa_node\":%d,\"cpus\":", loc.node);
+			tool_json_str(o, loc.cpus);
+			fprintf(o, ",\"ports\":[");
+		} else {
+			fprintf(o, "device %s: numa node %d, cpus %s\n", name, loc.node,
+				loc.cpus[0] ? loc.cpus : "unknown (no topology)");
+		}
+		rmig_loc_fini(&loc);
 		if (!ctx || ibv_query_device(ctx, &da)) {
 			if (json)
 				fprintf(o, "]}");
@@ -166,9 +160,32 @@ int tool_info(const struct cli *c)
 	else
 		fprintf(o, "rdma backend: %s\n", rmig_rdma_built() ? "built" :
 					"not built (libibverbs/librdmacm missing at build time)");
+	char why[256] = "";
+	struct rmig_place *pl = NULL;
+
+	if (rmig_place_load(&pl, NULL, why, sizeof(why)))
+		pl = NULL;
 #ifdef RMIG_HAVE_RDMA
-	list_devices(o, json, &v);
+	list_devices(o, json, &v, pl);
 #endif
+	/* placement: what channel threads and buffers are bound by */
+	if (json) {
+		fprintf(o, "\"placement\":{\"topology\":%s,\"numa_nodes\":%u,\"cpus\":%u",
+			pl ? "true" : "false", pl ? rmig_place_nodes(pl) : 0,
+			pl ? rmig_place_cpus(pl) : 0);
+		if (!pl) {
+			fprintf(o, ",\"why\":");
+			tool_json_str(o, why);
+		}
+		fprintf(o, "},");
+	} else if (pl) {
+		fprintf(o, "placement: hwloc topology, %u NUMA node%s, %u cpus; each channel thread "
+			   "is bound near its device unless --no-bind\n",
+			rmig_place_nodes(pl), rmig_place_nodes(pl) == 1 ? "" : "s", rmig_place_cpus(pl));
+	} else {
+		fprintf(o, "placement: off (%s)\n", why);
+	}
+	rmig_place_free(pl);
 	if (!json) {
 		fprintf(o, "kernel rdma support: %s\n", kernel ? "yes (/sys/class/infiniband)" :
 							       "no (/sys/class/infiniband missing)");

@@ -810,6 +810,7 @@ static void report(struct live *L, int rc, bool gave_up, bool verified)
 		       ",\"guest_writes\":%" PRIu64 ",\"verified\":%s",
 		       down, L->total_s, tput, atomic_load(&L->g.writes),
 		       verified ? "true" : "false");
+		tool_json_placement(stdout, L->s, st.channels);
 		if (L->file)
 			printf(",\"file\":{\"bytes_each_round\":%" PRIu64
 			       ",\"same_every_round\":%s,\"bytes_at_completion\":%" PRIu64 "}",

@@ -228,6 +228,24 @@ static const char *shown(char *buf, size_t len, const char *s)
 	return buf;
 }
 
+/* ,"placement":[{channel, device, numa_node, cpus, bound}...] once channels are open */
+void tool_json_placement(FILE *f, rmig_session *s, unsigned int channels)
+{
+	struct rmig_chan_place pl;
+
+	if (!channels || rmig_get_placement(s, 0, &pl, sizeof(pl)))
+		return;
+	fprintf(f, ",\"placement\":[");
+	for (unsigned int i = 0; i < channels && !rmig_get_placement(s, i, &pl, sizeof(pl)); i++) {
+		fprintf(f, "%s{\"channel\":%u,\"device\":", i ? "," : "", i);
+		tool_json_str(f, pl.device);
+		fprintf(f, ",\"numa_node\":%d,\"cpus\":", pl.numa_node);
+		tool_json_str(f, pl.cpus);
+		fprintf(f, ",\"bound\":%s}", pl.bound ? "true" : "false");
+	}
+	fprintf(f, "]");
+}
+
 void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified)
 {
 	struct rmig_stats st;
@@ -248,6 +266,7 @@ void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool ve
 	for (unsigned int i = 0; i < st.channels; i++)
 		fprintf(f, "%s%" PRIu64, i ? "," : "", st.chan[i].bytes);
 	fprintf(f, "]");
+	tool_json_placement(f, s, st.channels);
 	if (rc) {
 		fprintf(f, ",\"error\":");
 		tool_json_str(f, rmig_last_error(s));
@@ -326,6 +345,8 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 		o->flags |= RMIG_F_TLS;
 	if (c->direct)
 		o->flags |= RMIG_F_DIRECT;
+	if (c->no_bind)
+		o->flags |= RMIG_F_NO_BIND;
 	o->log_fn = log_cb;
 	/* the images are fresh mappings: populate them ahead of the channels */
 	o->flags |= RMIG_F_PREPARE;

@@ -544,6 +544,7 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 	       R->t_stream && R->t_final ? (double)(R->t_stream - R->t_final) / 1e6 : 0.0,
 	       R->t_done && R->t_stream ? (double)(R->t_done - R->t_stream) / 1e6 : 0.0,
 	       R->skipped_pages);
+	tool_json_placement(stdout, s, st.channels);
 	if (rc) {
 		printf(",\"error\":");
 		tool_json_str(stdout, v->err[0] ? v->err : rmig_last_error(s));

@@ -108,6 +108,15 @@ enum rmig_log_level {
  * sessions.
  */
 #define RMIG_F_DIRECT (1u << 7)
+/*
+ * Network sessions place each data channel by the device it goes through
+ * (hwloc): the channel thread is bound to the CPUs near the device and its
+ * staging buffers go to the device's NUMA node, and a RAM block whose
+ * memory sits on another node than every device is warned about. A device
+ * with no locality (soft-RoCE, loopback) binds nothing. This flag turns
+ * placement off; see rmig_get_placement() for what was done.
+ */
+#define RMIG_F_NO_BIND (1u << 8)
 
 typedef void (*rmig_log_fn)(void *arg, enum rmig_log_level level, const char *msg);
 
@@ -358,6 +367,24 @@ RMIG_API void rmig_cancel(rmig_session *s, const char *reason);
 
 /* Snapshot of the counters; callable at any time from any thread. */
 RMIG_API void rmig_get_stats(rmig_session *s, struct rmig_stats *st);
+
+/* Where data channel @chan runs: see rmig_get_placement(). */
+struct rmig_chan_place {
+	char device[32]; /* the local device it goes through (mlx5_0, rxe0, eth0, lo);
+			  * "" where not known (file sessions) */
+	int numa_node;   /* that device's NUMA node; -1: no locality, or not known */
+	char cpus[64];   /* the CPUs near the device, as a list ("0-15,32-47"); "" unknown */
+	int bound;       /* 1 once the channel's thread is bound to those CPUs */
+};
+
+/*
+ * The placement of data channel @chan (0 <= chan < the session's channels),
+ * once connect/accept has opened the channels; @size is sizeof(*p) (a
+ * smaller, older struct gets its leading fields). Errors: -EINVAL (bad
+ * argument, or the channels are not open yet).
+ */
+RMIG_API int rmig_get_placement(rmig_session *s, unsigned int chan, struct rmig_chan_place *p,
+				size_t size);
 
 /* The session's first error as text, or "" if none. Valid until destroy. */
 RMIG_API const char *rmig_last_error(rmig_session *s);

@@ -107,6 +107,29 @@ else
 	bad "json: $(cat "$W/j.json" "$W/j.out" "$W/j.err")"
 fi
 
+# placement in --json: each channel's device, NUMA node and CPUs; --no-bind
+# (here on the source only) leaves the CPUs unknown and binds nothing
+start_recv pl --ram "ram=$W/pl.dst" --json
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/j.src" --transport "$TRANSPORT" --channels 2 \
+	--no-bind --json --quiet >"$W/pl.json" 2>"$W/pl.err"
+src_rc=$?
+wait_rc "$RPID" 30
+dst_rc=$?
+plcheck=$(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1])); d = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+lo = sys.argv[3] == "127.0.0.1" and sys.argv[4] == "tcp"
+ok = len(s["placement"]) == 2 and len(d["placement"]) == 2
+ok = ok and all(p["device"] and (p["device"] == "lo" or not lo) for p in s["placement"] + d["placement"])
+ok = ok and all(p["cpus"] == "" and p["numa_node"] == -1 and not p["bound"] for p in s["placement"])
+ok = ok and all(p["cpus"][:1].isdigit() and p["numa_node"] >= -1 for p in d["placement"])
+print(ok)' "$W/pl.json" "$W/pl.out" "$ADDR" "$TRANSPORT" 2>&1)
+if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && [ "$plcheck" = True ] && cmp -s "$W/j.src" "$W/pl.dst"; then
+	ok "placement: --json names each channel's device ($(grep -o '"device":"[^"]*"' "$W/pl.out" | head -1)); --no-bind leaves it unbound"
+else
+	bad "placement: rc $src_rc/$dst_rc, check '$plcheck': $(cat "$W/pl.json" "$W/pl.out" "$W/pl.err")"
+fi
+
 # several blocks, /dev/shm images, device-state files
 shm=/dev/shm/rmig-cli-$$
 make_image "$W/a.src" 8 random

@@ -143,6 +143,65 @@ static void test_zeroed_destination(void **state)
 	(void)st;
 }
 
+/* Each channel says where it runs; RMIG_F_NO_BIND says only the device. */
+static void placement(bool no_bind)
+{
+	struct pair_cfg c = base(2, 1 << 20, 4096);
+	struct rmig_chan_place pl;
+	struct pair p;
+
+	c.flags = no_bind ? RMIG_F_NO_BIND : 0;
+	assert_int_equal(pair_open(&p, &c), 0);
+	for (unsigned int i = 0; i < 2; i++) {
+		memset(&pl, 0x7f, sizeof(pl));
+		assert_int_equal(rmig_get_placement(p.src, i, &pl, sizeof(pl)), 0);
+		if (c.transport == RMIG_TRANSPORT_TCP && (!c.addr || !strcmp(c.addr, "127.0.0.1")))
+			assert_string_equal(pl.device, "lo");
+		assert_true(pl.device[0] != '\0');
+		if (no_bind) {
+			assert_string_equal(pl.cpus, "");
+			assert_int_equal(pl.numa_node, -1);
+		} else {
+			assert_true(pl.cpus[0] >= '0' && pl.cpus[0] <= '9');
+			assert_true(pl.numa_node >= -1);
+		}
+		/* soft-RoCE and loopback have no locality: nothing to bind to */
+		assert_int_equal(pl.bound, 0);
+	}
+	assert_int_equal(rmig_get_placement(p.src, 2, &pl, sizeof(pl)), -EINVAL);
+	assert_int_equal(rmig_get_placement(p.src, 0, NULL, sizeof(pl)), -EINVAL);
+	/* an older, smaller struct gets its leading fields */
+	memset(&pl, 0, sizeof(pl));
+	assert_int_equal(rmig_get_placement(p.src, 1, &pl, offsetof(struct rmig_chan_place, cpus)), 0);
+	assert_true(pl.device[0] != '\0');
+	assert_string_equal(pl.cpus, "");
+	memset(p.smem, 0xa5, c.len);
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
+	assert_int_equal(rmig_complete(p.src), 0);
+	assert_int_equal(pair_join(&p), 0);
+	assert_memory_equal(p.smem, p.dmem, c.len);
+	assert_int_equal(rmig_get_placement(p.dst, 0, &pl, sizeof(pl)), 0);
+	assert_true(pl.device[0] != '\0');
+	pair_close(&p);
+}
+
+static void test_placement(void **state)
+{
+	rmig_session *s = NULL;
+	struct rmig_opts o;
+	struct rmig_chan_place pl;
+
+	(void)state;
+	/* before the channels are open there is nothing to say */
+	rmig_opts_init(&o, sizeof(o));
+	o.role = RMIG_ROLE_SOURCE;
+	assert_int_equal(rmig_session_create(&o, &s), 0);
+	assert_int_equal(rmig_get_placement(s, 0, &pl, sizeof(pl)), -EINVAL);
+	rmig_session_destroy(s);
+	placement(false);
+	placement(true);
+}
+
 static void test_hugepage_sized(void **state)
 {
 	(void)state;
@@ -366,6 +425,7 @@ int main(void)
 		cmocka_unit_test(test_channels_random),
 		cmocka_unit_test(test_channels_sparse),
 		cmocka_unit_test(test_hugepage_sized),
+		cmocka_unit_test(test_placement),
 		cmocka_unit_test(test_rounds_and_bitmap),
 		cmocka_unit_test(test_device_state_verify),
 		cmocka_unit_test(test_verify_detects_corruption),

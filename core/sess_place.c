@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sess_place.c - a session's placement: the topology loaded when the
+ * transport is created, each data channel located by the device it goes
+ * through before its thread starts, the thread bound there, RAM blocks far
+ * from every device warned about, and rmig_get_placement().
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sess.h"
+
+void rmig_sess_place_load(struct rmig_session *s)
+{
+	char why[256];
+	int rc;
+
+	if (s->place || s->local || (s->opts.flags & RMIG_F_NO_BIND))
+		return;
+	rc = rmig_place_load(&s->place, NULL, why, sizeof(why));
+	if (rc)
+		rmig_warn(&s->log, "placement off: %s", why);
+}
+
+static void locate_chan(struct rmig_session *s, struct rmig_chan *c)
+{
+	char name[sizeof(c->loc.dev)] = "";
+	int kind = RMIG_DEV_NONE;
+
+	if (s->tp_ops->locate && c->tch)
+		kind = s->tp_ops->locate(c->tch, name, sizeof(name));
+	if (s->place && kind != RMIG_DEV_NONE &&
+	    !rmig_place_locate(s->place, (enum rmig_dev_kind)kind, name, &c->loc)) {
+		rmig_info(&s->log, "channel %u: %s, NUMA node %d, cpus %s", c->idx, c->loc.dev,
+			  c->loc.node, c->loc.cpus);
+		return;
+	}
+	memset(&c->loc, 0, sizeof(c->loc));
+	c->loc.node = -1;
+	snprintf(c->loc.dev, sizeof(c->loc.dev), "%s", name);
+}
+
+/* A RAM block whose resident pages sit on no node of any channel's device. */
+static void check_blocks(struct rmig_session *s)
+{
+	struct rmig_loc locs[RMIG_CHANNELS_MAX];
+	hwloc_nodeset_t mem = hwloc_bitmap_alloc();
+	char devs[256], nodes[64];
+
+	if (!mem)
+		return;
+	for (unsigned int i = 0; i < s->nchannels && i < RMIG_CHANNELS_MAX; i++)
+		locs[i] = s->chans[i].loc; /* shallow: read-only here */
+	for (unsigned int b = 0; b < s->nblocks; b++) {
+		const struct rmig_block *blk = &s->blocks[b];
+
+		if (rmig_place_area_nodes(s->place, blk->host, blk->length, mem) <= 0)
+			continue;
+		if (!rmig_place_is_remote(mem, locs, s->nchannels, devs, sizeof(devs)))
+			continue;
+		hwloc_bitmap_list_snprintf(nodes, sizeof(nodes), mem);
+		rmig_warn(&s->log,
+			  "ram block '%s' sits on NUMA node %s, but the devices that move it are "
+			  "on other nodes: %s; every byte crosses the interconnect",
+			  blk->name, nodes, devs);
+	}
+	hwloc_bitmap_free(mem);
+}
+
+void rmig_sess_place_chans(struct rmig_session *s)
+{
+	if (s->placed || !s->chans)
+		return;
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		locate_chan(s, &s->chans[i]);
+	s->placed = true;
+	if (s->place)
+		check_blocks(s);
+}
+
+void rmig_chan_bind(struct rmig_chan *c)
+{
+	struct rmig_session *s = c->s;
+	struct rmig_loc tmp;
+	int rc;
+
+	if (!s->place || !s->placed)
+		return;
+	tmp = c->loc; /* the thread writes only loc.bound, atomically */
+	rc = rmig_place_bind_thread(s->place, &tmp);
+	if (rc)
+		rmig_warn(&s->log, "channel %u: binding to cpus %s near %s: %s", c->idx, c->loc.cpus,
+			  c->loc.dev, strerror(-rc));
+	__atomic_store_n(&c->loc.bound, tmp.bound, __ATOMIC_RELEASE);
+}
+
+void rmig_sess_place_fini(struct rmig_session *s)
+{
+	for (unsigned int i = 0; s->chans && i < s->nchannels; i++)
+		rmig_loc_fini(&s->chans[i].loc);
+	rmig_place_free(s->place);
+	s->place = NULL;
+}
+
+int rmig_get_placement(rmig_session *s, unsigned int chan, struct rmig_chan_place *p, size_t size)
+{
+	struct rmig_chan_place full;
+	const struct rmig_chan *c;
+
+	if (!s || !p || !size || !s->placed || chan >= s->nchannels)
+		return -EINVAL;
+	c = &s->chans[chan];
+	memset(&full, 0, sizeof(full));
+	snprintf(full.device, sizeof(full.device), "%s", c->loc.dev);
+	full.numa_node = c->loc.node;
+	snprintf(full.cpus, sizeof(full.cpus), "%s", c->loc.cpus);
+	full.bound = __atomic_load_n(&c->loc.bound, __ATOMIC_ACQUIRE) ? 1 : 0;
+	memcpy(p, &full, size < sizeof(full) ? size : sizeof(full));
+	if (size > sizeof(full))
+		memset((char *)p + sizeof(full), 0, size - sizeof(full));
+	return 0;
+}
