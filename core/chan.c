@@ -199,6 +199,9 @@ static int run_job(struct rmig_chan *c, struct rmig_job *j)
 	case RMIG_JOB_NONE:
 		break;
 	}
+	/* what the backend gathered goes out now: nothing waits for the next job */
+	if (!rc && ops->push)
+		rc = ops->push(c->tch);
 	return rc;
 }
 

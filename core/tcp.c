@@ -27,10 +27,28 @@
 
 #define TCP_SOCKBUF (4 << 20)
 
+/*
+ * Source: frames are gathered and go out in one sendmsg once they hold
+ * TCP_BATCH_BYTES of payload, fill TCP_BATCH_IOV entries, or the core
+ * pushes (the end of each job, a flush, a sync marker). An image of small
+ * extents (zero and data pages alternating) then costs a system call per
+ * batch, not one per page; a large extent still goes out at once.
+ */
+#define TCP_BATCH_IOV 64
+#define TCP_BATCH_BYTES (256u << 10)
+
 struct tcp_chan {
 	struct rmig_tp_chan base;
 	int fd;
 	struct rmig_tls *tls; /* RMIG_F_TLS; NULL: plain */
+	/* source: the gathered frames; the thread that posts on the channel only */
+	struct iovec bv[TCP_BATCH_IOV];
+	uint8_t bhdr[TCP_BATCH_IOV][RMIG_FRAME_HDR_LEN];
+	int bn, bh;      /* entries of bv, headers of bhdr in use */
+	size_t bbytes;   /* payload bytes gathered */
+	uint8_t blast;   /* the type of the last frame gathered, for errors */
+	/* destination: read ahead of the parser (plain TCP; TLS buffers its own) */
+	struct rmig_tcp_rd rd;
 };
 
 struct tcp_tp {
@@ -404,31 +422,51 @@ static int tcp_set_remote(struct rmig_tp *tp, unsigned int block, uint64_t len,
 	return 0;
 }
 
-static int send_frame(struct tcp_chan *c, const struct rmig_frame *f, const struct iovec *iov,
-		      int iovcnt)
+/* Send every gathered frame. */
+static int tcp_push_chan(struct tcp_chan *c)
 {
-	struct iovec v[1 + 16];
-	uint8_t hdr[RMIG_FRAME_HDR_LEN];
 	int rc;
 
-	if (iovcnt > 16)
-		return -EINVAL;
-	rmig_frame_encode(f, hdr);
-	v[0].iov_base = hdr;
-	v[0].iov_len = sizeof(hdr);
-	for (int i = 0; i < iovcnt; i++)
-		v[i + 1] = iov[i];
+	if (!c->bn)
+		return 0;
 	if (c->tls)
-		rc = rmig_tls_writev_full(c->tls, v, iovcnt + 1, -1, c->base.tp->p.timeout_ms);
+		rc = rmig_tls_writev_full(c->tls, c->bv, c->bn, -1, c->base.tp->p.timeout_ms);
 	else
-		rc = rmig_sock_writev_full(c->fd, v, iovcnt + 1);
+		rc = rmig_sock_writev_full(c->fd, c->bv, c->bn);
+	c->bn = c->bh = 0;
+	c->bbytes = 0;
 	if (rc) {
 		const struct rmig_tp_params *p = &c->base.tp->p;
 
 		return p->up->fail(p->up->arg, rc, "tcp data channel %u: sending %s: %s",
-				   c->base.idx, rmig_frame_name(f->type), rmig_strerror(rc));
+				   c->base.idx, rmig_frame_name(c->blast), rmig_strerror(rc));
 	}
 	return 0;
+}
+
+/* Gather one frame; send the batch once it is full or holds enough payload. */
+static int send_frame(struct tcp_chan *c, const struct rmig_frame *f, const struct iovec *iov,
+		      int iovcnt)
+{
+	int rc = 0;
+
+	if (iovcnt > TCP_BATCH_IOV - 1)
+		return -EINVAL;
+	if (c->bn + 1 + iovcnt > TCP_BATCH_IOV)
+		rc = tcp_push_chan(c);
+	if (rc)
+		return rc;
+	rmig_frame_encode(f, c->bhdr[c->bh]);
+	c->bv[c->bn].iov_base = c->bhdr[c->bh];
+	c->bv[c->bn].iov_len = RMIG_FRAME_HDR_LEN;
+	c->bn++;
+	c->bh++;
+	for (int i = 0; i < iovcnt; i++) {
+		c->bv[c->bn++] = iov[i];
+		c->bbytes += iov[i].iov_len;
+	}
+	c->blast = f->type;
+	return c->bbytes >= TCP_BATCH_BYTES ? tcp_push_chan(c) : 0;
 }
 
 static int tcp_write(struct rmig_tp_chan *ch, const struct rmig_target *t, const struct iovec *iov,
@@ -464,17 +502,23 @@ static int tcp_zero(struct rmig_tp_chan *ch, const struct rmig_target *t, uint64
 	return send_frame(tcp_chan(ch), &f, NULL, 0);
 }
 
+static int tcp_push(struct rmig_tp_chan *ch)
+{
+	return tcp_push_chan(tcp_chan(ch));
+}
+
 static int tcp_flush(struct rmig_tp_chan *ch)
 {
-	(void)ch; /* sendmsg returned: the kernel owns the bytes */
-	return 0;
+	/* once sendmsg returned, the kernel owns the bytes */
+	return tcp_push_chan(tcp_chan(ch));
 }
 
 static int tcp_marker(struct rmig_tp_chan *ch, uint64_t id)
 {
 	struct rmig_frame f = { .type = RMIG_FRAME_SYNC, .arg = id };
+	int rc = send_frame(tcp_chan(ch), &f, NULL, 0);
 
-	return send_frame(tcp_chan(ch), &f, NULL, 0);
+	return rc ? rc : tcp_push_chan(tcp_chan(ch));
 }
 
 static bool tcp_is_shut(struct tcp_tp *t)
@@ -487,20 +531,78 @@ static bool tcp_is_shut(struct tcp_tp *t)
 	return shut;
 }
 
-int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
+/* Up to @len bytes already read ahead, into @dst; returns how many. */
+static size_t rd_take(struct rmig_tcp_rd *rd, void *dst, size_t len)
+{
+	size_t n = rd->tail - rd->head;
+
+	if (n > len)
+		n = len;
+	memcpy(dst, rd->buf + rd->head, n);
+	rd->head += n;
+	if (rd->head == rd->tail)
+		rd->head = rd->tail = 0;
+	return n;
+}
+
+/*
+ * Read ahead until at least @len (<= RMIG_TCP_READAHEAD) bytes are
+ * buffered: each recv takes whatever has arrived, up to the buffer's end.
+ * The deadline rule is stream_read()'s.
+ */
+static int rd_fill(int fd, struct rmig_tcp_rd *rd, size_t len, unsigned int timeout_ms,
+		   uint64_t *deadline_p)
+{
+	bool started = rd->tail > rd->head;
+
+	if (sizeof(rd->buf) - rd->head < len) {
+		memmove(rd->buf, rd->buf + rd->head, rd->tail - rd->head);
+		rd->tail -= rd->head;
+		rd->head = 0;
+	}
+	while (rd->tail - rd->head < len) {
+		ssize_t n = recv(fd, rd->buf + rd->tail, sizeof(rd->buf) - rd->tail, 0);
+
+		if (n > 0) {
+			rd->tail += (size_t)n;
+			started = true;
+			if (!*deadline_p)
+				*deadline_p = rmig_deadline_after(timeout_ms);
+			continue;
+		} else if (n == 0) {
+			return -ECONNRESET;
+		} else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+			return -errno;
+		}
+		if (started && *deadline_p && rmig_mono_ns() >= *deadline_p)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, struct rmig_tcp_rd *rd, unsigned int idx,
 			const struct rmig_tp_upcalls *up, unsigned int timeout_ms, int *io_err_p)
 {
 	uint8_t hdr[RMIG_FRAME_HDR_LEN];
 	struct rmig_target tgt;
 	struct rmig_frame f;
 	uint64_t deadline;
+	size_t got;
 	void *dst;
 	int rc;
 
 	*io_err_p = 0;
 	/* Once a frame has begun, all of it must arrive within the timeout. */
 	deadline = 0;
-	rc = stream_read(fd, tls, hdr, sizeof(hdr), false, timeout_ms, &deadline);
+	if (tls)
+		rd = NULL;
+	if (rd) {
+		rc = rd_fill(fd, rd, sizeof(hdr), timeout_ms, &deadline);
+		if (!rc)
+			rd_take(rd, hdr, sizeof(hdr));
+	} else {
+		rc = stream_read(fd, tls, hdr, sizeof(hdr), false, timeout_ms, &deadline);
+	}
 	if (rc)
 		return *io_err_p = rc;
 	if (rmig_frame_decode(hdr, &f))
@@ -520,7 +622,10 @@ int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
 		rc = up->place(up->arg, &tgt, f.len, &dst);
 		if (rc)
 			return rc;
-		rc = stream_read(fd, tls, dst, f.len, true, timeout_ms, &deadline);
+		got = rd ? rd_take(rd, dst, f.len) : 0;
+		rc = got < f.len ? stream_read(fd, tls, (uint8_t *)dst + got, f.len - got, true,
+					      timeout_ms, &deadline)
+				 : 0;
 		if (rc)
 			return *io_err_p = rc;
 		return up->placed(up->arg, &tgt, f.len);
@@ -538,7 +643,7 @@ static int tcp_progress(struct rmig_tp_chan *ch)
 	struct tcp_tp *t = tcp_tp(ch->tp);
 	const struct rmig_tp_upcalls *up = ch->tp->p.up;
 	unsigned int tmo = ch->tp->p.timeout_ms;
-	int io_err, rc = rmig_tcp_recv_frame(c->fd, c->tls, ch->idx, up, tmo, &io_err);
+	int io_err, rc = rmig_tcp_recv_frame(c->fd, c->tls, &c->rd, ch->idx, up, tmo, &io_err);
 
 	if (!io_err)
 		return rc;
@@ -599,6 +704,7 @@ const struct rmig_transport_ops rmig_tcp_ops = {
 	.zero = tcp_zero,
 	.flush = tcp_flush,
 	.marker = tcp_marker,
+	.push = tcp_push,
 	.progress = tcp_progress,
 	.shutdown = tcp_shutdown,
 	.chan_close = tcp_chan_close,

@@ -10,7 +10,7 @@
  * socket; backends may read its addresses but never read or write it.
  *
  * Threads: connect/accept/listen/reg/set_remote run on the API caller's
- * thread before the channel threads start. write/zero/flush/marker run on the
+ * thread before the channel threads start. write/zero/push/flush/marker run on the
  * source channel thread that owns the channel; progress runs on the
  * destination channel thread that owns it. shutdown may run on any thread at
  * any time, concurrently with everything else. destroy and chan_close run
@@ -177,6 +177,13 @@ struct rmig_transport_ops {
 	int (*flush)(struct rmig_tp_chan *ch);
 	/* Post a sync marker ordered after every earlier write on @ch. */
 	int (*marker)(struct rmig_tp_chan *ch, uint64_t id);
+	/*
+	 * Optional (NULL: writes go out as they are posted): a backend may
+	 * gather what write/zero post and send it later; push sends all of it
+	 * now. The core pushes at the end of every job, so a requested page
+	 * never waits; flush and marker push first. Same thread as write.
+	 */
+	int (*push)(struct rmig_tp_chan *ch);
 
 	/*
 	 * Destination: wait for the next frame or completion on @ch and hand it
@@ -226,15 +233,27 @@ const struct rmig_transport_ops *rmig_rdma_transport(void);
 int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len);
 
 /*
- * TCP: read one data frame from @fd (through @tls when not NULL) and apply
- * it through @up (bounds are the core's to check in place()). It waits as
- * long as it takes for the frame's first byte; from there the whole frame
- * must arrive within @timeout_ms (0: no bound), or -ETIMEDOUT. 0, or the
- * error; *io_err_p is set when reading the socket failed (and up->fail was
- * not called).
+ * TCP, destination: bytes read ahead of the frame parser, so that one recv
+ * brings several small frames; a payload past what is buffered is read
+ * straight into its place. Zero-initialise; one per channel.
+ */
+#define RMIG_TCP_READAHEAD (32u << 10)
+struct rmig_tcp_rd {
+	size_t head, tail;
+	uint8_t buf[RMIG_TCP_READAHEAD];
+};
+
+/*
+ * TCP: read one data frame from @fd (through @tls when not NULL; else
+ * through the read-ahead @rd when not NULL) and apply it through @up
+ * (bounds are the core's to check in place()). It waits as long as it
+ * takes for the frame's first byte; from there the whole frame must arrive
+ * within @timeout_ms (0: no bound), or -ETIMEDOUT. 0, or the error;
+ * *io_err_p is set when reading the socket failed (and up->fail was not
+ * called).
  */
 struct rmig_tls;
-int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, unsigned int idx,
+int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, struct rmig_tcp_rd *rd, unsigned int idx,
 			const struct rmig_tp_upcalls *up, unsigned int timeout_ms, int *io_err_p);
 
 #endif

@@ -29,8 +29,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size && write(fds[1], data, size) != (ssize_t)size)
 		abort();
 	close(fds[1]);
+	/* the channel's own path: frames read ahead, payloads past it straight into place */
+	static struct rmig_tcp_rd rd;
+
+	rd.head = rd.tail = 0;
 	do
-		rc = rmig_tcp_recv_frame(fds[0], NULL, (unsigned int)(size % FZ_CHANNELS), &s->up, 1000, &io_err);
+		rc = rmig_tcp_recv_frame(fds[0], NULL, &rd, (unsigned int)(size % FZ_CHANNELS), &s->up,
+					 1000, &io_err);
 	while (!rc);
 	/* recv() into a guard page fails with EFAULT instead of crashing: same verdict */
 	if (io_err == -EFAULT)
