@@ -75,7 +75,8 @@ void rmig_sess_place_chans(struct rmig_session *s)
 	for (unsigned int i = 0; i < s->nchannels; i++)
 		locate_chan(s, &s->chans[i]);
 	s->placed = true;
-	if (s->place)
+	/* one NUMA node: no memory is far from any device */
+	if (s->place && rmig_place_nodes(s->place) > 1)
 		check_blocks(s);
 }
 
