@@ -126,6 +126,22 @@ struct rmig_session {
 	int wake_fd;  /* eventfd: readable once the session shuts down */
 	const struct rmig_transport_ops *tp_ops;
 	struct rmig_tp *tp;
+	/*
+	 * Multi-rail (rails.c): rail 0 is the control connection's address and
+	 * its transport is s->tp; channel i goes through rail i % nrails, each
+	 * rail a transport of its own (its device, PD, registrations). Set
+	 * before the channels open, then read-only. nrails 0: not yet known.
+	 */
+	struct rmig_rail {
+		struct rmig_tp *tp;
+		struct sockaddr_storage addr; /* dest: listen here; source: connect there */
+		socklen_t addr_len;           /* 0 for rail 0: the control connection's */
+		char name[64];                /* the address as text */
+		uint16_t ep_len;              /* source: the endpoint the destination gave */
+		uint8_t ep[RMIG_EP_MAX];
+	} rail[RMIG_RAILS_MAX];
+	unsigned int nrails;
+	unsigned int rails_asked; /* destination: rail 0 and the rmig_listen_add() ones */
 	/* the topology for placement (place.h); NULL: off or unreadable */
 	struct rmig_place *place;
 	bool placed; /* every channel's loc is filled */
@@ -286,5 +302,17 @@ void rmig_sess_place_load(struct rmig_session *s);  /* before the transport is c
 void rmig_sess_place_chans(struct rmig_session *s); /* channels open, threads not started */
 void rmig_chan_bind(struct rmig_chan *c);           /* on the channel's own thread */
 void rmig_sess_place_fini(struct rmig_session *s);  /* after the threads are joined */
+
+/* rails.c: multi-rail */
+int rmig_tp_create_rail(struct rmig_session *s, unsigned int r); /* creates s->rail[r].tp */
+struct rmig_tp *rmig_rail_tp(const struct rmig_session *s, unsigned int chan);
+/* destination: open rails 1.. (after rail 0 listens); ack gets RMIG_ACK_RAILS */
+int rmig_rails_dest_open(struct rmig_session *s, struct rmig_msg_hello_ack *ack);
+int rmig_rails_dest_send(struct rmig_session *s); /* the RAILS message, after HELLO_ACK */
+/* source: read the RAILS message if @ack says one follows; create rails 1.. */
+int rmig_rails_source_take(struct rmig_session *s, const struct rmig_msg_hello_ack *ack,
+			   uint8_t *buf);
+void rmig_rails_shutdown(struct rmig_session *s);
+void rmig_rails_destroy(struct rmig_session *s); /* rails 1..; after every channel closed */
 
 #endif

@@ -117,6 +117,8 @@ int rmig_get_placement(rmig_session *s, unsigned int chan, struct rmig_chan_plac
 	full.numa_node = c->loc.node;
 	snprintf(full.cpus, sizeof(full.cpus), "%s", c->loc.cpus);
 	full.bound = __atomic_load_n(&c->loc.bound, __ATOMIC_ACQUIRE) ? 1 : 0;
+	full.rail = chan % (s->nrails ? s->nrails : 1);
+	snprintf(full.rail_addr, sizeof(full.rail_addr), "%s", s->rail[full.rail].name);
 	memcpy(p, &full, size < sizeof(full) ? size : sizeof(full));
 	if (size > sizeof(full))
 		memset((char *)p + sizeof(full), 0, size - sizeof(full));

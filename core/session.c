@@ -272,6 +272,7 @@ static void shut_everything(struct rmig_session *s)
 {
 	if (s->tp)
 		s->tp_ops->shutdown(s->tp);
+	rmig_rails_shutdown(s);
 	/*
 	 * Half-close only: the peer reads our queued ERROR, then EOF. Readers
 	 * of the control socket wake on wake_fd; a full shutdown here would
@@ -1045,8 +1046,10 @@ static void dest_complete_task(void *arg)
 	 * queue pairs to the error state, data sockets shut), before the VMM
 	 * resumes the guest, not whenever it destroys the session.
 	 */
-	if (!rc)
+	if (!rc) {
 		s->tp_ops->shutdown(s->tp);
+		rmig_rails_shutdown(s);
+	}
 	pthread_mutex_lock(&s->lock);
 	if (rc) {
 		s->err = rc;
@@ -1123,7 +1126,8 @@ static int pick_transport(struct rmig_session *s, enum rmig_transport_kind kind)
 	return 0;
 }
 
-static int tp_create(struct rmig_session *s)
+/* Rail @r's transport: rail 0 is the control connection's (tp_create()). */
+int rmig_tp_create_rail(struct rmig_session *s, unsigned int r)
 {
 	struct rmig_tp_params p = {
 		.log = &s->log,
@@ -1141,6 +1145,23 @@ static int tp_create(struct rmig_session *s)
 	};
 	int rc;
 
+	if (r) {
+		memcpy(&p.rail_addr, &s->rail[r].addr, s->rail[r].addr_len);
+		p.rail_addr_len = s->rail[r].addr_len;
+	}
+	rmig_sess_place_load(s);
+	p.place = s->place;
+	rc = s->tp_ops->create(&p, &s->rail[r].tp);
+	if (rc)
+		return rmig_sess_fail(s, rc, "creating the %s transport%s%s: %s", s->tp_ops->name,
+				      r ? " for rail " : "", r ? s->rail[r].name : "", strerror(-rc));
+	if (!r)
+		s->tp = s->rail[0].tp;
+	return 0;
+}
+
+static int tp_create(struct rmig_session *s)
+{
 	s->chans = calloc(s->nchannels, sizeof(*s->chans));
 	s->chan_sync = calloc(s->nchannels, sizeof(*s->chan_sync));
 	if (!s->chans || !s->chan_sync)
@@ -1151,13 +1172,9 @@ static int tp_create(struct rmig_session *s)
 		pthread_cond_init(&s->chans[i].work, NULL);
 		pthread_mutex_init(&s->chans[i].post_lock, NULL);
 	}
-	rmig_sess_place_load(s);
-	p.place = s->place;
-	rc = s->tp_ops->create(&p, &s->tp);
-	if (rc)
-		return rmig_sess_fail(s, rc, "creating the %s transport: %s", s->tp_ops->name,
-				      strerror(-rc));
-	return 0;
+	if (!s->nrails)
+		s->nrails = 1;
+	return rmig_tp_create_rail(s, 0);
 }
 
 int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf)
@@ -1184,15 +1201,19 @@ static int reg_blocks(struct rmig_session *s, bool send_desc)
 	uint64_t t0 = rmig_now_ns();
 	int rc = 0, n;
 
-	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
+	/* every block on every rail: each rail is a device of its own (rail-major) */
+	for (unsigned int k = 0; k < s->nblocks * (s->nrails ? s->nrails : 1) && !rc; k++) {
+		unsigned int i = k % s->nblocks, r = k / s->nblocks;
 		struct rmig_block *b = &s->blocks[i];
 
 		m.block = i;
 		m.desc_len = 0;
-		rc = s->tp_ops->reg(s->tp, i, b->host, b->length, m.desc, &m.desc_len);
+		rc = s->tp_ops->reg(s->rail[r].tp, i, b->host, b->length, m.desc, &m.desc_len);
 		if (rc) {
-			rc = rmig_sess_fail(s, rc, "registering ram block '%s' (%llu bytes): %s",
-					    b->name, (unsigned long long)b->length, strerror(-rc));
+			rc = rmig_sess_fail(s, rc, "registering ram block '%s' (%llu bytes)%s%s: %s",
+					    b->name, (unsigned long long)b->length,
+					    r ? " for rail " : "", r ? s->rail[r].name : "",
+					    strerror(-rc));
 			break;
 		}
 		if (!send_desc)
@@ -1406,16 +1427,26 @@ int rmig_connect(rmig_session *s, const char *uri)
 	if (rc)
 		goto out;
 	rc = tp_create(s);
+	if (!rc)
+		rc = rmig_rails_source_take(s, &ack, buf);
+	s->rail[0].ep_len = ack.ep_len;
+	memcpy(s->rail[0].ep, ack.ep, ack.ep_len);
 	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
-		rc = s->tp_ops->connect(s->tp, s->ctl_fd, ack.ep, ack.ep_len, i, &s->chans[i].tch);
+		const struct rmig_rail *rl = &s->rail[i % s->nrails];
+
+		rc = s->tp_ops->connect(rl->tp, s->ctl_fd, rl->ep, rl->ep_len, i, &s->chans[i].tch);
 		if (rc && !rmig_sess_err(s))
-			rmig_sess_fail(s, rc, "connecting %s data channel %u: %s", s->tp_ops->name,
-				       i, rmig_strerror(rc));
+			rmig_sess_fail(s, rc, "connecting %s data channel %u (rail %s): %s",
+				       s->tp_ops->name, i, rl->name, rmig_strerror(rc));
 	}
 	if (!rc)
 		rc = reg_blocks(s, false);
-	/* The destination sends one REG per block, in order, after HELLO_ACK. */
-	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
+	/*
+	 * The destination sends one REG per block, in order, after HELLO_ACK
+	 * (and RAILS): all of rail 0's, then all of rail 1's...
+	 */
+	for (unsigned int k = 0; k < s->nblocks * s->nrails && !rc; k++) {
+		unsigned int i = k % s->nblocks, r = k / s->nblocks;
 		struct rmig_msg_reg m;
 
 		rc = rmig_ctl_expect(s, RMIG_MSG_REG, &h, buf);
@@ -1423,7 +1454,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 			rc = rmig_sess_fail(s, -EBADMSG, "control connection: bad REG for block %u",
 					    i);
 		if (!rc)
-			rc = s->tp_ops->set_remote(s->tp, i, s->blocks[i].length, m.desc,
+			rc = s->tp_ops->set_remote(s->rail[r].tp, i, s->blocks[i].length, m.desc,
 						   m.desc_len);
 	}
 	if (!rc)
@@ -1575,13 +1606,19 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	if (!rc)
 		rc = s->tp_ops->listen(s->tp, s->ctl_fd, ack.ep, &ack.ep_len);
 	if (rc)
-		return rmig_sess_fail(s, rc, "opening %s data channels: %s", s->tp_ops->name,
+		return rmig_sess_err(s) ? rmig_sess_err(s) :
+		       rmig_sess_fail(s, rc, "opening %s data channels: %s", s->tp_ops->name,
 				      strerror(-rc));
+	rc = rmig_rails_dest_open(s, &ack);
+	if (rc)
+		return rc;
 	rc = rmig_pool_create(s->opts.load_threads, &s->pool);
 	if (rc)
 		return rmig_sess_fail(s, rc, "starting load threads: %s", strerror(-rc));
 	n = rmig_hello_ack_encode(&ack, buf, RMIG_CTL_MAX);
 	rc = rmig_ctl_send(s, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
+	if (!rc)
+		rc = rmig_rails_dest_send(s);
 	if (!rc)
 		rc = reg_blocks(s, true);
 	return rc;
@@ -1655,15 +1692,25 @@ int rmig_accept(rmig_session *s)
 		if (!seen)
 			rc = rmig_sess_fail(s, -ENOMEM, "no memory");
 	}
+	/* in the order the source connects them: channel i on rail i % nrails */
 	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
+		const struct rmig_rail *rl = &s->rail[i % s->nrails];
 		struct rmig_tp_chan *ch;
 
-		rc = s->tp_ops->accept(s->tp, &ch);
+		rc = s->tp_ops->accept(rl->tp, &ch);
 		if (rc) {
 			/* a backend that said nothing more still leaves a cause */
 			if (!rmig_sess_err(s))
-				rmig_sess_fail(s, rc, "accepting %s data channel %u: %s",
-					       s->tp_ops->name, i, rmig_strerror(rc));
+				rmig_sess_fail(s, rc, "accepting %s data channel %u (rail %s): %s",
+					       s->tp_ops->name, i, rl->name, rmig_strerror(rc));
+			break;
+		}
+		if (ch->idx % s->nrails != i % s->nrails) {
+			unsigned int idx = ch->idx; /* ch is gone after the close */
+
+			s->tp_ops->chan_close(ch);
+			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected on rail %s, not %s",
+					    idx, rl->name, s->rail[idx % s->nrails].name);
 			break;
 		}
 		if (seen[ch->idx]) {
@@ -1993,6 +2040,7 @@ void rmig_session_destroy(rmig_session *s)
 		pthread_cond_destroy(&s->chans[i].work);
 		pthread_mutex_destroy(&s->chans[i].post_lock);
 	}
+	rmig_rails_destroy(s);
 	if (s->tp)
 		s->tp_ops->destroy(s->tp);
 	rmig_sess_place_fini(s);

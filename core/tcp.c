@@ -129,21 +129,51 @@ static void untrack_fd(struct tcp_tp *t, int fd)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* @ss's port set to @port (host order); -EAFNOSUPPORT if not IPv4 or IPv6. */
+static int set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	else
+		return -EAFNOSUPPORT;
+	return 0;
+}
+
+int rmig_tp_addr(const struct rmig_tp_params *p, int ctl_fd, bool peer, uint16_t port,
+		 struct sockaddr_storage *ss, socklen_t *len_p)
+{
+	socklen_t len = sizeof(*ss);
+	int rc = 0;
+
+	if (p->rail_addr_len) {
+		memcpy(ss, &p->rail_addr, p->rail_addr_len);
+		len = p->rail_addr_len;
+		if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6)
+			return -EAFNOSUPPORT;
+	} else {
+		if ((peer ? getpeername(ctl_fd, (struct sockaddr *)ss, &len)
+			  : getsockname(ctl_fd, (struct sockaddr *)ss, &len)) < 0)
+			return -errno;
+		rc = set_port(ss, 0);
+	}
+	if (!rc && port)
+		rc = set_port(ss, port);
+	*len_p = len;
+	return rc;
+}
+
 static int tcp_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p)
 {
 	struct tcp_tp *t = tcp_tp(tp);
 	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
+	socklen_t len;
 	int fd, port;
 
-	if (getsockname(ctl_fd, (struct sockaddr *)&ss, &len) < 0)
-		return -errno;
-	if (ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_port = 0;
-	else if (ss.ss_family == AF_INET6)
-		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
-	else
-		return -EAFNOSUPPORT;
+	port = rmig_tp_addr(&tp->p, ctl_fd, false, 0, &ss, &len);
+	if (port)
+		return port;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -370,12 +400,10 @@ static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16
 	if (ep_len != 2)
 		return p->up->fail(p->up->arg, -EPROTO, "bad tcp endpoint (%u bytes)", ep_len);
 	port = rmig_get_be16(ep);
-	if (getpeername(ctl_fd, (struct sockaddr *)&ss, &len) < 0)
-		return -errno;
-	if (ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+	rc = port ? rmig_tp_addr(p, ctl_fd, true, port, &ss, &len) : -EPROTO;
+	if (rc)
+		return p->up->fail(p->up->arg, rc, "tcp data channel %u: no address to connect to: %s",
+				   idx, rmig_strerror(rc));
 	rc = rmig_sock_connect_addr((struct sockaddr *)&ss, len, p->timeout_ms, &fd);
 	if (rc)
 		return p->up->fail(p->up->arg, rc, "connecting tcp data channel %u (port %u): %s",

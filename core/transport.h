@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "log.h"
@@ -116,6 +117,14 @@ struct rmig_tp_params {
 	uint64_t blob_max;  /* destination: the device state it takes, in all */
 	/* placement (place.h): staging buffers go near the device; NULL: off */
 	const struct rmig_place *place;
+	/*
+	 * Multi-rail: the address of this transport's rail, where it is not
+	 * the control connection's (rail_addr_len 0). Destination: the local
+	 * address to listen on (its port, 0: any); source: the destination's
+	 * address to connect to (the port comes from the endpoint).
+	 */
+	struct sockaddr_storage rail_addr;
+	socklen_t rail_addr_len;
 };
 
 struct rmig_tp {
@@ -231,6 +240,15 @@ extern const struct rmig_transport_ops rmig_file_ops;
  */
 const struct rmig_transport_ops *rmig_rdma_transport(void);
 int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len);
+
+/*
+ * The address a backend listens on (@peer false) or connects to (@peer
+ * true): the rail's (p->rail_addr), else the control connection's own
+ * (@peer false: its local address; true: its peer's) with port 0. Then
+ * @port, when not 0, replaces the port. 0 or a negative errno.
+ */
+int rmig_tp_addr(const struct rmig_tp_params *p, int ctl_fd, bool peer, uint16_t port,
+		 struct sockaddr_storage *ss, socklen_t *len_p);
 
 /*
  * TCP, destination: bytes read ahead of the frame parser, so that one recv

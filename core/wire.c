@@ -33,6 +33,7 @@ static const char *const msg_names[RMIG_MSG_TYPE_MAX] = {
 	[RMIG_MSG_PC_DISCARD] = "PC_DISCARD",
 	[RMIG_MSG_PC_RUN] = "PC_RUN",
 	[RMIG_MSG_PAGE_REQ] = "PAGE_REQ",
+	[RMIG_MSG_RAILS] = "RAILS",
 };
 
 static const char *const frame_names[RMIG_FRAME_TYPE_MAX] = {
@@ -411,6 +412,65 @@ int rmig_complete_decode(const uint8_t *buf, size_t len, struct rmig_msg_complet
 			getbytes(&c, m->block_digest[i], RMIG_DIGEST_LEN);
 		for (uint32_t i = 0; i < m->nblobs; i++)
 			getbytes(&c, m->blob_digest[i], RMIG_DIGEST_LEN);
+	}
+	return dec_end(&c);
+}
+
+int rmig_rails_encode(const struct rmig_msg_rails *m, uint8_t *buf, size_t cap)
+{
+	struct cur c = ENC(buf, cap);
+
+	if (!m->n || m->n > RMIG_RAILS_MAX - 1)
+		return -EINVAL;
+	put32(&c, m->n);
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct rmig_wire_rail *r = &m->r[i];
+
+		if (r->ep_len > RMIG_EP_MAX)
+			return -EINVAL;
+		put16(&c, r->family);
+		put16(&c, r->ep_len);
+		putbytes(&c, r->addr, sizeof(r->addr));
+		putbytes(&c, r->ep, r->ep_len);
+	}
+	return enc_end(&c);
+}
+
+/* A unicast address a data channel can be opened to. */
+static bool rail_addr_ok(const struct rmig_wire_rail *r)
+{
+	static const uint8_t zero[16];
+
+	if (r->family == 4) {
+		if (memcmp(r->addr + 4, zero, 12))
+			return false;
+		/* 0.0.0.0/8, multicast and reserved (224/3), broadcast */
+		return r->addr[0] != 0 && r->addr[0] < 224;
+	}
+	if (r->family == 6)
+		return memcmp(r->addr, zero, 16) && r->addr[0] != 0xff;
+	return false;
+}
+
+int rmig_rails_decode(const uint8_t *buf, size_t len, struct rmig_msg_rails *m)
+{
+	struct cur c = DEC(buf, len);
+
+	m->n = get32(&c);
+	if (c.bad || !m->n || m->n > RMIG_RAILS_MAX - 1)
+		return -EBADMSG;
+	for (uint32_t i = 0; i < m->n; i++) {
+		struct rmig_wire_rail *r = &m->r[i];
+		uint16_t fam = get16(&c);
+
+		r->ep_len = get16(&c);
+		if (c.bad || fam > 255 || r->ep_len > RMIG_EP_MAX)
+			return -EBADMSG;
+		r->family = (uint8_t)fam;
+		getbytes(&c, r->addr, sizeof(r->addr));
+		getbytes(&c, r->ep, r->ep_len);
+		if (c.bad || !rail_addr_ok(r))
+			return -EBADMSG;
 	}
 	return dec_end(&c);
 }

@@ -50,6 +50,8 @@
  * zero, still does). A source that does not know the bit sends markers.
  */
 #define RMIG_ACK_ZEROED (1u << 0)
+/* A RAILS message follows HELLO_ACK: more destination addresses (rails). */
+#define RMIG_ACK_RAILS (1u << 1)
 
 #define RMIG_AUTH_NONCE_LEN 32
 #define RMIG_AUTH_MAC_LEN 32 /* HMAC-SHA256 */
@@ -69,6 +71,7 @@ enum rmig_msg_type {
 	RMIG_MSG_PC_DISCARD = 12,     /* source: pages the destination does not have */
 	RMIG_MSG_PC_RUN = 13,         /* source: postcopy begins (after every DISCARD) */
 	RMIG_MSG_PAGE_REQ = 14,       /* dest: send these pages now */
+	RMIG_MSG_RAILS = 15,          /* dest, after HELLO_ACK: its other rails */
 	RMIG_MSG_TYPE_MAX,
 };
 
@@ -110,6 +113,24 @@ struct rmig_msg_hello_ack {
 	uint32_t caps;
 	uint16_t ep_len;
 	uint8_t ep[RMIG_EP_MAX];
+};
+
+/*
+ * RAILS: the destination's data-channel endpoints beyond the control
+ * connection's own (rail 0): rail r is an address of the destination and
+ * the transport's endpoint there (as HELLO_ACK's ep). Channel i goes
+ * through rail i % (n + 1). Addresses are unicast and specified.
+ */
+struct rmig_wire_rail {
+	uint8_t family;   /* 4 or 6 */
+	uint8_t addr[16]; /* IPv4: the first 4 bytes, the rest zero */
+	uint16_t ep_len;
+	uint8_t ep[RMIG_EP_MAX];
+};
+
+struct rmig_msg_rails {
+	uint32_t n; /* 1..RMIG_RAILS_MAX - 1 */
+	struct rmig_wire_rail r[RMIG_RAILS_MAX - 1];
 };
 
 struct rmig_msg_error {
@@ -189,6 +210,10 @@ int rmig_state_begin_decode(const uint8_t *buf, size_t len, struct rmig_msg_stat
 int rmig_complete_encode(const struct rmig_msg_complete *m, uint8_t *buf, size_t cap);
 int rmig_complete_decode(const uint8_t *buf, size_t len, struct rmig_msg_complete *m,
 			 uint32_t max_blocks, uint32_t max_blobs);
+int rmig_rails_encode(const struct rmig_msg_rails *m, uint8_t *buf, size_t cap);
+/* -EBADMSG for a count out of range, a family not 4 or 6, an address that
+ * is unspecified, multicast, broadcast or loose bytes past an IPv4 one. */
+int rmig_rails_decode(const uint8_t *buf, size_t len, struct rmig_msg_rails *m);
 int rmig_reg_encode(const struct rmig_msg_reg *m, uint8_t *buf, size_t cap);
 int rmig_reg_decode(const uint8_t *buf, size_t len, struct rmig_msg_reg *m);
 

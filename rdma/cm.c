@@ -165,29 +165,14 @@ static struct rmig_rdma_chan *chan_alloc(struct rmig_rdma_tp *t, unsigned int id
 	return c;
 }
 
-static int local_addr(int fd, bool peer, uint16_t port, struct sockaddr_storage *ss)
-{
-	socklen_t len = sizeof(*ss);
-
-	if ((peer ? getpeername(fd, (struct sockaddr *)ss, &len)
-		  : getsockname(fd, (struct sockaddr *)ss, &len)) < 0)
-		return -errno;
-	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-	else if (ss->ss_family == AF_INET6)
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-	else
-		return -EAFNOSUPPORT;
-	return 0;
-}
-
 int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p)
 {
 	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
 	struct sockaddr_storage ss;
+	socklen_t sl;
 	int rc;
 
-	rc = local_addr(ctl_fd, false, 0, &ss);
+	rc = rmig_tp_addr(&tp->p, ctl_fd, false, 0, &ss, &sl);
 	if (!rc)
 		rc = rmig_rv_create_id(t->ech, t, &t->listen_id);
 	if (!rc)
@@ -285,14 +270,16 @@ int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_
 				      .responder_resources = 1, .initiator_depth = 1,
 				      .rnr_retry_count = 7, .retry_count = 7 };
 	struct sockaddr_storage ss;
+	socklen_t sl;
 	struct rmig_rdma_chan *c;
 	int rc;
 
 	if (ep_len != 2)
 		return RMIG_RDMA_FAIL(t, -EPROTO, "rdma: bad endpoint (%u bytes)", ep_len);
-	rc = local_addr(ctl_fd, true, rmig_get_be16(ep), &ss);
+	rc = rmig_tp_addr(&tp->p, ctl_fd, true, rmig_get_be16(ep), &ss, &sl);
 	if (rc)
-		return rc;
+		return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: no address to connect to: %s", idx,
+				 strerror(-rc));
 	c = chan_alloc(t, idx);
 	if (!c)
 		return -ENOMEM;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "rmig.h"
 
 #define OFF(f) offsetof(struct cli, f)
 #define ALL (CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | CMD_VM_SEND | CMD_VM_RECV | FILE_CMDS)
@@ -30,8 +31,11 @@ static const struct cli_opt opts[] = {
 	{ "from", "FILE", OPT_STR, CMD_RESTORE, OFF(from), 0, 0, NULL, NULL,
 	  "the save file to restore (required); it is checked whole before any image is "
 	  "written" },
-	{ "listen", "ADDR:PORT", OPT_STR, CMD_RECV | CMD_VM_RECV, OFF(listen), 0, 0, NULL, NULL,
-	  "address to listen on for the one source served (required; PORT 0 picks one)" },
+	{ "listen", "ADDR:PORT", OPT_LIST, CMD_RECV | CMD_VM_RECV, OFF(listens), 0, 0, NULL, NULL,
+	  "address to listen on for the one source served (required; PORT 0 picks one). recv: "
+	  "repeatable; each further address is a rail: data channels are opened there too "
+	  "(PORT 0: any), and the source spreads its channels over all of them in turn, each "
+	  "through the device that reaches it" },
 	{ "port-file", "FILE", OPT_STR, CMD_RECV | CMD_VM_RECV, OFF(port_file), 0, 0, NULL, NULL,
 	  "write the bound port to FILE once listening" },
 	{ "ram", "NAME=PATH", OPT_LIST, CMD_SEND | CMD_RECV | FILE_CMDS, OFF(ram), 0, 0, NULL, NULL,
@@ -457,8 +461,20 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 	if (check_assign_list(cmd, "ram", "NAME=PATH", "block", &c->ram) ||
 	    check_assign_list(cmd, "state", "NAME=FILE", "device-state", &c->state))
 		return -EINVAL;
-	if ((c->to && cmd != CMD_SAVE && cli_check_addr("to", c->to, false)) ||
-	    (c->listen && cli_check_addr("listen", c->listen, true)))
+	c->listen = c->listens.n ? c->listens.v[0] : NULL;
+	if (c->listens.n > 1 && cmd != CMD_RECV) {
+		fprintf(stderr, "rdma-migrate %s: --listen: one address only\n", cli_cmd_name(cmd));
+		return -EINVAL;
+	}
+	if (c->listens.n > RMIG_RAILS_MAX) {
+		fprintf(stderr, "rdma-migrate %s: --listen: at most %d addresses (rails)\n",
+			cli_cmd_name(cmd), RMIG_RAILS_MAX);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < c->listens.n; i++)
+		if (cli_check_addr("listen", c->listens.v[i], true))
+			return -EINVAL;
+	if (c->to && cmd != CMD_SAVE && cli_check_addr("to", c->to, false))
 		return -EINVAL;
 	if (c->to && cmd == CMD_SAVE && (!*c->to || !strcmp(c->to, "file:"))) {
 		fprintf(stderr, "rdma-migrate save: --to: an empty file name\n");

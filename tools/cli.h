@@ -48,7 +48,8 @@ struct cli_list {
 struct cli {
 	unsigned int cmd;
 	const char *to;
-	const char *listen;
+	const char *listen;       /* the first --listen */
+	struct cli_list listens;  /* every --listen: recv opens a rail on each after the first */
 	const char *port_file;
 	struct cli_list ram;
 	struct cli_list state;

@@ -228,20 +228,52 @@ static const char *shown(char *buf, size_t len, const char *s)
 	return buf;
 }
 
-/* ,"placement":[{channel, device, numa_node, cpus, bound}...] once channels are open */
+/*
+ * ,"placement":[{channel, rail, device, numa_node, cpus, bound}...] and
+ * ,"rails":[{rail, address, channels, devices, bytes, MiBps}...] once
+ * channels are open
+ */
 void tool_json_placement(FILE *f, rmig_session *s, unsigned int channels)
 {
 	struct rmig_chan_place pl;
+	struct rmig_stats st;
+	struct {
+		char addr[48];
+		char dev[32];
+		unsigned int channels;
+		uint64_t bytes;
+	} rail[RMIG_RAILS_MAX] = { 0 };
+	unsigned int nrails = 0;
+	double secs;
 
 	if (!channels || rmig_get_placement(s, 0, &pl, sizeof(pl)))
 		return;
+	rmig_get_stats(s, &st);
+	secs = (double)st.duration_ns / 1e9;
 	fprintf(f, ",\"placement\":[");
 	for (unsigned int i = 0; i < channels && !rmig_get_placement(s, i, &pl, sizeof(pl)); i++) {
-		fprintf(f, "%s{\"channel\":%u,\"device\":", i ? "," : "", i);
+		fprintf(f, "%s{\"channel\":%u,\"rail\":%u,\"device\":", i ? "," : "", i, pl.rail);
 		tool_json_str(f, pl.device);
 		fprintf(f, ",\"numa_node\":%d,\"cpus\":", pl.numa_node);
 		tool_json_str(f, pl.cpus);
 		fprintf(f, ",\"bound\":%s}", pl.bound ? "true" : "false");
+		if (pl.rail < RMIG_RAILS_MAX) {
+			snprintf(rail[pl.rail].addr, sizeof(rail[pl.rail].addr), "%s", pl.rail_addr);
+			snprintf(rail[pl.rail].dev, sizeof(rail[pl.rail].dev), "%s", pl.device);
+			rail[pl.rail].channels++;
+			rail[pl.rail].bytes += i < RMIG_CHANNELS_MAX ? st.chan[i].bytes : 0;
+			nrails = pl.rail + 1 > nrails ? pl.rail + 1 : nrails;
+		}
+	}
+	fprintf(f, "],\"rails\":[");
+	for (unsigned int r = 0; r < nrails; r++) {
+		fprintf(f, "%s{\"rail\":%u,\"address\":", r ? "," : "", r);
+		tool_json_str(f, rail[r].addr);
+		fprintf(f, ",\"device\":");
+		tool_json_str(f, rail[r].dev);
+		fprintf(f, ",\"channels\":%u,\"bytes\":%" PRIu64 ",\"MiBps\":%.2f}",
+			rail[r].channels, rail[r].bytes,
+			secs > 0 ? (double)rail[r].bytes / secs / 1048576.0 : 0.0);
 	}
 	fprintf(f, "]");
 }
@@ -861,6 +893,19 @@ static int cmd_recv(const struct cli *c)
 	sprintf(uri, restore ? "file:%s" : "tcp://%s", restore ? c->from : c->listen);
 	if (rmig_listen(s, uri))
 		goto out;
+	/* each further --listen: a rail */
+	for (unsigned int i = 1; !restore && i < c->listens.n; i++) {
+		int lrc = rmig_listen_add(s, c->listens.v[i]);
+
+		if (lrc) {
+			fprintf(stderr, "rdma-migrate recv: --listen %s: %s\n", c->listens.v[i],
+				lrc == -ENOSPC	      ? "too many rails" :
+				lrc == -EADDRNOTAVAIL ? "not an address of this host" :
+				lrc == -EINVAL	      ? "not an address" :
+							rmig_strerror(lrc));
+			goto out;
+		}
+	}
 	rc = EXIT_FAILED;
 	port = restore ? 0 : rmig_listen_port(s);
 	if (restore) {

@@ -30,6 +30,7 @@ extern "C" {
 #define RMIG_NAME_MAX 64 /* RAM block and device names, including NUL */
 #define RMIG_CHANNELS_MAX 64
 #define RMIG_BLOCKS_MAX 256
+#define RMIG_RAILS_MAX 8 /* destination addresses one migration spreads over */
 
 typedef struct rmig_session rmig_session;
 
@@ -246,6 +247,19 @@ RMIG_API int rmig_connect(rmig_session *s, const char *uri);
  */
 RMIG_API int rmig_listen(rmig_session *s, const char *uri);
 
+/*
+ * Destination, after rmig_listen() and before rmig_accept(): one more
+ * address of this host ("HOST", "HOST:PORT", "[V6]:PORT"; PORT 0 or none:
+ * any) to open data channels on: a rail. The source spreads its channels
+ * over the control connection's address (rail 0) and these, in turn, each
+ * rail through the device that reaches it (for RDMA a device of its own,
+ * with its own registrations); at most as many rails as channels are used.
+ * Errors: -EINVAL (not a destination, an address that does not resolve),
+ * -EADDRNOTAVAIL (not an address of this host), -EADDRINUSE (its port is
+ * taken), -EBUSY (already accepted), -ENOSPC (RMIG_RAILS_MAX in all).
+ */
+RMIG_API int rmig_listen_add(rmig_session *s, const char *addr);
+
 /* Destination: the bound port after rmig_listen(), or -EINVAL. */
 RMIG_API int rmig_listen_port(rmig_session *s);
 
@@ -375,6 +389,8 @@ struct rmig_chan_place {
 	int numa_node;   /* that device's NUMA node; -1: no locality, or not known */
 	char cpus[64];   /* the CPUs near the device, as a list ("0-15,32-47"); "" unknown */
 	int bound;       /* 1 once the channel's thread is bound to those CPUs */
+	unsigned int rail;  /* the rail it goes through (see rmig_listen_add()) */
+	char rail_addr[48]; /* that rail's destination address */
 };
 
 /*

@@ -148,6 +148,8 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 	snprintf(uri, sizeof(uri), "tcp://%s:0", addr);
 	if (!rc)
 		rc = rmig_listen(p->dst, uri);
+	for (unsigned int i = 0; !rc && i < 4 && p->cfg.rails[i]; i++)
+		rc = rmig_listen_add(p->dst, p->cfg.rails[i]);
 	if (rc)
 		return rc;
 	rc = -pthread_create(&p->th, NULL, dest_thread, p);

@@ -45,6 +45,7 @@ struct pair_cfg {
 	unsigned int dst_start_delay_ms; /* see rmig_sess_test_start_delay() */
 	bool dst_uffd;                   /* rmig_postcopy_uffd() on the destination's block */
 	bool dst_huge;                   /* destination RAM from MAP_HUGETLB (2 MiB pages) */
+	const char *rails[4];            /* destination: rmig_listen_add() each (NULL ends) */
 	const void *src_key, *dst_key;   /* NULL: none */
 	size_t src_key_len, dst_key_len;
 };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_ctl.c - every control-message parser: the header, the handshake
- * (HELLO, HELLO_ACK, AUTH), ERROR, SYNC_ACK, STATE_BEGIN, COMPLETE, REG. The
+ * (HELLO, HELLO_ACK, AUTH, RAILS), ERROR, SYNC_ACK, STATE_BEGIN, COMPLETE, REG. The
  * first byte picks the parser, the rest is the payload. A payload that
  * decodes must encode again to a payload that decodes to the same message.
  */
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!size)
 		return 0;
-	switch (data[0] % 9) {
+	switch (data[0] % 10) {
 	case 0: {
 		struct rmig_ctl_hdr h;
 
@@ -91,6 +91,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 8:
 		ROUNDTRIP(struct rmig_msg_auth, rmig_auth_decode, rmig_auth_encode);
+		break;
+	case 9:
+		ROUNDTRIP(struct rmig_msg_rails, rmig_rails_decode, rmig_rails_encode);
 		break;
 	}
 	return 0;

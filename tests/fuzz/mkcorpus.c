@@ -61,6 +61,7 @@ int main(int argc, char **argv)
 	struct rmig_msg_state_begin sb = { .blob = 0, .instance = 1, .total = 200, .name = "nic" };
 	struct rmig_msg_reg rg = { .block = 0, .desc_len = 16 };
 	struct rmig_msg_auth au;
+	static struct rmig_msg_rails rl;
 	uint8_t dg[3][RMIG_DIGEST_LEN] = { { 1 }, { 2 }, { 3 } };
 	struct rmig_msg_complete c = { .flags = RMIG_F_VERIFY, .nblocks = 2, .nblobs = 1,
 				       .block_digest = dg, .blob_digest = dg + 2 };
@@ -97,6 +98,14 @@ int main(int argc, char **argv)
 	ctl_seed("reg", 7, rmig_reg_encode(&rg, buf, sizeof(buf)));
 	memset(&au, 0x42, sizeof(au));
 	ctl_seed("auth", 8, rmig_auth_encode(&au, buf, sizeof(buf)));
+	rl.n = 2;
+	rl.r[0].family = 4;
+	memcpy(rl.r[0].addr, (uint8_t[]){ 10, 0, 1, 1 }, 4);
+	rl.r[0].ep_len = 2;
+	rl.r[1].family = 6;
+	rl.r[1].addr[0] = 0xfd;
+	rl.r[1].addr[15] = 1;
+	ctl_seed("rails", 9, rmig_rails_encode(&rl, buf, sizeof(buf)));
 
 	/* tcp_frames: one data channel's stream into blocks ram (64 pages) and rom (8) */
 	p = buf;

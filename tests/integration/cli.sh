@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # cli.sh - rdma-migrate as an operator runs it: two processes on loopback.
-# Usage: cli.sh BUILD_DIR [TRANSPORT [ADDR]]
-#   TRANSPORT tcp (default) or rdma (inside the soft-RoCE VM, ADDR its rxe address)
+# Usage: cli.sh BUILD_DIR [TRANSPORT [ADDR [ADDR2]]]
+#   TRANSPORT tcp (default) or rdma (inside the soft-RoCE VM, ADDR its rxe address,
+#   ADDR2 a second device's: the second rail; default 127.0.0.2)
 # Every case compares images byte for byte or checks exit status, message and
 # timing. Ends with "N passed, N failed".
 set -u
 BUILD=$(cd "${1:?build dir}" && pwd)
 TRANSPORT=${2:-tcp}
 ADDR=${3:-127.0.0.1}
+ADDR2=${4:-127.0.0.2}
 BIG=${RMIG_CLI_BIG:-1024} # MiB for the large case
 RM="$BUILD/tools/rdma-migrate"
 HOSTILE="$BUILD/tests/integration/hostile"
@@ -128,6 +130,43 @@ if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && [ "$plcheck" = True ] && cmp -s "$W/j.s
 	ok "placement: --json names each channel's device ($(grep -o '"device":"[^"]*"' "$W/pl.out" | head -1)); --no-bind leaves it unbound"
 else
 	bad "placement: rc $src_rc/$dst_rc, check '$plcheck': $(cat "$W/pl.json" "$W/pl.out" "$W/pl.err")"
+fi
+
+# two rails: recv --listen twice; the channels alternate, both rails carry bytes
+start_recv rl --ram "ram=$W/rl.dst" --listen "$ADDR2:0" --json
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/j.src" --transport "$TRANSPORT" --channels 4 \
+	--json --quiet >"$W/rl.json" 2>"$W/rl.err"
+src_rc=$?
+wait_rc "$RPID" 30
+dst_rc=$?
+rlcheck=$(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1])); d = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+r = s["rails"]
+ok = len(r) == 2 and r[1]["address"] == sys.argv[3] and all(x["bytes"] > 0 and x["channels"] == 2 for x in r)
+ok = ok and sum(x["bytes"] for x in r) == s["bytes"] and [p["rail"] for p in s["placement"]] == [0, 1, 0, 1]
+ok = ok and len(d["rails"]) == 2 and s["transport"] == sys.argv[4]
+print(ok)' "$W/rl.json" "$W/rl.out" "$ADDR2" "$TRANSPORT" 2>&1)
+if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && [ "$rlcheck" = True ] && cmp -s "$W/j.src" "$W/rl.dst"; then
+	ok "two rails ($ADDR, $ADDR2): byte-identical, $(python3 -c 'import json,sys; print(", ".join("rail %d %s: %d bytes on %s" % (x["rail"], x["address"], x["bytes"], x["device"]) for x in json.load(open(sys.argv[1]))["rails"]))' "$W/rl.json")"
+else
+	bad "two rails: rc $src_rc/$dst_rc, check '$rlcheck': $(cat "$W/rl.json" "$W/rl.out" "$W/rl.err")"
+fi
+# a rail that is no address of this host: a clear error before any source is served
+timeout 10 "$RM" recv --listen "$ADDR:0" --listen 192.0.2.1:0 --ram "ram=$W/rl2.dst" \
+	>"$W/rl2.out" 2>"$W/rl2.err"
+dst_rc=$?
+if [ $dst_rc != 0 ] && [ $dst_rc != 124 ] && grep -q -- "--listen 192.0.2.1:0: not an address of this host" "$W/rl2.err"; then
+	ok "a rail address not of this host: recv exit $dst_rc ($(grep -o -- '--listen 192.0.2.1.*' "$W/rl2.err" | head -1))"
+else
+	bad "rail not of this host: rc $dst_rc: $(cat "$W/rl2.err")"
+fi
+if "$RM" vm-recv --qmp /nonexistent --listen "$ADDR:0" --listen "$ADDR2:0" 2>"$W/rl3.err"; then
+	bad "vm-recv took two --listen"
+elif grep -q "one address only" "$W/rl3.err"; then
+	ok "vm-recv --listen twice: usage error"
+else
+	bad "vm-recv --listen twice: $(cat "$W/rl3.err")"
 fi
 
 # several blocks, /dev/shm images, device-state files

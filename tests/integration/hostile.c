@@ -551,7 +551,8 @@ static void test_hostile_sources(void **state)
 
 /* ---- in-process: hostile destinations against a source session ---- */
 
-enum dmode { D_GARBAGE, D_SILENT, D_CLOSE, D_BAD_EP, D_BOGUS_ACK, D_UNASKED_COMPLETE };
+enum dmode { D_GARBAGE, D_SILENT, D_CLOSE, D_BAD_EP, D_BOGUS_ACK, D_UNASKED_COMPLETE, D_BAD_RAILS,
+	     D_RAIL_MULTICAST, D_RAILS_NONE, D_TOO_MANY_RAILS };
 
 struct fake_dst {
 	int lfd;
@@ -591,6 +592,36 @@ static void *fake_dst_main(void *arg)
 
 		rmig_u64_encode(77, v, sizeof(v));
 		test_send_ctl(fd, RMIG_MSG_SYNC_ACK, v, 8); /* instead of HELLO_ACK */
+		sleep(3);
+		break;
+	}
+	case D_BAD_RAILS:
+	case D_RAIL_MULTICAST:
+	case D_RAILS_NONE:
+	case D_TOO_MANY_RAILS: {
+		/* HELLO_ACK says rails follow; the RAILS message is garbage */
+		struct rmig_msg_hello_ack a = { .version = RMIG_PROTO_VERSION, .ep_len = 2,
+						.caps = RMIG_ACK_RAILS };
+		static struct rmig_msg_rails m;
+		int n = rmig_hello_ack_encode(&a, buf, sizeof(buf));
+
+		test_send_ctl(fd, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
+		memset(&m, 0, sizeof(m));
+		m.n = f->mode == D_TOO_MANY_RAILS ? 2 : 1; /* the source has 2 channels */
+		for (unsigned int r = 0; r < m.n; r++) {
+			m.r[r].family = 4;
+			m.r[r].addr[0] = 127;
+			m.r[r].addr[3] = (uint8_t)(2 + r);
+			m.r[r].ep_len = 2;
+		}
+		if (f->mode == D_RAIL_MULTICAST)
+			m.r[0].addr[0] = 239;
+		n = rmig_rails_encode(&m, buf, sizeof(buf));
+		if (f->mode == D_BAD_RAILS)
+			buf[4] = 9; /* family 9 */
+		if (f->mode == D_RAILS_NONE)
+			n = 0; /* an empty message */
+		test_send_ctl(fd, RMIG_MSG_RAILS, buf, (uint32_t)n);
 		sleep(3);
 		break;
 	}
@@ -636,6 +667,10 @@ static void test_hostile_destinations(void **state)
 		{ D_BAD_EP, -EPROTO, "bad tcp endpoint" },
 		{ D_BOGUS_ACK, -EPROTO, "expected HELLO_ACK, got SYNC_ACK" },
 		{ D_UNASKED_COMPLETE, -EBADMSG, "unexpected COMPLETE_ACK" },
+		{ D_BAD_RAILS, -EBADMSG, "bad RAILS" },
+		{ D_RAIL_MULTICAST, -EBADMSG, "not unicast" },
+		{ D_RAILS_NONE, -EBADMSG, "bad RAILS" },
+		{ D_TOO_MANY_RAILS, -EBADMSG, "announces 3 rails for 2 channels" },
 	};
 	static uint8_t mem[64 << 10];
 
@@ -653,6 +688,8 @@ static void test_hostile_destinations(void **state)
 		o.role = RMIG_ROLE_SOURCE;
 		o.transport = RMIG_TRANSPORT_TCP;
 		o.timeout_ms = TIMEOUT_MS;
+		if (dc[i].mode >= D_BAD_RAILS)
+			o.channels = 2; /* so that 3 rails are too many */
 		o.log_fn = NULL;
 		assert_int_equal(rmig_session_create(&o, &s), 0);
 		assert_int_equal(rmig_add_ram(s, "ram", mem, sizeof(mem), 4096), 0);

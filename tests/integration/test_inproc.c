@@ -31,6 +31,16 @@ static struct pair_cfg base(unsigned int ch, uint64_t len, uint32_t ps)
 	return c;
 }
 
+/* Send all of an open pair's block, complete, and compare byte for byte. */
+static void move_all(struct pair *p)
+{
+	memset(p->dmem, 0x5a, p->cfg.len);
+	assert_int_equal(rmig_send_range(p->src, "ram", 0, p->cfg.len), 0);
+	assert_int_equal(rmig_complete(p->src), 0);
+	assert_int_equal(pair_join(p), 0);
+	assert_memory_equal(p->smem, p->dmem, p->cfg.len);
+}
+
 static void migrate(struct pair_cfg c, void (*fill)(uint8_t *, uint64_t))
 {
 	struct rmig_stats st;
@@ -38,11 +48,7 @@ static void migrate(struct pair_cfg c, void (*fill)(uint8_t *, uint64_t))
 
 	assert_int_equal(pair_open(&p, &c), 0);
 	fill(p.smem, c.len);
-	memset(p.dmem, 0x5a, c.len);
-	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
-	assert_int_equal(rmig_complete(p.src), 0);
-	assert_int_equal(pair_join(&p), 0);
-	assert_memory_equal(p.smem, p.dmem, c.len);
+	move_all(&p);
 	rmig_get_stats(p.src, &st);
 	assert_int_equal(st.handled, c.len);
 	assert_int_equal(st.channels, c.channels);
@@ -176,10 +182,7 @@ static void placement(bool no_bind)
 	assert_true(pl.device[0] != '\0');
 	assert_string_equal(pl.cpus, "");
 	memset(p.smem, 0xa5, c.len);
-	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
-	assert_int_equal(rmig_complete(p.src), 0);
-	assert_int_equal(pair_join(&p), 0);
-	assert_memory_equal(p.smem, p.dmem, c.len);
+	move_all(&p);
 	assert_int_equal(rmig_get_placement(p.dst, 0, &pl, sizeof(pl)), 0);
 	assert_true(pl.device[0] != '\0');
 	pair_close(&p);
@@ -200,6 +203,91 @@ static void test_placement(void **state)
 	rmig_session_destroy(s);
 	placement(false);
 	placement(true);
+}
+
+/*
+ * Two rails: the channels alternate between the control connection's
+ * address and a second one (TCP: 127.0.0.2; in the soft-RoCE VM the
+ * address of a second device, RMIG_TEST_ADDR2), every rail carries bytes,
+ * and the destination is byte-identical.
+ */
+static void test_rails(void **state)
+{
+	const char *a2 = getenv("RMIG_TEST_ADDR2");
+	struct pair_cfg c = base(4, 8 << 20, 4096);
+	struct rmig_chan_place pl;
+	struct rmig_stats st;
+	uint64_t rail_bytes[2] = { 0, 0 };
+	char rail0[48] = "";
+	struct pair p;
+
+	(void)state;
+	if (c.transport == RMIG_TRANSPORT_RDMA && !a2) {
+		printf("# rails: no RMIG_TEST_ADDR2 for a second RDMA device: skipped\n");
+		return;
+	}
+	c.rails[0] = a2 ? a2 : "127.0.0.2";
+	assert_int_equal(pair_open(&p, &c), 0);
+	fill_random(p.smem, c.len, 99);
+	move_all(&p);
+	rmig_get_stats(p.src, &st);
+	assert_int_equal(st.transport, c.transport);
+	for (unsigned int i = 0; i < 4; i++) {
+		assert_int_equal(rmig_get_placement(p.src, i, &pl, sizeof(pl)), 0);
+		assert_int_equal(pl.rail, i % 2);
+		if (pl.rail)
+			assert_string_equal(pl.rail_addr, c.rails[0]);
+		else
+			snprintf(rail0, sizeof(rail0), "%s", pl.rail_addr);
+		rail_bytes[pl.rail] += st.chan[i].bytes;
+		/* the destination put the same channel on the same rail */
+		assert_int_equal(rmig_get_placement(p.dst, i, &pl, sizeof(pl)), 0);
+		assert_int_equal(pl.rail, i % 2);
+	}
+	printf("# rails: %s %llu bytes, %s %llu bytes\n", rail0,
+	       (unsigned long long)rail_bytes[0], c.rails[0], (unsigned long long)rail_bytes[1]);
+	assert_true(rail_bytes[0] > 0 && rail_bytes[1] > 0);
+	assert_int_equal(rail_bytes[0] + rail_bytes[1], st.bytes);
+	pair_close(&p);
+
+	/* one channel: one rail used, the other never opened */
+	c = base(1, 1 << 20, 4096);
+	c.rails[0] = a2 ? a2 : "127.0.0.2";
+	assert_int_equal(pair_open(&p, &c), 0);
+	memset(p.smem, 7, c.len);
+	move_all(&p);
+	assert_int_equal(rmig_get_placement(p.src, 0, &pl, sizeof(pl)), 0);
+	assert_int_equal(pl.rail, 0);
+	pair_close(&p);
+}
+
+/* rmig_listen_add: what it refuses */
+static void test_rails_api(void **state)
+{
+	rmig_session *s = NULL;
+	struct rmig_opts o;
+
+	(void)state;
+	rmig_opts_init(&o, sizeof(o));
+	o.role = RMIG_ROLE_SOURCE;
+	assert_int_equal(rmig_session_create(&o, &s), 0);
+	assert_int_equal(rmig_listen_add(s, "127.0.0.2"), -EINVAL); /* a source */
+	rmig_session_destroy(s);
+	o.role = RMIG_ROLE_DEST;
+	o.log_fn = NULL;
+	assert_int_equal(rmig_session_create(&o, &s), 0);
+	assert_int_equal(rmig_listen_add(s, NULL), -EINVAL);
+	assert_int_equal(rmig_listen_add(s, ""), -EINVAL);
+	assert_int_equal(rmig_listen_add(s, "127.0.0.2:notaport"), -EINVAL);
+	assert_int_equal(rmig_listen_add(s, "127.0.0.2:70000"), -EINVAL);
+	assert_int_equal(rmig_listen_add(s, "[::1"), -EINVAL);
+	assert_int_equal(rmig_listen_add(s, "192.0.2.1"), -EADDRNOTAVAIL); /* not this host's */
+	assert_int_equal(rmig_listen_add(s, "127.0.0.2:0"), 0);
+	assert_int_equal(rmig_listen_add(s, "tcp://127.0.0.3"), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(rmig_listen_add(s, "127.0.0.9"), 0);
+	assert_int_equal(rmig_listen_add(s, "127.0.0.10"), -ENOSPC); /* 8 with rail 0 */
+	rmig_session_destroy(s);
 }
 
 static void test_hugepage_sized(void **state)
@@ -426,6 +514,8 @@ int main(void)
 		cmocka_unit_test(test_channels_sparse),
 		cmocka_unit_test(test_hugepage_sized),
 		cmocka_unit_test(test_placement),
+		cmocka_unit_test(test_rails),
+		cmocka_unit_test(test_rails_api),
 		cmocka_unit_test(test_rounds_and_bitmap),
 		cmocka_unit_test(test_device_state_verify),
 		cmocka_unit_test(test_verify_detects_corruption),

@@ -255,6 +255,70 @@ static void test_random_garbage(void **state)
 	}
 }
 
+/* RAILS: what goes out comes back; a count, family or address out of place is refused. */
+static void test_rails(void **state)
+{
+	static struct rmig_msg_rails m, d;
+	static uint8_t b[RMIG_CTL_MAX];
+	static const uint8_t v6[16] = { 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+	int n;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.n = 2;
+	m.r[0].family = 4;
+	memcpy(m.r[0].addr, (uint8_t[]){ 10, 0, 1, 1 }, 4);
+	m.r[0].ep_len = 2;
+	m.r[0].ep[0] = 0x12;
+	m.r[0].ep[1] = 0x34;
+	m.r[1].family = 6;
+	memcpy(m.r[1].addr, v6, 16);
+	m.r[1].ep_len = 0;
+	n = rmig_rails_encode(&m, b, sizeof(b));
+	assert_true(n > 0);
+	assert_int_equal(rmig_rails_decode(b, (size_t)n, &d), 0);
+	assert_int_equal(d.n, 2);
+	assert_memory_equal(&d.r[0], &m.r[0], offsetof(struct rmig_wire_rail, ep) + 2);
+	assert_int_equal(d.r[1].family, 6);
+	assert_memory_equal(d.r[1].addr, v6, 16);
+	/* truncated, or a byte too many */
+	assert_int_equal(rmig_rails_decode(b, (size_t)n - 1, &d), -EBADMSG);
+	assert_int_equal(rmig_rails_decode(b, (size_t)n + 1, &d), -EBADMSG);
+	/* addresses no channel can go to */
+	static const uint8_t bad4[][4] = { { 0, 0, 0, 0 }, { 0, 1, 2, 3 }, { 224, 0, 0, 1 },
+					   { 255, 255, 255, 255 } };
+	for (size_t i = 0; i < sizeof(bad4) / sizeof(bad4[0]); i++) {
+		m.n = 1;
+		memcpy(m.r[0].addr, bad4[i], 4);
+		n = rmig_rails_encode(&m, b, sizeof(b));
+		assert_int_equal(rmig_rails_decode(b, (size_t)n, &d), -EBADMSG);
+	}
+	m.r[0].family = 4;
+	memcpy(m.r[0].addr, (uint8_t[]){ 10, 0, 1, 1 }, 4);
+	m.r[0].addr[9] = 1; /* loose bytes past an IPv4 address */
+	n = rmig_rails_encode(&m, b, sizeof(b));
+	assert_int_equal(rmig_rails_decode(b, (size_t)n, &d), -EBADMSG);
+	memset(m.r[0].addr, 0, 16);
+	m.r[0].family = 6; /* :: */
+	n = rmig_rails_encode(&m, b, sizeof(b));
+	assert_int_equal(rmig_rails_decode(b, (size_t)n, &d), -EBADMSG);
+	m.r[0].addr[0] = 0xff; /* multicast */
+	n = rmig_rails_encode(&m, b, sizeof(b));
+	assert_int_equal(rmig_rails_decode(b, (size_t)n, &d), -EBADMSG);
+	m.r[0].family = 5;
+	m.r[0].addr[0] = 0xfd;
+	n = rmig_rails_encode(&m, b, sizeof(b));
+	assert_int_equal(rmig_rails_decode(b, (size_t)n, &d), -EBADMSG);
+	/* counts: none, and more than a destination may have */
+	m.n = 0;
+	assert_int_equal(rmig_rails_encode(&m, b, sizeof(b)), -EINVAL);
+	memset(b, 0, 4);
+	assert_int_equal(rmig_rails_decode(b, 4, &d), -EBADMSG);
+	b[3] = RMIG_RAILS_MAX; /* big-endian count */
+	assert_int_equal(rmig_rails_decode(b, 4, &d), -EBADMSG);
+	assert_string_equal(rmig_msg_name(RMIG_MSG_RAILS), "RAILS");
+}
+
 static void test_auth_msg(void **state)
 {
 	struct rmig_msg_auth m, d;
@@ -288,6 +352,7 @@ int main(void)
 		cmocka_unit_test(test_complete),
 		cmocka_unit_test(test_random_garbage),
 		cmocka_unit_test(test_auth_msg),
+		cmocka_unit_test(test_rails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# in-vm.sh BUILD_DIR - runs inside the soft-RoCE VM (rxe0 on dummy0, 10.0.0.1).
+# in-vm.sh BUILD_DIR - runs inside the soft-RoCE VM (rxe0 on dummy0, 10.0.0.1;
+# rxe1 on dummy1, 10.0.1.1: a second rail).
 set -uo pipefail
 build=$1
 cd "$(dirname "$0")/../.."
 RM=$build/tools/rdma-migrate
 IP=${SOFTROCE_IP:-10.0.0.1}
+IP2=${SOFTROCE_IP2:-10.0.1.1}
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
@@ -24,7 +26,8 @@ echo 48 >/proc/sys/vm/nr_hugepages 2>/dev/null || true # the hugetlb cases
 # the in-process integration suites over RDMA (live rounds with a dirtying writer, and
 # postcopy: userfaultfd placement from the staging slots, included)
 for t in test_inproc test_live test_auth test_postcopy; do
-	if RMIG_TEST_TRANSPORT=rdma RMIG_TEST_ADDR=$IP "$build/tests/integration/$t" >/tmp/$t.txt 2>&1; then
+	if RMIG_TEST_TRANSPORT=rdma RMIG_TEST_ADDR=$IP RMIG_TEST_ADDR2=$IP2 \
+		"$build/tests/integration/$t" >/tmp/$t.txt 2>&1; then
 		ok "$t over rdma: $(grep -c '\[       OK' /tmp/$t.txt) cases"
 		grep '^# ' /tmp/$t.txt
 	else
@@ -49,7 +52,7 @@ for t in "$build"/tests/test_*; do
 done
 
 # the CLI suite, transport rdma
-RMIG_CLI_BIG=${RMIG_CLI_BIG:-256} tests/integration/cli.sh "$build" rdma "$IP" >/tmp/cli.txt 2>&1
+RMIG_CLI_BIG=${RMIG_CLI_BIG:-256} tests/integration/cli.sh "$build" rdma "$IP" "$IP2" >/tmp/cli.txt 2>&1
 cat /tmp/cli.txt
 p=$(tail -1 /tmp/cli.txt | awk '/passed/ {print $1}')
 f=$(tail -1 /tmp/cli.txt | awk '/passed/ {print $3}')
