@@ -125,7 +125,8 @@ static bool open_uffd_pair(struct pair *p, struct pair_cfg *c)
 	return true;
 }
 
-static void postcopy_case(bool uffd, bool precopy, unsigned int flags)
+/* rails: the destination offers a second rail (RMIG_TEST_ADDR2, or 127.0.0.2 over TCP) */
+static void postcopy_case(bool uffd, bool precopy, unsigned int flags, bool rails)
 {
 	struct pair_cfg c = env_cfg((struct pair_cfg){ .channels = 3, .len = LEN, .page_size = PS,
 						      .timeout_ms = 10000 });
@@ -140,6 +141,15 @@ static void postcopy_case(bool uffd, bool precopy, unsigned int flags)
 
 	c.flags = RMIG_F_POSTCOPY | RMIG_F_VERIFY | flags;
 	c.dst_uffd = uffd;
+	if (rails) {
+		c.rails[0] = getenv("RMIG_TEST_ADDR2");
+		if (!c.rails[0] && c.transport == RMIG_TRANSPORT_RDMA) {
+			printf("# no RMIG_TEST_ADDR2 for a second RDMA device: skipped\n");
+			skip();
+		}
+		if (!c.rails[0])
+			c.rails[0] = "127.0.0.2";
+	}
 	rc = pair_open(&p, &c);
 	if (!uffd_usable(&c, &p, rc))
 		skip();
@@ -174,34 +184,53 @@ static void postcopy_case(bool uffd, bool precopy, unsigned int flags)
 	assert_true(st.pc_urgent_pages >= NDIRTY);
 	assert_int_equal(st.pc_urgent_pages + st.pc_background,
 			 precopy ? NDIRTY : NPAGES); /* each page sent exactly once */
+	if (rails) { /* both rails carried pages */
+		uint64_t on[2] = { 0, 0 };
+
+		for (unsigned int i = 0; i < c.channels; i++) {
+			struct rmig_chan_place pl;
+
+			assert_int_equal(rmig_get_placement(p.src, i, &pl, sizeof(pl)), 0);
+			on[pl.rail] += st.chan[i].bytes;
+		}
+		printf("# rails: %llu and %llu bytes\n", (unsigned long long)on[0],
+		       (unsigned long long)on[1]);
+		assert_true(on[0] > 0 && on[1] > 0);
+	}
 	rmig_get_stats(p.dst, &st);
 	if (uffd)
 		assert_true(st.pc_faults >= NDIRTY);
 	pair_close(&p);
 }
 
+static void test_uffd_two_rails(void **state)
+{
+	(void)state;
+	postcopy_case(true, true, 0, true);
+}
+
 static void test_fetch_after_precopy(void **state)
 {
 	(void)state;
-	postcopy_case(false, true, 0);
+	postcopy_case(false, true, 0, false);
 }
 
 static void test_fetch_shared_channels(void **state)
 {
 	(void)state;
-	postcopy_case(false, true, RMIG_F_NO_URGENT);
+	postcopy_case(false, true, RMIG_F_NO_URGENT, false);
 }
 
 static void test_uffd_after_precopy(void **state)
 {
 	(void)state;
-	postcopy_case(true, true, 0);
+	postcopy_case(true, true, 0, false);
 }
 
 static void test_uffd_pure_postcopy(void **state)
 {
 	(void)state;
-	postcopy_case(true, false, 0);
+	postcopy_case(true, false, 0, false);
 }
 
 /* The source goes away while the guest waits on faults: nobody stays blocked. */
@@ -521,6 +550,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_fetch_shared_channels),
 		cmocka_unit_test(test_uffd_after_precopy),
 		cmocka_unit_test(test_uffd_pure_postcopy),
+		cmocka_unit_test(test_uffd_two_rails),
 		cmocka_unit_test(test_uffd_source_gone),
 		cmocka_unit_test(test_uffd_source_killed),
 		cmocka_unit_test(test_cancel_before_switchover),
