@@ -303,6 +303,24 @@ void rmig_sess_place_chans(struct rmig_session *s); /* channels open, threads no
 void rmig_chan_bind(struct rmig_chan *c);           /* on the channel's own thread */
 void rmig_sess_place_fini(struct rmig_session *s);  /* after the threads are joined */
 
+/* sess_dest.c: the destination's upcalls from the backend (s->up), digests, completion */
+/* Where a write of @len bytes at @t goes (*dst_p), once checked against its RAM block. */
+int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
+/* A write of @len bytes at @t has landed: counted, and postcopy told. */
+int up_placed(void *arg, const struct rmig_target *t, uint64_t len);
+/* A write that came as a message (@src, the backend's buffer): placed like up_place(). */
+int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
+/* A zero-page marker: @len bytes at @t zeroed. */
+int up_zero(void *arg, const struct rmig_target *t, uint64_t len);
+/* Channel @chan passed sync marker @id: SYNC_ACK once every channel has. */
+int up_sync(void *arg, unsigned int chan, uint64_t id);
+/* Dest, on the control thread's tick: fail a channel stalled behind a sync. */
+int check_sync_lag(struct rmig_session *s);
+/* Dest: COMPLETE received; its check runs on a load thread. */
+int handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len);
+/* The digest of each RAM block, into @out[0..nblocks). */
+void block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN]);
+
 /* rails.c: multi-rail */
 int rmig_tp_create_rail(struct rmig_session *s, unsigned int r); /* creates s->rail[r].tp */
 struct rmig_tp *rmig_rail_tp(const struct rmig_session *s, unsigned int chan);

@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sess_dest.c - the destination's upcalls from the backend (each write's
+ * offset and length from the wire checked against its RAM block before
+ * memory is touched; zero pages; sync markers and their acks), the digests
+ * of RAM blocks, and the destination's completion check.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "sess.h"
+#include "sock.h"
+
+/* ---- destination placement (upcalls from the backend) ---- */
+
+int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p)
+{
+	struct rmig_session *s = arg;
+	const struct rmig_block *b;
+
+	if (t->kind == RMIG_TGT_STATE)
+		return rmig_state_place(s, t, len, dst_p);
+	if (t->kind != RMIG_TGT_RAM || t->id >= s->nblocks)
+		return rmig_sess_fail(s, -EBADMSG, "write to unknown ram block %u", t->id);
+	b = &s->blocks[t->id];
+	/* Overflow-safe: offset <= length, then len <= length - offset. */
+	if (t->offset > b->length || len > b->length - t->offset || len == 0)
+		return rmig_sess_fail(s, -ERANGE,
+				      "write outside ram block '%s': offset %llu length %llu "
+				      "(block length %llu)",
+				      b->name, (unsigned long long)t->offset,
+				      (unsigned long long)len, (unsigned long long)b->length);
+	if (s->pc.enabled) {
+		int rc = rmig_pc_place(s, t->id, t->offset, len, dst_p);
+
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
+	*dst_p = b->host + t->offset;
+	return 0;
+}
+
+int up_placed(void *arg, const struct rmig_target *t, uint64_t len)
+{
+	struct rmig_session *s = arg;
+
+	if (t->kind == RMIG_TGT_STATE)
+		return rmig_state_placed(s, t, len);
+	atomic_fetch_add_explicit(&s->st_handled, len, memory_order_relaxed);
+	if (s->pc.enabled)
+		return rmig_pc_placed(s, t->id, t->offset, len);
+	return 0;
+}
+
+int up_zero(void *arg, const struct rmig_target *t, uint64_t len)
+{
+	struct rmig_session *s = arg;
+	void *dst;
+	int rc;
+
+	if (t->kind != RMIG_TGT_RAM)
+		return rmig_sess_fail(s, -EBADMSG, "zero-page marker for a device-state blob");
+	rc = up_place(arg, t, len, &dst);
+	if (rc)
+		return rc;
+	/*
+	 * Always written: to a destination that reads as zero (RMIG_F_ZEROED)
+	 * the source sends markers only for pages it sent before, which may
+	 * hold data here now. A file restore places every page once: there a
+	 * zero page in memory that reads as zero needs nothing.
+	 */
+	if (!s->local || !(s->opts.flags & RMIG_F_ZEROED))
+		memset(dst, 0, len);
+	return up_placed(arg, t, len);
+}
+
+int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len)
+{
+	struct rmig_session *s = arg;
+	void *dst;
+	int rc;
+
+	if (t->kind == RMIG_TGT_RAM &&
+	    !(s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE)))
+		return rmig_sess_fail(s, -EPROTO, "RAM by SEND outside postcopy (RAM goes by RDMA "
+						  "WRITE until the destination runs the guest)");
+	rc = up_place(arg, t, len, &dst);
+	if (rc)
+		return rc;
+	if (t->kind == RMIG_TGT_RAM && s->pc.enabled && rmig_pc_staged())
+		rmig_pc_thread_use(src); /* UFFDIO_COPY straight from the backend's buffer */
+	else
+		memcpy(dst, src, len);
+	return up_placed(arg, t, len);
+}
+
+/* Caller holds s->lock: every channel has passed marker @id and none is further. */
+static bool sync_all_at(struct rmig_session *s, uint64_t id)
+{
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		if (s->chan_sync[i] != id)
+			return false;
+	return true;
+}
+
+/*
+ * Destination, on the control thread's tick: a channel whose sync marker is
+ * missing for the whole timeout while another channel has passed it is
+ * stalled, even though the control connection is alive.
+ */
+int check_sync_lag(struct rmig_session *s)
+{
+	uint64_t lead, behind = 0, ahead = 0;
+	unsigned int idx = 0;
+
+	if (s->opts.role != RMIG_ROLE_DEST || !s->chan_sync)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	lead = s->sync_lead_ns;
+	if (lead && rmig_mono_ns() - lead > (uint64_t)s->opts.timeout_ms * 1000000ull) {
+		behind = UINT64_MAX;
+		for (unsigned int i = 0; i < s->nchannels; i++) {
+			if (s->chan_sync[i] < behind) {
+				behind = s->chan_sync[i];
+				idx = i;
+			}
+			ahead = s->chan_sync[i] > ahead ? s->chan_sync[i] : ahead;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!behind)
+		return 0;
+	return rmig_sess_fail(s, -ETIMEDOUT,
+			      "data channel %u stalled: sync %llu reached another channel, but not "
+			      "this one within %u ms",
+			      idx, (unsigned long long)ahead, s->opts.timeout_ms);
+}
+
+int up_sync(void *arg, unsigned int chan, uint64_t id)
+{
+	struct rmig_session *s = arg;
+	uint64_t min = UINT64_MAX;
+	bool advanced = false;
+	uint8_t buf[8];
+
+	pthread_mutex_lock(&s->lock);
+	if (chan >= s->nchannels || id <= s->chan_sync[chan]) {
+		pthread_mutex_unlock(&s->lock);
+		return rmig_sess_fail(s, -EBADMSG, "channel %u: sync marker %llu out of order",
+				      chan, (unsigned long long)id);
+	}
+	s->chan_sync[chan] = id;
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		min = s->chan_sync[i] < min ? s->chan_sync[i] : min;
+	if (min > s->sync_acked) {
+		s->sync_acked = min;
+		advanced = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	/* the control thread fails a channel that lags behind the others too long */
+	if (sync_all_at(s, min))
+		s->sync_lead_ns = 0;
+	else if (advanced || !s->sync_lead_ns)
+		s->sync_lead_ns = rmig_mono_ns();
+	pthread_mutex_unlock(&s->lock);
+	if (!advanced)
+		return 0;
+	/* Acks may leave out of order between channel threads; the source keeps the max. */
+	rmig_u64_encode(min, buf, sizeof(buf));
+	return rmig_ctl_send(s, RMIG_MSG_SYNC_ACK, buf, sizeof(buf));
+}
+
+/* ---- digests ---- */
+
+struct complete_msg {
+	struct rmig_session *s;
+	uint32_t len;
+	uint8_t buf[];
+};
+
+static void dest_complete_task(void *arg);
+
+int handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	struct complete_msg *c;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = s->complete_seen ? -EBADMSG : 0;
+	s->complete_seen = true;
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		return rmig_sess_fail(s, rc, "control connection: COMPLETE received twice");
+	/* The check may wait for device loads: keep the control thread free. */
+	c = malloc(sizeof(*c) + len);
+	if (!c)
+		return rmig_sess_fail(s, -ENOMEM, "no memory for the completion check");
+	c->s = s;
+	c->len = len;
+	memcpy(c->buf, buf, len);
+	rc = rmig_pool_submit(s->pool, dest_complete_task, c);
+	if (rc) {
+		free(c);
+		return rmig_sess_fail(s, rc, "queueing the completion check failed");
+	}
+	return 0;
+}
+
+void block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN])
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		XXH128_canonical_t c;
+
+		XXH128_canonicalFromHash(&c, XXH3_128bits(s->blocks[i].host, s->blocks[i].length));
+		memcpy(out[i], c.digest, RMIG_DIGEST_LEN);
+	}
+}
+
+/* The destination's "all placed, loaded and verified". */
+static int send_complete_ack(struct rmig_session *s)
+{
+	uint8_t buf[4];
+
+	rmig_put_be32(buf, 0);
+	return rmig_ctl_send(s, RMIG_MSG_COMPLETE_ACK, buf, sizeof(buf));
+}
+
+static void dest_complete_task(void *arg)
+{
+	struct complete_msg *c = arg;
+	struct rmig_session *s = c->s;
+	struct rmig_msg_complete m;
+	uint8_t (*want)[RMIG_DIGEST_LEN] = NULL, (*have)[RMIG_DIGEST_LEN] = NULL;
+	char why[RMIG_ERRMSG_MAX] = "";
+	int rc = 0;
+
+	want = calloc(RMIG_BLOCKS_MAX + RMIG_BLOBS_MAX, RMIG_DIGEST_LEN);
+	have = calloc(RMIG_BLOCKS_MAX + RMIG_BLOBS_MAX, RMIG_DIGEST_LEN);
+	if (!want || !have) {
+		rmig_sess_fail(s, -ENOMEM, "no memory for the completion check");
+		goto out;
+	}
+	m.block_digest = want;
+	m.blob_digest = want + RMIG_BLOCKS_MAX;
+	if (rmig_complete_decode(c->buf, c->len, &m, RMIG_BLOCKS_MAX, RMIG_BLOBS_MAX)) {
+		rmig_sess_fail(s, -EBADMSG, "control connection: malformed COMPLETE");
+		goto out;
+	}
+	if (m.nblocks != s->nblocks) {
+		rmig_sess_fail(s, -EBADMSG, "COMPLETE names %u ram blocks, %u declared", m.nblocks,
+			       s->nblocks);
+		goto out;
+	}
+	/*
+	 * The source synced before COMPLETE: every byte it sent has landed.
+	 * A blob still short of its length will never complete; only loads
+	 * may still be running.
+	 */
+	rc = rmig_state_check_arrived(s, m.nblobs, why, sizeof(why));
+	if (rc) {
+		rmig_sess_fail(s, rc, "device state incomplete at completion: %s", why);
+		goto out;
+	}
+	/* Wait until every blob announced in COMPLETE is loaded. */
+	pthread_mutex_lock(&s->lock);
+	while (!s->err && (rc = rmig_state_all_loaded(s, m.nblobs)) == -EAGAIN)
+		rmig_sess_wait(s, rmig_now_ns() + 100000000ull);
+	pthread_mutex_unlock(&s->lock);
+	if (rmig_sess_err(s))
+		goto out;
+	if (rc) {
+		rmig_sess_fail(s, rc, "device state incomplete or failed to load (%s)",
+			       strerror(-rc));
+		goto out;
+	}
+	if (m.flags & RMIG_F_VERIFY) {
+		block_digests(s, have);
+		rmig_state_digests(s, have + RMIG_BLOCKS_MAX, m.nblobs);
+		for (unsigned int i = 0; i < s->nblocks && !why[0]; i++)
+			if (memcmp(have[i], want[i], RMIG_DIGEST_LEN))
+				snprintf(why, sizeof(why), "digest mismatch in ram block '%s'",
+					 s->blocks[i].name);
+		for (unsigned int i = 0; i < m.nblobs && !why[0]; i++)
+			if (memcmp(have[RMIG_BLOCKS_MAX + i], want[RMIG_BLOCKS_MAX + i],
+				   RMIG_DIGEST_LEN))
+				snprintf(why, sizeof(why), "digest mismatch in device-state blob %u",
+					 i);
+		if (why[0]) {
+			/* the sticky error tells the source, before the half-close */
+			rmig_sess_fail(s, -EBADMSG, "verification failed: %s", why);
+			goto out;
+		}
+		rmig_info(&s->log, "verified %u ram blocks and %u blobs", s->nblocks, m.nblobs);
+	}
+	/*
+	 * The source may close its sockets as soon as it reads the ack, so
+	 * errors stop counting first ("finishing"); DONE, which releases
+	 * rmig_complete() and so the close of this side, comes after the send.
+	 */
+	pthread_mutex_lock(&s->lock);
+	rc = s->err;
+	if (!rc)
+		s->finishing = true;
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		goto out;
+	rc = send_complete_ack(s);
+	/*
+	 * Migration is over: revoke the source's access to guest RAM now (RDMA
+	 * queue pairs to the error state, data sockets shut), before the VMM
+	 * resumes the guest, not whenever it destroys the session.
+	 */
+	if (!rc) {
+		s->tp_ops->shutdown(s->tp);
+		rmig_rails_shutdown(s);
+	}
+	pthread_mutex_lock(&s->lock);
+	if (rc) {
+		s->err = rc;
+		snprintf(s->errmsg, sizeof(s->errmsg), "sending the completion ack: %s",
+			 rmig_strerror(rc));
+	} else {
+		s->state = RMIG_S_DONE;
+		s->t_end_ns = rmig_now_ns();
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+out:
+	free(want);
+	free(have);
+	free(c);
+}
