@@ -228,6 +228,15 @@ int rmig_sess_err(struct rmig_session *s);
 int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len);
 /* Receive the next control message, which must be @type (an ERROR fails with its text). */
 int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf);
+struct rmig_ctl_conn; /* ctl.h */
+/* The session's control connection, for the helpers of ctl.c (session.c). */
+struct rmig_ctl_conn ctl_conn(const struct rmig_session *s);
+/* Start TLS on the control connection, if the session has a TLS configuration. */
+int ctl_start_tls(struct rmig_session *s);
+/* Start the control thread, which reads every message and keeps the link alive. */
+int start_ctl_thread(struct rmig_session *s);
+/* A local backend's message, as the control thread would take a peer's (s->up). */
+int up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len);
 struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, unsigned int *idx_p);
 /* Wait on s->cond until @deadline_ns (0: forever). -ETIMEDOUT when past it. */
 int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns);

@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sess_ctl.c - a session's control connection: sending and receiving
+ * messages, the peer's messages handled (sync acks, completion, device
+ * state, postcopy), the control thread that keeps the link alive, and TLS
+ * on the connection.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "ctl.h"
+#include "sess.h"
+#include "sock.h"
+
+/* ---- control connection ---- */
+
+int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len)
+{
+	struct rmig_ctl_conn c = ctl_conn(s);
+	int rc;
+
+	if (s->local) {
+		/* the backend is the peer; it reports its own errors */
+		rc = s->tp ? s->tp_ops->ctl(s->tp, type, payload, len) : -ENOTCONN;
+		if (rc && !rmig_sess_err(s))
+			rmig_sess_fail(s, rc, "%s: %s: %s", s->tp_ops->name, rmig_msg_name(type),
+				       rmig_strerror(rc));
+		return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+	}
+	pthread_mutex_lock(&s->ctl_send_lock);
+	rc = rmig_conn_send(&c, type, payload, len, s->opts.timeout_ms);
+	pthread_mutex_unlock(&s->ctl_send_lock);
+	if (rc)
+		return rmig_sess_fail(s, rc, "control connection: sending %s: %s",
+				      rmig_msg_name(type), rmig_strerror(rc));
+	return 0;
+}
+
+/*
+ * Read one control message into @buf (RMIG_CTL_MAX bytes). The whole
+ * message must arrive within the timeout, counted from the call: a peer
+ * that trickles it a byte at a time cannot hold the connection open.
+ */
+static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf)
+{
+	struct rmig_ctl_conn c = ctl_conn(s);
+	uint32_t magic = 0;
+	int rc = rmig_conn_recv(&c, h, buf, rmig_deadline_after(s->opts.timeout_ms), &magic);
+
+	if (rc == -EPROTONOSUPPORT)
+		return rmig_sess_fail(s, rc,
+				      "control connection: the peer speaks TLS; run both sides "
+				      "with TLS (and the same key)");
+	if (rc == -EBADMSG)
+		return rmig_sess_fail(s, rc,
+				      "control connection: malformed message header (magic 0x%08x)",
+				      magic);
+	return rc;
+}
+
+static int handle_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	struct rmig_msg_error m;
+
+	if (rmig_error_decode(buf, len, &m))
+		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed ERROR message");
+	return rmig_sess_fail_from(s, -m.code, true, "peer reported: %s", m.msg);
+}
+
+int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf)
+{
+	int rc = ctl_recv(s, h, buf);
+
+	if (rc)
+		return rmig_sess_fail(s, rc, "control connection: waiting for %s: %s",
+				      rmig_msg_name(type),
+				      rc == -ECONNRESET ? "peer closed the connection" :
+							  rmig_strerror(rc));
+	if (h->type == RMIG_MSG_ERROR && type != RMIG_MSG_ERROR)
+		return handle_peer_error(s, buf, h->len);
+	if (h->type != type)
+		return rmig_sess_fail(s, -EPROTO, "control connection: expected %s, got %s",
+				      rmig_msg_name(type), rmig_msg_name(h->type));
+	return 0;
+}
+
+static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, const uint8_t *buf)
+{
+	bool src = s->opts.role == RMIG_ROLE_SOURCE;
+	uint64_t v;
+
+	switch (h->type) {
+	case RMIG_MSG_PING:
+		return h->len ? rmig_sess_fail(s, -EBADMSG, "control connection: PING with payload")
+			      : 0;
+	case RMIG_MSG_ERROR:
+		return handle_peer_error(s, buf, h->len);
+	case RMIG_MSG_SYNC_ACK:
+		if (!src)
+			break;
+		if (rmig_u64_decode(buf, h->len, &v))
+			return rmig_sess_fail(s, -EBADMSG, "control connection: malformed SYNC_ACK");
+		pthread_mutex_lock(&s->lock);
+		if (v > s->sync_sent) {
+			pthread_mutex_unlock(&s->lock);
+			return rmig_sess_fail(s, -EBADMSG,
+					      "control connection: SYNC_ACK for sync %llu never sent",
+					      (unsigned long long)v);
+		}
+		if (v > s->sync_acked)
+			s->sync_acked = v;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	case RMIG_MSG_COMPLETE_ACK: {
+		struct rmig_msg_error m = { 0 };
+		bool asked;
+
+		if (!src)
+			break;
+		pthread_mutex_lock(&s->lock);
+		asked = s->complete_sent;
+		pthread_mutex_unlock(&s->lock);
+		if (!asked)
+			return rmig_sess_fail(s, -EBADMSG,
+					      "control connection: unexpected COMPLETE_ACK (this side "
+					      "has not asked to complete)");
+		if (h->len == 4 && rmig_get_be32(buf) == 0) {
+			/*
+			 * Done here, not in rmig_complete(): the destination closes
+			 * its sockets right after this ack, and that close must not
+			 * be taken for an error.
+			 */
+			pthread_mutex_lock(&s->lock);
+			s->peer_verdict = 0;
+			if (!s->err) {
+				s->state = RMIG_S_DONE;
+				s->t_end_ns = rmig_now_ns();
+			}
+			pthread_cond_broadcast(&s->cond);
+			pthread_mutex_unlock(&s->lock);
+			return 0;
+		}
+		if (rmig_error_decode(buf, h->len, &m))
+			return rmig_sess_fail(s, -EBADMSG,
+					      "control connection: malformed COMPLETE_ACK");
+		return rmig_sess_fail_from(s, -m.code, true, "destination refused completion: %s",
+					   m.msg);
+	}
+	case RMIG_MSG_STATE_BEGIN: {
+		struct rmig_msg_state_begin m;
+
+		if (src)
+			break;
+		if (rmig_state_begin_decode(buf, h->len, &m))
+			return rmig_sess_fail(s, -EBADMSG,
+					      "control connection: malformed STATE_BEGIN");
+		return rmig_state_begin(s, &m);
+	}
+	case RMIG_MSG_COMPLETE:
+		if (src)
+			break;
+		return rmig_pc_check_complete(s) ? rmig_sess_err(s) : handle_complete(s, buf, h->len);
+	case RMIG_MSG_PC_DISCARD:
+		if (src)
+			break;
+		return rmig_pc_on_discard(s, buf, h->len);
+	case RMIG_MSG_PC_RUN:
+		return h->len ? rmig_sess_fail(s, -EBADMSG, "control connection: PC_RUN with payload")
+			      : rmig_pc_on_run(s);
+	case RMIG_MSG_PAGE_REQ:
+		if (!src)
+			break;
+		return rmig_pc_on_page_req(s, buf, h->len);
+	default:
+		break;
+	}
+	return rmig_sess_fail(s, -EBADMSG, "control connection: unexpected %s message",
+			      rmig_msg_name(h->type));
+}
+
+/* A local backend's message, as the control thread would take a peer's. */
+int up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len)
+{
+	struct rmig_ctl_hdr h = { .type = type, .len = len };
+
+	return handle_msg(arg, &h, payload);
+}
+
+static bool sess_done(struct rmig_session *s)
+{
+	bool done;
+
+	pthread_mutex_lock(&s->lock);
+	done = s->state == RMIG_S_DONE || s->err || s->finishing;
+	pthread_mutex_unlock(&s->lock);
+	return done;
+}
+
+/*
+ * The control thread reads every message and keeps the link alive: it sends
+ * a PING when idle for a third of the timeout and fails the session when the
+ * peer said nothing for the whole timeout (a dead or stalled peer).
+ */
+static void *ctl_thread(void *arg)
+{
+	struct rmig_session *s = arg;
+	unsigned int tick = s->opts.timeout_ms / 3 ? s->opts.timeout_ms / 3 : 1;
+	uint64_t last_rx = rmig_now_ns(), last_tx = last_rx;
+	uint8_t *buf = malloc(RMIG_CTL_MAX);
+	struct rmig_ctl_hdr h;
+	int rc = buf ? 0 : -ENOMEM;
+
+	while (!rc) {
+		struct pollfd pfd[2] = { { .fd = s->ctl_fd, .events = POLLIN },
+					 { .fd = s->wake_fd, .events = POLLIN } };
+		uint64_t now;
+		/* decrypted bytes already buffered do not make the socket readable */
+		int n = s->ctl_tls && rmig_tls_pending(s->ctl_tls) ? 1 : poll(pfd, 2, (int)tick);
+
+		if (n < 0 && errno != EINTR) {
+			rc = -errno;
+			break;
+		}
+		if (n > 0 && pfd[1].revents)
+			break; /* shut down: whoever did it holds the error */
+		now = rmig_now_ns();
+		if (n > 0) {
+			rc = ctl_recv(s, &h, buf);
+			if (rc == -ETIMEDOUT && !sess_done(s))
+				rc = rmig_sess_fail(s, rc,
+						    "control connection: a message did not arrive whole "
+						    "within %u ms (the peer trickles or stalled)",
+						    s->opts.timeout_ms);
+			if (!rc)
+				rc = handle_msg(s, &h, buf);
+			last_rx = now;
+		} else if (now - last_rx > (uint64_t)s->opts.timeout_ms * 1000000ull) {
+			rc = rmig_sess_fail(s, -ETIMEDOUT,
+					    "peer silent for %u ms (stalled or unreachable)",
+					    s->opts.timeout_ms);
+			break;
+		}
+		if (!rc && !sess_done(s))
+			rc = check_sync_lag(s);
+		if (!rc && !sess_done(s) && now - last_tx >= (uint64_t)tick * 1000000ull) {
+			rc = rmig_ctl_send(s, RMIG_MSG_PING, NULL, 0);
+			last_tx = now;
+		}
+	}
+	if (rc && !sess_done(s))
+		rmig_sess_fail(s, rc, "control connection: %s",
+			       rc == -ECONNRESET ? "peer closed the connection" : rmig_strerror(rc));
+	/* Answer the peer's close with ours, so its lingering close ends now. */
+	if (rc == -ECONNRESET)
+		shutdown(s->ctl_fd, SHUT_WR);
+	free(buf);
+	return NULL;
+}
+
+int start_ctl_thread(struct rmig_session *s)
+{
+	int rc = pthread_create(&s->ctl_thread, NULL, ctl_thread, s);
+
+	if (rc)
+		return rmig_sess_fail(s, -rc, "starting the control thread: %s", strerror(rc));
+	s->ctl_thread_started = true;
+	return 0;
+}
+
+/* ---- TLS on the control connection ---- */
+
+int ctl_start_tls(struct rmig_session *s)
+{
+	char why[256];
+	int rc;
+
+	if (!s->tls_conf)
+		return 0;
+	rc = rmig_tls_start(s->tls_conf, s->ctl_fd, s->wake_fd, s->opts.timeout_ms, &s->ctl_tls,
+			    why, sizeof(why));
+	if (rc) {
+		/*
+		 * A peer in plain text reads our ERROR; one in TLS only ever
+		 * sees TLS records (OpenSSL sent it an alert if it could).
+		 */
+		s->ctl_mute = rc != -EPROTONOSUPPORT;
+		return rmig_sess_fail(s, rc, "control connection: TLS handshake: %s", why);
+	}
+	rmig_info(&s->log, "control connection: TLS 1.3 with the shared key");
+	return 0;
+}
