@@ -1,0 +1,649 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sess_connect.c - a session's connection: the transport chosen and
+ * created, RAM blocks registered, the source's connect (to a peer, or to a
+ * file) with its HELLO, the destination's listen and accept with the layout
+ * check, and the session started once every data channel is open.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "bitmap.h"
+#include "gate.h"
+#include "sess.h"
+#include "sock.h"
+
+/* ---- transport choice ---- */
+
+static int pick_transport(struct rmig_session *s, enum rmig_transport_kind kind)
+{
+	const struct rmig_transport_ops *rdma = rmig_rdma_transport();
+	char why[256] = "rmig was built without the rdma backend (libibverbs/librdmacm missing)";
+	int rc = -ENODEV;
+
+	if (s->tp_ops) /* set by a test */
+		return 0;
+	if (kind == RMIG_TRANSPORT_TCP) {
+		s->tp_ops = &rmig_tcp_ops;
+		return 0;
+	}
+	if (s->tls_conf) {
+		if (kind == RMIG_TRANSPORT_RDMA)
+			return rmig_sess_fail(s, -EINVAL, "rdma with TLS: RDMA writes are not "
+							  "encrypted; use tcp (or auto)");
+		rmig_info(&s->log, "transport: tcp, because TLS covers TCP connections only");
+		s->tp_ops = &rmig_tcp_ops;
+		return 0;
+	}
+	if (rdma)
+		rc = rmig_rdma_probe(s->ctl_fd, why, sizeof(why));
+	if (!rc) {
+		s->tp_ops = rdma;
+		rmig_info(&s->log, "transport: rdma (%s)", why);
+		return 0;
+	}
+	if (kind == RMIG_TRANSPORT_RDMA)
+		return rmig_sess_fail(s, -ENODEV, "transport rdma unavailable: %s", why);
+	rmig_warn(&s->log, "transport: tcp, because rdma is unavailable: %s", why);
+	s->tp_ops = &rmig_tcp_ops;
+	return 0;
+}
+
+/* Rail @r's transport: rail 0 is the control connection's (tp_create()). */
+int rmig_tp_create_rail(struct rmig_session *s, unsigned int r)
+{
+	struct rmig_tp_params p = {
+		.log = &s->log,
+		.up = &s->up,
+		.session_id = s->session_id,
+		.nchannels = s->nchannels,
+		.timeout_ms = s->opts.timeout_ms,
+		.extent_max = (uint32_t)rmig_pc_write_max(s), /* postcopy: whole hugepages */
+		.inflight_max = s->opts.inflight_max,
+		.role = s->opts.role,
+		.tls = s->tls_conf,
+		.path = s->file_path,
+		.flags = s->opts.flags,
+		.blob_max = s->opts.blob_max,
+	};
+	int rc;
+
+	if (r) {
+		memcpy(&p.rail_addr, &s->rail[r].addr, s->rail[r].addr_len);
+		p.rail_addr_len = s->rail[r].addr_len;
+	}
+	rmig_sess_place_load(s);
+	p.place = s->place;
+	rc = s->tp_ops->create(&p, &s->rail[r].tp);
+	if (rc)
+		return rmig_sess_fail(s, rc, "creating the %s transport%s%s: %s", s->tp_ops->name,
+				      r ? " for rail " : "", r ? s->rail[r].name : "", strerror(-rc));
+	if (!r)
+		s->tp = s->rail[0].tp;
+	return 0;
+}
+
+static int tp_create(struct rmig_session *s)
+{
+	s->chans = calloc(s->nchannels, sizeof(*s->chans));
+	s->chan_sync = calloc(s->nchannels, sizeof(*s->chan_sync));
+	if (!s->chans || !s->chan_sync)
+		return rmig_sess_fail(s, -ENOMEM, "no memory for %u channels", s->nchannels);
+	for (unsigned int i = 0; i < s->nchannels; i++) {
+		s->chans[i].idx = i;
+		s->chans[i].s = s;
+		pthread_cond_init(&s->chans[i].work, NULL);
+		pthread_mutex_init(&s->chans[i].post_lock, NULL);
+	}
+	if (!s->nrails)
+		s->nrails = 1;
+	return rmig_tp_create_rail(s, 0);
+}
+
+static int reg_blocks(struct rmig_session *s, bool send_desc)
+{
+	struct rmig_msg_reg m;
+	uint8_t buf[RMIG_DESC_MAX + 16];
+	uint64_t t0 = rmig_now_ns();
+	int rc = 0, n;
+
+	/* every block on every rail: each rail is a device of its own (rail-major) */
+	for (unsigned int k = 0; k < s->nblocks * (s->nrails ? s->nrails : 1) && !rc; k++) {
+		unsigned int i = k % s->nblocks, r = k / s->nblocks;
+		struct rmig_block *b = &s->blocks[i];
+
+		m.block = i;
+		m.desc_len = 0;
+		rc = s->tp_ops->reg(s->rail[r].tp, i, b->host, b->length, m.desc, &m.desc_len);
+		if (rc) {
+			rc = rmig_sess_fail(s, rc, "registering ram block '%s' (%llu bytes)%s%s: %s",
+					    b->name, (unsigned long long)b->length,
+					    r ? " for rail " : "", r ? s->rail[r].name : "",
+					    strerror(-rc));
+			break;
+		}
+		if (!send_desc)
+			continue;
+		n = rmig_reg_encode(&m, buf, sizeof(buf));
+		rc = n < 0 ? n : rmig_ctl_send(s, RMIG_MSG_REG, buf, (uint32_t)n);
+	}
+	atomic_fetch_add(&s->st_reg_ns, rmig_now_ns() - t0);
+	return rc;
+}
+
+static int session_start(struct rmig_session *s)
+{
+	int rc;
+
+	rmig_sess_place_chans(s);
+	rc = s->opts.role == RMIG_ROLE_SOURCE ? rmig_chans_start_source(s)
+					      : rmig_chans_start_dest(s);
+
+	if (!rc && !s->local) /* a local session has no control connection */
+		rc = start_ctl_thread(s);
+	if (rc)
+		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
+	if (s->test_start_delay_ms) {
+		struct timespec ts = { .tv_sec = s->test_start_delay_ms / 1000,
+				       .tv_nsec = (long)(s->test_start_delay_ms % 1000) * 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	pthread_mutex_lock(&s->lock);
+	/*
+	 * Only from NEW: once the control thread runs, a fast source can
+	 * finish the whole migration (the destination DONE) before we get here.
+	 */
+	if (!s->err && s->state == RMIG_S_NEW)
+		s->state = RMIG_S_RUNNING;
+	rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* ---- source: connect ---- */
+
+/* The source's HELLO: its capabilities, channels and RAM layout. */
+static void hello_fill(struct rmig_session *s, struct rmig_msg_hello *hello)
+{
+	hello->version = RMIG_PROTO_VERSION;
+	hello->caps = (s->opts.flags & RMIG_F_VERIFY) ? RMIG_CAP_VERIFY : 0;
+	if (s->key_len)
+		hello->caps |= RMIG_CAP_AUTH;
+	if (s->pc.enabled)
+		hello->caps |= RMIG_CAP_POSTCOPY | (s->pc.urgent ? RMIG_CAP_URGENT : 0);
+	hello->session_id = s->session_id;
+	hello->nchannels = s->nchannels;
+	hello->transport = s->tp_ops->kind;
+	hello->nblocks = s->nblocks;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		memcpy(hello->blocks[i].name, s->blocks[i].name, RMIG_NAME_MAX);
+		hello->blocks[i].length = s->blocks[i].length;
+		hello->blocks[i].page_size = s->blocks[i].page_size;
+	}
+}
+
+/* "file:PATH": a local session; the backend lays out the file from the HELLO. */
+static int local_path(struct rmig_session *s, const char *path)
+{
+	if (!*path) {
+		rmig_err(&s->log, "bad address 'file:': expected file:PATH");
+		return -EINVAL;
+	}
+	if (s->opts.flags & (RMIG_F_TLS | RMIG_F_POSTCOPY)) {
+		rmig_err(&s->log, "file:%s: %s needs a peer", path,
+			 (s->opts.flags & RMIG_F_TLS) ? "RMIG_F_TLS" : "RMIG_F_POSTCOPY");
+		return -EINVAL;
+	}
+	s->file_path = strdup(path);
+	if (!s->file_path)
+		return -ENOMEM;
+	s->local = true;
+	if (!s->tp_ops) /* else set by a test */
+		s->tp_ops = &rmig_file_ops;
+	return 0;
+}
+
+static int connect_local(struct rmig_session *s, const char *path)
+{
+	struct rmig_msg_hello *hello = NULL;
+	uint8_t *buf = NULL;
+	int rc, n;
+
+	if (!s->nblocks) {
+		rmig_err(&s->log, "no ram blocks declared before connect");
+		return -EINVAL;
+	}
+	rc = local_path(s, path);
+	if (rc)
+		return rc;
+	s->t_start_ns = rmig_now_ns();
+	rc = rmig_prep_start(s);
+	if (rc)
+		return rc;
+	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
+		s->session_id = s->t_start_ns ^ (uint64_t)getpid() << 32;
+	hello = calloc(1, sizeof(*hello));
+	buf = malloc(RMIG_CTL_MAX);
+	if (!hello || !buf) {
+		rc = rmig_sess_fail(s, -ENOMEM, "no memory for the layout");
+		goto out;
+	}
+	rc = tp_create(s);
+	if (rc)
+		goto out;
+	hello_fill(s, hello);
+	n = rmig_hello_encode(hello, buf, RMIG_CTL_MAX);
+	rc = n < 0 ? rmig_sess_fail(s, n, "encoding the layout") :
+		     rmig_ctl_send(s, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
+		rc = s->tp_ops->connect(s->tp, -1, NULL, 0, i, &s->chans[i].tch);
+		if (rc && !rmig_sess_err(s))
+			rmig_sess_fail(s, rc, "opening %s channel %u: %s", s->tp_ops->name, i,
+				       rmig_strerror(rc));
+	}
+	if (!rc)
+		rc = reg_blocks(s, false);
+	if (!rc)
+		rc = session_start(s);
+	if (!rc)
+		rmig_info(&s->log, "saving to file %s with %u channels", path, s->nchannels);
+out:
+	free(hello);
+	free(buf);
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+}
+
+int rmig_connect(rmig_session *s, const char *uri)
+{
+	enum rmig_transport_kind kind;
+	char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX];
+	struct rmig_msg_hello *hello = NULL;
+	struct rmig_msg_hello_ack ack;
+	uint8_t hello_hash[RMIG_HELLO_HASH_LEN];
+	struct rmig_ctl_hdr h;
+	uint8_t *buf = NULL;
+	int rc, n;
+
+	if (!s || s->opts.role != RMIG_ROLE_SOURCE)
+		return -EINVAL;
+	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0 || s->local)
+		return -EBUSY;
+	if (uri && !strncmp(uri, "file:", 5))
+		return connect_local(s, uri + 5);
+	kind = s->opts.transport;
+	if (rmig_uri_parse(uri, &kind, host, port)) {
+		rmig_err(&s->log, "bad address '%s': expected [tcp://|rdma://]HOST:PORT",
+			 uri ? uri : "(null)");
+		return -EINVAL;
+	}
+	if (!s->nblocks) {
+		rmig_err(&s->log, "no ram blocks declared before connect");
+		return -EINVAL;
+	}
+	s->t_start_ns = rmig_now_ns();
+	rc = rmig_prep_start(s); /* overlaps the handshake */
+	if (rc)
+		return rc;
+	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
+		s->session_id = s->t_start_ns ^ (uint64_t)getpid() << 32;
+
+	rc = rmig_sock_connect(host, port, s->opts.timeout_ms, &s->ctl_fd);
+	if (rc)
+		return rmig_sess_fail(s, rc, "connecting to %s:%s: %s", host, port,
+				      rmig_strerror(rc));
+	rmig_sock_tune(s->ctl_fd, 1, 0);
+	rc = rmig_sock_set_timeouts(s->ctl_fd, s->opts.timeout_ms, s->opts.timeout_ms);
+	if (rc)
+		return rmig_sess_fail(s, rc, "control socket: %s", strerror(-rc));
+	rc = ctl_start_tls(s);
+	if (rc)
+		return rc;
+	rc = pick_transport(s, kind);
+	if (rc)
+		return rc;
+
+	hello = calloc(1, sizeof(*hello));
+	buf = malloc(RMIG_CTL_MAX);
+	if (!hello || !buf) {
+		rc = rmig_sess_fail(s, -ENOMEM, "no memory for the handshake");
+		goto out;
+	}
+	hello_fill(s, hello);
+	n = rmig_hello_encode(hello, buf, RMIG_CTL_MAX);
+	rmig_auth_hello_hash(buf, (size_t)n, hello_hash);
+	rc = rmig_ctl_send(s, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	if (!rc && s->key_len)
+		rc = rmig_auth_source(s, hello_hash, buf);
+	if (!rc)
+		rc = rmig_ctl_expect(s, RMIG_MSG_HELLO_ACK, &h, buf);
+	if (rc)
+		goto out;
+	if (rmig_hello_ack_decode(buf, h.len, &ack) || ack.version != RMIG_PROTO_VERSION) {
+		rc = rmig_sess_fail(s, -EPROTO, "control connection: bad HELLO_ACK");
+		goto out;
+	}
+	/* a destination of zeros: zero pages never sent before need no marker */
+	for (unsigned int i = 0; i < s->nblocks && (ack.caps & RMIG_ACK_ZEROED) && !rc; i++) {
+		s->blocks[i].sent = calloc(rmig_bitmap_longs(s->blocks[i].npages) + 1,
+					   sizeof(unsigned long));
+		if (!s->blocks[i].sent)
+			rc = rmig_sess_fail(s, -ENOMEM, "no memory for the sent-page maps");
+	}
+	if (rc)
+		goto out;
+	rc = tp_create(s);
+	if (!rc)
+		rc = rmig_rails_source_take(s, &ack, buf);
+	s->rail[0].ep_len = ack.ep_len;
+	memcpy(s->rail[0].ep, ack.ep, ack.ep_len);
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
+		const struct rmig_rail *rl = &s->rail[i % s->nrails];
+
+		rc = s->tp_ops->connect(rl->tp, s->ctl_fd, rl->ep, rl->ep_len, i, &s->chans[i].tch);
+		if (rc && !rmig_sess_err(s))
+			rmig_sess_fail(s, rc, "connecting %s data channel %u (rail %s): %s",
+				       s->tp_ops->name, i, rl->name, rmig_strerror(rc));
+	}
+	if (!rc)
+		rc = reg_blocks(s, false);
+	/*
+	 * The destination sends one REG per block, in order, after HELLO_ACK
+	 * (and RAILS): all of rail 0's, then all of rail 1's...
+	 */
+	for (unsigned int k = 0; k < s->nblocks * s->nrails && !rc; k++) {
+		unsigned int i = k % s->nblocks, r = k / s->nblocks;
+		struct rmig_msg_reg m;
+
+		rc = rmig_ctl_expect(s, RMIG_MSG_REG, &h, buf);
+		if (!rc && (rmig_reg_decode(buf, h.len, &m) || m.block != i))
+			rc = rmig_sess_fail(s, -EBADMSG, "control connection: bad REG for block %u",
+					    i);
+		if (!rc)
+			rc = s->tp_ops->set_remote(s->rail[r].tp, i, s->blocks[i].length, m.desc,
+						   m.desc_len);
+	}
+	if (!rc)
+		rc = session_start(s);
+	if (!rc)
+		rmig_info(&s->log, "connected to %s:%s over %s with %u channels", host, port,
+			  s->tp_ops->name, s->nchannels);
+out:
+	free(hello);
+	free(buf);
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+}
+
+/* ---- destination: listen and accept ---- */
+
+int rmig_listen(rmig_session *s, const char *uri)
+{
+	enum rmig_transport_kind kind = RMIG_TRANSPORT_AUTO;
+	char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX];
+	int rc;
+
+	if (!s || s->opts.role != RMIG_ROLE_DEST)
+		return -EINVAL;
+	if (s->listen_fd >= 0 || s->state != RMIG_S_NEW || s->local)
+		return -EBUSY;
+	if (uri && !strncmp(uri, "file:", 5))
+		return local_path(s, uri + 5); /* opened and checked by rmig_accept() */
+	if (rmig_uri_parse(uri, &kind, host, port)) {
+		rmig_err(&s->log, "bad address '%s': expected [tcp://]HOST:PORT",
+			 uri ? uri : "(null)");
+		return -EINVAL;
+	}
+	rc = rmig_sock_listen(host, port, &s->listen_fd);
+	if (rc)
+		rmig_err(&s->log, "listening on %s:%s: %s", host, port, rmig_strerror(rc));
+	return rc;
+}
+
+int rmig_listen_port(rmig_session *s)
+{
+	if (!s || s->listen_fd < 0)
+		return -EINVAL;
+	return rmig_sock_local_port(s->listen_fd);
+}
+
+static int check_layout(struct rmig_session *s, const struct rmig_msg_hello *m, char *why,
+			size_t wlen)
+{
+	if (m->nblocks != s->nblocks) {
+		snprintf(why, wlen, "source has %u ram blocks, destination %u", m->nblocks,
+			 s->nblocks);
+		return -EPROTO;
+	}
+	for (unsigned int i = 0; i < m->nblocks; i++) {
+		const struct rmig_wire_block *w = &m->blocks[i];
+		unsigned int j;
+		struct rmig_block *b = rmig_block_find(s, w->name, &j);
+
+		if (!b) {
+			snprintf(why, wlen, "ram block '%s' unknown at the destination", w->name);
+			return -EPROTO;
+		}
+		if (b->length != w->length || b->page_size != w->page_size) {
+			snprintf(why, wlen,
+				 "ram block '%s': source %llu bytes in %u-byte pages, "
+				 "destination %llu bytes in %u-byte pages",
+				 w->name, (unsigned long long)w->length, w->page_size,
+				 (unsigned long long)b->length, b->page_size);
+			return -EPROTO;
+		}
+		if (j != i) { /* keep the source's order: block ids on the wire are indexes */
+			struct rmig_block tmp = s->blocks[i];
+
+			s->blocks[i] = s->blocks[j];
+			s->blocks[j] = tmp;
+		}
+	}
+	return 0;
+}
+
+static int refuse(struct rmig_session *s, int err, const char *why)
+{
+	return rmig_sess_fail(s, err, "refusing the %s: %s", s->local ? "file" : "source", why);
+}
+
+/* The source's (or the file's) layout: the layout callback, then the check. */
+static int take_layout(struct rmig_session *s, const struct rmig_msg_hello *hello)
+{
+	struct rmig_block_info *info = NULL;
+	char why[256];
+	int rc;
+
+	if (s->opts.layout_fn) {
+		info = calloc(hello->nblocks ? hello->nblocks : 1, sizeof(*info));
+		if (!info)
+			return rmig_sess_fail(s, -ENOMEM, "no memory for the layout");
+		for (unsigned int i = 0; i < hello->nblocks; i++) {
+			memcpy(info[i].name, hello->blocks[i].name, RMIG_NAME_MAX);
+			info[i].length = hello->blocks[i].length;
+			info[i].page_size = hello->blocks[i].page_size;
+		}
+		rc = s->opts.layout_fn(s->opts.layout_arg, s, info, hello->nblocks);
+		free(info);
+		if (rc) {
+			snprintf(why, sizeof(why), "the destination declined the layout: %s",
+				 strerror(rc < 0 ? -rc : EINVAL));
+			return refuse(s, rc < 0 ? rc : -EINVAL, why);
+		}
+	}
+	rc = check_layout(s, hello, why, sizeof(why));
+	if (rc)
+		return refuse(s, rc, why);
+	/*
+	 * Populate while the channels open. Not under postcopy: populating a
+	 * page that userfaultfd will serve would fault it in from the source.
+	 */
+	if (!s->pc.enabled)
+		return rmig_prep_start(s);
+	return 0;
+}
+
+static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello *hello)
+{
+	struct rmig_msg_hello_ack ack = { .version = RMIG_PROTO_VERSION };
+	int rc, n;
+
+	/* TLS, HELLO and the key proof: see gate.c */
+	rc = rmig_gate_accept(s, buf, hello);
+	if (rc)
+		return rc;
+	if (!s->tp_ops)
+		s->tp_ops = hello->transport == RMIG_TRANSPORT_RDMA ? rmig_rdma_transport()
+								     : &rmig_tcp_ops;
+	s->session_id = hello->session_id;
+	s->nchannels = hello->nchannels;
+	s->verify = hello->caps & RMIG_CAP_VERIFY;
+	s->pc.enabled = hello->caps & RMIG_CAP_POSTCOPY;
+	s->pc.urgent = (hello->caps & RMIG_CAP_URGENT) && s->pc.enabled;
+	if (s->pc.urgent && s->nchannels < 2)
+		return refuse(s, -EPROTO, "an urgent channel needs another one beside it");
+	rc = take_layout(s, hello);
+	if (rc)
+		return rc;
+
+	/* postcopy places every page, and must hear of every one */
+	if ((s->opts.flags & RMIG_F_ZEROED) && !s->pc.enabled)
+		ack.caps |= RMIG_ACK_ZEROED;
+	rc = tp_create(s);
+	if (!rc)
+		rc = s->tp_ops->listen(s->tp, s->ctl_fd, ack.ep, &ack.ep_len);
+	if (rc)
+		return rmig_sess_err(s) ? rmig_sess_err(s) :
+		       rmig_sess_fail(s, rc, "opening %s data channels: %s", s->tp_ops->name,
+				      strerror(-rc));
+	rc = rmig_rails_dest_open(s, &ack);
+	if (rc)
+		return rc;
+	rc = rmig_pool_create(s->opts.load_threads, &s->pool);
+	if (rc)
+		return rmig_sess_fail(s, rc, "starting load threads: %s", strerror(-rc));
+	n = rmig_hello_ack_encode(&ack, buf, RMIG_CTL_MAX);
+	rc = rmig_ctl_send(s, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
+	if (!rc)
+		rc = rmig_rails_dest_send(s);
+	if (!rc)
+		rc = reg_blocks(s, true);
+	return rc;
+}
+
+/*
+ * "file:PATH": the backend opens and checks the whole file, its layout
+ * stands in for the HELLO; the channels are reading threads, and the file's
+ * own COMPLETE (up->ctl) ends the restore.
+ */
+static int accept_local(struct rmig_session *s)
+{
+	struct rmig_msg_hello *hello = calloc(1, sizeof(*hello));
+	int rc;
+
+	if (!hello)
+		return rmig_sess_fail(s, -ENOMEM, "no memory for the layout");
+	s->t_start_ns = rmig_now_ns();
+	s->nchannels = s->opts.channels;
+	rc = tp_create(s);
+	if (!rc)
+		rc = s->tp_ops->layout(s->tp, hello);
+	if (!rc) {
+		s->verify = hello->caps & RMIG_CAP_VERIFY;
+		rc = take_layout(s, hello);
+	}
+	free(hello);
+	if (!rc)
+		rc = rmig_pool_create(s->opts.load_threads, &s->pool);
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
+		struct rmig_tp_chan *ch;
+
+		rc = s->tp_ops->accept(s->tp, &ch);
+		if (!rc)
+			s->chans[ch->idx].tch = ch;
+	}
+	if (!rc)
+		rc = reg_blocks(s, false);
+	if (!rc)
+		rc = session_start(s);
+	if (rc && !rmig_sess_err(s))
+		rmig_sess_fail(s, rc, "restoring from file %s: %s", s->file_path, rmig_strerror(rc));
+	if (!rc)
+		rmig_info(&s->log, "restoring from file %s with %u channels", s->file_path,
+			  s->nchannels);
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+}
+
+int rmig_accept(rmig_session *s)
+{
+	struct rmig_msg_hello *hello;
+	uint8_t *buf;
+	bool *seen = NULL;
+	int rc;
+
+	if (s && s->opts.role == RMIG_ROLE_DEST && s->local && s->state == RMIG_S_NEW && !s->tp)
+		return accept_local(s);
+	if (!s || s->opts.role != RMIG_ROLE_DEST || s->listen_fd < 0)
+		return -EINVAL;
+	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
+		return -EBUSY;
+	hello = calloc(1, sizeof(*hello));
+	buf = malloc(RMIG_CTL_MAX);
+	if (!hello || !buf) {
+		rc = rmig_sess_fail(s, -ENOMEM, "no memory for the handshake");
+		goto out;
+	}
+	rc = dest_handshake(s, buf, hello);
+	if (!rc) {
+		seen = calloc(s->nchannels, sizeof(*seen));
+		if (!seen)
+			rc = rmig_sess_fail(s, -ENOMEM, "no memory");
+	}
+	/* in the order the source connects them: channel i on rail i % nrails */
+	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
+		const struct rmig_rail *rl = &s->rail[i % s->nrails];
+		struct rmig_tp_chan *ch;
+
+		rc = s->tp_ops->accept(rl->tp, &ch);
+		if (rc) {
+			/* a backend that said nothing more still leaves a cause */
+			if (!rmig_sess_err(s))
+				rmig_sess_fail(s, rc, "accepting %s data channel %u (rail %s): %s",
+					       s->tp_ops->name, i, rl->name, rmig_strerror(rc));
+			break;
+		}
+		if (ch->idx % s->nrails != i % s->nrails) {
+			unsigned int idx = ch->idx; /* ch is gone after the close */
+
+			s->tp_ops->chan_close(ch);
+			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected on rail %s, not %s",
+					    idx, rl->name, s->rail[idx % s->nrails].name);
+			break;
+		}
+		if (seen[ch->idx]) {
+			unsigned int idx = ch->idx; /* ch is gone after the close */
+
+			s->tp_ops->chan_close(ch);
+			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected twice", idx);
+			break;
+		}
+		seen[ch->idx] = true;
+		s->chans[ch->idx].tch = ch;
+	}
+	if (!rc)
+		rc = session_start(s);
+	if (!rc)
+		rmig_info(&s->log, "accepted a source over %s with %u channels", s->tp_ops->name,
+			  s->nchannels);
+out:
+	free(seen);
+	free(hello);
+	free(buf);
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
+}
