@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sess.h - the session object and the interfaces between core modules:
- * session.c (lifecycle, handshake, control connection, sync, completion),
- * chan.c (jobs and channel threads), state.c (device-state blobs).
+ * session.c and sess_*.c (lifecycle, handshake, control connection, sync,
+ * completion), chan.c (jobs and channel threads), state.c (device-state
+ * blobs).
  */
 #ifndef RMIG_SESS_H
 #define RMIG_SESS_H

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * session.c - a migration session: options, RAM blocks, the sticky first
- * error, the control connection (handshake, keepalive, sync acks,
- * completion) and the destination's placement checks. Every offset and
- * length that comes from the wire is checked here before memory is touched.
+ * session.c - a migration session: options and creation, the sticky first
+ * error, RAM blocks, stats and teardown. The rest is in sess_ctl.c (the
+ * control connection: keepalive, sync acks, completion, TLS),
+ * sess_connect.c (transport, connect, listen and accept, handshake),
+ * sess_dest.c (the destination's placement checks: every offset and length
+ * that comes from the wire is checked there before memory is touched),
+ * sess_sync.c (the source's data API, sync, completion) and sess_place.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,7 +23,6 @@
 
 #include "auth.h"
 #include "ctl.h"
-#include "bitmap.h"
 #include "sess.h"
 
 #define DEFAULT_CHANNELS 4
@@ -40,11 +42,6 @@ uint64_t rmig_now_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t deadline_after(struct rmig_session *s)
-{
-	return rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
 }
 
 const char *rmig_transport_name(enum rmig_transport_kind k)
@@ -494,234 +491,6 @@ int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
 	b->page_size = page_size;
 	b->npages = length / page_size;
 	return 0;
-}
-
-/* ---- source data API ---- */
-
-int rmig_src_ready(struct rmig_session *s)
-{
-	int rc;
-
-	if (!s || s->opts.role != RMIG_ROLE_SOURCE)
-		return -EINVAL;
-	pthread_mutex_lock(&s->lock);
-	rc = s->err ? s->err : s->state == RMIG_S_RUNNING ? 0 : -ENOTCONN;
-	pthread_mutex_unlock(&s->lock);
-	return rc;
-}
-
-static int lookup(struct rmig_session *s, const char *name, unsigned int *idx_p)
-{
-	if (!rmig_block_find(s, name, idx_p)) {
-		rmig_err(&s->log, "no ram block named '%s'", name ? name : "(null)");
-		return -ENOENT;
-	}
-	return 0;
-}
-
-static int finish_job(struct rmig_session *s, struct rmig_job *job, int rc)
-{
-	if (!rc)
-		rc = rmig_job_flush(s, &job);
-	free(job);
-	return rc;
-}
-
-int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages, size_t npages)
-{
-	struct rmig_job *job;
-	struct rmig_block *b;
-	unsigned int idx;
-	int rc = rmig_src_ready(s);
-
-	if (!rc)
-		rc = lookup(s, block, &idx);
-	if (rc)
-		return rc;
-	b = &s->blocks[idx];
-	for (size_t i = 0; i < npages; i++)
-		if (pages[i] >= b->npages)
-			return -ERANGE;
-	job = rmig_job_new();
-	if (!job)
-		return -ENOMEM;
-	for (size_t i = 0; i < npages && !rc; i++)
-		rc = rmig_job_add_range(s, &job, idx, pages[i] * b->page_size, b->page_size);
-	return finish_job(s, job, rc);
-}
-
-int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bitmap)
-{
-	struct rmig_run_iter it;
-	struct rmig_job *job;
-	struct rmig_block *b;
-	uint64_t first, count;
-	unsigned int idx;
-	int rc = rmig_src_ready(s);
-
-	if (!rc)
-		rc = lookup(s, block, &idx);
-	if (rc)
-		return rc;
-	if (!bitmap)
-		return -EINVAL;
-	b = &s->blocks[idx];
-	job = rmig_job_new();
-	if (!job)
-		return -ENOMEM;
-	rmig_run_iter_init(&it, bitmap, b->npages, 0);
-	it.max_run = b->npages ? b->npages : 1;
-	while (!rc && rmig_run_iter_next(&it, &first, &count))
-		rc = rmig_job_add_range(s, &job, idx, first * b->page_size, count * b->page_size);
-	return finish_job(s, job, rc);
-}
-
-int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_t len)
-{
-	struct rmig_job *job;
-	struct rmig_block *b;
-	unsigned int idx;
-	int rc = rmig_src_ready(s);
-
-	if (!rc)
-		rc = lookup(s, block, &idx);
-	if (rc)
-		return rc;
-	b = &s->blocks[idx];
-	if (offset % b->page_size || len % b->page_size || offset > b->length ||
-	    len > b->length - offset)
-		return -ERANGE;
-	job = rmig_job_new();
-	if (!job)
-		return -ENOMEM;
-	rc = rmig_job_add_range(s, &job, idx, offset, len);
-	return finish_job(s, job, rc);
-}
-
-int rmig_send_state(rmig_session *s, const char *name, uint32_t instance, const void *data,
-		    uint64_t len)
-{
-	int rc = rmig_src_ready(s);
-
-	return rc ? rc : rmig_state_send(s, name, instance, data, len);
-}
-
-/* ---- sync and completion ---- */
-
-int rmig_source_sync(struct rmig_session *s)
-{
-	struct rmig_job *job = rmig_job_new();
-	uint64_t id, deadline;
-	int rc;
-
-	if (!job)
-		return -ENOMEM;
-	pthread_mutex_lock(&s->sync_lock);
-	pthread_mutex_lock(&s->lock);
-	id = ++s->sync_sent;
-	pthread_mutex_unlock(&s->lock);
-	rc = rmig_chans_mark(s, id, &job);
-	free(job);
-	deadline = deadline_after(s);
-	pthread_mutex_lock(&s->lock);
-	while (!rc && !s->err && s->sync_acked < id)
-		rc = rmig_sess_wait(s, deadline);
-	if (!rc)
-		rc = s->err;
-	pthread_mutex_unlock(&s->lock);
-	pthread_mutex_unlock(&s->sync_lock);
-	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
-		rc = rmig_sess_fail(s, rc, "sync %llu: no acknowledgement within %u ms",
-				    (unsigned long long)id, s->opts.timeout_ms);
-	return rc;
-}
-
-int rmig_sync(rmig_session *s)
-{
-	uint64_t seen;
-	int rc;
-
-	if (!s)
-		return -EINVAL;
-	if (s->opts.role == RMIG_ROLE_SOURCE) {
-		rc = rmig_src_ready(s);
-		return rc ? rc : rmig_source_sync(s);
-	}
-	pthread_mutex_lock(&s->lock);
-	seen = s->sync_acked;
-	while (!s->err && s->state != RMIG_S_DONE && s->sync_acked == seen)
-		rmig_sess_wait(s, 0);
-	rc = s->sync_acked > seen ? 0 : s->err ? s->err : -ENOTCONN;
-	pthread_mutex_unlock(&s->lock);
-	return rc;
-}
-
-static int source_complete(struct rmig_session *s)
-{
-	struct rmig_msg_complete m = { .flags = s->opts.flags & RMIG_F_VERIFY };
-	uint8_t (*dg)[RMIG_DIGEST_LEN] = NULL;
-	uint8_t *buf = NULL;
-	int rc, n;
-
-	rc = rmig_source_sync(s);
-	if (rc)
-		return rc;
-	m.nblocks = s->nblocks;
-	m.nblobs = rmig_state_count(s);
-	dg = calloc(m.nblocks + m.nblobs + 1, RMIG_DIGEST_LEN);
-	buf = malloc(RMIG_CTL_MAX);
-	if (!dg || !buf) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	m.block_digest = dg;
-	m.blob_digest = dg + m.nblocks;
-	if (m.flags & RMIG_F_VERIFY) {
-		block_digests(s, m.block_digest);
-		rmig_state_digests(s, m.blob_digest, m.nblobs);
-	}
-	n = rmig_complete_encode(&m, buf, RMIG_CTL_MAX);
-	pthread_mutex_lock(&s->lock);
-	s->complete_sent = true; /* before the send: the ack may be read before it returns */
-	pthread_mutex_unlock(&s->lock);
-	rc = n < 0 ? n : rmig_ctl_send(s, RMIG_MSG_COMPLETE, buf, (uint32_t)n);
-	if (rc)
-		goto out;
-	/* Bounded by the control thread: a silent peer fails the session. */
-	pthread_mutex_lock(&s->lock);
-	while (!s->err && s->peer_verdict)
-		rmig_sess_wait(s, 0);
-	rc = s->peer_verdict ? s->err : 0;
-	if (!rc && s->t_switch_ns && !s->pc.running) /* postcopy: set when the guest ran there */
-		s->downtime_ns = rmig_now_ns() - s->t_switch_ns;
-	pthread_mutex_unlock(&s->lock);
-out:
-	free(dg);
-	free(buf);
-	return rc;
-}
-
-int rmig_complete(rmig_session *s)
-{
-	int rc;
-
-	if (!s)
-		return -EINVAL;
-	if (s->opts.role == RMIG_ROLE_SOURCE) {
-		rc = rmig_src_ready(s);
-		return rc ? rc : source_complete(s);
-	}
-	pthread_mutex_lock(&s->lock);
-	while (!s->err && s->state != RMIG_S_DONE) {
-		if (s->state == RMIG_S_NEW) {
-			pthread_mutex_unlock(&s->lock);
-			return -ENOTCONN;
-		}
-		rmig_sess_wait(s, 0);
-	}
-	rc = s->err;
-	pthread_mutex_unlock(&s->lock);
-	return rc;
 }
 
 /* ---- stats and teardown ---- */
