@@ -3,7 +3,9 @@
 #ifndef RMIG_TOOL_H
 #define RMIG_TOOL_H
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -39,5 +41,32 @@ int tool_vm_recv(const struct cli *c);
 bool tool_soft_dirty_works(char *why, size_t len);
 /* RMIG_FAULT=POINT:ACTION names this point and action (fault injection for the tests). */
 bool tool_fault_armed(const char *point, const char *action);
+/* RMIG_FAULT=POINT:kill|stop: die (SIGKILL) or stall (SIGSTOP) here, at POINT. */
+void fault_point(const char *point);
+/* RMIG_FAULT names this point, whatever its action. */
+bool fault_armed(const char *point);
+
+/* The progress line on stderr, twice a second while a migration runs (rdma-migrate.c). */
+struct progress {
+	rmig_session *s;
+	uint64_t total;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	bool shown;
+	bool active;
+};
+/* Start the progress line for @total bytes: not with @quiet, nor when stderr is no terminal. */
+void progress_start(struct progress *p, rmig_session *s, uint64_t total, bool quiet);
+/* Stop it, and end its line. */
+void progress_stop(struct progress *p);
+/* @s, which may hold what a peer sent, made safe to print in @buf; returns @buf. */
+const char *shown(char *buf, size_t len, const char *s);
+/* The summary line on stderr ("sent ...", "received ..."); @images: the destination's bytes. */
+void summary(const char *verb, rmig_session *s, bool verified, uint64_t images);
+/* send.c: send and save */
+int cmd_send(const struct cli *c);
+int cmd_save(const struct cli *c);
 
 #endif
