@@ -68,5 +68,7 @@ void summary(const char *verb, rmig_session *s, bool verified, uint64_t images);
 /* send.c: send and save */
 int cmd_send(const struct cli *c);
 int cmd_save(const struct cli *c);
+/* recv.c: recv and restore */
+int cmd_recv(const struct cli *c);
 
 #endif
