@@ -30,7 +30,7 @@ struct tool_dest {
 	int rc;
 };
 void *tool_dest_main(void *arg);
-/* bench --live (live.c); tool_bench_check refuses options of the other mode. */
+/* bench --live (bench_live.c); tool_bench_check refuses options of the other mode. */
 int tool_bench_live(const struct cli *c);
 int tool_bench_check(const struct cli *c);
 int tool_info(const struct cli *c);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * live.c - `rdma-migrate bench --live`: a built-in guest for the CLI. Guest
+ * bench_live.c - `rdma-migrate bench --live`: a built-in guest for the CLI. Guest
  * RAM of --ram-size bytes, writer threads (the vCPUs) that dirty pages at
  * --dirty-rate and log exactly what they dirtied, a live migration driven as
  * a VMM drives it (rounds, estimate, switchover, the rest and the device
