@@ -21,37 +21,17 @@
 #include <unistd.h>
 
 #include "../core/bitmap.h"
+#include "bench_live.h"
 #include "tool.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
 #define EXIT_GUEST_LOST 3 /* postcopy failed after the destination ran the guest */
-#define PAGE 4096u
-#define BLOBS_MAX 64
 #define MiB 1048576.0
 
 /* ---- the guest ---- */
 
-struct guest {
-	uint8_t *mem;
-	uint64_t size, npages;
-	uint64_t span;      /* pages the writers pick from: all, or the hot set */
-	double pps;         /* page writes per second, per writer */
-	unsigned int nwriters;
-	_Atomic unsigned long *log; /* the dirty log: bit n = page n written */
-	size_t nlongs;
-	atomic_bool stop;
-	_Atomic uint64_t writes;
-	pthread_t th[64];
-	unsigned int started;
-};
-
-struct writer_arg {
-	struct guest *g;
-	unsigned int idx;
-};
-
-static uint64_t now_ns(void)
+uint64_t now_ns(void)
 {
 	struct timespec ts;
 
@@ -67,7 +47,7 @@ static void sleep_until(uint64_t t)
 	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 }
 
-static uint64_t xorshift(uint64_t *x)
+uint64_t xorshift(uint64_t *x)
 {
 	*x ^= *x << 13;
 	*x ^= *x >> 7;
@@ -119,7 +99,7 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static void guest_stop(struct guest *g)
+void guest_stop(struct guest *g)
 {
 	atomic_store(&g->stop, true);
 	for (unsigned int i = 0; i < g->started; i++)
@@ -127,7 +107,7 @@ static void guest_stop(struct guest *g)
 	g->started = 0;
 }
 
-static int guest_start(struct guest *g, struct writer_arg *wa)
+int guest_start(struct guest *g, struct writer_arg *wa)
 {
 	for (unsigned int i = 0; i < g->nwriters; i++) {
 		wa[i] = (struct writer_arg){ g, i };
@@ -141,7 +121,7 @@ static int guest_start(struct guest *g, struct writer_arg *wa)
 }
 
 /* OR into @map what was dirtied since the last collection. */
-static void collect(struct guest *g, unsigned long *map)
+void collect(struct guest *g, unsigned long *map)
 {
 	for (size_t i = 0; i < g->nlongs; i++)
 		map[i] |= atomic_exchange_explicit(&g->log[i], 0, memory_order_acquire);
@@ -159,14 +139,6 @@ static void fill(uint8_t *p, uint64_t len, uint64_t seed)
 
 /* ---- the destination in this process ---- */
 
-struct blobs {
-	unsigned int n;
-	uint64_t len[BLOBS_MAX];
-	uint8_t *data[BLOBS_MAX];
-	pthread_mutex_t lock;
-	unsigned int good, bad;
-};
-
 /* Runs on the destination's load threads, several at once. */
 static int load_blob(void *arg, const char *name, uint32_t instance, const void *data,
 		     uint64_t len)
@@ -180,12 +152,6 @@ static int load_blob(void *arg, const char *name, uint32_t instance, const void 
 	pthread_mutex_unlock(&b->lock);
 	return ok ? 0 : -EBADMSG;
 }
-
-struct dest {
-	struct tool_dest t;
-	pthread_t th;
-	bool started;
-};
 
 /* ---- options ---- */
 
@@ -283,11 +249,6 @@ int tool_bench_check(const struct cli *c)
 
 /* ---- the report ---- */
 
-struct round_rec {
-	struct rmig_round_stats st;
-	double expected_ms; /* the estimate that chose this round; < 0 for the first */
-};
-
 static const char *decision_name(enum rmig_decision d)
 {
 	switch (d) {
@@ -337,27 +298,7 @@ static void text_round(const struct round_rec *r, const char *label)
 
 /* ---- the migration ---- */
 
-struct live {
-	const struct cli *c;
-	struct guest g;
-	struct blobs b;
-	uint64_t state_total;
-	rmig_session *s;
-	struct dest d;
-	uint8_t *dst;
-	struct round_rec *rec;
-	unsigned int nrec, cap;
-	struct round_rec final;
-	struct rmig_estimate last;
-	double total_s;
-	const char *transport;
-	struct pc_report *pc; /* --postcopy */
-	const char *file;     /* --to file:PATH: the save file */
-	uint64_t file_min, file_max; /* its size after each live round */
-	uint64_t file_end;           /* and at completion */
-};
-
-static int add_rec(struct live *L, const struct rmig_round_stats *st, double expected_ms)
+int add_rec(struct live *L, const struct rmig_round_stats *st, double expected_ms)
 {
 	if (L->nrec == L->cap) {
 		unsigned int cap = L->cap ? 2 * L->cap : 32;
@@ -436,63 +377,6 @@ static int connect_uri(struct live *L, char *uri, size_t len)
 		snprintf(uri, len, strchr(c->addr, ':') ? "%s[%s]:%d" : "%s%s:%d", scheme, c->addr,
 			 rmig_listen_port(L->d.t.s));
 	return 0;
-}
-
-static int migrate_postcopy(struct live *L, unsigned long *map);
-
-/* --postcopy: --postcopy-after live rounds, the switchover, then postcopy. */
-static int migrate_pc(struct live *L, unsigned long *map, struct writer_arg *wa)
-{
-	const struct cli *c = L->c;
-	struct guest *g = &L->g;
-	const unsigned long *maps[1] = { map };
-	struct rmig_round_stats st;
-	int rc = 0;
-
-	if (c->postcopy_after) {
-		rc = guest_start(g, wa);
-		if (!rc && !c->json && !c->quiet)
-			printf("%6s %12s %10s %8s %9s %11s %11s %11s\n", "round", "dirty pages",
-			       "sent MiB", "zero", "time ms", "bw MiB/s", "dirty MiB/s", "expect ms");
-	}
-	memset(map, 0xff, g->nlongs * sizeof(*map)); /* round 1, or postcopy at once: all */
-	for (unsigned int r = 0; r < c->postcopy_after && !rc; r++) {
-		if (r) {
-			memset(map, 0, g->nlongs * sizeof(*map));
-			collect(g, map);
-		}
-		rc = rmig_send_round(L->s, maps, 1, &st);
-		if (!rc)
-			rc = add_rec(L, &st, -1);
-	}
-	/*
-	 * The guest runs on until it has dirtied a page since the last round
-	 * (at most 200 ms): rounds that fast leave nothing missing otherwise,
-	 * and a postcopy with no missing page measures nothing.
-	 */
-	if (!rc && c->postcopy_after && g->pps > 0) {
-		uint64_t w0 = atomic_load(&g->writes);
-
-		for (int i = 0; i < 200 && atomic_load(&g->writes) == w0; i++) {
-			struct timespec ts = { 0, 1000000 };
-
-			nanosleep(&ts, NULL);
-		}
-	}
-	if (!rc)
-		rc = rmig_switchover(L->s);
-	guest_stop(g);
-	if (c->postcopy_after) { /* missing: what the guest dirtied since the last round */
-		memset(map, 0, g->nlongs * sizeof(*map));
-		collect(g, map);
-	}
-	for (unsigned int i = 0; i < L->b.n && !rc; i++)
-		rc = rmig_send_state(L->s, "dev", i, L->b.data[i], L->b.len[i]);
-	if (!rc)
-		rc = migrate_postcopy(L, map);
-	if (!rc)
-		rc = rmig_complete(L->s);
-	return rc;
 }
 
 /* The rounds, as a VMM runs them. 0, or a negative errno; *gave_up_p when cancelled. */
@@ -604,174 +488,6 @@ static int restore_check(struct live *L)
 	rmig_session_destroy(d);
 	free(uri);
 	return rc;
-}
-
-/* ---- postcopy ---- */
-
-/*
- * The workload: the destination's guest reads the pages missing at the
- * switchover, in a random order, and times each read that faults (the
- * request, the page on the wire, UFFDIO_COPY). Phase 0 runs with nothing
- * else on the link; phase 1 while the background pages stream.
- */
-struct pc_report {
-	struct live *L;
-	uint64_t *pages; /* missing at the switchover, shuffled */
-	uint64_t npages, next;
-	unsigned int max;
-	uint64_t *lat[2];
-	unsigned int n[2];
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool idle_done;
-	atomic_bool bg_done;
-	int rc;
-	double bg_s;
-	uint64_t faults, requests;
-};
-
-static void pc_touch(struct pc_report *r, unsigned int ph, uint64_t pg)
-{
-	rmig_session *d = r->L->d.t.s;
-	volatile uint8_t *p = r->L->dst + pg * PAGE;
-	uint64_t t0;
-
-	if (rmig_postcopy_has(d, "ram", pg * PAGE) == 1)
-		return; /* here already: no fault to time */
-	t0 = now_ns();
-	(void)*p;
-	r->lat[ph][r->n[ph]++] = now_ns() - t0;
-}
-
-static void *pc_workload(void *arg)
-{
-	struct pc_report *r = arg;
-	unsigned int idle_max = r->max < r->npages / 2 ? r->max : (unsigned int)(r->npages / 2);
-
-	r->rc = rmig_postcopy_wait(r->L->d.t.s);
-	while (!r->rc && r->n[0] < idle_max && r->next < r->npages)
-		pc_touch(r, 0, r->pages[r->next++]);
-	pthread_mutex_lock(&r->lock);
-	r->idle_done = true;
-	pthread_cond_broadcast(&r->cond);
-	pthread_mutex_unlock(&r->lock);
-	while (!r->rc && r->n[1] < r->max && r->next < r->npages &&
-	       !atomic_load(&r->bg_done))
-		pc_touch(r, 1, r->pages[r->next++]);
-	return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Switch over into postcopy: @map holds the pages the destination lacks. */
-static int migrate_postcopy(struct live *L, unsigned long *map)
-{
-	const unsigned long *maps[1] = { map };
-	struct pc_report *r = L->pc;
-	uint64_t x = 0x853c49e6748fea9bull, t0;
-	pthread_t th;
-	int rc;
-
-	for (uint64_t p = 0; p < L->g.npages; p++)
-		if (map[p / RMIG_BITS_PER_LONG] & (1UL << (p % RMIG_BITS_PER_LONG)))
-			r->pages[r->npages++] = p;
-	for (uint64_t i = r->npages; i > 1; i--) { /* Fisher-Yates */
-		uint64_t j = xorshift(&x) % i, t = r->pages[i - 1];
-
-		r->pages[i - 1] = r->pages[j];
-		r->pages[j] = t;
-	}
-	rc = -pthread_create(&th, NULL, pc_workload, r);
-	if (rc)
-		return rc;
-	rc = rmig_postcopy_start(L->s, maps, 1);
-	/* phase 0 first: no background page on the link */
-	pthread_mutex_lock(&r->lock);
-	while (!rc && !r->idle_done)
-		pthread_cond_wait(&r->cond, &r->lock);
-	pthread_mutex_unlock(&r->lock);
-	/* the fault matrix's case: the source dies while the destination runs the guest */
-	if (!rc && tool_fault_armed("postcopy-running", "source-dies"))
-		rmig_cancel(L->s, "the source died (RMIG_FAULT)");
-	t0 = now_ns();
-	if (!rc)
-		rc = rmig_postcopy_send_rest(L->s);
-	if (!rc)
-		rc = rmig_sync(L->s);
-	r->bg_s = (double)(now_ns() - t0) / 1e9;
-	atomic_store(&r->bg_done, true);
-	if (rc) /* the workload may wait on a fault: free it */
-		rmig_cancel(L->d.t.s, "the source failed");
-	pthread_join(th, NULL);
-	return rc ? rc : r->rc;
-}
-
-static void pc_report(struct live *L)
-{
-	static const char *const name[2] = { "idle", "background" };
-	struct pc_report *r = L->pc;
-	struct rmig_stats ss;
-	double p[2][3] = { { 0 } };
-
-	rmig_get_stats(L->s, &ss);
-	for (unsigned int ph = 0; ph < 2; ph++) {
-		unsigned int n = r->n[ph];
-
-		if (!n)
-			continue;
-		qsort(r->lat[ph], n, sizeof(uint64_t), cmp_u64);
-		p[ph][0] = (double)r->lat[ph][n / 2] / 1e3;
-		p[ph][1] = (double)r->lat[ph][(uint64_t)n * 99 / 100] / 1e3;
-		p[ph][2] = (double)r->lat[ph][n - 1] / 1e3;
-	}
-	if (L->c->json) {
-		printf("{\"ok\":true,\"transport\":\"%s\",\"channels\":%u,\"urgent\":%s,"
-		       "\"ram_size\":%" PRIu64 ",\"live_rounds\":%u,\"missing_pages\":%" PRIu64,
-		       rmig_transport_name(ss.transport), L->c->channels,
-		       L->c->no_urgent ? "false" : "true", L->g.size, L->c->postcopy_after,
-		       r->npages);
-		for (unsigned int ph = 0; ph < 2; ph++)
-			printf(",\"%s\":{\"faults\":%u,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-			       "\"max_us\":%.1f}",
-			       name[ph], r->n[ph], p[ph][0], p[ph][1], p[ph][2]);
-		printf(",\"p99_ratio\":%.2f,\"background_pages\":%" PRIu64
-		       ",\"background_s\":%.3f,\"requests\":%" PRIu64 ",\"urgent_pages\":%" PRIu64
-		       ",\"resent\":%" PRIu64 ",\"downtime_ms\":%.3f,\"total_s\":%.3f"
-		       ",\"verified\":true}\n",
-		       p[0][1] > 0 ? p[1][1] / p[0][1] : 0, ss.pc_background, r->bg_s,
-		       ss.pc_requests, ss.pc_urgent_pages, ss.pc_resent,
-		       (double)ss.downtime_ns / 1e6, L->total_s);
-		return;
-	}
-	if (L->c->quiet)
-		return;
-	printf("postcopy after %u live rounds: %" PRIu64 " pages missing at the switchover; "
-	       "%s, %u channels%s\n",
-	       L->c->postcopy_after, r->npages, rmig_transport_name(ss.transport),
-	       L->c->channels, L->c->no_urgent ? ", no urgent channel" : " + the urgent one");
-	printf("%-11s %7s %11s %11s %11s\n", "phase", "faults", "p50 us", "p99 us", "max us");
-	for (unsigned int ph = 0; ph < 2; ph++)
-		if (r->n[ph])
-			printf("%-11s %7u %11.1f %11.1f %11.1f\n", name[ph], r->n[ph], p[ph][0],
-			       p[ph][1], p[ph][2]);
-		else
-			printf("%-11s %7u %11s %11s %11s  (no missing page left to touch)\n",
-			       name[ph], 0u, "-", "-", "-");
-	if (r->n[0] && r->n[1])
-		printf("p99 under background load: %.2fx the idle p99\n", p[1][1] / p[0][1]);
-	printf("background: %" PRIu64 " pages in %.3f s; %" PRIu64 " requests, %" PRIu64
-	       " pages sent for them (%" PRIu64 " again: their background copy was still on "
-	       "the way)\n",
-	       ss.pc_background, r->bg_s, ss.pc_requests, ss.pc_urgent_pages, ss.pc_resent);
-	printf("downtime %.1f ms (stop to the guest running at the destination)   total %.3f s\n",
-	       (double)ss.downtime_ns / 1e6, L->total_s);
-	printf("verified: every byte of RAM%s at the destination\n",
-	       L->b.n ? " and every blob" : "");
 }
 
 static void report(struct live *L, int rc, bool gave_up, bool verified)
