@@ -231,13 +231,13 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
 int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf);
 struct rmig_ctl_conn; /* ctl.h */
 /* The session's control connection, for the helpers of ctl.c (session.c). */
-struct rmig_ctl_conn ctl_conn(const struct rmig_session *s);
+struct rmig_ctl_conn rmig_sess_ctl_conn(const struct rmig_session *s);
 /* Start TLS on the control connection, if the session has a TLS configuration. */
-int ctl_start_tls(struct rmig_session *s);
+int rmig_ctl_start_tls(struct rmig_session *s);
 /* Start the control thread, which reads every message and keeps the link alive. */
-int start_ctl_thread(struct rmig_session *s);
+int rmig_ctl_thread_start(struct rmig_session *s);
 /* A local backend's message, as the control thread would take a peer's (s->up). */
-int up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len);
+int rmig_up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len);
 struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, unsigned int *idx_p);
 /* Wait on s->cond until @deadline_ns (0: forever). -ETIMEDOUT when past it. */
 int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns);
@@ -315,21 +315,21 @@ void rmig_sess_place_fini(struct rmig_session *s);  /* after the threads are joi
 
 /* sess_dest.c: the destination's upcalls from the backend (s->up), digests, completion */
 /* Where a write of @len bytes at @t goes (*dst_p), once checked against its RAM block. */
-int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
+int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
 /* A write of @len bytes at @t has landed: counted, and postcopy told. */
-int up_placed(void *arg, const struct rmig_target *t, uint64_t len);
-/* A write that came as a message (@src, the backend's buffer): placed like up_place(). */
-int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
+int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len);
+/* A write that came as a message (@src, the backend's buffer): placed like rmig_up_place(). */
+int rmig_up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
 /* A zero-page marker: @len bytes at @t zeroed. */
-int up_zero(void *arg, const struct rmig_target *t, uint64_t len);
+int rmig_up_zero(void *arg, const struct rmig_target *t, uint64_t len);
 /* Channel @chan passed sync marker @id: SYNC_ACK once every channel has. */
-int up_sync(void *arg, unsigned int chan, uint64_t id);
+int rmig_up_sync(void *arg, unsigned int chan, uint64_t id);
 /* Dest, on the control thread's tick: fail a channel stalled behind a sync. */
-int check_sync_lag(struct rmig_session *s);
+int rmig_check_sync_lag(struct rmig_session *s);
 /* Dest: COMPLETE received; its check runs on a load thread. */
-int handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len);
+int rmig_handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len);
 /* The digest of each RAM block, into @out[0..nblocks). */
-void block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN]);
+void rmig_block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN]);
 
 /* rails.c: multi-rail */
 int rmig_tp_create_rail(struct rmig_session *s, unsigned int r); /* creates s->rail[r].tp */

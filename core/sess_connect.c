@@ -147,7 +147,7 @@ static int session_start(struct rmig_session *s)
 					      : rmig_chans_start_dest(s);
 
 	if (!rc && !s->local) /* a local session has no control connection */
-		rc = start_ctl_thread(s);
+		rc = rmig_ctl_thread_start(s);
 	if (rc)
 		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
 	if (s->test_start_delay_ms) {
@@ -303,7 +303,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 	rc = rmig_sock_set_timeouts(s->ctl_fd, s->opts.timeout_ms, s->opts.timeout_ms);
 	if (rc)
 		return rmig_sess_fail(s, rc, "control socket: %s", strerror(-rc));
-	rc = ctl_start_tls(s);
+	rc = rmig_ctl_start_tls(s);
 	if (rc)
 		return rc;
 	rc = pick_transport(s, kind);

@@ -20,7 +20,7 @@
 
 int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len)
 {
-	struct rmig_ctl_conn c = ctl_conn(s);
+	struct rmig_ctl_conn c = rmig_sess_ctl_conn(s);
 	int rc;
 
 	if (s->local) {
@@ -47,7 +47,7 @@ int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload,
  */
 static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf)
 {
-	struct rmig_ctl_conn c = ctl_conn(s);
+	struct rmig_ctl_conn c = rmig_sess_ctl_conn(s);
 	uint32_t magic = 0;
 	int rc = rmig_conn_recv(&c, h, buf, rmig_deadline_after(s->opts.timeout_ms), &magic);
 
@@ -164,7 +164,7 @@ static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, cons
 	case RMIG_MSG_COMPLETE:
 		if (src)
 			break;
-		return rmig_pc_check_complete(s) ? rmig_sess_err(s) : handle_complete(s, buf, h->len);
+		return rmig_pc_check_complete(s) ? rmig_sess_err(s) : rmig_handle_complete(s, buf, h->len);
 	case RMIG_MSG_PC_DISCARD:
 		if (src)
 			break;
@@ -184,7 +184,7 @@ static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, cons
 }
 
 /* A local backend's message, as the control thread would take a peer's. */
-int up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len)
+int rmig_up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len)
 {
 	struct rmig_ctl_hdr h = { .type = type, .len = len };
 
@@ -246,7 +246,7 @@ static void *ctl_thread(void *arg)
 			break;
 		}
 		if (!rc && !sess_done(s))
-			rc = check_sync_lag(s);
+			rc = rmig_check_sync_lag(s);
 		if (!rc && !sess_done(s) && now - last_tx >= (uint64_t)tick * 1000000ull) {
 			rc = rmig_ctl_send(s, RMIG_MSG_PING, NULL, 0);
 			last_tx = now;
@@ -262,7 +262,7 @@ static void *ctl_thread(void *arg)
 	return NULL;
 }
 
-int start_ctl_thread(struct rmig_session *s)
+int rmig_ctl_thread_start(struct rmig_session *s)
 {
 	int rc = pthread_create(&s->ctl_thread, NULL, ctl_thread, s);
 
@@ -274,7 +274,7 @@ int start_ctl_thread(struct rmig_session *s)
 
 /* ---- TLS on the control connection ---- */
 
-int ctl_start_tls(struct rmig_session *s)
+int rmig_ctl_start_tls(struct rmig_session *s)
 {
 	char why[256];
 	int rc;

@@ -17,7 +17,7 @@
 
 /* ---- destination placement (upcalls from the backend) ---- */
 
-int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p)
+int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p)
 {
 	struct rmig_session *s = arg;
 	const struct rmig_block *b;
@@ -44,7 +44,7 @@ int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p)
 	return 0;
 }
 
-int up_placed(void *arg, const struct rmig_target *t, uint64_t len)
+int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 {
 	struct rmig_session *s = arg;
 
@@ -56,7 +56,7 @@ int up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 	return 0;
 }
 
-int up_zero(void *arg, const struct rmig_target *t, uint64_t len)
+int rmig_up_zero(void *arg, const struct rmig_target *t, uint64_t len)
 {
 	struct rmig_session *s = arg;
 	void *dst;
@@ -64,7 +64,7 @@ int up_zero(void *arg, const struct rmig_target *t, uint64_t len)
 
 	if (t->kind != RMIG_TGT_RAM)
 		return rmig_sess_fail(s, -EBADMSG, "zero-page marker for a device-state blob");
-	rc = up_place(arg, t, len, &dst);
+	rc = rmig_up_place(arg, t, len, &dst);
 	if (rc)
 		return rc;
 	/*
@@ -75,10 +75,10 @@ int up_zero(void *arg, const struct rmig_target *t, uint64_t len)
 	 */
 	if (!s->local || !(s->opts.flags & RMIG_F_ZEROED))
 		memset(dst, 0, len);
-	return up_placed(arg, t, len);
+	return rmig_up_placed(arg, t, len);
 }
 
-int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len)
+int rmig_up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len)
 {
 	struct rmig_session *s = arg;
 	void *dst;
@@ -88,14 +88,14 @@ int up_place_from(void *arg, const struct rmig_target *t, const void *src, uint6
 	    !(s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE)))
 		return rmig_sess_fail(s, -EPROTO, "RAM by SEND outside postcopy (RAM goes by RDMA "
 						  "WRITE until the destination runs the guest)");
-	rc = up_place(arg, t, len, &dst);
+	rc = rmig_up_place(arg, t, len, &dst);
 	if (rc)
 		return rc;
 	if (t->kind == RMIG_TGT_RAM && s->pc.enabled && rmig_pc_staged())
 		rmig_pc_thread_use(src); /* UFFDIO_COPY straight from the backend's buffer */
 	else
 		memcpy(dst, src, len);
-	return up_placed(arg, t, len);
+	return rmig_up_placed(arg, t, len);
 }
 
 /* Caller holds s->lock: every channel has passed marker @id and none is further. */
@@ -112,7 +112,7 @@ static bool sync_all_at(struct rmig_session *s, uint64_t id)
  * missing for the whole timeout while another channel has passed it is
  * stalled, even though the control connection is alive.
  */
-int check_sync_lag(struct rmig_session *s)
+int rmig_check_sync_lag(struct rmig_session *s)
 {
 	uint64_t lead, behind = 0, ahead = 0;
 	unsigned int idx = 0;
@@ -140,7 +140,7 @@ int check_sync_lag(struct rmig_session *s)
 			      idx, (unsigned long long)ahead, s->opts.timeout_ms);
 }
 
-int up_sync(void *arg, unsigned int chan, uint64_t id)
+int rmig_up_sync(void *arg, unsigned int chan, uint64_t id)
 {
 	struct rmig_session *s = arg;
 	uint64_t min = UINT64_MAX;
@@ -184,7 +184,7 @@ struct complete_msg {
 
 static void dest_complete_task(void *arg);
 
-int handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+int rmig_handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 {
 	struct complete_msg *c;
 	int rc;
@@ -210,7 +210,7 @@ int handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 	return 0;
 }
 
-void block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN])
+void rmig_block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN])
 {
 	for (unsigned int i = 0; i < s->nblocks; i++) {
 		XXH128_canonical_t c;
@@ -278,7 +278,7 @@ static void dest_complete_task(void *arg)
 		goto out;
 	}
 	if (m.flags & RMIG_F_VERIFY) {
-		block_digests(s, have);
+		rmig_block_digests(s, have);
 		rmig_state_digests(s, have + RMIG_BLOCKS_MAX, m.nblobs);
 		for (unsigned int i = 0; i < s->nblocks && !why[0]; i++)
 			if (memcmp(have[i], want[i], RMIG_DIGEST_LEN))

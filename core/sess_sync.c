@@ -196,7 +196,7 @@ static int source_complete(struct rmig_session *s)
 	m.block_digest = dg;
 	m.blob_digest = dg + m.nblocks;
 	if (m.flags & RMIG_F_VERIFY) {
-		block_digests(s, m.block_digest);
+		rmig_block_digests(s, m.block_digest);
 		rmig_state_digests(s, m.blob_digest, m.nblobs);
 	}
 	n = rmig_complete_encode(&m, buf, RMIG_CTL_MAX);

@@ -189,13 +189,13 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	}
 	s->log = lg;
 	s->up = (struct rmig_tp_upcalls){ .arg = s,
-					  .place = up_place,
-					  .placed = up_placed,
-					  .place_from = up_place_from,
-					  .zero = up_zero,
-					  .sync = up_sync,
+					  .place = rmig_up_place,
+					  .placed = rmig_up_placed,
+					  .place_from = rmig_up_place_from,
+					  .zero = rmig_up_zero,
+					  .sync = rmig_up_sync,
 					  .fail = up_fail,
-					  .ctl = up_ctl };
+					  .ctl = rmig_up_ctl };
 	s->ctl_fd = -1;
 	s->listen_fd = -1;
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -278,14 +278,14 @@ static void shut_everything(struct rmig_session *s)
 }
 
 /* The session's control connection, for the helpers of ctl.c. */
-struct rmig_ctl_conn ctl_conn(const struct rmig_session *s)
+struct rmig_ctl_conn rmig_sess_ctl_conn(const struct rmig_session *s)
 {
 	return (struct rmig_ctl_conn){ .fd = s->ctl_fd, .tls = s->ctl_tls, .wake_fd = s->wake_fd };
 }
 
 static void tell_peer(struct rmig_session *s, int err, const char *msg)
 {
-	struct rmig_ctl_conn c = ctl_conn(s);
+	struct rmig_ctl_conn c = rmig_sess_ctl_conn(s);
 	uint64_t d = rmig_now_ns() + 1000000000ull;
 	struct timespec ts = { .tv_sec = (time_t)(d / 1000000000ull),
 			       .tv_nsec = (long)(d % 1000000000ull) };
@@ -537,7 +537,7 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
  */
 static void ctl_close(struct rmig_session *s)
 {
-	struct rmig_ctl_conn c = ctl_conn(s);
+	struct rmig_ctl_conn c = rmig_sess_ctl_conn(s);
 
 	rmig_conn_close(&c, s->opts.timeout_ms < 2000 ? s->opts.timeout_ms : 2000);
 	s->ctl_fd = -1;
