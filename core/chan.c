@@ -345,12 +345,21 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
 			       .tv_nsec = (long)(deadline % 1000000000ull) };
 	struct rmig_job *tmp;
+	char busy[160] = "";
 	int i, rc = 0;
 
 	pthread_mutex_lock(&s->cs_lock);
 	while ((i = find_idle(s, want)) < 0 && !s->cs_stop && !rc) {
 		/* Pairs with the broadcast in source_thread(). */
 		rc = -pthread_cond_timedwait(&s->cs_idle, &s->cs_lock, &ts);
+	}
+	/* which channels never came back, and through which rails: the stuck link */
+	for (unsigned int k = 0; rc == -ETIMEDOUT && k < s->nchannels; k++) {
+		size_t off = strlen(busy);
+
+		if (s->chans[k].pending && off + 40 < sizeof(busy))
+			snprintf(busy + off, sizeof(busy) - off, "%s%u (rail %s)", off ? ", " : "", k,
+				 s->rail[k % (s->nrails ? s->nrails : 1)].name);
 	}
 	if (s->cs_stop) {
 		rc = -ECANCELED;
@@ -364,8 +373,10 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	}
 	pthread_mutex_unlock(&s->cs_lock);
 	if (rc == -ETIMEDOUT)
-		return rmig_sess_fail(s, rc, "no data channel became idle within %u ms",
-				      s->opts.timeout_ms);
+		return rmig_sess_fail(s, rc,
+				      "no data channel became idle within %u ms: channel %s stalled "
+				      "sending (link down or peer not reading)",
+				      s->opts.timeout_ms, busy[0] ? busy : "?");
 	if (rc)
 		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
 	return 0;

@@ -254,10 +254,10 @@ link_drop() { # NAME DOWN_CMD...
 	t0=$(now) # the survivors' clocks start at the drop
 	wait_for "$spid" $((TMO + SLACK + 5))
 	rc=$?
-	check "$name" send "$rc" "$W/$name.serr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$GONE"
+	check "$name" send "$rc" "$W/$name.serr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$GONE|stalled"
 	wait_for "$RPID" $((TMO + SLACK + 5))
 	rrc=$?
-	check "$name" recv "$rrc" "$W/$name.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$GONE"
+	check "$name" recv "$rrc" "$W/$name.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$GONE|stalled"
 }
 
 cleanup_netns() {
@@ -282,10 +282,24 @@ if [ "$TRANSPORT" = tcp ]; then
 		link_drop link-drop ip -n rmig-fb link set rmig-vb down
 		ip -n rmig-fb link set rmig-vb up
 		RECV_EXTRA=("${TLS[@]}")
+		saved_send=("${SEND_ARGS[@]}")
 		SEND_ARGS+=("${TLS[@]}")
 		link_drop tls-link-drop ip -n rmig-fb link set rmig-vb down
 		RECV_EXTRA=()
-		unset 'SEND_ARGS[-1]' 'SEND_ARGS[-2]' 'SEND_ARGS[-3]'
+		SEND_ARGS=("${saved_send[@]}")
+		ip -n rmig-fb link set rmig-vb up
+		# two rails, a veth pair each; the second rail's link goes down mid-transfer.
+		# No failover yet: both ends fail, naming the channel of the dead rail.
+		if ip link add rmig-va2 netns rmig-fa type veth peer name rmig-vb2 netns rmig-fb &&
+			ip -n rmig-fa addr add 10.98.0.1/24 dev rmig-va2 &&
+			ip -n rmig-fb addr add 10.98.0.2/24 dev rmig-vb2 &&
+			ip -n rmig-fa link set rmig-va2 up && ip -n rmig-fb link set rmig-vb2 up; then
+			RECV_EXTRA=(--listen 10.98.0.1:0)
+			link_drop rail-drop ip -n rmig-fb link set rmig-vb2 down
+			RECV_EXTRA=()
+		else
+			bad "rail-drop: could not build the second veth pair"
+		fi
 		RECV_NS=()
 		SEND_NS=()
 		ADDR=$saved_addr
@@ -303,6 +317,18 @@ else
 		ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
 		sleep 0.1
 	done
+	# two rails (rxe0, and rxe1 on dummy1); the second one's netdev goes down.
+	# No failover yet: both ends fail, naming the channel of the dead rail.
+	ADDR2=${SOFTROCE_IP2:-10.0.1.1}
+	if ip addr show dummy1 2>/dev/null | grep -q "$ADDR2"; then
+		RECV_EXTRA=(--listen "$ADDR2:0")
+		link_drop rail-drop ip link set dummy1 down
+		RECV_EXTRA=()
+		ip link set dummy1 up
+		ip addr show dummy1 | grep -q "$ADDR2" || ip addr add "$ADDR2/24" dev dummy1
+	else
+		bad "rail-drop: no second rail ($ADDR2 on dummy1) in this VM"
+	fi
 fi
 
 echo
