@@ -20,7 +20,7 @@ struct rmig_place {
 
 static const char *const skip[] = { "pci", "opencl", "gl", "cuda", "nvml", "rsmi", "levelzero" };
 
-int rmig_place_load(struct rmig_place **pp, const char *xml, char *err, size_t errlen)
+static int load(struct rmig_place **pp, const char *xml, bool mine, char *err, size_t errlen)
 {
 	struct rmig_place *pl = calloc(1, sizeof(*pl));
 	int rc;
@@ -49,13 +49,18 @@ int rmig_place_load(struct rmig_place **pp, const char *xml, char *err, size_t e
 						    skip[i]);
 	if (xml && hwloc_topology_set_xml(pl->topo, xml)) {
 		rc = errno ? -errno : -EINVAL;
-		snprintf(err, errlen, "cannot read the topology in %s: %s", xml, strerror(-rc));
+		snprintf(err, errlen, "cannot read the topology in %s%s: %s", xml,
+			 mine ? " (RMIG_TOPOLOGY)" : "", strerror(-rc));
 		goto fail;
 	}
+	/* a file that stands for this machine: binding applies */
+	if (xml && mine)
+		hwloc_topology_set_flags(pl->topo, HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM);
 	if (hwloc_topology_load(pl->topo)) {
 		rc = errno ? -errno : -EIO;
-		snprintf(err, errlen, "hwloc cannot read the %s topology: %s",
-			 xml ? xml : "machine's", strerror(-rc));
+		snprintf(err, errlen, "hwloc cannot read the topology %s%s: %s",
+			 xml ? "in " : "of this machine", xml ? xml : "",
+			 strerror(-rc));
 		goto fail;
 	}
 	pl->this_system = hwloc_topology_is_thissystem(pl->topo);
@@ -65,6 +70,18 @@ fail:
 	hwloc_topology_destroy(pl->topo);
 	free(pl);
 	return rc;
+}
+
+int rmig_place_load(struct rmig_place **pp, const char *xml, char *err, size_t errlen)
+{
+	return load(pp, xml, false, err, errlen);
+}
+
+int rmig_place_load_machine(struct rmig_place **pp, char *err, size_t errlen)
+{
+	const char *xml = getenv("RMIG_TOPOLOGY");
+
+	return load(pp, xml && *xml ? xml : NULL, true, err, errlen);
 }
 
 void rmig_place_free(struct rmig_place *pl)

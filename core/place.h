@@ -45,6 +45,12 @@ struct rmig_loc {
  * Returns 0, or a negative errno with the cause in @err.
  */
 int rmig_place_load(struct rmig_place **pp, const char *xml, char *err, size_t errlen);
+/*
+ * This machine's topology, or where the environment names one,
+ * RMIG_TOPOLOGY (an hwloc XML file, as `lstopo FILE.xml` writes it), taken
+ * as this machine's: for hosts (containers) whose sysfs hides the devices.
+ */
+int rmig_place_load_machine(struct rmig_place **pp, char *err, size_t errlen);
 void rmig_place_free(struct rmig_place *pl); /* NULL-safe */
 /* The number of NUMA nodes and of CPUs (PUs) it holds. */
 unsigned int rmig_place_nodes(const struct rmig_place *pl);

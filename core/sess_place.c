@@ -18,7 +18,7 @@ void rmig_sess_place_load(struct rmig_session *s)
 
 	if (s->place || s->local || (s->opts.flags & RMIG_F_NO_BIND))
 		return;
-	rc = rmig_place_load(&s->place, NULL, why, sizeof(why));
+	rc = rmig_place_load_machine(&s->place, why, sizeof(why));
 	if (rc)
 		rmig_warn(&s->log, "placement off: %s", why);
 }

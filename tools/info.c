@@ -163,7 +163,7 @@ int tool_info(const struct cli *c)
 	char why[256] = "";
 	struct rmig_place *pl = NULL;
 
-	if (rmig_place_load(&pl, NULL, why, sizeof(why)))
+	if (rmig_place_load_machine(&pl, why, sizeof(why)))
 		pl = NULL;
 #ifdef RMIG_HAVE_RDMA
 	list_devices(o, json, &v, pl);

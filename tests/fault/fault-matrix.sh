@@ -249,7 +249,7 @@ link_drop() { # NAME DOWN_CMD...
 	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" "${SEND_ARGS[@]}" \
 		--max-bandwidth 8M --timeout $TMO >/dev/null 2>"$W/$name.serr" &
 	spid=$!
-	sleep 2
+	sleep "${DROP_AFTER:-2}" # into the transfer: 48 MiB at 8 MiB/s
 	"$@"
 	t0=$(now) # the survivors' clocks start at the drop
 	wait_for "$spid" $((TMO + SLACK + 5))
@@ -322,7 +322,8 @@ else
 	ADDR2=${SOFTROCE_IP2:-10.0.1.1}
 	if ip addr show dummy1 2>/dev/null | grep -q "$ADDR2"; then
 		RECV_EXTRA=(--listen "$ADDR2:0")
-		link_drop rail-drop ip link set dummy1 down
+		# a second device to open and register on, under TCG: past the connect
+		DROP_AFTER=5 link_drop rail-drop ip link set dummy1 down
 		RECV_EXTRA=()
 		ip link set dummy1 up
 		ip addr show dummy1 | grep -q "$ADDR2" || ip addr add "$ADDR2/24" dev dummy1

@@ -132,6 +132,52 @@ else
 	bad "placement: rc $src_rc/$dst_rc, check '$plcheck': $(cat "$W/pl.json" "$W/pl.out" "$W/pl.err")"
 fi
 
+# RMIG_TOPOLOGY: a topology hwloc cannot read is a warning, and the migration runs
+echo "<topology><garbage" >"$W/bad-topo.xml"
+RMIG_TOPOLOGY="$W/bad-topo.xml" start_recv bt --ram "ram=$W/bt.dst"
+RMIG_TOPOLOGY="$W/bad-topo.xml" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/j.src" \
+	--transport "$TRANSPORT" --channels 2 >/dev/null 2>"$W/bt.serr"
+src_rc=$?
+wait_rc "$RPID" 30
+dst_rc=$?
+if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && cmp -s "$W/j.src" "$W/bt.dst" &&
+	grep -q "placement off: cannot read the topology in $W/bad-topo.xml" "$W/bt.serr" &&
+	grep -q "placement off" "$W/bt.err"; then
+	ok "unreadable topology: placement off with a warning on both ends, byte-identical"
+else
+	bad "unreadable topology: rc $src_rc/$dst_rc: $(cat "$W/bt.serr" "$W/bt.err")"
+fi
+# a topology (two NUMA nodes, "lo" on node 1 with CPU 1) taken as this machine's:
+# each channel thread is bound to CPU 1, and the image (on node 0) is far from lo
+TOPO=$(dirname "$0")/../unit/topo/2node-lo-far.xml
+if [ "$TRANSPORT" != tcp ] || [ "$ADDR" != 127.0.0.1 ] || [ "$(nproc)" -lt 2 ]; then
+	echo "# placement on a given topology: only over tcp on 127.0.0.1 with 2 CPUs or more"
+else
+	for nb in "" --no-bind; do
+		RMIG_TOPOLOGY=$TOPO start_recv tp --ram "ram=$W/tp.dst"
+		RMIG_TOPOLOGY=$TOPO "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/j.src" \
+			--transport tcp --channels 2 --json $nb >"$W/tp.json" 2>"$W/tp.serr"
+		src_rc=$?
+		wait_rc "$RPID" 30
+		dst_rc=$?
+		want=True
+		[ -n "$nb" ] && want=False
+		tpcheck=$(python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))["placement"]
+on = [x["bound"] and x["numa_node"] == 1 and x["cpus"] == "1" and x["device"] == "lo" for x in p]
+print(len(p) == 2 and all(on) if sys.argv[2] == "True" else not any(x["bound"] for x in p))' "$W/tp.json" "$want" 2>&1)
+		warned=False
+		grep -q "ram block 'ram' sits on NUMA node 0, but the devices that move it are on other nodes: lo (node 1)" "$W/tp.serr" && warned=True
+		if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && cmp -s "$W/j.src" "$W/tp.dst" &&
+			[ "$tpcheck" = True ] && [ "$warned" = "$want" ]; then
+			ok "given topology${nb:+ $nb}: channels ${nb:+not }bound to CPU 1 near lo (node 1), the far image ${nb:+not }warned about"
+		else
+			bad "given topology $nb: rc $src_rc/$dst_rc, check '$tpcheck', warned $warned: $(cat "$W/tp.json" "$W/tp.serr")"
+		fi
+	done
+fi
+
 # two rails: recv --listen twice; the channels alternate, both rails carry bytes
 start_recv rl --ram "ram=$W/rl.dst" --listen "$ADDR2:0" --json
 "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/j.src" --transport "$TRANSPORT" --channels 4 \
