@@ -286,10 +286,8 @@ static int chan_new(struct tcp_tp *t, int fd, unsigned int idx, struct rmig_tp_c
  * connection meanwhile: a source that hangs up is reported at once
  * (-ECONNRESET), not after the whole timeout.
  */
-static int accept_chan(struct tcp_tp *t, int *fd_p)
+static int accept_chan(struct tcp_tp *t, uint64_t deadline, int *fd_p)
 {
-	uint64_t deadline = rmig_deadline_after(t->base.p.timeout_ms);
-
 	for (;;) {
 		struct pollfd pfd[2] = { { .fd = t->lfd, .events = POLLIN },
 					 { .fd = t->ctl_fd, .events = POLLRDHUP } };
@@ -320,62 +318,90 @@ static int accept_chan(struct tcp_tp *t, int *fd_p)
 	}
 }
 
-static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
+/*
+ * One connection on the data listener: its hello, read within @deadline.
+ * 0 and the channel; a positive 1 for a stray (not a channel of this
+ * session: @why says what it sent); or a negative errno (reported).
+ */
+static int accept_one(struct tcp_tp *t, int fd, uint64_t deadline, struct rmig_tp_chan **ch_p,
+		      char *why, size_t why_len)
 {
-	struct tcp_tp *t = tcp_tp(tp);
-	const struct rmig_tp_params *p = &tp->p;
+	const struct rmig_tp_params *p = &t->base.p;
 	uint8_t hdr[RMIG_FRAME_HDR_LEN];
 	struct rmig_tls *tls = NULL;
 	struct rmig_frame f;
-	int fd, rc;
+	int rc;
 
-	rc = accept_chan(t, &fd);
-	if (rc == -ECONNRESET)
-		return p->up->fail(p->up->arg, rc,
-				   "the source closed the control connection before opening every "
-				   "data channel");
-	if (rc)
-		return p->up->fail(p->up->arg, rc, "accepting a tcp data channel: %s",
-				   rmig_strerror(rc));
 	rmig_sock_tune(fd, 1, TCP_SOCKBUF); /* a marker must not wait for a delayed ACK */
 	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
-	if (!rc) {
-		rc = chan_tls(p, fd, "accepting a tcp data channel", &tls);
-		if (rc)
-			goto out_close; /* reported */
+	if (!rc && chan_tls(p, fd, "accepting a tcp data channel", &tls)) {
+		/* reported: a TLS failure on a data channel is not a stranger's to cause */
+		rmig_tls_free(tls);
+		close(fd);
+		return -EPROTO;
 	}
-	if (!rc) {
-		uint64_t deadline = rmig_deadline_after(p->timeout_ms);
-
+	if (!rc)
 		rc = stream_read(fd, tls, hdr, sizeof(hdr), true, p->timeout_ms, &deadline);
-	}
 	if (rc) {
-		p->up->fail(p->up->arg, rc, "reading a tcp data channel hello: %s",
-			    rmig_strerror(rc));
-		goto out_close;
-	}
-	if (rmig_frame_decode(hdr, &f) || f.type != RMIG_FRAME_CHAN_HELLO || f.len != 0 ||
-	    f.offset != RMIG_PROTO_VERSION || f.arg != p->session_id || f.id >= p->nchannels) {
-		rc = p->up->fail(p->up->arg, -EPROTO,
-				 "bad tcp data channel hello (type %u, channel %u, version %llu)",
-				 f.type, f.id, (unsigned long long)f.offset);
-		goto out_close;
+		snprintf(why, why_len, "no data channel hello: %s", rmig_strerror(rc));
+		rc = 1;
+	} else if (rmig_frame_decode(hdr, &f) || f.type != RMIG_FRAME_CHAN_HELLO || f.len != 0 ||
+		   f.offset != RMIG_PROTO_VERSION || f.arg != p->session_id ||
+		   f.id >= p->nchannels) {
+		snprintf(why, why_len, "bad tcp data channel hello (type %u, channel %u, version %llu)",
+			 f.type, f.id, (unsigned long long)f.offset);
+		rc = 1;
 	}
 	/*
 	 * Each receive call returns within the timeout, so that a frame that
 	 * stalls halfway is noticed; an idle channel simply calls again.
 	 */
-	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
+	if (!rc)
+		rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
 	if (!rc)
 		rc = chan_new(t, fd, f.id, ch_p);
 	if (!rc) {
 		tcp_chan(*ch_p)->tls = tls;
 		return 0;
 	}
-out_close:
 	rmig_tls_free(tls);
 	close(fd);
 	return rc;
+}
+
+/*
+ * A connection on the data listener that is no channel of this session (a
+ * port scan, a stray client, a wrong session id) is refused and logged, and
+ * the wait goes on until the timeout: a stranger cannot end the migration.
+ */
+static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
+{
+	struct tcp_tp *t = tcp_tp(tp);
+	const struct rmig_tp_params *p = &tp->p;
+	uint64_t deadline = rmig_deadline_after(p->timeout_ms);
+	char why[160] = "", strays[200] = "";
+	unsigned int nstray = 0;
+	int fd, rc;
+
+	for (;;) {
+		rc = accept_chan(t, deadline, &fd);
+		if (nstray)
+			snprintf(strays, sizeof(strays), " (refused %u stray connection%s, the last: %s)",
+				 nstray, nstray == 1 ? "" : "s", why);
+		if (rc == -ECONNRESET)
+			return p->up->fail(p->up->arg, rc,
+					   "the source closed the control connection before opening "
+					   "every data channel%s",
+					   strays);
+		if (rc)
+			return p->up->fail(p->up->arg, rc, "accepting a tcp data channel: %s%s",
+					   rmig_strerror(rc), strays);
+		rc = accept_one(t, fd, deadline, ch_p, why, sizeof(why));
+		if (rc <= 0)
+			return rc;
+		nstray++;
+		rmig_warn(p->log, "tcp data listener: refused a stray connection: %s", why);
+	}
 }
 
 static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,

@@ -56,8 +56,12 @@ static void hello_default(struct rmig_msg_hello *m, uint64_t sid)
 	m->blocks[0].page_size = 4096;
 }
 
-/* Full handshake and one data channel. 0 or -1. */
-static int raw_open(struct raw *r, const char *host, const char *port, uint64_t sid_on_data)
+/*
+ * Full handshake and one data channel. 0 or -1. @stray_first: a stranger's
+ * connection to the data port sends garbage and closes before the channel.
+ */
+static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t sid_on_data,
+		     bool stray_first)
 {
 	static struct rmig_msg_hello m;
 	static uint8_t buf[RMIG_CTL_MAX];
@@ -82,11 +86,25 @@ static int raw_open(struct raw *r, const char *host, const char *port, uint64_t 
 	r->port = rmig_get_be16(ack.ep);
 	getpeername(r->ctl, (struct sockaddr *)&ss, &sl);
 	((struct sockaddr_in *)&ss)->sin_port = htons(r->port);
+	if (stray_first) {
+		int sfd;
+
+		if (rmig_sock_connect_addr((struct sockaddr *)&ss, sl, 2000, &sfd))
+			return -1;
+		rmig_sock_write_full(sfd, "GET / HTTP/1.0\r\n\r\n", 18);
+		usleep(100000);
+		close(sfd);
+	}
 	if (rmig_sock_connect_addr((struct sockaddr *)&ss, sl, 2000, &r->data))
 		return -1;
 	f.arg = sid_on_data ? sid_on_data : r->sid;
 	rmig_frame_encode(&f, fb);
 	return rmig_sock_write_full(r->data, fb, sizeof(fb));
+}
+
+static int raw_open(struct raw *r, const char *host, const char *port, uint64_t sid_on_data)
+{
+	return raw_open2(r, host, port, sid_on_data, false);
 }
 
 static void raw_close(struct raw *r)
@@ -225,6 +243,17 @@ static int c_bad_chan_hello(const char *host, const char *port)
 
 	sleep(3);
 	raw_close(&r);
+	return rc;
+}
+
+/* A stranger on the data port first: refused, and the source's own channel still taken. */
+static int c_stray_then_channel(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open2(&r, host, port, 0, true);
+
+	sleep(2);
+	raw_close(&r); /* the destination then waits on a source that is gone */
 	return rc;
 }
 
@@ -394,7 +423,12 @@ static const struct hcase cases[] = {
 	{ "bad-version", "protocol version 99", c_bad_version },
 	{ "truncated-hello", "peer closed the connection", c_truncated_hello },
 	{ "many-blocks", "malformed HELLO", c_many_blocks },
-	{ "bad-channel-hello", "bad tcp data channel hello", c_bad_chan_hello },
+	/* a stray on the data port is refused; the source's own channel never came */
+	{ "bad-channel-hello", "refused 1 stray connection, the last: bad tcp data channel hello",
+	  c_bad_chan_hello },
+	/* the channel after the stray was taken: the session ran on until the silent source */
+	{ "stray-then-channel", "peer silent",
+	  c_stray_then_channel },
 	{ "block-out-of-range", "unknown ram block 5", c_block_oob },
 	{ "offset-out-of-range", "write outside ram block 'ram'", c_offset_oob },
 	{ "offset-wraps", "write outside ram block 'ram'", c_offset_wrap },
