@@ -13,9 +13,8 @@
  * registers every block and sends its own REG descriptors (rail-major).
  * A rail whose channel fails fails the migration, naming the channel.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,26 +24,12 @@
 #include "sess.h"
 #include "sock.h"
 
-static void addr_name(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (ss->ss_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof(host));
-	else if (ss->ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host,
-			  sizeof(host));
-	snprintf(buf, len, "%s", host);
-}
-
 int rmig_listen_add(rmig_session *s, const char *addr)
 {
-	char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX] = "0";
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *ai = NULL;
+	enum rmig_transport_kind kind;
+	char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX], uri[RMIG_HOST_MAX + 16];
 	struct rmig_rail *rl;
-	const char *colon;
-	int rc;
+	int fd, rc;
 
 	if (!s || !addr || s->opts.role != RMIG_ROLE_DEST || s->local)
 		return -EINVAL;
@@ -52,65 +37,37 @@ int rmig_listen_add(rmig_session *s, const char *addr)
 		return -EBUSY;
 	if (s->rails_asked + (s->rails_asked ? 0 : 1) >= RMIG_RAILS_MAX)
 		return -ENOSPC;
-	/* HOST, HOST:PORT or [V6]:PORT; a tcp:// or rdma:// prefix is taken too */
-	if (!strncmp(addr, "tcp://", 6) || !strncmp(addr, "rdma://", 7))
-		addr = strstr(addr, "://") + 3;
-	if (addr[0] == '[') {
-		const char *end = strchr(addr, ']');
-
-		if (!end || (size_t)(end - addr - 1) >= sizeof(host) ||
-		    (end[1] && (end[1] != ':' || !end[2])))
-			return -EINVAL;
-		memcpy(host, addr + 1, (size_t)(end - addr - 1));
-		host[end - addr - 1] = '\0';
-		if (end[1])
-			snprintf(port, sizeof(port), "%s", end + 2);
-	} else if ((colon = strrchr(addr, ':')) && strchr(addr, ':') == colon) {
-		if ((size_t)(colon - addr) >= sizeof(host) || !colon[1] ||
-		    strlen(colon + 1) >= sizeof(port))
-			return -EINVAL;
-		memcpy(host, addr, (size_t)(colon - addr));
-		host[colon - addr] = '\0';
-		snprintf(port, sizeof(port), "%s", colon + 1);
-	} else {
-		if (strlen(addr) >= sizeof(host))
-			return -EINVAL;
-		snprintf(host, sizeof(host), "%s", addr); /* a bare IPv6 address too */
-	}
-	if (!host[0] || strspn(port, "0123456789") != strlen(port) || atol(port) > 65535)
+	/* HOST:PORT or [V6]:PORT as a URI takes them; a bare HOST or V6 address: port 0 */
+	if (strlen(addr) >= RMIG_HOST_MAX)
 		return -EINVAL;
-	rc = getaddrinfo(host, port, &hints, &ai);
-	if (rc || !ai || ai->ai_addrlen > sizeof(rl->addr)) {
-		if (ai)
-			freeaddrinfo(ai);
-		rmig_err(&s->log, "rail address '%s': %s", host, rc ? gai_strerror(rc) : "unusable");
-		return -EINVAL;
+	if (rmig_uri_parse(addr, &kind, host, port)) {
+		snprintf(uri, sizeof(uri), strchr(addr, ':') && !strstr(addr, "://") ? "[%s]:0" : "%s:0",
+			 addr);
+		if (rmig_uri_parse(uri, &kind, host, port))
+			return -EINVAL;
 	}
 	/* an address of this host, free to listen on: else say so now, not at accept */
-	{
-		int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-		rc = fd < 0 ? -errno : 0;
-		if (!rc)
-			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (!rc && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-			rc = -errno;
-		if (fd >= 0)
-			close(fd);
-		if (rc) {
-			rmig_err(&s->log, "rail address '%s': %s", addr,
-				 rc == -EADDRNOTAVAIL ? "not an address of this host" : strerror(-rc));
-			freeaddrinfo(ai);
-			return rc;
-		}
+	rc = rmig_sock_listen(host, port, &fd);
+	if (rc) {
+		rmig_err(&s->log, "rail address '%s': %s", addr,
+			 rc == -EHOSTUNREACH	 ? "does not resolve" :
+			 rc == -EADDRNOTAVAIL ? "not an address of this host" :
+						 strerror(-rc));
+		return rc == -EHOSTUNREACH ? -EINVAL : rc;
 	}
 	if (!s->rails_asked)
 		s->rails_asked = 1; /* rail 0: the control connection's */
-	rl = &s->rail[s->rails_asked++];
-	memcpy(&rl->addr, ai->ai_addr, ai->ai_addrlen);
-	rl->addr_len = ai->ai_addrlen;
-	addr_name(&rl->addr, rl->name, sizeof(rl->name));
-	freeaddrinfo(ai);
+	rl = &s->rail[s->rails_asked];
+	rl->addr_len = sizeof(rl->addr);
+	rc = getsockname(fd, (struct sockaddr *)&rl->addr, &rl->addr_len) ? -errno : 0;
+	close(fd);
+	/* the port asked for (0: any, when the rail opens), not the one just probed */
+	if (!rc)
+		rc = rmig_sockaddr_set_port(&rl->addr, (uint16_t)atoi(port));
+	if (rc)
+		return rc;
+	rmig_sockaddr_str(&rl->addr, false, rl->name, sizeof(rl->name));
+	s->rails_asked++;
 	return 0;
 }
 
@@ -126,7 +83,7 @@ static void name_rail0(struct rmig_session *s, bool peer)
 
 	if ((peer ? getpeername(s->ctl_fd, (struct sockaddr *)&ss, &len)
 		  : getsockname(s->ctl_fd, (struct sockaddr *)&ss, &len)) == 0)
-		addr_name(&ss, s->rail[0].name, sizeof(s->rail[0].name));
+		rmig_sockaddr_str(&ss, false, s->rail[0].name, sizeof(s->rail[0].name));
 	else
 		snprintf(s->rail[0].name, sizeof(s->rail[0].name), "0");
 }
@@ -235,7 +192,7 @@ int rmig_rails_source_take(struct rmig_session *s, const struct rmig_msg_hello_a
 			memcpy(&in6->sin6_addr, w->addr, 16);
 			rl->addr_len = sizeof(*in6);
 		}
-		addr_name(&rl->addr, rl->name, sizeof(rl->name));
+		rmig_sockaddr_str(&rl->addr, false, rl->name, sizeof(rl->name));
 		rl->ep_len = w->ep_len;
 		memcpy(rl->ep, w->ep, w->ep_len);
 		rc = rmig_tp_create_rail(s, r);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* sock.c - blocking TCP helpers with bounded waits. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -420,4 +421,37 @@ int rmig_sock_ifname(int fd, char *name, size_t len)
 	}
 	freeifaddrs(ifs);
 	return rc;
+}
+
+int rmig_sockaddr_set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	else
+		return -EAFNOSUPPORT;
+	return 0;
+}
+
+void rmig_sockaddr_str(const struct sockaddr_storage *ss, bool port, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned int pn = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		pn = ntohs(a->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		pn = ntohs(a->sin6_port);
+	}
+	if (port)
+		snprintf(out, len, "%s:%u", host, pn);
+	else
+		snprintf(out, len, "%s", host);
 }

@@ -7,6 +7,7 @@
 #ifndef RMIG_SOCK_H
 #define RMIG_SOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -36,6 +37,10 @@ int rmig_sock_local_port(int fd);
  * interface holds it.
  */
 int rmig_sock_ifname(int fd, char *name, size_t len);
+/* @ss's port set to @port (host order); -EAFNOSUPPORT if not IPv4 or IPv6. */
+int rmig_sockaddr_set_port(struct sockaddr_storage *ss, uint16_t port);
+/* @ss as text into @out: the address, and with @port ":PORT"; "?" if not IP. */
+void rmig_sockaddr_str(const struct sockaddr_storage *ss, bool port, char *out, size_t len);
 
 /*
  * Wait until @fd is readable: 0; -ECANCELED as soon as @wake_fd (an eventfd

@@ -129,18 +129,6 @@ static void untrack_fd(struct tcp_tp *t, int fd)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* @ss's port set to @port (host order); -EAFNOSUPPORT if not IPv4 or IPv6. */
-static int set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-	else if (ss->ss_family == AF_INET6)
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-	else
-		return -EAFNOSUPPORT;
-	return 0;
-}
-
 int rmig_tp_addr(const struct rmig_tp_params *p, int ctl_fd, bool peer, uint16_t port,
 		 struct sockaddr_storage *ss, socklen_t *len_p)
 {
@@ -156,10 +144,10 @@ int rmig_tp_addr(const struct rmig_tp_params *p, int ctl_fd, bool peer, uint16_t
 		if ((peer ? getpeername(ctl_fd, (struct sockaddr *)ss, &len)
 			  : getsockname(ctl_fd, (struct sockaddr *)ss, &len)) < 0)
 			return -errno;
-		rc = set_port(ss, 0);
+		rc = rmig_sockaddr_set_port(ss, 0);
 	}
 	if (!rc && port)
-		rc = set_port(ss, port);
+		rc = rmig_sockaddr_set_port(ss, port);
 	*len_p = len;
 	return rc;
 }
@@ -209,10 +197,44 @@ static int tcp_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_
  * as long as it likes before the first one). *deadline_p is set when the
  * first byte arrives, if it is 0.
  */
+/*
+ * Plain socket: read at least @min and at most @max bytes into @buf (*got_p
+ * says how many). It waits as long as it takes for the first byte; once
+ * bytes have come (@started: before this call), the rest of the frame must
+ * beat *deadline_p, set at the first byte to @timeout_ms from then.
+ */
+static int sock_read(int fd, uint8_t *buf, size_t min, size_t max, bool started,
+		     unsigned int timeout_ms, uint64_t *deadline_p, size_t *got_p)
+{
+	size_t got = 0;
+
+	while (got < min) {
+		ssize_t n = recv(fd, buf + got, max - got, min == max ? MSG_WAITALL : 0);
+
+		if (n > 0) {
+			got += (size_t)n;
+			started = true;
+			if (!*deadline_p)
+				*deadline_p = rmig_deadline_after(timeout_ms);
+		} else if (n == 0) {
+			return -ECONNRESET;
+		} else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+			return -errno;
+		}
+		if (got >= min)
+			break;
+		/* an idle channel waits on; a frame under way must beat its deadline */
+		if (started && *deadline_p && rmig_mono_ns() >= *deadline_p)
+			return -ETIMEDOUT;
+	}
+	*got_p = got;
+	return 0;
+}
+
 static int stream_read(int fd, struct rmig_tls *tls, void *buf, size_t len, bool started,
 		       unsigned int timeout_ms, uint64_t *deadline_p)
 {
-	char *p = buf;
+	size_t got;
 
 	if (tls) {
 		int rc = 0;
@@ -223,27 +245,7 @@ static int stream_read(int fd, struct rmig_tls *tls, void *buf, size_t len, bool
 			*deadline_p = rmig_deadline_after(timeout_ms);
 		return rc ? rc : rmig_tls_read_full(tls, buf, len, -1, *deadline_p);
 	}
-	while (len) {
-		ssize_t n = recv(fd, p, len, MSG_WAITALL);
-
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			started = true;
-			if (!*deadline_p)
-				*deadline_p = rmig_deadline_after(timeout_ms);
-		} else if (n == 0) {
-			return -ECONNRESET;
-		} else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-			return -errno;
-		}
-		if (!len)
-			break;
-		/* an idle channel waits on; a frame under way must beat its deadline */
-		if (started && *deadline_p && rmig_mono_ns() >= *deadline_p)
-			return -ETIMEDOUT;
-	}
-	return 0;
+	return sock_read(fd, buf, len, len, started, timeout_ms, deadline_p, &got);
 }
 
 /* The TLS handshake of a new data channel, when the session asked for TLS. */
@@ -333,6 +335,10 @@ static int accept_one(struct tcp_tp *t, int fd, uint64_t deadline, struct rmig_t
 	int rc;
 
 	rmig_sock_tune(fd, 1, TCP_SOCKBUF); /* a marker must not wait for a delayed ACK */
+	/*
+	 * Each receive call returns within the timeout, so that a frame that
+	 * stalls halfway is noticed; an idle channel simply calls again.
+	 */
 	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
 	if (!rc && chan_tls(p, fd, "accepting a tcp data channel", &tls)) {
 		/* reported: a TLS failure on a data channel is not a stranger's to cause */
@@ -352,12 +358,6 @@ static int accept_one(struct tcp_tp *t, int fd, uint64_t deadline, struct rmig_t
 			 f.type, f.id, (unsigned long long)f.offset);
 		rc = 1;
 	}
-	/*
-	 * Each receive call returns within the timeout, so that a frame that
-	 * stalls halfway is noticed; an idle channel simply calls again.
-	 */
-	if (!rc)
-		rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
 	if (!rc)
 		rc = chan_new(t, fd, f.id, ch_p);
 	if (!rc) {
@@ -607,31 +607,21 @@ static size_t rd_take(struct rmig_tcp_rd *rd, void *dst, size_t len)
 static int rd_fill(int fd, struct rmig_tcp_rd *rd, size_t len, unsigned int timeout_ms,
 		   uint64_t *deadline_p)
 {
-	bool started = rd->tail > rd->head;
+	size_t have = rd->tail - rd->head, got;
+	int rc;
 
+	if (have >= len)
+		return 0;
 	if (sizeof(rd->buf) - rd->head < len) {
-		memmove(rd->buf, rd->buf + rd->head, rd->tail - rd->head);
-		rd->tail -= rd->head;
+		memmove(rd->buf, rd->buf + rd->head, have);
+		rd->tail = have;
 		rd->head = 0;
 	}
-	while (rd->tail - rd->head < len) {
-		ssize_t n = recv(fd, rd->buf + rd->tail, sizeof(rd->buf) - rd->tail, 0);
-
-		if (n > 0) {
-			rd->tail += (size_t)n;
-			started = true;
-			if (!*deadline_p)
-				*deadline_p = rmig_deadline_after(timeout_ms);
-			continue;
-		} else if (n == 0) {
-			return -ECONNRESET;
-		} else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-			return -errno;
-		}
-		if (started && *deadline_p && rmig_mono_ns() >= *deadline_p)
-			return -ETIMEDOUT;
-	}
-	return 0;
+	rc = sock_read(fd, rd->buf + rd->tail, len - have, sizeof(rd->buf) - rd->tail, have > 0,
+		       timeout_ms, deadline_p, &got);
+	if (!rc)
+		rd->tail += got;
+	return rc;
 }
 
 int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, struct rmig_tcp_rd *rd, unsigned int idx,
