@@ -341,7 +341,7 @@ static int find_idle(struct rmig_session *s, int want)
 
 int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 {
-	uint64_t deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	uint64_t deadline = rmig_sess_deadline(s);
 	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
 			       .tv_nsec = (long)(deadline % 1000000000ull) };
 	struct rmig_job *tmp;

@@ -346,7 +346,7 @@ int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 	if (rc)
 		goto out;
 	/* the destination answers PC_RUN once its guest may run */
-	deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	deadline = rmig_sess_deadline(s);
 	pthread_mutex_lock(&s->lock);
 	while (!rc && !s->err && !pc->running)
 		rc = rmig_sess_wait(s, deadline);
@@ -860,7 +860,7 @@ int rmig_postcopy_fetch(rmig_session *s, const char *block, uint64_t offset, uin
 	}
 	if (rc)
 		return rc;
-	deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	deadline = rmig_sess_deadline(s);
 	pthread_mutex_lock(&s->lock);
 	pc->waiters++;
 	for (uint64_t p = first; p < last && !rc && !s->err;) {

@@ -217,6 +217,8 @@ struct rmig_session {
 };
 
 uint64_t rmig_now_ns(void);
+/* now + the session's timeout on rmig_now_ns()'s clock (pthread_cond_timedwait) */
+uint64_t rmig_sess_deadline(const struct rmig_session *s);
 
 /* First error wins; wakes every waiter and shuts down. Returns @err. */
 int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)

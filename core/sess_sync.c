@@ -24,8 +24,13 @@ int rmig_src_ready(struct rmig_session *s)
 	return rc;
 }
 
-static int lookup(struct rmig_session *s, const char *name, unsigned int *idx_p)
+/* A running source's block @name: 0 and its index, or the error. */
+static int src_block(struct rmig_session *s, const char *name, unsigned int *idx_p)
 {
+	int rc = rmig_src_ready(s);
+
+	if (rc)
+		return rc;
 	if (!rmig_block_find(s, name, idx_p)) {
 		rmig_err(&s->log, "no ram block named '%s'", name ? name : "(null)");
 		return -ENOENT;
@@ -46,10 +51,8 @@ int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages, s
 	struct rmig_job *job;
 	struct rmig_block *b;
 	unsigned int idx;
-	int rc = rmig_src_ready(s);
+	int rc = src_block(s, block, &idx);
 
-	if (!rc)
-		rc = lookup(s, block, &idx);
 	if (rc)
 		return rc;
 	b = &s->blocks[idx];
@@ -71,10 +74,8 @@ int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bi
 	struct rmig_block *b;
 	uint64_t first, count;
 	unsigned int idx;
-	int rc = rmig_src_ready(s);
+	int rc = src_block(s, block, &idx);
 
-	if (!rc)
-		rc = lookup(s, block, &idx);
 	if (rc)
 		return rc;
 	if (!bitmap)
@@ -95,10 +96,8 @@ int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_
 	struct rmig_job *job;
 	struct rmig_block *b;
 	unsigned int idx;
-	int rc = rmig_src_ready(s);
+	int rc = src_block(s, block, &idx);
 
-	if (!rc)
-		rc = lookup(s, block, &idx);
 	if (rc)
 		return rc;
 	b = &s->blocks[idx];
@@ -122,11 +121,6 @@ int rmig_send_state(rmig_session *s, const char *name, uint32_t instance, const 
 
 /* ---- sync and completion ---- */
 
-static uint64_t deadline_after(struct rmig_session *s)
-{
-	return rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
-}
-
 int rmig_source_sync(struct rmig_session *s)
 {
 	struct rmig_job *job = rmig_job_new();
@@ -141,7 +135,7 @@ int rmig_source_sync(struct rmig_session *s)
 	pthread_mutex_unlock(&s->lock);
 	rc = rmig_chans_mark(s, id, &job);
 	free(job);
-	deadline = deadline_after(s);
+	deadline = rmig_sess_deadline(s);
 	pthread_mutex_lock(&s->lock);
 	while (!rc && !s->err && s->sync_acked < id)
 		rc = rmig_sess_wait(s, deadline);

@@ -44,6 +44,11 @@ uint64_t rmig_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t rmig_sess_deadline(const struct rmig_session *s)
+{
+	return rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+}
+
 const char *rmig_transport_name(enum rmig_transport_kind k)
 {
 	switch (k) {
