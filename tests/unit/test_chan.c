@@ -301,7 +301,7 @@ static bool two_rounds_end_current(bool break_rule)
 	bool current;
 
 	open_pair(&p, c);
-	fake_ctl.slow_chan0_ms = 200;
+	fake_ctl.slow_chan0_ms = 800; /* a wide window: rounds must overlap under load too */
 	rmig_sess_test_break_round_order(p.src, break_rule);
 	memset(p.smem, 1, PS);
 	assert_int_equal(rmig_send_round(p.src, maps, 1, &st), 0);
