@@ -224,15 +224,20 @@ static void *capture_main(void *arg)
 	uint8_t *buf = malloc(blen);
 	in_addr_t want = inet_addr(CAP_ADDR);
 
-	while (buf && !atomic_load(&cap->stop)) {
+	while (buf) {
 		struct pollfd pfd = { .fd = cap->fd, .events = POLLIN };
+		/* once told to stop, read what is queued still, then end */
+		bool stopping = atomic_load(&cap->stop);
 		const uint8_t *ip, *tcp;
 		ssize_t n;
 		size_t ihl, doff;
 		in_addr_t a, b;
 
-		if (poll(&pfd, 1, 50) <= 0)
+		if (poll(&pfd, 1, stopping ? 0 : 50) <= 0) {
+			if (stopping)
+				break;
 			continue;
+		}
 		n = recv(cap->fd, buf, blen, MSG_DONTWAIT);
 		if (n < 20)
 			continue;
