@@ -120,6 +120,8 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 			break;
 		if (b->sent)
 			mark_sent(b, off / b->page_size, (run - off) / b->page_size);
+		rmig_resume_posted((struct rmig_block *)b, off / b->page_size,
+				   (run - off) / b->page_size);
 		atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
 		off = run;
 	}

@@ -58,12 +58,15 @@ int rmig_send_round(rmig_session *s, const unsigned long *const *bitmaps, unsign
 	prev = s->t_round_ns;
 	s->t_round_ns = t0;
 	pthread_mutex_unlock(&s->lock);
+	rmig_resume_round_begin(s, bitmaps); /* a resume sends them again until synced */
 	for (unsigned int i = 0; i < nblocks && !rc; i++)
 		if (bitmaps[i])
 			rc = rmig_send_bitmap(s, s->blocks[i].name, bitmaps[i]);
 	/* The ordering rule: the round ends placed, before the next one starts. */
 	if (!rc && !s->test_no_round_sync)
 		rc = rmig_source_sync(s);
+	if (!rc && !s->test_no_round_sync)
+		rmig_resume_round_end(s);
 	/*
 	 * One more sync with nothing in flight: its duration is the bare round
 	 * trip that the switchover pays twice (last round, completion), which

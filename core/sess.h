@@ -35,6 +35,14 @@ struct rmig_block {
 	uint64_t npages;
 	/* source, destination ZEROED: pages ever sent (bits set atomically), or NULL */
 	unsigned long *sent;
+	/*
+	 * Source, for a resume (resume.c); NULL for a file target. @posted:
+	 * pages the channels posted since the last sync began (bits set
+	 * atomically); @syncing: those the sync in flight covers; @held: pages
+	 * placed at the destination as of the last acknowledged sync; @round:
+	 * the dirty pages of an rmig_send_round() not yet synced.
+	 */
+	unsigned long *posted, *syncing, *held, *round;
 };
 
 enum rmig_job_kind {
@@ -169,6 +177,15 @@ struct rmig_session {
 	bool finishing;         /* dest: acking completion; errors no longer count */
 	int peer_verdict;       /* source: COMPLETE_ACK status, 1 = none yet */
 	uint64_t t_end_ns;
+
+	/*
+	 * resume.c: @resuming: rmig_resume_from() made this session the
+	 * continuation of session @session_id; @resumed: the handshake agreed
+	 * (source: the destination kept the old state; destination: the old
+	 * session's source came back).
+	 */
+	bool resuming;
+	bool resumed;
 
 	bool test_no_round_sync; /* tests only: see rmig_sess_test_break_round_order() */
 	unsigned int test_start_delay_ms; /* tests only: see rmig_sess_test_start_delay() */
@@ -306,6 +323,12 @@ void rmig_sess_test_break_round_order(struct rmig_session *s, bool broken);
  */
 void rmig_sess_test_start_delay(struct rmig_session *s, unsigned int ms);
 
+/*
+ * Tests only: the link breaks. Every socket of the session is shut down
+ * at once, and no ERROR goes out (a dead link carries nothing).
+ */
+void rmig_sess_test_cut(struct rmig_session *s);
+
 /* Tests only: run the session on another transport. */
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);
 
@@ -332,6 +355,23 @@ int rmig_check_sync_lag(struct rmig_session *s);
 int rmig_handle_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len);
 /* The digest of each RAM block, into @out[0..nblocks). */
 void rmig_block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN]);
+
+/* resume.c: precopy resume */
+/* Source, at connect: the maps of every block (kept from rmig_resume_from()). */
+int rmig_resume_track(struct rmig_session *s);
+/* Channel threads: pages [first, first + n) of block @b were posted. */
+void rmig_resume_posted(struct rmig_block *b, uint64_t first, uint64_t n);
+/* Source, under sync_lock: a sync begins; it ended (@acked: the destination has it all). */
+void rmig_resume_sync_begin(struct rmig_session *s);
+void rmig_resume_sync_end(struct rmig_session *s, bool acked);
+/* Source: a live round's dirty pages; the round's closing sync was acknowledged. */
+void rmig_resume_round_begin(struct rmig_session *s, const unsigned long *const *bitmaps);
+void rmig_resume_round_end(struct rmig_session *s);
+/* Source: HELLO_ACK's answer to a resuming HELLO. */
+void rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps);
+/* Destination, after the gate: 0 when @hello may go on here, or the refusal. */
+int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello *hello);
+void rmig_resume_free(struct rmig_session *s);
 
 /* rails.c: multi-rail */
 int rmig_tp_create_rail(struct rmig_session *s, unsigned int r); /* creates s->rail[r].tp */

@@ -177,6 +177,8 @@ static void hello_fill(struct rmig_session *s, struct rmig_msg_hello *hello)
 	hello->caps = (s->opts.flags & RMIG_F_VERIFY) ? RMIG_CAP_VERIFY : 0;
 	if (s->key_len)
 		hello->caps |= RMIG_CAP_AUTH;
+	if (s->resuming)
+		hello->caps |= RMIG_CAP_RESUME;
 	if (s->pc.enabled)
 		hello->caps |= RMIG_CAP_POSTCOPY | (s->pc.urgent ? RMIG_CAP_URGENT : 0);
 	hello->session_id = s->session_id;
@@ -276,6 +278,10 @@ int rmig_connect(rmig_session *s, const char *uri)
 		return -EINVAL;
 	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0 || s->local)
 		return -EBUSY;
+	if (uri && !strncmp(uri, "file:", 5) && s->resuming) {
+		rmig_err(&s->log, "resume: a file target has nothing to resume");
+		return -EINVAL;
+	}
 	if (uri && !strncmp(uri, "file:", 5))
 		return connect_local(s, uri + 5);
 	kind = s->opts.transport;
@@ -290,9 +296,13 @@ int rmig_connect(rmig_session *s, const char *uri)
 	}
 	s->t_start_ns = rmig_now_ns();
 	rc = rmig_prep_start(s); /* overlaps the handshake */
+	if (!rc)
+		rc = rmig_resume_track(s);
 	if (rc)
 		return rc;
-	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
+	/* a resuming session keeps the id of the one it resumes */
+	if (!s->resuming &&
+	    getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
 		s->session_id = s->t_start_ns ^ (uint64_t)getpid() << 32;
 
 	rc = rmig_sock_connect(host, port, s->opts.timeout_ms, &s->ctl_fd);
@@ -330,6 +340,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_sess_fail(s, -EPROTO, "control connection: bad HELLO_ACK");
 		goto out;
 	}
+	rmig_resume_on_ack(s, ack.caps);
 	/* a destination of zeros: zero pages never sent before need no marker */
 	for (unsigned int i = 0; i < s->nblocks && (ack.caps & RMIG_ACK_ZEROED) && !rc; i++) {
 		s->blocks[i].sent = calloc(rmig_bitmap_longs(s->blocks[i].npages) + 1,
@@ -460,7 +471,8 @@ static int take_layout(struct rmig_session *s, const struct rmig_msg_hello *hell
 	char why[256];
 	int rc;
 
-	if (s->opts.layout_fn) {
+	/* a resumed session has the old one's blocks: the layout is known */
+	if (s->opts.layout_fn && !s->resuming) {
 		info = calloc(hello->nblocks ? hello->nblocks : 1, sizeof(*info));
 		if (!info)
 			return rmig_sess_fail(s, -ENOMEM, "no memory for the layout");
@@ -496,6 +508,8 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 
 	/* TLS, HELLO and the key proof: see gate.c */
 	rc = rmig_gate_accept(s, buf, hello);
+	if (!rc)
+		rc = rmig_resume_check_hello(s, hello);
 	if (rc)
 		return rc;
 	if (!s->tp_ops)
@@ -512,9 +526,14 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	if (rc)
 		return rc;
 
-	/* postcopy places every page, and must hear of every one */
-	if ((s->opts.flags & RMIG_F_ZEROED) && !s->pc.enabled)
+	/*
+	 * Postcopy places every page, and must hear of every one; a resumed
+	 * session's memory holds what the old one wrote.
+	 */
+	if ((s->opts.flags & RMIG_F_ZEROED) && !s->pc.enabled && !s->resumed)
 		ack.caps |= RMIG_ACK_ZEROED;
+	if (s->resumed)
+		ack.caps |= RMIG_ACK_RESUMED;
 	rc = tp_create(s);
 	if (!rc)
 		rc = s->tp_ops->listen(s->tp, s->ctl_fd, ack.ep, &ack.ep_len);

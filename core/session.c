@@ -251,6 +251,18 @@ void rmig_sess_test_start_delay(struct rmig_session *s, unsigned int ms)
 	s->test_start_delay_ms = ms;
 }
 
+void rmig_sess_test_cut(struct rmig_session *s)
+{
+	pthread_mutex_lock(&s->ctl_send_lock);
+	s->ctl_mute = true;
+	pthread_mutex_unlock(&s->ctl_send_lock);
+	if (s->tp)
+		s->tp_ops->shutdown(s->tp);
+	rmig_rails_shutdown(s);
+	if (s->ctl_fd >= 0)
+		shutdown(s->ctl_fd, SHUT_RDWR);
+}
+
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops)
 {
 	s->tp_ops = ops;
@@ -590,6 +602,7 @@ void rmig_session_destroy(rmig_session *s)
 	rmig_state_free(s);
 	for (unsigned int i = 0; i < s->nblocks; i++)
 		free(s->blocks[i].sent);
+	rmig_resume_free(s);
 	free(s->chans);
 	free(s->chan_sync);
 	pthread_mutex_destroy(&s->lock);

@@ -45,6 +45,14 @@
 #define RMIG_CAP_POSTCOPY (1u << 2) /* the source may switch to postcopy */
 #define RMIG_CAP_URGENT (1u << 3)   /* the last data channel carries requested pages only */
 /*
+ * The source resumes session @session_id, which failed in precopy; a
+ * destination that kept that session's memory answers RMIG_ACK_RESUMED,
+ * one that did not takes it as a new migration (a source that sends this
+ * bit then sends every page). A destination that keeps a session refuses
+ * every HELLO but its source's.
+ */
+#define RMIG_CAP_RESUME (1u << 4)
+/*
  * HELLO_ACK caps. ZEROED: every destination block reads as zero, so a zero
  * page the source never sent needs no marker (a page it sent before, now
  * zero, still does). A source that does not know the bit sends markers.
@@ -52,6 +60,8 @@
 #define RMIG_ACK_ZEROED (1u << 0)
 /* A RAILS message follows HELLO_ACK: more destination addresses (rails). */
 #define RMIG_ACK_RAILS (1u << 1)
+/* The destination kept the resumed session's memory (see RMIG_CAP_RESUME). */
+#define RMIG_ACK_RESUMED (1u << 2)
 
 #define RMIG_AUTH_NONCE_LEN 32
 #define RMIG_AUTH_MAC_LEN 32 /* HMAC-SHA256 */

@@ -379,6 +379,43 @@ RMIG_API int rmig_complete(rmig_session *s);
 /* Either side: abort, tell the peer, wake every waiter. Thread-safe. */
 RMIG_API void rmig_cancel(rmig_session *s, const char *reason);
 
+/*
+ * Precopy resume: a migration whose connection failed before completion
+ * (and before postcopy) goes on in a new session, which sends only what
+ * the destination may lack. Both sides:
+ *
+ *   new = rmig_session_create(...);  (same role, any options; no blocks)
+ *   rmig_resume_from(new, old);      (old is destroyed by the call)
+ *
+ * @s takes @old's RAM blocks (the same memory) and its session id; @old is
+ * destroyed in every case, its channels closed and, on RDMA, its
+ * registrations revoked before @s opens its own. Then as before: the
+ * destination calls rmig_listen() and rmig_accept() (no layout callback:
+ * the blocks are known) and accepts only the source of @old, after the key
+ * proof; any other source is refused (-EACCES). The source calls
+ * rmig_connect(), then rmig_resume_missing(), and sends those pages and
+ * what the guest dirtied since it last collected its dirty log (pages it
+ * handed to rmig_send_pages() and the like since the last rmig_sync()
+ * that returned 0 count as dirty too). A destination that did not keep @old's memory
+ * takes the source as a new migration, and every page is missing.
+ * Errors: -EINVAL (roles differ, @old never connected, was a file target,
+ * or had begun postcopy), -EALREADY (@old completed), -EBUSY (@s is not
+ * fresh), -ENOMEM.
+ */
+RMIG_API int rmig_resume_from(rmig_session *s, rmig_session *old);
+
+/*
+ * Source, once a resuming session is connected: set in @bitmaps[i] (bit n
+ * = page n of the i-th block, as for rmig_send_round(); other bits are
+ * kept) every page the destination may lack: all but those placed at the
+ * last sync the old sessions had acknowledged, and the pages of an
+ * rmig_send_round() that had not returned. Returns how many pages the
+ * destination may lack, or -EINVAL (not a resuming session, @nblocks
+ * wrong, a NULL bitmap), or the session's error.
+ */
+RMIG_API int64_t rmig_resume_missing(rmig_session *s, unsigned long *const *bitmaps,
+				     unsigned int nblocks);
+
 /* Snapshot of the counters; callable at any time from any thread. */
 RMIG_API void rmig_get_stats(rmig_session *s, struct rmig_stats *st);
 

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * resume.c - precopy resume: a migration whose connection failed goes on
+ * in a new session that sends only what the destination may lack.
+ *
+ * What the destination holds is known exactly only at a sync: an RDMA
+ * write lands without the destination's CPU, so the destination cannot
+ * tell which pages arrived; the source can tell which it posted before the
+ * marker of a sync the destination acknowledged. So the record is the
+ * source's, per block:
+ *   posted   pages a channel posted since the last sync began (the channel
+ *            thread sets the bits, before the marker it posts later);
+ *   syncing  at a sync's start, posted is moved here (word by word,
+ *            atomically), and posted starts empty;
+ *   held     when the destination acknowledges the sync, syncing joins
+ *            held; when the sync fails, syncing goes back to posted.
+ *   round    the dirty bitmaps given to rmig_send_round(), until its
+ *            closing sync is acknowledged: a page the caller took out of
+ *            its dirty log for a round that did not finish may not have
+ *            been posted at all.
+ * A page posted while a sync is in flight may be in posted although it went
+ * out before the marker: it then counts as not held until the next sync,
+ * which errs on the side of sending it again. A page of held that is posted
+ * again is in posted (or syncing) too, and what may lack is
+ * ~held | posted | syncing: a page whose newer copy may have half landed is
+ * sent again.
+ *
+ * The destination keeps the memory, the session id, and nothing else: a
+ * new session made with rmig_resume_from() accepts only a HELLO with
+ * RMIG_CAP_RESUME and that id, after the key proof as any HELLO. The old
+ * session is destroyed by rmig_resume_from() on both sides, so that the
+ * old data channels are closed, and on RDMA the old registrations
+ * revoked, before the new session issues its own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitmap.h"
+#include "sess.h"
+
+static void bits_or_range(unsigned long *map, uint64_t first, uint64_t n)
+{
+	for (uint64_t p = first; p < first + n;) {
+		uint64_t w = p / RMIG_BITS_PER_LONG, bit = p % RMIG_BITS_PER_LONG;
+		uint64_t k = RMIG_BITS_PER_LONG - bit < first + n - p ? RMIG_BITS_PER_LONG - bit
+								       : first + n - p;
+		unsigned long m = k == RMIG_BITS_PER_LONG ? ~0UL : ((1UL << k) - 1) << bit;
+
+		__atomic_fetch_or(&map[w], m, __ATOMIC_RELAXED);
+		p += k;
+	}
+}
+
+void rmig_resume_posted(struct rmig_block *b, uint64_t first, uint64_t n)
+{
+	if (b->posted)
+		bits_or_range(b->posted, first, n);
+}
+
+static unsigned long *map_new(const struct rmig_block *b)
+{
+	return calloc(rmig_bitmap_longs(b->npages) + 1, sizeof(unsigned long));
+}
+
+int rmig_resume_track(struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+
+		if (!b->posted)
+			b->posted = map_new(b);
+		if (!b->syncing)
+			b->syncing = map_new(b);
+		if (!b->held)
+			b->held = map_new(b);
+		if (!b->round)
+			b->round = map_new(b);
+		if (!b->posted || !b->syncing || !b->held || !b->round)
+			return rmig_sess_fail(s, -ENOMEM, "no memory for the page maps of block '%s'",
+					      b->name);
+	}
+	return 0;
+}
+
+void rmig_resume_sync_begin(struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+		size_t n = rmig_bitmap_longs(b->npages);
+
+		for (size_t w = 0; b->posted && w < n; w++)
+			b->syncing[w] |= __atomic_exchange_n(&b->posted[w], 0, __ATOMIC_ACQ_REL);
+	}
+}
+
+void rmig_resume_sync_end(struct rmig_session *s, bool acked)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+		size_t n = rmig_bitmap_longs(b->npages);
+
+		for (size_t w = 0; b->posted && w < n; w++) {
+			if (acked)
+				b->held[w] |= b->syncing[w];
+			else
+				__atomic_fetch_or(&b->posted[w], b->syncing[w], __ATOMIC_RELAXED);
+			b->syncing[w] = 0;
+		}
+	}
+}
+
+void rmig_resume_round_begin(struct rmig_session *s, const unsigned long *const *bitmaps)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+
+		for (size_t w = 0; b->round && bitmaps[i] && w < rmig_bitmap_longs(b->npages); w++)
+			b->round[w] |= bitmaps[i][w];
+	}
+}
+
+void rmig_resume_round_end(struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++)
+		if (s->blocks[i].round)
+			memset(s->blocks[i].round, 0,
+			       rmig_bitmap_longs(s->blocks[i].npages) * sizeof(unsigned long));
+}
+
+void rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps)
+{
+	if (!s->resuming)
+		return;
+	if (ack_caps & RMIG_ACK_RESUMED) {
+		s->resumed = true;
+		rmig_info(&s->log, "resuming session %016" PRIx64 ": the destination kept its memory",
+			  s->session_id);
+		return;
+	}
+	rmig_warn(&s->log, "resuming session %016" PRIx64 ": the destination did not keep it; "
+			   "every page goes again",
+		  s->session_id);
+	for (unsigned int i = 0; i < s->nblocks; i++)
+		if (s->blocks[i].held)
+			memset(s->blocks[i].held, 0,
+			       rmig_bitmap_longs(s->blocks[i].npages) * sizeof(unsigned long));
+}
+
+int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello *hello)
+{
+	char why[200];
+
+	if (!s->resuming)
+		return 0;
+	if ((hello->caps & RMIG_CAP_RESUME) && hello->session_id == s->session_id) {
+		s->resumed = true;
+		rmig_info(&s->log, "the source of session %016" PRIx64 " resumes it", s->session_id);
+		return 0;
+	}
+	snprintf(why, sizeof(why),
+		 "this destination keeps session %016" PRIx64 " for its source to resume, and "
+		 "this source %s session %016" PRIx64,
+		 s->session_id, (hello->caps & RMIG_CAP_RESUME) ? "resumes" : "starts",
+		 hello->session_id);
+	return rmig_sess_fail(s, -EACCES, "refusing the source: %s", why);
+}
+
+void rmig_resume_free(struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		free(s->blocks[i].posted);
+		free(s->blocks[i].syncing);
+		free(s->blocks[i].held);
+		free(s->blocks[i].round);
+		s->blocks[i].posted = s->blocks[i].syncing = s->blocks[i].held = NULL;
+		s->blocks[i].round = NULL;
+	}
+}
+
+/* 0 when @old can be resumed; else the error, and *why_p says why. */
+static int resumable(struct rmig_session *old, const char **why_p)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&old->lock);
+	if (old->local || old->file_path) {
+		*why_p = "a file target has nothing to resume";
+		rc = -EINVAL;
+	} else if (!old->session_id) {
+		*why_p = "it never connected";
+		rc = -EINVAL;
+	} else if (old->state == RMIG_S_DONE && !old->err) {
+		*why_p = "it completed";
+		rc = -EALREADY;
+	} else if (old->pc.serving || old->pc.run_seen) {
+		*why_p = "postcopy had begun: the destination ran the guest";
+		rc = -EINVAL;
+	}
+	pthread_mutex_unlock(&old->lock);
+	return rc;
+}
+
+int rmig_resume_from(rmig_session *s, rmig_session *old)
+{
+	const char *why = NULL;
+	int rc = 0;
+
+	if (!s || !old || s == old || s->opts.role != old->opts.role) {
+		rmig_session_destroy(old != s ? old : NULL);
+		return -EINVAL;
+	}
+	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0 || s->listen_fd >= 0 || s->local ||
+	    s->nblocks || s->resuming) {
+		rmig_err(&s->log, "resume: the new session must be fresh: no blocks, not connected");
+		rmig_session_destroy(old);
+		return -EBUSY;
+	}
+	rc = resumable(old, &why);
+	if (rc) {
+		rmig_err(&s->log, "resume: session %016" PRIx64 " cannot be resumed: %s",
+			 old->session_id, why);
+		rmig_session_destroy(old);
+		return rc;
+	}
+	/* the old channels end here: nothing of theirs lands once the new ones open */
+	rmig_cancel(old, "resumed by a new session");
+	for (unsigned int i = 0; i < old->nblocks && !rc; i++) {
+		const struct rmig_block *o = &old->blocks[i];
+
+		rc = rmig_add_ram(s, o->name, o->host, o->length, o->page_size);
+		if (!rc && o->held && o->posted && o->syncing && o->round &&
+		    s->opts.role == RMIG_ROLE_SOURCE) {
+			struct rmig_block *b = &s->blocks[i];
+
+			/*
+			 * Held, and not posted since: a page whose newer copy may
+			 * have half landed, or of a round that did not finish, is
+			 * missing.
+			 */
+			for (size_t w = 0; w < rmig_bitmap_longs(o->npages); w++)
+				o->held[w] &= ~(o->posted[w] | o->syncing[w] | o->round[w]);
+			b->held = o->held;
+			((struct rmig_block *)o)->held = NULL;
+		}
+	}
+	if (!rc) {
+		s->session_id = old->session_id;
+		s->resuming = true;
+	} else {
+		rmig_resume_free(s);
+		s->nblocks = 0;
+	}
+	rmig_session_destroy(old);
+	return rc;
+}
+
+int64_t rmig_resume_missing(rmig_session *s, unsigned long *const *bitmaps, unsigned int nblocks)
+{
+	int64_t n = 0;
+	int rc = rmig_src_ready(s);
+
+	if (rc)
+		return rc;
+	if (!s->resuming || nblocks != s->nblocks || !bitmaps)
+		return -EINVAL;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		const struct rmig_block *b = &s->blocks[i];
+		size_t words = rmig_bitmap_longs(b->npages);
+
+		if (!bitmaps[i])
+			return -EINVAL;
+		for (size_t w = 0; w < words; w++) {
+			unsigned long m = ~b->held[w];
+
+			if (w == words - 1 && b->npages % RMIG_BITS_PER_LONG)
+				m &= (1UL << (b->npages % RMIG_BITS_PER_LONG)) - 1;
+			bitmaps[i][w] |= m;
+			n += __builtin_popcountl(m);
+		}
+	}
+	return n;
+}
