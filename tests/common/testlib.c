@@ -156,7 +156,51 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 	if (rc)
 		return rc;
 	p->th_started = true;
-	snprintf(uri, sizeof(uri), "%s:%d", addr, rmig_listen_port(p->dst));
+	p->port = rmig_listen_port(p->dst);
+	p->so = so;
+	p->dopt = dopt;
+	snprintf(uri, sizeof(uri), "%s:%d", addr, p->port);
+	return rmig_connect(p->src, uri);
+}
+
+int pair_resume(struct pair *p, const void *src_key, size_t src_key_len)
+{
+	const char *addr = p->cfg.addr ? p->cfg.addr : "127.0.0.1";
+	struct rmig_opts so = p->so;
+	rmig_session *s = NULL, *d = NULL;
+	char uri[128];
+	int rc;
+
+	pair_join(p);
+	if (src_key) {
+		so.key = src_key;
+		so.key_len = src_key_len;
+	}
+	rc = rmig_session_create(&so, &s);
+	if (!rc)
+		rc = rmig_session_create(&p->dopt, &d);
+	if (rc) {
+		rmig_session_destroy(s);
+		return rc;
+	}
+	/* the old sessions are destroyed by the call, whatever it returns */
+	rc = rmig_resume_from(d, p->dst);
+	p->dst = d;
+	if (!rc)
+		rc = rmig_resume_from(s, p->src);
+	else
+		rmig_session_destroy(p->src);
+	p->src = s;
+	snprintf(uri, sizeof(uri), "tcp://%s:%d", addr, p->port);
+	if (!rc)
+		rc = rmig_listen(p->dst, uri);
+	if (rc)
+		return rc;
+	rc = -pthread_create(&p->th, NULL, dest_thread, p);
+	if (rc)
+		return rc;
+	p->th_started = true;
+	snprintf(uri, sizeof(uri), "%s:%d", addr, p->port);
 	return rmig_connect(p->src, uri);
 }
 

@@ -58,6 +58,8 @@ struct pair {
 	bool th_started;
 	int accept_rc;
 	int dst_rc; /* rmig_complete on the destination */
+	struct rmig_opts so, dopt; /* the options both sessions were made with */
+	int port;
 };
 
 /* Create both sessions, accept on a thread, connect. Returns rmig_connect's result. */
@@ -65,5 +67,12 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg);
 /* Wait for the destination thread; returns its rmig_complete result. */
 int pair_join(struct pair *p);
 void pair_close(struct pair *p);
+/*
+ * After a break: the destination thread is joined, then new sessions
+ * resume both (rmig_resume_from()), the destination accepts on a thread
+ * on the same port, and the source connects (with @src_key, or the
+ * configured key when NULL). Returns rmig_connect's result.
+ */
+int pair_resume(struct pair *p, const void *src_key, size_t src_key_len);
 
 #endif

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_resume.c - precopy resume between two sessions in one process, over
+ * TCP or (RMIG_TEST_TRANSPORT=rdma, RMIG_TEST_ADDR) RDMA in the soft-RoCE
+ * VM. Round 1 lands; the guest dirties half its RAM; round 2 is cut off
+ * mid-way (every socket of the destination shut, no ERROR sent: a dead
+ * link); the guest dirties more. New sessions resume both ends, and the
+ * source sends what rmig_resume_missing() names plus what the guest
+ * dirtied since. The destination must end byte for byte equal (and the
+ * digests agree), having received less than a fresh start would send.
+ * Negative control: a resume that sends only the newly dirtied pages
+ * leaves the destination different. Also: another session, or another
+ * key, is refused while a destination keeps a migration, which the right
+ * source then still resumes; and the API's refusals.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "bitmap.h"
+#include "sess.h"
+#include "testlib.h"
+
+#define PAGE 4096u
+#define LEN (32ull << 20)
+#define NPAGES (LEN / PAGE)
+
+static const char key_a[] = "resume test key, the right one..";
+static const char key_b[] = "resume test key, another one....";
+
+static struct pair_cfg base(void)
+{
+	const char *t = getenv("RMIG_TEST_TRANSPORT");
+	/* 64 MB/s: round 2 (16 MiB) takes 250 ms at least, and the cut lands within it */
+	struct pair_cfg c = { .channels = 4, .len = LEN, .page_size = PAGE, .timeout_ms = 20000,
+			      .max_bandwidth = 64ull << 20, .flags = RMIG_F_VERIFY };
+
+	c.transport = t && !strcmp(t, "rdma") ? RMIG_TRANSPORT_RDMA : RMIG_TRANSPORT_TCP;
+	c.addr = getenv("RMIG_TEST_ADDR");
+	return c;
+}
+
+/* The guest writes pages [first, first + n) with a new pattern and logs them dirty. */
+static void dirty(struct pair *p, unsigned long *log, uint64_t first, uint64_t n, uint64_t seed)
+{
+	fill_random(p->smem + first * PAGE, n * PAGE, seed);
+	for (uint64_t i = first; i < first + n; i++)
+		rmig_bit_set(log, i);
+}
+
+struct round {
+	struct pair *p;
+	unsigned long *map;
+	int rc;
+	pthread_t th;
+};
+
+static void *round_main(void *arg)
+{
+	struct round *r = arg;
+	const unsigned long *maps[1] = { r->map };
+
+	r->rc = rmig_send_round(r->p->src, maps, 1, NULL);
+	return NULL;
+}
+
+/*
+ * Round 1 whole, the upper half dirtied, round 2 cut off 100 ms in, then
+ * the first 256 pages dirtied: returns their log (round 2's pages are
+ * the library's to remember).
+ */
+static unsigned long *round2_cut(struct pair *p)
+{
+	unsigned long *all = calloc(rmig_bitmap_longs(NPAGES), sizeof(long));
+	unsigned long *later = calloc(rmig_bitmap_longs(NPAGES), sizeof(long));
+	const unsigned long *maps[1] = { all };
+	struct timespec ts = { 0, 100000000 };
+	struct round r = { .p = p, .map = calloc(rmig_bitmap_longs(NPAGES), sizeof(long)) };
+
+	assert_non_null(all);
+	assert_non_null(later);
+	assert_non_null(r.map);
+	fill_random(p->smem, LEN, 1);
+	memset(all, 0xff, rmig_bitmap_longs(NPAGES) * sizeof(long));
+	assert_int_equal(rmig_send_round(p->src, maps, 1, NULL), 0);
+	dirty(p, r.map, NPAGES / 2, NPAGES / 2, 2);
+	assert_int_equal(pthread_create(&r.th, NULL, round_main, &r), 0);
+	nanosleep(&ts, NULL);
+	rmig_sess_test_cut(p->dst);
+	pthread_join(r.th, NULL);
+	assert_int_not_equal(r.rc, 0); /* the round did not land */
+	dirty(p, later, 0, 256, 3);
+	free(all);
+	free(r.map);
+	return later;
+}
+
+/* The resumed source sends @extra (and, when @honest, what the destination lacks). */
+static void finish(struct pair *p, unsigned long *extra, bool honest)
+{
+	unsigned long *map = calloc(rmig_bitmap_longs(NPAGES), sizeof(long));
+	unsigned long *mapv[1] = { map };
+	const unsigned long *maps[1] = { map };
+	struct rmig_stats st;
+	int64_t missing;
+
+	assert_non_null(map);
+	missing = rmig_resume_missing(p->src, mapv, 1);
+	/* round 1 was acknowledged: exactly round 2's half is missing */
+	assert_int_equal(missing, NPAGES / 2);
+	if (!honest)
+		memset(map, 0, rmig_bitmap_longs(NPAGES) * sizeof(long));
+	for (size_t w = 0; w < rmig_bitmap_longs(NPAGES); w++)
+		map[w] |= extra[w];
+	assert_int_equal(rmig_send_round(p->src, maps, 1, NULL), 0);
+	rmig_get_stats(p->src, &st);
+	assert_true(st.pages < NPAGES * 3 / 4); /* less than a fresh start */
+	if (honest) {
+		assert_int_equal(rmig_complete(p->src), 0);
+		assert_int_equal(pair_join(p), 0);
+		assert_memory_equal(p->smem, p->dmem, LEN);
+	} else {
+		/* the digests catch it too; the memory shows what went wrong */
+		assert_int_not_equal(rmig_complete(p->src), 0);
+		pair_join(p);
+		assert_memory_not_equal(p->smem, p->dmem, LEN);
+	}
+	free(map);
+}
+
+static void test_resume_after_cut(void **state)
+{
+	struct pair_cfg c = base();
+	unsigned long *later;
+	struct pair p;
+
+	(void)state;
+	assert_int_equal(pair_open(&p, &c), 0);
+	later = round2_cut(&p);
+	assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	finish(&p, later, true);
+	free(later);
+	pair_close(&p);
+}
+
+/* Negative control: without the pages the library names, round 2's half is stale. */
+static void test_resume_without_missing_fails(void **state)
+{
+	struct pair_cfg c = base();
+	unsigned long *later;
+	struct pair p;
+
+	(void)state;
+	assert_int_equal(pair_open(&p, &c), 0);
+	later = round2_cut(&p);
+	assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	finish(&p, later, false);
+	free(later);
+	pair_close(&p);
+}
+
+/* Twice in a row: the second resume starts from what the first acknowledged. */
+static void test_resume_twice(void **state)
+{
+	struct pair_cfg c = base();
+	unsigned long *later;
+	struct pair p;
+
+	(void)state;
+	assert_int_equal(pair_open(&p, &c), 0);
+	later = round2_cut(&p);
+	assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	/* the resumed session breaks before it sends anything */
+	rmig_sess_test_cut(p.dst);
+	assert_int_not_equal(rmig_sync(p.src), 0);
+	assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	finish(&p, later, true);
+	free(later);
+	pair_close(&p);
+}
+
+struct accept_arg {
+	rmig_session *d;
+	int rc;  /* rmig_accept() */
+	int crc; /* rmig_complete(), after an accept */
+};
+
+static void *accept_main(void *arg)
+{
+	struct accept_arg *a = arg;
+
+	a->rc = rmig_accept(a->d);
+	a->crc = a->rc ? a->rc : rmig_complete(a->d);
+	return NULL;
+}
+
+/* The destination keeps @p's migration and listens again on its port: the thread accepts. */
+static void keep_and_listen(struct pair *p, struct accept_arg *a, pthread_t *th)
+{
+	char uri[128];
+
+	pair_join(p);
+	assert_int_equal(rmig_session_create(&p->dopt, &a->d), 0);
+	assert_int_equal(rmig_resume_from(a->d, p->dst), 0);
+	p->dst = a->d;
+	snprintf(uri, sizeof(uri), "tcp://%s:%d", p->cfg.addr ? p->cfg.addr : "127.0.0.1",
+		 p->port);
+	assert_int_equal(rmig_listen(a->d, uri), 0);
+	assert_int_equal(pthread_create(th, NULL, accept_main, a), 0);
+}
+
+/* A source of another migration is refused; the kept one still resumes. */
+static void test_stranger_refused(void **state)
+{
+	struct pair_cfg c = base();
+	struct accept_arg a = { 0 };
+	struct rmig_opts o;
+	unsigned long *later;
+	rmig_session *x;
+	char uri[128];
+	pthread_t th;
+	struct pair p;
+
+	(void)state;
+	assert_int_equal(pair_open(&p, &c), 0);
+	later = round2_cut(&p);
+	keep_and_listen(&p, &a, &th);
+	o = p.so;
+	assert_int_equal(rmig_session_create(&o, &x), 0);
+	assert_int_equal(rmig_add_ram(x, "ram", p.smem, LEN, PAGE), 0);
+	snprintf(uri, sizeof(uri), "%s:%d", p.cfg.addr ? p.cfg.addr : "127.0.0.1", p.port);
+	assert_int_not_equal(rmig_connect(x, uri), 0);
+	assert_non_null(strstr(rmig_last_error(x), "keeps session"));
+	rmig_session_destroy(x);
+	pthread_join(th, NULL);
+	assert_int_equal(a.rc, -EACCES);
+	assert_non_null(strstr(rmig_last_error(p.dst), "keeps session"));
+	/* the refused session is kept in turn */
+	assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	finish(&p, later, true);
+	free(later);
+	pair_close(&p);
+}
+
+/* With a key: a resume with another key is refused, and the right key resumes. */
+static void test_wrong_key_refused(void **state)
+{
+	struct pair_cfg c = base();
+	struct accept_arg a = { 0 };
+	struct rmig_opts o;
+	unsigned long *later;
+	rmig_session *s2, *s3;
+	char uri[128];
+	pthread_t th;
+	struct pair p;
+
+	(void)state;
+	c.src_key = c.dst_key = key_a;
+	c.src_key_len = c.dst_key_len = sizeof(key_a) - 1;
+	assert_int_equal(pair_open(&p, &c), 0);
+	later = round2_cut(&p);
+	keep_and_listen(&p, &a, &th);
+	snprintf(uri, sizeof(uri), "%s:%d", p.cfg.addr ? p.cfg.addr : "127.0.0.1", p.port);
+	o = p.so;
+	o.key = key_b;
+	o.key_len = sizeof(key_b) - 1;
+	assert_int_equal(rmig_session_create(&o, &s2), 0);
+	assert_int_equal(rmig_resume_from(s2, p.src), 0);
+	p.src = s2;
+	assert_int_equal(rmig_connect(s2, uri), -EACCES);
+	/* the destination still waits for its source */
+	o.key = key_a;
+	assert_int_equal(rmig_session_create(&o, &s3), 0);
+	assert_int_equal(rmig_resume_from(s3, s2), 0);
+	p.src = s3;
+	assert_int_equal(rmig_connect(s3, uri), 0);
+	{
+		unsigned long *map = calloc(rmig_bitmap_longs(NPAGES), sizeof(long));
+		unsigned long *mapv[1] = { map };
+		const unsigned long *maps[1] = { map };
+
+		assert_int_equal(rmig_resume_missing(s3, mapv, 1), NPAGES / 2);
+		for (size_t w = 0; w < rmig_bitmap_longs(NPAGES); w++)
+			map[w] |= later[w];
+		assert_int_equal(rmig_send_round(s3, maps, 1, NULL), 0);
+		assert_int_equal(rmig_complete(s3), 0);
+		pthread_join(th, NULL);
+		assert_int_equal(a.rc, 0);
+		assert_int_equal(a.crc, 0);
+		assert_memory_equal(p.smem, p.dmem, LEN);
+		free(map);
+	}
+	free(later);
+	pair_close(&p);
+}
+
+static void test_refusals(void **state)
+{
+	struct pair_cfg c = base();
+	unsigned long *mapv[1] = { NULL };
+	rmig_session *a, *b, *d;
+	struct rmig_opts o;
+	struct pair p;
+
+	(void)state;
+	rmig_opts_init(&o, sizeof(o));
+	o.role = RMIG_ROLE_SOURCE;
+	o.log_fn = NULL;
+	/* a session that never connected has nothing to resume (and is destroyed) */
+	assert_int_equal(rmig_session_create(&o, &a), 0);
+	assert_int_equal(rmig_session_create(&o, &b), 0);
+	assert_int_equal(rmig_resume_from(b, a), -EINVAL);
+	assert_int_equal(rmig_resume_from(b, NULL), -EINVAL);
+	/* not a resuming session */
+	assert_int_equal(rmig_resume_missing(b, mapv, 1), -ENOTCONN);
+	rmig_session_destroy(b);
+	/* roles differ */
+	o.role = RMIG_ROLE_DEST;
+	assert_int_equal(rmig_session_create(&o, &d), 0);
+	o.role = RMIG_ROLE_SOURCE;
+	assert_int_equal(rmig_session_create(&o, &b), 0);
+	assert_int_equal(rmig_resume_from(b, d), -EINVAL);
+	rmig_session_destroy(b);
+
+	/* a completed migration is not resumed; a connected, fresh one has nothing missing */
+	c.max_bandwidth = 0;
+	c.len = 1 << 20;
+	assert_int_equal(pair_open(&p, &c), 0);
+	mapv[0] = calloc(1, (1 << 20) / PAGE / 8);
+	assert_int_equal(rmig_resume_missing(p.src, mapv, 1), -EINVAL);
+	assert_int_equal(rmig_send_range(p.src, "ram", 0, 1 << 20), 0);
+	assert_int_equal(rmig_complete(p.src), 0);
+	assert_int_equal(pair_join(&p), 0);
+	assert_int_equal(rmig_session_create(&o, &b), 0);
+	assert_int_equal(rmig_resume_from(b, p.src), -EALREADY);
+	p.src = NULL;
+	rmig_session_destroy(b);
+	free(mapv[0]);
+	pair_close(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_resume_after_cut),
+		cmocka_unit_test(test_resume_without_missing_fails),
+		cmocka_unit_test(test_resume_twice),
+		cmocka_unit_test(test_stranger_refused),
+		cmocka_unit_test(test_wrong_key_refused),
+		cmocka_unit_test(test_refusals),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
