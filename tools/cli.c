@@ -70,6 +70,16 @@ static const struct cli_opt opts[] = {
 	  "no placement: channel threads float over every CPU and buffers go where the kernel "
 	  "puts them (default: each channel thread is bound to the CPUs near the device it goes "
 	  "through, its buffers on that device's NUMA node, where hwloc finds a locality)" },
+	{ "resume", NULL, OPT_FLAG, CMD_SEND, OFF(resume), 0, 0, NULL, NULL,
+	  "when the connection breaks, reconnect and go on within --recovery-timeout: a "
+	  "destination that kept the migration (recv --keep) is sent only what it may lack. "
+	  "Syncs after every sixteenth of the images (4 to 128 MiB), so that a break costs at "
+	  "most that much again" },
+	{ "keep", NULL, OPT_FLAG, CMD_RECV, OFF(keep), 0, 0, NULL, NULL,
+	  "when the connection breaks, keep the images and wait up to --recovery-timeout for "
+	  "the same source to resume (send --resume); any other source is refused meanwhile" },
+	{ "recovery-timeout", "SECONDS", OPT_UINT, CMD_SEND | CMD_RECV, OFF(recovery_s), 1, 86400,
+	  NULL, "60", "--resume, --keep: how long to wait for the other end after a break" },
 	{ "json", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | CMD_INFO | VM | FILE_CMDS, OFF(json), 0, 0,
 	  NULL, NULL, "print the results (final statistics, device facts) as JSON on stdout" },
 	{ "quiet", NULL, OPT_FLAG, CMD_SEND | CMD_RECV | CMD_BENCH | VM | FILE_CMDS, OFF(quiet), 0, 0, NULL, NULL,
@@ -745,5 +755,7 @@ void cli_usage(FILE *f, unsigned int cmd)
 			   "  completes a migration or --timeout passes; connections without the key are\n"
 			   "  refused and logged, and recv goes on listening.\n"
 			   "  without --key-file, the first source to connect is the one served (first\n"
-			   "  come); anyone who reaches the port can write into the images.\n");
+			   "  come); anyone who reaches the port can write into the images.\n"
+			   "  with --keep, a migration that broke is kept for its own source to resume\n"
+			   "  (send --resume); any other source is refused until --recovery-timeout.\n");
 }

@@ -92,6 +92,10 @@ struct cli {
 	const char *from;
 	bool direct;
 	bool no_bind;
+	/* send --resume, recv --keep */
+	bool resume;
+	bool keep;
+	unsigned int recovery_s;
 	/* vm-send, vm-recv */
 	const char *qmp;
 	bool paused;

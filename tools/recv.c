@@ -59,6 +59,7 @@ struct recv_ctx {
 	unsigned int nim;
 	uint64_t total;
 	struct image_reserve *reserve;
+	bool accepted; /* a source was accepted: recv --keep keeps what it sent */
 	/* device-state files written in this run: two blobs never share one */
 	pthread_mutex_t paths_lock;
 	char **paths;
@@ -266,6 +267,160 @@ static int recv_check_paths(const struct cli *c)
 	return rc;
 }
 
+/* One session's migration: accept, then wait for completion. */
+static int recv_session(struct recv_ctx *r, rmig_session *s, struct progress *prog)
+{
+	int err = rmig_accept(s);
+
+	if (!err) {
+		struct fault_watch fw = { .s = s, .total = r->total };
+		bool watching;
+
+		r->accepted = true;
+		fault_point("accepted");
+		watching = fault_armed("mid-round") &&
+			   !pthread_create(&fw.th, NULL, fault_watch_main, &fw);
+		progress_start(prog, s, r->total, r->c->quiet);
+		err = rmig_complete(s);
+		progress_stop(prog);
+		if (watching) {
+			atomic_store(&fw.stop, true);
+			pthread_join(fw.th, NULL);
+		}
+	}
+	return err;
+}
+
+/* recv --keep: ends a wait for the source at --recovery-timeout. */
+struct keep_watch {
+	rmig_session *s;
+	unsigned int secs;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, fired;
+};
+
+static void *keep_watch_main(void *arg)
+{
+	struct keep_watch *w = arg;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += w->secs;
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop && pthread_cond_timedwait(&w->cond, &w->lock, &ts) != ETIMEDOUT)
+		;
+	if (!w->stop) {
+		w->fired = true;
+		rmig_cancel(w->s, "no source resumed the migration within --recovery-timeout");
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/*
+ * recv --keep: the migration broke (@err). Keep the images, listen again on
+ * the same port, and take the same source back (rmig_resume_from()): a
+ * session that a stranger's refusal ended is kept again, within the one
+ * --recovery-timeout that began at the break. 0 once a resumed migration
+ * completed, else its error; *again_p: the source came back, and the
+ * resumed migration broke too.
+ */
+static int recv_keep(struct recv_ctx *r, rmig_session **s_p, const struct rmig_opts *o,
+		     char *uri, int port, int err, bool *again_p)
+{
+	const struct cli *c = r->c;
+	struct keep_watch w = { .secs = c->recovery_s };
+	struct progress prog = { 0 };
+	char why[4 * RMIG_ERRMSG_MAX];
+	pthread_t th;
+	bool watching = false;
+	char *colon;
+	int rc = err;
+
+	if (!c->quiet)
+		fprintf(stderr, "rdma-migrate recv: the migration broke: %s; keeping the images for "
+				"its source to resume (--recovery-timeout %u)\n",
+			rmig_last_error(*s_p)[0] ? shown(why, sizeof(why), rmig_last_error(*s_p)) :
+						   strerror(-err),
+			c->recovery_s);
+	/* the reservation thread cancels the session it was given: end it with that one */
+	image_reserve_stop(r->reserve);
+	r->reserve = NULL;
+	/* the resumed source sends its blobs again: their files are written anew */
+	pthread_mutex_lock(&r->paths_lock);
+	paths_free(r);
+	pthread_mutex_unlock(&r->paths_lock);
+	/* PORT 0 picked one: the source comes back to the same */
+	colon = strrchr(uri, ':');
+	if (colon)
+		sprintf(colon + 1, "%d", port);
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	for (bool first = true;; first = false) {
+		rmig_session *n = NULL;
+
+		if (rmig_session_create(o, &n)) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = rmig_resume_from(n, *s_p); /* the old session is gone either way */
+		*s_p = n;
+		if (!rc)
+			rc = rmig_listen(n, uri);
+		for (unsigned int i = 1; !rc && i < c->listens.n; i++)
+			rc = rmig_listen_add(n, c->listens.v[i]);
+		if (rc)
+			break;
+		pthread_mutex_lock(&w.lock);
+		w.s = n;
+		pthread_mutex_unlock(&w.lock);
+		if (first) {
+			if (pthread_create(&th, NULL, keep_watch_main, &w)) {
+				rc = -EAGAIN;
+				break;
+			}
+			watching = true;
+		}
+		rc = rmig_accept(n);
+		pthread_mutex_lock(&w.lock);
+		if (!rc || w.fired) {
+			/* the source is back (or never came): the window is over */
+			w.stop = true;
+			pthread_mutex_unlock(&w.lock);
+			break;
+		}
+		pthread_mutex_unlock(&w.lock);
+		if (!c->quiet)
+			fprintf(stderr, "rdma-migrate recv: %s\n",
+				rmig_last_error(n)[0] ? shown(why, sizeof(why), rmig_last_error(n)) :
+							strerror(-rc));
+	}
+	if (watching) {
+		pthread_mutex_lock(&w.lock);
+		w.stop = true;
+		pthread_cond_signal(&w.cond);
+		pthread_mutex_unlock(&w.lock);
+		pthread_join(th, NULL);
+	}
+	if (rc && w.fired) {
+		fprintf(stderr, "rdma-migrate recv: no source resumed the migration within %u s\n",
+			c->recovery_s);
+		rc = err;
+	} else if (!rc) {
+		if (!c->quiet)
+			fprintf(stderr, "rdma-migrate recv: the source resumed the migration\n");
+		r->accepted = true;
+		progress_start(&prog, *s_p, r->total, c->quiet);
+		rc = rmig_complete(*s_p);
+		progress_stop(&prog);
+		*again_p = rc != 0;
+	}
+	pthread_mutex_destroy(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	return rc;
+}
+
 /* recv, and restore (its "source" is the file --from names: file:PATH). */
 int cmd_recv(const struct cli *c)
 {
@@ -277,6 +432,8 @@ int cmd_recv(const struct cli *c)
 	struct rmig_opts o;
 	rmig_session *s = NULL;
 	char *uri = NULL;
+	unsigned int resumes = 0;
+	bool accepted = false;
 	int rc = EXIT_USAGE, err, port;
 
 	if (restore ? !c->from || !c->ram.n : !c->listen || !c->ram.n) {
@@ -297,7 +454,7 @@ int cmd_recv(const struct cli *c)
 	}
 	pthread_mutex_init(&r.paths_lock, NULL);
 	r.im = calloc(c->ram.n, sizeof(*r.im));
-	uri = malloc(strlen(restore ? c->from : c->listen) + 8);
+	uri = malloc(strlen(restore ? c->from : c->listen) + 16);
 	if (!r.im || !uri) {
 		pthread_mutex_destroy(&r.paths_lock);
 		free(r.im);
@@ -356,22 +513,17 @@ int cmd_recv(const struct cli *c)
 			c->listen);
 	if (!c->quiet && !restore)
 		fprintf(stderr, "rdma-migrate: listening on %s (port %d)\n", c->listen, port);
-	err = rmig_accept(s);
-	if (!err) {
-		struct fault_watch fw = { .s = s, .total = r.total };
-		bool watching;
-
-		fault_point("accepted");
-		watching = fault_armed("mid-round") && !pthread_create(&fw.th, NULL, fault_watch_main, &fw);
-		progress_start(&prog, s, r.total, c->quiet);
-		err = rmig_complete(s);
-		progress_stop(&prog);
-		if (watching) {
-			atomic_store(&fw.stop, true);
-			pthread_join(fw.th, NULL);
-		}
+	err = recv_session(&r, s, &prog);
+	accepted = r.accepted;
+	/* each break of an accepted migration opens a window of its own */
+	for (bool again = err && c->keep && accepted && !restore; again;) {
+		again = false;
+		err = recv_keep(&r, &s, &o, uri, port, err, &again);
+		if (!err || again)
+			resumes++;
 	}
 	image_reserve_stop(r.reserve);
+	r.reserve = NULL;
 	/* pages the SIGBUS guard had to replace never reached the image */
 	for (unsigned int i = 0; i < r.nim; i++)
 		if (image_check(&r.im[i], "during the migration") && !err)
@@ -388,6 +540,9 @@ int cmd_recv(const struct cli *c)
 						strerror(-err));
 		goto out;
 	}
+	if (!c->quiet && resumes)
+		fprintf(stderr, "rdma-migrate recv: the source resumed %u time%s\n", resumes,
+			resumes == 1 ? "" : "s");
 	if (!c->quiet)
 		summary(restore ? "restored" : "received", s, restore && c->verify, r.total);
 	rc = 0;

@@ -20,6 +20,18 @@
 
 /* ---- send ---- */
 
+static size_t bitmap_bytes(const struct image *im)
+{
+	uint64_t n = im->len / im->page_size;
+
+	return (size_t)((n + 63) / 64 * 8);
+}
+
+static bool bit_get(const unsigned long *m, uint64_t i)
+{
+	return (m[i / (8 * sizeof(long))] >> (i % (8 * sizeof(long)))) & 1;
+}
+
 struct fault_sync {
 	rmig_session *s;
 };
@@ -65,6 +77,189 @@ static bool save_created(const char *file, const struct stat *before)
 	       st.st_ctim.tv_nsec != before->st_ctim.tv_nsec;
 }
 
+/*
+ * send --resume: a sync after each sixteenth of the images, 4 to 128 MiB,
+ * so that a break costs at most that much again.
+ */
+#define RESUME_STEP_MIN (4ull << 20)
+#define RESUME_STEP_MAX (128ull << 20)
+
+struct send_run {
+	const struct cli *c;
+	struct image *im;
+	unsigned int nim;
+	struct blobfile *bf;
+	unsigned int nbf;
+	/* --resume: per image, the pages this session sends (all, or what the destination lacks) */
+	unsigned long **todo;
+	uint64_t step; /* --resume: bytes between syncs */
+};
+
+/* send --resume: the pages in @r->todo, a sync after each RESUME_STEP of every image. */
+static int send_steps(rmig_session *s, const struct send_run *r)
+{
+	int err = 0;
+
+	for (unsigned int i = 0; i < r->nim && !err; i++) {
+		const struct image *im = &r->im[i];
+		uint64_t npages = im->len / im->page_size;
+		uint64_t step = r->step / im->page_size ? r->step / im->page_size : 1;
+
+		for (uint64_t p = 0; p < npages && !err; p += step) {
+			uint64_t end = p + step < npages ? p + step : npages, q = p;
+
+			while (q < end && !err) {
+				uint64_t first = q, n = 0;
+
+				while (first < end && !bit_get(r->todo[i], first))
+					first++;
+				while (first + n < end && bit_get(r->todo[i], first + n))
+					n++;
+				if (n)
+					err = rmig_send_range(s, im->name, first * im->page_size,
+							      n * im->page_size);
+				q = first + n;
+			}
+			if (!i && !p)
+				fault_point("mid-round");
+			if (!err)
+				err = rmig_sync(s);
+		}
+	}
+	return err;
+}
+
+/* One session's transfer, after its connect: the images, a sync, the device state, completion. */
+static int send_session(rmig_session *s, const struct send_run *r, struct fault_sync *fsync_arg,
+			pthread_t *fsync_th, bool *fsync_started)
+{
+	const struct cli *c = r->c;
+	int err = 0;
+
+	if (c->resume) {
+		err = send_steps(s, r);
+	} else {
+		for (unsigned int i = 0; i < r->nim && !err; i++) {
+			/* in two halves, with the mid-round fault point between them */
+			const struct image *im = &r->im[i];
+			uint64_t half = im->len / 2 / im->page_size * im->page_size;
+
+			err = rmig_send_range(s, im->name, 0, half);
+			if (!i)
+				fault_point("mid-round");
+			if (!err)
+				err = rmig_send_range(s, im->name, half, im->len - half);
+		}
+	}
+	/*
+	 * Every page has been read once the sync returns: an image that shrank
+	 * meanwhile (read as zeros past its end, by the SIGBUS guard) fails
+	 * the migration here, before the destination is told it is complete.
+	 */
+	if (!err)
+		err = rmig_sync(s);
+	for (unsigned int i = 0; i < r->nim && !err; i++) {
+		if (image_check(&r->im[i], "during the send")) {
+			rmig_cancel(s, "a source image shrank during the send");
+			err = -EIO;
+		}
+	}
+	if (!err && !*fsync_started && fault_armed("sync")) {
+		struct timespec ts = { 0, 2000000 };
+
+		/* stop or die while a sync is in flight: markers posted, the ack not back */
+		fsync_arg->s = s;
+		if (!pthread_create(fsync_th, NULL, fault_sync_main, fsync_arg)) {
+			*fsync_started = true;
+			nanosleep(&ts, NULL);
+			fault_point("sync");
+		}
+	}
+	for (unsigned int i = 0; i < r->nbf && !err; i++) {
+		err = rmig_send_state(s, r->bf[i].name, 0, r->bf[i].data, r->bf[i].len);
+		if (!i)
+			fault_point("state");
+	}
+	fault_point("complete");
+	if (!err)
+		err = rmig_complete(s);
+	return err;
+}
+
+/* A break that a new connection may mend: not a refusal, a digest, or a local fault. */
+static bool send_resumable(int err)
+{
+	switch (-err) {
+	case ECONNRESET: case ECONNREFUSED: case ECONNABORTED: case ETIMEDOUT: case EPIPE:
+	case ENOTCONN: case ENETUNREACH: case EHOSTUNREACH: case ENETDOWN: case EHOSTDOWN:
+	case EPROTO: case ENODATA:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * send --resume: the session broke; a new one resumes it, connecting again
+ * until --recovery-timeout has passed. 0 with *s_p connected and
+ * @r->todo the pages to send; else the last error (*s_p failed).
+ */
+static int send_reconnect(rmig_session **s_p, const struct send_run *r, const struct rmig_opts *o)
+{
+	const struct cli *c = r->c;
+	uint64_t deadline = mono_ms() + (uint64_t)c->recovery_s * 1000u, total = 0, held = 0;
+	int err = -ETIMEDOUT;
+	int64_t missing;
+
+	for (unsigned int attempt = 0; mono_ms() < deadline; attempt++) {
+		struct timespec ts = { 0, 250000000 };
+		rmig_session *n = NULL;
+
+		if (attempt)
+			nanosleep(&ts, NULL);
+		if (rmig_session_create(o, &n))
+			return -ENOMEM;
+		err = rmig_resume_from(n, *s_p); /* the old session is gone either way */
+		*s_p = n;
+		if (err)
+			return err;
+		err = rmig_connect(n, c->to);
+		if (!err)
+			break;
+		if (!send_resumable(err))
+			return err;
+	}
+	if (err)
+		return err;
+	for (unsigned int i = 0; i < r->nim; i++) {
+		memset(r->todo[i], 0, bitmap_bytes(&r->im[i]));
+		total += r->im[i].len;
+	}
+	missing = rmig_resume_missing(*s_p, r->todo, r->nim);
+	if (missing < 0)
+		return (int)missing;
+	for (unsigned int i = 0; i < r->nim; i++) {
+		uint64_t np = r->im[i].len / r->im[i].page_size, k = 0;
+
+		for (uint64_t p = 0; p < np; p++)
+			k += !bit_get(r->todo[i], p);
+		held += k * r->im[i].page_size;
+	}
+	if (!c->quiet)
+		fprintf(stderr, "rdma-migrate send: resumed: the destination holds %.1f of %.1f MiB; "
+				"the rest goes again\n",
+			held / 1048576.0, total / 1048576.0);
+	return 0;
+}
+
 int cmd_send(const struct cli *c)
 {
 	const char *cmd = c->cmd == CMD_SAVE ? "save" : "send";
@@ -74,20 +269,26 @@ int cmd_send(const struct cli *c)
 	bool existed = file && stat(file, &before) == 0;
 	struct image *im = calloc(c->ram.n ? c->ram.n : 1, sizeof(*im));
 	struct blobfile *bf = calloc(c->state.n ? c->state.n : 1, sizeof(*bf));
+	unsigned long **todo = calloc(c->ram.n ? c->ram.n : 1, sizeof(*todo));
+	struct send_run run = { .c = c, .im = im, .bf = bf, .todo = todo };
 	struct progress prog = { 0 };
 	struct rmig_opts o;
 	rmig_session *s = NULL;
 	uint64_t total = 0;
-	unsigned int nim = 0, nbf = 0;
+	unsigned int nim = 0, nbf = 0, resumes = 0;
 	int rc = EXIT_USAGE, err = 0;
 	struct fault_sync fsync_arg = { NULL };
 	bool fsync_started = false;
 	pthread_t fsync_th;
 
-	if (!im || !bf)
+	if (!im || !bf || !todo)
 		goto out;
 	if (!c->to || !c->ram.n) {
 		fprintf(stderr, "rdma-migrate %s: --to and at least one --ram are required\n", cmd);
+		goto out;
+	}
+	if (c->resume && file) {
+		fprintf(stderr, "rdma-migrate send: --resume needs a peer, not file:\n");
 		goto out;
 	}
 	for (unsigned int i = 0; i < c->ram.n; i++, nim++) {
@@ -99,7 +300,16 @@ int cmd_send(const struct cli *c)
 		if (image_open_source(&im[i], name, path))
 			goto out;
 		total += im[i].len;
+		if (c->resume) {
+			todo[i] = malloc(bitmap_bytes(&im[i]));
+			if (!todo[i])
+				goto out;
+			memset(todo[i], 0xff, bitmap_bytes(&im[i]));
+		}
 	}
+	run.nim = nim;
+	run.step = total / 16 < RESUME_STEP_MIN ? RESUME_STEP_MIN :
+		   total / 16 > RESUME_STEP_MAX ? RESUME_STEP_MAX : total / 16;
 	for (unsigned int i = 0; i < c->state.n; i++, nbf++) {
 		const char *path;
 
@@ -109,6 +319,7 @@ int cmd_send(const struct cli *c)
 			goto out;
 		total += bf[i].len;
 	}
+	run.nbf = nbf;
 	tool_opts(&o, c, RMIG_ROLE_SOURCE);
 	if (c->verify)
 		o.flags |= RMIG_F_VERIFY;
@@ -125,50 +336,33 @@ int cmd_send(const struct cli *c)
 	if (err)
 		goto out_err;
 	fault_point("connected");
-	progress_start(&prog, s, total, c->quiet);
-	for (unsigned int i = 0; i < nim && !err; i++) {
-		/* in two halves, with the mid-round fault point between them */
-		uint64_t half = im[i].len / 2 / im[i].page_size * im[i].page_size;
-
-		err = rmig_send_range(s, im[i].name, 0, half);
-		if (!i)
-			fault_point("mid-round");
-		if (!err)
-			err = rmig_send_range(s, im[i].name, half, im[i].len - half);
-	}
-	/*
-	 * Every page has been read once the sync returns: an image that shrank
-	 * meanwhile (read as zeros past its end, by the SIGBUS guard) fails
-	 * the migration here, before the destination is told it is complete.
-	 */
-	if (!err)
-		err = rmig_sync(s);
-	for (unsigned int i = 0; i < nim && !err; i++) {
-		if (image_check(&im[i], "during the send")) {
-			rmig_cancel(s, "a source image shrank during the send");
-			err = -EIO;
+	for (;;) {
+		progress_start(&prog, s, total, c->quiet);
+		err = send_session(s, &run, &fsync_arg, &fsync_th, &fsync_started);
+		progress_stop(&prog);
+		if (!err || !c->resume || !send_resumable(err))
+			break;
+		if (fsync_started) { /* its rmig_sync() has returned: the session failed */
+			pthread_join(fsync_th, NULL);
+			fsync_started = false;
 		}
-	}
-	if (!err && fault_armed("sync")) {
-		struct timespec ts = { 0, 2000000 };
+		if (!c->quiet) {
+			char why[4 * RMIG_ERRMSG_MAX];
 
-		/* stop or die while a sync is in flight: markers posted, the ack not back */
-		fsync_arg.s = s;
-		if (!pthread_create(&fsync_th, NULL, fault_sync_main, &fsync_arg)) {
-			fsync_started = true;
-			nanosleep(&ts, NULL);
-			fault_point("sync");
+			fprintf(stderr, "rdma-migrate send: the connection broke: %s; resuming within "
+					"%u s\n",
+				rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
+							strerror(-err),
+				c->recovery_s);
 		}
+		err = send_reconnect(&s, &run, &o);
+		if (err) {
+			fprintf(stderr, "rdma-migrate send: could not resume within %u s\n",
+				c->recovery_s);
+			break;
+		}
+		resumes++;
 	}
-	for (unsigned int i = 0; i < nbf && !err; i++) {
-		err = rmig_send_state(s, bf[i].name, 0, bf[i].data, bf[i].len);
-		if (!i)
-			fault_point("state");
-	}
-	fault_point("complete");
-	if (!err)
-		err = rmig_complete(s);
-	progress_stop(&prog);
 out_err:
 	if (c->json)
 		tool_print_json(stdout, "source", s, err, c->verify && !err);
@@ -178,7 +372,8 @@ out_err:
 	if (err) {
 		char why[4 * RMIG_ERRMSG_MAX];
 
-		fprintf(stderr, "rdma-migrate %s: %s failed: %s\n", cmd, file ? "save" : "migration",
+		fprintf(stderr, "rdma-migrate %s: %s failed%s: %s\n", cmd, file ? "save" : "migration",
+			resumes ? " after resuming" : "",
 			rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
 						strerror(-err));
 		/* what is there has no complete mark; on a full file system it is room */
@@ -186,8 +381,12 @@ out_err:
 			fprintf(stderr, "rdma-migrate %s: removed the incomplete %s\n", cmd, file);
 		goto out;
 	}
-	if (!c->quiet)
+	if (!c->quiet) {
+		if (resumes)
+			fprintf(stderr, "rdma-migrate send: resumed %u time%s\n", resumes,
+				resumes == 1 ? "" : "s");
 		summary(file ? "saved" : "sent", s, c->verify, 0);
+	}
 	rc = 0;
 out:
 	/* its rmig_sync() has returned by now: the session completed or failed */
@@ -198,6 +397,9 @@ out:
 		image_close(&im[i]);
 	for (unsigned int i = 0; i < nbf; i++)
 		free(bf[i].data);
+	for (unsigned int i = 0; todo && i < c->ram.n; i++)
+		free(todo[i]);
+	free(todo);
 	free(im);
 	free(bf);
 	return rc;

@@ -260,6 +260,51 @@ link_drop() { # NAME DOWN_CMD...
 	check "$name" recv "$rrc" "$W/$name.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$GONE|stalled"
 }
 
+# link_resume NAME DOWN_SECS WINDOW: the link goes down 2 s into the transfer
+# (link_down) and comes back DOWN_SECS later (link_up); send --resume and
+# recv --keep wait WINDOW seconds for each other. Within the window both end
+# 0, the image equal, and the resumed source sent less than all of it; past
+# it both end 1, the destination saying no source came back.
+link_resume() {
+	local name=$1 down=$2 window=$3
+	start_recv "$name" -- --ram "ram=$W/$name.dst" --timeout $TMO --keep --recovery-timeout "$window"
+	local t0 spid rc rrc why=""
+	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" --transport "$TRANSPORT" \
+		--channels 4 --max-bandwidth 8M --timeout $TMO --resume --recovery-timeout "$window" \
+		--verify >/dev/null 2>"$W/$name.serr" &
+	spid=$!
+	sleep 2
+	link_down
+	sleep "$down"
+	link_up
+	t0=$(now)
+	wait_for "$spid" $((TMO + SLACK + window + 20))
+	rc=$?
+	wait_for "$RPID" $((TMO + SLACK + window + 20))
+	rrc=$?
+	if [ "$down" -lt "$window" ]; then
+		[ "$rc" = 0 ] || why="send exit $rc"
+		[ "$rrc" = 0 ] || why="${why:+$why, }recv exit $rrc"
+		cmp -s "$W/img" "$W/$name.dst" || why="${why:+$why, }the image differs"
+		grep -qE "resumed: the destination holds [1-9]" "$W/$name.serr" ||
+			why="${why:+$why, }no resume that saved bytes"
+		if grep -qE "LeakSanitizer|AddressSanitizer|runtime error" "$W/$name.serr" "$W/$name.rerr"; then
+			why="${why:+$why, }sanitizer report"
+		fi
+		local held
+		held=$(grep -oE "holds [0-9.]+ of [0-9.]+ MiB" "$W/$name.serr" | head -1)
+		rows+=("| $name | both | $rc/$rrc | $(python3 -c "print(round($(now) - $t0, 1))") | resumed: the destination $held |")
+		if [ -z "$why" ]; then ok "$name: resumed after ${down}s down, image equal ($held)"; else
+			bad "$name: $why"
+			sed 's/^/    send: /' "$W/$name.serr" | tail -8
+			sed 's/^/    recv: /' "$W/$name.rerr" | tail -8
+		fi
+	else
+		check "$name" send "$rc" "$W/$name.serr" 0 "migration failed"
+		check "$name" recv "$rrc" "$W/$name.rerr" 0 "no source resumed the migration within $window s"
+	fi
+}
+
 cleanup_netns() {
 	ip netns del rmig-fa 2>/dev/null
 	ip netns del rmig-fb 2>/dev/null
@@ -281,6 +326,10 @@ if [ "$TRANSPORT" = tcp ]; then
 		SEND_NS=(ip netns exec rmig-fb)
 		link_drop link-drop ip -n rmig-fb link set rmig-vb down
 		ip -n rmig-fb link set rmig-vb up
+		link_down() { ip -n rmig-fb link set rmig-vb down; }
+		link_up() { ip -n rmig-fb link set rmig-vb up; }
+		link_resume link-resume 4 30
+		link_resume resume-window 8 2
 		RECV_EXTRA=("${TLS[@]}")
 		saved_send=("${SEND_ARGS[@]}")
 		SEND_ARGS+=("${TLS[@]}")
@@ -313,6 +362,16 @@ else
 	link_drop link-drop ip link set dummy0 down
 	ip link set dummy0 up
 	ip addr show dummy0 | grep -q "$ADDR" || ip addr add "$ADDR/24" dev dummy0
+	for _ in $(seq 100); do
+		ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
+		sleep 0.1
+	done
+	link_down() { ip link set dummy0 down; }
+	link_up() {
+		ip link set dummy0 up
+		ip addr show dummy0 | grep -q "$ADDR" || ip addr add "$ADDR/24" dev dummy0
+	}
+	link_resume link-resume 4 60
 	for _ in $(seq 100); do
 		ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
 		sleep 0.1

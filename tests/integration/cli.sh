@@ -332,6 +332,9 @@ usage_case "not a non-zero multiple" send --to h:1 --ram "r=$W/odd.img"
 usage_case "is not one of" send --to h:1 --ram "r=$W/u.img" --transport udp
 usage_case "not a valid size" bench --size 12Q
 usage_case "unknown command" frobnicate
+usage_case "--resume needs a peer" send --to "file:$W/x.save" --ram "r=$W/u.img" --resume
+usage_case "unknown option" send --to h:1 --ram "r=$W/u.img" --keep
+usage_case "out of range" recv --listen "$ADDR:0" --ram "r=$W/x" --keep --recovery-timeout 0
 usage_case "not a directory" recv --listen "$ADDR:0" --ram "r=$W/x" --state-dir "$W/nonexistent"
 if "$RM" send --help | grep -q -- "--channels N" && "$RM" --help | grep -q "recv"; then
 	ok "--help lists commands and options"
