@@ -22,6 +22,11 @@ static _Atomic unsigned long *bits_new(uint64_t n)
 	return calloc((n + BPL - 1) / BPL ? (n + BPL - 1) / BPL : 1, sizeof(unsigned long));
 }
 
+_Atomic unsigned long *rmig_pc_bits_new(uint64_t n)
+{
+	return bits_new(n);
+}
+
 static bool bit_test(_Atomic unsigned long *m, uint64_t i)
 {
 	return atomic_load_explicit(&m[i / BPL], memory_order_acquire) & (1ul << (i % BPL));
@@ -87,7 +92,7 @@ void rmig_pc_init(struct rmig_session *s)
 	}
 }
 
-static void unregister_all(struct rmig_session *s)
+void rmig_pc_unregister(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
 
@@ -113,7 +118,7 @@ void rmig_pc_stop(struct rmig_session *s)
 	if (pc->uffd_started)
 		pthread_join(pc->uffd_thread, NULL);
 	pc->uffd_started = false;
-	unregister_all(s);
+	rmig_pc_unregister(s);
 }
 
 void rmig_pc_destroy(struct rmig_session *s)
@@ -286,6 +291,17 @@ static int send_discards(struct rmig_session *s, uint8_t *buf, uint8_t *bits)
 	return 0;
 }
 
+int rmig_pc_send_discards(struct rmig_session *s)
+{
+	uint8_t *buf = malloc(RMIG_CTL_MAX), *bits = malloc(RMIG_PC_DISCARD_BITS / 8);
+	int rc = buf && bits ? send_discards(s, buf, bits) :
+			       rmig_sess_fail(s, -ENOMEM, "postcopy: no memory");
+
+	free(buf);
+	free(bits);
+	return rc;
+}
+
 int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 			unsigned int nblocks)
 {
@@ -421,7 +437,9 @@ int rmig_pc_on_discard(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 	struct rmig_postcopy *pc = &s->pc;
 	struct rmig_msg_pc_discard m;
 
-	if (!pc->enabled || pc->run_seen)
+	/* the source hears what a resumed destination still lacks */
+	if (s->opts.role == RMIG_ROLE_SOURCE ? !pc->resuming || pc->running :
+					       !pc->enabled || pc->run_seen)
 		return rmig_sess_fail(s, -EPROTO, "control connection: unexpected PC_DISCARD");
 	if (rmig_pc_discard_decode(buf, len, &m))
 		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed PC_DISCARD");
@@ -429,7 +447,7 @@ int rmig_pc_on_discard(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 	    m.nbits > s->blocks[m.block].npages - m.first)
 		return rmig_sess_fail(s, -ERANGE, "PC_DISCARD: pages %llu+%u outside block %u",
 				      (unsigned long long)m.first, m.nbits, m.block);
-	if (maps_alloc(s, m.block))
+	if (s->opts.role == RMIG_ROLE_DEST && maps_alloc(s, m.block))
 		return rmig_sess_fail(s, -ENOMEM, "postcopy: no memory for the page maps");
 	for (uint32_t k = 0; k < m.nbits; k++)
 		if (m.bits[k / 8] & (1u << (k % 8)))
@@ -451,7 +469,7 @@ static struct rmig_block *fault_block(struct rmig_session *s, uintptr_t addr, un
 	return NULL;
 }
 
-static int send_req(struct rmig_session *s, uint32_t block, uint64_t offset, uint64_t len)
+int rmig_pc_send_req(struct rmig_session *s, uint32_t block, uint64_t offset, uint64_t len)
 {
 	struct rmig_msg_page_req r = { .block = block, .offset = offset, .len = len };
 	uint8_t buf[32];
@@ -461,7 +479,7 @@ static int send_req(struct rmig_session *s, uint32_t block, uint64_t offset, uin
 	return n < 0 ? n : rmig_ctl_send(s, RMIG_MSG_PAGE_REQ, buf, (uint32_t)n);
 }
 
-static int on_fault(struct rmig_session *s, uintptr_t addr)
+int rmig_pc_fault(struct rmig_session *s, uintptr_t addr, bool paused)
 {
 	struct rmig_postcopy *pc = &s->pc;
 	struct rmig_block *b;
@@ -499,7 +517,8 @@ static int on_fault(struct rmig_session *s, uintptr_t addr)
 		pc->track[pc->ntrack++] = (struct rmig_pc_fault){ i, page, rmig_now_ns() };
 	if (bit_test_set(pc->requested[i], page))
 		return 0; /* asked already; UFFDIO_COPY will wake this thread too */
-	return send_req(s, i, page * b->page_size, b->page_size);
+	/* paused: asked for once the source is back (rmig_pc_resumed()) */
+	return paused ? 0 : rmig_pc_send_req(s, i, page * b->page_size, b->page_size);
 }
 
 /* Unanswered faults past the timeout fail the session. */
@@ -550,14 +569,25 @@ static void *uffd_main(void *arg)
 			got = read(pc->uffd, msg, sizeof(msg));
 			for (ssize_t j = 0; got > 0 && j < got / (ssize_t)sizeof(msg[0]) && !rc; j++)
 				if (msg[j].event == UFFD_EVENT_PAGEFAULT)
-					rc = on_fault(s, (uintptr_t)msg[j].arg.pagefault.address);
+					rc = rmig_pc_fault(s, (uintptr_t)msg[j].arg.pagefault.address, false);
 		}
 		if (!rc)
 			rc = check_track(s);
 	}
+	/* a break: faulting threads may wait for the source to come back */
+	if (rmig_pc_pausable(s) && rmig_pc_pause(s))
+		return NULL; /* handed over to a resumed session, the blocks registered */
 	/* Failed or done: no thread may stay blocked on a fault. */
-	unregister_all(s);
+	rmig_pc_unregister(s);
 	return NULL;
+}
+
+int rmig_pc_handler_start(struct rmig_session *s)
+{
+	if (pthread_create(&s->pc.uffd_thread, NULL, uffd_main, s))
+		return rmig_sess_fail(s, -EAGAIN, "postcopy: starting the fault thread");
+	s->pc.uffd_started = true;
+	return 0;
 }
 
 static int uffd_setup(struct rmig_session *s)
@@ -599,10 +629,7 @@ static int uffd_setup(struct rmig_session *s)
 	pc->zeros = calloc(1, rmig_pc_write_max(s));
 	if (!pc->zeros)
 		return rmig_sess_fail(s, -ENOMEM, "postcopy: no memory for a zero page");
-	if (pthread_create(&pc->uffd_thread, NULL, uffd_main, s))
-		return rmig_sess_fail(s, -EAGAIN, "postcopy: starting the fault thread");
-	pc->uffd_started = true;
-	return 0;
+	return rmig_pc_handler_start(s);
 }
 
 int rmig_pc_on_run(struct rmig_session *s)
@@ -611,6 +638,8 @@ int rmig_pc_on_run(struct rmig_session *s)
 	int rc = 0;
 
 	if (s->opts.role == RMIG_ROLE_SOURCE) {
+		if (pc->resuming && !pc->running)
+			pc->serving = true; /* the destination asks again right behind it */
 		if (!pc->serving)
 			return rmig_sess_fail(s, -EPROTO, "control connection: unexpected PC_RUN");
 		pthread_mutex_lock(&s->lock);
@@ -855,7 +884,7 @@ int rmig_postcopy_fetch(rmig_session *s, const char *block, uint64_t offset, uin
 		       !bit_test_set(pc->requested[i], p + n))
 			n++;
 		if (n)
-			rc = send_req(s, i, p * s->blocks[i].page_size, n * s->blocks[i].page_size);
+			rc = rmig_pc_send_req(s, i, p * s->blocks[i].page_size, n * s->blocks[i].page_size);
 		p += n ? n : 1;
 	}
 	if (rc)

@@ -92,7 +92,20 @@ struct rmig_postcopy {
 	struct rmig_pc_fault track[RMIG_PC_TRACK]; /* the handler thread's own */
 	unsigned int ntrack;
 
+	/*
+	 * Pause and resume (resume.c). Destination: after a break, the handler
+	 * thread keeps faulting threads waiting (@paused) until the session
+	 * is handed over (@handoff, by rmig_resume_from()) or the recovery
+	 * window passes. Source: @resuming until the destination's PC_RUN.
+	 */
+	atomic_bool paused;
+	atomic_bool handoff;
+	bool resuming;
+
 	/* counters */
+	_Atomic uint64_t st_pauses;
+	_Atomic uint64_t st_paused_ns;
+	_Atomic uint64_t st_rerequested;
 	_Atomic uint64_t st_requests;      /* destination: PAGE_REQ sent; source: received */
 	_Atomic uint64_t st_urgent_pages;  /* source: pages sent for a request */
 	_Atomic uint64_t st_background;    /* source: pages sent by rmig_postcopy_send_rest() */
@@ -116,6 +129,38 @@ bool rmig_pc_src_active(struct rmig_session *s, uint32_t b);
 void rmig_pc_thread_background(struct rmig_session *s, unsigned int chan);
 bool rmig_pc_claim(struct rmig_session *s, uint32_t b, uint64_t page, bool requested);
 void rmig_pc_count(struct rmig_session *s, bool requested, uint64_t pages);
+
+/* Helpers of postcopy.c for pc_pause.c */
+_Atomic unsigned long *rmig_pc_bits_new(uint64_t n);
+void rmig_pc_unregister(struct rmig_session *s);
+int rmig_pc_send_discards(struct rmig_session *s);
+int rmig_pc_send_req(struct rmig_session *s, uint32_t block, uint64_t offset, uint64_t len);
+/* A userfaultfd fault at @addr; @paused: recorded, asked for at the resume. */
+int rmig_pc_fault(struct rmig_session *s, uintptr_t addr, bool paused);
+int rmig_pc_handler_start(struct rmig_session *s);
+/*
+ * The handler thread after a break (pc_pause.c): serve faults without the
+ * source until the session is handed over (true: leave the blocks
+ * registered) or the window passes (false).
+ */
+bool rmig_pc_pause(struct rmig_session *s);
+
+/* Destination: a break now pauses postcopy (RMIG opts recovery_timeout_ms, uffd blocks). */
+bool rmig_pc_pausable(struct rmig_session *s);
+/*
+ * Destination, rmig_resume_from(): take over @old's paused postcopy (its
+ * handler thread ends, the blocks stay registered). 0, or -ETIMEDOUT when
+ * the window had passed.
+ */
+int rmig_pc_take_over(struct rmig_session *s, struct rmig_session *old);
+/* Source, rmig_resume_from(): the maps for a postcopy that goes on. */
+int rmig_pc_resume_source(struct rmig_session *s, const struct rmig_session *old);
+/*
+ * Once a resumed session is started. Destination: the pages still missing
+ * (PC_DISCARD), PC_RUN, the requests again, the handler thread. Source:
+ * wait for them.
+ */
+int rmig_pc_resumed(struct rmig_session *s);
 
 /* Control messages: 0 or the session's error. */
 int rmig_pc_on_discard(struct rmig_session *s, const uint8_t *buf, uint32_t len);

@@ -25,6 +25,9 @@
  * ~held | posted | syncing: a page whose newer copy may have half landed is
  * sent again.
  *
+ * Postcopy goes on the same way (pc_pause.c): the destination's paused
+ * fault handler is handed over to the new session.
+ *
  * The destination keeps the memory, the session id, and nothing else: a
  * new session made with rmig_resume_from() accepts only a HELLO with
  * RMIG_CAP_RESUME and that id, after the key proof as any HELLO. The old
@@ -130,15 +133,19 @@ void rmig_resume_round_end(struct rmig_session *s)
 			       rmig_bitmap_longs(s->blocks[i].npages) * sizeof(unsigned long));
 }
 
-void rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps)
+int rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps)
 {
 	if (!s->resuming)
-		return;
+		return 0;
+	if (!(ack_caps & RMIG_ACK_RESUMED) && s->pc.resuming)
+		return rmig_sess_fail(s, -ESRCH, "resuming postcopy of session %016" PRIx64 ": the "
+						 "destination did not keep it (the guest is lost there)",
+				      s->session_id);
 	if (ack_caps & RMIG_ACK_RESUMED) {
 		s->resumed = true;
 		rmig_info(&s->log, "resuming session %016" PRIx64 ": the destination kept its memory",
 			  s->session_id);
-		return;
+		return 0;
 	}
 	rmig_warn(&s->log, "resuming session %016" PRIx64 ": the destination did not keep it; "
 			   "every page goes again",
@@ -147,6 +154,7 @@ void rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps)
 		if (s->blocks[i].held)
 			memset(s->blocks[i].held, 0,
 			       rmig_bitmap_longs(s->blocks[i].npages) * sizeof(unsigned long));
+	return 0;
 }
 
 int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello *hello)
@@ -155,6 +163,10 @@ int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello 
 
 	if (!s->resuming)
 		return 0;
+	if ((hello->caps & RMIG_CAP_RESUME) && hello->session_id == s->session_id &&
+	    s->pc.resuming && !(hello->caps & RMIG_CAP_POSTCOPY))
+		return rmig_sess_fail(s, -EPROTO, "refusing the source: the guest runs here in "
+						  "postcopy, and the source resumes without it");
 	if ((hello->caps & RMIG_CAP_RESUME) && hello->session_id == s->session_id) {
 		s->resumed = true;
 		rmig_info(&s->log, "the source of session %016" PRIx64 " resumes it", s->session_id);
@@ -195,8 +207,11 @@ static int resumable(struct rmig_session *old, const char **why_p)
 	} else if (old->state == RMIG_S_DONE && !old->err) {
 		*why_p = "it completed";
 		rc = -EALREADY;
-	} else if (old->pc.serving || old->pc.run_seen) {
-		*why_p = "postcopy had begun: the destination ran the guest";
+	} else if (old->pc.serving && !old->pc.running) {
+		*why_p = "postcopy was starting: whether the destination runs the guest is unknown";
+		rc = -EINVAL;
+	} else if (old->pc.run_seen && !old->pc.uffd_started) {
+		*why_p = "postcopy pauses only with userfaultfd blocks and recovery_timeout_ms";
 		rc = -EINVAL;
 	}
 	pthread_mutex_unlock(&old->lock);
@@ -227,6 +242,13 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 	}
 	/* the old channels end here: nothing of theirs lands once the new ones open */
 	rmig_cancel(old, "resumed by a new session");
+	if (old->opts.role == RMIG_ROLE_DEST && old->pc.run_seen) {
+		rc = rmig_pc_take_over(s, old);
+		if (rc)
+			rmig_err(&s->log, "resume: postcopy of session %016" PRIx64 " is over: no "
+					  "source came back within %u ms",
+				 old->session_id, old->opts.recovery_timeout_ms);
+	}
 	for (unsigned int i = 0; i < old->nblocks && !rc; i++) {
 		const struct rmig_block *o = &old->blocks[i];
 
@@ -246,6 +268,8 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 			((struct rmig_block *)o)->held = NULL;
 		}
 	}
+	if (!rc && old->opts.role == RMIG_ROLE_SOURCE && old->pc.running)
+		rc = rmig_pc_resume_source(s, old);
 	if (!rc) {
 		s->session_id = old->session_id;
 		s->resuming = true;

@@ -368,7 +368,7 @@ void rmig_resume_sync_end(struct rmig_session *s, bool acked);
 void rmig_resume_round_begin(struct rmig_session *s, const unsigned long *const *bitmaps);
 void rmig_resume_round_end(struct rmig_session *s);
 /* Source: HELLO_ACK's answer to a resuming HELLO. */
-void rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps);
+int rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps);
 /* Destination, after the gate: 0 when @hello may go on here, or the refusal. */
 int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello *hello);
 void rmig_resume_free(struct rmig_session *s);

@@ -340,7 +340,9 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_sess_fail(s, -EPROTO, "control connection: bad HELLO_ACK");
 		goto out;
 	}
-	rmig_resume_on_ack(s, ack.caps);
+	rc = rmig_resume_on_ack(s, ack.caps);
+	if (rc)
+		goto out;
 	/* a destination of zeros: zero pages never sent before need no marker */
 	for (unsigned int i = 0; i < s->nblocks && (ack.caps & RMIG_ACK_ZEROED) && !rc; i++) {
 		s->blocks[i].sent = calloc(rmig_bitmap_longs(s->blocks[i].npages) + 1,
@@ -383,6 +385,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 	}
 	if (!rc)
 		rc = session_start(s);
+	if (!rc)
+		rc = rmig_pc_resumed(s); /* a paused postcopy goes on */
 	if (!rc)
 		rmig_info(&s->log, "connected to %s:%s over %s with %u channels", host, port,
 			  s->tp_ops->name, s->nchannels);
@@ -657,6 +661,8 @@ int rmig_accept(rmig_session *s)
 	}
 	if (!rc)
 		rc = session_start(s);
+	if (!rc)
+		rc = rmig_pc_resumed(s); /* a paused postcopy goes on */
 	if (!rc)
 		rmig_info(&s->log, "accepted a source over %s with %u channels", s->tp_ops->name,
 			  s->nchannels);

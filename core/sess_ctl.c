@@ -165,8 +165,8 @@ static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, cons
 		if (src)
 			break;
 		return rmig_pc_check_complete(s) ? rmig_sess_err(s) : rmig_handle_complete(s, buf, h->len);
-	case RMIG_MSG_PC_DISCARD:
-		if (src)
+	case RMIG_MSG_PC_DISCARD: /* to the source: what a resumed destination lacks */
+		if (src && !s->pc.resuming)
 			break;
 		return rmig_pc_on_discard(s, buf, h->len);
 	case RMIG_MSG_PC_RUN:

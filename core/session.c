@@ -343,9 +343,15 @@ static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const cha
 		    !strstr(s->errmsg, "the guest cannot continue")) {
 			size_t n = strlen(s->errmsg);
 
-			snprintf(s->errmsg + n, sizeof(s->errmsg) - n,
-				 "; postcopy: pages are still missing here, the guest cannot "
-				 "continue");
+			if (rmig_pc_pausable(s))
+				snprintf(s->errmsg + n, sizeof(s->errmsg) - n,
+					 "; postcopy paused: the guest waits up to %u ms for the "
+					 "source to resume",
+					 s->opts.recovery_timeout_ms);
+			else
+				snprintf(s->errmsg + n, sizeof(s->errmsg) - n,
+					 "; postcopy: pages are still missing here, the guest "
+					 "cannot continue");
 		}
 		if (!s->t_end_ns)
 			s->t_end_ns = rmig_now_ns();
@@ -537,6 +543,9 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 	st->pc_background = atomic_load(&s->pc.st_background);
 	st->pc_resent = atomic_load(&s->pc.st_resent);
 	st->pc_faults = atomic_load(&s->pc.st_faults);
+	st->pc_pauses = atomic_load(&s->pc.st_pauses);
+	st->pc_paused_ns = atomic_load(&s->pc.st_paused_ns);
+	st->pc_rerequested = atomic_load(&s->pc.st_rerequested);
 	end = s->t_end_ns ? s->t_end_ns : rmig_now_ns();
 	if (s->t_start_ns)
 		st->duration_ns = end - s->t_start_ns;

@@ -178,6 +178,14 @@ struct rmig_opts {
 	 */
 	const void *key;
 	size_t key_len;
+	/*
+	 * Destination, postcopy (userfaultfd blocks): when the connection
+	 * breaks after the guest began to run here, faulting threads wait
+	 * this long for the source to come back (rmig_resume_from()) before
+	 * the blocks are unregistered and the guest is lost. 0 (default): at
+	 * once, as without it.
+	 */
+	unsigned int recovery_timeout_ms;
 };
 
 struct rmig_chan_stats {
@@ -209,6 +217,10 @@ struct rmig_stats {
 	unsigned int channels;
 	enum rmig_transport_kind transport; /* the one in use */
 	struct rmig_chan_stats chan[RMIG_CHANNELS_MAX];
+	/* postcopy pause and resume (destination; carried to the resumed session) */
+	uint64_t pc_pauses;      /* breaks that paused postcopy */
+	uint64_t pc_paused_ns;   /* time paused, all breaks together */
+	uint64_t pc_rerequested; /* pages asked for again after a resume */
 };
 
 /* Fill @o with defaults; @size is sizeof(*o). */
@@ -398,9 +410,23 @@ RMIG_API void rmig_cancel(rmig_session *s, const char *reason);
  * handed to rmig_send_pages() and the like since the last rmig_sync()
  * that returned 0 count as dirty too). A destination that did not keep @old's memory
  * takes the source as a new migration, and every page is missing.
+ *
+ * Postcopy goes on too, when the destination's blocks are under
+ * userfaultfd and its recovery_timeout_ms is set: after a break there,
+ * faulting threads wait (no zero page is ever read) and the destination
+ * keeps what arrived. rmig_resume_from() on the destination takes over the
+ * paused fault handler (do not call rmig_postcopy_uffd() on @s); once
+ * accepted, the destination tells the source which pages it still lacks
+ * and asks again for every page a thread waits on. On the source,
+ * rmig_connect() returns once the destination runs again; then call
+ * rmig_postcopy_send_rest() and rmig_complete() as before. Threads in
+ * rmig_postcopy_fetch() on @old get its error: call it again on @s.
+ *
  * Errors: -EINVAL (roles differ, @old never connected, was a file target,
- * or had begun postcopy), -EALREADY (@old completed), -EBUSY (@s is not
- * fresh), -ENOMEM.
+ * was starting postcopy, or ran postcopy without userfaultfd),
+ * -ETIMEDOUT (destination: the recovery window passed, or postcopy could
+ * not pause), -EALREADY (@old completed), -EBUSY (@s is not fresh),
+ * -ENOMEM.
  */
 RMIG_API int rmig_resume_from(rmig_session *s, rmig_session *old);
 

@@ -128,6 +128,7 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 	dopt.state_arg = cfg->state_arg;
 	so.key = cfg->src_key;
 	so.key_len = cfg->src_key_len;
+	dopt.recovery_timeout_ms = cfg->recovery_timeout_ms;
 	dopt.key = cfg->dst_key;
 	dopt.key_len = cfg->dst_key_len;
 	rc = rmig_session_create(&so, &p->src);

@@ -46,6 +46,7 @@ struct pair_cfg {
 	bool dst_uffd;                   /* rmig_postcopy_uffd() on the destination's block */
 	bool dst_huge;                   /* destination RAM from MAP_HUGETLB (2 MiB pages) */
 	const char *rails[4];            /* destination: rmig_listen_add() each (NULL ends) */
+	unsigned int recovery_timeout_ms; /* destination: postcopy pauses this long */
 	const void *src_key, *dst_key;   /* NULL: none */
 	size_t src_key_len, dst_key_len;
 };

@@ -12,6 +12,12 @@
  * leaves the destination different. Also: another session, or another
  * key, is refused while a destination keeps a migration, which the right
  * source then still resumes; and the API's refusals.
+ *
+ * Postcopy: the destination's guest (a thread reading every page, each a
+ * userfaultfd fault) runs while the link breaks. It waits, sees no zero
+ * page, and goes on once both ends resume; the memory ends equal. Twice
+ * in a row too. Past the recovery window: today's failure, the guest
+ * unblocked (reading zero pages: the negative control), and no resume.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -348,6 +354,216 @@ static void test_refusals(void **state)
 	pair_close(&p);
 }
 
+/* ---- postcopy ---- */
+
+struct guest {
+	struct pair *p;
+	_Atomic uint64_t done;
+	_Atomic unsigned int bad;
+	uint64_t *lat_ns; /* each page's read, fault included */
+	pthread_t th;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The destination's guest: read every page in turn (each a fault), compare with the source's. */
+static void *guest_main(void *arg)
+{
+	struct guest *g = arg;
+
+	for (uint64_t i = 0; i < NPAGES; i++) {
+		uint64_t t0 = mono_ns();
+
+		if (memcmp(g->p->dmem + i * PAGE, g->p->smem + i * PAGE, PAGE))
+			atomic_fetch_add(&g->bad, 1);
+		g->lat_ns[i] = mono_ns() - t0;
+		atomic_fetch_add(&g->done, 1);
+	}
+	return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Fault latency p50/p99 of the pages read before the break, and after it
+ * (the @outages reads that waited through an outage left out).
+ */
+static void print_latency(struct guest *g, uint64_t cut_at, unsigned int outages)
+{
+	uint64_t *a = malloc(NPAGES * sizeof(*a)), n1 = cut_at, n2;
+
+	assert_non_null(a);
+	memcpy(a, g->lat_ns, n1 * sizeof(*a));
+	qsort(a, n1, sizeof(*a), cmp_u64);
+	printf("# postcopy fault latency before the break: p50 %.0f us, p99 %.0f us (%llu faults)\n",
+	       a[n1 / 2] / 1e3, a[n1 * 99 / 100] / 1e3, (unsigned long long)n1);
+	n2 = NPAGES - cut_at;
+	memcpy(a, g->lat_ns + cut_at, n2 * sizeof(*a));
+	qsort(a, n2, sizeof(*a), cmp_u64);
+	n2 -= outages;
+	printf("# postcopy fault latency after the resume: p50 %.0f us, p99 %.0f us (%llu faults; "
+	       "the %u read(s) through the outage left out)\n",
+	       a[n2 / 2] / 1e3, a[n2 * 99 / 100] / 1e3, (unsigned long long)n2, outages);
+	free(a);
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Postcopy at once (every page missing), the guest started, the link cut
+ * 100 ms in; false: no userfaultfd here (skipped).
+ */
+static bool pc_cut(struct pair *p, struct guest *g, unsigned int recovery_ms)
+{
+	struct pair_cfg c = base();
+	unsigned long *all = calloc(rmig_bitmap_longs(NPAGES), sizeof(long));
+	const unsigned long *maps[1] = { all };
+	int rc;
+
+	assert_non_null(all);
+	if (getenv("RMIG_VALGRIND")) {
+		printf("# userfaultfd under valgrind (one thread at a time): skipped\n");
+		free(all);
+		return false;
+	}
+	c.flags = RMIG_F_POSTCOPY | RMIG_F_VERIFY;
+	c.dst_uffd = true;
+	c.max_bandwidth = 0;
+	c.recovery_timeout_ms = recovery_ms;
+	rc = pair_open(p, &c);
+	if (rc == -EPERM || rc == -ENOSYS) {
+		printf("# no userfaultfd here (%s): skipped\n", strerror(-rc));
+		pair_close(p);
+		free(all);
+		return false;
+	}
+	assert_int_equal(rc, 0);
+	fill_random(p->smem, LEN, 7);
+	memset(all, 0xff, rmig_bitmap_longs(NPAGES) * sizeof(long));
+	assert_int_equal(rmig_postcopy_start(p->src, maps, 1), 0);
+	free(all);
+	*g = (struct guest){ .p = p, .lat_ns = calloc(NPAGES, sizeof(uint64_t)) };
+	assert_non_null(g->lat_ns);
+	assert_int_equal(pthread_create(&g->th, NULL, guest_main, g), 0);
+	sleep_ms(100);
+	rmig_sess_test_cut(p->dst);
+	return true;
+}
+
+/* The guest waits through the outage: no progress, no zero page. Returns the pages it read. */
+static uint64_t assert_waiting(struct guest *g)
+{
+	uint64_t d0;
+
+	sleep_ms(100); /* the fault in flight at the cut settles */
+	d0 = atomic_load(&g->done);
+	sleep_ms(300);
+	assert_true(d0 < NPAGES);
+	assert_int_equal(atomic_load(&g->done), d0);
+	assert_int_equal(atomic_load(&g->bad), 0);
+	return d0;
+}
+
+static void pc_finish(struct pair *p, struct guest *g, unsigned int pauses, uint64_t cut_at)
+{
+	struct rmig_stats st;
+
+	assert_int_equal(rmig_postcopy_send_rest(p->src), 0);
+	assert_int_equal(rmig_complete(p->src), 0);
+	assert_int_equal(pair_join(p), 0);
+	pthread_join(g->th, NULL);
+	assert_int_equal(atomic_load(&g->done), NPAGES);
+	assert_int_equal(atomic_load(&g->bad), 0);
+	assert_memory_equal(p->smem, p->dmem, LEN);
+	rmig_get_stats(p->dst, &st);
+	assert_int_equal(st.pc_pauses, pauses);
+	assert_true(st.pc_paused_ns > 0);
+	assert_true(st.pc_rerequested >= 1); /* the guest's waiting fault */
+	printf("# postcopy: %llu pause(s), %.0f ms paused, %llu page(s) asked for again\n",
+	       (unsigned long long)st.pc_pauses, st.pc_paused_ns / 1e6,
+	       (unsigned long long)st.pc_rerequested);
+	print_latency(g, cut_at, pauses);
+	free(g->lat_ns);
+}
+
+static void test_postcopy_pause_resume(void **state)
+{
+	struct guest g;
+	struct pair p;
+
+	(void)state;
+	uint64_t cut_at;
+
+	if (!pc_cut(&p, &g, 20000))
+		return;
+	cut_at = assert_waiting(&g);
+	assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	pc_finish(&p, &g, 1, cut_at);
+	pair_close(&p);
+}
+
+static void test_postcopy_pause_twice(void **state)
+{
+	struct guest g;
+	struct pair p;
+
+	(void)state;
+	uint64_t cut_at;
+
+	if (!pc_cut(&p, &g, 20000))
+		return;
+	cut_at = assert_waiting(&g);
+	assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	sleep_ms(100);
+	rmig_sess_test_cut(p.dst);
+	assert_waiting(&g);
+	assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	pc_finish(&p, &g, 2, cut_at);
+	pair_close(&p);
+}
+
+/* Past the window: the blocks are unregistered, the guest reads zeros, no resume. */
+static void test_postcopy_window_expires(void **state)
+{
+	struct rmig_stats st;
+	rmig_session *d;
+	struct guest g;
+	struct pair p;
+
+	(void)state;
+	if (!pc_cut(&p, &g, 300))
+		return;
+	pthread_join(g.th, NULL); /* no thread stays blocked */
+	free(g.lat_ns);
+	assert_int_equal(atomic_load(&g.done), NPAGES);
+	assert_true(atomic_load(&g.bad) > 0);
+	assert_non_null(strstr(rmig_last_error(p.dst), "postcopy paused"));
+	rmig_get_stats(p.dst, &st);
+	assert_int_equal(st.pc_pauses, 1);
+	assert_true(st.pc_paused_ns >= 300000000ull);
+	pair_join(&p);
+	assert_int_equal(rmig_session_create(&p.dopt, &d), 0);
+	assert_int_equal(rmig_resume_from(d, p.dst), -ETIMEDOUT);
+	p.dst = d;
+	pair_close(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +573,9 @@ int main(void)
 		cmocka_unit_test(test_stranger_refused),
 		cmocka_unit_test(test_wrong_key_refused),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_postcopy_pause_resume),
+		cmocka_unit_test(test_postcopy_pause_twice),
+		cmocka_unit_test(test_postcopy_window_expires),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pc_pause.c - postcopy pause and resume.
+ *
+ * Once the destination runs the guest, a break of the connection used to
+ * end it: the blocks were unregistered and faulting threads read zero
+ * pages. With recovery_timeout_ms, the destination's fault handler instead
+ * pauses: it keeps reading faults and keeps the faulting threads waiting
+ * (their pages marked requested, nothing sent), until either
+ *  - rmig_resume_from() hands the postcopy over to a new session
+ *    (rmig_pc_take_over()): the handler thread ends without unregistering,
+ *    and the new session takes the userfaultfd, the page maps (missing,
+ *    requested) and the counters; or
+ *  - the window passes, or the session is destroyed: today's failure
+ *    path runs (unregister, "the guest cannot continue").
+ * The source's side of it is a new session made from the old one
+ * (rmig_pc_resume_source()): postcopy on, page maps empty.
+ *
+ * Once the resumed session is started (rmig_pc_resumed()), the destination
+ * says which pages it still lacks (PC_DISCARD, as the source does at the
+ * switchover), then PC_RUN, then asks again for every page a thread waits
+ * on, and starts its handler thread. The source takes the DISCARDs into
+ * its missing map, serves requests from PC_RUN on, and its connect returns
+ * once PC_RUN came: the caller then sends the rest
+ * (rmig_postcopy_send_rest()) as before the break.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <linux/userfaultfd.h>
+
+#include "sess.h"
+
+#define BPL (8 * sizeof(unsigned long))
+
+static bool bit_test(_Atomic unsigned long *m, uint64_t i)
+{
+	return atomic_load_explicit(&m[i / BPL], memory_order_acquire) & (1ul << (i % BPL));
+}
+
+bool rmig_pc_pausable(struct rmig_session *s)
+{
+	return s->opts.role == RMIG_ROLE_DEST && s->opts.recovery_timeout_ms &&
+	       s->pc.run_seen && s->pc.uffd_registered && !s->finishing &&
+	       !atomic_load(&s->pc.serve_stop) && rmig_pc_missing_any(s);
+}
+
+bool rmig_pc_pause(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	uint64_t t0 = rmig_now_ns(), limit = (uint64_t)s->opts.recovery_timeout_ms * 1000000ull;
+	bool handed = false;
+
+	atomic_fetch_add(&pc->st_pauses, 1);
+	atomic_store(&pc->paused, true);
+	rmig_warn(&s->log, "postcopy paused: faulting threads wait up to %u ms for the source to "
+			   "resume the migration",
+		  s->opts.recovery_timeout_ms);
+	for (;;) {
+		struct pollfd pfd = { .fd = pc->uffd, .events = POLLIN };
+		struct uffd_msg msg[16];
+		ssize_t got;
+
+		if (atomic_load(&pc->handoff)) {
+			handed = true;
+			break;
+		}
+		if (atomic_load(&pc->serve_stop) || rmig_now_ns() - t0 >= limit)
+			break;
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		got = read(pc->uffd, msg, sizeof(msg));
+		for (ssize_t j = 0; got > 0 && j < got / (ssize_t)sizeof(msg[0]); j++)
+			if (msg[j].event == UFFD_EVENT_PAGEFAULT)
+				(void)rmig_pc_fault(s, (uintptr_t)msg[j].arg.pagefault.address, true);
+	}
+	atomic_fetch_add(&pc->st_paused_ns, rmig_now_ns() - t0);
+	atomic_store(&pc->paused, false);
+	if (!handed)
+		rmig_err(&s->log, "postcopy: no source resumed the migration within %u ms; the "
+				  "guest cannot continue",
+			 s->opts.recovery_timeout_ms);
+	return handed;
+}
+
+int rmig_pc_take_over(struct rmig_session *s, struct rmig_session *old)
+{
+	struct rmig_postcopy *pc = &s->pc, *op = &old->pc;
+
+	if (!op->uffd_started)
+		return -ETIMEDOUT;
+	/* the handler pauses at the break (rmig_resume_from() made sure of one), then hands over */
+	atomic_store(&op->handoff, true);
+	pthread_join(op->uffd_thread, NULL);
+	op->uffd_started = false;
+	if (!op->uffd_registered) /* the window passed meanwhile */
+		return -ETIMEDOUT;
+	pc->enabled = true;
+	pc->run_seen = true;
+	pc->uffd = op->uffd;
+	op->uffd = -1;
+	pc->uffd_registered = true;
+	op->uffd_registered = false;
+	pc->zeros = op->zeros;
+	op->zeros = NULL;
+	memcpy(pc->uffd_block, op->uffd_block, sizeof(pc->uffd_block));
+	for (unsigned int i = 0; i < RMIG_BLOCKS_MAX; i++) {
+		pc->missing[i] = op->missing[i];
+		pc->requested[i] = op->requested[i];
+		pc->placing[i] = op->placing[i];
+		op->missing[i] = op->requested[i] = op->placing[i] = NULL;
+	}
+	/* the waiting faults: their timeouts count from the resume */
+	memcpy(pc->track, op->track, op->ntrack * sizeof(op->track[0]));
+	pc->ntrack = op->ntrack;
+	pc->st_pauses = atomic_load(&op->st_pauses);
+	pc->st_paused_ns = atomic_load(&op->st_paused_ns);
+	pc->st_rerequested = atomic_load(&op->st_rerequested);
+	pc->st_requests = atomic_load(&op->st_requests);
+	pc->st_faults = atomic_load(&op->st_faults);
+	pc->st_placed = atomic_load(&op->st_placed);
+	pc->resuming = true;
+	return 0;
+}
+
+int rmig_pc_resume_source(struct rmig_session *s, const struct rmig_session *old)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	pc->enabled = true;
+	pc->urgent = old->pc.urgent;
+	pc->resuming = true;
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		/* missing: filled from the destination's PC_DISCARD; sent: all again */
+		pc->missing[i] = rmig_pc_bits_new(s->blocks[i].npages);
+		pc->sent[i] = rmig_pc_bits_new(s->blocks[i].npages);
+		if (!pc->missing[i] || !pc->sent[i])
+			return -ENOMEM;
+	}
+	pc->ujob = rmig_job_new();
+	return pc->ujob ? 0 : -ENOMEM;
+}
+
+/* Destination: every page a thread waits on, asked for again, in runs of at most 64. */
+static int ask_again(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	int rc = 0;
+
+	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
+		const struct rmig_block *b = &s->blocks[i];
+
+		for (uint64_t p = 0; pc->requested[i] && p < b->npages && !rc;) {
+			uint64_t n = 0;
+
+			while (p + n < b->npages && n < 64 && bit_test(pc->requested[i], p + n) &&
+			       bit_test(pc->missing[i], p + n))
+				n++;
+			if (n) {
+				atomic_fetch_add(&pc->st_rerequested, n);
+				rc = rmig_pc_send_req(s, i, p * b->page_size, n * b->page_size);
+			}
+			p += n ? n : 1;
+		}
+	}
+	return rc;
+}
+
+int rmig_pc_resumed(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	uint64_t now = rmig_now_ns(), deadline;
+	int rc = 0;
+
+	if (!pc->resuming)
+		return 0;
+	if (s->opts.role == RMIG_ROLE_DEST) {
+		for (unsigned int j = 0; j < pc->ntrack; j++)
+			pc->track[j].t_ns = now;
+		rc = rmig_pc_send_discards(s);
+		if (!rc) {
+			pthread_mutex_lock(&s->lock);
+			pc->running = true;
+			pthread_cond_broadcast(&s->cond);
+			pthread_mutex_unlock(&s->lock);
+			rc = rmig_ctl_send(s, RMIG_MSG_PC_RUN, NULL, 0);
+		}
+		if (!rc)
+			rc = ask_again(s);
+		if (!rc)
+			rc = rmig_pc_handler_start(s);
+		if (!rc)
+			rmig_info(&s->log, "postcopy resumed: the waiting faults were asked for again");
+		return rc;
+	}
+	/* source: the destination's DISCARDs, then its PC_RUN (the control thread's) */
+	deadline = rmig_sess_deadline(s);
+	pthread_mutex_lock(&s->lock);
+	while (!rc && !s->err && !pc->running)
+		rc = rmig_sess_wait(s, deadline);
+	if (!rc)
+		rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -ETIMEDOUT)
+		rc = rmig_sess_fail(s, rc, "postcopy: the destination did not resume within %u ms",
+				    s->opts.timeout_ms);
+	if (!rc)
+		rmig_info(&s->log, "postcopy resumed: the destination runs the guest");
+	return rc;
+}
