@@ -172,7 +172,7 @@ static int ask_again(struct rmig_session *s)
 int rmig_pc_resumed(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
-	uint64_t now = rmig_now_ns(), deadline;
+	uint64_t now = rmig_now_ns();
 	int rc = 0;
 
 	if (!pc->resuming)
@@ -197,16 +197,7 @@ int rmig_pc_resumed(struct rmig_session *s)
 		return rc;
 	}
 	/* source: the destination's DISCARDs, then its PC_RUN (the control thread's) */
-	deadline = rmig_sess_deadline(s);
-	pthread_mutex_lock(&s->lock);
-	while (!rc && !s->err && !pc->running)
-		rc = rmig_sess_wait(s, deadline);
-	if (!rc)
-		rc = s->err;
-	pthread_mutex_unlock(&s->lock);
-	if (rc == -ETIMEDOUT)
-		rc = rmig_sess_fail(s, rc, "postcopy: the destination did not resume within %u ms",
-				    s->opts.timeout_ms);
+	rc = rmig_pc_wait_running(s, "resume");
 	if (!rc)
 		rmig_info(&s->log, "postcopy resumed: the destination runs the guest");
 	return rc;

@@ -291,6 +291,23 @@ static int send_discards(struct rmig_session *s, uint8_t *buf, uint8_t *bits)
 	return 0;
 }
 
+int rmig_pc_wait_running(struct rmig_session *s, const char *what)
+{
+	uint64_t deadline = rmig_sess_deadline(s);
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (!rc && !s->err && !s->pc.running)
+		rc = rmig_sess_wait(s, deadline);
+	if (!rc)
+		rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -ETIMEDOUT)
+		rc = rmig_sess_fail(s, rc, "postcopy: the destination did not %s within %u ms", what,
+				    s->opts.timeout_ms);
+	return rc;
+}
+
 int rmig_pc_send_discards(struct rmig_session *s)
 {
 	uint8_t *buf = malloc(RMIG_CTL_MAX), *bits = malloc(RMIG_PC_DISCARD_BITS / 8);
@@ -306,8 +323,6 @@ int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 			unsigned int nblocks)
 {
 	struct rmig_postcopy *pc;
-	uint8_t *buf = NULL, *bits = NULL;
-	uint64_t deadline;
 	int rc = rmig_src_ready(s);
 
 	if (rc)
@@ -344,13 +359,7 @@ int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 			if (bitmaps[i][p / BPL] & (1ul << (p % BPL)))
 				bit_test_set(pc->missing[i], p);
 	}
-	buf = malloc(RMIG_CTL_MAX);
-	bits = malloc(RMIG_PC_DISCARD_BITS / 8);
-	if (!buf || !bits) {
-		rc = rmig_sess_fail(s, -ENOMEM, "postcopy: no memory");
-		goto out;
-	}
-	rc = send_discards(s, buf, bits);
+	rc = rmig_pc_send_discards(s);
 	if (!rc) {
 		pc->ujob = rmig_job_new();
 		if (!pc->ujob)
@@ -360,25 +369,15 @@ int rmig_postcopy_start(rmig_session *s, const unsigned long *const *bitmaps,
 	if (!rc)
 		rc = rmig_ctl_send(s, RMIG_MSG_PC_RUN, NULL, 0);
 	if (rc)
-		goto out;
+		return rc;
 	/* the destination answers PC_RUN once its guest may run */
-	deadline = rmig_sess_deadline(s);
+	rc = rmig_pc_wait_running(s, "start");
 	pthread_mutex_lock(&s->lock);
-	while (!rc && !s->err && !pc->running)
-		rc = rmig_sess_wait(s, deadline);
-	if (!rc)
-		rc = s->err;
 	if (!rc && s->t_switch_ns)
 		s->downtime_ns = rmig_now_ns() - s->t_switch_ns;
 	pthread_mutex_unlock(&s->lock);
-	if (rc == -ETIMEDOUT)
-		rc = rmig_sess_fail(s, rc, "postcopy: the destination did not start within %u ms",
-				    s->opts.timeout_ms);
 	if (!rc)
 		rmig_info(&s->log, "postcopy: the destination runs the guest");
-out:
-	free(buf);
-	free(bits);
 	return rc;
 }
 

@@ -134,6 +134,8 @@ void rmig_pc_count(struct rmig_session *s, bool requested, uint64_t pages);
 _Atomic unsigned long *rmig_pc_bits_new(uint64_t n);
 void rmig_pc_unregister(struct rmig_session *s);
 int rmig_pc_send_discards(struct rmig_session *s);
+/* Source: wait for the destination's PC_RUN; "did not @what within" on timeout. */
+int rmig_pc_wait_running(struct rmig_session *s, const char *what);
 int rmig_pc_send_req(struct rmig_session *s, uint32_t block, uint64_t offset, uint64_t len);
 /* A userfaultfd fault at @addr; @paused: recorded, asked for at the resume. */
 int rmig_pc_fault(struct rmig_session *s, uintptr_t addr, bool paused);

@@ -76,6 +76,19 @@ static void *dest_thread(void *arg)
 	return NULL;
 }
 
+/* The destination accepts (and completes) on a thread; the source connects to @addr:p->port. */
+static int accept_and_connect(struct pair *p, const char *addr)
+{
+	char uri[128];
+	int rc = -pthread_create(&p->th, NULL, dest_thread, p);
+
+	if (rc)
+		return rc;
+	p->th_started = true;
+	snprintf(uri, sizeof(uri), "%s:%d", addr, p->port);
+	return rmig_connect(p->src, uri);
+}
+
 int pair_open(struct pair *p, const struct pair_cfg *cfg)
 {
 	struct rmig_opts so, dopt;
@@ -153,15 +166,10 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 		rc = rmig_listen_add(p->dst, p->cfg.rails[i]);
 	if (rc)
 		return rc;
-	rc = -pthread_create(&p->th, NULL, dest_thread, p);
-	if (rc)
-		return rc;
-	p->th_started = true;
 	p->port = rmig_listen_port(p->dst);
 	p->so = so;
 	p->dopt = dopt;
-	snprintf(uri, sizeof(uri), "%s:%d", addr, p->port);
-	return rmig_connect(p->src, uri);
+	return accept_and_connect(p, addr);
 }
 
 int pair_resume(struct pair *p, const void *src_key, size_t src_key_len)
@@ -195,14 +203,7 @@ int pair_resume(struct pair *p, const void *src_key, size_t src_key_len)
 	snprintf(uri, sizeof(uri), "tcp://%s:%d", addr, p->port);
 	if (!rc)
 		rc = rmig_listen(p->dst, uri);
-	if (rc)
-		return rc;
-	rc = -pthread_create(&p->th, NULL, dest_thread, p);
-	if (rc)
-		return rc;
-	p->th_started = true;
-	snprintf(uri, sizeof(uri), "%s:%d", addr, p->port);
-	return rmig_connect(p->src, uri);
+	return rc ? rc : accept_and_connect(p, addr);
 }
 
 int pair_join(struct pair *p)

@@ -143,35 +143,32 @@ static void finish(struct pair *p, unsigned long *extra, bool honest)
 	free(map);
 }
 
-static void test_resume_after_cut(void **state)
+/* Cut, resume, and the resumed source honest (or, as the negative control, not). */
+static void cut_and_resume(bool honest)
 {
 	struct pair_cfg c = base();
 	unsigned long *later;
 	struct pair p;
 
-	(void)state;
 	assert_int_equal(pair_open(&p, &c), 0);
 	later = round2_cut(&p);
 	assert_int_equal(pair_resume(&p, NULL, 0), 0);
-	finish(&p, later, true);
+	finish(&p, later, honest);
 	free(later);
 	pair_close(&p);
+}
+
+static void test_resume_after_cut(void **state)
+{
+	(void)state;
+	cut_and_resume(true);
 }
 
 /* Negative control: without the pages the library names, round 2's half is stale. */
 static void test_resume_without_missing_fails(void **state)
 {
-	struct pair_cfg c = base();
-	unsigned long *later;
-	struct pair p;
-
 	(void)state;
-	assert_int_equal(pair_open(&p, &c), 0);
-	later = round2_cut(&p);
-	assert_int_equal(pair_resume(&p, NULL, 0), 0);
-	finish(&p, later, false);
-	free(later);
-	pair_close(&p);
+	cut_and_resume(false);
 }
 
 /* Twice in a row: the second resume starts from what the first acknowledged. */
@@ -502,40 +499,37 @@ static void pc_finish(struct pair *p, struct guest *g, unsigned int pauses, uint
 	free(g->lat_ns);
 }
 
-static void test_postcopy_pause_resume(void **state)
+/* The link cut @breaks times while the guest runs, each time resumed. */
+static void pc_pause_case(unsigned int breaks)
 {
+	uint64_t cut_at;
 	struct guest g;
 	struct pair p;
-
-	(void)state;
-	uint64_t cut_at;
 
 	if (!pc_cut(&p, &g, 20000))
 		return;
 	cut_at = assert_waiting(&g);
 	assert_int_equal(pair_resume(&p, NULL, 0), 0);
-	pc_finish(&p, &g, 1, cut_at);
+	for (unsigned int i = 1; i < breaks; i++) {
+		sleep_ms(100);
+		rmig_sess_test_cut(p.dst);
+		assert_waiting(&g);
+		assert_int_equal(pair_resume(&p, NULL, 0), 0);
+	}
+	pc_finish(&p, &g, breaks, cut_at);
 	pair_close(&p);
+}
+
+static void test_postcopy_pause_resume(void **state)
+{
+	(void)state;
+	pc_pause_case(1);
 }
 
 static void test_postcopy_pause_twice(void **state)
 {
-	struct guest g;
-	struct pair p;
-
 	(void)state;
-	uint64_t cut_at;
-
-	if (!pc_cut(&p, &g, 20000))
-		return;
-	cut_at = assert_waiting(&g);
-	assert_int_equal(pair_resume(&p, NULL, 0), 0);
-	sleep_ms(100);
-	rmig_sess_test_cut(p.dst);
-	assert_waiting(&g);
-	assert_int_equal(pair_resume(&p, NULL, 0), 0);
-	pc_finish(&p, &g, 2, cut_at);
-	pair_close(&p);
+	pc_pause_case(2);
 }
 
 /* Past the window: the blocks are unregistered, the guest reads zeros, no resume. */
