@@ -32,14 +32,8 @@
 
 #include <linux/userfaultfd.h>
 
+#include "pc_bits.h"
 #include "sess.h"
-
-#define BPL (8 * sizeof(unsigned long))
-
-static bool bit_test(_Atomic unsigned long *m, uint64_t i)
-{
-	return atomic_load_explicit(&m[i / BPL], memory_order_acquire) & (1ul << (i % BPL));
-}
 
 bool rmig_pc_pausable(struct rmig_session *s)
 {
@@ -135,8 +129,8 @@ int rmig_pc_resume_source(struct rmig_session *s, const struct rmig_session *old
 	pc->resuming = true;
 	for (unsigned int i = 0; i < s->nblocks; i++) {
 		/* missing: filled from the destination's PC_DISCARD; sent: all again */
-		pc->missing[i] = rmig_pc_bits_new(s->blocks[i].npages);
-		pc->sent[i] = rmig_pc_bits_new(s->blocks[i].npages);
+		pc->missing[i] = bits_new(s->blocks[i].npages);
+		pc->sent[i] = bits_new(s->blocks[i].npages);
 		if (!pc->missing[i] || !pc->sent[i])
 			return -ENOMEM;
 	}

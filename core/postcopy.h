@@ -130,8 +130,7 @@ void rmig_pc_thread_background(struct rmig_session *s, unsigned int chan);
 bool rmig_pc_claim(struct rmig_session *s, uint32_t b, uint64_t page, bool requested);
 void rmig_pc_count(struct rmig_session *s, bool requested, uint64_t pages);
 
-/* Helpers of postcopy.c for pc_pause.c */
-_Atomic unsigned long *rmig_pc_bits_new(uint64_t n);
+/* Between postcopy.c, pc_uffd.c and pc_pause.c */
 void rmig_pc_unregister(struct rmig_session *s);
 int rmig_pc_send_discards(struct rmig_session *s);
 /* Source: wait for the destination's PC_RUN; "did not @what within" on timeout. */
@@ -140,6 +139,8 @@ int rmig_pc_send_req(struct rmig_session *s, uint32_t block, uint64_t offset, ui
 /* A userfaultfd fault at @addr; @paused: recorded, asked for at the resume. */
 int rmig_pc_fault(struct rmig_session *s, uintptr_t addr, bool paused);
 int rmig_pc_handler_start(struct rmig_session *s);
+/* PC_RUN at the destination: register the blocks, drop their missing pages, start the handler. */
+int rmig_pc_uffd_setup(struct rmig_session *s);
 /*
  * The handler thread after a break (pc_pause.c): serve faults without the
  * source until the session is handed over (true: leave the blocks
