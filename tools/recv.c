@@ -60,6 +60,7 @@ struct recv_ctx {
 	uint64_t total;
 	struct image_reserve *reserve;
 	bool accepted; /* a source was accepted: recv --keep keeps what it sent */
+	bool heard;    /* a source's HELLO came (the layout): recv --keep waits for it again */
 	/* device-state files written in this run: two blobs never share one */
 	pthread_mutex_t paths_lock;
 	char **paths;
@@ -113,6 +114,7 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 	const struct cli *c = r->c;
 
 	fault_point("handshake");
+	r->heard = true;
 	if (n != c->ram.n) {
 		fprintf(stderr, "rdma-migrate %s: %s %u ram blocks, %u --ram given\n", r->name,
 			r->peer, n, c->ram.n);
@@ -514,7 +516,7 @@ int cmd_recv(const struct cli *c)
 	if (!c->quiet && !restore)
 		fprintf(stderr, "rdma-migrate: listening on %s (port %d)\n", c->listen, port);
 	err = recv_session(&r, s, &prog);
-	accepted = r.accepted;
+	accepted = r.accepted || r.heard; /* a break while connecting counts too */
 	/* each break of an accepted migration opens a window of its own */
 	for (bool again = err && c->keep && accepted && !restore; again;) {
 		again = false;

@@ -333,6 +333,18 @@ int cmd_send(const struct cli *c)
 	}
 	rc = EXIT_FAILED;
 	err = rmig_connect(s, c->to);
+	if (err && c->resume && send_resumable(err)) {
+		/* a break while connecting: connect again as after any other */
+		char why[4 * RMIG_ERRMSG_MAX];
+
+		if (!c->quiet)
+			fprintf(stderr, "rdma-migrate send: connecting failed: %s; trying again "
+					"within %u s\n",
+				rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
+							strerror(-err),
+				c->recovery_s);
+		err = send_reconnect(&s, &run, &o);
+	}
 	if (err)
 		goto out_err;
 	fault_point("connected");

@@ -260,7 +260,7 @@ link_drop() { # NAME DOWN_CMD...
 	check "$name" recv "$rrc" "$W/$name.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "$GONE|stalled"
 }
 
-# link_resume NAME DOWN_SECS WINDOW: the link goes down 2 s into the transfer
+# link_resume NAME DOWN_SECS WINDOW: the link goes down 2 s (DROP_AFTER) into the transfer
 # (link_down) and comes back DOWN_SECS later (link_up); send --resume and
 # recv --keep wait WINDOW seconds for each other. Within the window both end
 # 0, the image equal, and the resumed source sent less than all of it; past
@@ -273,7 +273,7 @@ link_resume() {
 		--channels 4 --max-bandwidth 8M --timeout $TMO --resume --recovery-timeout "$window" \
 		--verify >/dev/null 2>"$W/$name.serr" &
 	spid=$!
-	sleep 2
+	sleep "${DROP_AFTER:-2}"
 	link_down
 	sleep "$down"
 	link_up
@@ -371,7 +371,8 @@ else
 		ip link set dummy0 up
 		ip addr show dummy0 | grep -q "$ADDR" || ip addr add "$ADDR/24" dev dummy0
 	}
-	link_resume link-resume 4 60
+	# under TCG the connect alone takes seconds: drop once the data moves
+	DROP_AFTER=5 link_resume link-resume 4 60
 	for _ in $(seq 100); do
 		ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
 		sleep 0.1
