@@ -172,11 +172,14 @@ int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello 
 		rmig_info(&s->log, "the source of session %016" PRIx64 " resumes it", s->session_id);
 		return 0;
 	}
+	/* the kept id is the resume's only credential without a key: never told to a stranger */
+	rmig_warn(&s->log, "resume: a source %s session %016" PRIx64 ", not the kept %016" PRIx64,
+		  (hello->caps & RMIG_CAP_RESUME) ? "resuming" : "starting", hello->session_id,
+		  s->session_id);
 	snprintf(why, sizeof(why),
-		 "this destination keeps session %016" PRIx64 " for its source to resume, and "
-		 "this source %s session %016" PRIx64,
-		 s->session_id, (hello->caps & RMIG_CAP_RESUME) ? "resumes" : "starts",
-		 hello->session_id);
+		 "this destination keeps another migration for its source to resume, and this "
+		 "source %s",
+		 (hello->caps & RMIG_CAP_RESUME) ? "resumes another one" : "starts a new one");
 	return rmig_sess_fail(s, -EACCES, "refusing the source: %s", why);
 }
 

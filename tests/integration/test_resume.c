@@ -242,11 +242,13 @@ static void test_stranger_refused(void **state)
 	assert_int_equal(rmig_add_ram(x, "ram", p.smem, LEN, PAGE), 0);
 	snprintf(uri, sizeof(uri), "%s:%d", p.cfg.addr ? p.cfg.addr : "127.0.0.1", p.port);
 	assert_int_not_equal(rmig_connect(x, uri), 0);
-	assert_non_null(strstr(rmig_last_error(x), "keeps session"));
+	assert_non_null(strstr(rmig_last_error(x), "keeps another migration"));
+	/* the kept id is not told to a stranger */
+	assert_null(strstr(rmig_last_error(x), "session"));
 	rmig_session_destroy(x);
 	pthread_join(th, NULL);
 	assert_int_equal(a.rc, -EACCES);
-	assert_non_null(strstr(rmig_last_error(p.dst), "keeps session"));
+	assert_non_null(strstr(rmig_last_error(p.dst), "keeps another migration"));
 	/* the refused session is kept in turn */
 	assert_int_equal(pair_resume(&p, NULL, 0), 0);
 	finish(&p, later, true);
