@@ -397,6 +397,17 @@ static void install(struct rmig_session *s, struct cand *k, uint8_t *buf,
 	*hello = k->hello;
 }
 
+/*
+ * How long rmig_accept() waits for a source: timeout_ms, or for a session
+ * that resumes another, recovery_timeout_ms when set (its source may take
+ * that long to come back).
+ */
+static unsigned int wait_ms(const struct rmig_session *s)
+{
+	return s->resuming && s->opts.recovery_timeout_ms ? s->opts.recovery_timeout_ms :
+							    s->opts.timeout_ms;
+}
+
 /* Without a key: the first connection is the source, for better or worse. */
 static int gate_first_come(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 {
@@ -404,7 +415,7 @@ static int gate_first_come(struct gate *g, uint8_t *buf, struct rmig_msg_hello *
 	struct cand *k;
 	int fd, rc;
 
-	rc = rmig_sock_accept(s->listen_fd, s->opts.timeout_ms, &fd);
+	rc = rmig_sock_accept(s->listen_fd, wait_ms(s), &fd);
 	if (rc)
 		return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
 	k = cand_new(g, fd);
@@ -425,7 +436,7 @@ static int gate_first_come(struct gate *g, uint8_t *buf, struct rmig_msg_hello *
 static int gate_keyed(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 {
 	struct rmig_session *s = g->s;
-	uint64_t deadline = rmig_mono_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+	uint64_t deadline = rmig_mono_ns() + (uint64_t)wait_ms(s) * 1000000ull;
 	struct cand *winner = NULL;
 	int rc = 0, fl = fcntl(s->listen_fd, F_GETFL);
 
@@ -503,7 +514,7 @@ static int gate_keyed(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello
 		return rmig_sess_fail(s, rc,
 				      "waiting for a source: timed out after %u ms with no source "
 				      "that holds the key; refused %u connection%s, the last %s",
-				      s->opts.timeout_ms, g->refused, g->refused == 1 ? "" : "s",
+				      wait_ms(s), g->refused, g->refused == 1 ? "" : "s",
 				      g->last);
 	return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
 }

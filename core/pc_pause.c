@@ -42,27 +42,35 @@ bool rmig_pc_pausable(struct rmig_session *s)
 	       !atomic_load(&s->pc.serve_stop) && rmig_pc_missing_any(s);
 }
 
-bool rmig_pc_pause(struct rmig_session *s)
+enum rmig_pc_pause_end rmig_pc_pause(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
-	uint64_t t0 = rmig_now_ns(), limit = (uint64_t)s->opts.recovery_timeout_ms * 1000000ull;
-	bool handed = false;
+	uint64_t t0 = rmig_now_ns();
+	enum rmig_pc_pause_end e = RMIG_PC_PAUSE_EXPIRED;
 
-	atomic_fetch_add(&pc->st_pauses, 1);
+	if (!pc->pause_deadline_ns) {
+		/* a new break: its window starts now, and carries over to the sessions that resume */
+		pc->pause_deadline_ns = t0 + (uint64_t)s->opts.recovery_timeout_ms * 1000000ull;
+		atomic_fetch_add(&pc->st_pauses, 1);
+		rmig_warn(&s->log, "postcopy paused: faulting threads wait up to %u ms for the "
+				   "source to resume the migration",
+			  s->opts.recovery_timeout_ms);
+	}
 	atomic_store(&pc->paused, true);
-	rmig_warn(&s->log, "postcopy paused: faulting threads wait up to %u ms for the source to "
-			   "resume the migration",
-		  s->opts.recovery_timeout_ms);
 	for (;;) {
 		struct pollfd pfd = { .fd = pc->uffd, .events = POLLIN };
 		struct uffd_msg msg[16];
 		ssize_t got;
 
 		if (atomic_load(&pc->handoff)) {
-			handed = true;
+			e = RMIG_PC_PAUSE_HANDED;
 			break;
 		}
-		if (atomic_load(&pc->serve_stop) || rmig_now_ns() - t0 >= limit)
+		if (atomic_exchange(&pc->go, false)) { /* once: a later break pauses anew */
+			e = RMIG_PC_PAUSE_RESUMED;
+			break;
+		}
+		if (atomic_load(&pc->serve_stop) || rmig_now_ns() >= pc->pause_deadline_ns)
 			break;
 		if (poll(&pfd, 1, 20) <= 0)
 			continue;
@@ -73,11 +81,16 @@ bool rmig_pc_pause(struct rmig_session *s)
 	}
 	atomic_fetch_add(&pc->st_paused_ns, rmig_now_ns() - t0);
 	atomic_store(&pc->paused, false);
-	if (!handed)
+	if (e == RMIG_PC_PAUSE_RESUMED) {
+		pc->pause_deadline_ns = 0; /* the next break opens a window of its own */
+		atomic_store(&pc->go_seen, true);
+	} else if (e == RMIG_PC_PAUSE_EXPIRED) {
+		atomic_store(&pc->expired, true);
 		rmig_err(&s->log, "postcopy: no source resumed the migration within %u ms; the "
 				  "guest cannot continue",
 			 s->opts.recovery_timeout_ms);
-	return handed;
+	}
+	return e;
 }
 
 int rmig_pc_take_over(struct rmig_session *s, struct rmig_session *old)
@@ -86,7 +99,12 @@ int rmig_pc_take_over(struct rmig_session *s, struct rmig_session *old)
 
 	if (!op->uffd_started)
 		return -ETIMEDOUT;
-	/* the handler pauses at the break (rmig_resume_from() made sure of one), then hands over */
+	/*
+	 * The handler pauses at the break (rmig_resume_from() made sure of
+	 * one), or is paused already (@old took over and never resumed), and
+	 * hands over. The blocks must be declared on @s first: faults are
+	 * looked up in them.
+	 */
 	atomic_store(&op->handoff, true);
 	pthread_join(op->uffd_thread, NULL);
 	op->uffd_started = false;
@@ -117,7 +135,10 @@ int rmig_pc_take_over(struct rmig_session *s, struct rmig_session *old)
 	pc->st_faults = atomic_load(&op->st_faults);
 	pc->st_placed = atomic_load(&op->st_placed);
 	pc->resuming = true;
-	return 0;
+	/* faulting threads go on waiting here, within the same window, until this session resumes */
+	pc->pause_deadline_ns = op->pause_deadline_ns;
+	pc->start_paused = true;
+	return rmig_pc_handler_start(s);
 }
 
 int rmig_pc_resume_source(struct rmig_session *s, const struct rmig_session *old)
@@ -163,6 +184,27 @@ static int ask_again(struct rmig_session *s)
 	return rc;
 }
 
+/*
+ * Destination: the paused handler serves normally again. Faults it took
+ * while paused are marked requested, not asked for: ask_again() runs once
+ * it has left the pause, so none is missed.
+ */
+static int wake_handler(struct rmig_session *s)
+{
+	struct rmig_postcopy *pc = &s->pc;
+	struct timespec ts = { 0, 1000000 };
+	uint64_t deadline = rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
+
+	atomic_store(&pc->go, true);
+	while (!atomic_load(&pc->go_seen) && !atomic_load(&pc->expired) &&
+	       rmig_now_ns() < deadline)
+		nanosleep(&ts, NULL);
+	if (atomic_load(&pc->go_seen))
+		return 0;
+	return rmig_sess_fail(s, -ETIMEDOUT, "postcopy: the recovery window passed before the "
+					     "source came back; the guest cannot continue");
+}
+
 int rmig_pc_resumed(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
@@ -183,9 +225,9 @@ int rmig_pc_resumed(struct rmig_session *s)
 			rc = rmig_ctl_send(s, RMIG_MSG_PC_RUN, NULL, 0);
 		}
 		if (!rc)
-			rc = ask_again(s);
+			rc = wake_handler(s);
 		if (!rc)
-			rc = rmig_pc_handler_start(s);
+			rc = ask_again(s);
 		if (!rc)
 			rmig_info(&s->log, "postcopy resumed: the waiting faults were asked for again");
 		return rc;

@@ -127,9 +127,9 @@ static int check_track(struct rmig_session *s)
 	return 0;
 }
 
-static void *uffd_main(void *arg)
+/* Serve faults until the session fails or ends: 0, or the error that ended it. */
+static int serve(struct rmig_session *s)
 {
-	struct rmig_session *s = arg;
 	struct rmig_postcopy *pc = &s->pc;
 	int rc = 0;
 
@@ -156,11 +156,22 @@ static void *uffd_main(void *arg)
 		if (!rc)
 			rc = check_track(s);
 	}
-	/* a break: faulting threads may wait for the source to come back */
-	if (rmig_pc_pausable(s) && rmig_pc_pause(s))
-		return NULL; /* handed over to a resumed session, the blocks registered */
-	/* Failed or done: no thread may stay blocked on a fault. */
-	rmig_pc_unregister(s);
+	return rc;
+}
+
+static void *uffd_main(void *arg)
+{
+	struct rmig_session *s = arg;
+	enum rmig_pc_pause_end e = s->pc.start_paused ? rmig_pc_pause(s) : RMIG_PC_PAUSE_RESUMED;
+
+	while (e == RMIG_PC_PAUSE_RESUMED) {
+		(void)serve(s);
+		/* a break: faulting threads may wait for the source to come back */
+		e = rmig_pc_pausable(s) ? rmig_pc_pause(s) : RMIG_PC_PAUSE_EXPIRED;
+	}
+	/* Failed or done: no thread may stay blocked on a fault. Handed over: they wait on. */
+	if (e != RMIG_PC_PAUSE_HANDED)
+		rmig_pc_unregister(s);
 	return NULL;
 }
 

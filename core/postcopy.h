@@ -95,11 +95,19 @@ struct rmig_postcopy {
 	/*
 	 * Pause and resume (resume.c). Destination: after a break, the handler
 	 * thread keeps faulting threads waiting (@paused) until the session
-	 * is handed over (@handoff, by rmig_resume_from()) or the recovery
-	 * window passes. Source: @resuming until the destination's PC_RUN.
+	 * is handed over (@handoff, by rmig_resume_from()), this session
+	 * resumes (@go; the thread answers @go_seen), or the recovery window
+	 * passes (@pause_deadline_ns, carried across sessions; @expired). A
+	 * session that took over starts its handler paused (@start_paused).
+	 * Source: @resuming until the destination's PC_RUN.
 	 */
 	atomic_bool paused;
 	atomic_bool handoff;
+	atomic_bool go;
+	atomic_bool go_seen;
+	atomic_bool expired;
+	bool start_paused;
+	uint64_t pause_deadline_ns;
 	bool resuming;
 
 	/* counters */
@@ -142,11 +150,17 @@ int rmig_pc_handler_start(struct rmig_session *s);
 /* PC_RUN at the destination: register the blocks, drop their missing pages, start the handler. */
 int rmig_pc_uffd_setup(struct rmig_session *s);
 /*
- * The handler thread after a break (pc_pause.c): serve faults without the
- * source until the session is handed over (true: leave the blocks
- * registered) or the window passes (false).
+ * The handler thread after a break, or started paused (pc_pause.c): serve
+ * faults without the source until the session is handed over (leave the
+ * blocks registered), this session resumes (serve normally), or the window
+ * passes or the session is destroyed (unregister).
  */
-bool rmig_pc_pause(struct rmig_session *s);
+enum rmig_pc_pause_end {
+	RMIG_PC_PAUSE_EXPIRED = 0,
+	RMIG_PC_PAUSE_HANDED,
+	RMIG_PC_PAUSE_RESUMED,
+};
+enum rmig_pc_pause_end rmig_pc_pause(struct rmig_session *s);
 
 /* Destination: a break now pauses postcopy (RMIG opts recovery_timeout_ms, uffd blocks). */
 bool rmig_pc_pausable(struct rmig_session *s);

@@ -245,13 +245,6 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 	}
 	/* the old channels end here: nothing of theirs lands once the new ones open */
 	rmig_cancel(old, "resumed by a new session");
-	if (old->opts.role == RMIG_ROLE_DEST && old->pc.run_seen) {
-		rc = rmig_pc_take_over(s, old);
-		if (rc)
-			rmig_err(&s->log, "resume: postcopy of session %016" PRIx64 " is over: no "
-					  "source came back within %u ms",
-				 old->session_id, old->opts.recovery_timeout_ms);
-	}
 	for (unsigned int i = 0; i < old->nblocks && !rc; i++) {
 		const struct rmig_block *o = &old->blocks[i];
 
@@ -273,6 +266,14 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 	}
 	if (!rc && old->opts.role == RMIG_ROLE_SOURCE && old->pc.running)
 		rc = rmig_pc_resume_source(s, old);
+	/* after the blocks: the handler, paused on in @s, looks faults up in them */
+	if (!rc && old->opts.role == RMIG_ROLE_DEST && old->pc.run_seen) {
+		rc = rmig_pc_take_over(s, old);
+		if (rc == -ETIMEDOUT)
+			rmig_err(&s->log, "resume: postcopy of session %016" PRIx64 " is over: no "
+					  "source came back within %u ms",
+				 old->session_id, old->opts.recovery_timeout_ms);
+	}
 	if (!rc) {
 		s->session_id = old->session_id;
 		s->resuming = true;

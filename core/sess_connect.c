@@ -121,7 +121,14 @@ static int reg_blocks(struct rmig_session *s, bool send_desc)
 
 		m.block = i;
 		m.desc_len = 0;
-		rc = s->tp_ops->reg(s->rail[r].tp, i, b->host, b->length, m.desc, &m.desc_len);
+		/*
+		 * Not at a destination that resumes postcopy: its pages come by
+		 * message into staging buffers only, and pinning a block under
+		 * userfaultfd with pages missing would fault on them.
+		 */
+		if (!(s->opts.role == RMIG_ROLE_DEST && s->pc.resuming))
+			rc = s->tp_ops->reg(s->rail[r].tp, i, b->host, b->length, m.desc,
+					    &m.desc_len);
 		if (rc) {
 			rc = rmig_sess_fail(s, rc, "registering ram block '%s' (%llu bytes)%s%s: %s",
 					    b->name, (unsigned long long)b->length,
@@ -379,7 +386,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 		if (!rc && (rmig_reg_decode(buf, h.len, &m) || m.block != i))
 			rc = rmig_sess_fail(s, -EBADMSG, "control connection: bad REG for block %u",
 					    i);
-		if (!rc)
+		/* a destination that resumes postcopy exposes no memory (see reg_blocks()) */
+		if (!rc && !(s->pc.resuming && !m.desc_len))
 			rc = s->tp_ops->set_remote(s->rail[r].tp, i, s->blocks[i].length, m.desc,
 						   m.desc_len);
 	}

@@ -474,6 +474,8 @@ int cmd_recv(const struct cli *c)
 	 * ahead instead.
 	 */
 	o.flags &= ~RMIG_F_PREPARE;
+	if (c->keep) /* a kept migration's accept waits for its source this long */
+		o.recovery_timeout_ms = c->recovery_s * 1000u;
 	o.layout_fn = recv_layout;
 	o.layout_arg = &r;
 	o.state_fn = recv_state;

@@ -93,6 +93,7 @@ struct send_run {
 	/* --resume: per image, the pages this session sends (all, or what the destination lacks) */
 	unsigned long **todo;
 	uint64_t step; /* --resume: bytes between syncs */
+	bool *shrank;  /* an image shrank during the send: said, and no resume */
 };
 
 /* send --resume: the pages in @r->todo, a sync after each RESUME_STEP of every image. */
@@ -161,6 +162,7 @@ static int send_session(rmig_session *s, const struct send_run *r, struct fault_
 	for (unsigned int i = 0; i < r->nim && !err; i++) {
 		if (image_check(&r->im[i], "during the send")) {
 			rmig_cancel(s, "a source image shrank during the send");
+			*r->shrank = true;
 			err = -EIO;
 		}
 	}
@@ -192,7 +194,7 @@ static bool send_resumable(int err)
 	switch (-err) {
 	case ECONNRESET: case ECONNREFUSED: case ECONNABORTED: case ETIMEDOUT: case EPIPE:
 	case ENOTCONN: case ENETUNREACH: case EHOSTUNREACH: case ENETDOWN: case EHOSTDOWN:
-	case EPROTO: case ENODATA:
+	case EPROTO: case ENODATA: case EIO: /* EIO: an RDMA completion error (a shrunk image is not) */
 		return true;
 	default:
 		return false;
@@ -270,7 +272,8 @@ int cmd_send(const struct cli *c)
 	struct image *im = calloc(c->ram.n ? c->ram.n : 1, sizeof(*im));
 	struct blobfile *bf = calloc(c->state.n ? c->state.n : 1, sizeof(*bf));
 	unsigned long **todo = calloc(c->ram.n ? c->ram.n : 1, sizeof(*todo));
-	struct send_run run = { .c = c, .im = im, .bf = bf, .todo = todo };
+	bool shrank = false;
+	struct send_run run = { .c = c, .im = im, .bf = bf, .todo = todo, .shrank = &shrank };
 	struct progress prog = { 0 };
 	struct rmig_opts o;
 	rmig_session *s = NULL;
@@ -354,6 +357,10 @@ int cmd_send(const struct cli *c)
 		progress_stop(&prog);
 		if (!err || !c->resume || !send_resumable(err))
 			break;
+		for (unsigned int i = 0; i < nim && !shrank; i++)
+			shrank = image_check(&im[i], "during the send") != 0;
+		if (shrank) /* the source's own fault: no new connection mends it */
+			break;
 		if (fsync_started) { /* its rmig_sync() has returned: the session failed */
 			pthread_join(fsync_th, NULL);
 			fsync_started = false;
@@ -378,7 +385,7 @@ int cmd_send(const struct cli *c)
 out_err:
 	if (c->json)
 		tool_print_json(stdout, "source", s, err, c->verify && !err);
-	if (err && err != -EIO) /* a copy that failed with EFAULT: did an image shrink? */
+	if (err && err != -EIO && !shrank) /* a copy that failed with EFAULT: did an image shrink? */
 		for (unsigned int i = 0; i < nim; i++)
 			image_check(&im[i], "during the send");
 	if (err) {

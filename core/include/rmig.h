@@ -183,7 +183,9 @@ struct rmig_opts {
 	 * breaks after the guest began to run here, faulting threads wait
 	 * this long for the source to come back (rmig_resume_from()) before
 	 * the blocks are unregistered and the guest is lost. 0 (default): at
-	 * once, as without it.
+	 * once, as without it. Also, for a destination session made with
+	 * rmig_resume_from(): how long rmig_accept() waits for the source to
+	 * come back (instead of timeout_ms).
 	 */
 	unsigned int recovery_timeout_ms;
 };
