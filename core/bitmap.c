@@ -85,3 +85,16 @@ bool rmig_is_zero(const void *p, size_t len)
 		return memcmp(c, zero16, len) == 0;
 	return memcmp(c, zero16, 16) == 0 && memcmp(c, c + 16, len - 16) == 0;
 }
+
+void rmig_bitmap_set_range_atomic(unsigned long *map, uint64_t first, uint64_t n)
+{
+	for (uint64_t p = first; p < first + n;) {
+		uint64_t w = p / RMIG_BITS_PER_LONG, bit = p % RMIG_BITS_PER_LONG;
+		uint64_t k = RMIG_BITS_PER_LONG - bit < first + n - p ? RMIG_BITS_PER_LONG - bit
+								       : first + n - p;
+		unsigned long m = k == RMIG_BITS_PER_LONG ? ~0UL : ((1UL << k) - 1) << bit;
+
+		__atomic_fetch_or(&map[w], m, __ATOMIC_RELAXED);
+		p += k;
+	}
+}

@@ -37,6 +37,8 @@ static inline void rmig_bit_clear(unsigned long *map, uint64_t bit)
 uint64_t rmig_bitmap_next_set(const unsigned long *map, uint64_t nbits, uint64_t start);
 uint64_t rmig_bitmap_next_clear(const unsigned long *map, uint64_t nbits, uint64_t start);
 uint64_t rmig_bitmap_count(const unsigned long *map, uint64_t nbits);
+/* Set bits [first, first + n) with atomic ORs (threads may set others in the same words). */
+void rmig_bitmap_set_range_atomic(unsigned long *map, uint64_t first, uint64_t n);
 
 /*
  * Iterate runs of set bits, each at most @max_run bits long. Bits past nbits

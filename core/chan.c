@@ -27,20 +27,6 @@ static void job_reset(struct rmig_job *j)
 	j->pc_req = false;
 }
 
-/* Pages [first, first + n) of @b were sent (data or marker): set their bits. */
-static void mark_sent(const struct rmig_block *b, uint64_t first, uint64_t n)
-{
-	for (uint64_t p = first; p < first + n;) {
-		uint64_t w = p / RMIG_BITS_PER_LONG, bit = p % RMIG_BITS_PER_LONG;
-		uint64_t k = RMIG_BITS_PER_LONG - bit < first + n - p ? RMIG_BITS_PER_LONG - bit
-								       : first + n - p;
-		unsigned long m = k == RMIG_BITS_PER_LONG ? ~0UL : ((1UL << k) - 1) << bit;
-
-		__atomic_fetch_or(&b->sent[w], m, __ATOMIC_RELAXED);
-		p += k;
-	}
-}
-
 /*
  * A zero run for a destination whose memory reads as zero: only the pages
  * sent before (and so maybe not zero there now) need a marker.
@@ -118,10 +104,10 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 		}
 		if (rc)
 			break;
-		if (b->sent)
-			mark_sent(b, off / b->page_size, (run - off) / b->page_size);
-		rmig_resume_posted((struct rmig_block *)b, off / b->page_size,
-				   (run - off) / b->page_size);
+		if (b->sent) /* pages sent (data or marker) */
+			rmig_bitmap_set_range_atomic(b->sent, off / b->page_size,
+						     (run - off) / b->page_size);
+		rmig_resume_posted(b, off / b->page_size, (run - off) / b->page_size);
 		atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
 		off = run;
 	}

@@ -44,23 +44,10 @@
 #include "bitmap.h"
 #include "sess.h"
 
-static void bits_or_range(unsigned long *map, uint64_t first, uint64_t n)
-{
-	for (uint64_t p = first; p < first + n;) {
-		uint64_t w = p / RMIG_BITS_PER_LONG, bit = p % RMIG_BITS_PER_LONG;
-		uint64_t k = RMIG_BITS_PER_LONG - bit < first + n - p ? RMIG_BITS_PER_LONG - bit
-								       : first + n - p;
-		unsigned long m = k == RMIG_BITS_PER_LONG ? ~0UL : ((1UL << k) - 1) << bit;
-
-		__atomic_fetch_or(&map[w], m, __ATOMIC_RELAXED);
-		p += k;
-	}
-}
-
-void rmig_resume_posted(struct rmig_block *b, uint64_t first, uint64_t n)
+void rmig_resume_posted(const struct rmig_block *b, uint64_t first, uint64_t n)
 {
 	if (b->posted)
-		bits_or_range(b->posted, first, n);
+		rmig_bitmap_set_range_atomic(b->posted, first, n);
 }
 
 static unsigned long *map_new(const struct rmig_block *b)
@@ -246,7 +233,7 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 	/* the old channels end here: nothing of theirs lands once the new ones open */
 	rmig_cancel(old, "resumed by a new session");
 	for (unsigned int i = 0; i < old->nblocks && !rc; i++) {
-		const struct rmig_block *o = &old->blocks[i];
+		struct rmig_block *o = &old->blocks[i];
 
 		rc = rmig_add_ram(s, o->name, o->host, o->length, o->page_size);
 		if (!rc && o->held && o->posted && o->syncing && o->round &&
@@ -261,7 +248,7 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 			for (size_t w = 0; w < rmig_bitmap_longs(o->npages); w++)
 				o->held[w] &= ~(o->posted[w] | o->syncing[w] | o->round[w]);
 			b->held = o->held;
-			((struct rmig_block *)o)->held = NULL;
+			o->held = NULL;
 		}
 	}
 	if (!rc && old->opts.role == RMIG_ROLE_SOURCE && old->pc.running)

@@ -360,7 +360,7 @@ void rmig_block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN])
 /* Source, at connect: the maps of every block (kept from rmig_resume_from()). */
 int rmig_resume_track(struct rmig_session *s);
 /* Channel threads: pages [first, first + n) of block @b were posted. */
-void rmig_resume_posted(struct rmig_block *b, uint64_t first, uint64_t n);
+void rmig_resume_posted(const struct rmig_block *b, uint64_t first, uint64_t n);
 /* Source, under sync_lock: a sync begins; it ended (@acked: the destination has it all). */
 void rmig_resume_sync_begin(struct rmig_session *s);
 void rmig_resume_sync_end(struct rmig_session *s, bool acked);

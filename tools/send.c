@@ -262,6 +262,24 @@ static int send_reconnect(rmig_session **s_p, const struct send_run *r, const st
 	return 0;
 }
 
+/* send --resume after @err (@what happened): say so, then send_reconnect(). */
+static int send_resume(rmig_session **s_p, const struct send_run *r, const struct rmig_opts *o,
+		       int err, const char *what)
+{
+	const struct cli *c = r->c;
+	char why[4 * RMIG_ERRMSG_MAX];
+
+	if (!c->quiet)
+		fprintf(stderr, "rdma-migrate send: %s: %s; trying again within %u s\n", what,
+			rmig_last_error(*s_p)[0] ? shown(why, sizeof(why), rmig_last_error(*s_p)) :
+						   strerror(-err),
+			c->recovery_s);
+	err = send_reconnect(s_p, r, o);
+	if (err)
+		fprintf(stderr, "rdma-migrate send: could not resume within %u s\n", c->recovery_s);
+	return err;
+}
+
 int cmd_send(const struct cli *c)
 {
 	const char *cmd = c->cmd == CMD_SAVE ? "save" : "send";
@@ -336,18 +354,8 @@ int cmd_send(const struct cli *c)
 	}
 	rc = EXIT_FAILED;
 	err = rmig_connect(s, c->to);
-	if (err && c->resume && send_resumable(err)) {
-		/* a break while connecting: connect again as after any other */
-		char why[4 * RMIG_ERRMSG_MAX];
-
-		if (!c->quiet)
-			fprintf(stderr, "rdma-migrate send: connecting failed: %s; trying again "
-					"within %u s\n",
-				rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
-							strerror(-err),
-				c->recovery_s);
-		err = send_reconnect(&s, &run, &o);
-	}
+	if (err && c->resume && send_resumable(err)) /* a break while connecting */
+		err = send_resume(&s, &run, &o, err, "connecting failed");
 	if (err)
 		goto out_err;
 	fault_point("connected");
@@ -365,21 +373,9 @@ int cmd_send(const struct cli *c)
 			pthread_join(fsync_th, NULL);
 			fsync_started = false;
 		}
-		if (!c->quiet) {
-			char why[4 * RMIG_ERRMSG_MAX];
-
-			fprintf(stderr, "rdma-migrate send: the connection broke: %s; resuming within "
-					"%u s\n",
-				rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
-							strerror(-err),
-				c->recovery_s);
-		}
-		err = send_reconnect(&s, &run, &o);
-		if (err) {
-			fprintf(stderr, "rdma-migrate send: could not resume within %u s\n",
-				c->recovery_s);
+		err = send_resume(&s, &run, &o, err, "the connection broke");
+		if (err)
 			break;
-		}
 		resumes++;
 	}
 out_err:
