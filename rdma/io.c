@@ -99,14 +99,26 @@ int rmig_rdma_write(struct rmig_tp_chan *ch, const struct rmig_target *tg, const
 	if (iovcnt != 1)
 		return -EINVAL;
 	if (tg->kind == RMIG_TGT_RAM) {
-		const struct rmig_rdma_remote *r = &t->remote[tg->id];
-		const struct rmig_rdma_mr_ent *l = &t->blocks[tg->id];
+		const struct rmig_rdma_remote *r;
+		const struct rmig_rdma_mr_ent *l;
 
-		if (tg->id >= RMIG_BLOCKS_MAX || !r->set || !l->mr || tg->offset > r->len ||
-		    iov[0].iov_len > r->len - tg->offset)
-			return RMIG_RDMA_FAIL(t, -ERANGE, "rdma: write outside block %u", tg->id);
-		if (tg->staged)
+		if (tg->id >= RMIG_BLOCKS_MAX)
+			return RMIG_RDMA_FAIL(t, -ERANGE, "rdma: write to block %u", tg->id);
+		r = &t->remote[tg->id];
+		l = &t->blocks[tg->id];
+		/*
+		 * A staged write (postcopy) is a SEND the destination places
+		 * itself: it needs the local registration only. A destination
+		 * that resumes postcopy registers none of its RAM.
+		 */
+		if (tg->staged) {
+			if (!l->mr || tg->offset > l->len || iov[0].iov_len > l->len - tg->offset)
+				return RMIG_RDMA_FAIL(t, -ERANGE, "rdma: staged write outside block %u",
+						 tg->id);
 			return send_ram(c, tg, iov, l->mr->lkey);
+		}
+		if (!r->set || !l->mr || tg->offset > r->len || iov[0].iov_len > r->len - tg->offset)
+			return RMIG_RDMA_FAIL(t, -ERANGE, "rdma: write outside block %u", tg->id);
 		sge[0] = (struct ibv_sge){ .addr = (uintptr_t)iov[0].iov_base,
 					   .length = (uint32_t)iov[0].iov_len,
 					   .lkey = l->mr->lkey };

@@ -436,12 +436,6 @@ static bool pc_cut(struct pair *p, struct guest *g, unsigned int recovery_ms)
 	int rc;
 
 	assert_non_null(all);
-	if (c.transport == RMIG_TRANSPORT_RDMA) {
-		/* the resumed destination's channels did not come up over soft-RoCE yet */
-		printf("# postcopy pause and resume over rdma: not verified yet, skipped\n");
-		free(all);
-		return false;
-	}
 	if (getenv("RMIG_VALGRIND")) {
 		printf("# userfaultfd under valgrind (one thread at a time): skipped\n");
 		free(all);
