@@ -251,7 +251,8 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 			o->held = NULL;
 		}
 	}
-	if (!rc && old->opts.role == RMIG_ROLE_SOURCE && old->pc.running)
+	/* (a resume whose connect failed goes on with postcopy as well) */
+	if (!rc && old->opts.role == RMIG_ROLE_SOURCE && (old->pc.running || old->pc.resuming))
 		rc = rmig_pc_resume_source(s, old);
 	/* after the blocks: the handler, paused on in @s, looks faults up in them */
 	if (!rc && old->opts.role == RMIG_ROLE_DEST && old->pc.run_seen) {
@@ -270,6 +271,42 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 	}
 	rmig_session_destroy(old);
 	return rc;
+}
+
+/* *@s_p: a new session made with its options (and its key), resumed from it */
+static int resume_new(rmig_session **s_p, enum rmig_role role)
+{
+	rmig_session *old = s_p ? *s_p : NULL, *n = NULL;
+	struct rmig_opts o;
+	int rc;
+
+	if (!old || old->opts.role != role)
+		return -EINVAL;
+	o = old->opts;
+	o.key = old->key; /* the caller's key may be gone: the old session's copy */
+	o.key_len = old->key_len;
+	rc = rmig_session_create(&o, &n);
+	if (rc)
+		return rc;
+	rc = rmig_resume_from(n, old);
+	*s_p = n;
+	return rc;
+}
+
+int rmig_resume(rmig_session **s_p, const char *uri)
+{
+	int rc = resume_new(s_p, RMIG_ROLE_SOURCE);
+
+	return rc ? rc : rmig_connect(*s_p, uri);
+}
+
+int rmig_recover(rmig_session **s_p, const char *uri)
+{
+	int rc = resume_new(s_p, RMIG_ROLE_DEST);
+
+	if (!rc)
+		rc = rmig_listen(*s_p, uri);
+	return rc ? rc : rmig_accept(*s_p);
 }
 
 int64_t rmig_resume_missing(rmig_session *s, unsigned long *const *bitmaps, unsigned int nblocks)

@@ -433,6 +433,24 @@ RMIG_API void rmig_cancel(rmig_session *s, const char *reason);
 RMIG_API int rmig_resume_from(rmig_session *s, rmig_session *old);
 
 /*
+ * The same in one call, for a VMM that resumes at once. *@s_p is a session
+ * whose connection broke; it is replaced by a new session made with its
+ * options (its key included) and resumed from it, as rmig_resume_from().
+ *
+ * rmig_resume() (source) then connects to @uri; rmig_recover()
+ * (destination) listens on @uri and accepts the same source, waiting
+ * recovery_timeout_ms at most, refusing any other (-EACCES).
+ *
+ * Once the call returns, *@s_p is the new session, whatever the result
+ * (except -EINVAL for a NULL or a session of the other role, and -ENOMEM,
+ * which leave it as it was); on an error it is a failed session that
+ * another call may resume again, within the window. Errors: as
+ * rmig_resume_from(), rmig_connect(), rmig_listen(), rmig_accept().
+ */
+RMIG_API int rmig_resume(rmig_session **s_p, const char *uri);
+RMIG_API int rmig_recover(rmig_session **s_p, const char *uri);
+
+/*
  * Source, once a resuming session is connected: set in @bitmaps[i] (bit n
  * = page n of the i-th block, as for rmig_send_round(); other bits are
  * kept) every page the destination may lack: all but those placed at the

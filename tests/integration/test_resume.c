@@ -191,6 +191,57 @@ static void test_resume_twice(void **state)
 	pair_close(&p);
 }
 
+/* The destination's thread with the one-call API: recover, then complete. */
+static void *recover_main(void *arg)
+{
+	struct pair *p = arg;
+	char uri[128];
+
+	snprintf(uri, sizeof(uri), "tcp://%s:%d", p->cfg.addr ? p->cfg.addr : "127.0.0.1", p->port);
+	p->accept_rc = rmig_recover(&p->dst, uri);
+	p->dst_rc = p->accept_rc ? p->accept_rc : rmig_complete(p->dst);
+	return NULL;
+}
+
+/*
+ * rmig_recover() and rmig_resume(): the handles become the new sessions.
+ * The source may come before the destination listens again: each refused
+ * try leaves a failed session that the next call resumes.
+ */
+static void test_resume_one_call(void **state)
+{
+	struct pair_cfg c = base();
+	struct timespec ts = { 0, 20000000 };
+	rmig_session *old_src;
+	unsigned long *later;
+	struct pair p;
+	char uri[128];
+	int rc = -1;
+
+	(void)state;
+	assert_int_equal(pair_open(&p, &c), 0);
+	later = round2_cut(&p);
+	/* the wrong role, or no session: -EINVAL, and the handle is left alone */
+	old_src = p.src;
+	assert_int_equal(rmig_recover(&p.src, "tcp://127.0.0.1:0"), -EINVAL);
+	assert_ptr_equal(p.src, old_src);
+	assert_int_equal(rmig_resume(NULL, "x"), -EINVAL);
+	pair_join(&p);
+	snprintf(uri, sizeof(uri), "%s:%d", c.addr ? c.addr : "127.0.0.1", p.port);
+	assert_int_equal(pthread_create(&p.th, NULL, recover_main, &p), 0);
+	p.th_started = true;
+	for (int i = 0; i < 250 && rc; i++) {
+		rc = rmig_resume(&p.src, uri);
+		if (rc)
+			nanosleep(&ts, NULL);
+	}
+	assert_int_equal(rc, 0);
+	assert_ptr_not_equal(p.src, old_src);
+	finish(&p, later, true);
+	free(later);
+	pair_close(&p);
+}
+
 struct accept_arg {
 	rmig_session *d;
 	int rc;  /* rmig_accept() */
@@ -569,6 +620,7 @@ int main(void)
 		cmocka_unit_test(test_resume_after_cut),
 		cmocka_unit_test(test_resume_without_missing_fails),
 		cmocka_unit_test(test_resume_twice),
+		cmocka_unit_test(test_resume_one_call),
 		cmocka_unit_test(test_stranger_refused),
 		cmocka_unit_test(test_wrong_key_refused),
 		cmocka_unit_test(test_refusals),
