@@ -17,6 +17,7 @@ TRANSPORT=${2:-tcp}
 ADDR=${3:-127.0.0.1}
 RM="$BUILD/tools/rdma-migrate"
 HOSTILE="$BUILD/tests/integration/hostile"
+PC_PEER="$BUILD/tests/integration/pc_peer" # postcopy between two processes
 TMO=3       # survivor's --timeout, seconds
 SLACK=6     # allowed beyond it (sanitizers, TCG)
 W=$(mktemp -d "${TMPDIR:-/tmp}/rmig-fault.XXXXXX")
@@ -305,6 +306,83 @@ link_resume() {
 	fi
 }
 
+# pc_resume NAME DOWN_SECS WINDOW DROPS [STRANGER]: postcopy between two
+# pc_peer processes (the destination's guest reads and checks every page as
+# it faults in); the link goes down DROPS times, 1 s after the guest starts
+# and again 1 s after each resume, for DOWN_SECS. With STRANGER, both ends
+# hold a key and, once the destination paused, a source with another key
+# knocks on it from the destination's side of the link (the link comes up
+# 1 s after it was refused). Within the window both end 0, the guest read
+# every page right and the memory is equal; past it both end 1 and no
+# thread is left waiting (the destination names the window).
+pc_resume() {
+	local name=$1 down=$2 window=$3 drops=$4 stranger=${5:-} key="" dpid spid rc rrc why="" t0
+	[ -n "$stranger" ] && key=k3y-of-the-migration
+	"${RECV_NS[@]}" "$PC_PEER" dest "$ADDR" 7300 48 "$window" "$key" 2>"$W/$name.rerr" &
+	dpid=$!
+	sleep 0.5
+	"${SEND_NS[@]}" "$PC_PEER" source "$ADDR" 7300 48 "$window" "$key" 2>"$W/$name.serr" &
+	spid=$!
+	for d in $(seq "$drops"); do
+		for _ in $(seq 100); do # the guest runs (first drop), or runs again (later ones)
+			[ "$(grep -cE "guest starts|resumed by" "$W/$name.rerr")" -ge "$d" ] && break
+			sleep 0.1
+		done
+		sleep 1
+		link_down
+		if [ -n "$stranger" ]; then
+			for _ in $(seq 100); do # the destination pauses once its 3 s wait runs out
+				grep -q "waiting for the source to resume" "$W/$name.rerr" && break
+				sleep 0.1
+			done
+			printf 'another key, not the one' >"$W/$name.key"
+			chmod 600 "$W/$name.key"
+			head -c 1M /dev/urandom >"$W/$name.small"
+			for _ in $(seq 20); do # (until the destination listens again)
+				"${RECV_NS[@]}" "$RM" send --to "$ADDR:7300" --ram "ram=$W/$name.small" \
+					--key-file "$W/$name.key" --timeout 3 >/dev/null 2>"$W/$name.xerr"
+				echo "stranger exit $?" >>"$W/$name.xerr"
+				grep -q "Connection refused" "$W/$name.xerr" || break
+				sleep 0.1
+			done
+			sleep 1
+		else
+			sleep "$down"
+		fi
+		link_up
+	done
+	t0=$(now)
+	wait_for "$spid" $((window + 40))
+	rc=$?
+	wait_for "$dpid" $((window + 40))
+	rrc=$?
+	if [ "$down" -lt "$window" ]; then
+		[ "$rc" = 0 ] || why="source exit $rc"
+		[ "$rrc" = 0 ] || why="${why:+$why, }destination exit $rrc"
+		grep -q "migrated after $drops resume(s); the guest read all 12288 pages right, and the memory is equal; $drops pause(s)" "$W/$name.rerr" ||
+			why="${why:+$why, }not $drops pause(s) and every page right"
+		if [ -n "$stranger" ]; then
+			grep -q "stranger exit 1" "$W/$name.xerr" || why="${why:+$why, }the stranger was not refused"
+			grep -q "key does not match" "$W/$name.xerr" || why="${why:+$why, }the stranger was not told its key is wrong"
+		fi
+		if grep -qE "LeakSanitizer|AddressSanitizer|runtime error" "$W/$name.serr" "$W/$name.rerr"; then
+			why="${why:+$why, }sanitizer report"
+		fi
+		local said
+		said=$(grep -oE "[0-9]+ pause\(s\), [0-9]+ ms paused, [0-9]+ page\(s\) asked for again" "$W/$name.rerr")
+		rows+=("| $name | both | $rc/$rrc | $(python3 -c "print(round($(now) - $t0, 1))") | postcopy resumed: every page right; $said |")
+		if [ -z "$why" ]; then ok "$name: postcopy resumed after $drops drop(s) of ${down}s: $said"; else
+			bad "$name: $why"
+			sed 's/^/    source: /' "$W/$name.serr" | tail -8
+			sed 's/^/    dest: /' "$W/$name.rerr" | tail -8
+			[ -f "$W/$name.xerr" ] && sed 's/^/    stranger: /' "$W/$name.xerr" | tail -4
+		fi
+	else
+		check "$name" source "$rc" "$W/$name.serr" 0 "could not resume"
+		check "$name" dest "$rrc" "$W/$name.rerr" 0 "no source resumed the migration within"
+	fi
+}
+
 cleanup_netns() {
 	ip netns del rmig-fa 2>/dev/null
 	ip netns del rmig-fb 2>/dev/null
@@ -330,6 +408,14 @@ if [ "$TRANSPORT" = tcp ]; then
 		link_up() { ip -n rmig-fb link set rmig-vb up; }
 		link_resume link-resume 4 30
 		link_resume resume-window 8 2
+		if [ -x "$PC_PEER" ]; then
+			pc_resume pc-link-resume 5 20 1
+			pc_resume pc-link-twice 5 20 2
+			pc_resume pc-stranger 6 20 1 stranger
+			pc_resume pc-window 9 2 1
+		else
+			bad "pc-link-resume: no $PC_PEER"
+		fi
 		RECV_EXTRA=("${TLS[@]}")
 		saved_send=("${SEND_ARGS[@]}")
 		SEND_ARGS+=("${TLS[@]}")
