@@ -317,6 +317,7 @@ link_resume() {
 # thread is left waiting (the destination names the window).
 pc_resume() {
 	local name=$1 down=$2 window=$3 drops=$4 stranger=${5:-} key="" dpid spid rc rrc why="" t0
+	local ups=() # when the link came up, each time
 	[ -n "$stranger" ] && key=k3y-of-the-migration
 	"${RECV_NS[@]}" "$PC_PEER" dest "$ADDR" 7300 48 "$window" "$key" 2>"$W/$name.rerr" &
 	dpid=$!
@@ -350,6 +351,7 @@ pc_resume() {
 			sleep "$down"
 		fi
 		link_up
+		ups+=("$(now)")
 	done
 	t0=$(now)
 	wait_for "$spid" $((window + 40))
@@ -368,8 +370,12 @@ pc_resume() {
 		if grep -qE "LeakSanitizer|AddressSanitizer|runtime error" "$W/$name.serr" "$W/$name.rerr"; then
 			why="${why:+$why, }sanitizer report"
 		fi
-		local said
+		local said back
 		said=$(grep -oE "[0-9]+ pause\(s\), [0-9]+ ms paused, [0-9]+ page\(s\) asked for again" "$W/$name.rerr")
+		# link up to resumed, each time (the destination's clock; the same machine)
+		back=$(grep -oE "resumed by the source at [0-9.]+" "$W/$name.rerr" | awk '{print $NF}' |
+			paste -sd' ' | python3 -c "import sys; b=sys.stdin.read().split(); u='${ups[*]}'.split(); print(', '.join('%.2f s' % (float(x) - float(y)) for x, y in zip(b, u)))")
+		said="$said; link up to resumed: $back"
 		rows+=("| $name | both | $rc/$rrc | $(python3 -c "print(round($(now) - $t0, 1))") | postcopy resumed: every page right; $said |")
 		if [ -z "$why" ]; then ok "$name: postcopy resumed after $drops drop(s) of ${down}s: $said"; else
 			bad "$name: $why"

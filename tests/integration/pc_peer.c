@@ -155,7 +155,13 @@ static int run_dest(struct rmig_opts *o, const char *uri, uint8_t *mem, uint64_t
 			break;
 		}
 		resumes++;
-		say("resumed by the source");
+		{
+			struct timespec now;
+
+			clock_gettime(CLOCK_REALTIME, &now); /* for the link-up-to-resumed figure */
+			fprintf(stderr, "pc_peer dest: resumed by the source at %lld.%09ld\n",
+				(long long)now.tv_sec, now.tv_nsec);
+		}
 		rc = rmig_complete(s);
 	}
 	if (guest_started)
