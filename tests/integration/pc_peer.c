@@ -19,6 +19,8 @@
  * 3 s: a link down longer than that breaks the migration. At the end the
  * destination checks the whole memory once more.
  *
+ * PC_PEER_RDMA=1 (source): the data channels over RDMA.
+ *
  * Exit 0: migrated, every page right (destination: the guest read no
  * wrong page, whole memory equal); 1: the migration failed, or a page was
  * wrong (said on stderr); 2: usage. Lines on stderr start "pc_peer ROLE:".
@@ -284,6 +286,8 @@ int main(int argc, char **argv)
 	o.timeout_ms = 3000; /* a link down longer than this breaks the migration */
 	o.flags = RMIG_F_POSTCOPY | RMIG_F_VERIFY;
 	o.recovery_timeout_ms = (unsigned int)strtoul(argv[5], NULL, 0) * 1000u;
+	if (getenv("PC_PEER_RDMA")) /* the data channels over RDMA (the soft-RoCE VM) */
+		o.transport = RMIG_TRANSPORT_RDMA;
 	if (argc > 6 && argv[6][0]) {
 		o.key = argv[6];
 		o.key_len = strlen(argv[6]);
