@@ -253,6 +253,36 @@ static void test_write_outside_remote_block(void **state)
 	free(t);
 }
 
+/*
+ * A staged write (postcopy: a SEND the destination places) needs no remote
+ * registration: a destination that resumes postcopy registers none. It is
+ * bounded by the local block all the same.
+ */
+static void test_staged_write_without_remote(void **state)
+{
+	struct rmig_rdma_tp *t = tp_new(RMIG_ROLE_SOURCE, 8 << 20);
+	struct rmig_rdma_chan *c = chan_new(t);
+	struct rmig_target tg = { .kind = RMIG_TGT_RAM, .offset = 4096, .staged = true };
+	struct iovec iov = { .iov_base = (void *)0x1000, .iov_len = 4096 };
+
+	(void)state;
+	t->remote[0].set = false;
+	assert_int_equal(rmig_rdma_write(&c->base, &tg, &iov, 1), 0);
+	assert_int_equal(m.posted, 1);
+	/* not staged: the remote block is needed */
+	tg.staged = false;
+	assert_int_equal(rmig_rdma_write(&c->base, &tg, &iov, 1), -ERANGE);
+	/* staged past the local block */
+	tg.staged = true;
+	tg.offset = (64 << 20) - 4096;
+	iov.iov_len = 8192;
+	assert_int_equal(rmig_rdma_write(&c->base, &tg, &iov, 1), -ERANGE);
+	assert_int_equal(m.posted, 1);
+	free(c->hdrs);
+	free(c);
+	free(t);
+}
+
 static void test_registration_errors(void **state)
 {
 	struct rmig_rdma_tp *t = tp_new(RMIG_ROLE_DEST, 8 << 20);
@@ -334,6 +364,7 @@ int main(void)
 		cmocka_unit_test_setup(test_signal_every_nth_and_budget, setup),
 		cmocka_unit_test_setup(test_no_completion_times_out, setup),
 		cmocka_unit_test_setup(test_write_outside_remote_block, setup),
+		cmocka_unit_test_setup(test_staged_write_without_remote, setup),
 		cmocka_unit_test_setup(test_registration_errors, setup),
 		cmocka_unit_test_setup(test_malformed_receive, setup),
 	};
