@@ -235,8 +235,11 @@ static void test_resume_one_call(void **state)
 		if (rc)
 			nanosleep(&ts, NULL);
 	}
+	/*
+	 * No pointer check on the new handle: each refused try frees the
+	 * session before it, so the allocator may hand back old_src's address.
+	 */
 	assert_int_equal(rc, 0);
-	assert_ptr_not_equal(p.src, old_src);
 	finish(&p, later, true);
 	free(later);
 	pair_close(&p);
