@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "rmig.h"
+#include "sized.h"
 
 const char *rmig_version(void)
 {
@@ -17,14 +18,10 @@ const char *rmig_version(void)
 int rmig_get_stats_sized(rmig_session *s, struct rmig_stats *st, size_t size)
 {
 	struct rmig_stats full;
-	size_t n;
 
 	if (!s || !st || size < offsetof(struct rmig_stats, handled))
 		return -EINVAL;
 	rmig_get_stats(s, &full);
-	n = size < sizeof(full) ? size : sizeof(full);
-	memcpy(st, &full, n);
-	if (size > n)
-		memset((char *)st + n, 0, size - n);
+	rmig_copy_sized(st, size, &full, sizeof(full));
 	return 0;
 }

@@ -28,8 +28,6 @@
 
 #include "wire.h"
 
-#define RMIG_KEY_MIN 16
-#define RMIG_KEY_MAX 4096
 #define RMIG_HELLO_HASH_LEN 32
 
 enum rmig_auth_role { RMIG_AUTH_SOURCE, RMIG_AUTH_DEST };

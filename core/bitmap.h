@@ -11,11 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RMIG_BITS_PER_LONG (sizeof(unsigned long) * CHAR_BIT)
+#include "rmig.h" /* RMIG_BITS_PER_LONG, RMIG_BITMAP_LONGS(): the API's bitmaps */
 
 static inline size_t rmig_bitmap_longs(uint64_t nbits)
 {
-	return (size_t)((nbits + RMIG_BITS_PER_LONG - 1) / RMIG_BITS_PER_LONG);
+	return (size_t)RMIG_BITMAP_LONGS(nbits);
 }
 
 static inline bool rmig_bit_test(const unsigned long *map, uint64_t bit)

@@ -20,13 +20,7 @@ struct rmig_logger {
 void rmig_logf(const struct rmig_logger *lg, enum rmig_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void rmig_log_stderr(void *arg, enum rmig_log_level level, const char *msg);
-/*
- * Copy @src to @dst (@cap bytes, always NUL-terminated) with every byte
- * below 0x20, 0x7f and every byte from 0x80 up written as \xNN: text from
- * a peer, made safe to show on a terminal. Returns the length written;
- * truncates on a whole character or escape.
- */
-size_t rmig_escape(char *dst, size_t cap, const char *src);
+/* rmig_escape(): public, in rmig.h */
 
 #define rmig_err(lg, ...) rmig_logf((lg), RMIG_LOG_ERROR, __VA_ARGS__)
 #define rmig_warn(lg, ...) rmig_logf((lg), RMIG_LOG_WARN, __VA_ARGS__)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sess.h"
+#include "sized.h"
 
 void rmig_sess_place_load(struct rmig_session *s)
 {
@@ -119,8 +120,6 @@ int rmig_get_placement(rmig_session *s, unsigned int chan, struct rmig_chan_plac
 	full.bound = __atomic_load_n(&c->loc.bound, __ATOMIC_ACQUIRE) ? 1 : 0;
 	full.rail = chan % (s->nrails ? s->nrails : 1);
 	snprintf(full.rail_addr, sizeof(full.rail_addr), "%s", s->rail[full.rail].name);
-	memcpy(p, &full, size < sizeof(full) ? size : sizeof(full));
-	if (size > sizeof(full))
-		memset((char *)p + sizeof(full), 0, size - sizeof(full));
+	rmig_copy_sized(p, size, &full, sizeof(full));
 	return 0;
 }

@@ -15,7 +15,6 @@
 
 #include "rmig.h"
 
-#define RMIG_HOST_MAX 256
 #define RMIG_PORT_MAX 16
 
 /*
@@ -76,7 +75,6 @@ int rmig_sock_write_full(int fd, const void *buf, size_t len);
 /* Writes every iovec completely; @iov is modified. */
 int rmig_sock_writev_full(int fd, struct iovec *iov, int iovcnt);
 
-/* Text for an errno returned by the helpers ("connection reset by peer"...). */
-const char *rmig_strerror(int neg_errno);
+/* rmig_strerror(): public, in rmig.h */
 
 #endif

@@ -31,6 +31,9 @@ extern "C" {
 #define RMIG_CHANNELS_MAX 64
 #define RMIG_BLOCKS_MAX 256
 #define RMIG_RAILS_MAX 8 /* destination addresses one migration spreads over */
+#define RMIG_KEY_MIN 16     /* rmig_opts.key: bytes, at least */
+#define RMIG_KEY_MAX 4096   /* and at most */
+#define RMIG_HOST_MAX 256   /* the host part of a URI, NUL included */
 
 typedef struct rmig_session rmig_session;
 
@@ -171,7 +174,8 @@ struct rmig_opts {
 	unsigned int max_rounds;       /* live rounds before giving up or forcing; default 30,
 					* 0 = no limit */
 	/*
-	 * Both sides: a shared secret of 16..4096 bytes (copied at create), or
+	 * Both sides: a shared secret of RMIG_KEY_MIN..RMIG_KEY_MAX bytes
+	 * (16..4096, copied at create), or
 	 * NULL/0 for none. With a key, each side proves it holds the key
 	 * before the destination opens a data channel or sends a registration
 	 * key; a side without the key, or with another, is refused (-EACCES).
@@ -294,7 +298,15 @@ RMIG_API int rmig_accept(rmig_session *s);
 RMIG_API int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages,
 			     size_t npages);
 
-/* Source: send every page whose bit is set; bit i is page i of the block. */
+/*
+ * Page bitmaps, here and below: bit i is page i of the block, bit i of a
+ * map is bit (i % RMIG_BITS_PER_LONG) of unsigned long
+ * (i / RMIG_BITS_PER_LONG); a block of N pages takes RMIG_BITMAP_LONGS(N).
+ */
+#define RMIG_BITS_PER_LONG (sizeof(unsigned long) * 8)
+#define RMIG_BITMAP_LONGS(npages) (((npages) + RMIG_BITS_PER_LONG - 1) / RMIG_BITS_PER_LONG)
+
+/* Source: send every page whose bit is set. */
 RMIG_API int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bitmap);
 
 /* Source: send a byte range; @offset and @len are page aligned. */
@@ -535,6 +547,50 @@ RMIG_API int rmig_postcopy_has(rmig_session *s, const char *block, uint64_t offs
 
 /* "tcp", "rdma" or "auto". */
 RMIG_API const char *rmig_transport_name(enum rmig_transport_kind k);
+
+/*
+ * Whether this build of the library holds transport @k: 1 or 0. TCP and
+ * file always; RDMA only when it was built with libibverbs and librdmacm.
+ * No device is probed: rmig_connect() over RDMA may still fail for want of
+ * one.
+ */
+RMIG_API int rmig_transport_built(enum rmig_transport_kind k);
+
+/*
+ * Text for a negative errno that an rmig call returned: strerror(), with
+ * the cases the library gives its own meaning ("timed out", "connection
+ * closed by peer", "malformed message"...). A static string.
+ */
+RMIG_API const char *rmig_strerror(int neg_errno);
+
+/*
+ * Copy @src into @dst (@cap bytes, always NUL-terminated) with every byte
+ * below 0x20, 0x7f and every byte from 0x80 up written as \xNN: text that
+ * came from a peer (rmig_last_error() may hold some), made safe to show on
+ * a terminal. Returns the length written; truncates on a whole character or
+ * escape.
+ */
+RMIG_API size_t rmig_escape(char *dst, size_t cap, const char *src);
+
+/*
+ * The machine as channel placement sees it (hwloc): its NUMA nodes and CPUs.
+ * Returns 0, or -errno with the reason in @why (@whylen bytes) where no
+ * topology could be loaded (placement is then off).
+ */
+struct rmig_topology {
+	unsigned int numa_nodes;
+	unsigned int cpus;
+};
+RMIG_API int rmig_get_topology(struct rmig_topology *t, size_t size, char *why, size_t whylen);
+
+/*
+ * Where device @device (an RDMA device such as "mlx5_0" or "rxe0") sits:
+ * fills @p's device, numa_node (-1: no locality) and cpus, as a channel
+ * through it would be placed; bound 0, rail 0, rail_addr "". @size is
+ * sizeof(*p). Returns 0, -EINVAL, -ENOMEM, or -errno where no topology
+ * could be loaded.
+ */
+RMIG_API int rmig_device_place(const char *device, struct rmig_chan_place *p, size_t size);
 
 /*
  * Version. The macros are the version of this header (meson's project

@@ -2,7 +2,9 @@
 /*
  * test_api_stats.c - rmig_get_stats_sized(): a caller's smaller struct gets
  * the prefix and nothing past it, a larger one a zeroed tail, bad arguments
- * leave the buffer alone; rmig_version() against the header's macros.
+ * leave the buffer alone; rmig_version() against the header's macros; and
+ * the calls a tool needs without a session: rmig_transport_built(),
+ * rmig_strerror(), rmig_escape().
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -138,6 +140,30 @@ static void test_version(void **state)
 	assert_string_equal(rmig_version(), RMIG_VERSION_STRING);
 }
 
+static void test_sessionless(void **state)
+{
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(rmig_transport_built(RMIG_TRANSPORT_TCP), 1);
+	assert_int_equal(rmig_transport_built(RMIG_TRANSPORT_FILE), 1);
+	assert_true(rmig_transport_built(RMIG_TRANSPORT_RDMA) == 0 ||
+		    rmig_transport_built(RMIG_TRANSPORT_RDMA) == 1);
+	assert_int_equal(rmig_transport_built((enum rmig_transport_kind)77), 0);
+	assert_string_equal(rmig_strerror(-ETIMEDOUT), "timed out");
+	assert_string_equal(rmig_strerror(-ECONNRESET), "connection closed by peer");
+	assert_string_equal(rmig_strerror(-ENOENT), strerror(ENOENT));
+	/* a terminal escape from a peer is shown, not obeyed */
+	assert_int_equal(rmig_escape(buf, sizeof(buf), "ok\x1b[2J\x7f\xc3"), 17);
+	assert_string_equal(buf, "ok\\x1b[2J\\x7f\\xc3");
+	/* cut on a whole escape, always terminated */
+	assert_int_equal(rmig_escape(buf, 5, "a\x1b"), 1);
+	assert_string_equal(buf, "a");
+	assert_true(RMIG_KEY_MIN == 16 && RMIG_KEY_MAX == 4096);
+	assert_int_equal(RMIG_BITMAP_LONGS(RMIG_BITS_PER_LONG + 1), 2);
+	assert_int_equal(RMIG_BITMAP_LONGS(0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -145,6 +171,7 @@ int main(void)
 		cmocka_unit_test(test_larger_size_zero_tail),
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_version),
+		cmocka_unit_test(test_sessionless),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

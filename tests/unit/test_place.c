@@ -3,7 +3,9 @@
  * test_place.c - placement (core/place.c) on hwloc XML topologies: two NUMA
  * nodes with a NIC each and a NIC with no locality (topo/2node-3nic.xml):
  * which node and CPUs each device gets, what binds, when a block is remote
- * from every device; an unreadable topology; and this machine's.
+ * from every device; an unreadable topology; and this machine's. Also the
+ * public view of it, rmig_get_topology() and rmig_device_place(), with the
+ * topology named by RMIG_TOPOLOGY.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,6 +20,7 @@
 #include <cmocka.h>
 
 #include "place.h"
+#include "rmig.h"
 
 static char xml[4096];
 
@@ -157,6 +160,59 @@ static void test_this_machine(void **state)
 	rmig_place_free(pl);
 }
 
+static void expect_dev(const char *dev, int node, const char *cpus)
+{
+	struct rmig_chan_place p;
+
+	memset(&p, 0x55, sizeof(p));
+	assert_int_equal(rmig_device_place(dev, &p, sizeof(p)), 0);
+	assert_string_equal(p.device, dev);
+	assert_int_equal(p.numa_node, node);
+	assert_string_equal(p.cpus, cpus);
+	assert_int_equal(p.bound, 0);
+	assert_int_equal(p.rail, 0);
+	assert_string_equal(p.rail_addr, "");
+}
+
+/* The API's view: what `rdma-migrate info` prints, from RMIG_TOPOLOGY. */
+static void test_public_view(void **state)
+{
+	struct rmig_topology t;
+	struct rmig_chan_place p;
+	char why[256];
+	size_t head = offsetof(struct rmig_chan_place, numa_node);
+
+	(void)state;
+	assert_int_equal(setenv("RMIG_TOPOLOGY", xml, 1), 0);
+	assert_int_equal(rmig_get_topology(&t, sizeof(t), why, sizeof(why)), 0);
+	assert_int_equal(t.numa_nodes, 2);
+	assert_int_equal(t.cpus, 4);
+	assert_string_equal(why, "");
+	expect_dev("mlx5_0", 0, "0-1");
+	expect_dev("mlx5_1", 1, "2-3");
+	expect_dev("mlx5_2", -1, "0-3");
+	expect_dev("mlx5_9", -1, "0-3");
+	/* an older caller's smaller struct: the leading field only */
+	memset(&p, 0x55, sizeof(p));
+	assert_int_equal(rmig_device_place("mlx5_1", &p, head), 0);
+	assert_string_equal(p.device, "mlx5_1");
+	assert_int_equal(p.numa_node, 0x55555555);
+	assert_int_equal(rmig_device_place("", &p, sizeof(p)), -EINVAL);
+	assert_int_equal(rmig_device_place(NULL, &p, sizeof(p)), -EINVAL);
+	assert_int_equal(rmig_device_place("mlx5_0", NULL, sizeof(p)), -EINVAL);
+	assert_int_equal(rmig_get_topology(NULL, sizeof(t), why, sizeof(why)), -EINVAL);
+	/* a topology that cannot be loaded: an error, and why */
+	assert_int_equal(setenv("RMIG_TOPOLOGY", "/nonexistent/topo.xml", 1), 0);
+	assert_true(rmig_get_topology(&t, sizeof(t), why, sizeof(why)) < 0);
+	assert_non_null(strstr(why, "/nonexistent/topo.xml"));
+	assert_int_equal(t.numa_nodes, 0);
+	assert_true(rmig_device_place("mlx5_0", &p, sizeof(p)) < 0);
+	assert_int_equal(unsetenv("RMIG_TOPOLOGY"), 0);
+	/* this machine's */
+	assert_int_equal(rmig_get_topology(&t, sizeof(t), why, sizeof(why)), 0);
+	assert_true(t.numa_nodes >= 1 && t.cpus >= 1);
+}
+
 int main(void)
 {
 	const char *dir = getenv("RMIG_TOPO_DIR");
@@ -165,6 +221,7 @@ int main(void)
 		cmocka_unit_test(test_block_far_from_devices),
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_this_machine),
+		cmocka_unit_test(test_public_view),
 	};
 
 	snprintf(xml, sizeof(xml), "%s/2node-3nic.xml", dir ? dir : "tests/unit/topo");
