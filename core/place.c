@@ -58,9 +58,13 @@ static int load(struct rmig_place **pp, const char *xml, bool mine, char *err, s
 		hwloc_topology_set_flags(pl->topo, HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM);
 	if (hwloc_topology_load(pl->topo)) {
 		rc = errno ? -errno : -EIO;
-		snprintf(err, errlen, "hwloc cannot read the topology %s%s: %s",
-			 xml ? "in " : "of this machine", xml ? xml : "",
-			 strerror(-rc));
+		/* a file hwloc may refuse here rather than at set_xml: the same words */
+		if (xml)
+			snprintf(err, errlen, "cannot read the topology in %s%s: %s", xml,
+				 mine ? " (RMIG_TOPOLOGY)" : "", strerror(-rc));
+		else
+			snprintf(err, errlen, "hwloc cannot read the topology of this machine: %s",
+				 strerror(-rc));
 		goto fail;
 	}
 	pl->this_system = hwloc_topology_is_thissystem(pl->topo);
