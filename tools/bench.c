@@ -9,7 +9,10 @@
  * medians. Every rmig run is checked byte for byte. Figures only: nothing
  * here passes or fails on speed.
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <pthread.h>
@@ -17,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/sock.h"
 #include "tool.h"
 
 #define EXIT_FAILED 1
@@ -128,11 +131,30 @@ struct raw_conn {
 	int rc;
 };
 
+/*
+ * The raw stream: plain blocking sockets, as a program that only copies
+ * bytes would use them, with the same 4 MiB buffers rmig's TCP channels ask for.
+ */
+static int raw_io(int fd, uint8_t *p, uint64_t len, bool tx)
+{
+	while (len) {
+		ssize_t n = tx ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, MSG_WAITALL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n ? -errno : -ECONNRESET;
+		p += n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
 static void *raw_send(void *arg)
 {
 	struct raw_conn *r = arg;
 
-	r->rc = rmig_sock_write_full(r->fd, r->p, r->len);
+	r->rc = raw_io(r->fd, r->p, r->len, true);
 	return NULL;
 }
 
@@ -140,8 +162,68 @@ static void *raw_recv(void *arg)
 {
 	struct raw_conn *r = arg;
 
-	r->rc = rmig_sock_read_full(r->fd, r->p, r->len);
+	r->rc = raw_io(r->fd, r->p, r->len, false);
 	return NULL;
+}
+
+static void raw_tune(int fd)
+{
+	int sz = 4 << 20;
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+}
+
+/* A listener on @host, port chosen by the kernel, and its address to connect to. */
+static int raw_listen(const char *host, int *lfd_p, struct sockaddr_storage *sa, socklen_t *sl)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
+	int fd, rc = getaddrinfo(host, "0", &hints, &ai);
+
+	if (rc)
+		return -EHOSTUNREACH;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return rc;
+	}
+	freeaddrinfo(ai);
+	*sl = sizeof(*sa);
+	getsockname(fd, (struct sockaddr *)sa, sl);
+	*lfd_p = fd;
+	return 0;
+}
+
+/* One connection of the pair: connect to the listener, and accept it within @timeout_ms. */
+static int raw_pair(int lfd, const struct sockaddr_storage *sa, socklen_t sl,
+		    unsigned int timeout_ms, int *tx_p, int *rx_p)
+{
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	int tx = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), rx = -1, rc;
+
+	if (tx < 0)
+		return -errno;
+	if (connect(tx, (const struct sockaddr *)sa, sl)) {
+		rc = -errno;
+		close(tx);
+		return rc;
+	}
+	rc = poll(&pfd, 1, (int)timeout_ms);
+	if (rc > 0)
+		rx = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (rx < 0) {
+		rc = rc > 0 ? -errno : rc ? -errno : -ETIMEDOUT;
+		close(tx);
+		return rc;
+	}
+	raw_tune(tx);
+	raw_tune(rx);
+	*tx_p = tx;
+	*rx_p = rx;
+	return 0;
 }
 
 /* The same bytes over @nch plain connections, each carrying a slice. */
@@ -150,33 +232,35 @@ static int run_raw(const struct cli *c, unsigned int nch, uint8_t *src, uint8_t 
 {
 	struct raw_conn tx[64], rx[64];
 	pthread_t tt[64], rt[64];
-	char port[16];
-	int lfd, rc = 0;
+	struct sockaddr_storage sa;
+	socklen_t sl;
+	unsigned int open = 0;
+	int lfd = -1, rc = 0;
 	uint64_t slice = size / nch / 4096 * 4096;
 	double t0;
 
-	rc = rmig_sock_listen(c->addr, "0", &lfd);
+	rc = raw_listen(c->addr, &lfd, &sa, &sl);
 	if (rc)
 		return rc;
-	snprintf(port, sizeof(port), "%d", rmig_sock_local_port(lfd));
 	t0 = now_s();
-	for (unsigned int i = 0; i < nch && !rc; i++) {
-		uint64_t off = i * slice, len = i + 1 == nch ? size - off : slice;
+	for (; open < nch && !rc; open++) {
+		uint64_t off = open * slice, len = open + 1 == nch ? size - off : slice;
 
-		rc = rmig_sock_connect(c->addr, port, c->timeout_s * 1000u, &tx[i].fd);
-		if (!rc)
-			rc = rmig_sock_accept(lfd, c->timeout_s * 1000u, &rx[i].fd);
+		rc = raw_pair(lfd, &sa, sl, c->timeout_s * 1000u, &tx[open].fd, &rx[open].fd);
 		if (rc)
 			break;
-		rmig_sock_tune(tx[i].fd, 0, 4 << 20);
-		rmig_sock_tune(rx[i].fd, 0, 4 << 20);
-		tx[i].p = src + off;
-		rx[i].p = dst + off;
-		tx[i].len = rx[i].len = len;
+		tx[open].p = src + off;
+		rx[open].p = dst + off;
+		tx[open].len = rx[open].len = len;
 	}
 	close(lfd);
-	if (rc)
+	if (rc) {
+		for (unsigned int i = 0; i < open; i++) {
+			close(tx[i].fd);
+			close(rx[i].fd);
+		}
 		return rc;
+	}
 	for (unsigned int i = 0; i < nch; i++) {
 		pthread_create(&rt[i], NULL, raw_recv, &rx[i]);
 		pthread_create(&tt[i], NULL, raw_send, &tx[i]);

@@ -20,7 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/bitmap.h"
 #include "bench_live.h"
 #include "tool.h"
 
@@ -613,7 +612,7 @@ int tool_bench_live(const struct cli *c)
 		g->span = 1;
 	g->nwriters = c->writers;
 	g->pps = (double)c->dirty_rate / PAGE / c->writers;
-	g->nlongs = rmig_bitmap_longs(g->npages);
+	g->nlongs = RMIG_BITMAP_LONGS(g->npages);
 	g->log = calloc(g->nlongs, sizeof(*g->log));
 	g->mem = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (c->to && !strncmp(c->to, "file:", 5))

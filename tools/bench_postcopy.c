@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "../core/bitmap.h"
 #include "bench_live.h"
 #include "tool.h"
 

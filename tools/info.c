@@ -18,7 +18,6 @@
 #include <infiniband/verbs.h>
 #endif
 
-#include "place.h"
 #include "tool.h"
 
 static void hugepages(FILE *o, bool json)
@@ -55,7 +54,7 @@ static const char *port_state(enum ibv_port_state s)
 	return ibv_port_state_str(s);
 }
 
-static void list_devices(FILE *o, bool json, struct verdict *v, const struct rmig_place *pl)
+static void list_devices(FILE *o, bool json, struct verdict *v, bool topo)
 {
 	int n = 0;
 	struct ibv_device **list = ibv_get_device_list(&n);
@@ -66,23 +65,22 @@ static void list_devices(FILE *o, bool json, struct verdict *v, const struct rmi
 		struct ibv_context *ctx = ibv_open_device(list[i]);
 		struct ibv_device_attr da;
 		const char *name = ibv_get_device_name(list[i]);
-		struct rmig_loc loc = { .node = -1 };
+		struct rmig_chan_place loc = { .numa_node = -1 };
 
 		/* device -> NUMA node -> the CPUs near it, as placement sees them */
-		if (pl)
-			rmig_place_locate(pl, RMIG_DEV_IB, name, &loc);
+		if (topo && rmig_device_place(name, &loc, sizeof(loc)))
+			loc.numa_node = -1;
 		v->devices++;
 		if (json) {
 			fprintf(o, "%s{\"name\":", i ? "," : "");
 			tool_json_str(o, name);
-			fprintf(o, ",\"numa_node\":%d,\"cpus\":", loc.node);
+			fprintf(o, ",\"numa_node\":%d,\"cpus\":", loc.numa_node);
 			tool_json_str(o, loc.cpus);
 			fprintf(o, ",\"ports\":[");
 		} else {
-			fprintf(o, "device %s: numa node %d, cpus %s\n", name, loc.node,
+			fprintf(o, "device %s: numa node %d, cpus %s\n", name, loc.numa_node,
 				loc.cpus[0] ? loc.cpus : "unknown (no topology)");
 		}
-		rmig_loc_fini(&loc);
 		if (!ctx || ibv_query_device(ctx, &da)) {
 			if (json)
 				fprintf(o, "]}");
@@ -156,23 +154,21 @@ int tool_info(const struct cli *c)
 	/* CAP_IPC_LOCK (root) lifts the limit for registration. */
 	v.memlock_ok = root || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (1ull << 30);
 	if (json)
-		fprintf(o, "{\"rdma_backend_built\":%s,", rmig_rdma_built() ? "true" : "false");
+		fprintf(o, "{\"rdma_backend_built\":%s,", tool_rdma_built() ? "true" : "false");
 	else
-		fprintf(o, "rdma backend: %s\n", rmig_rdma_built() ? "built" :
+		fprintf(o, "rdma backend: %s\n", tool_rdma_built() ? "built" :
 					"not built (libibverbs/librdmacm missing at build time)");
 	char why[256] = "";
-	struct rmig_place *pl = NULL;
+	struct rmig_topology topo;
+	bool pl = !rmig_get_topology(&topo, sizeof(topo), why, sizeof(why));
 
-	if (rmig_place_load_machine(&pl, why, sizeof(why)))
-		pl = NULL;
 #ifdef RMIG_HAVE_RDMA
 	list_devices(o, json, &v, pl);
 #endif
 	/* placement: what channel threads and buffers are bound by */
 	if (json) {
 		fprintf(o, "\"placement\":{\"topology\":%s,\"numa_nodes\":%u,\"cpus\":%u",
-			pl ? "true" : "false", pl ? rmig_place_nodes(pl) : 0,
-			pl ? rmig_place_cpus(pl) : 0);
+			pl ? "true" : "false", pl ? topo.numa_nodes : 0, pl ? topo.cpus : 0);
 		if (!pl) {
 			fprintf(o, ",\"why\":");
 			tool_json_str(o, why);
@@ -181,11 +177,10 @@ int tool_info(const struct cli *c)
 	} else if (pl) {
 		fprintf(o, "placement: hwloc topology, %u NUMA node%s, %u cpus; each channel thread "
 			   "is bound near its device unless --no-bind\n",
-			rmig_place_nodes(pl), rmig_place_nodes(pl) == 1 ? "" : "s", rmig_place_cpus(pl));
+			topo.numa_nodes, topo.numa_nodes == 1 ? "" : "s", topo.cpus);
 	} else {
 		fprintf(o, "placement: off (%s)\n", why);
 	}
-	rmig_place_free(pl);
 	if (!json) {
 		fprintf(o, "kernel rdma support: %s\n", kernel ? "yes (/sys/class/infiniband)" :
 							       "no (/sys/class/infiniband missing)");
@@ -210,7 +205,7 @@ int tool_info(const struct cli *c)
 				sd ? "works" : "unavailable", sdw);
 	}
 
-	if (!rmig_rdma_built())
+	if (!tool_rdma_built())
 		snprintf(v.why, sizeof(v.why),
 			 "rmig was built without rdma: install libibverbs-dev and librdmacm-dev, "
 			 "then rebuild");

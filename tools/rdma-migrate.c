@@ -13,11 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth.h"
 #include "cli.h"
-#include "log.h"
 #include "rmig.h"
-#include "sock.h"
 #include "tool.h"
 
 #define EXIT_FAILED 1

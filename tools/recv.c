@@ -14,9 +14,7 @@
 #include "cli.h"
 #include "image.h"
 #include "rmig.h"
-#include "sock.h"
 #include "tool.h"
-#include "wire.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -334,7 +332,7 @@ static int recv_keep(struct recv_ctx *r, rmig_session **s_p, const struct rmig_o
 	const struct cli *c = r->c;
 	struct keep_watch w = { .secs = c->recovery_s };
 	struct progress prog = { 0 };
-	char why[4 * RMIG_ERRMSG_MAX];
+	char why[TOOL_WHY_MAX];
 	pthread_t th;
 	bool watching = false;
 	char *colon;
@@ -535,7 +533,7 @@ int cmd_recv(const struct cli *c)
 	if (c->json)
 		tool_print_json(stdout, "destination", s, err, false);
 	if (err) {
-		char why[4 * RMIG_ERRMSG_MAX];
+		char why[TOOL_WHY_MAX];
 
 		/* the library's message may quote the source's names */
 		fprintf(stderr, "rdma-migrate %s: %s failed: %s\n", r.name,

@@ -13,7 +13,6 @@
 #include "image.h"
 #include "rmig.h"
 #include "tool.h"
-#include "wire.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -267,7 +266,7 @@ static int send_resume(rmig_session **s_p, const struct send_run *r, const struc
 		       int err, const char *what)
 {
 	const struct cli *c = r->c;
-	char why[4 * RMIG_ERRMSG_MAX];
+	char why[TOOL_WHY_MAX];
 
 	if (!c->quiet)
 		fprintf(stderr, "rdma-migrate send: %s: %s; trying again within %u s\n", what,
@@ -385,7 +384,7 @@ out_err:
 		for (unsigned int i = 0; i < nim; i++)
 			image_check(&im[i], "during the send");
 	if (err) {
-		char why[4 * RMIG_ERRMSG_MAX];
+		char why[TOOL_WHY_MAX];
 
 		fprintf(stderr, "rdma-migrate %s: %s failed%s: %s\n", cmd, file ? "save" : "migration",
 			resumes ? " after resuming" : "",

@@ -10,11 +10,13 @@
 
 #include "cli.h"
 #include "rmig.h"
-#include "transport.h"
 
-static inline bool rmig_rdma_built(void)
+/* A buffer for an error text made safe to print (rmig_escape() at most quadruples) */
+#define TOOL_WHY_MAX 1024
+
+static inline bool tool_rdma_built(void)
 {
-	return rmig_rdma_transport() != NULL;
+	return rmig_transport_built(RMIG_TRANSPORT_RDMA);
 }
 
 void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role);
