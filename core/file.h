@@ -93,6 +93,42 @@ struct rmig_file_blob {
 	uint64_t data_off; /* in the file */
 };
 
+/* Little-endian fields, and offsets rounded up to @a. */
+static inline void rmig_put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void rmig_put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t rmig_get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static inline uint64_t rmig_get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static inline uint64_t rmig_align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
 /* Bytes of one bitmap of @npages bits. */
 uint64_t rmig_file_bitmap_bytes(uint64_t npages);
 uint64_t rmig_file_trailer_len(uint32_t nblocks, uint32_t nblobs);
@@ -128,6 +164,14 @@ int rmig_file_bitmaps_check(const struct rmig_file_block *b, const uint8_t *bm, 
  */
 int rmig_file_state_decode(const uint8_t *buf, uint64_t len, uint64_t off, uint32_t nblobs,
 			   struct rmig_file_blob *out, char *why, size_t why_len);
+/*
+ * One record of it, the @idx-th, at file offset @off with @avail bytes of
+ * the region left: fills @b and its whole length (*@rec_len_p). 0 or -EBADMSG.
+ */
+int rmig_file_blob_decode(const uint8_t *rec, uint64_t avail, uint64_t off, unsigned int idx,
+			  struct rmig_file_blob *b, uint64_t *rec_len_p, char *why, size_t why_len);
+/* -EBADMSG where record @n repeats the name and instance of one before it; else 0. */
+int rmig_file_blob_dup(const struct rmig_file_blob *b, unsigned int n, char *why, size_t why_len);
 void rmig_file_trailer_encode(uint32_t nblocks, uint32_t nblobs, uint32_t flags,
 			      const uint8_t (*digests)[RMIG_DIGEST_LEN], uint8_t *buf);
 /*
