@@ -19,6 +19,7 @@
 #endif
 
 #include "tool.h"
+#include "vmtrack.h"
 
 static void hugepages(FILE *o, bool json)
 {
@@ -192,7 +193,7 @@ int tool_info(const struct cli *c)
 	hugepages(o, json);
 	{
 		char sdw[160];
-		bool sd = tool_soft_dirty_works(sdw, sizeof(sdw));
+		bool sd = vmtrack_soft_dirty_works(sdw, sizeof(sdw));
 
 		/* vm-send tracks by a shadow copy either way (exact); soft-dirty is probed */
 		if (json)

@@ -39,8 +39,6 @@ int tool_info(const struct cli *c);
 /* vm.c: a QEMU VM's RAM and device state, through its QMP socket */
 int tool_vm_send(const struct cli *c);
 int tool_vm_recv(const struct cli *c);
-/* vm.c: whether soft-dirty page tracking works in this kernel (for info), with why */
-bool tool_soft_dirty_works(char *why, size_t len);
 /* RMIG_FAULT=POINT:ACTION names this point and action (fault injection for the tests). */
 bool tool_fault_armed(const char *point, const char *action);
 /* RMIG_FAULT=POINT:kill|stop: die (SIGKILL) or stall (SIGSTOP) here, at POINT. */
