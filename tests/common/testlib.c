@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -249,4 +250,12 @@ int test_recv_ctl(int fd, struct rmig_ctl_hdr *h, uint8_t *buf)
 	if (rmig_sock_read_full(fd, hdr, sizeof(hdr)) || rmig_ctl_hdr_decode(hdr, h))
 		return -1;
 	return rmig_sock_read_full(fd, buf, h->len);
+}
+
+double test_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

@@ -15,6 +15,9 @@
 #include "transport.h"
 #include "wire.h"
 
+/* CLOCK_MONOTONIC, in seconds */
+double test_now_s(void);
+
 void *guarded_alloc(uint64_t len);
 void guarded_free(void *p, uint64_t len);
 void fill_random(uint8_t *p, uint64_t len, uint64_t seed);

@@ -37,14 +37,6 @@ static struct pair_cfg base(unsigned int ch, uint64_t len)
 	return c;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* A guest vCPU: writes pages, then logs them dirty (the order a VMM's dirty log gives). */
 struct writer {
 	uint8_t *mem;
@@ -232,10 +224,10 @@ static void test_bandwidth_limit(void **state)
 	c.max_bandwidth = 16 << 20; /* 8 MiB at 16 MiB/s: at least 0.5 s */
 	assert_int_equal(pair_open(&p, &c), 0);
 	fill_random(p.smem, c.len, 5);
-	t0 = now_s();
+	t0 = test_now_s();
 	assert_int_equal(rmig_send_range(p.src, "ram", 0, c.len), 0);
 	assert_int_equal(rmig_sync(p.src), 0);
-	el = now_s() - t0;
+	el = test_now_s() - t0;
 	printf("# 8 MiB under a 16 MiB/s limit: %.3f s\n", el);
 	/* A lower bound only: the limit makes it slow; nothing here asserts speed. */
 	assert_true(el >= 0.49);
