@@ -5,6 +5,10 @@
  * each channel thread posts its job through the transport, finding zero pages
  * on the way. Destination: one thread per channel drives the backend's
  * progress(), which places data through the session's upcalls.
+ *
+ * The engine names no feature: what a feature adds to a channel (claiming
+ * pages as they go, staging, pacing, a record of what was posted) comes
+ * through the session's channel hooks (sess.h).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,7 +28,31 @@ static void job_reset(struct rmig_job *j)
 	j->n = 0;
 	j->bytes = 0;
 	j->data = NULL;
-	j->pc_req = false;
+	j->urgent = false;
+}
+
+/* Each registered hook @h of the session that is set. */
+#define for_each_hook(s, h, field)                                                                \
+	for (unsigned int h##_i = 0; h##_i < (s)->nhooks; h##_i++)                                 \
+		for (const struct rmig_chan_hooks *h = (s)->hooks[h##_i]; h && h->field; h = NULL)
+
+static int pace(struct rmig_session *s, uint64_t len)
+{
+	int rc = 0;
+
+	for_each_hook(s, h, pace)
+		if (!rc)
+			rc = h->pace(s, len);
+	return rc;
+}
+
+/* The hooks that claim block @bidx's pages as they go, or NULL. */
+static const struct rmig_chan_hooks *claimer(struct rmig_session *s, uint32_t bidx)
+{
+	for_each_hook(s, h, claims)
+		if (h->claims(s, bidx))
+			return h;
+	return NULL;
 }
 
 /*
@@ -61,16 +89,16 @@ static int zero_run(struct rmig_chan *c, const struct rmig_block *b, struct rmig
  * zeroed destination never got).
  */
 static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint32_t bidx,
-			   const struct rmig_extent *e, bool urgent)
+			   const struct rmig_extent *e, bool urgent, bool staged)
 {
 	struct rmig_session *s = c->s;
 	const struct rmig_transport_ops *ops = s->tp_ops;
 	/*
 	 * Zero scan in pages, or in extent_max units when pages are larger;
-	 * in postcopy always whole pages: the destination places pages whole.
+	 * staged (claimed) always whole pages: the destination places pages whole.
 	 */
-	uint64_t ps = b->page_size < s->opts.extent_max || rmig_pc_src_active(s, bidx) ?
-			      b->page_size : s->opts.extent_max;
+	uint64_t ps = b->page_size < s->opts.extent_max || staged ? b->page_size :
+								       s->opts.extent_max;
 	uint64_t off = e->offset, end = e->offset + e->len;
 	uint64_t pages = 0, zeros = 0;
 	int rc = 0;
@@ -81,7 +109,7 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 		struct rmig_target t = { .kind = RMIG_TGT_RAM,
 					 .id = bidx,
 					 .offset = off,
-					 .staged = rmig_pc_src_active(s, bidx) };
+					 .staged = staged };
 
 		while (run < end && rmig_is_zero(b->host + run, ps) == zero)
 			run += ps;
@@ -93,7 +121,7 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 			struct iovec iov = { .iov_base = b->host + off, .iov_len = run - off };
 
 			/* a guest thread waits on a requested page: never held back */
-			rc = urgent ? 0 : rmig_throttle(s, run - off);
+			rc = urgent ? 0 : pace(s, run - off);
 			if (!rc)
 				rc = ops->write(c->tch, &t, &iov, 1);
 			if (!rc) {
@@ -107,7 +135,8 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 		if (b->sent) /* pages sent (data or marker) */
 			rmig_bitmap_set_range_atomic(b->sent, off / b->page_size,
 						     (run - off) / b->page_size);
-		rmig_resume_posted(b, off / b->page_size, (run - off) / b->page_size);
+		for_each_hook(s, h, posted)
+			h->posted(b, off / b->page_size, (run - off) / b->page_size);
 		atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
 		off = run;
 	}
@@ -118,34 +147,35 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 }
 
 /*
- * Postcopy: claim each page right before it goes out, so that a page the
- * destination asks for is never stuck behind a queued job: only the runs
- * this channel claims are posted; pages another path claimed, or the
- * destination has, are skipped.
+ * A claimed block: each page is claimed right before it goes out, so that a
+ * page the destination asks for is never stuck behind a queued job: only
+ * the runs this channel claims are posted; pages another path claimed, or
+ * the destination has, are skipped.
  */
-static int post_ram_extent_pc(struct rmig_chan *c, const struct rmig_job *j,
-			      const struct rmig_extent *e)
+static int post_ram_extent_claimed(struct rmig_chan *c, const struct rmig_chan_hooks *h,
+				   const struct rmig_job *j, const struct rmig_extent *e)
 {
 	const struct rmig_block *b = &c->s->blocks[j->id];
 	uint64_t ps = b->page_size, off = e->offset, end = e->offset + e->len, n = 0;
 	int rc = 0;
 
-	rmig_pc_thread_background(c->s, c->idx);
-
+	if (h->claim_begin)
+		h->claim_begin(c);
 	while (off < end && !rc) {
 		uint64_t run = off;
 
-		while (run < end && rmig_pc_claim(c->s, j->id, run / ps, j->pc_req))
+		while (run < end && h->claim(c->s, j->id, run / ps, j->urgent))
 			run += ps;
 		if (run > off) {
 			struct rmig_extent sub = { .offset = off, .len = run - off };
 
 			n += (run - off) / ps;
-			rc = post_ram_extent(c, b, j->id, &sub, j->pc_req);
+			rc = post_ram_extent(c, b, j->id, &sub, j->urgent, true);
 		}
 		off = run + ps; /* skip the page that could not be claimed */
 	}
-	rmig_pc_count(c->s, j->pc_req, n);
+	if (h->claim_end)
+		h->claim_end(c->s, j->urgent, n);
 	return rc;
 }
 
@@ -156,12 +186,15 @@ static int run_job(struct rmig_chan *c, struct rmig_job *j)
 	int rc = 0;
 
 	switch (j->kind) {
-	case RMIG_JOB_RAM:
+	case RMIG_JOB_RAM: {
+		const struct rmig_chan_hooks *h = claimer(s, j->id);
+
 		for (unsigned int i = 0; i < j->n && !rc; i++)
-			rc = rmig_pc_src_active(s, j->id) ?
-				     post_ram_extent_pc(c, j, &j->ext[i]) :
-				     post_ram_extent(c, &s->blocks[j->id], j->id, &j->ext[i], false);
+			rc = h && h->claim ? post_ram_extent_claimed(c, h, j, &j->ext[i]) :
+					     post_ram_extent(c, &s->blocks[j->id], j->id, &j->ext[i],
+							     false, h != NULL);
 		break;
+	}
 	case RMIG_JOB_STATE: {
 		struct rmig_target t = { .kind = RMIG_TGT_STATE,
 					 .id = j->id,
@@ -170,7 +203,7 @@ static int run_job(struct rmig_chan *c, struct rmig_job *j)
 		struct iovec iov = { .iov_base = (void *)(uintptr_t)(j->data + j->ext[0].offset),
 				     .iov_len = j->ext[0].len };
 
-		rc = rmig_throttle(s, iov.iov_len);
+		rc = pace(s, iov.iov_len);
 		if (!rc)
 			rc = ops->write(c->tch, &t, &iov, 1);
 		if (!rc) {
@@ -233,30 +266,22 @@ static void *dest_thread(void *arg)
 {
 	struct rmig_chan *c = arg;
 	struct rmig_session *s = c->s;
-	void *stage = NULL;
+	void *ctx[RMIG_HOOKS_MAX] = { NULL };
 	int rc = 0;
 
 	rmig_chan_bind(c);
-	/* postcopy: pages for a userfaultfd block land here, then UFFDIO_COPY */
-	if (s->pc.enabled) {
-		uint64_t len = rmig_pc_write_max(s);
-
-		stage = aligned_alloc(4096, len);
-		if (!stage)
-			rc = -ENOMEM;
-		else /* near the device, before the first touch */
-			rmig_place_membind(s->place, &c->loc, stage, len);
-		rmig_pc_thread_stage(stage, stage ? len : 0);
-	}
+	for_each_hook(s, h, dest_start)
+		if (!rc)
+			rc = h->dest_start(c, &ctx[h_i]);
 	while (!rc) {
-		if (s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE))
-			rmig_pc_thread_background(s, c->idx);
+		for_each_hook(s, h, dest_progress)
+			h->dest_progress(c, ctx[h_i]);
 		rc = s->tp_ops->progress(c->tch);
 	}
 	if (rc != -ECANCELED)
 		rmig_sess_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
-	rmig_pc_thread_stage(NULL, 0);
-	free(stage);
+	for_each_hook(s, h, dest_end)
+		h->dest_end(c, ctx[h_i]);
 	return NULL;
 }
 
@@ -311,8 +336,11 @@ void rmig_chans_stop(struct rmig_session *s)
 
 static int find_idle(struct rmig_session *s, int want)
 {
-	/* the urgent channel (postcopy) takes only what is handed to it by index */
-	unsigned int shared = s->nchannels - (s->pc.urgent ? 1 : 0);
+	/* a reserved channel (the last ones) takes only what is handed to it by index */
+	unsigned int shared = s->nchannels;
+
+	for_each_hook(s, h, reserved)
+		shared -= h->reserved(s);
 
 	if (want >= 0)
 		return s->chans[want].pending ? -1 : want;

@@ -148,7 +148,8 @@ int rmig_switchover(rmig_session *s)
 	return rc;
 }
 
-int rmig_throttle(struct rmig_session *s, uint64_t len)
+/* Wait until @len bytes may go under max_bandwidth; -ECANCELED on stop. */
+static int throttle(struct rmig_session *s, uint64_t len)
 {
 	uint64_t at, now;
 
@@ -168,3 +169,8 @@ int rmig_throttle(struct rmig_session *s, uint64_t len)
 	}
 	return 0;
 }
+
+const struct rmig_chan_hooks rmig_live_hooks = {
+	.name = "live",
+	.pace = throttle,
+};

@@ -77,7 +77,7 @@ int rmig_place_bind_thread(const struct rmig_place *pl, struct rmig_loc *loc);
 
 /*
  * Ask that the pages of [addr, addr+len) (not yet touched, or moved if they
- * were) live on @loc's node. Nothing when @loc has no locality; failure is
+ * were) lie on @loc's node. Nothing when @loc has no locality; failure is
  * only a missed optimisation, so nothing is returned. NULL @pl or @loc: no-op.
  */
 void rmig_place_membind(const struct rmig_place *pl, const struct rmig_loc *loc, void *addr,

@@ -28,7 +28,7 @@ static __thread uint64_t tl_stage_len;
 static __thread bool tl_staged;
 static __thread const uint8_t *tl_src;
 
-void rmig_pc_thread_stage(void *buf, uint64_t len)
+static void thread_stage(void *buf, uint64_t len)
 {
 	tl_stage = buf;
 	tl_stage_len = len;
@@ -124,7 +124,7 @@ static void request_job(struct rmig_session *s, struct rmig_job *j,
 			j->ext[j->n++] = (struct rmig_extent){ p * ps, ps };
 		j->bytes += ps;
 	}
-	j->pc_req = true;
+	j->urgent = true;
 }
 
 /*
@@ -135,7 +135,7 @@ static void request_job(struct rmig_session *s, struct rmig_job *j,
  */
 static __thread bool tl_backseat;
 
-void rmig_pc_thread_background(struct rmig_session *s, unsigned int chan)
+static void thread_background(struct rmig_session *s, unsigned int chan)
 {
 	if (tl_backseat || (s->pc.urgent && chan == s->nchannels - 1))
 		return;
@@ -144,12 +144,12 @@ void rmig_pc_thread_background(struct rmig_session *s, unsigned int chan)
 		rmig_dbg(&s->log, "postcopy: channel %u: setpriority: %s", chan, strerror(errno));
 }
 
-bool rmig_pc_src_active(struct rmig_session *s, uint32_t b)
+static bool src_active(struct rmig_session *s, uint32_t b)
 {
 	return s->opts.role == RMIG_ROLE_SOURCE && b < RMIG_BLOCKS_MAX && s->pc.sent[b];
 }
 
-bool rmig_pc_claim(struct rmig_session *s, uint32_t b, uint64_t page, bool requested)
+static bool claim(struct rmig_session *s, uint32_t b, uint64_t page, bool requested)
 {
 	struct rmig_postcopy *pc = &s->pc;
 
@@ -164,11 +164,67 @@ bool rmig_pc_claim(struct rmig_session *s, uint32_t b, uint64_t page, bool reque
 	return true;
 }
 
-void rmig_pc_count(struct rmig_session *s, bool requested, uint64_t pages)
+static void count(struct rmig_session *s, bool requested, uint64_t pages)
 {
 	atomic_fetch_add_explicit(requested ? &s->pc.st_urgent_pages : &s->pc.st_background,
 				  pages, memory_order_relaxed);
 }
+
+static void claim_begin(struct rmig_chan *c)
+{
+	thread_background(c->s, c->idx);
+}
+
+/* the urgent channel, the last one, takes only the pages asked for */
+static unsigned int reserved(const struct rmig_session *s)
+{
+	return s->pc.urgent ? 1 : 0;
+}
+
+/* Destination channel thread: pages for a userfaultfd block land in @ctx, then UFFDIO_COPY. */
+static int dest_start(struct rmig_chan *c, void **ctx)
+{
+	struct rmig_session *s = c->s;
+	uint64_t len;
+	void *stage;
+
+	if (!s->pc.enabled)
+		return 0;
+	len = rmig_pc_write_max(s);
+	stage = aligned_alloc(4096, len);
+	if (!stage)
+		return -ENOMEM;
+	rmig_place_membind(s->place, &c->loc, stage, len); /* near the device, before the first touch */
+	thread_stage(stage, len);
+	*ctx = stage;
+	return 0;
+}
+
+static void dest_progress(struct rmig_chan *c, void *ctx)
+{
+	struct rmig_session *s = c->s;
+
+	if (s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE))
+		thread_background(s, c->idx);
+}
+
+static void dest_end(struct rmig_chan *c, void *ctx)
+{
+	thread_stage(NULL, 0);
+	free(ctx);
+}
+
+const struct rmig_chan_hooks rmig_pc_hooks = {
+	.name = "postcopy",
+	.claims = src_active,
+	.claim_begin = claim_begin,
+	.claim = claim,
+	.claim_end = count,
+	.reserved = reserved,
+	.dest_start = dest_start,
+	.dest_progress = dest_progress,
+	.dest_end = dest_end,
+};
 
 int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 {

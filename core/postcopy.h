@@ -128,15 +128,12 @@ void rmig_pc_destroy(struct rmig_session *s);
 void rmig_pc_stop(struct rmig_session *s);
 
 /*
- * Source channels, once postcopy started (rmig_pc_src_active()): a page is
- * claimed (rmig_pc_claim()) by the channel that posts it, right before it
- * goes out, and counted as requested or background.
+ * Source channels, once postcopy started: a page is claimed by the channel
+ * that posts it, right before it goes out, and counted as requested or
+ * background; background channel threads step back. The destination's
+ * channel threads stage pages for UFFDIO_COPY. All of it through the
+ * channel hooks, rmig_pc_hooks (sess.h).
  */
-bool rmig_pc_src_active(struct rmig_session *s, uint32_t b);
-/* A channel thread in postcopy: lower its priority unless it is the urgent one. */
-void rmig_pc_thread_background(struct rmig_session *s, unsigned int chan);
-bool rmig_pc_claim(struct rmig_session *s, uint32_t b, uint64_t page, bool requested);
-void rmig_pc_count(struct rmig_session *s, bool requested, uint64_t pages);
 
 /* Between postcopy.c, pc_uffd.c and pc_pause.c */
 void rmig_pc_unregister(struct rmig_session *s);
@@ -204,8 +201,6 @@ int rmig_pc_check_complete(struct rmig_session *s);
  */
 uint64_t rmig_pc_write_max(const struct rmig_session *s);
 
-/* Channel threads: the staging buffer of the calling destination thread. */
-void rmig_pc_thread_stage(void *buf, uint64_t len);
 /* The last rmig_pc_place() of this thread handed out the staging buffer. */
 bool rmig_pc_staged(void);
 /* The staged bytes are at @src instead (a backend's receive buffer). */

@@ -44,11 +44,17 @@
 #include "bitmap.h"
 #include "sess.h"
 
-void rmig_resume_posted(const struct rmig_block *b, uint64_t first, uint64_t n)
+/* Channel threads: pages [first, first + n) of block @b were posted. */
+static void posted(const struct rmig_block *b, uint64_t first, uint64_t n)
 {
 	if (b->posted)
 		rmig_bitmap_set_range_atomic(b->posted, first, n);
 }
+
+const struct rmig_chan_hooks rmig_resume_hooks = {
+	.name = "resume",
+	.posted = posted,
+};
 
 static unsigned long *map_new(const struct rmig_block *b)
 {

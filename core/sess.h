@@ -69,7 +69,7 @@ struct rmig_job {
 	const uint8_t *data;
 	uint64_t total;
 	uint64_t sync_id;
-	bool pc_req; /* postcopy: pages asked for by the destination */
+	bool urgent; /* pages the destination asked for: a guest thread waits on them */
 	struct rmig_extent ext[RMIG_JOB_EXTENTS];
 };
 
@@ -100,6 +100,51 @@ struct rmig_chan {
 };
 
 struct rmig_blob; /* state.c */
+
+/*
+ * Channel hooks: how a feature (postcopy's claiming and staging, live
+ * migration's bandwidth limit, resume's record of posted pages) takes part in
+ * the channel engine (chan.c) without the engine naming it. Every session
+ * carries each feature's set (s->hooks, registered at create); a hook left
+ * NULL is skipped, and a hook whose feature is off does nothing. Source
+ * hooks run on the thread that posts on the channel (its own, or for a
+ * reserved channel the control thread, under the channel's post_lock);
+ * destination hooks on the channel's thread.
+ */
+struct rmig_chan_hooks {
+	const char *name;
+	/*
+	 * Source: whether this feature claims the pages of block @bidx as
+	 * they go (whole pages, staged writes). Then, per RAM job on that
+	 * block: claim_begin(), claim() right before each page goes (false:
+	 * skip it, another path took it or the destination has it), and
+	 * claim_end() with how many pages went.
+	 */
+	bool (*claims)(struct rmig_session *s, uint32_t bidx);
+	void (*claim_begin)(struct rmig_chan *c);
+	bool (*claim)(struct rmig_session *s, uint32_t bidx, uint64_t page, bool urgent);
+	void (*claim_end)(struct rmig_session *s, bool urgent, uint64_t pages);
+	/* Source: wait until @len more bytes may go; urgent jobs are never held back. */
+	int (*pace)(struct rmig_session *s, uint64_t len);
+	/* Source: pages [first, first + n) of @b were posted (data or zero marker). */
+	void (*posted)(const struct rmig_block *b, uint64_t first, uint64_t n);
+	/* Channels kept out of the shared pool, the last ones, fed by index only. */
+	unsigned int (*reserved)(const struct rmig_session *s);
+	/*
+	 * Destination channel thread: at its start (may set *ctx, its own
+	 * per-channel state), before each progress(), and at its end.
+	 */
+	int (*dest_start)(struct rmig_chan *c, void **ctx);
+	void (*dest_progress)(struct rmig_chan *c, void *ctx);
+	void (*dest_end)(struct rmig_chan *c, void *ctx);
+};
+
+#define RMIG_HOOKS_MAX 4
+
+/* Each feature's hooks: live.c, postcopy.c, resume.c */
+extern const struct rmig_chan_hooks rmig_live_hooks;
+extern const struct rmig_chan_hooks rmig_pc_hooks;
+extern const struct rmig_chan_hooks rmig_resume_hooks;
 
 enum rmig_sess_state {
 	RMIG_S_NEW = 0,
@@ -155,6 +200,9 @@ struct rmig_session {
 	struct rmig_place *place;
 	bool placed; /* every channel's loc is filled */
 	struct rmig_chan *chans;
+	/* the features' channel hooks, registered at create, then read-only */
+	const struct rmig_chan_hooks *hooks[RMIG_HOOKS_MAX];
+	unsigned int nhooks;
 	struct rmig_pool *pool;
 	pthread_t ctl_thread;
 	bool ctl_thread_started;
@@ -266,9 +314,6 @@ int rmig_source_sync(struct rmig_session *s);
 /* Source: 0, or the session's error, or -ENOTCONN before connect. */
 int rmig_src_ready(struct rmig_session *s);
 
-/* live.c: wait until @len bytes may go under max_bandwidth; -ECANCELED on stop. */
-int rmig_throttle(struct rmig_session *s, uint64_t len);
-
 /* chan.c: source channel engine */
 int rmig_chans_start_source(struct rmig_session *s);
 int rmig_chans_start_dest(struct rmig_session *s);
@@ -359,8 +404,6 @@ void rmig_block_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN])
 /* resume.c: precopy resume */
 /* Source, at connect: the maps of every block (kept from rmig_resume_from()). */
 int rmig_resume_track(struct rmig_session *s);
-/* Channel threads: pages [first, first + n) of block @b were posted. */
-void rmig_resume_posted(const struct rmig_block *b, uint64_t first, uint64_t n);
 /* Source, under sync_lock: a sync begins; it ended (@acked: the destination has it all). */
 void rmig_resume_sync_begin(struct rmig_session *s);
 void rmig_resume_sync_end(struct rmig_session *s, bool acked);

@@ -218,6 +218,10 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	pthread_cond_init(&s->cs_idle, NULL);
 	pthread_mutex_init(&s->ctl_send_lock, NULL);
 	pthread_mutex_init(&s->state_lock, NULL);
+	/* the features' channel hooks (sess.h): the engine calls them, naming none */
+	s->hooks[s->nhooks++] = &rmig_live_hooks;
+	s->hooks[s->nhooks++] = &rmig_resume_hooks;
+	s->hooks[s->nhooks++] = &rmig_pc_hooks;
 	rmig_pc_init(s);
 	if (s->pc.urgent)
 		s->nchannels++; /* the last one */
