@@ -16,15 +16,7 @@
 
 int rmig_transport_built(enum rmig_transport_kind k)
 {
-	switch (k) {
-	case RMIG_TRANSPORT_TCP:
-	case RMIG_TRANSPORT_FILE:
-		return 1;
-	case RMIG_TRANSPORT_RDMA:
-		return rmig_rdma_transport() != NULL;
-	default:
-		return 0;
-	}
+	return rmig_tp_find(k, NULL, 0) != NULL;
 }
 
 int rmig_get_topology(struct rmig_topology *t, size_t size, char *why, size_t whylen)

@@ -560,8 +560,10 @@ static void file_chan_close(struct rmig_tp_chan *ch)
 }
 
 const struct rmig_transport_ops rmig_file_ops = {
+	.size = sizeof(struct rmig_transport_ops),
 	.name = "file",
 	.kind = RMIG_TRANSPORT_FILE,
+	.caps = RMIG_TP_CAP_LOCAL,
 	.create = file_create,
 	.destroy = file_destroy,
 	.listen = file_listen,

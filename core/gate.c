@@ -202,10 +202,13 @@ static int handshake(struct cand *k)
 	if (k->hello.nchannels < 1 || k->hello.nchannels > RMIG_CHANNELS_MAX)
 		return refuse(k, -EPROTO, "channel count out of range");
 	if (k->hello.transport == RMIG_TRANSPORT_RDMA) {
-		if (s->tls_conf)
+		const struct rmig_transport_ops *ops = s->tp_ops ? s->tp_ops :
+					rmig_tp_find(RMIG_TRANSPORT_RDMA, NULL, 0);
+
+		if (s->tls_conf && !(ops && ops->caps & RMIG_TP_CAP_TLS))
 			return refuse(k, -EPROTO, "rdma data channels asked, but this destination "
 						  "requires TLS, which covers tcp only");
-		if (!s->tp_ops && !rmig_rdma_transport())
+		if (!ops)
 			return refuse(k, -ENODEV,
 				      "rdma asked, but this destination was built without rdma");
 	} else if (k->hello.transport != RMIG_TRANSPORT_TCP) {

@@ -24,35 +24,21 @@
 
 static int pick_transport(struct rmig_session *s, enum rmig_transport_kind kind)
 {
-	const struct rmig_transport_ops *rdma = rmig_rdma_transport();
-	char why[256] = "rmig was built without the rdma backend (libibverbs/librdmacm missing)";
-	int rc = -ENODEV;
+	char why[320];
+	int rc;
 
 	if (s->tp_ops) /* set by a test */
 		return 0;
-	if (kind == RMIG_TRANSPORT_TCP) {
-		s->tp_ops = &rmig_tcp_ops;
+	rc = rmig_tp_select(kind, s->tls_conf ? RMIG_TP_CAP_TLS : 0, s->ctl_fd, &s->tp_ops, why,
+			    sizeof(why));
+	if (rc < 0)
+		return rmig_sess_fail(s, rc, "%s", why);
+	if (kind == RMIG_TRANSPORT_TCP)
 		return 0;
-	}
-	if (s->tls_conf) {
-		if (kind == RMIG_TRANSPORT_RDMA)
-			return rmig_sess_fail(s, -EINVAL, "rdma with TLS: RDMA writes are not "
-							  "encrypted; use tcp (or auto)");
-		rmig_info(&s->log, "transport: tcp, because TLS covers TCP connections only");
-		s->tp_ops = &rmig_tcp_ops;
-		return 0;
-	}
-	if (rdma)
-		rc = rmig_rdma_probe(s->ctl_fd, why, sizeof(why));
-	if (!rc) {
-		s->tp_ops = rdma;
-		rmig_info(&s->log, "transport: rdma (%s)", why);
-		return 0;
-	}
-	if (kind == RMIG_TRANSPORT_RDMA)
-		return rmig_sess_fail(s, -ENODEV, "transport rdma unavailable: %s", why);
-	rmig_warn(&s->log, "transport: tcp, because rdma is unavailable: %s", why);
-	s->tp_ops = &rmig_tcp_ops;
+	if (rc)
+		rmig_warn(&s->log, "transport: %s", why);
+	else
+		rmig_info(&s->log, "transport: %s", why);
 	return 0;
 }
 
@@ -525,8 +511,7 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	if (rc)
 		return rc;
 	if (!s->tp_ops)
-		s->tp_ops = hello->transport == RMIG_TRANSPORT_RDMA ? rmig_rdma_transport()
-								     : &rmig_tcp_ops;
+		s->tp_ops = rmig_tp_find(hello->transport, NULL, 0); /* the gate checked it */
 	s->session_id = hello->session_id;
 	s->nchannels = hello->nchannels;
 	s->verify = hello->caps & RMIG_CAP_VERIFY;

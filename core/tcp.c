@@ -735,8 +735,10 @@ static int tcp_locate(struct rmig_tp_chan *ch, char *name, size_t len)
 }
 
 const struct rmig_transport_ops rmig_tcp_ops = {
+	.size = sizeof(struct rmig_transport_ops),
 	.name = "tcp",
 	.kind = RMIG_TRANSPORT_TCP,
+	.caps = RMIG_TP_CAP_TLS,
 	.create = tcp_create,
 	.destroy = tcp_destroy,
 	.listen = tcp_listen,

@@ -137,9 +137,25 @@ struct rmig_tp_chan {
 	unsigned int idx;
 };
 
+/* What a backend can do (ops->caps). */
+#define RMIG_TP_CAP_TLS (1u << 0)       /* its data channels can carry TLS (RMIG_F_TLS) */
+#define RMIG_TP_CAP_ONE_SIDED (1u << 1) /* writes land in the peer's memory with no peer CPU:
+					 * reg() descriptors matter, staged writes use slots */
+#define RMIG_TP_CAP_LOCAL (1u << 2)     /* no peer: the backend stands in (ctl, layout) */
+
 struct rmig_transport_ops {
+	/* sizeof(struct rmig_transport_ops) as the backend was built: ops are only appended */
+	size_t size;
 	const char *name;
 	enum rmig_transport_kind kind;
+	uint32_t caps; /* RMIG_TP_CAP_* */
+
+	/*
+	 * Optional (NULL: always usable): whether this backend can reach the
+	 * peer of control socket @ctl_fd from here: 0, or -ENODEV with the
+	 * reason in @why. Source, API thread, before create.
+	 */
+	int (*probe)(int ctl_fd, char *why, size_t why_len);
 
 	/* Allocate the backend; copies @p. May block briefly (device open). */
 	int (*create)(const struct rmig_tp_params *p, struct rmig_tp **tp_p);
@@ -233,13 +249,27 @@ extern const struct rmig_transport_ops rmig_tcp_ops;
 /* Save to and restore from a file at fixed offsets (core/file.c, file.h). */
 extern const struct rmig_transport_ops rmig_file_ops;
 
-/*
- * The RDMA backend's table, or NULL when rmig was built without it. The
- * probe answers whether an RDMA device can reach the peer of @ctl_fd
- * (0, or -ENODEV with the reason in @why).
- */
+/* The RDMA backend's table, or NULL when rmig was built without it (rdma_none.c). */
 const struct rmig_transport_ops *rmig_rdma_transport(void);
-int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len);
+
+/*
+ * The registry (tp_select.c): the backends this build holds, and the choice
+ * of one for a session. rmig_tp_find(): the backend of kind @k, or NULL
+ * when this build has none (@why, if not NULL, says so).
+ */
+const struct rmig_transport_ops *rmig_tp_find(enum rmig_transport_kind k, char *why,
+					      size_t why_len);
+/*
+ * Source: the backend for a session that asks for @want over control socket
+ * @ctl_fd, needing @need (RMIG_TP_CAP_*). TCP when asked. RDMA when asked:
+ * the RDMA backend if its probe reaches the peer, else -ENODEV; RDMA with a
+ * need it lacks: -EINVAL. AUTO: the first network backend (RDMA, then TCP)
+ * that has what is needed and whose probe succeeds. Returns 0 (the choice
+ * as asked), 1 (AUTO fell back from RDMA: worth a warning) or the error;
+ * @why (@why_len bytes) says why either way.
+ */
+int rmig_tp_select(enum rmig_transport_kind want, uint32_t need, int ctl_fd,
+		   const struct rmig_transport_ops **ops_p, char *why, size_t why_len);
 
 /*
  * The address a backend listens on (@peer false) or connects to (@peer

@@ -79,32 +79,8 @@ static void rmig_rdma_shutdown(struct rmig_tp *tp)
 	pthread_mutex_unlock(&t->lock);
 }
 
-static const struct rmig_transport_ops rmig_rdma_ops = {
-	.name = "rdma",
-	.kind = RMIG_TRANSPORT_RDMA,
-	.create = rmig_rdma_create,
-	.destroy = rmig_rdma_destroy,
-	.listen = rmig_rdma_listen,
-	.accept = rmig_rdma_accept,
-	.connect = rmig_rdma_connect,
-	.reg = rmig_rdma_reg,
-	.set_remote = rmig_rdma_set_remote,
-	.write = rmig_rdma_write,
-	.zero = rmig_rdma_zero,
-	.flush = rmig_rdma_flush,
-	.marker = rmig_rdma_marker,
-	.progress = rmig_rdma_progress,
-	.shutdown = rmig_rdma_shutdown,
-	.chan_close = rmig_rdma_chan_close,
-	.locate = rmig_rdma_locate,
-};
-
-const struct rmig_transport_ops *rmig_rdma_transport(void)
-{
-	return &rmig_rdma_ops;
-}
-
-int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len)
+/* Whether an RDMA device reaches the peer of @ctl_fd: its address resolves to one. */
+static int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len)
 {
 	struct rdma_event_channel *ech = NULL;
 	struct rdma_cm_id *id = NULL;
@@ -140,3 +116,32 @@ int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len)
 	rmig_rv_destroy_channel(ech);
 	return rc ? -ENODEV : 0;
 }
+
+static const struct rmig_transport_ops rmig_rdma_ops = {
+	.size = sizeof(struct rmig_transport_ops),
+	.name = "rdma",
+	.kind = RMIG_TRANSPORT_RDMA,
+	.caps = RMIG_TP_CAP_ONE_SIDED,
+	.probe = rmig_rdma_probe,
+	.create = rmig_rdma_create,
+	.destroy = rmig_rdma_destroy,
+	.listen = rmig_rdma_listen,
+	.accept = rmig_rdma_accept,
+	.connect = rmig_rdma_connect,
+	.reg = rmig_rdma_reg,
+	.set_remote = rmig_rdma_set_remote,
+	.write = rmig_rdma_write,
+	.zero = rmig_rdma_zero,
+	.flush = rmig_rdma_flush,
+	.marker = rmig_rdma_marker,
+	.progress = rmig_rdma_progress,
+	.shutdown = rmig_rdma_shutdown,
+	.chan_close = rmig_rdma_chan_close,
+	.locate = rmig_rdma_locate,
+};
+
+const struct rmig_transport_ops *rmig_rdma_transport(void)
+{
+	return &rmig_rdma_ops;
+}
+

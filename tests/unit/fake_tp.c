@@ -253,6 +253,7 @@ static void f_chan_close(struct rmig_tp_chan *ch)
 }
 
 const struct rmig_transport_ops fake_ops = {
+	.size = sizeof(struct rmig_transport_ops),
 	.name = "fake",
 	.kind = RMIG_TRANSPORT_TCP,
 	.create = f_create,
