@@ -8,7 +8,7 @@
  *
  * The engine names no feature: what a feature adds to a channel (claiming
  * pages as they go, staging, pacing, a record of what was posted) comes
- * through the session's channel hooks (sess.h).
+ * through the session's features' channel hooks (struct rmig_feature, sess.h).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,10 +31,10 @@ static void job_reset(struct rmig_job *j)
 	j->urgent = false;
 }
 
-/* Each registered hook @h of the session that is set. */
+/* Each feature @h of the session whose hook @field is set. */
 #define for_each_hook(s, h, field)                                                                \
-	for (unsigned int h##_i = 0; h##_i < (s)->nhooks; h##_i++)                                 \
-		for (const struct rmig_chan_hooks *h = (s)->hooks[h##_i]; h && h->field; h = NULL)
+	for (unsigned int h##_i = 0; h##_i < (s)->nfeatures; h##_i++)                              \
+		for (const struct rmig_feature *h = (s)->features[h##_i]; h && h->field; h = NULL)
 
 static int pace(struct rmig_session *s, uint64_t len)
 {
@@ -46,8 +46,8 @@ static int pace(struct rmig_session *s, uint64_t len)
 	return rc;
 }
 
-/* The hooks that claim block @bidx's pages as they go, or NULL. */
-static const struct rmig_chan_hooks *claimer(struct rmig_session *s, uint32_t bidx)
+/* The feature that claims block @bidx's pages as they go, or NULL. */
+static const struct rmig_feature *claimer(struct rmig_session *s, uint32_t bidx)
 {
 	for_each_hook(s, h, claims)
 		if (h->claims(s, bidx))
@@ -152,7 +152,7 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
  * the runs this channel claims are posted; pages another path claimed, or
  * the destination has, are skipped.
  */
-static int post_ram_extent_claimed(struct rmig_chan *c, const struct rmig_chan_hooks *h,
+static int post_ram_extent_claimed(struct rmig_chan *c, const struct rmig_feature *h,
 				   const struct rmig_job *j, const struct rmig_extent *e)
 {
 	const struct rmig_block *b = &c->s->blocks[j->id];
@@ -187,7 +187,7 @@ static int run_job(struct rmig_chan *c, struct rmig_job *j)
 
 	switch (j->kind) {
 	case RMIG_JOB_RAM: {
-		const struct rmig_chan_hooks *h = claimer(s, j->id);
+		const struct rmig_feature *h = claimer(s, j->id);
 
 		for (unsigned int i = 0; i < j->n && !rc; i++)
 			rc = h && h->claim ? post_ram_extent_claimed(c, h, j, &j->ext[i]) :
@@ -266,7 +266,7 @@ static void *dest_thread(void *arg)
 {
 	struct rmig_chan *c = arg;
 	struct rmig_session *s = c->s;
-	void *ctx[RMIG_HOOKS_MAX] = { NULL };
+	void *ctx[RMIG_FEATURES_MAX] = { NULL };
 	int rc = 0;
 
 	rmig_chan_bind(c);

@@ -170,7 +170,7 @@ static int throttle(struct rmig_session *s, uint64_t len)
 	return 0;
 }
 
-const struct rmig_chan_hooks rmig_live_hooks = {
+const struct rmig_feature rmig_live_feature = {
 	.name = "live",
 	.pace = throttle,
 };

@@ -214,17 +214,6 @@ static void dest_end(struct rmig_chan *c, void *ctx)
 	free(ctx);
 }
 
-const struct rmig_chan_hooks rmig_pc_hooks = {
-	.name = "postcopy",
-	.claims = src_active,
-	.claim_begin = claim_begin,
-	.claim = claim,
-	.claim_end = count,
-	.reserved = reserved,
-	.dest_start = dest_start,
-	.dest_progress = dest_progress,
-	.dest_end = dest_end,
-};
 
 int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 {
@@ -695,3 +684,40 @@ int rmig_postcopy_fetch(rmig_session *s, const char *block, uint64_t offset, uin
 				    s->blocks[i].name, s->opts.timeout_ms);
 	return rc;
 }
+
+/* ---- the feature: its control messages and hooks ---- */
+
+/* To the source only when it resumes: what the destination still lacks. */
+static int ctl_discard(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	if (s->opts.role == RMIG_ROLE_SOURCE && !s->pc.resuming)
+		return rmig_ctl_unexpected(s, RMIG_MSG_PC_DISCARD);
+	return rmig_pc_on_discard(s, buf, len);
+}
+
+static int ctl_run(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	return len ? rmig_sess_fail(s, -EBADMSG, "control connection: PC_RUN with payload") :
+		     rmig_pc_on_run(s);
+}
+
+static const struct rmig_ctl_handler pc_ctl[] = {
+	{ RMIG_MSG_PC_DISCARD, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, ctl_discard },
+	{ RMIG_MSG_PC_RUN, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, ctl_run },
+	{ RMIG_MSG_PAGE_REQ, RMIG_CTL_TO_SOURCE, rmig_pc_on_page_req },
+};
+
+const struct rmig_feature rmig_pc_feature = {
+	.name = "postcopy",
+	.ctl = pc_ctl,
+	.nctl = sizeof(pc_ctl) / sizeof(pc_ctl[0]),
+	.complete_check = rmig_pc_check_complete,
+	.claims = src_active,
+	.claim_begin = claim_begin,
+	.claim = claim,
+	.claim_end = count,
+	.reserved = reserved,
+	.dest_start = dest_start,
+	.dest_progress = dest_progress,
+	.dest_end = dest_end,
+};

@@ -51,7 +51,7 @@ static void posted(const struct rmig_block *b, uint64_t first, uint64_t n)
 		rmig_bitmap_set_range_atomic(b->posted, first, n);
 }
 
-const struct rmig_chan_hooks rmig_resume_hooks = {
+const struct rmig_feature rmig_resume_feature = {
 	.name = "resume",
 	.posted = posted,
 };

@@ -102,17 +102,36 @@ struct rmig_chan {
 struct rmig_blob; /* state.c */
 
 /*
- * Channel hooks: how a feature (postcopy's claiming and staging, live
- * migration's bandwidth limit, resume's record of posted pages) takes part in
- * the channel engine (chan.c) without the engine naming it. Every session
- * carries each feature's set (s->hooks, registered at create); a hook left
- * NULL is skipped, and a hook whose feature is off does nothing. Source
- * hooks run on the thread that posts on the channel (its own, or for a
- * reserved channel the control thread, under the channel's post_lock);
- * destination hooks on the channel's thread.
+ * A control message's handler: the roles that may receive it
+ * (RMIG_CTL_TO_*) and what it does with the payload (wire.h encoding). On
+ * the control thread, or for a local backend the thread of its up->ctl().
+ * 0, or the session's error.
  */
-struct rmig_chan_hooks {
+#define RMIG_CTL_TO_SOURCE (1u << 0)
+#define RMIG_CTL_TO_DEST (1u << 1)
+struct rmig_ctl_handler {
+	uint16_t type;
+	uint8_t to;
+	int (*fn)(struct rmig_session *s, const uint8_t *buf, uint32_t len);
+};
+
+/*
+ * A feature (postcopy, live migration's bandwidth limit, resume, device
+ * state) and how it takes part in the session: the control messages it
+ * handles, and its hooks on the channel engine (chan.c), which names no
+ * feature. Every session registers each feature at create
+ * (rmig_sess_add_feature()); a hook left NULL is skipped, and a hook whose
+ * feature is off in this session does nothing. Source channel hooks run on
+ * the thread that posts on the channel (its own, or for a reserved channel
+ * the control thread, under the channel's post_lock); destination channel
+ * hooks on the channel's thread.
+ */
+struct rmig_feature {
 	const char *name;
+	const struct rmig_ctl_handler *ctl;
+	unsigned int nctl;
+	/* Destination, COMPLETE received: 0, or an error that refuses it (reported). */
+	int (*complete_check)(struct rmig_session *s);
 	/*
 	 * Source: whether this feature claims the pages of block @bidx as
 	 * they go (whole pages, staged writes). Then, per RAM job on that
@@ -139,12 +158,13 @@ struct rmig_chan_hooks {
 	void (*dest_end)(struct rmig_chan *c, void *ctx);
 };
 
-#define RMIG_HOOKS_MAX 4
+#define RMIG_FEATURES_MAX 6
 
-/* Each feature's hooks: live.c, postcopy.c, resume.c */
-extern const struct rmig_chan_hooks rmig_live_hooks;
-extern const struct rmig_chan_hooks rmig_pc_hooks;
-extern const struct rmig_chan_hooks rmig_resume_hooks;
+/* The features: live.c, postcopy.c, resume.c, state.c */
+extern const struct rmig_feature rmig_live_feature;
+extern const struct rmig_feature rmig_pc_feature;
+extern const struct rmig_feature rmig_resume_feature;
+extern const struct rmig_feature rmig_state_feature;
 
 enum rmig_sess_state {
 	RMIG_S_NEW = 0,
@@ -200,9 +220,11 @@ struct rmig_session {
 	struct rmig_place *place;
 	bool placed; /* every channel's loc is filled */
 	struct rmig_chan *chans;
-	/* the features' channel hooks, registered at create, then read-only */
-	const struct rmig_chan_hooks *hooks[RMIG_HOOKS_MAX];
-	unsigned int nhooks;
+	/* the features, registered at create, then read-only */
+	const struct rmig_feature *features[RMIG_FEATURES_MAX];
+	unsigned int nfeatures;
+	/* every control message type's handler, from the session and its features */
+	const struct rmig_ctl_handler *ctl_handlers[RMIG_MSG_TYPE_MAX];
 	struct rmig_pool *pool;
 	pthread_t ctl_thread;
 	bool ctl_thread_started;
@@ -303,6 +325,13 @@ struct rmig_ctl_conn rmig_sess_ctl_conn(const struct rmig_session *s);
 int rmig_ctl_start_tls(struct rmig_session *s);
 /* Start the control thread, which reads every message and keeps the link alive. */
 int rmig_ctl_thread_start(struct rmig_session *s);
+/*
+ * Register feature @f: its control handlers join the session's table (a
+ * type handled twice is -EEXIST). At create, before anything runs.
+ */
+int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f);
+/* A control message this side does not take now: the session fails (-EBADMSG). */
+int rmig_ctl_unexpected(struct rmig_session *s, uint16_t type);
 /* A local backend's message, as the control thread would take a peer's (s->up). */
 int rmig_up_ctl(void *arg, uint16_t type, const uint8_t *payload, uint32_t len);
 struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, unsigned int *idx_p);
@@ -343,7 +372,6 @@ int rmig_state_send(struct rmig_session *s, const char *name, uint32_t instance,
 int rmig_state_place(struct rmig_session *s, const struct rmig_target *t, uint64_t len,
 		     void **dst_p);
 int rmig_state_placed(struct rmig_session *s, const struct rmig_target *t, uint64_t len);
-int rmig_state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *m);
 /*
  * Dest, at COMPLETE (after the source's sync): 0 when @nblobs_expected blobs
  * were announced and every byte of each has arrived; else -EBADMSG and why.

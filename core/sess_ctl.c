@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sess_ctl.c - a session's control connection: sending and receiving
- * messages, the peer's messages handled (sync acks, completion, device
- * state, postcopy), the control thread that keeps the link alive, and TLS
- * on the connection.
+ * messages, the dispatch of the peer's messages to their handlers (the
+ * session's own: ping, error, sync acks, completion; the features register
+ * theirs), the control thread that keeps the link alive, and TLS on the
+ * connection.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -88,99 +89,124 @@ int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *
 	return 0;
 }
 
-static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, const uint8_t *buf)
+/* ---- the session's own messages; the features bring theirs (rmig_sess_add_feature) ---- */
+
+static int ctl_ping(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 {
-	bool src = s->opts.role == RMIG_ROLE_SOURCE;
+	return len ? rmig_sess_fail(s, -EBADMSG, "control connection: PING with payload") : 0;
+}
+
+static int ctl_sync_ack(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
 	uint64_t v;
 
-	switch (h->type) {
-	case RMIG_MSG_PING:
-		return h->len ? rmig_sess_fail(s, -EBADMSG, "control connection: PING with payload")
-			      : 0;
-	case RMIG_MSG_ERROR:
-		return handle_peer_error(s, buf, h->len);
-	case RMIG_MSG_SYNC_ACK:
-		if (!src)
-			break;
-		if (rmig_u64_decode(buf, h->len, &v))
-			return rmig_sess_fail(s, -EBADMSG, "control connection: malformed SYNC_ACK");
+	if (rmig_u64_decode(buf, len, &v))
+		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed SYNC_ACK");
+	pthread_mutex_lock(&s->lock);
+	if (v > s->sync_sent) {
+		pthread_mutex_unlock(&s->lock);
+		return rmig_sess_fail(s, -EBADMSG,
+				      "control connection: SYNC_ACK for sync %llu never sent",
+				      (unsigned long long)v);
+	}
+	if (v > s->sync_acked)
+		s->sync_acked = v;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int ctl_complete_ack(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	struct rmig_msg_error m = { 0 };
+	bool asked;
+
+	pthread_mutex_lock(&s->lock);
+	asked = s->complete_sent;
+	pthread_mutex_unlock(&s->lock);
+	if (!asked)
+		return rmig_sess_fail(s, -EBADMSG,
+				      "control connection: unexpected COMPLETE_ACK (this side "
+				      "has not asked to complete)");
+	if (len == 4 && rmig_get_be32(buf) == 0) {
+		/*
+		 * Done here, not in rmig_complete(): the destination closes
+		 * its sockets right after this ack, and that close must not
+		 * be taken for an error.
+		 */
 		pthread_mutex_lock(&s->lock);
-		if (v > s->sync_sent) {
-			pthread_mutex_unlock(&s->lock);
-			return rmig_sess_fail(s, -EBADMSG,
-					      "control connection: SYNC_ACK for sync %llu never sent",
-					      (unsigned long long)v);
+		s->peer_verdict = 0;
+		if (!s->err) {
+			s->state = RMIG_S_DONE;
+			s->t_end_ns = rmig_now_ns();
 		}
-		if (v > s->sync_acked)
-			s->sync_acked = v;
 		pthread_cond_broadcast(&s->cond);
 		pthread_mutex_unlock(&s->lock);
 		return 0;
-	case RMIG_MSG_COMPLETE_ACK: {
-		struct rmig_msg_error m = { 0 };
-		bool asked;
+	}
+	if (rmig_error_decode(buf, len, &m))
+		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed COMPLETE_ACK");
+	return rmig_sess_fail_from(s, -m.code, true, "destination refused completion: %s", m.msg);
+}
 
-		if (!src)
-			break;
-		pthread_mutex_lock(&s->lock);
-		asked = s->complete_sent;
-		pthread_mutex_unlock(&s->lock);
-		if (!asked)
-			return rmig_sess_fail(s, -EBADMSG,
-					      "control connection: unexpected COMPLETE_ACK (this side "
-					      "has not asked to complete)");
-		if (h->len == 4 && rmig_get_be32(buf) == 0) {
-			/*
-			 * Done here, not in rmig_complete(): the destination closes
-			 * its sockets right after this ack, and that close must not
-			 * be taken for an error.
-			 */
-			pthread_mutex_lock(&s->lock);
-			s->peer_verdict = 0;
-			if (!s->err) {
-				s->state = RMIG_S_DONE;
-				s->t_end_ns = rmig_now_ns();
-			}
-			pthread_cond_broadcast(&s->cond);
-			pthread_mutex_unlock(&s->lock);
-			return 0;
-		}
-		if (rmig_error_decode(buf, h->len, &m))
-			return rmig_sess_fail(s, -EBADMSG,
-					      "control connection: malformed COMPLETE_ACK");
-		return rmig_sess_fail_from(s, -m.code, true, "destination refused completion: %s",
-					   m.msg);
-	}
-	case RMIG_MSG_STATE_BEGIN: {
-		struct rmig_msg_state_begin m;
+/* COMPLETE: each feature may refuse it first (postcopy: a page is still missing). */
+static int ctl_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	for (unsigned int i = 0; i < s->nfeatures; i++)
+		if (s->features[i]->complete_check && s->features[i]->complete_check(s))
+			return rmig_sess_err(s);
+	return rmig_handle_complete(s, buf, len);
+}
 
-		if (src)
-			break;
-		if (rmig_state_begin_decode(buf, h->len, &m))
-			return rmig_sess_fail(s, -EBADMSG,
-					      "control connection: malformed STATE_BEGIN");
-		return rmig_state_begin(s, &m);
+static const struct rmig_ctl_handler sess_ctl[] = {
+	{ RMIG_MSG_PING, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, ctl_ping },
+	{ RMIG_MSG_ERROR, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, handle_peer_error },
+	{ RMIG_MSG_SYNC_ACK, RMIG_CTL_TO_SOURCE, ctl_sync_ack },
+	{ RMIG_MSG_COMPLETE_ACK, RMIG_CTL_TO_SOURCE, ctl_complete_ack },
+	{ RMIG_MSG_COMPLETE, RMIG_CTL_TO_DEST, ctl_complete },
+};
+
+static const struct rmig_feature sess_feature = {
+	.name = "session",
+	.ctl = sess_ctl,
+	.nctl = sizeof(sess_ctl) / sizeof(sess_ctl[0]),
+};
+
+int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f)
+{
+	if (!s->nfeatures && f != &sess_feature) { /* the session's own messages come first */
+		int rc = rmig_sess_add_feature(s, &sess_feature);
+
+		if (rc)
+			return rc;
 	}
-	case RMIG_MSG_COMPLETE:
-		if (src)
-			break;
-		return rmig_pc_check_complete(s) ? rmig_sess_err(s) : rmig_handle_complete(s, buf, h->len);
-	case RMIG_MSG_PC_DISCARD: /* to the source: what a resumed destination lacks */
-		if (src && !s->pc.resuming)
-			break;
-		return rmig_pc_on_discard(s, buf, h->len);
-	case RMIG_MSG_PC_RUN:
-		return h->len ? rmig_sess_fail(s, -EBADMSG, "control connection: PC_RUN with payload")
-			      : rmig_pc_on_run(s);
-	case RMIG_MSG_PAGE_REQ:
-		if (!src)
-			break;
-		return rmig_pc_on_page_req(s, buf, h->len);
-	default:
-		break;
-	}
+	if (s->nfeatures == RMIG_FEATURES_MAX)
+		return -ENOSPC;
+	for (unsigned int i = 0; i < f->nctl; i++)
+		if (f->ctl[i].type >= RMIG_MSG_TYPE_MAX || s->ctl_handlers[f->ctl[i].type])
+			return -EEXIST;
+	for (unsigned int i = 0; i < f->nctl; i++)
+		s->ctl_handlers[f->ctl[i].type] = &f->ctl[i];
+	s->features[s->nfeatures++] = f;
+	return 0;
+}
+
+int rmig_ctl_unexpected(struct rmig_session *s, uint16_t type)
+{
 	return rmig_sess_fail(s, -EBADMSG, "control connection: unexpected %s message",
-			      rmig_msg_name(h->type));
+			      rmig_msg_name(type));
+}
+
+/* One message from the peer (or a local backend), through the handler of its type. */
+static int handle_msg(struct rmig_session *s, const struct rmig_ctl_hdr *h, const uint8_t *buf)
+{
+	const struct rmig_ctl_handler *hd = h->type < RMIG_MSG_TYPE_MAX ? s->ctl_handlers[h->type] :
+									    NULL;
+	uint8_t me = s->opts.role == RMIG_ROLE_SOURCE ? RMIG_CTL_TO_SOURCE : RMIG_CTL_TO_DEST;
+
+	if (!hd || !(hd->to & me))
+		return rmig_ctl_unexpected(s, h->type);
+	return hd->fn(s, buf, h->len);
 }
 
 /* A local backend's message, as the control thread would take a peer's. */

@@ -218,11 +218,16 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	pthread_cond_init(&s->cs_idle, NULL);
 	pthread_mutex_init(&s->ctl_send_lock, NULL);
 	pthread_mutex_init(&s->state_lock, NULL);
-	/* the features' channel hooks (sess.h): the engine calls them, naming none */
-	s->hooks[s->nhooks++] = &rmig_live_hooks;
-	s->hooks[s->nhooks++] = &rmig_resume_hooks;
-	s->hooks[s->nhooks++] = &rmig_pc_hooks;
 	rmig_pc_init(s);
+	/* the features (sess.h): their control messages and channel hooks */
+	rc = rmig_sess_add_feature(s, &rmig_live_feature);
+	rc = rc ? rc : rmig_sess_add_feature(s, &rmig_resume_feature);
+	rc = rc ? rc : rmig_sess_add_feature(s, &rmig_state_feature);
+	rc = rc ? rc : rmig_sess_add_feature(s, &rmig_pc_feature);
+	if (rc) { /* a message type handled twice: these tables disagree */
+		rmig_session_destroy(s);
+		return -EINVAL;
+	}
 	if (s->pc.urgent)
 		s->nchannels++; /* the last one */
 	rmig_rl_init(&s->rl, s->opts.role == RMIG_ROLE_SOURCE ? s->opts.max_bandwidth : 0);

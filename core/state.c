@@ -281,7 +281,7 @@ static int dispatch(struct rmig_session *s, struct rmig_blob *b)
 	return 0;
 }
 
-int rmig_state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *m)
+static int state_begin(struct rmig_session *s, const struct rmig_msg_state_begin *m)
 {
 	struct rmig_blob *b, *other;
 	bool ready = false;
@@ -456,3 +456,23 @@ void rmig_state_free(struct rmig_session *s)
 	s->blobs = NULL;
 	s->nblobs = 0;
 }
+
+/* STATE_BEGIN: a blob is announced (the destination). */
+static int ctl_state_begin(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	struct rmig_msg_state_begin m;
+
+	if (rmig_state_begin_decode(buf, len, &m))
+		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed STATE_BEGIN");
+	return state_begin(s, &m);
+}
+
+static const struct rmig_ctl_handler state_ctl[] = {
+	{ RMIG_MSG_STATE_BEGIN, RMIG_CTL_TO_DEST, ctl_state_begin },
+};
+
+const struct rmig_feature rmig_state_feature = {
+	.name = "device state",
+	.ctl = state_ctl,
+	.nctl = sizeof(state_ctl) / sizeof(state_ctl[0]),
+};
