@@ -31,6 +31,9 @@ static void job_reset(struct rmig_job *j)
 	j->urgent = false;
 }
 
+/* A failure, reported as a transport reports one: through the session's upcall. */
+#define chan_fail(s, ...) (s)->up.fail((s)->up.arg, __VA_ARGS__)
+
 /* Each feature @h of the session whose hook @field is set. */
 #define for_each_hook(s, h, field)                                                                \
 	for (unsigned int h##_i = 0; h##_i < (s)->nfeatures; h##_i++)                              \
@@ -247,7 +250,7 @@ static void *source_thread(void *arg)
 		rc = run_job(c, j);
 		pthread_mutex_unlock(&c->post_lock);
 		if (rc)
-			rmig_sess_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
+			chan_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
 				       j->kind == RMIG_JOB_SYNC ? "sync" : "write", strerror(-rc));
 		job_reset(j);
 
@@ -279,7 +282,7 @@ static void *dest_thread(void *arg)
 		rc = s->tp_ops->progress(c->tch);
 	}
 	if (rc != -ECANCELED)
-		rmig_sess_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
+		chan_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
 	for_each_hook(s, h, dest_end)
 		h->dest_end(c, ctx[h_i]);
 	return NULL;
@@ -292,7 +295,7 @@ static int start_threads(struct rmig_session *s, void *(*fn)(void *))
 		int rc = pthread_create(&c->thread, NULL, fn, c);
 
 		if (rc)
-			return rmig_sess_fail(s, -rc, "starting channel thread %u: %s", i,
+			return chan_fail(s, -rc, "starting channel thread %u: %s", i,
 					      strerror(rc));
 		c->thread_started = true;
 	}
@@ -389,7 +392,7 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	}
 	pthread_mutex_unlock(&s->cs_lock);
 	if (rc == -ETIMEDOUT)
-		return rmig_sess_fail(s, rc,
+		return chan_fail(s, rc,
 				      "no data channel became idle within %u ms: channel %s stalled "
 				      "sending (link down or peer not reading)",
 				      s->opts.timeout_ms, busy[0] ? busy : "?");

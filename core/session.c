@@ -36,19 +36,6 @@
 	(RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS | RMIG_F_POSTCOPY | RMIG_F_NO_URGENT | \
 	 RMIG_F_PREPARE | RMIG_F_ZEROED | RMIG_F_DIRECT | RMIG_F_NO_BIND)
 
-uint64_t rmig_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t rmig_sess_deadline(const struct rmig_session *s)
-{
-	return rmig_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000ull;
-}
-
 const char *rmig_transport_name(enum rmig_transport_kind k)
 {
 	switch (k) {
@@ -424,16 +411,6 @@ static int up_fail(void *arg, int err, const char *fmt, ...)
 	return rc;
 }
 
-int rmig_sess_err(struct rmig_session *s)
-{
-	int err;
-
-	pthread_mutex_lock(&s->lock);
-	err = s->err;
-	pthread_mutex_unlock(&s->lock);
-	return err;
-}
-
 int rmig_error(rmig_session *s)
 {
 	return s ? rmig_sess_err(s) : -EINVAL;
@@ -442,23 +419,6 @@ int rmig_error(rmig_session *s)
 const char *rmig_last_error(rmig_session *s)
 {
 	return s ? s->errmsg : "";
-}
-
-/* s->lock held. */
-int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns)
-{
-	struct timespec ts;
-
-	if (!deadline_ns) {
-		pthread_cond_wait(&s->cond, &s->lock);
-		return 0;
-	}
-	if (rmig_now_ns() >= deadline_ns)
-		return -ETIMEDOUT;
-	ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
-	ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
-	pthread_cond_timedwait(&s->cond, &s->lock, &ts);
-	return 0;
 }
 
 void rmig_cancel(rmig_session *s, const char *reason)
