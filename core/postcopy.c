@@ -707,8 +707,52 @@ static const struct rmig_ctl_handler pc_ctl[] = {
 	{ RMIG_MSG_PAGE_REQ, RMIG_CTL_TO_SOURCE, rmig_pc_on_page_req },
 };
 
+static int pc_feature_init(struct rmig_session *s)
+{
+	rmig_pc_init(s);
+	if (s->pc.urgent)
+		s->nchannels++; /* the urgent channel: the last one */
+	return 0;
+}
+
+/* After PC_RUN the guest runs here while pages are still at the source. */
+static void error_note(struct rmig_session *s, char *msg, size_t cap)
+{
+	size_t n = strlen(msg);
+
+	if (s->opts.role != RMIG_ROLE_DEST || !s->pc.running || !rmig_pc_missing_any(s) ||
+	    strstr(msg, "the guest cannot continue"))
+		return;
+	if (rmig_pc_pausable(s))
+		snprintf(msg + n, cap - n,
+			 "; postcopy paused: the guest waits up to %u ms for the source to resume",
+			 s->opts.recovery_timeout_ms);
+	else
+		snprintf(msg + n, cap - n,
+			 "; postcopy: pages are still missing here, the guest cannot continue");
+}
+
+static void pc_stats(struct rmig_session *s, struct rmig_stats *st)
+{
+	struct rmig_postcopy *pc = &s->pc;
+
+	st->pc_requests = atomic_load(&pc->st_requests);
+	st->pc_urgent_pages = atomic_load(&pc->st_urgent_pages);
+	st->pc_background = atomic_load(&pc->st_background);
+	st->pc_resent = atomic_load(&pc->st_resent);
+	st->pc_faults = atomic_load(&pc->st_faults);
+	st->pc_pauses = atomic_load(&pc->st_pauses);
+	st->pc_paused_ns = atomic_load(&pc->st_paused_ns);
+	st->pc_rerequested = atomic_load(&pc->st_rerequested);
+}
+
 const struct rmig_feature rmig_pc_feature = {
 	.name = "postcopy",
+	.init = pc_feature_init,
+	.stop = rmig_pc_stop,
+	.destroy = rmig_pc_destroy,
+	.error_note = error_note,
+	.stats = pc_stats,
 	.ctl = pc_ctl,
 	.nctl = sizeof(pc_ctl) / sizeof(pc_ctl[0]),
 	.complete_check = rmig_pc_check_complete,

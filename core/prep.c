@@ -134,3 +134,8 @@ void rmig_prep_stop(struct rmig_session *s)
 	free(p);
 	s->prep = NULL;
 }
+
+const struct rmig_feature rmig_prep_feature = {
+	.name = "prepare",
+	.stop = rmig_prep_stop,
+};

@@ -51,8 +51,11 @@ static void posted(const struct rmig_block *b, uint64_t first, uint64_t n)
 		rmig_bitmap_set_range_atomic(b->posted, first, n);
 }
 
+static void resume_free(struct rmig_session *s);
+
 const struct rmig_feature rmig_resume_feature = {
 	.name = "resume",
+	.destroy = resume_free,
 	.posted = posted,
 };
 
@@ -176,7 +179,7 @@ int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello 
 	return rmig_sess_fail(s, -EACCES, "refusing the source: %s", why);
 }
 
-void rmig_resume_free(struct rmig_session *s)
+static void resume_free(struct rmig_session *s)
 {
 	for (unsigned int i = 0; i < s->nblocks; i++) {
 		free(s->blocks[i].posted);
@@ -272,47 +275,11 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 		s->session_id = old->session_id;
 		s->resuming = true;
 	} else {
-		rmig_resume_free(s);
+		resume_free(s);
 		s->nblocks = 0;
 	}
 	rmig_session_destroy(old);
 	return rc;
-}
-
-/* *@s_p: a new session made with its options (and its key), resumed from it */
-static int resume_new(rmig_session **s_p, enum rmig_role role)
-{
-	rmig_session *old = s_p ? *s_p : NULL, *n = NULL;
-	struct rmig_opts o;
-	int rc;
-
-	if (!old || old->opts.role != role)
-		return -EINVAL;
-	o = old->opts;
-	o.key = old->key; /* the caller's key may be gone: the old session's copy */
-	o.key_len = old->key_len;
-	rc = rmig_session_create(&o, &n);
-	if (rc)
-		return rc;
-	rc = rmig_resume_from(n, old);
-	*s_p = n;
-	return rc;
-}
-
-int rmig_resume(rmig_session **s_p, const char *uri)
-{
-	int rc = resume_new(s_p, RMIG_ROLE_SOURCE);
-
-	return rc ? rc : rmig_connect(*s_p, uri);
-}
-
-int rmig_recover(rmig_session **s_p, const char *uri)
-{
-	int rc = resume_new(s_p, RMIG_ROLE_DEST);
-
-	if (!rc)
-		rc = rmig_listen(*s_p, uri);
-	return rc ? rc : rmig_accept(*s_p);
 }
 
 int64_t rmig_resume_missing(rmig_session *s, unsigned long *const *bitmaps, unsigned int nblocks)

@@ -128,6 +128,23 @@ struct rmig_ctl_handler {
  */
 struct rmig_feature {
 	const char *name;
+	/*
+	 * Lifecycle. init: at create, in registration order (0 or -errno).
+	 * stop: the session shuts down (after the control thread is joined,
+	 * before the channels are). destroy: at destroy, for a feature whose
+	 * init ran (or that has none).
+	 */
+	int (*init)(struct rmig_session *s);
+	void (*stop)(struct rmig_session *s);
+	void (*destroy)(struct rmig_session *s);
+	/*
+	 * The session's first error, @msg (@cap bytes, NUL-terminated), may
+	 * get a clause from the feature (what it means for the guest). Under
+	 * s->lock.
+	 */
+	void (*error_note)(struct rmig_session *s, char *msg, size_t cap);
+	/* rmig_get_stats(): the feature's counters. */
+	void (*stats)(struct rmig_session *s, struct rmig_stats *st);
 	const struct rmig_ctl_handler *ctl;
 	unsigned int nctl;
 	/* Destination, COMPLETE received: 0, or an error that refuses it (reported). */
@@ -158,13 +175,21 @@ struct rmig_feature {
 	void (*dest_end)(struct rmig_chan *c, void *ctx);
 };
 
-#define RMIG_FEATURES_MAX 6
+#define RMIG_FEATURES_MAX 8
 
-/* The features: live.c, postcopy.c, resume.c, state.c */
+/* The features: live.c, postcopy.c, resume.c, state.c, prep.c */
 extern const struct rmig_feature rmig_live_feature;
 extern const struct rmig_feature rmig_pc_feature;
 extern const struct rmig_feature rmig_resume_feature;
 extern const struct rmig_feature rmig_state_feature;
+extern const struct rmig_feature rmig_prep_feature;
+
+/*
+ * rmig_session_create() with the features @f[0..@nf) (api.c names them):
+ * each is registered, then each init() runs, in that order.
+ */
+int rmig_sess_new(const struct rmig_opts *o, const struct rmig_feature *const *f,
+		  unsigned int nf, struct rmig_session **s_p);
 
 enum rmig_sess_state {
 	RMIG_S_NEW = 0,
@@ -223,6 +248,7 @@ struct rmig_session {
 	/* the features, registered at create, then read-only */
 	const struct rmig_feature *features[RMIG_FEATURES_MAX];
 	unsigned int nfeatures;
+	unsigned int features_inited; /* the first n ran init(): destroy() for those */
 	/* every control message type's handler, from the session and its features */
 	const struct rmig_ctl_handler *ctl_handlers[RMIG_MSG_TYPE_MAX];
 	struct rmig_pool *pool;
@@ -382,7 +408,6 @@ int rmig_state_check_arrived(struct rmig_session *s, uint32_t nblobs_expected, c
 int rmig_state_all_loaded(struct rmig_session *s, uint32_t nblobs_expected);
 int rmig_state_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN], uint32_t n);
 uint32_t rmig_state_count(struct rmig_session *s);
-void rmig_state_free(struct rmig_session *s);
 
 /*
  * Tests only: rmig_send_round() skips its closing sync, which breaks the
@@ -442,7 +467,6 @@ void rmig_resume_round_end(struct rmig_session *s);
 int rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps);
 /* Destination, after the gate: 0 when @hello may go on here, or the refusal. */
 int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello *hello);
-void rmig_resume_free(struct rmig_session *s);
 
 /* rails.c: multi-rail */
 int rmig_tp_create_rail(struct rmig_session *s, unsigned int r); /* creates s->rail[r].tp */

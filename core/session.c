@@ -157,7 +157,8 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 
 static int up_fail(void *arg, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
+int rmig_sess_new(const struct rmig_opts *o, const struct rmig_feature *const *f,
+		  unsigned int nf, struct rmig_session **s_p)
 {
 	struct rmig_session *s;
 	struct rmig_logger lg;
@@ -205,18 +206,23 @@ int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)
 	pthread_cond_init(&s->cs_idle, NULL);
 	pthread_mutex_init(&s->ctl_send_lock, NULL);
 	pthread_mutex_init(&s->state_lock, NULL);
-	rmig_pc_init(s);
-	/* the features (sess.h): their control messages and channel hooks */
-	rc = rmig_sess_add_feature(s, &rmig_live_feature);
-	rc = rc ? rc : rmig_sess_add_feature(s, &rmig_resume_feature);
-	rc = rc ? rc : rmig_sess_add_feature(s, &rmig_state_feature);
-	rc = rc ? rc : rmig_sess_add_feature(s, &rmig_pc_feature);
+	/* the features (sess.h): their control messages, hooks, and state */
+	rc = 0;
+	for (unsigned int i = 0; i < nf && !rc; i++)
+		rc = rmig_sess_add_feature(s, f[i]);
 	if (rc) { /* a message type handled twice: these tables disagree */
 		rmig_session_destroy(s);
 		return -EINVAL;
 	}
-	if (s->pc.urgent)
-		s->nchannels++; /* the last one */
+	for (; s->features_inited < s->nfeatures; s->features_inited++) {
+		const struct rmig_feature *ft = s->features[s->features_inited];
+
+		rc = ft->init ? ft->init(s) : 0;
+		if (rc) {
+			rmig_session_destroy(s);
+			return rc;
+		}
+	}
 	rmig_rl_init(&s->rl, s->opts.role == RMIG_ROLE_SOURCE ? s->opts.max_bandwidth : 0);
 	s->verify = s->opts.role == RMIG_ROLE_SOURCE && (s->opts.flags & RMIG_F_VERIFY);
 	if (s->opts.key_len) {
@@ -334,21 +340,10 @@ static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const cha
 			vsnprintf(raw, sizeof(raw), fmt, ap);
 			rmig_escape(s->errmsg, sizeof(s->errmsg), raw);
 		}
-		/* after PC_RUN the guest runs here while pages are still at the source */
-		if (s->opts.role == RMIG_ROLE_DEST && s->pc.running && rmig_pc_missing_any(s) &&
-		    !strstr(s->errmsg, "the guest cannot continue")) {
-			size_t n = strlen(s->errmsg);
-
-			if (rmig_pc_pausable(s))
-				snprintf(s->errmsg + n, sizeof(s->errmsg) - n,
-					 "; postcopy paused: the guest waits up to %u ms for the "
-					 "source to resume",
-					 s->opts.recovery_timeout_ms);
-			else
-				snprintf(s->errmsg + n, sizeof(s->errmsg) - n,
-					 "; postcopy: pages are still missing here, the guest "
-					 "cannot continue");
-		}
+		/* what the error means to each feature (postcopy: for the guest) */
+		for (unsigned int i = 0; i < s->nfeatures; i++)
+			if (s->features[i]->error_note)
+				s->features[i]->error_note(s, s->errmsg, sizeof(s->errmsg));
 		if (!s->t_end_ns)
 			s->t_end_ns = rmig_now_ns();
 	}
@@ -500,21 +495,12 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 	st->zero_pages = atomic_load(&s->st_zero_pages);
 	st->state_bytes = atomic_load(&s->st_state_bytes);
 	st->reg_ns = atomic_load(&s->st_reg_ns);
-	st->blobs = rmig_state_count(s);
 	st->channels = s->chans ? s->nchannels : 0;
 	st->transport = s->tp_ops ? s->tp_ops->kind : RMIG_TRANSPORT_AUTO;
 	pthread_mutex_lock(&s->lock);
 	st->syncs = s->sync_acked;
 	st->rounds = s->rounds;
 	st->downtime_ns = s->downtime_ns;
-	st->pc_requests = atomic_load(&s->pc.st_requests);
-	st->pc_urgent_pages = atomic_load(&s->pc.st_urgent_pages);
-	st->pc_background = atomic_load(&s->pc.st_background);
-	st->pc_resent = atomic_load(&s->pc.st_resent);
-	st->pc_faults = atomic_load(&s->pc.st_faults);
-	st->pc_pauses = atomic_load(&s->pc.st_pauses);
-	st->pc_paused_ns = atomic_load(&s->pc.st_paused_ns);
-	st->pc_rerequested = atomic_load(&s->pc.st_rerequested);
 	end = s->t_end_ns ? s->t_end_ns : rmig_now_ns();
 	if (s->t_start_ns)
 		st->duration_ns = end - s->t_start_ns;
@@ -523,6 +509,9 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 		st->chan[i].bytes = atomic_load(&s->chans[i].bytes);
 		st->chan[i].writes = atomic_load(&s->chans[i].writes);
 	}
+	for (unsigned int i = 0; i < s->nfeatures; i++)
+		if (s->features[i]->stats)
+			s->features[i]->stats(s, st);
 }
 
 /*
@@ -552,10 +541,11 @@ void rmig_session_destroy(rmig_session *s)
 			rmig_sess_fail(s, -ECANCELED, "session destroyed before completion");
 	}
 	shut_everything(s);
-	rmig_prep_stop(s);
 	if (s->ctl_thread_started)
 		pthread_join(s->ctl_thread, NULL);
-	rmig_pc_stop(s);
+	for (unsigned int i = 0; i < s->features_inited; i++)
+		if (s->features[i]->stop)
+			s->features[i]->stop(s);
 	rmig_chans_stop(s);
 	rmig_pool_destroy(s->pool);
 	for (unsigned int i = 0; s->chans && i < s->nchannels; i++) {
@@ -573,14 +563,14 @@ void rmig_session_destroy(rmig_session *s)
 		ctl_close(s);
 	rmig_tls_free(s->ctl_tls);
 	rmig_tls_conf_free(s->tls_conf);
-	rmig_pc_destroy(s);
+	for (unsigned int i = s->features_inited; i-- > 0;)
+		if (s->features[i]->destroy)
+			s->features[i]->destroy(s);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	close(s->wake_fd);
-	rmig_state_free(s);
 	for (unsigned int i = 0; i < s->nblocks; i++)
 		free(s->blocks[i].sent);
-	rmig_resume_free(s);
 	free(s->chans);
 	free(s->chan_sync);
 	pthread_mutex_destroy(&s->lock);

@@ -443,7 +443,7 @@ int rmig_state_digests(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN], 
 	return rc;
 }
 
-void rmig_state_free(struct rmig_session *s)
+static void state_free(struct rmig_session *s)
 {
 	for (uint32_t i = 0; i < s->nblobs; i++) {
 		if (s->blobs[i])
@@ -471,8 +471,15 @@ static const struct rmig_ctl_handler state_ctl[] = {
 	{ RMIG_MSG_STATE_BEGIN, RMIG_CTL_TO_DEST, ctl_state_begin },
 };
 
+static void state_stats(struct rmig_session *s, struct rmig_stats *st)
+{
+	st->blobs = rmig_state_count(s);
+}
+
 const struct rmig_feature rmig_state_feature = {
 	.name = "device state",
+	.destroy = state_free,
+	.stats = state_stats,
 	.ctl = state_ctl,
 	.nctl = sizeof(state_ctl) / sizeof(state_ctl[0]),
 };
