@@ -135,7 +135,20 @@ void rmig_prep_stop(struct rmig_session *s)
 	s->prep = NULL;
 }
 
+/*
+ * A destination populates while the channels open, but not under
+ * postcopy: populating a page that userfaultfd will serve would fault it
+ * in from the source.
+ */
+static int prep_feature_start(struct rmig_session *s)
+{
+	if (s->opts.role == RMIG_ROLE_DEST && s->pc.enabled)
+		return 0;
+	return rmig_prep_start(s);
+}
+
 const struct rmig_feature rmig_prep_feature = {
 	.name = "prepare",
+	.start = prep_feature_start,
 	.stop = rmig_prep_stop,
 };

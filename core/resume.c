@@ -53,9 +53,18 @@ static void posted(const struct rmig_block *b, uint64_t first, uint64_t n)
 
 static void resume_free(struct rmig_session *s);
 
+/* A network source keeps its maps from connect on (a file target has no resume). */
+static int resume_start(struct rmig_session *s)
+{
+	return s->opts.role == RMIG_ROLE_SOURCE && !s->local ? rmig_resume_track(s) : 0;
+}
+
 const struct rmig_feature rmig_resume_feature = {
 	.name = "resume",
 	.destroy = resume_free,
+	.start = resume_start,
+	.sync_begin = rmig_resume_sync_begin,
+	.sync_end = rmig_resume_sync_end,
 	.posted = posted,
 };
 

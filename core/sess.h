@@ -145,6 +145,15 @@ struct rmig_feature {
 	void (*error_note)(struct rmig_session *s, char *msg, size_t cap);
 	/* rmig_get_stats(): the feature's counters. */
 	void (*stats)(struct rmig_session *s, struct rmig_stats *st);
+	/*
+	 * The session starts to move data, its blocks fixed: a source at
+	 * connect (before the handshake, which it may overlap), a destination
+	 * once the source's layout is agreed. 0 or the session's error.
+	 */
+	int (*start)(struct rmig_session *s);
+	/* Source, under sync_lock: a sync begins (before any marker); it ended (@acked). */
+	void (*sync_begin)(struct rmig_session *s);
+	void (*sync_end)(struct rmig_session *s, bool acked);
 	const struct rmig_ctl_handler *ctl;
 	unsigned int nctl;
 	/* Destination, COMPLETE received: 0, or an error that refuses it (reported). */
@@ -356,6 +365,8 @@ int rmig_ctl_thread_start(struct rmig_session *s);
  * type handled twice is -EEXIST). At create, before anything runs.
  */
 int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f);
+/* Each feature's start() in turn: 0 or the first error. */
+int rmig_sess_start_features(struct rmig_session *s);
 /* A control message this side does not take now: the session fails (-EBADMSG). */
 int rmig_ctl_unexpected(struct rmig_session *s, uint16_t type);
 /* A local backend's message, as the control thread would take a peer's (s->up). */

@@ -220,7 +220,7 @@ static int connect_local(struct rmig_session *s, const char *path)
 	if (rc)
 		return rc;
 	s->t_start_ns = rmig_now_ns();
-	rc = rmig_prep_start(s);
+	rc = rmig_sess_start_features(s);
 	if (rc)
 		return rc;
 	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
@@ -288,9 +288,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 		return -EINVAL;
 	}
 	s->t_start_ns = rmig_now_ns();
-	rc = rmig_prep_start(s); /* overlaps the handshake */
-	if (!rc)
-		rc = rmig_resume_track(s);
+	rc = rmig_sess_start_features(s); /* RMIG_F_PREPARE overlaps the handshake */
 	if (rc)
 		return rc;
 	/* a resuming session keeps the id of the one it resumes */
@@ -490,13 +488,7 @@ static int take_layout(struct rmig_session *s, const struct rmig_msg_hello *hell
 	rc = check_layout(s, hello, why, sizeof(why));
 	if (rc)
 		return refuse(s, rc, why);
-	/*
-	 * Populate while the channels open. Not under postcopy: populating a
-	 * page that userfaultfd will serve would fault it in from the source.
-	 */
-	if (!s->pc.enabled)
-		return rmig_prep_start(s);
-	return 0;
+	return rmig_sess_start_features(s); /* RMIG_F_PREPARE: while the channels open */
 }
 
 static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello *hello)

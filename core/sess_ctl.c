@@ -191,6 +191,16 @@ int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f)
 	return 0;
 }
 
+int rmig_sess_start_features(struct rmig_session *s)
+{
+	int rc = 0;
+
+	for (unsigned int i = 0; i < s->nfeatures && !rc; i++)
+		if (s->features[i]->start)
+			rc = s->features[i]->start(s);
+	return rc;
+}
+
 int rmig_ctl_unexpected(struct rmig_session *s, uint16_t type)
 {
 	return rmig_sess_fail(s, -EBADMSG, "control connection: unexpected %s message",

@@ -133,7 +133,9 @@ int rmig_source_sync(struct rmig_session *s)
 	pthread_mutex_lock(&s->lock);
 	id = ++s->sync_sent;
 	pthread_mutex_unlock(&s->lock);
-	rmig_resume_sync_begin(s); /* before any marker: see resume.c */
+	for (unsigned int i = 0; i < s->nfeatures; i++) /* before any marker: see resume.c */
+		if (s->features[i]->sync_begin)
+			s->features[i]->sync_begin(s);
 	rc = rmig_chans_mark(s, id, &job);
 	free(job);
 	deadline = rmig_sess_deadline(s);
@@ -143,7 +145,9 @@ int rmig_source_sync(struct rmig_session *s)
 	if (!rc)
 		rc = s->err;
 	pthread_mutex_unlock(&s->lock);
-	rmig_resume_sync_end(s, !rc);
+	for (unsigned int i = 0; i < s->nfeatures; i++)
+		if (s->features[i]->sync_end)
+			s->features[i]->sync_end(s, !rc);
 	pthread_mutex_unlock(&s->sync_lock);
 	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
 		rc = rmig_sess_fail(s, rc, "sync %llu: no acknowledgement within %u ms",
