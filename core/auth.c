@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* auth.c - the shared-key handshake (see auth.h). */
+/* auth.c - the shared-key handshake's source side (see auth.h; the arithmetic: auth_mac.c). */
 #include <errno.h>
 #include <string.h>
 
@@ -11,38 +11,6 @@
 
 #include "auth.h"
 #include "sess.h"
-
-void rmig_auth_hello_hash(const uint8_t *hello, size_t len, uint8_t out[RMIG_HELLO_HASH_LEN])
-{
-	SHA256(hello, len, out);
-}
-
-int rmig_auth_mac(const uint8_t *key, size_t key_len, enum rmig_auth_role role,
-		  const uint8_t hello_hash[RMIG_HELLO_HASH_LEN],
-		  const uint8_t nonce_d[RMIG_AUTH_NONCE_LEN],
-		  const uint8_t nonce_s[RMIG_AUTH_NONCE_LEN], uint8_t out[RMIG_AUTH_MAC_LEN])
-{
-	static const char src[] = "rmig-auth-1 source", dst[] = "rmig-auth-1 destination";
-	const char *label = role == RMIG_AUTH_SOURCE ? src : dst;
-	size_t ll = strlen(label);
-	uint8_t msg[sizeof(dst) + RMIG_HELLO_HASH_LEN + 2 * RMIG_AUTH_NONCE_LEN];
-	unsigned int out_len = 0;
-
-	memcpy(msg, label, ll);
-	memcpy(msg + ll, hello_hash, RMIG_HELLO_HASH_LEN);
-	memcpy(msg + ll + RMIG_HELLO_HASH_LEN, nonce_d, RMIG_AUTH_NONCE_LEN);
-	memcpy(msg + ll + RMIG_HELLO_HASH_LEN + RMIG_AUTH_NONCE_LEN, nonce_s, RMIG_AUTH_NONCE_LEN);
-	if (!HMAC(EVP_sha256(), key, (int)key_len, msg,
-		  ll + RMIG_HELLO_HASH_LEN + 2 * RMIG_AUTH_NONCE_LEN, out, &out_len) ||
-	    out_len != RMIG_AUTH_MAC_LEN)
-		return -EIO;
-	return 0;
-}
-
-bool rmig_auth_mac_equal(const uint8_t a[RMIG_AUTH_MAC_LEN], const uint8_t b[RMIG_AUTH_MAC_LEN])
-{
-	return CRYPTO_memcmp(a, b, RMIG_AUTH_MAC_LEN) == 0;
-}
 
 static int send_auth(struct rmig_session *s, uint16_t type, const struct rmig_msg_auth *m)
 {
@@ -96,3 +64,14 @@ int rmig_auth_source(struct rmig_session *s, const uint8_t hello_hash[RMIG_HELLO
 	rmig_info(&s->log, "authenticated the destination");
 	return 0;
 }
+
+/* The source proves it holds the key right after its HELLO (a session with one). */
+static int src_handshake(struct rmig_session *s, const uint8_t *hello_hash, uint8_t *buf)
+{
+	return s->key_len ? rmig_auth_source(s, hello_hash, buf) : 0;
+}
+
+const struct rmig_feature rmig_auth_feature = {
+	.name = "key",
+	.src_handshake = src_handshake,
+};

@@ -151,6 +151,20 @@ struct rmig_feature {
 	 * once the source's layout is agreed. 0 or the session's error.
 	 */
 	int (*start)(struct rmig_session *s);
+	/*
+	 * The handshake. src_handshake: a source, its HELLO sent (@hello_hash
+	 * its hash), before the HELLO_ACK is read (@buf: RMIG_CTL_MAX bytes).
+	 * src_hello_ack: the HELLO_ACK's capability bits. dest_hello: a
+	 * destination, the source's HELLO past the gate: 0, or the refusal.
+	 * started: either side, its channels open and the session running.
+	 * All: 0 or the session's error.
+	 */
+	int (*src_handshake)(struct rmig_session *s, const uint8_t *hello_hash, uint8_t *buf);
+	int (*src_hello_ack)(struct rmig_session *s, uint32_t ack_caps);
+	int (*dest_hello)(struct rmig_session *s, const struct rmig_msg_hello *hello);
+	int (*started)(struct rmig_session *s);
+	/* The largest single write it needs (a whole page, for a page placed whole). */
+	uint64_t (*write_max)(const struct rmig_session *s);
 	/* Source, under sync_lock: a sync begins (before any marker); it ended (@acked). */
 	void (*sync_begin)(struct rmig_session *s);
 	void (*sync_end)(struct rmig_session *s, bool acked);
@@ -192,6 +206,7 @@ extern const struct rmig_feature rmig_pc_feature;
 extern const struct rmig_feature rmig_resume_feature;
 extern const struct rmig_feature rmig_state_feature;
 extern const struct rmig_feature rmig_prep_feature;
+extern const struct rmig_feature rmig_auth_feature;
 
 /*
  * rmig_session_create() with the features @f[0..@nf) (api.c names them):
@@ -367,6 +382,10 @@ int rmig_ctl_thread_start(struct rmig_session *s);
 int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f);
 /* Each feature's start() in turn: 0 or the first error. */
 int rmig_sess_start_features(struct rmig_session *s);
+/* The same for started(), once the session runs. */
+int rmig_sess_started_features(struct rmig_session *s);
+/* The largest single write of the session: extent_max, or more where a feature needs it. */
+uint64_t rmig_sess_write_max(const struct rmig_session *s);
 /* A control message this side does not take now: the session fails (-EBADMSG). */
 int rmig_ctl_unexpected(struct rmig_session *s, uint16_t type);
 /* A local backend's message, as the control thread would take a peer's (s->up). */

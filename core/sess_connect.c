@@ -51,7 +51,7 @@ int rmig_tp_create_rail(struct rmig_session *s, unsigned int r)
 		.session_id = s->session_id,
 		.nchannels = s->nchannels,
 		.timeout_ms = s->opts.timeout_ms,
-		.extent_max = (uint32_t)rmig_pc_write_max(s), /* postcopy: whole hugepages */
+		.extent_max = (uint32_t)rmig_sess_write_max(s), /* postcopy: whole hugepages */
 		.inflight_max = s->opts.inflight_max,
 		.role = s->opts.role,
 		.tls = s->tls_conf,
@@ -321,8 +321,9 @@ int rmig_connect(rmig_session *s, const char *uri)
 	n = rmig_hello_encode(hello, buf, RMIG_CTL_MAX);
 	rmig_auth_hello_hash(buf, (size_t)n, hello_hash);
 	rc = rmig_ctl_send(s, RMIG_MSG_HELLO, buf, (uint32_t)n);
-	if (!rc && s->key_len)
-		rc = rmig_auth_source(s, hello_hash, buf);
+	for (unsigned int i = 0; i < s->nfeatures && !rc; i++) /* the key proof */
+		if (s->features[i]->src_handshake)
+			rc = s->features[i]->src_handshake(s, hello_hash, buf);
 	if (!rc)
 		rc = rmig_ctl_expect(s, RMIG_MSG_HELLO_ACK, &h, buf);
 	if (rc)
@@ -331,7 +332,9 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_sess_fail(s, -EPROTO, "control connection: bad HELLO_ACK");
 		goto out;
 	}
-	rc = rmig_resume_on_ack(s, ack.caps);
+	for (unsigned int i = 0; i < s->nfeatures && !rc; i++)
+		if (s->features[i]->src_hello_ack)
+			rc = s->features[i]->src_hello_ack(s, ack.caps);
 	if (rc)
 		goto out;
 	/* a destination of zeros: zero pages never sent before need no marker */
@@ -378,7 +381,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 	if (!rc)
 		rc = session_start(s);
 	if (!rc)
-		rc = rmig_pc_resumed(s); /* a paused postcopy goes on */
+		rc = rmig_sess_started_features(s); /* a paused postcopy goes on */
 	if (!rc)
 		rmig_info(&s->log, "connected to %s:%s over %s with %u channels", host, port,
 			  s->tp_ops->name, s->nchannels);
@@ -498,8 +501,9 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 
 	/* TLS, HELLO and the key proof: see gate.c */
 	rc = rmig_gate_accept(s, buf, hello);
-	if (!rc)
-		rc = rmig_resume_check_hello(s, hello);
+	for (unsigned int i = 0; i < s->nfeatures && !rc; i++)
+		if (s->features[i]->dest_hello)
+			rc = s->features[i]->dest_hello(s, hello);
 	if (rc)
 		return rc;
 	if (!s->tp_ops)
@@ -647,7 +651,7 @@ int rmig_accept(rmig_session *s)
 	if (!rc)
 		rc = session_start(s);
 	if (!rc)
-		rc = rmig_pc_resumed(s); /* a paused postcopy goes on */
+		rc = rmig_sess_started_features(s); /* a paused postcopy goes on */
 	if (!rc)
 		rmig_info(&s->log, "accepted a source over %s with %u channels", s->tp_ops->name,
 			  s->nchannels);

@@ -201,6 +201,26 @@ int rmig_sess_start_features(struct rmig_session *s)
 	return rc;
 }
 
+int rmig_sess_started_features(struct rmig_session *s)
+{
+	int rc = 0;
+
+	for (unsigned int i = 0; i < s->nfeatures && !rc; i++)
+		if (s->features[i]->started)
+			rc = s->features[i]->started(s);
+	return rc;
+}
+
+uint64_t rmig_sess_write_max(const struct rmig_session *s)
+{
+	uint64_t m = s->opts.extent_max;
+
+	for (unsigned int i = 0; i < s->nfeatures; i++)
+		if (s->features[i]->write_max && s->features[i]->write_max(s) > m)
+			m = s->features[i]->write_max(s);
+	return m;
+}
+
 int rmig_ctl_unexpected(struct rmig_session *s, uint16_t type)
 {
 	return rmig_sess_fail(s, -EBADMSG, "control connection: unexpected %s message",
