@@ -132,7 +132,7 @@ void rmig_pc_stop(struct rmig_session *s);
  * that posts it, right before it goes out, and counted as requested or
  * background; background channel threads step back. The destination's
  * channel threads stage pages for UFFDIO_COPY. All of it through the
- * channel hooks, rmig_pc_hooks (sess.h).
+ * channel hooks of rmig_pc_feature (sess.h).
  */
 
 /* Between postcopy.c, pc_uffd.c and pc_pause.c */
