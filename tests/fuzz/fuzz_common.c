@@ -74,7 +74,7 @@ static void dest_reset(struct rmig_session *s)
 		sched_yield();
 	}
 	pthread_mutex_lock(&s->state_lock);
-	rmig_state_free(s);
+	rmig_state_feature.destroy(s); /* the blobs go: device state's own free */
 	s->state_reserved = 0;
 	pthread_mutex_unlock(&s->state_lock);
 	pthread_mutex_lock(&s->lock);
