@@ -746,8 +746,37 @@ static void pc_stats(struct rmig_session *s, struct rmig_stats *st)
 	st->pc_rerequested = atomic_load(&pc->st_rerequested);
 }
 
+/* The destination's data path while postcopy is on (see rmig_pc_place()). */
+static int ram_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len, void **dst_p)
+{
+	return s->pc.enabled ? rmig_pc_place(s, b, off, len, dst_p) : 0;
+}
+
+static int ram_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len)
+{
+	return s->pc.enabled ? rmig_pc_placed(s, b, off, len) : 0;
+}
+
+/* Requested pages come by SEND once the destination runs the guest. */
+static bool ram_by_message(struct rmig_session *s)
+{
+	return s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE);
+}
+
+static bool ram_from(struct rmig_session *s, const void *src)
+{
+	if (!s->pc.enabled || !rmig_pc_staged())
+		return false;
+	rmig_pc_thread_use(src);
+	return true;
+}
+
 const struct rmig_feature rmig_pc_feature = {
 	.name = "postcopy",
+	.ram_place = ram_place,
+	.ram_placed = ram_placed,
+	.ram_by_message = ram_by_message,
+	.ram_from = ram_from,
 	.init = pc_feature_init,
 	.stop = rmig_pc_stop,
 	.destroy = rmig_pc_destroy,

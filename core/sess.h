@@ -165,6 +165,20 @@ struct rmig_feature {
 	int (*started)(struct rmig_session *s);
 	/* The largest single write it needs (a whole page, for a page placed whole). */
 	uint64_t (*write_max)(const struct rmig_session *s);
+	/*
+	 * Destination data path, any channel thread, for RAM writes checked
+	 * against their block. ram_place: 1 and *dst_p where the feature
+	 * takes the bytes (postcopy: a staging buffer, then UFFDIO_COPY), 0
+	 * to write in place, or an error. ram_placed: they landed.
+	 * ram_by_message: RAM may come as a message now (not by one-sided
+	 * write). ram_from: bytes that came as a message at @src, placed by
+	 * the feature straight from there (true), or to be copied (false).
+	 */
+	int (*ram_place)(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len,
+			 void **dst_p);
+	int (*ram_placed)(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len);
+	bool (*ram_by_message)(struct rmig_session *s);
+	bool (*ram_from)(struct rmig_session *s, const void *src);
 	/* Source, under sync_lock: a sync begins (before any marker); it ended (@acked). */
 	void (*sync_begin)(struct rmig_session *s);
 	void (*sync_end)(struct rmig_session *s, bool acked);

@@ -34,8 +34,9 @@ int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **d
 				      "(block length %llu)",
 				      b->name, (unsigned long long)t->offset,
 				      (unsigned long long)len, (unsigned long long)b->length);
-	if (s->pc.enabled) {
-		int rc = rmig_pc_place(s, t->id, t->offset, len, dst_p);
+	for (unsigned int i = 0; i < s->nfeatures; i++) {
+		int rc = s->features[i]->ram_place ?
+				 s->features[i]->ram_place(s, t->id, t->offset, len, dst_p) : 0;
 
 		if (rc)
 			return rc < 0 ? rc : 0;
@@ -51,8 +52,13 @@ int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 	if (t->kind == RMIG_TGT_STATE)
 		return rmig_state_placed(s, t, len);
 	atomic_fetch_add_explicit(&s->st_handled, len, memory_order_relaxed);
-	if (s->pc.enabled)
-		return rmig_pc_placed(s, t->id, t->offset, len);
+	for (unsigned int i = 0; i < s->nfeatures; i++) {
+		int rc = s->features[i]->ram_placed ?
+				 s->features[i]->ram_placed(s, t->id, t->offset, len) : 0;
+
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
@@ -81,19 +87,22 @@ int rmig_up_zero(void *arg, const struct rmig_target *t, uint64_t len)
 int rmig_up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len)
 {
 	struct rmig_session *s = arg;
+	bool by_message = false, taken = false;
 	void *dst;
 	int rc;
 
-	if (t->kind == RMIG_TGT_RAM &&
-	    !(s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE)))
+	for (unsigned int i = 0; t->kind == RMIG_TGT_RAM && i < s->nfeatures; i++)
+		by_message |= s->features[i]->ram_by_message && s->features[i]->ram_by_message(s);
+	if (t->kind == RMIG_TGT_RAM && !by_message)
 		return rmig_sess_fail(s, -EPROTO, "RAM by SEND outside postcopy (RAM goes by RDMA "
 						  "WRITE until the destination runs the guest)");
 	rc = rmig_up_place(arg, t, len, &dst);
 	if (rc)
 		return rc;
-	if (t->kind == RMIG_TGT_RAM && s->pc.enabled && rmig_pc_staged())
-		rmig_pc_thread_use(src); /* UFFDIO_COPY straight from the backend's buffer */
-	else
+	/* postcopy: UFFDIO_COPY straight from the backend's buffer */
+	for (unsigned int i = 0; t->kind == RMIG_TGT_RAM && i < s->nfeatures && !taken; i++)
+		taken = s->features[i]->ram_from && s->features[i]->ram_from(s, src);
+	if (!taken)
 		memcpy(dst, src, len);
 	return rmig_up_placed(arg, t, len);
 }
