@@ -176,6 +176,20 @@ struct rmig_feature {
 	 */
 	int (*ram_place)(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len,
 			 void **dst_p);
+	/* Destination: the target kind it owns (0: none), placed as the upcalls place. */
+	enum rmig_target_kind tgt_kind;
+	int (*tgt_place)(struct rmig_session *s, const struct rmig_target *t, uint64_t len,
+			 void **dst_p);
+	int (*tgt_placed)(struct rmig_session *s, const struct rmig_target *t, uint64_t len);
+	/*
+	 * COMPLETE's blob section (device state). blobs: how many the source
+	 * sent. blob_digests: theirs into @out[0..@n). blobs_done (destination,
+	 * after the source's sync): 0 once @n blobs have all arrived and
+	 * loaded (it waits for the loads), or the error, reported.
+	 */
+	uint32_t (*blobs)(struct rmig_session *s);
+	int (*blob_digests)(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN], uint32_t n);
+	int (*blobs_done)(struct rmig_session *s, uint32_t n);
 	int (*ram_placed)(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len);
 	bool (*ram_by_message)(struct rmig_session *s);
 	bool (*ram_from)(struct rmig_session *s, const void *src);
@@ -400,6 +414,11 @@ int rmig_sess_start_features(struct rmig_session *s);
 int rmig_sess_started_features(struct rmig_session *s);
 /* The largest single write of the session: extent_max, or more where a feature needs it. */
 uint64_t rmig_sess_write_max(const struct rmig_session *s);
+/* The feature that owns target kind @k, or NULL. */
+const struct rmig_feature *rmig_sess_tgt_owner(const struct rmig_session *s,
+					       enum rmig_target_kind k);
+/* The feature with a blob section at completion, or NULL. */
+const struct rmig_feature *rmig_sess_blob_owner(const struct rmig_session *s);
 /* A control message this side does not take now: the session fails (-EBADMSG). */
 int rmig_ctl_unexpected(struct rmig_session *s, uint16_t type);
 /* A local backend's message, as the control thread would take a peer's (s->up). */

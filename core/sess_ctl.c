@@ -221,6 +221,23 @@ uint64_t rmig_sess_write_max(const struct rmig_session *s)
 	return m;
 }
 
+const struct rmig_feature *rmig_sess_tgt_owner(const struct rmig_session *s,
+					       enum rmig_target_kind k)
+{
+	for (unsigned int i = 0; i < s->nfeatures; i++)
+		if (s->features[i]->tgt_kind == k && s->features[i]->tgt_place)
+			return s->features[i];
+	return NULL;
+}
+
+const struct rmig_feature *rmig_sess_blob_owner(const struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nfeatures; i++)
+		if (s->features[i]->blobs)
+			return s->features[i];
+	return NULL;
+}
+
 int rmig_ctl_unexpected(struct rmig_session *s, uint16_t type)
 {
 	return rmig_sess_fail(s, -EBADMSG, "control connection: unexpected %s message",

@@ -20,10 +20,12 @@
 int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p)
 {
 	struct rmig_session *s = arg;
+	const struct rmig_feature *owner = t->kind != RMIG_TGT_RAM ? rmig_sess_tgt_owner(s, t->kind) :
+								    NULL;
 	const struct rmig_block *b;
 
-	if (t->kind == RMIG_TGT_STATE)
-		return rmig_state_place(s, t, len, dst_p);
+	if (owner) /* device state */
+		return owner->tgt_place(s, t, len, dst_p);
 	if (t->kind != RMIG_TGT_RAM || t->id >= s->nblocks)
 		return rmig_sess_fail(s, -EBADMSG, "write to unknown ram block %u", t->id);
 	b = &s->blocks[t->id];
@@ -48,9 +50,11 @@ int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **d
 int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 {
 	struct rmig_session *s = arg;
+	const struct rmig_feature *owner = t->kind != RMIG_TGT_RAM ? rmig_sess_tgt_owner(s, t->kind) :
+								    NULL;
 
-	if (t->kind == RMIG_TGT_STATE)
-		return rmig_state_placed(s, t, len);
+	if (owner)
+		return owner->tgt_placed(s, t, len);
 	atomic_fetch_add_explicit(&s->st_handled, len, memory_order_relaxed);
 	for (unsigned int i = 0; i < s->nfeatures; i++) {
 		int rc = s->features[i]->ram_placed ?
@@ -244,6 +248,7 @@ static void dest_complete_task(void *arg)
 	struct rmig_session *s = c->s;
 	struct rmig_msg_complete m;
 	uint8_t (*want)[RMIG_DIGEST_LEN] = NULL, (*have)[RMIG_DIGEST_LEN] = NULL;
+	const struct rmig_feature *bo;
 	char why[RMIG_ERRMSG_MAX] = "";
 	int rc = 0;
 
@@ -264,31 +269,14 @@ static void dest_complete_task(void *arg)
 			       s->nblocks);
 		goto out;
 	}
-	/*
-	 * The source synced before COMPLETE: every byte it sent has landed.
-	 * A blob still short of its length will never complete; only loads
-	 * may still be running.
-	 */
-	rc = rmig_state_check_arrived(s, m.nblobs, why, sizeof(why));
-	if (rc) {
-		rmig_sess_fail(s, rc, "device state incomplete at completion: %s", why);
+	/* every blob COMPLETE names has arrived and loaded (device state waits for it) */
+	bo = rmig_sess_blob_owner(s);
+	if (bo && bo->blobs_done(s, m.nblobs))
 		goto out;
-	}
-	/* Wait until every blob announced in COMPLETE is loaded. */
-	pthread_mutex_lock(&s->lock);
-	while (!s->err && (rc = rmig_state_all_loaded(s, m.nblobs)) == -EAGAIN)
-		rmig_sess_wait(s, rmig_now_ns() + 100000000ull);
-	pthread_mutex_unlock(&s->lock);
-	if (rmig_sess_err(s))
-		goto out;
-	if (rc) {
-		rmig_sess_fail(s, rc, "device state incomplete or failed to load (%s)",
-			       strerror(-rc));
-		goto out;
-	}
 	if (m.flags & RMIG_F_VERIFY) {
 		rmig_block_digests(s, have);
-		rmig_state_digests(s, have + RMIG_BLOCKS_MAX, m.nblobs);
+		if (bo)
+			bo->blob_digests(s, have + RMIG_BLOCKS_MAX, m.nblobs);
 		for (unsigned int i = 0; i < s->nblocks && !why[0]; i++)
 			if (memcmp(have[i], want[i], RMIG_DIGEST_LEN))
 				snprintf(why, sizeof(why), "digest mismatch in ram block '%s'",

@@ -111,14 +111,6 @@ int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_
 	return finish_job(s, job, rc);
 }
 
-int rmig_send_state(rmig_session *s, const char *name, uint32_t instance, const void *data,
-		    uint64_t len)
-{
-	int rc = rmig_src_ready(s);
-
-	return rc ? rc : rmig_state_send(s, name, instance, data, len);
-}
-
 /* ---- sync and completion ---- */
 
 int rmig_source_sync(struct rmig_session *s)
@@ -178,6 +170,7 @@ int rmig_sync(rmig_session *s)
 static int source_complete(struct rmig_session *s)
 {
 	struct rmig_msg_complete m = { .flags = s->opts.flags & RMIG_F_VERIFY };
+	const struct rmig_feature *bo;
 	uint8_t (*dg)[RMIG_DIGEST_LEN] = NULL;
 	uint8_t *buf = NULL;
 	int rc, n;
@@ -186,7 +179,8 @@ static int source_complete(struct rmig_session *s)
 	if (rc)
 		return rc;
 	m.nblocks = s->nblocks;
-	m.nblobs = rmig_state_count(s);
+	bo = rmig_sess_blob_owner(s);
+	m.nblobs = bo ? bo->blobs(s) : 0;
 	dg = calloc(m.nblocks + m.nblobs + 1, RMIG_DIGEST_LEN);
 	buf = malloc(RMIG_CTL_MAX);
 	if (!dg || !buf) {
@@ -197,7 +191,8 @@ static int source_complete(struct rmig_session *s)
 	m.blob_digest = dg + m.nblocks;
 	if (m.flags & RMIG_F_VERIFY) {
 		rmig_block_digests(s, m.block_digest);
-		rmig_state_digests(s, m.blob_digest, m.nblobs);
+		if (bo)
+			bo->blob_digests(s, m.blob_digest, m.nblobs);
 	}
 	n = rmig_complete_encode(&m, buf, RMIG_CTL_MAX);
 	pthread_mutex_lock(&s->lock);

@@ -476,8 +476,46 @@ static void state_stats(struct rmig_session *s, struct rmig_stats *st)
 	st->blobs = rmig_state_count(s);
 }
 
+/*
+ * Destination, COMPLETE after the source's sync: every byte it sent has
+ * landed, so a blob still short of its length will never complete; only
+ * loads may still be running: wait for them.
+ */
+static int blobs_done(struct rmig_session *s, uint32_t n)
+{
+	char why[RMIG_ERRMSG_MAX] = "";
+	int rc = rmig_state_check_arrived(s, n, why, sizeof(why));
+
+	if (rc)
+		return rmig_sess_fail(s, rc, "device state incomplete at completion: %s", why);
+	pthread_mutex_lock(&s->lock);
+	while (!s->err && (rc = rmig_state_all_loaded(s, n)) == -EAGAIN)
+		rmig_sess_wait(s, rmig_now_ns() + 100000000ull);
+	pthread_mutex_unlock(&s->lock);
+	if (rmig_sess_err(s))
+		return rmig_sess_err(s);
+	if (rc)
+		return rmig_sess_fail(s, rc, "device state incomplete or failed to load (%s)",
+				      strerror(-rc));
+	return 0;
+}
+
+int rmig_send_state(rmig_session *s, const char *name, uint32_t instance, const void *data,
+		    uint64_t len)
+{
+	int rc = rmig_src_ready(s);
+
+	return rc ? rc : rmig_state_send(s, name, instance, data, len);
+}
+
 const struct rmig_feature rmig_state_feature = {
 	.name = "device state",
+	.tgt_kind = RMIG_TGT_STATE,
+	.tgt_place = rmig_state_place,
+	.tgt_placed = rmig_state_placed,
+	.blobs = rmig_state_count,
+	.blob_digests = rmig_state_digests,
+	.blobs_done = blobs_done,
 	.destroy = state_free,
 	.stats = state_stats,
 	.ctl = state_ctl,

@@ -9,7 +9,9 @@ layer and the ones below. An edge that points up fails, unless layers.txt
 allows it by name (the known debt, each with its reason); an allowed edge
 that no longer exists fails too, so the list only shrinks. A module that
 layers.txt does not place fails: a new file is placed when it is added.
-Also printed: the circles among modules (strongly connected components).
+Also printed: the circles among modules (strongly connected components);
+with no upward edge, a circle stays within one layer (the files of one
+component: the session's, a backend's, postcopy's with live and resume).
 """
 import collections
 import glob
@@ -122,7 +124,8 @@ def main():
             print(f"FAIL layers.txt:{n}: {m} no longer uses {d} upward: remove the allow line")
             bad += 1
     for c in circles(mods, edges):
-        print(f"circle: {' '.join(c)}")
+        spans = sorted({LAYERS[layer[m]] for m in c if m in layer})
+        print(f"circle: {' '.join(c)} (within {', '.join(spans)})")
     ups = len(seen)
     print(f"layers: {len(mods)} modules, {ups} upward edges ({len(allow)} allowed), "
           f"{'ok' if not bad else f'{bad} failure(s)'}")
