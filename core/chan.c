@@ -34,16 +34,11 @@ static void job_reset(struct rmig_job *j)
 /* A failure, reported as a transport reports one: through the session's upcall. */
 #define chan_fail(s, ...) (s)->up.fail((s)->up.arg, __VA_ARGS__)
 
-/* Each feature @h of the session whose hook @field is set. */
-#define for_each_hook(s, h, field)                                                                \
-	for (unsigned int h##_i = 0; h##_i < (s)->nfeatures; h##_i++)                              \
-		for (const struct rmig_feature *h = (s)->features[h##_i]; h && h->field; h = NULL)
-
 static int pace(struct rmig_session *s, uint64_t len)
 {
 	int rc = 0;
 
-	for_each_hook(s, h, pace)
+	rmig_for_each_feature(s, h, pace)
 		if (!rc)
 			rc = h->pace(s, len);
 	return rc;
@@ -52,7 +47,7 @@ static int pace(struct rmig_session *s, uint64_t len)
 /* The feature that claims block @bidx's pages as they go, or NULL. */
 static const struct rmig_feature *claimer(struct rmig_session *s, uint32_t bidx)
 {
-	for_each_hook(s, h, claims)
+	rmig_for_each_feature(s, h, claims)
 		if (h->claims(s, bidx))
 			return h;
 	return NULL;
@@ -138,7 +133,7 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 		if (b->sent) /* pages sent (data or marker) */
 			rmig_bitmap_set_range_atomic(b->sent, off / b->page_size,
 						     (run - off) / b->page_size);
-		for_each_hook(s, h, posted)
+		rmig_for_each_feature(s, h, posted)
 			h->posted(b, off / b->page_size, (run - off) / b->page_size);
 		atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
 		off = run;
@@ -251,7 +246,7 @@ static void *source_thread(void *arg)
 		pthread_mutex_unlock(&c->post_lock);
 		if (rc)
 			chan_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
-				       j->kind == RMIG_JOB_SYNC ? "sync" : "write", strerror(-rc));
+				  j->kind == RMIG_JOB_SYNC ? "sync" : "write", strerror(-rc));
 		job_reset(j);
 
 		pthread_mutex_lock(&s->cs_lock);
@@ -273,17 +268,17 @@ static void *dest_thread(void *arg)
 	int rc = 0;
 
 	rmig_chan_bind(c);
-	for_each_hook(s, h, dest_start)
+	rmig_for_each_feature(s, h, dest_start)
 		if (!rc)
 			rc = h->dest_start(c, &ctx[h_i]);
 	while (!rc) {
-		for_each_hook(s, h, dest_progress)
+		rmig_for_each_feature(s, h, dest_progress)
 			h->dest_progress(c, ctx[h_i]);
 		rc = s->tp_ops->progress(c->tch);
 	}
 	if (rc != -ECANCELED)
 		chan_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
-	for_each_hook(s, h, dest_end)
+	rmig_for_each_feature(s, h, dest_end)
 		h->dest_end(c, ctx[h_i]);
 	return NULL;
 }
@@ -295,8 +290,7 @@ static int start_threads(struct rmig_session *s, void *(*fn)(void *))
 		int rc = pthread_create(&c->thread, NULL, fn, c);
 
 		if (rc)
-			return chan_fail(s, -rc, "starting channel thread %u: %s", i,
-					      strerror(rc));
+			return chan_fail(s, -rc, "starting channel thread %u: %s", i, strerror(rc));
 		c->thread_started = true;
 	}
 	return 0;
@@ -342,7 +336,7 @@ static int find_idle(struct rmig_session *s, int want)
 	/* a reserved channel (the last ones) takes only what is handed to it by index */
 	unsigned int shared = s->nchannels;
 
-	for_each_hook(s, h, reserved)
+	rmig_for_each_feature(s, h, reserved)
 		shared -= h->reserved(s);
 
 	if (want >= 0)
@@ -393,9 +387,9 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	pthread_mutex_unlock(&s->cs_lock);
 	if (rc == -ETIMEDOUT)
 		return chan_fail(s, rc,
-				      "no data channel became idle within %u ms: channel %s stalled "
-				      "sending (link down or peer not reading)",
-				      s->opts.timeout_ms, busy[0] ? busy : "?");
+				 "no data channel became idle within %u ms: channel %s stalled "
+				 "sending (link down or peer not reading)",
+				 s->opts.timeout_ms, busy[0] ? busy : "?");
 	if (rc)
 		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
 	return 0;

@@ -408,6 +408,10 @@ int rmig_ctl_thread_start(struct rmig_session *s);
  * type handled twice is -EEXIST). At create, before anything runs.
  */
 int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f);
+/* Each registered feature @f of session @s whose hook @hook is set, in registration order. */
+#define rmig_for_each_feature(s, f, hook)                                                         \
+	for (unsigned int f##_i = 0; f##_i < (s)->nfeatures; f##_i++)                              \
+		for (const struct rmig_feature *f = (s)->features[f##_i]; f && f->hook; f = NULL)
 /* Each feature's start() in turn: 0 or the first error. */
 int rmig_sess_start_features(struct rmig_session *s);
 /* The same for started(), once the session runs. */

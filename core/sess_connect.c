@@ -321,9 +321,9 @@ int rmig_connect(rmig_session *s, const char *uri)
 	n = rmig_hello_encode(hello, buf, RMIG_CTL_MAX);
 	rmig_auth_hello_hash(buf, (size_t)n, hello_hash);
 	rc = rmig_ctl_send(s, RMIG_MSG_HELLO, buf, (uint32_t)n);
-	for (unsigned int i = 0; i < s->nfeatures && !rc; i++) /* the key proof */
-		if (s->features[i]->src_handshake)
-			rc = s->features[i]->src_handshake(s, hello_hash, buf);
+	rmig_for_each_feature(s, f, src_handshake) /* the key proof */
+		if (!rc)
+			rc = f->src_handshake(s, hello_hash, buf);
 	if (!rc)
 		rc = rmig_ctl_expect(s, RMIG_MSG_HELLO_ACK, &h, buf);
 	if (rc)
@@ -332,9 +332,9 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_sess_fail(s, -EPROTO, "control connection: bad HELLO_ACK");
 		goto out;
 	}
-	for (unsigned int i = 0; i < s->nfeatures && !rc; i++)
-		if (s->features[i]->src_hello_ack)
-			rc = s->features[i]->src_hello_ack(s, ack.caps);
+	rmig_for_each_feature(s, f, src_hello_ack)
+		if (!rc)
+			rc = f->src_hello_ack(s, ack.caps);
 	if (rc)
 		goto out;
 	/* a destination of zeros: zero pages never sent before need no marker */
@@ -501,9 +501,9 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 
 	/* TLS, HELLO and the key proof: see gate.c */
 	rc = rmig_gate_accept(s, buf, hello);
-	for (unsigned int i = 0; i < s->nfeatures && !rc; i++)
-		if (s->features[i]->dest_hello)
-			rc = s->features[i]->dest_hello(s, hello);
+	rmig_for_each_feature(s, f, dest_hello)
+		if (!rc)
+			rc = f->dest_hello(s, hello);
 	if (rc)
 		return rc;
 	if (!s->tp_ops)

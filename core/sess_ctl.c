@@ -152,8 +152,8 @@ static int ctl_complete_ack(struct rmig_session *s, const uint8_t *buf, uint32_t
 /* COMPLETE: each feature may refuse it first (postcopy: a page is still missing). */
 static int ctl_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 {
-	for (unsigned int i = 0; i < s->nfeatures; i++)
-		if (s->features[i]->complete_check && s->features[i]->complete_check(s))
+	rmig_for_each_feature(s, f, complete_check)
+		if (f->complete_check(s))
 			return rmig_sess_err(s);
 	return rmig_handle_complete(s, buf, len);
 }
@@ -195,9 +195,9 @@ int rmig_sess_start_features(struct rmig_session *s)
 {
 	int rc = 0;
 
-	for (unsigned int i = 0; i < s->nfeatures && !rc; i++)
-		if (s->features[i]->start)
-			rc = s->features[i]->start(s);
+	rmig_for_each_feature(s, f, start)
+		if (!rc)
+			rc = f->start(s);
 	return rc;
 }
 
@@ -205,9 +205,9 @@ int rmig_sess_started_features(struct rmig_session *s)
 {
 	int rc = 0;
 
-	for (unsigned int i = 0; i < s->nfeatures && !rc; i++)
-		if (s->features[i]->started)
-			rc = s->features[i]->started(s);
+	rmig_for_each_feature(s, f, started)
+		if (!rc)
+			rc = f->started(s);
 	return rc;
 }
 
@@ -215,26 +215,27 @@ uint64_t rmig_sess_write_max(const struct rmig_session *s)
 {
 	uint64_t m = s->opts.extent_max;
 
-	for (unsigned int i = 0; i < s->nfeatures; i++)
-		if (s->features[i]->write_max && s->features[i]->write_max(s) > m)
-			m = s->features[i]->write_max(s);
+	rmig_for_each_feature(s, f, write_max) {
+		uint64_t w = f->write_max(s);
+
+		m = w > m ? w : m;
+	}
 	return m;
 }
 
 const struct rmig_feature *rmig_sess_tgt_owner(const struct rmig_session *s,
 					       enum rmig_target_kind k)
 {
-	for (unsigned int i = 0; i < s->nfeatures; i++)
-		if (s->features[i]->tgt_kind == k && s->features[i]->tgt_place)
-			return s->features[i];
+	rmig_for_each_feature(s, f, tgt_place)
+		if (f->tgt_kind == k)
+			return f;
 	return NULL;
 }
 
 const struct rmig_feature *rmig_sess_blob_owner(const struct rmig_session *s)
 {
-	for (unsigned int i = 0; i < s->nfeatures; i++)
-		if (s->features[i]->blobs)
-			return s->features[i];
+	rmig_for_each_feature(s, f, blobs)
+		return f;
 	return NULL;
 }
 

@@ -36,9 +36,8 @@ int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **d
 				      "(block length %llu)",
 				      b->name, (unsigned long long)t->offset,
 				      (unsigned long long)len, (unsigned long long)b->length);
-	for (unsigned int i = 0; i < s->nfeatures; i++) {
-		int rc = s->features[i]->ram_place ?
-				 s->features[i]->ram_place(s, t->id, t->offset, len, dst_p) : 0;
+	rmig_for_each_feature(s, f, ram_place) {
+		int rc = f->ram_place(s, t->id, t->offset, len, dst_p);
 
 		if (rc)
 			return rc < 0 ? rc : 0;
@@ -56,9 +55,8 @@ int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 	if (owner)
 		return owner->tgt_placed(s, t, len);
 	atomic_fetch_add_explicit(&s->st_handled, len, memory_order_relaxed);
-	for (unsigned int i = 0; i < s->nfeatures; i++) {
-		int rc = s->features[i]->ram_placed ?
-				 s->features[i]->ram_placed(s, t->id, t->offset, len) : 0;
+	rmig_for_each_feature(s, f, ram_placed) {
+		int rc = f->ram_placed(s, t->id, t->offset, len);
 
 		if (rc)
 			return rc;
@@ -95,8 +93,8 @@ int rmig_up_place_from(void *arg, const struct rmig_target *t, const void *src, 
 	void *dst;
 	int rc;
 
-	for (unsigned int i = 0; t->kind == RMIG_TGT_RAM && i < s->nfeatures; i++)
-		by_message |= s->features[i]->ram_by_message && s->features[i]->ram_by_message(s);
+	rmig_for_each_feature(s, f, ram_by_message)
+		by_message |= t->kind == RMIG_TGT_RAM && f->ram_by_message(s);
 	if (t->kind == RMIG_TGT_RAM && !by_message)
 		return rmig_sess_fail(s, -EPROTO, "RAM by SEND outside postcopy (RAM goes by RDMA "
 						  "WRITE until the destination runs the guest)");
@@ -104,8 +102,8 @@ int rmig_up_place_from(void *arg, const struct rmig_target *t, const void *src, 
 	if (rc)
 		return rc;
 	/* postcopy: UFFDIO_COPY straight from the backend's buffer */
-	for (unsigned int i = 0; t->kind == RMIG_TGT_RAM && i < s->nfeatures && !taken; i++)
-		taken = s->features[i]->ram_from && s->features[i]->ram_from(s, src);
+	rmig_for_each_feature(s, f, ram_from)
+		taken = taken || (t->kind == RMIG_TGT_RAM && f->ram_from(s, src));
 	if (!taken)
 		memcpy(dst, src, len);
 	return rmig_up_placed(arg, t, len);

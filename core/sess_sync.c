@@ -125,9 +125,8 @@ int rmig_source_sync(struct rmig_session *s)
 	pthread_mutex_lock(&s->lock);
 	id = ++s->sync_sent;
 	pthread_mutex_unlock(&s->lock);
-	for (unsigned int i = 0; i < s->nfeatures; i++) /* before any marker: see resume.c */
-		if (s->features[i]->sync_begin)
-			s->features[i]->sync_begin(s);
+	rmig_for_each_feature(s, f, sync_begin) /* before any marker: see resume.c */
+		f->sync_begin(s);
 	rc = rmig_chans_mark(s, id, &job);
 	free(job);
 	deadline = rmig_sess_deadline(s);
@@ -137,9 +136,8 @@ int rmig_source_sync(struct rmig_session *s)
 	if (!rc)
 		rc = s->err;
 	pthread_mutex_unlock(&s->lock);
-	for (unsigned int i = 0; i < s->nfeatures; i++)
-		if (s->features[i]->sync_end)
-			s->features[i]->sync_end(s, !rc);
+	rmig_for_each_feature(s, f, sync_end)
+		f->sync_end(s, !rc);
 	pthread_mutex_unlock(&s->sync_lock);
 	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
 		rc = rmig_sess_fail(s, rc, "sync %llu: no acknowledgement within %u ms",

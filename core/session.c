@@ -341,9 +341,8 @@ static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const cha
 			rmig_escape(s->errmsg, sizeof(s->errmsg), raw);
 		}
 		/* what the error means to each feature (postcopy: for the guest) */
-		for (unsigned int i = 0; i < s->nfeatures; i++)
-			if (s->features[i]->error_note)
-				s->features[i]->error_note(s, s->errmsg, sizeof(s->errmsg));
+		rmig_for_each_feature(s, f, error_note)
+			f->error_note(s, s->errmsg, sizeof(s->errmsg));
 		if (!s->t_end_ns)
 			s->t_end_ns = rmig_now_ns();
 	}
@@ -509,9 +508,8 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 		st->chan[i].bytes = atomic_load(&s->chans[i].bytes);
 		st->chan[i].writes = atomic_load(&s->chans[i].writes);
 	}
-	for (unsigned int i = 0; i < s->nfeatures; i++)
-		if (s->features[i]->stats)
-			s->features[i]->stats(s, st);
+	rmig_for_each_feature(s, f, stats)
+		f->stats(s, st);
 }
 
 /*
