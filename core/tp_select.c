@@ -34,6 +34,15 @@ const struct rmig_transport_ops *rmig_tp_find(enum rmig_transport_kind k, char *
 	return ops;
 }
 
+/* @why (@why_len bytes) becomes what it said, between @before and @after. */
+static void reword(char *why, size_t why_len, const char *before, const char *after)
+{
+	char was[200];
+
+	snprintf(was, sizeof(was), "%s", why);
+	snprintf(why, why_len, "%s%s%s", before, was, after);
+}
+
 /* @ops can serve: it has @need, and its probe (if any) reaches the peer. */
 static int usable(const struct rmig_transport_ops *ops, uint32_t need, int ctl_fd, char *why,
 		  size_t why_len)
@@ -77,26 +86,15 @@ int rmig_tp_select(enum rmig_transport_kind want, uint32_t need, int ctl_fd,
 	if (rdma)
 		rc = usable(rdma, need, ctl_fd, why, why_len);
 	if (!rc) {
-		char probe[200];
-
-		snprintf(probe, sizeof(probe), "%s", why);
-		snprintf(why, why_len, "rdma (%s)", probe);
+		reword(why, why_len, "rdma (", ")");
 		*ops_p = rdma;
 		return 0;
 	}
 	if (want == RMIG_TRANSPORT_RDMA) {
-		char probe[200];
-
-		snprintf(probe, sizeof(probe), "%s", why);
-		snprintf(why, why_len, "transport rdma unavailable: %s", probe);
+		reword(why, why_len, "transport rdma unavailable: ", "");
 		return -ENODEV;
 	}
-	{
-		char probe[200];
-
-		snprintf(probe, sizeof(probe), "%s", why);
-		snprintf(why, why_len, "tcp, because rdma is unavailable: %s", probe);
-	}
+	reword(why, why_len, "tcp, because rdma is unavailable: ", "");
 	*ops_p = &rmig_tcp_ops;
 	return 1;
 }
