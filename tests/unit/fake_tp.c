@@ -33,6 +33,48 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static struct fake_tp *dest;
 static unsigned int connected, accepted;
+/*
+ * hold_chan0's view of the other channels: writes they applied, and the
+ * newest sync marker of channel 0 and of any other channel.
+ */
+static unsigned long others_applied;
+static uint64_t marker0, marker_others;
+
+/* Note an event of a channel: applied writes, or a marker with this id. */
+static void note_event(const struct rmig_tp_chan *ch, bool applied, uint64_t marker)
+{
+	pthread_mutex_lock(&lock);
+	if (ch->idx == 0) {
+		if (marker > marker0)
+			marker0 = marker;
+	} else {
+		others_applied += applied;
+		if (marker > marker_others)
+			marker_others = marker;
+	}
+	pthread_cond_broadcast(&cond);
+	pthread_mutex_unlock(&lock);
+}
+
+/*
+ * hold_chan0: channel 0's writes wait until another channel has applied
+ * writes since now, or has marked a sync that channel 0 has not marked yet
+ * (the sync these writes are flushed for: holding longer would stall it).
+ */
+static void hold(void)
+{
+	struct timespec until;
+	unsigned long seen;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&lock);
+	seen = others_applied;
+	while (others_applied == seen && marker_others <= marker0)
+		if (pthread_cond_timedwait(&cond, &lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&lock);
+}
 
 void fake_reset(void)
 {
@@ -40,6 +82,8 @@ void fake_reset(void)
 	pthread_mutex_lock(&lock);
 	dest = NULL;
 	connected = accepted = 0;
+	others_applied = 0;
+	marker0 = marker_others = 0;
 	pthread_mutex_unlock(&lock);
 }
 
@@ -181,11 +225,8 @@ static int f_flush(struct rmig_tp_chan *ch)
 	pthread_mutex_unlock(&lock);
 	if (!up)
 		return -ENOTCONN;
-	if (fake_ctl.slow_chan0_ms && ch->idx == 0 && c->n) {
-		struct timespec ts = { 0, (long)fake_ctl.slow_chan0_ms * 1000000L };
-
-		nanosleep(&ts, NULL);
-	}
+	if (fake_ctl.hold_chan0 && ch->idx == 0 && c->n)
+		hold();
 	for (unsigned int i = 0; i < c->n && !rc; i++) {
 		void *dst;
 
@@ -200,8 +241,10 @@ static int f_flush(struct rmig_tp_chan *ch)
 	}
 	for (unsigned int i = 0; i < c->n; i++)
 		free((void *)(uintptr_t)c->q[i].src);
-	if (c->n)
+	if (c->n) {
 		__atomic_add_fetch(&fake_ctl.flushes, 1, __ATOMIC_SEQ_CST);
+		note_event(ch, true, 0);
+	}
 	c->n = 0;
 	return rc;
 }
@@ -209,6 +252,7 @@ static int f_flush(struct rmig_tp_chan *ch)
 static int f_marker(struct rmig_tp_chan *ch, uint64_t id)
 {
 	const struct rmig_tp_upcalls *up;
+	int rc;
 
 	if (fake_ctl.drop_markers)
 		return 0;
@@ -218,7 +262,9 @@ static int f_marker(struct rmig_tp_chan *ch, uint64_t id)
 	if (!up)
 		return -ENOTCONN;
 	__atomic_add_fetch(&fake_ctl.markers, 1, __ATOMIC_SEQ_CST);
-	return up->sync(up->arg, ch->idx, id);
+	rc = up->sync(up->arg, ch->idx, id);
+	note_event(ch, false, id);
+	return rc;
 }
 
 static int f_progress(struct rmig_tp_chan *ch)

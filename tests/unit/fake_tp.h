@@ -13,7 +13,9 @@
 struct fake_ctl {
 	int fail_write_at;  /* fail the Nth write (1-based) with -EIO; 0 = never */
 	int drop_markers;   /* markers vanish: syncs never complete */
-	int slow_chan0_ms;  /* channel 0 applies its writes this late (reordering across channels) */
+	int hold_chan0;     /* channel 0 applies its writes only after another channel has
+			     * applied writes or sent a marker (reordering across channels,
+			     * by events, not by a delay); capped at 10 s */
 	int writes;         /* writes seen */
 	int markers;        /* markers delivered */
 	int flushes;        /* flushes that applied something */

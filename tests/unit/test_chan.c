@@ -287,8 +287,10 @@ static void test_bad_pages(void **state)
 
 /*
  * Two rounds write the same page; the round-robin handoff puts round 1 on
- * channel 0 and round 2 on channel 1, and channel 0 applies its writes late,
- * as RDMA may across queue pairs. Returns whether the destination ended
+ * channel 0 and round 2 on channel 1, and channel 0 applies its writes only
+ * after channel 1 has done something, as RDMA may reorder across queue pairs:
+ * with the rule, that is channel 1's marker for round 1's sync; without it,
+ * round 2's write. Returns whether the destination ended
  * with the newest bytes.
  */
 static bool two_rounds_end_current(bool break_rule)
@@ -301,7 +303,7 @@ static bool two_rounds_end_current(bool break_rule)
 	bool current;
 
 	open_pair(&p, c);
-	fake_ctl.slow_chan0_ms = 800; /* a wide window: rounds must overlap under load too */
+	fake_ctl.hold_chan0 = 1; /* ordered by events: no timing window to miss under load */
 	rmig_sess_test_break_round_order(p.src, break_rule);
 	memset(p.smem, 1, PS);
 	assert_int_equal(rmig_send_round(p.src, maps, 1, &st), 0);
