@@ -116,7 +116,7 @@ static inline bool file_bit_get(const unsigned long *map, uint64_t bit)
 		(bit % RMIG_BITS_PER_LONG)) & 1;
 }
 
-/* file.c: errors and I/O, shared by the save and the restore */
+/* file_io.c: errors and I/O, shared by the save and the restore */
 int file_fail(struct file_tp *t, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int file_io_fail(struct file_tp *t, int err, const char *what, uint64_t off, uint64_t len);
