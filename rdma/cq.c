@@ -16,6 +16,17 @@
 #include "rdma_int.h"
 #include "sock.h"
 
+/* Whether the backend is shutting down: every waiting loop checks it. */
+bool rmig_rdma_is_shut(struct rmig_rdma_tp *t)
+{
+	bool shut;
+
+	pthread_mutex_lock(&t->lock);
+	shut = t->shut;
+	pthread_mutex_unlock(&t->lock);
+	return shut;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;

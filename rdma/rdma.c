@@ -14,16 +14,6 @@
 
 #include "rdma_int.h"
 
-bool rmig_rdma_is_shut(struct rmig_rdma_tp *t)
-{
-	bool shut;
-
-	pthread_mutex_lock(&t->lock);
-	shut = t->shut;
-	pthread_mutex_unlock(&t->lock);
-	return shut;
-}
-
 static int rmig_rdma_create(const struct rmig_tp_params *p, struct rmig_tp **tp_p)
 {
 	struct rmig_rdma_tp *t = calloc(1, sizeof(*t));

@@ -117,6 +117,7 @@ static inline struct rmig_rdma_chan *rmig_rdma_chan(struct rmig_tp_chan *ch)
 
 #define RMIG_RDMA_FAIL(t, err, ...) ((t)->base.p.up->fail((t)->base.p.up->arg, (err), __VA_ARGS__))
 
+/* cq.c: whether the backend is shutting down */
 bool rmig_rdma_is_shut(struct rmig_rdma_tp *t);
 /* The CM private data of a connect request: 0 and *chan_p, or -EPROTO. */
 int rmig_rdma_priv_check(const void *pd, size_t len, uint64_t sid, unsigned int nchannels,
