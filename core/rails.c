@@ -24,6 +24,40 @@
 #include "sess.h"
 #include "sock.h"
 
+/* Rail @r's transport: rail 0 is the control connection's (tp_create()). */
+int rmig_tp_create_rail(struct rmig_session *s, unsigned int r)
+{
+	struct rmig_tp_params p = {
+		.log = &s->log,
+		.up = &s->up,
+		.session_id = s->session_id,
+		.nchannels = s->nchannels,
+		.timeout_ms = s->opts.timeout_ms,
+		.extent_max = (uint32_t)rmig_sess_write_max(s), /* postcopy: whole hugepages */
+		.inflight_max = s->opts.inflight_max,
+		.role = s->opts.role,
+		.tls = s->tls_conf,
+		.path = s->file_path,
+		.flags = s->opts.flags,
+		.blob_max = s->opts.blob_max,
+	};
+	int rc;
+
+	if (r) {
+		memcpy(&p.rail_addr, &s->rail[r].addr, s->rail[r].addr_len);
+		p.rail_addr_len = s->rail[r].addr_len;
+	}
+	rmig_sess_place_load(s);
+	p.place = s->place;
+	rc = s->tp_ops->create(&p, &s->rail[r].tp);
+	if (rc)
+		return rmig_sess_fail(s, rc, "creating the %s transport%s%s: %s", s->tp_ops->name,
+				      r ? " for rail " : "", r ? s->rail[r].name : "", strerror(-rc));
+	if (!r)
+		s->tp = s->rail[0].tp;
+	return 0;
+}
+
 int rmig_listen_add(rmig_session *s, const char *addr)
 {
 	enum rmig_transport_kind kind;

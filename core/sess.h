@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -201,6 +202,11 @@ struct rmig_feature {
 	/* Destination, COMPLETE received: 0, or an error that refuses it (reported). */
 	int (*complete_check)(struct rmig_session *s);
 	/*
+	 * The control thread, after each message and at least every third of
+	 * the timeout: 0 or an error, reported.
+	 */
+	int (*tick)(struct rmig_session *s);
+	/*
 	 * Source: whether this feature claims the pages of block @bidx as
 	 * they go (whole pages, staged writes). Then, per RAM job on that
 	 * block: claim_begin(), claim() right before each page goes (false:
@@ -391,13 +397,17 @@ int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)
 /* The same; @from_peer: the cause is the peer's own ERROR (not echoed back). */
 int rmig_sess_fail_from(struct rmig_session *s, int err, bool from_peer, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+int rmig_sess_vfail(struct rmig_session *s, int err, bool from_peer, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+/* Shut the transports, the control connection's sending side and the channels: every waiter wakes. */
+void rmig_sess_shut(struct rmig_session *s);
 /* The sticky error, or 0. */
 int rmig_sess_err(struct rmig_session *s);
 int rmig_ctl_send(struct rmig_session *s, uint16_t type, const uint8_t *payload, uint32_t len);
 /* Receive the next control message, which must be @type (an ERROR fails with its text). */
 int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf);
 struct rmig_ctl_conn; /* ctl.h */
-/* The session's control connection, for the helpers of ctl.c (session.c). */
+/* The session's control connection, for the helpers of ctl.c (sess_err.c). */
 struct rmig_ctl_conn rmig_sess_ctl_conn(const struct rmig_session *s);
 /* Start TLS on the control connection, if the session has a TLS configuration. */
 int rmig_ctl_start_tls(struct rmig_session *s);
@@ -408,6 +418,10 @@ int rmig_ctl_thread_start(struct rmig_session *s);
  * type handled twice is -EEXIST). At create, before anything runs.
  */
 int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f);
+/* sess_msgs.c: the session's own messages and tick, registered first by every session */
+extern const struct rmig_feature rmig_sess_msgs;
+/* ERROR from the peer: its text becomes this side's error (sess_ctl.c). */
+int rmig_ctl_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len);
 /* Each registered feature @f of session @s whose hook @hook is set, in registration order. */
 #define rmig_for_each_feature(s, f, hook)                                                         \
 	for (unsigned int f##_i = 0; f##_i < (s)->nfeatures; f##_i++)                              \

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sess_ctl.c - a session's control connection: sending and receiving
- * messages, the dispatch of the peer's messages to their handlers (the
- * session's own: ping, error, sync acks, completion; the features register
- * theirs), the control thread that keeps the link alive, and TLS on the
- * connection.
+ * messages, the table that dispatches the peer's messages to the handlers
+ * the features register (the session's own come first: sess_msgs.c), the
+ * control thread that keeps the link alive and runs the features' ticks,
+ * and TLS on the connection.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,7 +63,8 @@ static int ctl_recv(struct rmig_session *s, struct rmig_ctl_hdr *h, uint8_t *buf
 	return rc;
 }
 
-static int handle_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+/* ERROR from the peer: its text becomes this side's error. */
+int rmig_ctl_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 {
 	struct rmig_msg_error m;
 
@@ -82,104 +83,15 @@ int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *
 				      rc == -ECONNRESET ? "peer closed the connection" :
 							  rmig_strerror(rc));
 	if (h->type == RMIG_MSG_ERROR && type != RMIG_MSG_ERROR)
-		return handle_peer_error(s, buf, h->len);
+		return rmig_ctl_peer_error(s, buf, h->len);
 	if (h->type != type)
 		return rmig_sess_fail(s, -EPROTO, "control connection: expected %s, got %s",
 				      rmig_msg_name(type), rmig_msg_name(h->type));
 	return 0;
 }
 
-/* ---- the session's own messages; the features bring theirs (rmig_sess_add_feature) ---- */
-
-static int ctl_ping(struct rmig_session *s, const uint8_t *buf, uint32_t len)
-{
-	return len ? rmig_sess_fail(s, -EBADMSG, "control connection: PING with payload") : 0;
-}
-
-static int ctl_sync_ack(struct rmig_session *s, const uint8_t *buf, uint32_t len)
-{
-	uint64_t v;
-
-	if (rmig_u64_decode(buf, len, &v))
-		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed SYNC_ACK");
-	pthread_mutex_lock(&s->lock);
-	if (v > s->sync_sent) {
-		pthread_mutex_unlock(&s->lock);
-		return rmig_sess_fail(s, -EBADMSG,
-				      "control connection: SYNC_ACK for sync %llu never sent",
-				      (unsigned long long)v);
-	}
-	if (v > s->sync_acked)
-		s->sync_acked = v;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	return 0;
-}
-
-static int ctl_complete_ack(struct rmig_session *s, const uint8_t *buf, uint32_t len)
-{
-	struct rmig_msg_error m = { 0 };
-	bool asked;
-
-	pthread_mutex_lock(&s->lock);
-	asked = s->complete_sent;
-	pthread_mutex_unlock(&s->lock);
-	if (!asked)
-		return rmig_sess_fail(s, -EBADMSG,
-				      "control connection: unexpected COMPLETE_ACK (this side "
-				      "has not asked to complete)");
-	if (len == 4 && rmig_get_be32(buf) == 0) {
-		/*
-		 * Done here, not in rmig_complete(): the destination closes
-		 * its sockets right after this ack, and that close must not
-		 * be taken for an error.
-		 */
-		pthread_mutex_lock(&s->lock);
-		s->peer_verdict = 0;
-		if (!s->err) {
-			s->state = RMIG_S_DONE;
-			s->t_end_ns = rmig_now_ns();
-		}
-		pthread_cond_broadcast(&s->cond);
-		pthread_mutex_unlock(&s->lock);
-		return 0;
-	}
-	if (rmig_error_decode(buf, len, &m))
-		return rmig_sess_fail(s, -EBADMSG, "control connection: malformed COMPLETE_ACK");
-	return rmig_sess_fail_from(s, -m.code, true, "destination refused completion: %s", m.msg);
-}
-
-/* COMPLETE: each feature may refuse it first (postcopy: a page is still missing). */
-static int ctl_complete(struct rmig_session *s, const uint8_t *buf, uint32_t len)
-{
-	rmig_for_each_feature(s, f, complete_check)
-		if (f->complete_check(s))
-			return rmig_sess_err(s);
-	return rmig_handle_complete(s, buf, len);
-}
-
-static const struct rmig_ctl_handler sess_ctl[] = {
-	{ RMIG_MSG_PING, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, ctl_ping },
-	{ RMIG_MSG_ERROR, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, handle_peer_error },
-	{ RMIG_MSG_SYNC_ACK, RMIG_CTL_TO_SOURCE, ctl_sync_ack },
-	{ RMIG_MSG_COMPLETE_ACK, RMIG_CTL_TO_SOURCE, ctl_complete_ack },
-	{ RMIG_MSG_COMPLETE, RMIG_CTL_TO_DEST, ctl_complete },
-};
-
-static const struct rmig_feature sess_feature = {
-	.name = "session",
-	.ctl = sess_ctl,
-	.nctl = sizeof(sess_ctl) / sizeof(sess_ctl[0]),
-};
-
 int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f)
 {
-	if (!s->nfeatures && f != &sess_feature) { /* the session's own messages come first */
-		int rc = rmig_sess_add_feature(s, &sess_feature);
-
-		if (rc)
-			return rc;
-	}
 	if (s->nfeatures == RMIG_FEATURES_MAX)
 		return -ENOSPC;
 	for (unsigned int i = 0; i < f->nctl; i++)
@@ -278,7 +190,8 @@ static bool sess_done(struct rmig_session *s)
 /*
  * The control thread reads every message and keeps the link alive: it sends
  * a PING when idle for a third of the timeout and fails the session when the
- * peer said nothing for the whole timeout (a dead or stalled peer).
+ * peer said nothing for the whole timeout (a dead or stalled peer). After
+ * each message, and at least every tick, it runs the features' tick hooks.
  */
 static void *ctl_thread(void *arg)
 {
@@ -319,8 +232,9 @@ static void *ctl_thread(void *arg)
 					    s->opts.timeout_ms);
 			break;
 		}
-		if (!rc && !sess_done(s))
-			rc = rmig_check_sync_lag(s);
+		rmig_for_each_feature(s, f, tick)
+			if (!rc && !sess_done(s))
+				rc = f->tick(s);
 		if (!rc && !sess_done(s) && now - last_tx >= (uint64_t)tick * 1000000ull) {
 			rc = rmig_ctl_send(s, RMIG_MSG_PING, NULL, 0);
 			last_tx = now;

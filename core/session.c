@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * session.c - a migration session: options and creation, the sticky first
- * error, RAM blocks, stats and teardown. The rest is in sess_ctl.c (the
- * control connection: keepalive, sync acks, completion, TLS),
- * sess_connect.c (transport, connect, listen and accept, handshake),
- * sess_dest.c (the destination's placement checks: every offset and length
- * that comes from the wire is checked there before memory is touched),
- * sess_sync.c (the source's data API, sync, completion) and sess_place.c.
+ * session.c - a migration session: options and creation, the public error
+ * calls, stats and teardown. The rest, lowest first: sess_err.c (the
+ * clock, the sticky first error and shutdown), sess_ctl.c (the control
+ * connection: dispatch, keepalive, TLS), sess_blocks.c (RAM blocks),
+ * rails.c, sess_dest.c (the destination's placement checks: every offset
+ * and length that comes from the wire is checked there before memory is
+ * touched), sess_msgs.c (the session's own control messages), sess_sync.c
+ * (the source's data API, sync, completion), sess_connect.c (transport,
+ * connect, listen and accept, handshake) and sess_place.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -207,7 +209,7 @@ int rmig_sess_new(const struct rmig_opts *o, const struct rmig_feature *const *f
 	pthread_mutex_init(&s->ctl_send_lock, NULL);
 	pthread_mutex_init(&s->state_lock, NULL);
 	/* the features (sess.h): their control messages, hooks, and state */
-	rc = 0;
+	rc = rmig_sess_add_feature(s, &rmig_sess_msgs); /* the session's own messages first */
 	for (unsigned int i = 0; i < nf && !rc; i++)
 		rc = rmig_sess_add_feature(s, f[i]);
 	if (rc) { /* a message type handled twice: these tables disagree */
@@ -272,113 +274,6 @@ void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport
 
 /* ---- errors ---- */
 
-static void shut_everything(struct rmig_session *s)
-{
-	if (s->tp)
-		s->tp_ops->shutdown(s->tp);
-	rmig_rails_shutdown(s);
-	/*
-	 * Half-close only: the peer reads our queued ERROR, then EOF. Readers
-	 * of the control socket wake on wake_fd; a full shutdown here would
-	 * leave unread input at close() and so send RST, which may destroy
-	 * what the peer has not read yet.
-	 */
-	if (s->ctl_fd >= 0)
-		shutdown(s->ctl_fd, SHUT_WR);
-	(void)!eventfd_write(s->wake_fd, 1);
-	if (s->listen_fd >= 0)
-		shutdown(s->listen_fd, SHUT_RDWR);
-	pthread_mutex_lock(&s->cs_lock);
-	s->cs_stop = true;
-	for (unsigned int i = 0; s->chans && i < s->nchannels; i++)
-		pthread_cond_signal(&s->chans[i].work);
-	pthread_cond_broadcast(&s->cs_idle);
-	pthread_mutex_unlock(&s->cs_lock);
-}
-
-/* The session's control connection, for the helpers of ctl.c. */
-struct rmig_ctl_conn rmig_sess_ctl_conn(const struct rmig_session *s)
-{
-	return (struct rmig_ctl_conn){ .fd = s->ctl_fd, .tls = s->ctl_tls, .wake_fd = s->wake_fd };
-}
-
-static void tell_peer(struct rmig_session *s, int err, const char *msg)
-{
-	struct rmig_ctl_conn c = rmig_sess_ctl_conn(s);
-	uint64_t d = rmig_now_ns() + 1000000000ull;
-	struct timespec ts = { .tv_sec = (time_t)(d / 1000000000ull),
-			       .tv_nsec = (long)(d % 1000000000ull) };
-
-	if (s->ctl_fd < 0 || s->ctl_mute)
-		return;
-	/* Best effort: wait a moment for a PING in flight, never for a stuck sender. */
-	if (pthread_mutex_timedlock(&s->ctl_send_lock, &ts))
-		return;
-	rmig_conn_send_error(&c, err, msg);
-	pthread_mutex_unlock(&s->ctl_send_lock);
-}
-
-static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const char *fmt,
-		      va_list ap) __attribute__((format(printf, 4, 0)));
-
-static int sess_vfail(struct rmig_session *s, int err, bool from_peer, const char *fmt,
-		      va_list ap)
-{
-	bool first = false;
-
-	if (err >= 0)
-		err = -EIO;
-	pthread_mutex_lock(&s->lock);
-	if (!s->err && s->state != RMIG_S_DONE && !s->finishing) {
-		first = true;
-		s->err = err;
-		s->err_from_peer = from_peer;
-		{
-			/* it may quote what a peer sent: no control bytes for the caller to print */
-			char raw[sizeof(s->errmsg)];
-
-			vsnprintf(raw, sizeof(raw), fmt, ap);
-			rmig_escape(s->errmsg, sizeof(s->errmsg), raw);
-		}
-		/* what the error means to each feature (postcopy: for the guest) */
-		rmig_for_each_feature(s, f, error_note)
-			f->error_note(s, s->errmsg, sizeof(s->errmsg));
-		if (!s->t_end_ns)
-			s->t_end_ns = rmig_now_ns();
-	}
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	if (first) {
-		rmig_err(&s->log, "%s", s->errmsg);
-		if (!from_peer)
-			tell_peer(s, err, s->errmsg);
-		shut_everything(s);
-	}
-	return s->err ? s->err : err;
-}
-
-int rmig_sess_fail(struct rmig_session *s, int err, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = sess_vfail(s, err, false, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-int rmig_sess_fail_from(struct rmig_session *s, int err, bool from_peer, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = sess_vfail(s, err, from_peer, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 static int up_fail(void *arg, int err, const char *fmt, ...)
 {
 	struct rmig_session *s = arg;
@@ -400,7 +295,7 @@ static int up_fail(void *arg, int err, const char *fmt, ...)
 		pthread_mutex_unlock(&s->lock);
 	}
 	va_start(ap, fmt);
-	rc = sess_vfail(arg, err, false, fmt, ap);
+	rc = rmig_sess_vfail(arg, err, false, fmt, ap);
 	va_end(ap);
 	return rc;
 }
@@ -419,64 +314,6 @@ void rmig_cancel(rmig_session *s, const char *reason)
 {
 	if (s)
 		rmig_sess_fail(s, -ECANCELED, "migration cancelled: %s", reason ? reason : "");
-}
-
-/* ---- blocks ---- */
-
-struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, unsigned int *idx_p)
-{
-	for (unsigned int i = 0; name && i < s->nblocks; i++) {
-		if (!strcmp(s->blocks[i].name, name)) {
-			if (idx_p)
-				*idx_p = i;
-			return &s->blocks[i];
-		}
-	}
-	return NULL;
-}
-
-int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
-		 uint32_t page_size)
-{
-	struct rmig_block *b;
-
-	if (!s || !name || !*name || strlen(name) >= RMIG_NAME_MAX || !host || !length ||
-	    page_size < 512 || (page_size & (page_size - 1)) || length % page_size) {
-		rmig_err(s ? &s->log : NULL, "ram block '%s': bad name, address, length or page size",
-			 name ? name : "(null)");
-		return -EINVAL;
-	}
-	/* a file restore opens its file (the backend) before the layout callback */
-	if (s->state != RMIG_S_NEW || (s->tp && !s->local))
-		return -EBUSY;
-	if (rmig_block_find(s, name, NULL)) {
-		rmig_err(&s->log, "ram block '%s' declared twice", name);
-		return -EINVAL;
-	}
-	if (s->nblocks == RMIG_BLOCKS_MAX)
-		return -ENOSPC;
-	/*
-	 * Two destination blocks over the same memory would each take the
-	 * other's pages: the result holds neither. (A source may read one
-	 * range twice.)
-	 */
-	for (unsigned int i = 0; i < s->nblocks && s->opts.role == RMIG_ROLE_DEST; i++) {
-		const struct rmig_block *o = &s->blocks[i];
-		uintptr_t a = (uintptr_t)host, oa = (uintptr_t)o->host;
-
-		if (a < oa + o->length && oa < a + length) {
-			rmig_err(&s->log, "ram block '%s' overlaps ram block '%s' in memory", name,
-				 o->name);
-			return -EINVAL;
-		}
-	}
-	b = &s->blocks[s->nblocks++];
-	snprintf(b->name, sizeof(b->name), "%s", name);
-	b->host = host;
-	b->length = length;
-	b->page_size = page_size;
-	b->npages = length / page_size;
-	return 0;
 }
 
 /* ---- stats and teardown ---- */
@@ -538,7 +375,7 @@ void rmig_session_destroy(rmig_session *s)
 		if (running)
 			rmig_sess_fail(s, -ECANCELED, "session destroyed before completion");
 	}
-	shut_everything(s);
+	rmig_sess_shut(s);
 	if (s->ctl_thread_started)
 		pthread_join(s->ctl_thread, NULL);
 	for (unsigned int i = 0; i < s->features_inited; i++)
