@@ -58,15 +58,17 @@ int rmig_send_round(rmig_session *s, const unsigned long *const *bitmaps, unsign
 	prev = s->t_round_ns;
 	s->t_round_ns = t0;
 	pthread_mutex_unlock(&s->lock);
-	rmig_resume_round_begin(s, bitmaps); /* a resume sends them again until synced */
+	rmig_for_each_feature(s, f, round_begin) /* resume: sent again until synced */
+		f->round_begin(s, bitmaps);
 	for (unsigned int i = 0; i < nblocks && !rc; i++)
 		if (bitmaps[i])
 			rc = rmig_send_bitmap(s, s->blocks[i].name, bitmaps[i]);
 	/* The ordering rule: the round ends placed, before the next one starts. */
 	if (!rc && !s->test_no_round_sync)
 		rc = rmig_source_sync(s);
-	if (!rc && !s->test_no_round_sync)
-		rmig_resume_round_end(s);
+	rmig_for_each_feature(s, f, round_end)
+		if (!rc && !s->test_no_round_sync)
+			f->round_end(s);
 	/*
 	 * One more sync with nothing in flight: its duration is the bare round
 	 * trip that the switchover pays twice (last round, completion), which
@@ -133,19 +135,13 @@ int rmig_estimate(rmig_session *s, const unsigned long *const *bitmaps, unsigned
 
 int rmig_switchover(rmig_session *s)
 {
-	int rc = rmig_src_ready(s);
+	return rmig_sess_switchover(s);
+}
 
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&s->lock);
-	if (s->t_switch_ns)
-		rc = -EALREADY;
-	else
-		s->t_switch_ns = rmig_now_ns();
-	pthread_mutex_unlock(&s->lock);
-	if (!rc)
-		rmig_rl_set(&s->rl, 0);
-	return rc;
+/* The guest has stopped: what is left goes at full speed. */
+static void switchover(struct rmig_session *s)
+{
+	rmig_rl_set(&s->rl, 0);
 }
 
 /* Wait until @len bytes may go under max_bandwidth; -ECANCELED on stop. */
@@ -173,4 +169,5 @@ static int throttle(struct rmig_session *s, uint64_t len)
 const struct rmig_feature rmig_live_feature = {
 	.name = "live",
 	.pace = throttle,
+	.switchover = switchover,
 };

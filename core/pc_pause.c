@@ -25,6 +25,7 @@
  * (rmig_postcopy_send_rest()) as before the break.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,39 @@ int rmig_pc_resume_source(struct rmig_session *s, const struct rmig_session *old
 }
 
 /* Destination: every page a thread waits on, asked for again, in runs of at most 64. */
+int rmig_pc_resume_check(struct rmig_session *old, const char **why_p)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&old->lock);
+	if (old->pc.serving && !old->pc.running) {
+		*why_p = "postcopy was starting: whether the destination runs the guest is unknown";
+		rc = -EINVAL;
+	} else if (old->pc.run_seen && !old->pc.uffd_started) {
+		*why_p = "postcopy pauses only with userfaultfd blocks and recovery_timeout_ms";
+		rc = -EINVAL;
+	}
+	pthread_mutex_unlock(&old->lock);
+	return rc;
+}
+
+int rmig_pc_resume_from(struct rmig_session *s, struct rmig_session *old)
+{
+	int rc = 0;
+
+	/* (a resume whose connect failed goes on with postcopy as well) */
+	if (old->opts.role == RMIG_ROLE_SOURCE && (old->pc.running || old->pc.resuming))
+		rc = rmig_pc_resume_source(s, old);
+	if (old->opts.role == RMIG_ROLE_DEST && old->pc.run_seen) {
+		rc = rmig_pc_take_over(s, old);
+		if (rc == -ETIMEDOUT)
+			rmig_err(&s->log, "resume: postcopy of session %016" PRIx64 " is over: no "
+					  "source came back within %u ms",
+				 old->session_id, old->opts.recovery_timeout_ms);
+	}
+	return rc;
+}
+
 static int ask_again(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
@@ -237,4 +271,30 @@ int rmig_pc_resumed(struct rmig_session *s)
 	if (!rc)
 		rmig_info(&s->log, "postcopy resumed: the destination runs the guest");
 	return rc;
+}
+
+/* ---- the fault handler thread: it serves faults, and pauses on a break ---- */
+
+static void *uffd_main(void *arg)
+{
+	struct rmig_session *s = arg;
+	enum rmig_pc_pause_end e = s->pc.start_paused ? rmig_pc_pause(s) : RMIG_PC_PAUSE_RESUMED;
+
+	while (e == RMIG_PC_PAUSE_RESUMED) {
+		(void)rmig_pc_serve(s);
+		/* a break: faulting threads may wait for the source to come back */
+		e = rmig_pc_pausable(s) ? rmig_pc_pause(s) : RMIG_PC_PAUSE_EXPIRED;
+	}
+	/* Failed or done: no thread may stay blocked on a fault. Handed over: they wait on. */
+	if (e != RMIG_PC_PAUSE_HANDED)
+		rmig_pc_unregister(s);
+	return NULL;
+}
+
+int rmig_pc_handler_start(struct rmig_session *s)
+{
+	if (pthread_create(&s->pc.uffd_thread, NULL, uffd_main, s))
+		return rmig_sess_fail(s, -EAGAIN, "postcopy: starting the fault thread");
+	s->pc.uffd_started = true;
+	return 0;
 }

@@ -128,7 +128,7 @@ static int check_track(struct rmig_session *s)
 }
 
 /* Serve faults until the session fails or ends: 0, or the error that ended it. */
-static int serve(struct rmig_session *s)
+int rmig_pc_serve(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
 	int rc = 0;
@@ -157,30 +157,6 @@ static int serve(struct rmig_session *s)
 			rc = check_track(s);
 	}
 	return rc;
-}
-
-static void *uffd_main(void *arg)
-{
-	struct rmig_session *s = arg;
-	enum rmig_pc_pause_end e = s->pc.start_paused ? rmig_pc_pause(s) : RMIG_PC_PAUSE_RESUMED;
-
-	while (e == RMIG_PC_PAUSE_RESUMED) {
-		(void)serve(s);
-		/* a break: faulting threads may wait for the source to come back */
-		e = rmig_pc_pausable(s) ? rmig_pc_pause(s) : RMIG_PC_PAUSE_EXPIRED;
-	}
-	/* Failed or done: no thread may stay blocked on a fault. Handed over: they wait on. */
-	if (e != RMIG_PC_PAUSE_HANDED)
-		rmig_pc_unregister(s);
-	return NULL;
-}
-
-int rmig_pc_handler_start(struct rmig_session *s)
-{
-	if (pthread_create(&s->pc.uffd_thread, NULL, uffd_main, s))
-		return rmig_sess_fail(s, -EAGAIN, "postcopy: starting the fault thread");
-	s->pc.uffd_started = true;
-	return 0;
 }
 
 int rmig_pc_uffd_setup(struct rmig_session *s)
@@ -222,7 +198,7 @@ int rmig_pc_uffd_setup(struct rmig_session *s)
 	pc->zeros = calloc(1, rmig_pc_write_max(s));
 	if (!pc->zeros)
 		return rmig_sess_fail(s, -ENOMEM, "postcopy: no memory for a zero page");
-	return rmig_pc_handler_start(s);
+	return 0;
 }
 
 int rmig_postcopy_uffd(rmig_session *s, const char *block)

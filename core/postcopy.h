@@ -135,7 +135,11 @@ void rmig_pc_stop(struct rmig_session *s);
  * channel hooks of rmig_pc_feature (sess.h).
  */
 
-/* Between postcopy.c, pc_uffd.c and pc_pause.c */
+/*
+ * Between the postcopy files, lowest first: pc_base.c, pc_uffd.c (the
+ * userfaultfd: registration, faults, requests), pc_pause.c (the handler
+ * thread, pause and resume), postcopy.c (start, the messages, the hooks).
+ */
 void rmig_pc_unregister(struct rmig_session *s);
 int rmig_pc_send_discards(struct rmig_session *s);
 /* Source: wait for the destination's PC_RUN; "did not @what within" on timeout. */
@@ -143,8 +147,11 @@ int rmig_pc_wait_running(struct rmig_session *s, const char *what);
 int rmig_pc_send_req(struct rmig_session *s, uint32_t block, uint64_t offset, uint64_t len);
 /* A userfaultfd fault at @addr; @paused: recorded, asked for at the resume. */
 int rmig_pc_fault(struct rmig_session *s, uintptr_t addr, bool paused);
+/* The fault handler thread (pc_pause.c); once the blocks are registered. */
 int rmig_pc_handler_start(struct rmig_session *s);
-/* PC_RUN at the destination: register the blocks, drop their missing pages, start the handler. */
+/* Read and serve faults until the session stops or the source is lost (pc_uffd.c). */
+int rmig_pc_serve(struct rmig_session *s);
+/* PC_RUN at the destination: register the blocks, drop their missing pages. */
 int rmig_pc_uffd_setup(struct rmig_session *s);
 /*
  * The handler thread after a break, or started paused (pc_pause.c): serve
@@ -169,6 +176,9 @@ bool rmig_pc_pausable(struct rmig_session *s);
 int rmig_pc_take_over(struct rmig_session *s, struct rmig_session *old);
 /* Source, rmig_resume_from(): the maps for a postcopy that goes on. */
 int rmig_pc_resume_source(struct rmig_session *s, const struct rmig_session *old);
+/* The feature's resume hooks (sess.h): the two above, for the side that resumes. */
+int rmig_pc_resume_check(struct rmig_session *old, const char **why_p);
+int rmig_pc_resume_from(struct rmig_session *s, struct rmig_session *old);
 /*
  * Once a resumed session is started. Destination: the pages still missing
  * (PC_DISCARD), PC_RUN, the requests again, the handler thread. Source:

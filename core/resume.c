@@ -68,6 +68,8 @@ const struct rmig_feature rmig_resume_feature = {
 	.sync_begin = rmig_resume_sync_begin,
 	.sync_end = rmig_resume_sync_end,
 	.posted = posted,
+	.round_begin = rmig_resume_round_begin,
+	.round_end = rmig_resume_round_end,
 };
 
 static unsigned long *map_new(const struct rmig_block *b)
@@ -217,14 +219,11 @@ static int resumable(struct rmig_session *old, const char **why_p)
 	} else if (old->state == RMIG_S_DONE && !old->err) {
 		*why_p = "it completed";
 		rc = -EALREADY;
-	} else if (old->pc.serving && !old->pc.running) {
-		*why_p = "postcopy was starting: whether the destination runs the guest is unknown";
-		rc = -EINVAL;
-	} else if (old->pc.run_seen && !old->pc.uffd_started) {
-		*why_p = "postcopy pauses only with userfaultfd blocks and recovery_timeout_ms";
-		rc = -EINVAL;
 	}
 	pthread_mutex_unlock(&old->lock);
+	rmig_for_each_feature(old, f, resume_check)
+		if (!rc)
+			rc = f->resume_check(old, why_p);
 	return rc;
 }
 
@@ -271,17 +270,10 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 			o->held = NULL;
 		}
 	}
-	/* (a resume whose connect failed goes on with postcopy as well) */
-	if (!rc && old->opts.role == RMIG_ROLE_SOURCE && (old->pc.running || old->pc.resuming))
-		rc = rmig_pc_resume_source(s, old);
-	/* after the blocks: the handler, paused on in @s, looks faults up in them */
-	if (!rc && old->opts.role == RMIG_ROLE_DEST && old->pc.run_seen) {
-		rc = rmig_pc_take_over(s, old);
-		if (rc == -ETIMEDOUT)
-			rmig_err(&s->log, "resume: postcopy of session %016" PRIx64 " is over: no "
-					  "source came back within %u ms",
-				 old->session_id, old->opts.recovery_timeout_ms);
-	}
+	/* after the blocks: postcopy's paused handler looks faults up in them */
+	rmig_for_each_feature(s, f, resume_from)
+		if (!rc)
+			rc = f->resume_from(s, old);
 	if (!rc) {
 		s->session_id = old->session_id;
 		s->resuming = true;

@@ -197,6 +197,22 @@ struct rmig_feature {
 	/* Source, under sync_lock: a sync begins (before any marker); it ended (@acked). */
 	void (*sync_begin)(struct rmig_session *s);
 	void (*sync_end)(struct rmig_session *s, bool acked);
+	/*
+	 * Source, live migration: a round of @bitmaps (one per block, NULL:
+	 * nothing dirty) begins; the round ended, synced. switchover: the
+	 * guest has stopped (rmig_sess_switchover()).
+	 */
+	void (*round_begin)(struct rmig_session *s, const unsigned long *const *bitmaps);
+	void (*round_end)(struct rmig_session *s);
+	void (*switchover)(struct rmig_session *s);
+	/*
+	 * Resume (rmig_resume_from()): resume_check: 0 when the feature's part
+	 * of @old may be resumed, else the error and *@why_p. resume_from: @s,
+	 * its blocks declared, takes the feature's state over from @old (which
+	 * is destroyed next): 0 or an error, logged.
+	 */
+	int (*resume_check)(struct rmig_session *old, const char **why_p);
+	int (*resume_from)(struct rmig_session *s, struct rmig_session *old);
 	const struct rmig_ctl_handler *ctl;
 	unsigned int nctl;
 	/* Destination, COMPLETE received: 0, or an error that refuses it (reported). */
@@ -449,6 +465,8 @@ int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns);
 int rmig_source_sync(struct rmig_session *s);
 /* Source: 0, or the session's error, or -ENOTCONN before connect. */
 int rmig_src_ready(struct rmig_session *s);
+/* Source: the guest has stopped; the first call counts (-EALREADY after), and tells the features. */
+int rmig_sess_switchover(struct rmig_session *s);
 
 /* chan.c: source channel engine */
 int rmig_chans_start_source(struct rmig_session *s);

@@ -24,6 +24,25 @@ int rmig_src_ready(struct rmig_session *s)
 	return rc;
 }
 
+int rmig_sess_switchover(struct rmig_session *s)
+{
+	int rc = rmig_src_ready(s);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	if (s->t_switch_ns)
+		rc = -EALREADY;
+	else
+		s->t_switch_ns = rmig_now_ns();
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		return rc;
+	rmig_for_each_feature(s, f, switchover)
+		f->switchover(s);
+	return 0;
+}
+
 /* A running source's block @name: 0 and its index, or the error. */
 static int src_block(struct rmig_session *s, const char *name, unsigned int *idx_p)
 {

@@ -9,9 +9,10 @@ layer and the ones below. An edge that points up fails, unless layers.txt
 allows it by name (the known debt, each with its reason); an allowed edge
 that no longer exists fails too, so the list only shrinks. A module that
 layers.txt does not place fails: a new file is placed when it is added.
-Also printed: the circles among modules (strongly connected components);
-with no upward edge, a circle stays within one layer (the files of one
-component: the session's, a backend's, postcopy's with live and resume).
+A circle among modules (a strongly connected component: files that use
+each other, even within one layer) fails too: within a layer, the files
+of a component are ordered as well (the session's, a backend's,
+postcopy's), and features meet only through the session's hooks.
 """
 import collections
 import glob
@@ -97,15 +98,12 @@ def circles(mods, edges):
     return out
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: layers.py BUILD_DIR")
-    layer, allow = load_map(os.path.join(HERE, "layers.txt"))
-    mods, edges = graph(sys.argv[1])
+def check(layer, allow, mods, edges, out=print):
+    """The failures of graph (mods, edges) against the layers; each printed."""
     bad = 0
     for m in mods:
         if m not in layer:
-            print(f"FAIL {m}: no layer in tests/layers/layers.txt")
+            out(f"FAIL {m}: no layer in tests/layers/layers.txt")
             bad += 1
     seen = set()
     for m in mods:
@@ -115,20 +113,59 @@ def main():
             seen.add((m, d))
             what = f"{m} ({LAYERS[layer[m]]}) uses {d} ({LAYERS[layer[d]]}): {' '.join(sorted(syms))}"
             if (m, d) in allow:
-                print(f"debt {what}")
+                out(f"debt {what}")
             else:
-                print(f"FAIL {what}")
+                out(f"FAIL {what}")
                 bad += 1
     for (m, d), n in sorted(allow.items()):
         if (m, d) not in seen:
-            print(f"FAIL layers.txt:{n}: {m} no longer uses {d} upward: remove the allow line")
+            out(f"FAIL layers.txt:{n}: {m} no longer uses {d} upward: remove the allow line")
             bad += 1
     for c in circles(mods, edges):
         spans = sorted({LAYERS[layer[m]] for m in c if m in layer})
-        print(f"circle: {' '.join(c)} (within {', '.join(spans)})")
-    ups = len(seen)
+        inner = [f"{m}->{d}" for m in c for d in sorted(edges[m]) if d in c]
+        out(f"FAIL circle: {' '.join(c)} (within {', '.join(spans)}): {' '.join(inner)}")
+        bad += 1
+    return bad, len(seen)
+
+
+def self_test():
+    """The check fails where it must: an upward edge, a circle within a layer."""
+    layer = {"low": 0, "mid": 1, "mid2": 1, "top": 2}
+    mods = sorted(layer)
+
+    def g(*pairs):
+        e = collections.defaultdict(lambda: collections.defaultdict(set))
+        for m, d in pairs:
+            e[m][d].add(f"{d}_fn")
+        return e
+
+    quiet = lambda _: None
+    cases = [
+        ("clean", g(("top", "mid"), ("mid", "mid2"), ("mid2", "low")), 0),
+        ("upward", g(("low", "top")), 1),
+        ("circle in a layer", g(("mid", "mid2"), ("mid2", "mid")), 1),
+        ("unplaced", g(), 1),
+    ]
+    for name, edges, want in cases:
+        ms = mods + (["stray"] if name == "unplaced" else [])
+        got = check(layer, {}, ms, edges, quiet)[0]
+        if got != want:
+            print(f"FAIL self-test '{name}': {got} failure(s), expected {want}")
+            return False
+    return True
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: layers.py BUILD_DIR")
+    if not self_test():
+        return 1
+    layer, allow = load_map(os.path.join(HERE, "layers.txt"))
+    mods, edges = graph(sys.argv[1])
+    bad, ups = check(layer, allow, mods, edges)
     print(f"layers: {len(mods)} modules, {ups} upward edges ({len(allow)} allowed), "
-          f"{'ok' if not bad else f'{bad} failure(s)'}")
+          f"no circle: {'ok' if not bad else f'{bad} failure(s)'}")
     return 1 if bad else 0
 
 
