@@ -69,7 +69,7 @@ static int read_ram_chunk(struct file_chan *c, uint64_t k)
 			q++;
 		len = (q - p) * fb->page_size;
 		if (cls == 2) {
-			rc = up->place(up->arg, &tg, len, &dst);
+			rc = up->place(up->arg, c->base.idx, &tg, len, &dst);
 			if (!rc) {
 				rc = file_read_data(c, dst, len, fb->data_off + tg.offset);
 				if (rc == -ENODATA)
@@ -82,9 +82,9 @@ static int read_ram_chunk(struct file_chan *c, uint64_t k)
 							  fb->data_off + tg.offset, len);
 			}
 			if (!rc)
-				rc = up->placed(up->arg, &tg, len);
+				rc = up->placed(up->arg, c->base.idx, &tg, len);
 		} else if (cls == 1) {
-			rc = up->zero(up->arg, &tg, len);
+			rc = up->zero(up->arg, c->base.idx, &tg, len);
 		}
 		p = q;
 	}
@@ -122,14 +122,14 @@ static int read_blob_chunk(struct file_chan *c, uint64_t k)
 	tg.offset = q * RMIG_STATE_CHUNK_MAX;
 	tg.total = fb->len;
 	len = fb->len - tg.offset < RMIG_STATE_CHUNK_MAX ? fb->len - tg.offset : RMIG_STATE_CHUNK_MAX;
-	rc = up->place(up->arg, &tg, len, &dst);
+	rc = up->place(up->arg, c->base.idx, &tg, len, &dst);
 	if (rc)
 		return rc;
 	rc = file_pread_full(t->fd, dst, len, fb->data_off + tg.offset);
 	if (rc)
 		return file_io_fail(t, rc == -ENODATA ? -EIO : rc, "reading device state",
 				    fb->data_off + tg.offset, len);
-	return up->placed(up->arg, &tg, len);
+	return up->placed(up->arg, c->base.idx, &tg, len);
 }
 
 /* The last channel done: the session's COMPLETE, with the trailer's digests. */

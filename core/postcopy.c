@@ -18,32 +18,6 @@
 #include "postcopy.h"
 #include "sess.h"
 
-/*
- * The staging buffer of this destination channel thread, whether place()
- * handed it out, and where the bytes really are (the staging buffer, or a
- * backend's receive buffer given to rmig_pc_thread_use()).
- */
-static __thread uint8_t *tl_stage;
-static __thread uint64_t tl_stage_len;
-static __thread bool tl_staged;
-static __thread const uint8_t *tl_src;
-
-static void thread_stage(void *buf, uint64_t len)
-{
-	tl_stage = buf;
-	tl_stage_len = len;
-}
-
-bool rmig_pc_staged(void)
-{
-	return tl_staged;
-}
-
-void rmig_pc_thread_use(const void *src)
-{
-	tl_src = src;
-}
-
 void rmig_pc_init(struct rmig_session *s)
 {
 	struct rmig_postcopy *pc = &s->pc;
@@ -185,7 +159,7 @@ static int dest_start(struct rmig_chan *c, void **ctx)
 	if (!stage)
 		return -ENOMEM;
 	rmig_place_membind(s->place, &c->loc, stage, len); /* near the device, before the first touch */
-	thread_stage(stage, len);
+	s->pc.stage[c->idx] = (struct rmig_pc_stage){ .buf = stage, .len = len };
 	*ctx = stage;
 	return 0;
 }
@@ -200,7 +174,7 @@ static void dest_progress(struct rmig_chan *c, void *ctx)
 
 static void dest_end(struct rmig_chan *c, void *ctx)
 {
-	thread_stage(NULL, 0);
+	c->s->pc.stage[c->idx] = (struct rmig_pc_stage){ 0 };
 	free(ctx);
 }
 
@@ -418,10 +392,12 @@ int rmig_pc_on_run(struct rmig_session *s)
 	return rmig_ctl_send(s, RMIG_MSG_PC_RUN, NULL, 0);
 }
 
-int rmig_pc_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len, void **dst_p)
+int rmig_pc_place(struct rmig_session *s, unsigned int chan, uint32_t b, uint64_t off,
+		  uint64_t len, void **dst_p)
 {
 	struct rmig_postcopy *pc = &s->pc;
 	const struct rmig_block *blk = &s->blocks[b];
+	struct rmig_pc_stage *st = chan < RMIG_CHANNELS_MAX ? &pc->stage[chan] : NULL;
 
 	if (!pc->run_seen)
 		return 0;
@@ -429,24 +405,25 @@ int rmig_pc_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len
 		return rmig_sess_fail(s, -ERANGE,
 				      "postcopy: write to block '%s' at %llu+%llu is not whole pages",
 				      blk->name, (unsigned long long)off, (unsigned long long)len);
-	if (!tl_stage || len > tl_stage_len)
+	if (!st || !st->buf || len > st->len)
 		return rmig_sess_fail(s, -E2BIG,
-				      "postcopy: a %llu-byte write does not fit the staging buffer",
-				      (unsigned long long)len);
-	*dst_p = tl_stage;
-	tl_staged = true;
-	tl_src = tl_stage;
+				      "postcopy: a %llu-byte write on channel %u does not fit its "
+				      "staging buffer",
+				      (unsigned long long)len, chan);
+	*dst_p = st->buf;
+	st->staged = true;
+	st->src = st->buf;
 	return 1;
 }
 
 static int copy_pages(struct rmig_session *s, const struct rmig_block *b, uint64_t off,
-		      uint64_t len)
+		      uint64_t len, const uint8_t *src)
 {
 	int uffd = s->pc.uffd;
 
 	for (uint64_t done = 0; done < len;) {
 		struct uffdio_copy c = { .dst = (uintptr_t)b->host + off + done,
-					 .src = (uintptr_t)tl_src + done,
+					 .src = (uintptr_t)src + done,
 					 .len = len - done };
 
 		if (ioctl(uffd, UFFDIO_COPY, &c) == 0) {
@@ -464,19 +441,23 @@ static int copy_pages(struct rmig_session *s, const struct rmig_block *b, uint64
 	return 0;
 }
 
-int rmig_pc_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len)
+int rmig_pc_placed(struct rmig_session *s, unsigned int chan, uint32_t b, uint64_t off,
+		   uint64_t len)
 {
 	struct rmig_postcopy *pc = &s->pc;
 	const struct rmig_block *blk = &s->blocks[b];
 	uint64_t first = off / blk->page_size, last = (off + len) / blk->page_size;
-	bool staged = tl_staged;
+	struct rmig_pc_stage *st = chan < RMIG_CHANNELS_MAX ? &pc->stage[chan] : NULL;
+	bool staged = st && st->staged;
+	const uint8_t *src = staged ? st->src : NULL;
 	int rc;
 
-	tl_staged = false;
+	if (st)
+		st->staged = false;
 	if (!pc->missing[b] || !pc->run_seen)
 		return 0;
 	if (staged && pc->uffd_block[b]) {
-		rc = copy_pages(s, blk, off, len);
+		rc = copy_pages(s, blk, off, len, src);
 		if (rc)
 			return rc;
 	} else if (staged) {
@@ -485,7 +466,7 @@ int rmig_pc_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t le
 			if (!bit_test(pc->missing[b], p) || bit_test_set(pc->placing[b], p))
 				continue;
 			memcpy(blk->host + p * blk->page_size,
-			       tl_src + (p - first) * blk->page_size, blk->page_size);
+			       src + (p - first) * blk->page_size, blk->page_size);
 			bit_clear(pc->missing[b], p);
 		}
 	}
@@ -667,14 +648,16 @@ static void pc_stats(struct rmig_session *s, struct rmig_stats *st)
 }
 
 /* The destination's data path while postcopy is on (see rmig_pc_place()). */
-static int ram_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len, void **dst_p)
+static int ram_place(struct rmig_session *s, unsigned int chan, uint32_t b, uint64_t off,
+		     uint64_t len, void **dst_p)
 {
-	return s->pc.enabled ? rmig_pc_place(s, b, off, len, dst_p) : 0;
+	return s->pc.enabled ? rmig_pc_place(s, chan, b, off, len, dst_p) : 0;
 }
 
-static int ram_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len)
+static int ram_placed(struct rmig_session *s, unsigned int chan, uint32_t b, uint64_t off,
+		      uint64_t len)
 {
-	return s->pc.enabled ? rmig_pc_placed(s, b, off, len) : 0;
+	return s->pc.enabled ? rmig_pc_placed(s, chan, b, off, len) : 0;
 }
 
 /* Requested pages come by SEND once the destination runs the guest. */
@@ -683,11 +666,14 @@ static bool ram_by_message(struct rmig_session *s)
 	return s->pc.enabled && __atomic_load_n(&s->pc.run_seen, __ATOMIC_ACQUIRE);
 }
 
-static bool ram_from(struct rmig_session *s, const void *src)
+/* Bytes that came as a message: a staged page goes by UFFDIO_COPY straight from @src. */
+static bool ram_from(struct rmig_session *s, unsigned int chan, const void *src)
 {
-	if (!s->pc.enabled || !rmig_pc_staged())
+	struct rmig_pc_stage *st = chan < RMIG_CHANNELS_MAX ? &s->pc.stage[chan] : NULL;
+
+	if (!s->pc.enabled || !st || !st->staged)
 		return false;
-	rmig_pc_thread_use(src);
+	st->src = src;
 	return true;
 }
 

@@ -91,6 +91,19 @@ struct rmig_postcopy {
 	bool uffd_registered;
 	struct rmig_pc_fault track[RMIG_PC_TRACK]; /* the handler thread's own */
 	unsigned int ntrack;
+	/*
+	 * Destination: each channel's staging buffer (allocated by its thread
+	 * at start, rmig_pc_write_max() bytes), whether its last place()
+	 * handed it out, and where those bytes are (the buffer, or the
+	 * backend's receive buffer for place_from()). Only the channel's
+	 * receiving thread touches its own (see place() in transport.h).
+	 */
+	struct rmig_pc_stage {
+		uint8_t *buf;
+		uint64_t len;
+		bool staged;
+		const uint8_t *src;
+	} stage[RMIG_CHANNELS_MAX];
 
 	/*
 	 * Pause and resume (resume.c). Destination: after a break, the handler
@@ -196,9 +209,11 @@ int rmig_pc_on_page_req(struct rmig_session *s, const uint8_t *buf, uint32_t len
  * while postcopy runs. 1 and *dst_p (a staging buffer) when the block is
  * under userfaultfd; 0 to write in place; an error.
  */
-int rmig_pc_place(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len, void **dst_p);
+int rmig_pc_place(struct rmig_session *s, unsigned int chan, uint32_t b, uint64_t off,
+		  uint64_t len, void **dst_p);
 /* After the bytes landed: place staged pages, clear missing bits, wake waiters. */
-int rmig_pc_placed(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len);
+int rmig_pc_placed(struct rmig_session *s, unsigned int chan, uint32_t b, uint64_t off,
+		   uint64_t len);
 /* Destination: a page is still missing (any thread, lock-free). */
 bool rmig_pc_missing_any(struct rmig_session *s);
 /* Destination: every page is here (checked at completion). */
@@ -210,10 +225,5 @@ int rmig_pc_check_complete(struct rmig_session *s);
  * buffers and the RDMA receive slots are this size.
  */
 uint64_t rmig_pc_write_max(const struct rmig_session *s);
-
-/* The last rmig_pc_place() of this thread handed out the staging buffer. */
-bool rmig_pc_staged(void);
-/* The staged bytes are at @src instead (a backend's receive buffer). */
-void rmig_pc_thread_use(const void *src);
 
 #endif

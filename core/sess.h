@@ -175,8 +175,8 @@ struct rmig_feature {
 	 * write). ram_from: bytes that came as a message at @src, placed by
 	 * the feature straight from there (true), or to be copied (false).
 	 */
-	int (*ram_place)(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len,
-			 void **dst_p);
+	int (*ram_place)(struct rmig_session *s, unsigned int chan, uint32_t b, uint64_t off,
+			 uint64_t len, void **dst_p);
 	/* Destination: the target kind it owns (0: none), placed as the upcalls place. */
 	enum rmig_target_kind tgt_kind;
 	int (*tgt_place)(struct rmig_session *s, const struct rmig_target *t, uint64_t len,
@@ -191,9 +191,10 @@ struct rmig_feature {
 	uint32_t (*blobs)(struct rmig_session *s);
 	int (*blob_digests)(struct rmig_session *s, uint8_t (*out)[RMIG_DIGEST_LEN], uint32_t n);
 	int (*blobs_done)(struct rmig_session *s, uint32_t n);
-	int (*ram_placed)(struct rmig_session *s, uint32_t b, uint64_t off, uint64_t len);
+	int (*ram_placed)(struct rmig_session *s, unsigned int chan, uint32_t b, uint64_t off,
+			  uint64_t len);
 	bool (*ram_by_message)(struct rmig_session *s);
-	bool (*ram_from)(struct rmig_session *s, const void *src);
+	bool (*ram_from)(struct rmig_session *s, unsigned int chan, const void *src);
 	/* Source, under sync_lock: a sync begins (before any marker); it ended (@acked). */
 	void (*sync_begin)(struct rmig_session *s);
 	void (*sync_end)(struct rmig_session *s, bool acked);
@@ -537,13 +538,15 @@ void rmig_sess_place_fini(struct rmig_session *s);  /* after the threads are joi
 
 /* sess_dest.c: the destination's upcalls from the backend (s->up), digests, completion */
 /* Where a write of @len bytes at @t goes (*dst_p), once checked against its RAM block. */
-int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
+int rmig_up_place(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len,
+		  void **dst_p);
 /* A write of @len bytes at @t has landed: counted, and postcopy told. */
-int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len);
+int rmig_up_placed(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len);
 /* A write that came as a message (@src, the backend's buffer): placed like rmig_up_place(). */
-int rmig_up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
+int rmig_up_place_from(void *arg, unsigned int chan, const struct rmig_target *t, const void *src,
+		       uint64_t len);
 /* A zero-page marker: @len bytes at @t zeroed. */
-int rmig_up_zero(void *arg, const struct rmig_target *t, uint64_t len);
+int rmig_up_zero(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len);
 /* Channel @chan passed sync marker @id: SYNC_ACK once every channel has. */
 int rmig_up_sync(void *arg, unsigned int chan, uint64_t id);
 /* Dest, on the control thread's tick: fail a channel stalled behind a sync. */

@@ -17,7 +17,8 @@
 
 /* ---- destination placement (upcalls from the backend) ---- */
 
-int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p)
+int rmig_up_place(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len,
+		  void **dst_p)
 {
 	struct rmig_session *s = arg;
 	const struct rmig_feature *owner = t->kind != RMIG_TGT_RAM ? rmig_sess_tgt_owner(s, t->kind) :
@@ -37,7 +38,7 @@ int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **d
 				      b->name, (unsigned long long)t->offset,
 				      (unsigned long long)len, (unsigned long long)b->length);
 	rmig_for_each_feature(s, f, ram_place) {
-		int rc = f->ram_place(s, t->id, t->offset, len, dst_p);
+		int rc = f->ram_place(s, chan, t->id, t->offset, len, dst_p);
 
 		if (rc)
 			return rc < 0 ? rc : 0;
@@ -46,7 +47,7 @@ int rmig_up_place(void *arg, const struct rmig_target *t, uint64_t len, void **d
 	return 0;
 }
 
-int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len)
+int rmig_up_placed(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len)
 {
 	struct rmig_session *s = arg;
 	const struct rmig_feature *owner = t->kind != RMIG_TGT_RAM ? rmig_sess_tgt_owner(s, t->kind) :
@@ -56,7 +57,7 @@ int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 		return owner->tgt_placed(s, t, len);
 	atomic_fetch_add_explicit(&s->st_handled, len, memory_order_relaxed);
 	rmig_for_each_feature(s, f, ram_placed) {
-		int rc = f->ram_placed(s, t->id, t->offset, len);
+		int rc = f->ram_placed(s, chan, t->id, t->offset, len);
 
 		if (rc)
 			return rc;
@@ -64,7 +65,7 @@ int rmig_up_placed(void *arg, const struct rmig_target *t, uint64_t len)
 	return 0;
 }
 
-int rmig_up_zero(void *arg, const struct rmig_target *t, uint64_t len)
+int rmig_up_zero(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len)
 {
 	struct rmig_session *s = arg;
 	void *dst;
@@ -72,7 +73,7 @@ int rmig_up_zero(void *arg, const struct rmig_target *t, uint64_t len)
 
 	if (t->kind != RMIG_TGT_RAM)
 		return rmig_sess_fail(s, -EBADMSG, "zero-page marker for a device-state blob");
-	rc = rmig_up_place(arg, t, len, &dst);
+	rc = rmig_up_place(arg, chan, t, len, &dst);
 	if (rc)
 		return rc;
 	/*
@@ -83,10 +84,11 @@ int rmig_up_zero(void *arg, const struct rmig_target *t, uint64_t len)
 	 */
 	if (!s->local || !(s->opts.flags & RMIG_F_ZEROED))
 		memset(dst, 0, len);
-	return rmig_up_placed(arg, t, len);
+	return rmig_up_placed(arg, chan, t, len);
 }
 
-int rmig_up_place_from(void *arg, const struct rmig_target *t, const void *src, uint64_t len)
+int rmig_up_place_from(void *arg, unsigned int chan, const struct rmig_target *t, const void *src,
+		       uint64_t len)
 {
 	struct rmig_session *s = arg;
 	bool by_message = false, taken = false;
@@ -98,15 +100,15 @@ int rmig_up_place_from(void *arg, const struct rmig_target *t, const void *src, 
 	if (t->kind == RMIG_TGT_RAM && !by_message)
 		return rmig_sess_fail(s, -EPROTO, "RAM by SEND outside postcopy (RAM goes by RDMA "
 						  "WRITE until the destination runs the guest)");
-	rc = rmig_up_place(arg, t, len, &dst);
+	rc = rmig_up_place(arg, chan, t, len, &dst);
 	if (rc)
 		return rc;
 	/* postcopy: UFFDIO_COPY straight from the backend's buffer */
 	rmig_for_each_feature(s, f, ram_from)
-		taken = taken || (t->kind == RMIG_TGT_RAM && f->ram_from(s, src));
+		taken = taken || (t->kind == RMIG_TGT_RAM && f->ram_from(s, chan, src));
 	if (!taken)
 		memcpy(dst, src, len);
-	return rmig_up_placed(arg, t, len);
+	return rmig_up_placed(arg, chan, t, len);
 }
 
 /* Caller holds s->lock: every channel has passed marker @id and none is further. */

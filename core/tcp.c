@@ -661,9 +661,9 @@ int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, struct rmig_tcp_rd *rd, un
 		tgt.offset = f.offset;
 		tgt.total = f.arg;
 		if (f.type == RMIG_FRAME_ZERO_RAM)
-			return up->zero(up->arg, &tgt, f.len);
+			return up->zero(up->arg, idx, &tgt, f.len);
 		/* The core checks the range against the block or blob before any byte lands. */
-		rc = up->place(up->arg, &tgt, f.len, &dst);
+		rc = up->place(up->arg, idx, &tgt, f.len, &dst);
 		if (rc)
 			return rc;
 		got = rd ? rd_take(rd, dst, f.len) : 0;
@@ -672,7 +672,7 @@ int rmig_tcp_recv_frame(int fd, struct rmig_tls *tls, struct rmig_tcp_rd *rd, un
 				 : 0;
 		if (rc)
 			return *io_err_p = rc;
-		return up->placed(up->arg, &tgt, f.len);
+		return up->placed(up->arg, idx, &tgt, f.len);
 	case RMIG_FRAME_SYNC:
 		return up->sync(up->arg, idx, f.arg);
 	default:

@@ -66,25 +66,31 @@ struct rmig_target {
 struct rmig_tp_upcalls {
 	void *arg;
 	/*
-	 * Where @len bytes for @t land. Returns 0 and *dst_p, or -EBADMSG /
-	 * -ERANGE (already reported through fail()) if the target is invalid.
-	 * Non-blocking; any channel thread.
+	 * Where @len bytes for @t, received on channel @chan, land. Returns 0
+	 * and *dst_p, or -EBADMSG / -ERANGE (already reported through fail())
+	 * if the target is invalid. Non-blocking. The channel's receiving
+	 * thread calls place() and then placed() for the same write before it
+	 * places another on that channel: the core may hand out a buffer of
+	 * the channel's own (postcopy stages pages there).
 	 */
-	int (*place)(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p);
+	int (*place)(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len,
+		     void **dst_p);
 	/* The @len bytes returned by place() for @t are now in memory. */
-	int (*placed)(void *arg, const struct rmig_target *t, uint64_t len);
+	int (*placed)(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len);
 	/*
 	 * The @len bytes for @t are at @src, a backend's own receive buffer:
 	 * place them (UFFDIO_COPY straight from @src for a postcopy page under
 	 * userfaultfd; otherwise place(), copy, placed()).
 	 */
-	int (*place_from)(void *arg, const struct rmig_target *t, const void *src, uint64_t len);
+	int (*place_from)(void *arg, unsigned int chan, const struct rmig_target *t, const void *src,
+			  uint64_t len);
 	/*
 	 * @len zero bytes for RAM target @t (a zero-page marker): the core
 	 * checks the range and writes them, or skips the write where the
-	 * destination memory is known to be zero already. Any channel thread.
+	 * destination memory is known to be zero already. The channel's
+	 * receiving thread, as place().
 	 */
-	int (*zero)(void *arg, const struct rmig_target *t, uint64_t len);
+	int (*zero)(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len);
 	/*
 	 * A sync marker with @id arrived on channel @chan; every byte the
 	 * source posted on that channel before it is placed.

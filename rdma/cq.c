@@ -118,12 +118,12 @@ int rmig_rdma_apply_msg(const struct rmig_tp_upcalls *up, unsigned int idx, cons
 			break;
 		tg = (struct rmig_target){ .kind = RMIG_TGT_RAM, .id = f.id, .offset = f.offset };
 		if (up->place_from)
-			return up->place_from(up->arg, &tg, buf + RMIG_FRAME_HDR_LEN, f.len);
-		rc = up->place(up->arg, &tg, f.len, &dst);
+			return up->place_from(up->arg, idx, &tg, buf + RMIG_FRAME_HDR_LEN, f.len);
+		rc = up->place(up->arg, idx, &tg, f.len, &dst);
 		if (rc)
 			return rc;
 		memcpy(dst, buf + RMIG_FRAME_HDR_LEN, f.len);
-		return up->placed(up->arg, &tg, f.len);
+		return up->placed(up->arg, idx, &tg, f.len);
 	case RMIG_FRAME_ZERO_RAM:
 	case RMIG_FRAME_WRITE_STATE:
 		/* The length is the message's: a header that claims more is malformed. */
@@ -134,12 +134,12 @@ int rmig_rdma_apply_msg(const struct rmig_tp_upcalls *up, unsigned int idx, cons
 		tg.offset = f.offset;
 		tg.total = f.arg;
 		if (f.type == RMIG_FRAME_ZERO_RAM)
-			return up->zero(up->arg, &tg, f.len);
-		rc = up->place(up->arg, &tg, f.len, &dst);
+			return up->zero(up->arg, idx, &tg, f.len);
+		rc = up->place(up->arg, idx, &tg, f.len, &dst);
 		if (rc)
 			return rc;
 		memcpy(dst, buf + RMIG_FRAME_HDR_LEN, f.len);
-		return up->placed(up->arg, &tg, f.len);
+		return up->placed(up->arg, idx, &tg, f.len);
 	default:
 		break;
 	}

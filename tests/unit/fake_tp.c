@@ -230,14 +230,14 @@ static int f_flush(struct rmig_tp_chan *ch)
 	for (unsigned int i = 0; i < c->n && !rc; i++) {
 		void *dst;
 
-		rc = up->place(up->arg, &c->q[i].t, c->q[i].len, &dst);
+		rc = up->place(up->arg, ch->idx, &c->q[i].t, c->q[i].len, &dst);
 		if (rc)
 			break;
 		if (c->q[i].src)
 			memcpy(dst, c->q[i].src, c->q[i].len);
 		else
 			memset(dst, 0, c->q[i].len);
-		rc = up->placed(up->arg, &c->q[i].t, c->q[i].len);
+		rc = up->placed(up->arg, ch->idx, &c->q[i].t, c->q[i].len);
 	}
 	for (unsigned int i = 0; i < c->n; i++)
 		free((void *)(uintptr_t)c->q[i].src);

@@ -115,15 +115,16 @@ static int up_fail(void *arg, int err, const char *fmt, ...)
 	return err;
 }
 
-static int up_place(void *arg, const struct rmig_target *t, uint64_t len, void **dst_p)
+static int up_place(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len,
+		    void **dst_p)
 {
-	(void)arg, (void)t, (void)len, (void)dst_p;
+	(void)arg, (void)chan, (void)t, (void)len, (void)dst_p;
 	return up_fail(NULL, -ERANGE, "place: out of range");
 }
 
-static int up_zero(void *arg, const struct rmig_target *t, uint64_t len)
+static int up_zero(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len)
 {
-	(void)arg, (void)t, (void)len;
+	(void)arg, (void)chan, (void)t, (void)len;
 	return up_fail(NULL, -ERANGE, "zero: out of range");
 }
 

@@ -88,12 +88,12 @@ static int chunk(rmig_session *s, uint32_t blob, uint64_t total, uint64_t off, c
 {
 	struct rmig_target t = { .kind = RMIG_TGT_STATE, .id = blob, .offset = off, .total = total };
 	void *dst;
-	int rc = s->up.place(s->up.arg, &t, len, &dst);
+	int rc = s->up.place(s->up.arg, 0, &t, len, &dst);
 
 	if (rc)
 		return rc;
 	memcpy(dst, p, len);
-	return s->up.placed(s->up.arg, &t, len);
+	return s->up.placed(s->up.arg, 0, &t, len);
 }
 
 static void test_blobs_arrive_and_load(void **state)
