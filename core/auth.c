@@ -65,6 +65,27 @@ int rmig_auth_source(struct rmig_session *s, const uint8_t hello_hash[RMIG_HELLO
 	return 0;
 }
 
+/* The key, and TLS, which derives its keys from it. */
+static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
+{
+	if (o->key_len && (!o->key || o->key_len < RMIG_KEY_MIN || o->key_len > RMIG_KEY_MAX)) {
+		rmig_err(lg, "option key: %zu bytes; a key has %d..%d bytes", o->key_len,
+			 RMIG_KEY_MIN, RMIG_KEY_MAX);
+		return -EINVAL;
+	}
+	if ((o->flags & RMIG_F_TLS) && !o->key_len) {
+		rmig_err(lg, "option flags: TLS needs a key (the TLS keys derive from it)");
+		return -EINVAL;
+	}
+	if ((o->flags & RMIG_F_TLS) && o->role == RMIG_ROLE_SOURCE &&
+	    o->transport == RMIG_TRANSPORT_RDMA) {
+		rmig_err(lg, "option transport: rdma with TLS: RDMA writes are not encrypted; "
+			     "use tcp (or auto, which picks tcp with TLS)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* The source proves it holds the key right after its HELLO (a session with one). */
 static int src_handshake(struct rmig_session *s, const uint8_t *hello_hash, uint8_t *buf)
 {
@@ -73,5 +94,6 @@ static int src_handshake(struct rmig_session *s, const uint8_t *hello_hash, uint
 
 const struct rmig_feature rmig_auth_feature = {
 	.name = "key",
+	.opts_check = opts_check,
 	.src_handshake = src_handshake,
 };

@@ -166,8 +166,25 @@ static int throttle(struct rmig_session *s, uint64_t len)
 	return 0;
 }
 
+/* The downtime limit and the bandwidth limit. */
+static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
+{
+	if (o->downtime_limit_ms < 1 || o->downtime_limit_ms > 3600000) {
+		rmig_err(lg, "option downtime_limit_ms: %u is not in 1..3600000",
+			 o->downtime_limit_ms);
+		return -EINVAL;
+	}
+	if (o->max_bandwidth && o->max_bandwidth < 4096) {
+		rmig_err(lg, "option max_bandwidth: %llu bytes/s is below 4096 (0 = unlimited)",
+			 (unsigned long long)o->max_bandwidth);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 const struct rmig_feature rmig_live_feature = {
 	.name = "live",
+	.opts_check = opts_check,
 	.pace = throttle,
 	.switchover = switchover,
 };

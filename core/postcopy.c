@@ -677,8 +677,30 @@ static bool ram_from(struct rmig_session *s, unsigned int chan, const void *src)
 	return true;
 }
 
+/* RMIG_F_POSTCOPY and RMIG_F_NO_URGENT, with the sizes they need. */
+static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
+{
+	if ((o->flags & RMIG_F_NO_URGENT) && !(o->flags & RMIG_F_POSTCOPY)) {
+		rmig_err(lg, "option flags: RMIG_F_NO_URGENT without RMIG_F_POSTCOPY");
+		return -EINVAL;
+	}
+	if ((o->flags & RMIG_F_POSTCOPY) && o->extent_max > RMIG_PC_STAGE) {
+		rmig_err(lg, "option extent_max: %u is over %u with postcopy (a write must fit "
+			     "the destination's staging buffer)", o->extent_max, RMIG_PC_STAGE);
+		return -EINVAL;
+	}
+	if ((o->flags & RMIG_F_POSTCOPY) && !(o->flags & RMIG_F_NO_URGENT) &&
+	    o->role == RMIG_ROLE_SOURCE && o->channels >= RMIG_CHANNELS_MAX) {
+		rmig_err(lg, "option channels: %u leaves no room for the urgent channel (at most %u "
+			     "with postcopy)", o->channels, RMIG_CHANNELS_MAX - 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 const struct rmig_feature rmig_pc_feature = {
 	.name = "postcopy",
+	.opts_check = opts_check,
 	.ram_place = ram_place,
 	.ram_placed = ram_placed,
 	.ram_by_message = ram_by_message,

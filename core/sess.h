@@ -136,6 +136,8 @@ struct rmig_feature {
 	 * init ran (or that has none).
 	 */
 	int (*init)(struct rmig_session *s);
+	/* Before init: the feature's own options (0, or -EINVAL and the option named in @lg). */
+	int (*opts_check)(const struct rmig_opts *o, const struct rmig_logger *lg);
 	void (*stop)(struct rmig_session *s);
 	void (*destroy)(struct rmig_session *s);
 	/*

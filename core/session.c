@@ -114,46 +114,6 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 		rmig_err(lg, "option flags: unknown bits 0x%x", o->flags & ~RMIG_FLAGS_ALL);
 		return -EINVAL;
 	}
-	if (o->downtime_limit_ms < 1 || o->downtime_limit_ms > 3600000) {
-		rmig_err(lg, "option downtime_limit_ms: %u is not in 1..3600000",
-			 o->downtime_limit_ms);
-		return -EINVAL;
-	}
-	if (o->key_len && (!o->key || o->key_len < RMIG_KEY_MIN || o->key_len > RMIG_KEY_MAX)) {
-		rmig_err(lg, "option key: %zu bytes; a key has %d..%d bytes", o->key_len,
-			 RMIG_KEY_MIN, RMIG_KEY_MAX);
-		return -EINVAL;
-	}
-	if ((o->flags & RMIG_F_TLS) && !o->key_len) {
-		rmig_err(lg, "option flags: TLS needs a key (the TLS keys derive from it)");
-		return -EINVAL;
-	}
-	if ((o->flags & RMIG_F_TLS) && o->role == RMIG_ROLE_SOURCE &&
-	    o->transport == RMIG_TRANSPORT_RDMA) {
-		rmig_err(lg, "option transport: rdma with TLS: RDMA writes are not encrypted; "
-			     "use tcp (or auto, which picks tcp with TLS)");
-		return -EINVAL;
-	}
-	if ((o->flags & RMIG_F_NO_URGENT) && !(o->flags & RMIG_F_POSTCOPY)) {
-		rmig_err(lg, "option flags: RMIG_F_NO_URGENT without RMIG_F_POSTCOPY");
-		return -EINVAL;
-	}
-	if ((o->flags & RMIG_F_POSTCOPY) && o->extent_max > RMIG_PC_STAGE) {
-		rmig_err(lg, "option extent_max: %u is over %u with postcopy (a write must fit "
-			     "the destination's staging buffer)", o->extent_max, RMIG_PC_STAGE);
-		return -EINVAL;
-	}
-	if ((o->flags & RMIG_F_POSTCOPY) && !(o->flags & RMIG_F_NO_URGENT) &&
-	    o->role == RMIG_ROLE_SOURCE && o->channels >= RMIG_CHANNELS_MAX) {
-		rmig_err(lg, "option channels: %u leaves no room for the urgent channel (at most %u "
-			     "with postcopy)", o->channels, RMIG_CHANNELS_MAX - 1);
-		return -EINVAL;
-	}
-	if (o->max_bandwidth && o->max_bandwidth < 4096) {
-		rmig_err(lg, "option max_bandwidth: %llu bytes/s is below 4096 (0 = unlimited)",
-			 (unsigned long long)o->max_bandwidth);
-		return -EINVAL;
-	}
 	return 0;
 }
 
@@ -178,6 +138,8 @@ int rmig_sess_new(const struct rmig_opts *o, const struct rmig_feature *const *f
 	s->opts.size = sizeof(s->opts);
 	lg = (struct rmig_logger){ s->opts.log_fn, s->opts.log_arg, s->opts.log_level };
 	rc = opts_check(&s->opts, &lg);
+	for (unsigned int i = 0; i < nf && !rc; i++) /* each feature checks its own */
+		rc = f[i]->opts_check ? f[i]->opts_check(&s->opts, &lg) : 0;
 	if (rc) {
 		free(s);
 		return rc;

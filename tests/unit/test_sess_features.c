@@ -5,7 +5,8 @@
  * has its handler from the session or one feature, and a message this role
  * does not take is refused by name; a type handled twice cannot be
  * registered; init runs in order, and a failed init fails the create, with
- * destroy for exactly the features whose init ran, in reverse.
+ * destroy for exactly the features whose init ran, in reverse; each feature
+ * checks its own options, and a session without the feature does not.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -152,6 +153,88 @@ static void test_lifecycle_order(void **state)
 	assert_string_equal(calls, "ia ib ic dc db da ");
 }
 
+/* The last error logged by a session being created. */
+static char logged[512];
+
+static void log_to(void *arg, enum rmig_log_level level, const char *msg)
+{
+	(void)arg;
+	if (level == RMIG_LOG_ERROR)
+		snprintf(logged, sizeof(logged), "%s", msg);
+}
+
+static void opts_base(struct rmig_opts *o, enum rmig_role role)
+{
+	rmig_opts_init(o, sizeof(*o));
+	o->role = role;
+	o->log_fn = log_to;
+}
+
+/* rmig_session_create() with @o: -EINVAL, and the log names @what. */
+static void refused(const struct rmig_opts *o, const char *what)
+{
+	rmig_session *s = NULL;
+
+	logged[0] = '\0';
+	assert_int_equal(rmig_session_create(o, &s), -EINVAL);
+	assert_null(s);
+	if (!strstr(logged, what))
+		fail_msg("expected '%s' in '%s'", what, logged);
+}
+
+static void test_features_check_their_options(void **state)
+{
+	static const uint8_t key[32] = { 1 };
+	static const struct rmig_feature none = { .name = "none" };
+	const struct rmig_feature *const bare[] = { &none };
+	struct rmig_opts o;
+	rmig_session *s = NULL;
+
+	(void)state;
+	/* live */
+	opts_base(&o, RMIG_ROLE_SOURCE);
+	o.downtime_limit_ms = 0;
+	refused(&o, "option downtime_limit_ms: 0 is not in 1..3600000");
+	opts_base(&o, RMIG_ROLE_SOURCE);
+	o.max_bandwidth = 100;
+	refused(&o, "option max_bandwidth: 100 bytes/s is below 4096");
+	/* the key and TLS */
+	opts_base(&o, RMIG_ROLE_DEST);
+	o.key = key;
+	o.key_len = 4;
+	refused(&o, "option key: 4 bytes");
+	opts_base(&o, RMIG_ROLE_DEST);
+	o.flags = RMIG_F_TLS;
+	refused(&o, "TLS needs a key");
+	opts_base(&o, RMIG_ROLE_SOURCE);
+	o.flags = RMIG_F_TLS;
+	o.key = key;
+	o.key_len = sizeof(key);
+	o.transport = RMIG_TRANSPORT_RDMA;
+	refused(&o, "rdma with TLS");
+	/* postcopy */
+	opts_base(&o, RMIG_ROLE_SOURCE);
+	o.flags = RMIG_F_NO_URGENT;
+	refused(&o, "RMIG_F_NO_URGENT without RMIG_F_POSTCOPY");
+	opts_base(&o, RMIG_ROLE_SOURCE);
+	o.flags = RMIG_F_POSTCOPY;
+	o.channels = RMIG_CHANNELS_MAX;
+	refused(&o, "leaves no room for the urgent channel");
+	/* the control: each of those options fixed is accepted */
+	o.channels = RMIG_CHANNELS_MAX - 1;
+	assert_int_equal(rmig_session_create(&o, &s), 0);
+	rmig_session_destroy(s);
+	/* the options are the features': a session without them takes them unchecked */
+	opts_base(&o, RMIG_ROLE_SOURCE);
+	o.downtime_limit_ms = 0;
+	o.flags = RMIG_F_NO_URGENT;
+	assert_int_equal(rmig_sess_new(&o, bare, 1, &s), 0);
+	rmig_session_destroy(s);
+	/* ...but not the session's own */
+	o.channels = 0;
+	assert_int_equal(rmig_sess_new(&o, bare, 1, &s), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +242,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_role_refused),
 		cmocka_unit_test(test_type_handled_twice),
 		cmocka_unit_test(test_lifecycle_order),
+		cmocka_unit_test(test_features_check_their_options),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
