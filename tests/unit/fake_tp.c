@@ -171,6 +171,28 @@ static int f_set_remote(struct rmig_tp *tp, unsigned int block, uint64_t len, co
 	return 0;
 }
 
+/* Apply one write through the destination's upcalls, as its NIC would. */
+static int apply(struct rmig_tp_chan *ch, const struct pending *w)
+{
+	const struct rmig_tp_upcalls *up;
+	void *dst;
+	int rc;
+
+	pthread_mutex_lock(&lock);
+	up = dest ? dest->base.p.up : NULL;
+	pthread_mutex_unlock(&lock);
+	if (!up)
+		return -ENOTCONN;
+	rc = up->place(up->arg, ch->idx, &w->t, w->len, &dst);
+	if (rc)
+		return rc;
+	if (w->src)
+		memcpy(dst, w->src, w->len);
+	else
+		memset(dst, 0, w->len);
+	return up->placed(up->arg, ch->idx, &w->t, w->len);
+}
+
 static int queue(struct rmig_tp_chan *ch, const struct rmig_target *t, const void *src,
 		 uint64_t len)
 {
@@ -179,6 +201,9 @@ static int queue(struct rmig_tp_chan *ch, const struct rmig_target *t, const voi
 
 	if (fake_ctl.fail_write_at && n == fake_ctl.fail_write_at)
 		return ch->tp->p.up->fail(ch->tp->p.up->arg, -EIO, "injected write failure #%d", n);
+	/* a staged write (postcopy) goes as a message: it arrives without a flush */
+	if (t->staged)
+		return apply(ch, &(struct pending){ *t, src, len });
 	if (c->n == c->cap) {
 		struct pending *q = realloc(c->q, (c->cap * 2 + 16) * sizeof(*q));
 
@@ -227,18 +252,8 @@ static int f_flush(struct rmig_tp_chan *ch)
 		return -ENOTCONN;
 	if (fake_ctl.hold_chan0 && ch->idx == 0 && c->n)
 		hold();
-	for (unsigned int i = 0; i < c->n && !rc; i++) {
-		void *dst;
-
-		rc = up->place(up->arg, ch->idx, &c->q[i].t, c->q[i].len, &dst);
-		if (rc)
-			break;
-		if (c->q[i].src)
-			memcpy(dst, c->q[i].src, c->q[i].len);
-		else
-			memset(dst, 0, c->q[i].len);
-		rc = up->placed(up->arg, ch->idx, &c->q[i].t, c->q[i].len);
-	}
+	for (unsigned int i = 0; i < c->n && !rc; i++)
+		rc = apply(ch, &c->q[i]);
 	for (unsigned int i = 0; i < c->n; i++)
 		free((void *)(uintptr_t)c->q[i].src);
 	if (c->n) {

@@ -3,7 +3,8 @@
  * fake_tp.h - an in-memory transport for unit tests. Source writes are held
  * back (as an RDMA NIC holds posted work) and applied to the destination only
  * at flush(), so a core that posted a sync marker without flushing first
- * would be caught. Failures are injected by count.
+ * would be caught; a staged write (postcopy: a message, not a one-sided
+ * write) is applied at once. Failures are injected by count.
  */
 #ifndef FAKE_TP_H
 #define FAKE_TP_H
