@@ -411,16 +411,24 @@ static unsigned int wait_ms(const struct rmig_session *s)
 							    s->opts.timeout_ms;
 }
 
-/* Without a key: the first connection is the source, for better or worse. */
+/*
+ * Without a key the first connection is the source, for better or worse;
+ * a connection handed over (rmig_listen("fd:N")) is the source, key or not.
+ */
 static int gate_first_come(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 {
 	struct rmig_session *s = g->s;
 	struct cand *k;
 	int fd, rc;
 
-	rc = rmig_sock_accept(s->listen_fd, wait_ms(s), &fd);
-	if (rc)
-		return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
+	if (s->given_fd >= 0) {
+		fd = s->given_fd;
+		s->given_fd = -1;
+	} else {
+		rc = rmig_sock_accept(s->listen_fd, wait_ms(s), &fd);
+		if (rc)
+			return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
+	}
 	k = cand_new(g, fd);
 	if (!k) {
 		close(fd);
@@ -531,7 +539,8 @@ int rmig_gate_accept(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello
 	if (g.efd < 0)
 		return rmig_sess_fail(s, -errno, "eventfd: %s", strerror(errno));
 	pthread_mutex_init(&g.lock, NULL);
-	rc = s->key_len ? gate_keyed(&g, buf, hello) : gate_first_come(&g, buf, hello);
+	rc = s->key_len && s->given_fd < 0 ? gate_keyed(&g, buf, hello) :
+					     gate_first_come(&g, buf, hello);
 	pthread_mutex_destroy(&g.lock);
 	close(g.efd);
 	return rc;

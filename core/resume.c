@@ -236,7 +236,7 @@ int rmig_resume_from(rmig_session *s, rmig_session *old)
 		rmig_session_destroy(old != s ? old : NULL);
 		return -EINVAL;
 	}
-	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0 || s->listen_fd >= 0 || s->local ||
+	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0 || s->listen_fd >= 0 || s->given_fd >= 0 || s->local ||
 	    s->nblocks || s->resuming) {
 		rmig_err(&s->log, "resume: the new session must be fresh: no blocks, not connected");
 		rmig_session_destroy(old);

@@ -299,6 +299,7 @@ struct rmig_session {
 	struct rmig_tls *ctl_tls;       /* the control connection's TLS, once started */
 	bool ctl_mute; /* the peer cannot read an ERROR message (a failed TLS handshake) */
 	int listen_fd;
+	int given_fd; /* destination, rmig_listen("fd:N"): the control connection to accept */
 	int wake_fd;  /* eventfd: readable once the session shuts down */
 	const struct rmig_transport_ops *tp_ops;
 	struct rmig_tp *tp;

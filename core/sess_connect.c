@@ -231,7 +231,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 	uint8_t hello_hash[RMIG_HELLO_HASH_LEN];
 	struct rmig_ctl_hdr h;
 	uint8_t *buf = NULL;
-	int rc, n;
+	int rc, n, given, fd = -1;
 
 	if (!s || s->opts.role != RMIG_ROLE_SOURCE)
 		return -EINVAL;
@@ -244,8 +244,19 @@ int rmig_connect(rmig_session *s, const char *uri)
 	if (uri && !strncmp(uri, "file:", 5))
 		return connect_local(s, uri + 5);
 	kind = s->opts.transport;
-	if (rmig_uri_parse(uri, &kind, host, port)) {
-		rmig_err(&s->log, "bad address '%s': expected [tcp://|rdma://]HOST:PORT",
+	given = rmig_uri_fd(uri, &fd);
+	if (given > 0) {
+		snprintf(host, sizeof(host), "fd");
+		snprintf(port, sizeof(port), "%d", fd);
+		rc = rmig_sock_check_conn(fd);
+		if (rc) {
+			rmig_err(&s->log, "fd:%d: not a connected stream socket: %s", fd,
+				 strerror(-rc));
+			return -EINVAL; /* still the caller's */
+		}
+		s->ctl_fd = fd; /* the session's from here on */
+	} else if (given < 0 || rmig_uri_parse(uri, &kind, host, port)) {
+		rmig_err(&s->log, "bad address '%s': expected [tcp://|rdma://]HOST:PORT or fd:N",
 			 uri ? uri : "(null)");
 		return -EINVAL;
 	}
@@ -262,7 +273,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 	    getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
 		s->session_id = s->t_start_ns ^ (uint64_t)getpid() << 32;
 
-	rc = rmig_sock_connect(host, port, s->opts.timeout_ms, &s->ctl_fd);
+	if (given <= 0)
+		rc = rmig_sock_connect(host, port, s->opts.timeout_ms, &s->ctl_fd);
 	if (rc)
 		return rmig_sess_fail(s, rc, "connecting to %s:%s: %s", host, port,
 				      rmig_strerror(rc));
@@ -363,16 +375,27 @@ int rmig_listen(rmig_session *s, const char *uri)
 {
 	enum rmig_transport_kind kind = RMIG_TRANSPORT_AUTO;
 	char host[RMIG_HOST_MAX], port[RMIG_PORT_MAX];
-	int rc;
+	int rc, fd = -1;
 
 	if (!s || s->opts.role != RMIG_ROLE_DEST)
 		return -EINVAL;
-	if (s->listen_fd >= 0 || s->state != RMIG_S_NEW || s->local)
+	if (s->listen_fd >= 0 || s->given_fd >= 0 || s->state != RMIG_S_NEW || s->local)
 		return -EBUSY;
 	if (uri && !strncmp(uri, "file:", 5))
 		return local_path(s, uri + 5); /* opened and checked by rmig_accept() */
-	if (rmig_uri_parse(uri, &kind, host, port)) {
-		rmig_err(&s->log, "bad address '%s': expected [tcp://]HOST:PORT",
+	rc = rmig_uri_fd(uri, &fd);
+	if (rc > 0) { /* the control connection, already made: rmig_accept() takes it */
+		rc = rmig_sock_check_conn(fd);
+		if (rc) {
+			rmig_err(&s->log, "fd:%d: not a connected stream socket: %s", fd,
+				 strerror(-rc));
+			return -EINVAL;
+		}
+		s->given_fd = fd;
+		return 0;
+	}
+	if (rc < 0 || rmig_uri_parse(uri, &kind, host, port)) {
+		rmig_err(&s->log, "bad address '%s': expected [tcp://]HOST:PORT or fd:N",
 			 uri ? uri : "(null)");
 		return -EINVAL;
 	}
@@ -499,7 +522,10 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	if (rc)
 		return rmig_sess_err(s) ? rmig_sess_err(s) :
 		       rmig_sess_fail(s, rc, "opening %s data channels: %s", s->tp_ops->name,
-				      strerror(-rc));
+				      rc == -EAFNOSUPPORT ?
+					      "the control connection is not over IP (fd: a unix "
+					      "socket?), and they listen on its address" :
+					      strerror(-rc));
 	rc = rmig_rails_dest_open(s, &ack);
 	if (rc)
 		return rc;
@@ -567,7 +593,7 @@ int rmig_accept(rmig_session *s)
 
 	if (s && s->opts.role == RMIG_ROLE_DEST && s->local && s->state == RMIG_S_NEW && !s->tp)
 		return accept_local(s);
-	if (!s || s->opts.role != RMIG_ROLE_DEST || s->listen_fd < 0)
+	if (!s || s->opts.role != RMIG_ROLE_DEST || (s->listen_fd < 0 && s->given_fd < 0))
 		return -EINVAL;
 	if (s->state != RMIG_S_NEW || s->ctl_fd >= 0)
 		return -EBUSY;

@@ -155,6 +155,7 @@ int rmig_sess_new(const struct rmig_opts *o, const struct rmig_feature *const *f
 					  .ctl = rmig_up_ctl };
 	s->ctl_fd = -1;
 	s->listen_fd = -1;
+	s->given_fd = -1;
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->wake_fd < 0) {
 		rc = -errno;
@@ -365,6 +366,8 @@ void rmig_session_destroy(rmig_session *s)
 			s->features[i]->destroy(s);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
+	if (s->given_fd >= 0)
+		close(s->given_fd);
 	close(s->wake_fd);
 	for (unsigned int i = 0; i < s->nblocks; i++)
 		free(s->blocks[i].sent);

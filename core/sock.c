@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -13,11 +14,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "sock.h"
+
+int rmig_uri_fd(const char *uri, int *fd_p)
+{
+	char *end;
+	long v;
+
+	if (!uri || strncmp(uri, "fd:", 3))
+		return 0;
+	if (uri[3] < '0' || uri[3] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtol(uri + 3, &end, 10);
+	if (errno || *end || v < 0 || v > INT_MAX)
+		return -EINVAL;
+	*fd_p = (int)v;
+	return 1;
+}
+
+int rmig_sock_check_conn(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int type = 0;
+	socklen_t tl = sizeof(type);
+
+	if (fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+		return errno == ENOTSOCK ? -ENOTSOCK : -errno;
+	if (type != SOCK_STREAM)
+		return -EPROTOTYPE;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -ENOTCONN;
+	return 0;
+}
 
 int rmig_uri_parse(const char *uri, enum rmig_transport_kind *kind_p, char *host, char *port)
 {

@@ -22,6 +22,13 @@
  * "[v6addr]". Without a scheme *kind_p is left unchanged. -EINVAL if bad.
  */
 int rmig_uri_parse(const char *uri, enum rmig_transport_kind *kind_p, char *host, char *port);
+/*
+ * "fd:N": 1 and *fd_p = N; 0 for any other URI; -EINVAL for "fd:" without
+ * a decimal descriptor.
+ */
+int rmig_uri_fd(const char *uri, int *fd_p);
+/* 0 if @fd is a connected stream socket; else -EBADF, -ENOTSOCK, -EPROTOTYPE or -ENOTCONN. */
+int rmig_sock_check_conn(int fd);
 
 int rmig_sock_connect(const char *host, const char *port, unsigned int timeout_ms, int *fd_p);
 int rmig_sock_connect_addr(const struct sockaddr *sa, socklen_t salen, unsigned int timeout_ms,

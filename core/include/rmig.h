@@ -254,6 +254,12 @@ RMIG_API int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_
 /*
  * Source: connect to "tcp://HOST:PORT", "rdma://HOST:PORT" or "HOST:PORT"
  * (transport from the options), handshake, open the data channels.
+ * "fd:N": the control connection is N, a connected stream socket the
+ * caller made (the destination passes its end to rmig_listen()); the data
+ * channels go to its peer's address (TCP or RDMA), so N must be a TCP
+ * socket, unless the transport needs no address. The session owns N once
+ * the call gets past checking it, and closes it at destroy; a refused N
+ * (-EINVAL: not a connected stream socket) stays the caller's.
  * Errors: -EINVAL (URI), -ECONNREFUSED/-EHOSTUNREACH/-ETIMEDOUT (peer),
  * -EPROTO (handshake refused: version, layout), -ENODEV (RDMA asked, none).
  */
@@ -261,7 +267,11 @@ RMIG_API int rmig_connect(rmig_session *s, const char *uri);
 
 /*
  * Destination: bind and listen on "tcp://HOST:PORT" (PORT 0 picks one; see
- * rmig_listen_port()). Errors: -EINVAL, -EADDRINUSE, other socket errors.
+ * rmig_listen_port()). "fd:N": no listener; rmig_accept() takes N, a
+ * connected stream socket, as the source's control connection (with a key,
+ * it must prove it; no other connection is waited for), and the data
+ * channels listen on N's local address. Ownership of N as for
+ * rmig_connect(). Errors: -EINVAL, -EADDRINUSE, other socket errors.
  */
 RMIG_API int rmig_listen(rmig_session *s, const char *uri);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sess.h"
@@ -86,8 +87,57 @@ static int accept_and_connect(struct pair *p, const char *addr)
 	if (rc)
 		return rc;
 	p->th_started = true;
-	snprintf(uri, sizeof(uri), "%s:%d", addr, p->port);
+	if (p->cfg.ctl_pair)
+		snprintf(uri, sizeof(uri), "fd:%d", p->src_fd);
+	else
+		snprintf(uri, sizeof(uri), "%s:%d", addr, p->port);
 	return rmig_connect(p->src, uri);
+}
+
+/* A TCP connection to @addr: sv[0] the connecting end, sv[1] the accepted one. */
+static int tcp_conn(const char *addr, int sv[2])
+{
+	char port[16];
+	int lfd, rc;
+
+	rc = rmig_sock_listen(addr, "0", &lfd);
+	if (rc)
+		return rc;
+	snprintf(port, sizeof(port), "%d", rmig_sock_local_port(lfd));
+	rc = rmig_sock_connect(addr, port, 5000, &sv[0]);
+	if (!rc) {
+		rc = rmig_sock_accept(lfd, 5000, &sv[1]);
+		if (rc)
+			close(sv[0]);
+	}
+	close(lfd);
+	return rc;
+}
+
+/*
+ * ctl_pair: the destination "listens" on one end of a connection the test
+ * made ("fd:N"); the source gets the other.
+ */
+static int listen_pair(struct pair *p, const char *addr)
+{
+	char uri[32];
+	int sv[2], rc;
+
+	if (p->cfg.ctl_tcp)
+		rc = tcp_conn(addr, sv);
+	else
+		rc = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ? -errno : 0;
+	if (rc)
+		return rc;
+	snprintf(uri, sizeof(uri), "fd:%d", sv[1]);
+	rc = rmig_listen(p->dst, uri);
+	if (rc) {
+		close(sv[0]);
+		close(sv[1]);
+		return rc;
+	}
+	p->src_fd = sv[0];
+	return 0;
 }
 
 int pair_open(struct pair *p, const struct pair_cfg *cfg)
@@ -162,12 +212,12 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 		rc = rmig_postcopy_uffd(p->dst, "ram");
 	snprintf(uri, sizeof(uri), "tcp://%s:0", addr);
 	if (!rc)
-		rc = rmig_listen(p->dst, uri);
+		rc = cfg->ctl_pair ? listen_pair(p, addr) : rmig_listen(p->dst, uri);
 	for (unsigned int i = 0; !rc && i < 4 && p->cfg.rails[i]; i++)
 		rc = rmig_listen_add(p->dst, p->cfg.rails[i]);
 	if (rc)
 		return rc;
-	p->port = rmig_listen_port(p->dst);
+	p->port = cfg->ctl_pair ? -1 : rmig_listen_port(p->dst);
 	p->so = so;
 	p->dopt = dopt;
 	return accept_and_connect(p, addr);
@@ -203,7 +253,7 @@ int pair_resume(struct pair *p, const void *src_key, size_t src_key_len)
 	p->src = s;
 	snprintf(uri, sizeof(uri), "tcp://%s:%d", addr, p->port);
 	if (!rc)
-		rc = rmig_listen(p->dst, uri);
+		rc = p->cfg.ctl_pair ? listen_pair(p, addr) : rmig_listen(p->dst, uri);
 	return rc ? rc : accept_and_connect(p, addr);
 }
 

@@ -52,6 +52,12 @@ struct pair_cfg {
 	unsigned int recovery_timeout_ms; /* destination: postcopy pauses this long */
 	const void *src_key, *dst_key;   /* NULL: none */
 	size_t src_key_len, dst_key_len;
+	/*
+	 * ctl_pair: the control connection is made by the test and handed to
+	 * both sessions as "fd:N": a unix socketpair (no network at all), or
+	 * with ctl_tcp a TCP connection to addr.
+	 */
+	bool ctl_pair, ctl_tcp;
 };
 
 struct pair {
@@ -64,6 +70,7 @@ struct pair {
 	int dst_rc; /* rmig_complete on the destination */
 	struct rmig_opts so, dopt; /* the options both sessions were made with */
 	int port;
+	int src_fd; /* ctl_pair: the source's end, for rmig_connect("fd:N") */
 };
 
 /* Create both sessions, accept on a thread, connect. Returns rmig_connect's result. */

@@ -4,9 +4,10 @@
  * default; RMIG_TEST_TRANSPORT=rdma and RMIG_TEST_ADDR select the RDMA run in
  * the soft-RoCE VM). Images: random, sparse, hugepage-sized pages; 1, 2, 4
  * and 8 channels; byte-for-byte comparison; device state; --verify catching
- * a corrupted destination.
+ * a corrupted destination; a control connection handed over as "fd:N".
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -446,6 +449,101 @@ static void test_layout_mismatch(void **state)
 	rmig_session_destroy(src);
 }
 
+/*
+ * The control connection handed over as "fd:N" (what a VMM that made its
+ * own connection passes): a TCP connection, then the transport's data
+ * channels from its addresses; the same with the key, and a wrong key
+ * refused.
+ */
+static void fd_case(const char *dkey, const char *skey)
+{
+	struct pair_cfg c = base(3, 8 << 20, 4096);
+	struct pair p;
+	int rc;
+
+	c.ctl_pair = c.ctl_tcp = true;
+	c.dst_key = dkey;
+	c.dst_key_len = dkey ? strlen(dkey) : 0;
+	c.src_key = skey;
+	c.src_key_len = skey ? strlen(skey) : 0;
+	rc = pair_open(&p, &c);
+	if (dkey && skey && strcmp(dkey, skey)) {
+		assert_int_equal(rc, -EACCES);
+		assert_int_not_equal(pair_join(&p), 0);
+		assert_non_null(strstr(rmig_last_error(p.dst), "key"));
+		pair_close(&p);
+		return;
+	}
+	assert_int_equal(rc, 0);
+	random_fill(p.smem, c.len);
+	move_all(&p);
+	pair_close(&p);
+}
+
+static void test_fd_handed_over(void **state)
+{
+	(void)state;
+	fd_case(NULL, NULL);
+	fd_case("a key of thirty-two bytes or so!", "a key of thirty-two bytes or so!");
+	fd_case("a key of thirty-two bytes or so!", "another key, thirty-two bytes...");
+}
+
+/* "fd:N" that is not a connected stream socket: -EINVAL, named, and N stays the caller's. */
+static void test_fd_refused(void **state)
+{
+	static uint8_t mem[1 << 20];
+	const char *bad[] = { "fd:", "fd:x", "fd:-1", "fd:3x" };
+	struct rmig_opts so, dopt;
+	rmig_session *src, *dst;
+	char uri[32];
+	int pfd[2], ufd;
+
+	(void)state;
+	rmig_opts_init(&so, sizeof(so));
+	so.role = RMIG_ROLE_SOURCE;
+	so.log_fn = NULL;
+	dopt = so;
+	dopt.role = RMIG_ROLE_DEST;
+	assert_int_equal(rmig_session_create(&so, &src), 0);
+	assert_int_equal(rmig_session_create(&dopt, &dst), 0);
+	assert_int_equal(rmig_add_ram(src, "ram", mem, sizeof(mem), 4096), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(rmig_connect(src, bad[i]), -EINVAL);
+		assert_int_equal(rmig_listen(dst, bad[i]), -EINVAL);
+	}
+	assert_int_equal(pipe(pfd), 0);
+	ufd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(ufd >= 0);
+	for (int k = 0; k < 3; k++) {
+		int fd = k == 0 ? pfd[0] : k == 1 ? ufd : 1000000;
+
+		snprintf(uri, sizeof(uri), "fd:%d", fd);
+		assert_int_equal(rmig_connect(src, uri), -EINVAL);
+		assert_int_equal(rmig_listen(dst, uri), -EINVAL);
+	}
+	/* still open: the sessions took nothing they refused */
+	assert_true(fcntl(pfd[0], F_GETFD) >= 0);
+	assert_true(fcntl(ufd, F_GETFD) >= 0);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(ufd);
+	rmig_session_destroy(src);
+	rmig_session_destroy(dst);
+	/* a unix socket carries the control connection, but TCP data channels need an address */
+	{
+		struct pair_cfg c = base(2, 1 << 20, 4096);
+		struct pair p;
+
+		if (c.transport != RMIG_TRANSPORT_TCP)
+			return;
+		c.ctl_pair = true;
+		assert_int_not_equal(pair_open(&p, &c), 0);
+		assert_int_not_equal(pair_join(&p), 0);
+		assert_non_null(strstr(rmig_last_error(p.dst), "not over IP"));
+		pair_close(&p);
+	}
+}
+
 struct quick_dest {
 	rmig_session *s;
 	int rc;
@@ -521,6 +619,8 @@ int main(void)
 		cmocka_unit_test(test_verify_detects_corruption),
 		cmocka_unit_test(test_layout_mismatch),
 		cmocka_unit_test(test_close_right_after_complete),
+		cmocka_unit_test(test_fd_handed_over),
+		cmocka_unit_test(test_fd_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

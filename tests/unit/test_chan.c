@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_chan.c - the channel engine over the in-memory fake transport: job
- * handoff from several producers, zero pages, sync placing everything posted
- * before it (writes are held until flush), device-state chunks, and the
- * sticky first error with injected failures and cancellation.
+ * test_chan.c - the channel engine over the in-memory fake transport, its
+ * control connection a socketpair handed over as "fd:N" (no network, no
+ * port): job handoff from several producers, zero pages, sync placing
+ * everything posted before it (writes are held until flush), device-state
+ * chunks, and the sticky first error with injected failures and
+ * cancellation.
  */
 #define _GNU_SOURCE /* pthread_timedjoin_np */
 #include <errno.h>
@@ -29,7 +31,7 @@
 static struct pair_cfg cfg(unsigned int ch, uint64_t len)
 {
 	struct pair_cfg c = { .channels = ch, .len = len, .page_size = PS, .ops = &fake_ops,
-			      .timeout_ms = 5000, .extent_max = 64 << 10 };
+			      .timeout_ms = 5000, .extent_max = 64 << 10, .ctl_pair = true };
 	return c;
 }
 

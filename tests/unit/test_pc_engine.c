@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_pc_engine.c - postcopy on the channel engine, over the in-memory
- * fake transport and without userfaultfd (rmig_postcopy_fetch()): the
+ * fake transport with a socketpair for the control connection (no network),
+ * and without userfaultfd (rmig_postcopy_fetch()): the
  * pages the destination asks for arrive with the source's newest bytes
  * before any background page goes, each page is sent exactly once, a
  * completion with pages still missing is refused (and the destination told
@@ -31,7 +32,8 @@
 static struct pair_cfg cfg(unsigned int flags)
 {
 	return (struct pair_cfg){ .channels = 3, .len = LEN, .page_size = PS, .ops = &fake_ops,
-				  .flags = RMIG_F_POSTCOPY | flags, .timeout_ms = 5000 };
+				  .flags = RMIG_F_POSTCOPY | flags, .timeout_ms = 5000,
+				  .ctl_pair = true };
 }
 
 struct toucher {
