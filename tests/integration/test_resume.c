@@ -479,6 +479,19 @@ static void sleep_ms(unsigned int ms)
 }
 
 /*
+ * Cut the link once the guest has read NPAGES / 16 more pages than @from:
+ * by its progress, not by a delay, so a fast machine cannot finish the
+ * guest first and a slow one still faults before the cut.
+ */
+static void cut_when_moving(struct pair *p, struct guest *g, uint64_t from)
+{
+	for (int i = 0; i < 20000 && atomic_load(&g->done) < from + NPAGES / 16; i++)
+		sleep_ms(1);
+	assert_true(atomic_load(&g->done) < NPAGES);
+	rmig_sess_test_cut(p->dst);
+}
+
+/*
  * Postcopy at once (every page missing), the guest started, the link cut
  * 100 ms in; false: no userfaultfd here (skipped).
  */
@@ -514,8 +527,7 @@ static bool pc_cut(struct pair *p, struct guest *g, unsigned int recovery_ms)
 	*g = (struct guest){ .p = p, .lat_ns = calloc(NPAGES, sizeof(uint64_t)) };
 	assert_non_null(g->lat_ns);
 	assert_int_equal(pthread_create(&g->th, NULL, guest_main, g), 0);
-	sleep_ms(100);
-	rmig_sess_test_cut(p->dst);
+	cut_when_moving(p, g, 0);
 	return true;
 }
 
@@ -570,8 +582,7 @@ static void pc_pause_case(unsigned int breaks)
 	cut_at = assert_waiting(&g);
 	assert_int_equal(pair_resume(&p, NULL, 0), 0);
 	for (unsigned int i = 1; i < breaks; i++) {
-		sleep_ms(100);
-		rmig_sess_test_cut(p.dst);
+		cut_when_moving(&p, &g, atomic_load(&g.done));
 		assert_waiting(&g);
 		assert_int_equal(pair_resume(&p, NULL, 0), 0);
 	}
