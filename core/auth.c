@@ -92,8 +92,15 @@ static int src_handshake(struct rmig_session *s, const uint8_t *hello_hash, uint
 	return s->key_len ? rmig_auth_source(s, hello_hash, buf) : 0;
 }
 
+/* A source with a key says so: a destination without one then refuses it. */
+static uint32_t hello_caps(const struct rmig_session *s)
+{
+	return s->key_len ? RMIG_CAP_AUTH : 0;
+}
+
 const struct rmig_feature rmig_auth_feature = {
 	.name = "key",
+	.hello_caps = hello_caps,
 	.opts_check = opts_check,
 	.src_handshake = src_handshake,
 };

@@ -616,6 +616,34 @@ static int pc_feature_init(struct rmig_session *s)
 	return 0;
 }
 
+static uint32_t hello_caps(const struct rmig_session *s)
+{
+	return s->pc.enabled ? RMIG_CAP_POSTCOPY | (s->pc.urgent ? RMIG_CAP_URGENT : 0) : 0;
+}
+
+/* Destination: postcopy as the source's HELLO asks. */
+static int dest_hello(struct rmig_session *s, const struct rmig_msg_hello *hello)
+{
+	s->pc.enabled = hello->caps & RMIG_CAP_POSTCOPY;
+	s->pc.urgent = (hello->caps & RMIG_CAP_URGENT) && s->pc.enabled;
+	if (s->pc.urgent && hello->nchannels < 2)
+		return rmig_sess_fail(s, -EPROTO, "refusing the source: an urgent channel needs "
+						  "another one beside it");
+	return 0;
+}
+
+/* Postcopy places every page itself: it must hear of each. */
+static bool every_page(const struct rmig_session *s)
+{
+	return s->pc.enabled;
+}
+
+/* A postcopy that resumes: pages come by message into staging buffers only. */
+static bool by_message_only(const struct rmig_session *s)
+{
+	return s->pc.resuming;
+}
+
 /* After PC_RUN the guest runs here while pages are still at the source. */
 static void error_note(struct rmig_session *s, char *msg, size_t cap)
 {
@@ -724,5 +752,9 @@ const struct rmig_feature rmig_pc_feature = {
 	.dest_progress = dest_progress,
 	.dest_end = dest_end,
 	.resume_check = rmig_pc_resume_check,
+	.hello_caps = hello_caps,
+	.dest_hello = dest_hello,
+	.every_page = every_page,
+	.by_message_only = by_message_only,
 	.resume_from = rmig_pc_resume_from,
 };

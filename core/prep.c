@@ -136,15 +136,17 @@ void rmig_prep_stop(struct rmig_session *s)
 }
 
 /*
- * A destination populates while the channels open, but not under
- * postcopy: populating a page that userfaultfd will serve would fault it
- * in from the source.
+ * A destination populates while the channels open, but not where a
+ * feature places every page itself (postcopy): populating a page that
+ * userfaultfd will serve would fault it in from the source.
  */
 static int prep_feature_start(struct rmig_session *s)
 {
-	if (s->opts.role == RMIG_ROLE_DEST && s->pc.enabled)
-		return 0;
-	return rmig_prep_start(s);
+	bool every = false;
+
+	rmig_for_each_feature(s, f, every_page)
+		every |= s->opts.role == RMIG_ROLE_DEST && f->every_page(s);
+	return every ? 0 : rmig_prep_start(s);
 }
 
 const struct rmig_feature rmig_prep_feature = {

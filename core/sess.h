@@ -163,6 +163,17 @@ struct rmig_feature {
 	 * All: 0 or the session's error.
 	 */
 	int (*src_handshake)(struct rmig_session *s, const uint8_t *hello_hash, uint8_t *buf);
+	/* Source: the capability bits (RMIG_CAP_*) it announces in the HELLO. */
+	uint32_t (*hello_caps)(const struct rmig_session *s);
+	/*
+	 * Destination, after dest_hello: whether it must hear of every page
+	 * (no zero-page shortcut: RMIG_ACK_ZEROED is not offered), and
+	 * whether its pages now come by message only, so no block is exposed
+	 * to one-sided writes (either side: no REG descriptor is sent or
+	 * expected).
+	 */
+	bool (*every_page)(const struct rmig_session *s);
+	bool (*by_message_only)(const struct rmig_session *s);
 	int (*src_hello_ack)(struct rmig_session *s, uint32_t ack_caps);
 	int (*dest_hello)(struct rmig_session *s, const struct rmig_msg_hello *hello);
 	int (*started)(struct rmig_session *s);

@@ -59,6 +59,15 @@ static int tp_create(struct rmig_session *s)
 	return rmig_tp_create_rail(s, 0);
 }
 
+/* Pages come by message only (a postcopy that resumes): no block is exposed. */
+static bool by_message_only(const struct rmig_session *s)
+{
+	rmig_for_each_feature(s, f, by_message_only)
+		if (f->by_message_only(s))
+			return true;
+	return false;
+}
+
 static int reg_blocks(struct rmig_session *s, bool send_desc)
 {
 	struct rmig_msg_reg m;
@@ -74,11 +83,11 @@ static int reg_blocks(struct rmig_session *s, bool send_desc)
 		m.block = i;
 		m.desc_len = 0;
 		/*
-		 * Not at a destination that resumes postcopy: its pages come by
-		 * message into staging buffers only, and pinning a block under
-		 * userfaultfd with pages missing would fault on them.
+		 * Not where pages come by message only (a destination that
+		 * resumes postcopy): pinning a block under userfaultfd with
+		 * pages missing would fault on them.
 		 */
-		if (!(s->opts.role == RMIG_ROLE_DEST && s->pc.resuming))
+		if (!(s->opts.role == RMIG_ROLE_DEST && by_message_only(s)))
 			rc = s->tp_ops->reg(s->rail[r].tp, i, b->host, b->length, m.desc,
 					    &m.desc_len);
 		if (rc) {
@@ -134,12 +143,10 @@ static void hello_fill(struct rmig_session *s, struct rmig_msg_hello *hello)
 {
 	hello->version = RMIG_PROTO_VERSION;
 	hello->caps = (s->opts.flags & RMIG_F_VERIFY) ? RMIG_CAP_VERIFY : 0;
-	if (s->key_len)
-		hello->caps |= RMIG_CAP_AUTH;
 	if (s->resuming)
 		hello->caps |= RMIG_CAP_RESUME;
-	if (s->pc.enabled)
-		hello->caps |= RMIG_CAP_POSTCOPY | (s->pc.urgent ? RMIG_CAP_URGENT : 0);
+	rmig_for_each_feature(s, f, hello_caps) /* the key, postcopy */
+		hello->caps |= f->hello_caps(s);
 	hello->session_id = s->session_id;
 	hello->nchannels = s->nchannels;
 	hello->transport = s->tp_ops->kind;
@@ -351,8 +358,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 		if (!rc && (rmig_reg_decode(buf, h.len, &m) || m.block != i))
 			rc = rmig_sess_fail(s, -EBADMSG, "control connection: bad REG for block %u",
 					    i);
-		/* a destination that resumes postcopy exposes no memory (see reg_blocks()) */
-		if (!rc && !(s->pc.resuming && !m.desc_len))
+		/* a destination whose pages come by message only exposes no memory (reg_blocks()) */
+		if (!rc && !(by_message_only(s) && !m.desc_len))
 			rc = s->tp_ops->set_remote(s->rail[r].tp, i, s->blocks[i].length, m.desc,
 						   m.desc_len);
 	}
@@ -486,6 +493,7 @@ static int take_layout(struct rmig_session *s, const struct rmig_msg_hello *hell
 static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello *hello)
 {
 	struct rmig_msg_hello_ack ack = { .version = RMIG_PROTO_VERSION };
+	bool every = false;
 	int rc, n;
 
 	/* TLS, HELLO and the key proof: see gate.c */
@@ -500,19 +508,17 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	s->session_id = hello->session_id;
 	s->nchannels = hello->nchannels;
 	s->verify = hello->caps & RMIG_CAP_VERIFY;
-	s->pc.enabled = hello->caps & RMIG_CAP_POSTCOPY;
-	s->pc.urgent = (hello->caps & RMIG_CAP_URGENT) && s->pc.enabled;
-	if (s->pc.urgent && s->nchannels < 2)
-		return refuse(s, -EPROTO, "an urgent channel needs another one beside it");
 	rc = take_layout(s, hello);
 	if (rc)
 		return rc;
 
 	/*
-	 * Postcopy places every page, and must hear of every one; a resumed
-	 * session's memory holds what the old one wrote.
+	 * A feature may need to hear of every page (postcopy places each);
+	 * a resumed session's memory holds what the old one wrote.
 	 */
-	if ((s->opts.flags & RMIG_F_ZEROED) && !s->pc.enabled && !s->resumed)
+	rmig_for_each_feature(s, f, every_page)
+		every |= f->every_page(s);
+	if ((s->opts.flags & RMIG_F_ZEROED) && !every && !s->resumed)
 		ack.caps |= RMIG_ACK_ZEROED;
 	if (s->resumed)
 		ack.caps |= RMIG_ACK_RESUMED;

@@ -223,7 +223,7 @@ static int source_complete(struct rmig_session *s)
 	while (!s->err && s->peer_verdict)
 		rmig_sess_wait(s, 0);
 	rc = s->peer_verdict ? s->err : 0;
-	if (!rc && s->t_switch_ns && !s->pc.running) /* postcopy: set when the guest ran there */
+	if (!rc && s->t_switch_ns && !s->downtime_ns) /* (postcopy: set when the guest ran there) */
 		s->downtime_ns = rmig_now_ns() - s->t_switch_ns;
 	pthread_mutex_unlock(&s->lock);
 out:
