@@ -103,7 +103,7 @@ int rmig_up_place_from(void *arg, unsigned int chan, const struct rmig_target *t
 	rc = rmig_up_place(arg, chan, t, len, &dst);
 	if (rc)
 		return rc;
-	/* postcopy: UFFDIO_COPY straight from the backend's buffer */
+	/* a feature may place it straight from the backend's buffer (UFFDIO_COPY) */
 	rmig_for_each_feature(s, f, ram_from)
 		taken = taken || (t->kind == RMIG_TGT_RAM && f->ram_from(s, chan, src));
 	if (!taken)

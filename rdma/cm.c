@@ -165,6 +165,25 @@ static struct rmig_rdma_chan *chan_alloc(struct rmig_rdma_tp *t, unsigned int id
 	return c;
 }
 
+/*
+ * 0 if @id's port is up. A connection request sent or awaited through a
+ * port whose link is down fails, and under soft-RoCE it may leave the
+ * device's connection manager deaf to later ones: fail at once, so a
+ * caller that retries (a resume) tries again once the link is back.
+ */
+static int port_up(struct rmig_rdma_tp *t, struct rdma_cm_id *id, const char *what)
+{
+	enum ibv_port_state st = IBV_PORT_NOP;
+
+	if (!id->verbs || !id->port_num || rmig_rv_port_state(id->verbs, id->port_num, &st))
+		return 0; /* unknown: let the connection manager say */
+	if (st == IBV_PORT_ACTIVE)
+		return 0;
+	return RMIG_RDMA_FAIL(t, -ENETDOWN, "rdma: %s: device %s port %u is %s (its link is down)",
+			      what, ibv_get_device_name(id->verbs->device), id->port_num,
+			      ibv_port_state_str(st));
+}
+
 int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p)
 {
 	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
@@ -183,6 +202,9 @@ int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_l
 				 strerror(-rc));
 	if (!t->listen_id->verbs)
 		return RMIG_RDMA_FAIL(t, -ENODEV, "rdma: the control address has no RDMA device");
+	rc = port_up(t, t->listen_id, "listening for data channels");
+	if (rc)
+		return rc;
 	rc = rmig_rv_listen(t->listen_id, RMIG_CHANNELS_MAX);
 	if (rc)
 		return RMIG_RDMA_FAIL(t, rc, "rdma: listen: %s", strerror(-rc));
@@ -293,6 +315,8 @@ int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_
 		rc = rmig_rv_resolve_route(c->id, (int)tp->p.timeout_ms);
 	if (!rc)
 		rc = cm_expect(t, c->id, RDMA_CM_EVENT_ROUTE_RESOLVED, "resolving the route");
+	if (!rc)
+		rc = port_up(t, c->id, "connecting a data channel");
 	if (!rc)
 		rc = chan_setup(t, c);
 	if (!rc)

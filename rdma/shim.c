@@ -210,6 +210,16 @@ const char *rmig_rv_wc_status_str(enum ibv_wc_status s)
 	return ibv_wc_status_str(s);
 }
 
+int rmig_rv_port_state(struct ibv_context *ctx, uint8_t port, enum ibv_port_state *st_p)
+{
+	struct ibv_port_attr a;
+	int rc = vb_rc(ibv_query_port(ctx, port, &a));
+
+	if (!rc)
+		*st_p = a.state;
+	return rc;
+}
+
 int rmig_rv_device_count(void)
 {
 	int n = 0;

@@ -51,5 +51,7 @@ int rmig_rv_qp_to_error(struct ibv_qp *qp);
 int rmig_rv_set_min_rnr_timer(struct ibv_qp *qp, uint8_t code);
 const char *rmig_rv_wc_status_str(enum ibv_wc_status s);
 int rmig_rv_device_count(void);
+/* The state of @ctx's @port (IBV_PORT_ACTIVE: its link is up). */
+int rmig_rv_port_state(struct ibv_context *ctx, uint8_t port, enum ibv_port_state *st_p);
 
 #endif
