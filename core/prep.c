@@ -142,11 +142,9 @@ void rmig_prep_stop(struct rmig_session *s)
  */
 static int prep_feature_start(struct rmig_session *s)
 {
-	bool every = false;
-
-	rmig_for_each_feature(s, f, every_page)
-		every |= s->opts.role == RMIG_ROLE_DEST && f->every_page(s);
-	return every ? 0 : rmig_prep_start(s);
+	if (s->opts.role == RMIG_ROLE_DEST && rmig_sess_every_page(s))
+		return 0;
+	return rmig_prep_start(s);
 }
 
 const struct rmig_feature rmig_prep_feature = {

@@ -144,13 +144,10 @@ void rmig_resume_round_end(struct rmig_session *s)
 
 int rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps)
 {
-	bool by_message = false;
-
 	if (!s->resuming)
 		return 0;
-	rmig_for_each_feature(s, f, by_message_only) /* a postcopy that resumes */
-		by_message |= f->by_message_only(s);
-	if (!(ack_caps & RMIG_ACK_RESUMED) && by_message)
+	/* a postcopy that resumes needs the destination that runs the guest */
+	if (!(ack_caps & RMIG_ACK_RESUMED) && rmig_sess_by_message_only(s))
 		return rmig_sess_fail(s, -ESRCH, "resuming postcopy of session %016" PRIx64 ": the "
 						 "destination did not keep it (the guest is lost there)",
 				      s->session_id);
@@ -172,15 +169,12 @@ int rmig_resume_on_ack(struct rmig_session *s, uint32_t ack_caps)
 
 int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello *hello)
 {
-	bool by_message = false;
 	char why[200];
 
 	if (!s->resuming)
 		return 0;
-	rmig_for_each_feature(s, f, by_message_only) /* a postcopy that resumes */
-		by_message |= f->by_message_only(s);
 	if ((hello->caps & RMIG_CAP_RESUME) && hello->session_id == s->session_id &&
-	    by_message && !(hello->caps & RMIG_CAP_POSTCOPY))
+	    rmig_sess_by_message_only(s) && !(hello->caps & RMIG_CAP_POSTCOPY))
 		return rmig_sess_fail(s, -EPROTO, "refusing the source: the guest runs here in "
 						  "postcopy, and the source resumes without it");
 	if ((hello->caps & RMIG_CAP_RESUME) && hello->session_id == s->session_id) {

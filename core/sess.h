@@ -463,6 +463,9 @@ int rmig_sess_start_features(struct rmig_session *s);
 int rmig_sess_started_features(struct rmig_session *s);
 /* The largest single write of the session: extent_max, or more where a feature needs it. */
 uint64_t rmig_sess_write_max(const struct rmig_session *s);
+/* A feature must hear of every page; a feature's pages come by message only (see the hooks). */
+bool rmig_sess_every_page(const struct rmig_session *s);
+bool rmig_sess_by_message_only(const struct rmig_session *s);
 /* The feature that owns target kind @k, or NULL. */
 const struct rmig_feature *rmig_sess_tgt_owner(const struct rmig_session *s,
 					       enum rmig_target_kind k);

@@ -59,15 +59,6 @@ static int tp_create(struct rmig_session *s)
 	return rmig_tp_create_rail(s, 0);
 }
 
-/* Pages come by message only (a postcopy that resumes): no block is exposed. */
-static bool by_message_only(const struct rmig_session *s)
-{
-	rmig_for_each_feature(s, f, by_message_only)
-		if (f->by_message_only(s))
-			return true;
-	return false;
-}
-
 static int reg_blocks(struct rmig_session *s, bool send_desc)
 {
 	struct rmig_msg_reg m;
@@ -87,7 +78,7 @@ static int reg_blocks(struct rmig_session *s, bool send_desc)
 		 * resumes postcopy): pinning a block under userfaultfd with
 		 * pages missing would fault on them.
 		 */
-		if (!(s->opts.role == RMIG_ROLE_DEST && by_message_only(s)))
+		if (!(s->opts.role == RMIG_ROLE_DEST && rmig_sess_by_message_only(s)))
 			rc = s->tp_ops->reg(s->rail[r].tp, i, b->host, b->length, m.desc,
 					    &m.desc_len);
 		if (rc) {
@@ -359,7 +350,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 			rc = rmig_sess_fail(s, -EBADMSG, "control connection: bad REG for block %u",
 					    i);
 		/* a destination whose pages come by message only exposes no memory (reg_blocks()) */
-		if (!rc && !(by_message_only(s) && !m.desc_len))
+		if (!rc && !(rmig_sess_by_message_only(s) && !m.desc_len))
 			rc = s->tp_ops->set_remote(s->rail[r].tp, i, s->blocks[i].length, m.desc,
 						   m.desc_len);
 	}
@@ -493,7 +484,6 @@ static int take_layout(struct rmig_session *s, const struct rmig_msg_hello *hell
 static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello *hello)
 {
 	struct rmig_msg_hello_ack ack = { .version = RMIG_PROTO_VERSION };
-	bool every = false;
 	int rc, n;
 
 	/* TLS, HELLO and the key proof: see gate.c */
@@ -516,9 +506,7 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 	 * A feature may need to hear of every page (postcopy places each);
 	 * a resumed session's memory holds what the old one wrote.
 	 */
-	rmig_for_each_feature(s, f, every_page)
-		every |= f->every_page(s);
-	if ((s->opts.flags & RMIG_F_ZEROED) && !every && !s->resumed)
+	if ((s->opts.flags & RMIG_F_ZEROED) && !rmig_sess_every_page(s) && !s->resumed)
 		ack.caps |= RMIG_ACK_ZEROED;
 	if (s->resumed)
 		ack.caps |= RMIG_ACK_RESUMED;

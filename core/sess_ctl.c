@@ -135,6 +135,22 @@ uint64_t rmig_sess_write_max(const struct rmig_session *s)
 	return m;
 }
 
+bool rmig_sess_every_page(const struct rmig_session *s)
+{
+	rmig_for_each_feature(s, f, every_page)
+		if (f->every_page(s))
+			return true;
+	return false;
+}
+
+bool rmig_sess_by_message_only(const struct rmig_session *s)
+{
+	rmig_for_each_feature(s, f, by_message_only)
+		if (f->by_message_only(s))
+			return true;
+	return false;
+}
+
 const struct rmig_feature *rmig_sess_tgt_owner(const struct rmig_session *s,
 					       enum rmig_target_kind k)
 {

@@ -450,14 +450,18 @@ if [ "$TRANSPORT" = tcp ]; then
 	fi
 	cleanup_netns
 else
+	# dummy0 up again, its address back, and rxe0's port active
+	dummy0_up() {
+		ip link set dummy0 up
+		ip addr show dummy0 | grep -q "$ADDR" || ip addr add "$ADDR/24" dev dummy0
+		for _ in $(seq 100); do
+			ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
+			sleep 0.1
+		done
+	}
 	# inside the VM: rxe0 sits on dummy0; take the netdev down under a running migration
 	link_drop link-drop ip link set dummy0 down
-	ip link set dummy0 up
-	ip addr show dummy0 | grep -q "$ADDR" || ip addr add "$ADDR/24" dev dummy0
-	for _ in $(seq 100); do
-		ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
-		sleep 0.1
-	done
+	dummy0_up
 	# a migration begun while rxe0's port is down: both ends fail at once,
 	# naming the port (no connection request goes out through it)
 	ip link set dummy0 down
@@ -470,22 +474,13 @@ else
 	wait_for "$RPID" $((TMO + SLACK + 5))
 	rrc=$?
 	check port-down recv "$rrc" "$W/port-down.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "port 1 is down"
-	ip link set dummy0 up
-	ip addr show dummy0 | grep -q "$ADDR" || ip addr add "$ADDR/24" dev dummy0
-	for _ in $(seq 100); do
-		ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
-		sleep 0.1
-	done
+	dummy0_up
 	# No link-resume row here yet. With the data channels' connect and
 	# listen failing at once while rxe0's port is down, no connection
 	# request goes out during the outage; still, once dummy0 is up again,
 	# the listeners that the same recv process opens hear no request, not
 	# even a fresh rping client's, while fresh rping pairs connect. Precopy
 	# resume over RDMA is covered in-process by test_resume.
-	for _ in $(seq 100); do
-		ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
-		sleep 0.1
-	done
 	# two rails (rxe0, and rxe1 on dummy1); the second one's netdev goes down.
 	# No failover yet: both ends fail, naming the channel of the dead rail.
 	ADDR2=${SOFTROCE_IP2:-10.0.1.1}
