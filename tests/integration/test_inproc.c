@@ -452,16 +452,18 @@ static void test_layout_mismatch(void **state)
 /*
  * The control connection handed over as "fd:N" (what a VMM that made its
  * own connection passes): a TCP connection, then the transport's data
- * channels from its addresses; the same with the key, and a wrong key
- * refused.
+ * channels from its addresses; the same with the key, a wrong key
+ * refused, and a second rail beside it.
  */
-static void fd_case(const char *dkey, const char *skey)
+static void fd_case(const char *dkey, const char *skey, const char *rail)
 {
 	struct pair_cfg c = base(3, 8 << 20, 4096);
+	struct rmig_stats st;
 	struct pair p;
 	int rc;
 
 	c.ctl_pair = c.ctl_tcp = true;
+	c.rails[0] = rail;
 	c.dst_key = dkey;
 	c.dst_key_len = dkey ? strlen(dkey) : 0;
 	c.src_key = skey;
@@ -477,15 +479,33 @@ static void fd_case(const char *dkey, const char *skey)
 	assert_int_equal(rc, 0);
 	random_fill(p.smem, c.len);
 	move_all(&p);
+	rmig_get_stats(p.src, &st);
+	assert_int_equal(st.transport, c.transport);
+	if (rail) { /* a second rail beside the handed-over connection's address */
+		struct rmig_chan_place pl;
+		bool on1 = false;
+
+		for (unsigned int i = 0; i < c.channels; i++) {
+			assert_int_equal(rmig_get_placement(p.src, i, &pl, sizeof(pl)), 0);
+			on1 |= pl.rail == 1 && st.chan[i].bytes > 0;
+		}
+		assert_true(on1);
+	}
 	pair_close(&p);
 }
 
 static void test_fd_handed_over(void **state)
 {
+	const char *rail = getenv("RMIG_TEST_ADDR2");
+
 	(void)state;
-	fd_case(NULL, NULL);
-	fd_case("a key of thirty-two bytes or so!", "a key of thirty-two bytes or so!");
-	fd_case("a key of thirty-two bytes or so!", "another key, thirty-two bytes...");
+	fd_case(NULL, NULL, NULL);
+	fd_case("a key of thirty-two bytes or so!", "a key of thirty-two bytes or so!", NULL);
+	fd_case("a key of thirty-two bytes or so!", "another key, thirty-two bytes...", NULL);
+	if (!rail && base(1, 0, 0).transport == RMIG_TRANSPORT_TCP)
+		rail = "127.0.0.2";
+	if (rail)
+		fd_case(NULL, NULL, rail);
 }
 
 /* "fd:N" that is not a connected stream socket: -EINVAL, named, and N stays the caller's. */
