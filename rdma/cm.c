@@ -165,6 +165,61 @@ static struct rmig_rdma_chan *chan_alloc(struct rmig_rdma_tp *t, unsigned int id
 	return c;
 }
 
+/* Whether @id's port is known to be down (not active). */
+static bool port_down(struct rdma_cm_id *id)
+{
+	enum ibv_port_state st = IBV_PORT_NOP;
+
+	return id && id->verbs && id->port_num &&
+	       !rmig_rv_port_state(id->verbs, id->port_num, &st) && st != IBV_PORT_ACTIVE;
+}
+
+/*
+ * Connections closed while their port is down. Destroying a connected id
+ * sends a disconnect request, and under soft-RoCE one connection-manager
+ * message sent through a port that is down leaves the device's connection
+ * manager deaf to every later request, for every process, until reboot.
+ * So such an id is not destroyed then: it moves to this process-wide event
+ * channel (whose events nobody reads, so destroying it never waits), and
+ * is destroyed once its port is up again, before this process sends its
+ * next connection request or listens anew (graves_reap()), or at exit.
+ */
+#define GRAVES_MAX 256
+static pthread_mutex_t grave_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rdma_event_channel *grave_ech;
+static struct rdma_cm_id *graves[GRAVES_MAX];
+static unsigned int ngraves;
+
+/* Keep @id until its port is up: true, or false where it must be destroyed now. */
+static bool grave_keep(struct rdma_cm_id *id)
+{
+	bool kept = false;
+
+	pthread_mutex_lock(&grave_lock);
+	if (ngraves < GRAVES_MAX && (grave_ech || !rmig_rv_create_channel(&grave_ech)) &&
+	    !rmig_rv_migrate_id(id, grave_ech)) {
+		graves[ngraves++] = id;
+		kept = true;
+	}
+	pthread_mutex_unlock(&grave_lock);
+	return kept;
+}
+
+/* Destroy the kept ids whose port is up again. */
+static void graves_reap(void)
+{
+	pthread_mutex_lock(&grave_lock);
+	for (unsigned int i = 0; i < ngraves;) {
+		if (port_down(graves[i])) {
+			i++;
+			continue;
+		}
+		rmig_rv_destroy_id(graves[i]);
+		graves[i] = graves[--ngraves];
+	}
+	pthread_mutex_unlock(&grave_lock);
+}
+
 /*
  * 0 if @id's port is up. A connection request sent or awaited through a
  * port whose link is down fails, and under soft-RoCE it may leave the
@@ -205,6 +260,7 @@ int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_l
 	rc = port_up(t, t->listen_id, "listening for data channels");
 	if (rc)
 		return rc;
+	graves_reap();
 	rc = rmig_rv_listen(t->listen_id, RMIG_CHANNELS_MAX);
 	if (rc)
 		return RMIG_RDMA_FAIL(t, rc, "rdma: listen: %s", strerror(-rc));
@@ -318,6 +374,8 @@ int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_
 	if (!rc)
 		rc = port_up(t, c->id, "connecting a data channel");
 	if (!rc)
+		graves_reap();
+	if (!rc)
 		rc = chan_setup(t, c);
 	if (!rc)
 		rc = rmig_rv_connect(c->id, &cp);
@@ -348,6 +406,7 @@ void rmig_rdma_chan_close(struct rmig_tp_chan *ch)
 {
 	struct rmig_rdma_tp *t;
 	struct rmig_rdma_chan *c;
+	bool down;
 
 	if (!ch)
 		return;
@@ -361,14 +420,17 @@ void rmig_rdma_chan_close(struct rmig_tp_chan *ch)
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
-	if (c->id && c->id->qp)
+	/* through a port that is down, no disconnect request: see grave_keep() */
+	down = c->id && c->id->qp && port_down(c->id);
+	if (c->id && c->id->qp && !down)
 		rmig_rv_disconnect(c->id);
 	rmig_rv_destroy_qp(c->id);
 	rmig_rv_dereg_mr(c->hdr_mr);
 	rmig_rv_dereg_mr(c->rbuf_mr);
 	rmig_rv_destroy_cq(c->cq);
 	rmig_rv_destroy_comp_channel(c->cc);
-	rmig_rv_destroy_id(c->id);
+	if (!(down && grave_keep(c->id)))
+		rmig_rv_destroy_id(c->id);
 	free(c->hdrs);
 	free(c->rbuf);
 	free(c);

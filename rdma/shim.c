@@ -42,6 +42,11 @@ int rmig_rv_destroy_id(struct rdma_cm_id *id)
 	return id ? cm_rc(rdma_destroy_id(id)) : 0;
 }
 
+int rmig_rv_migrate_id(struct rdma_cm_id *id, struct rdma_event_channel *ch)
+{
+	return cm_rc(rdma_migrate_id(id, ch));
+}
+
 int rmig_rv_bind_addr(struct rdma_cm_id *id, struct sockaddr *sa)
 {
 	return cm_rc(rdma_bind_addr(id, sa));

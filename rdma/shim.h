@@ -16,6 +16,7 @@ int rmig_rv_create_channel(struct rdma_event_channel **ch_p);
 void rmig_rv_destroy_channel(struct rdma_event_channel *ch);
 int rmig_rv_create_id(struct rdma_event_channel *ch, void *ctx, struct rdma_cm_id **id_p);
 int rmig_rv_destroy_id(struct rdma_cm_id *id);
+int rmig_rv_migrate_id(struct rdma_cm_id *id, struct rdma_event_channel *ch);
 int rmig_rv_bind_addr(struct rdma_cm_id *id, struct sockaddr *sa);
 int rmig_rv_listen(struct rdma_cm_id *id, int backlog);
 int rmig_rv_resolve_addr(struct rdma_cm_id *id, struct sockaddr *dst, int timeout_ms);

@@ -459,9 +459,6 @@ else
 			sleep 0.1
 		done
 	}
-	# inside the VM: rxe0 sits on dummy0; take the netdev down under a running migration
-	link_drop link-drop ip link set dummy0 down
-	dummy0_up
 	# a migration begun while rxe0's port is down: both ends fail at once,
 	# naming the port (no connection request goes out through it)
 	ip link set dummy0 down
@@ -475,12 +472,14 @@ else
 	rrc=$?
 	check port-down recv "$rrc" "$W/port-down.rerr" "$(python3 -c "print(round($(now) - $t0, 1))")" "port 1 is down"
 	dummy0_up
-	# No link-resume row here yet. With the data channels' connect and
-	# listen failing at once while rxe0's port is down, no connection
-	# request goes out during the outage; still, once dummy0 is up again,
-	# the listeners that the same recv process opens hear no request, not
-	# even a fresh rping client's, while fresh rping pairs connect. Precopy
-	# resume over RDMA is covered in-process by test_resume.
+	# send --resume and recv --keep across dummy0 down for 4 s. The control
+	# connection (a local address) stays up; while rxe0's port is down no
+	# connection-manager message goes out (a data channel's connect and
+	# listen fail at once, and a connection closed then is destroyed once
+	# the port is up), and the resume goes on once it is up again.
+	link_down() { ip link set dummy0 down; }
+	link_up() { dummy0_up; }
+	link_resume link-resume 4 30
 	# two rails (rxe0, and rxe1 on dummy1); the second one's netdev goes down.
 	# No failover yet: both ends fail, naming the channel of the dead rail.
 	ADDR2=${SOFTROCE_IP2:-10.0.1.1}
@@ -494,6 +493,15 @@ else
 	else
 		bad "rail-drop: no second rail ($ADDR2 on dummy1) in this VM"
 	fi
+	# Last on rxe0, as rail-drop is on rxe1: the netdev goes down under a
+	# running migration, and both ends fail and exit while it is down. The
+	# kernel then destroys their connections, sending disconnect requests
+	# through the port that is down, and soft-RoCE's connection manager
+	# (Linux 6.1) hears no request on that device after that, from any
+	# process. rmig itself sends none then (link-resume), but a process
+	# that exits cannot hold its connections back.
+	link_drop link-drop ip link set dummy0 down
+	dummy0_up
 fi
 
 echo
