@@ -480,6 +480,10 @@ else
 	link_down() { ip link set dummy0 down; }
 	link_up() { dummy0_up; }
 	link_resume link-resume 4 30
+	# (No postcopy rows here: dummy0 down for 5 s does not break a postcopy
+	# migration between two processes of this VM, whose pages go by SEND a
+	# few at a time; it goes on after the outage with no pause. Postcopy
+	# pause and resume over RDMA run in-process in test_resume.)
 	# two rails (rxe0, and rxe1 on dummy1); the second one's netdev goes down.
 	# No failover yet: both ends fail, naming the channel of the dead rail.
 	ADDR2=${SOFTROCE_IP2:-10.0.1.1}
