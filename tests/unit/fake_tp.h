@@ -4,7 +4,10 @@
  * back (as an RDMA NIC holds posted work) and applied to the destination only
  * at flush(), so a core that posted a sync marker without flushing first
  * would be caught; a staged write (postcopy: a message, not a one-sided
- * write) is applied at once. Failures are injected by count.
+ * write) is applied at once. Writes are applied on the posting (source)
+ * thread, not on the destination channel's thread as a real receiver
+ * would: a test of placement hooks that need the destination channel's
+ * thread to have started waits for it. Failures are injected by count.
  */
 #ifndef FAKE_TP_H
 #define FAKE_TP_H

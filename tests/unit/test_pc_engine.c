@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -60,6 +61,26 @@ static void *touch_main(void *arg)
 }
 
 /*
+ * The fake transport applies a write on the source's thread, not on the
+ * destination channel's (as a real receiver does, after its thread has
+ * set up the channel's staging buffer): wait for every destination
+ * channel thread to have one before postcopy starts.
+ */
+static void wait_staging(struct pair *p)
+{
+	for (int i = 0; i < 5000; i++) {
+		unsigned int ready = 0;
+
+		for (unsigned int c = 0; c < p->dst->nchannels; c++)
+			ready += __atomic_load_n(&p->dst->pc.stage[c].buf, __ATOMIC_ACQUIRE) != NULL;
+		if (ready == p->dst->nchannels)
+			return;
+		usleep(1000);
+	}
+	fail_msg("the destination's channel threads set up no staging buffers");
+}
+
+/*
  * A precopy round, then NDIRTY pages change and postcopy starts; the
  * destination fetches half of them. @rest: the source sends the other half
  * in the background before it completes.
@@ -84,6 +105,7 @@ static int run(unsigned int flags, bool rest, struct rmig_stats *st, struct pair
 		bm[pages[i] / BPL] |= 1ul << (pages[i] % BPL);
 		fill_random(p->smem + pages[i] * PS, PS, 100 + i);
 	}
+	wait_staging(p);
 	assert_int_equal(pthread_create(&th, NULL, touch_main, &t), 0);
 	assert_int_equal(rmig_postcopy_start(p->src, bms, 1), 0);
 	pthread_join(th, NULL);
@@ -162,6 +184,7 @@ static void test_staging_is_per_channel(void **state)
 	fake_reset();
 	assert_int_equal(pair_open(&p, &c), 0);
 	assert_int_equal(rmig_send_range(p.src, "ram", 0, LEN), 0);
+	wait_staging(&p);
 	assert_int_equal(rmig_postcopy_start(p.src, bms, 1), 0);
 	assert_int_equal(rmig_postcopy_wait(p.dst), 0);
 	/* nothing was asked for or is missing: the channels are idle, as place() needs */
