@@ -332,6 +332,12 @@ struct rmig_session {
 	unsigned int rails_asked; /* destination: rail 0 and the rmig_listen_add() ones */
 	/* the topology for placement (place.h); NULL: off or unreadable */
 	struct rmig_place *place;
+	/* rmig_sess_place_prefetch(): the topology loading on a thread of its own */
+	pthread_t place_th;
+	bool place_th_started;
+	struct rmig_place *place_loaded;
+	int place_rc;
+	char place_why[200];
 	bool placed; /* every channel's loc is filled */
 	struct rmig_chan *chans;
 	/* the features, registered at create, then read-only */
@@ -548,6 +554,8 @@ void rmig_sess_test_cut(struct rmig_session *s);
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);
 
 /* sess_place.c: placement (place.h) */
+/* Start loading the topology on a thread, to overlap the connect or the wait for a source. */
+void rmig_sess_place_prefetch(struct rmig_session *s);
 void rmig_sess_place_load(struct rmig_session *s);  /* before the transport is created */
 void rmig_sess_place_chans(struct rmig_session *s); /* channels open, threads not started */
 void rmig_chan_bind(struct rmig_chan *c);           /* on the channel's own thread */

@@ -263,6 +263,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 		return -EINVAL;
 	}
 	s->t_start_ns = rmig_now_ns();
+	rmig_sess_place_prefetch(s); /* the topology, while connecting */
 	rc = rmig_sess_start_features(s); /* RMIG_F_PREPARE overlaps the handshake */
 	if (rc)
 		return rc;
@@ -390,6 +391,7 @@ int rmig_listen(rmig_session *s, const char *uri)
 			return -EINVAL;
 		}
 		s->given_fd = fd;
+		rmig_sess_place_prefetch(s); /* the topology, while the source comes */
 		return 0;
 	}
 	if (rc < 0 || rmig_uri_parse(uri, &kind, host, port)) {
@@ -400,6 +402,8 @@ int rmig_listen(rmig_session *s, const char *uri)
 	rc = rmig_sock_listen(host, port, &s->listen_fd);
 	if (rc)
 		rmig_err(&s->log, "listening on %s:%s: %s", host, port, rmig_strerror(rc));
+	else
+		rmig_sess_place_prefetch(s); /* the topology, while the source comes */
 	return rc;
 }
 

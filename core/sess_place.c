@@ -1,27 +1,64 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sess_place.c - a session's placement: the topology loaded when the
- * transport is created, each data channel located by the device it goes
+ * sess_place.c - a session's placement: the topology loaded (on a thread
+ * of its own from connect or listen on, which under TCG or on a large
+ * machine takes a tenth of a second or more, so it overlaps the connect,
+ * or the wait for a source; the transport's creation waits for it), each
+ * data channel located by the device it goes
  * through before its thread starts, the thread bound there, RAM blocks far
  * from every device warned about, and rmig_get_placement().
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "sess.h"
 #include "sized.h"
 
+static bool place_wanted(const struct rmig_session *s)
+{
+	return !s->place && !s->local && !(s->opts.flags & RMIG_F_NO_BIND);
+}
+
+static void *place_main(void *arg)
+{
+	struct rmig_session *s = arg;
+
+	s->place_rc = rmig_place_load_machine(&s->place_loaded, s->place_why, sizeof(s->place_why));
+	return NULL;
+}
+
+void rmig_sess_place_prefetch(struct rmig_session *s)
+{
+	if (place_wanted(s) && !s->place_th_started)
+		s->place_th_started = !pthread_create(&s->place_th, NULL, place_main, s);
+}
+
+/* The prefetch's topology, once its thread is done; NULL (and the reason) where it failed. */
+static void place_join(struct rmig_session *s)
+{
+	if (!s->place_th_started)
+		return;
+	pthread_join(s->place_th, NULL);
+	s->place_th_started = false;
+	if (s->place_rc)
+		rmig_warn(&s->log, "placement off: %s", s->place_why);
+}
+
 void rmig_sess_place_load(struct rmig_session *s)
 {
-	char why[256];
-	int rc;
-
-	if (s->place || s->local || (s->opts.flags & RMIG_F_NO_BIND))
+	if (!place_wanted(s))
 		return;
-	rc = rmig_place_load_machine(&s->place, why, sizeof(why));
-	if (rc)
-		rmig_warn(&s->log, "placement off: %s", why);
+	if (s->place_th_started) {
+		place_join(s);
+		s->place = s->place_loaded;
+		s->place_loaded = NULL;
+		return;
+	}
+	s->place_rc = rmig_place_load_machine(&s->place, s->place_why, sizeof(s->place_why));
+	if (s->place_rc)
+		rmig_warn(&s->log, "placement off: %s", s->place_why);
 }
 
 static void locate_chan(struct rmig_session *s, struct rmig_chan *c)
@@ -99,6 +136,9 @@ void rmig_chan_bind(struct rmig_chan *c)
 
 void rmig_sess_place_fini(struct rmig_session *s)
 {
+	place_join(s);
+	rmig_place_free(s->place_loaded);
+	s->place_loaded = NULL;
 	for (unsigned int i = 0; s->chans && i < s->nchannels; i++)
 		rmig_loc_fini(&s->chans[i].loc);
 	rmig_place_free(s->place);
