@@ -362,6 +362,12 @@ int cli_check_addr(const char *opt, const char *v, bool listen)
 		fprintf(stderr, "rdma-migrate: --%s '%s': expected file:PATH\n", opt, v);
 		return -EINVAL;
 	}
+	/* the library's fd:N is a socket its caller connected: a command line has none to give */
+	if (!strncmp(p, "fd:", 3)) {
+		fprintf(stderr, "rdma-migrate: --%s '%s': fd:N is for programs that link librmig and "
+				"hand it a connected socket; give HOST:PORT\n", opt, v);
+		return -EINVAL;
+	}
 	if (!listen && !strncmp(p, "tcp://", 6))
 		p += 6;
 	else if (!listen && !strncmp(p, "rdma://", 7))

@@ -118,6 +118,9 @@ static void test_addr(void **state)
 	assert_int_equal(cli_check_addr("listen", "tcp://h:0", true), -EINVAL);
 	assert_int_equal(cli_check_addr("to", "udp://h:1", false), -EINVAL);
 	assert_int_equal(cli_check_addr("listen", ":0", true), -EINVAL);
+	/* the library's fd:N is not a command line's (it would read as host "fd") */
+	assert_int_equal(cli_check_addr("to", "fd:3", false), -EINVAL);
+	assert_int_equal(cli_check_addr("listen", "fd:3", true), -EINVAL);
 	/* whatever cli_check_addr takes, the library takes too */
 	{
 		static const char *const good[] = { "h:1", "[::1]:80", "rdma://h:4444",
