@@ -165,20 +165,19 @@ static struct rmig_rdma_chan *chan_alloc(struct rmig_rdma_tp *t, unsigned int id
 	return c;
 }
 
-/* Whether @id's port is known to be down (not active). */
-static bool port_down(struct rdma_cm_id *id)
+/* Whether @id's port is known to be down (not active), and its state in *@st_p. */
+static bool port_down(struct rdma_cm_id *id, enum ibv_port_state *st_p)
 {
-	enum ibv_port_state st = IBV_PORT_NOP;
-
+	*st_p = IBV_PORT_NOP;
 	return id && id->verbs && id->port_num &&
-	       !rmig_rv_port_state(id->verbs, id->port_num, &st) && st != IBV_PORT_ACTIVE;
+	       !rmig_rv_port_state(id->verbs, id->port_num, st_p) && *st_p != IBV_PORT_ACTIVE;
 }
 
 /*
  * Connections closed while their port is down. Destroying a connected id
  * sends a disconnect request, and under soft-RoCE one connection-manager
  * message sent through a port that is down leaves the device's connection
- * manager deaf to every later request, for every process, until reboot.
+ * manager deaf to every later request, for every process, from then on.
  * So such an id is not destroyed then: it moves to this process-wide event
  * channel (whose events nobody reads, so destroying it never waits), and
  * is destroyed once its port is up again, before this process sends its
@@ -210,7 +209,9 @@ static void graves_reap(void)
 {
 	pthread_mutex_lock(&grave_lock);
 	for (unsigned int i = 0; i < ngraves;) {
-		if (port_down(graves[i])) {
+		enum ibv_port_state st;
+
+		if (port_down(graves[i], &st)) {
 			i++;
 			continue;
 		}
@@ -228,11 +229,9 @@ static void graves_reap(void)
  */
 static int port_up(struct rmig_rdma_tp *t, struct rdma_cm_id *id, const char *what)
 {
-	enum ibv_port_state st = IBV_PORT_NOP;
+	enum ibv_port_state st;
 
-	if (!id->verbs || !id->port_num || rmig_rv_port_state(id->verbs, id->port_num, &st))
-		return 0; /* unknown: let the connection manager say */
-	if (st == IBV_PORT_ACTIVE)
+	if (!port_down(id, &st)) /* up, or unknown: then the connection manager says */
 		return 0;
 	return RMIG_RDMA_FAIL(t, -ENETDOWN, "rdma: %s: device %s port %u is %s (its link is down)",
 			      what, ibv_get_device_name(id->verbs->device), id->port_num,
@@ -406,6 +405,7 @@ void rmig_rdma_chan_close(struct rmig_tp_chan *ch)
 {
 	struct rmig_rdma_tp *t;
 	struct rmig_rdma_chan *c;
+	enum ibv_port_state st;
 	bool down;
 
 	if (!ch)
@@ -421,7 +421,7 @@ void rmig_rdma_chan_close(struct rmig_tp_chan *ch)
 	}
 	pthread_mutex_unlock(&t->lock);
 	/* through a port that is down, no disconnect request: see grave_keep() */
-	down = c->id && c->id->qp && port_down(c->id);
+	down = c->id && c->id->qp && port_down(c->id, &st);
 	if (c->id && c->id->qp && !down)
 		rmig_rv_disconnect(c->id);
 	rmig_rv_destroy_qp(c->id);
