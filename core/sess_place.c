@@ -35,28 +35,24 @@ void rmig_sess_place_prefetch(struct rmig_session *s)
 		s->place_th_started = !pthread_create(&s->place_th, NULL, place_main, s);
 }
 
-/* The prefetch's topology, once its thread is done; NULL (and the reason) where it failed. */
+/* Wait for the prefetch's thread, if one runs. */
 static void place_join(struct rmig_session *s)
 {
-	if (!s->place_th_started)
-		return;
-	pthread_join(s->place_th, NULL);
+	if (s->place_th_started)
+		pthread_join(s->place_th, NULL);
 	s->place_th_started = false;
-	if (s->place_rc)
-		rmig_warn(&s->log, "placement off: %s", s->place_why);
 }
 
 void rmig_sess_place_load(struct rmig_session *s)
 {
 	if (!place_wanted(s))
 		return;
-	if (s->place_th_started) {
+	if (s->place_th_started)
 		place_join(s);
-		s->place = s->place_loaded;
-		s->place_loaded = NULL;
-		return;
-	}
-	s->place_rc = rmig_place_load_machine(&s->place, s->place_why, sizeof(s->place_why));
+	else
+		place_main(s); /* no prefetch: load it here */
+	s->place = s->place_loaded;
+	s->place_loaded = NULL;
 	if (s->place_rc)
 		rmig_warn(&s->log, "placement off: %s", s->place_why);
 }
