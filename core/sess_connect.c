@@ -220,6 +220,16 @@ out:
 	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
 }
 
+/* "fd:N": 0 if N is a connected stream socket; else -EINVAL, said (N stays the caller's). */
+static int fd_usable(struct rmig_session *s, int fd)
+{
+	int rc = rmig_sock_check_conn(fd);
+
+	if (rc)
+		rmig_err(&s->log, "fd:%d: not a connected stream socket: %s", fd, strerror(-rc));
+	return rc ? -EINVAL : 0;
+}
+
 int rmig_connect(rmig_session *s, const char *uri)
 {
 	enum rmig_transport_kind kind;
@@ -246,13 +256,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 	if (given > 0) {
 		snprintf(host, sizeof(host), "fd");
 		snprintf(port, sizeof(port), "%d", fd);
-		rc = rmig_sock_check_conn(fd);
-		if (rc) {
-			rmig_err(&s->log, "fd:%d: not a connected stream socket: %s", fd,
-				 strerror(-rc));
-			return -EINVAL; /* still the caller's */
-		}
-		s->ctl_fd = fd; /* the session's from here on */
+		if (fd_usable(s, fd))
+			return -EINVAL;
 	} else if (given < 0 || rmig_uri_parse(uri, &kind, host, port)) {
 		rmig_err(&s->log, "bad address '%s': expected [tcp://|rdma://]HOST:PORT or fd:N",
 			 uri ? uri : "(null)");
@@ -262,6 +267,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rmig_err(&s->log, "no ram blocks declared before connect");
 		return -EINVAL;
 	}
+	if (given > 0)
+		s->ctl_fd = fd; /* past the argument checks: the session's from here on */
 	s->t_start_ns = rmig_now_ns();
 	rmig_sess_place_prefetch(s); /* the topology, while connecting */
 	rc = rmig_sess_start_features(s); /* RMIG_F_PREPARE overlaps the handshake */
@@ -384,12 +391,8 @@ int rmig_listen(rmig_session *s, const char *uri)
 		return local_path(s, uri + 5); /* opened and checked by rmig_accept() */
 	rc = rmig_uri_fd(uri, &fd);
 	if (rc > 0) { /* the control connection, already made: rmig_accept() takes it */
-		rc = rmig_sock_check_conn(fd);
-		if (rc) {
-			rmig_err(&s->log, "fd:%d: not a connected stream socket: %s", fd,
-				 strerror(-rc));
+		if (fd_usable(s, fd))
 			return -EINVAL;
-		}
 		s->given_fd = fd;
 		rmig_sess_place_prefetch(s); /* the topology, while the source comes */
 		return 0;

@@ -258,8 +258,9 @@ RMIG_API int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_
  * caller made (the destination passes its end to rmig_listen()); the data
  * channels go to its peer's address (TCP or RDMA), so N must be a TCP
  * socket, unless the transport needs no address. The session owns N once
- * the call gets past checking it, and closes it at destroy; a refused N
- * (-EINVAL: not a connected stream socket) stays the caller's.
+ * the call has accepted its arguments, and closes it at destroy; when the
+ * call returns -EINVAL (the URI, N not a connected stream socket, no
+ * blocks) or -EBUSY, N stays the caller's.
  * Errors: -EINVAL (URI), -ECONNREFUSED/-EHOSTUNREACH/-ETIMEDOUT (peer),
  * -EPROTO (handshake refused: version, layout), -ENODEV (RDMA asked, none).
  */

@@ -549,6 +549,19 @@ static void test_fd_refused(void **state)
 	close(ufd);
 	rmig_session_destroy(src);
 	rmig_session_destroy(dst);
+	/* a good socket, but a source with no blocks: refused, and the socket stays the caller's */
+	{
+		int sv[2];
+
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		assert_int_equal(rmig_session_create(&so, &src), 0);
+		snprintf(uri, sizeof(uri), "fd:%d", sv[0]);
+		assert_int_equal(rmig_connect(src, uri), -EINVAL);
+		rmig_session_destroy(src);
+		assert_true(fcntl(sv[0], F_GETFD) >= 0);
+		close(sv[0]);
+		close(sv[1]);
+	}
 	/* a unix socket carries the control connection, but TCP data channels need an address */
 	{
 		struct pair_cfg c = base(2, 1 << 20, 4096);
