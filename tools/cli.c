@@ -21,6 +21,7 @@
 
 static const char *const transports[] = { "tcp", "rdma", "auto", NULL };
 static const char *const patterns[] = { "uniform", "hot", NULL };
+static const char *const trackings[] = { "auto", "soft-dirty", "shadow", NULL };
 
 static const struct cli_opt opts[] = {
 	{ "to", "HOST:PORT", OPT_STR, CMD_SEND | CMD_BENCH | CMD_VM_SEND | CMD_SAVE, OFF(to), 0, 0,
@@ -140,6 +141,11 @@ static const struct cli_opt opts[] = {
 	  "log more (repeat for debug)" },
 	{ "qmp", "SOCKET", OPT_STR, VM, OFF(qmp), 0, 0, NULL, NULL,
 	  "QEMU's QMP unix socket (required): its RAM must be memory-backend-file,share=on" },
+	{ "track", "HOW", OPT_CHOICE, CMD_VM_SEND, OFF(track), 0, 0, trackings, "auto",
+	  "how vm-send finds the pages the guest wrote: soft-dirty (the kernel's bits in "
+	  "QEMU's page tables, read and reset with QEMU stopped for a moment; no copy of the "
+	  "RAM), shadow (a copy of guest RAM compared each round; any kernel), or auto "
+	  "(soft-dirty where it works and the RAM cannot be reclaimed, else shadow)" },
 	{ "paused", NULL, OPT_FLAG, CMD_VM_RECV, OFF(paused), 0, 0, NULL, NULL,
 	  "leave the destination VM paused after the migration (default: cont)" },
 	{ "help", NULL, OPT_FLAG, ALL, OFF(help), 0, 0, NULL, NULL, "show this help" },

@@ -98,6 +98,7 @@ struct cli {
 	unsigned int recovery_s;
 	/* vm-send, vm-recv */
 	const char *qmp;
+	const char *track; /* vm-send: auto, soft-dirty or shadow */
 	bool paused;
 	bool help;
 	uint64_t seen; /* bit i: opts[i] was given on the command line */

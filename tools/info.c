@@ -19,7 +19,7 @@
 #endif
 
 #include "tool.h"
-#include "vmtrack.h"
+#include "sdtrack.h"
 
 static void hugepages(FILE *o, bool json)
 {
@@ -193,17 +193,19 @@ int tool_info(const struct cli *c)
 	hugepages(o, json);
 	{
 		char sdw[160];
-		bool sd = vmtrack_soft_dirty_works(sdw, sizeof(sdw));
+		bool sd = sdtrack_works(sdw, sizeof(sdw));
 
-		/* vm-send tracks by a shadow copy either way (exact); soft-dirty is probed */
+		/* vm-send --track auto: soft-dirty where the bits work (and the RAM stays put) */
 		if (json)
 			fprintf(o, ",\"soft_dirty\":%s,\"soft_dirty_why\":\"%s\","
-				   "\"vm_tracking\":\"shadow-compare\"",
-				sd ? "true" : "false", sdw);
+				   "\"vm_tracking\":\"%s\"",
+				sd ? "true" : "false", sdw, sd ? "soft-dirty" : "shadow-compare");
 		else
-			fprintf(o, "soft-dirty tracking: %s (%s)\nvm-send dirty tracking: "
-				   "shadow compare (exact; a copy of guest RAM)\n",
-				sd ? "works" : "unavailable", sdw);
+			fprintf(o, "soft-dirty tracking: %s (%s)\nvm-send dirty tracking: %s\n",
+				sd ? "works" : "unavailable", sdw,
+				sd ? "soft-dirty bits of QEMU's page tables (exact while its RAM is not "
+				     "reclaimed; else shadow compare)" :
+				     "shadow compare (exact; a copy of guest RAM)");
 	}
 
 	if (!tool_rdma_built())

@@ -10,8 +10,10 @@
  * ordering point after the VM has stopped and before the devices are
  * serialised. The source side:
  *
- *   1. rmig rounds while the guest runs, dirty pages found by vmtrack.h
- *      (a shadow copy: exact without help from the kernel);
+ *   1. rmig rounds while the guest runs, the pages the guest wrote found
+ *      by sdtrack.h (the kernel's soft-dirty bits in QEMU's page tables:
+ *      no copy of the RAM) or vmtrack.h (a shadow copy of the RAM: exact
+ *      on any kernel), as --track says;
  *   2. once rmig_estimate() says the rest fits the downtime limit: QEMU
  *      `migrate fd:` into a socket this process reads; QEMU stops the VM and
  *      waits in pre-switchover;
@@ -44,6 +46,7 @@
 
 #include "image.h"
 #include "qmp.h"
+#include "sdtrack.h"
 #include "tool.h"
 #include "vmtrack.h"
 
@@ -60,7 +63,7 @@ struct vmblock {
 	uint8_t *map;
 	uint64_t len;
 	uint32_t page;
-	struct vmtrack tr; /* source */
+	struct vmtrack tr; /* source, tracking by shadow compare */
 };
 
 struct vm {
@@ -68,6 +71,9 @@ struct vm {
 	struct qmp *q;
 	struct vmblock b[VM_BLOCKS_MAX];
 	unsigned int n;
+	struct sdtrack sd; /* source, tracking by soft-dirty bits (sdon) */
+	bool sdon;
+	char tracking[320]; /* how the source tracks, and why */
 	char err[1024];
 };
 
@@ -102,6 +108,8 @@ static void say(const struct cli *c, const char *fmt, ...)
 
 static void blocks_close(struct vm *v)
 {
+	sdtrack_close(&v->sd);
+	v->sdon = false;
 	for (unsigned int i = 0; i < v->n; i++) {
 		vmtrack_free(&v->b[i].tr);
 		if (v->b[i].map)
@@ -354,13 +362,24 @@ static void *collect_part_main(void *arg)
 	return NULL;
 }
 
+/* One collect: maps[i] marks block i's pages to send. 0, or -errno with v->err. */
 static int collect(struct vm *v, unsigned long **maps, bool all, bool keep)
 {
 	struct collect_part part[8];
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned int n = cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned int)cpus, started = 1;
-	uint64_t count = 0;
 
+	if (v->sdon) {
+		int rc = sdtrack_collect(&v->sd, all, keep, NULL, v->err, sizeof(v->err));
+
+		if (rc == -ESRCH)
+			snprintf(v->err, sizeof(v->err), "the source QEMU (pid %d) exited",
+				 (int)v->sd.pid);
+
+		for (unsigned int i = 0; i < v->n; i++)
+			maps[i] = v->sd.b[i].map;
+		return rc;
+	}
 	for (unsigned int i = 0; i < n; i++)
 		part[i] = (struct collect_part){ .v = v, .idx = i, .n = n, .all = all, .keep = keep };
 	for (unsigned int i = 1; i < n; i++, started++)
@@ -373,11 +392,67 @@ static int collect(struct vm *v, unsigned long **maps, bool all, bool keep)
 	collect_part_main(&part[0]);
 	for (unsigned int i = 1; i < started; i++)
 		pthread_join(part[i].th, NULL);
-	for (unsigned int i = 0; i < n; i++)
-		count += part[i].count;
 	for (unsigned int i = 0; i < v->n; i++)
 		maps[i] = v->b[i].tr.map;
-	return (int)(count > INT32_MAX ? INT32_MAX : count);
+	return 0;
+}
+
+/* Words in block i's map. */
+static size_t map_longs(const struct vm *v, unsigned int i)
+{
+	return v->sdon ? v->sd.b[i].nlongs : v->b[i].tr.nlongs;
+}
+
+/*
+ * Soft-dirty bits when --track allows and they work on QEMU's mappings (for
+ * auto: and the RAM cannot be reclaimed between two collects), else a
+ * shadow copy of each block. 0, or -errno with v->err.
+ */
+static int track_open(struct vm *v)
+{
+	const char *want = v->c->track ? v->c->track : "auto";
+	char why[256] = "";
+	int rc = 0;
+
+	if (strcmp(want, "shadow")) {
+		pid_t pid = qmp_peer_pid(v->q);
+
+		rc = sdtrack_open(&v->sd, pid, why, sizeof(why));
+		for (unsigned int i = 0; i < v->n && !rc; i++)
+			rc = sdtrack_add(&v->sd, v->b[i].fd, v->b[i].len, v->b[i].page, why,
+					 sizeof(why));
+		if (!rc && sdtrack_reclaim_risk(&v->sd, why, sizeof(why))) {
+			if (!strcmp(want, "auto"))
+				rc = -EAGAIN;
+			else
+				say(v->c, "warning: --track soft-dirty: %s; a page written, reclaimed "
+					  "and faulted back between two rounds would be missed", why);
+		}
+		if (!rc) {
+			v->sdon = true;
+			snprintf(v->tracking, sizeof(v->tracking),
+				 "soft-dirty bits of QEMU (pid %d)", (int)pid);
+			return 0;
+		}
+		sdtrack_close(&v->sd);
+		if (!strcmp(want, "soft-dirty")) {
+			snprintf(v->err, sizeof(v->err), "--track soft-dirty: %s", why);
+			return rc;
+		}
+	}
+	for (unsigned int i = 0; i < v->n; i++) {
+		rc = vmtrack_init(&v->b[i].tr, v->b[i].map, v->b[i].len, v->b[i].page);
+		if (rc) {
+			snprintf(v->err, sizeof(v->err),
+				 "no memory for the shadow of '%s' (%" PRIu64 " bytes)%s%s",
+				 v->b[i].name, v->b[i].len, why[0] ? "; no soft-dirty tracking: " : "",
+				 why);
+			return rc;
+		}
+	}
+	snprintf(v->tracking, sizeof(v->tracking), "shadow compare%s%s%s",
+		 why[0] ? " (soft-dirty: " : "", why, why[0] ? ")" : "");
+	return 0;
 }
 
 static int vm_send_run(struct vm *v, rmig_session *s, struct send_report *R, bool *migrating_p,
@@ -391,14 +466,17 @@ static int vm_send_run(struct vm *v, rmig_session *s, struct send_report *R, boo
 	int sv[2] = { -1, -1 }, rc;
 
 	/* round 1: all of RAM, while the guest runs */
-	collect(v, maps, true, false);
-	rc = rmig_send_round(s, (const unsigned long *const *)maps, v->n, &st);
+	rc = collect(v, maps, true, false);
+	if (!rc)
+		rc = rmig_send_round(s, (const unsigned long *const *)maps, v->n, &st);
 	while (!rc) {
 		R->rounds++;
 		if (c->verbose)
 			say(c, "round %u: %" PRIu64 " pages, %.1f ms", R->rounds, st.pages,
 			    (double)st.duration_ns / 1e6);
-		collect(v, maps, false, false);
+		rc = collect(v, maps, false, false);
+		if (rc)
+			break;
 		rc = rmig_estimate(s, (const unsigned long *const *)maps, v->n, 1 << 20, &R->last);
 		if (rc || R->last.decision != RMIG_DECIDE_ROUND)
 			break;
@@ -438,13 +516,14 @@ static int vm_send_run(struct vm *v, rmig_session *s, struct send_report *R, boo
 	/* the VM is stopped: the downtime runs */
 	R->t_stop = now_ns();
 	rc = rmig_switchover(s);
-	/* with the pages the estimate collected: the shadow holds them, unsent */
-	collect(v, maps, false, true);
+	/* with the pages the estimate collected (and the shadow holds), unsent */
+	if (!rc)
+		rc = collect(v, maps, false, true);
 	if (getenv("RMIG_VM_TEST_SKIP_FINAL")) { /* tests only: the negative control */
 		for (unsigned int i = 0; i < v->n; i++) {
-			for (size_t k = 0; k < v->b[i].tr.nlongs; k++)
+			for (size_t k = 0; k < map_longs(v, i); k++)
 				R->skipped_pages += (uint64_t)__builtin_popcountl(maps[i][k]);
-			memset(maps[i], 0, v->b[i].tr.nlongs * sizeof(unsigned long));
+			memset(maps[i], 0, map_longs(v, i) * sizeof(unsigned long));
 		}
 	}
 	if (!rc)
@@ -491,11 +570,12 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 
 	rmig_get_stats(s, &st);
 	printf("{\"role\":\"vm-source\",\"ok\":%s,\"transport\":\"%s\",\"channels\":%u,"
-	       "\"tracking\":\"shadow-compare\",\"blocks\":%u,\"rounds\":%u,\"ram_bytes\":%" PRIu64
+	       "\"tracking\":\"%s\",\"blocks\":%u,\"rounds\":%u,\"ram_bytes\":%" PRIu64
 	       ",\"total_s\":%.6f,\"downtime_ms\":%.3f,\"final_round_ms\":%.3f,"
 	       "\"final_pages\":%" PRIu64 ",\"device_state_bytes\":%" PRIu64
 	       ",\"device_state_ms\":%.3f,\"load_and_ack_ms\":%.3f,\"skipped_pages\":%" PRIu64,
-	       rc ? "false" : "true", rmig_transport_name(st.transport), st.channels, v->n,
+	       rc ? "false" : "true", rmig_transport_name(st.transport), st.channels,
+	       v->sdon ? "soft-dirty" : "shadow-compare", v->n,
 	       R->rounds, st.bytes, (double)((R->t_done ? R->t_done : now_ns()) - R->t_start) / 1e9,
 	       R->t_done && R->t_stop ? (double)(R->t_done - R->t_stop) / 1e6 : 0.0,
 	       R->t_final && R->t_stop ? (double)(R->t_final - R->t_stop) / 1e6 : 0.0,
@@ -503,6 +583,12 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 	       R->t_stream && R->t_final ? (double)(R->t_stream - R->t_final) / 1e6 : 0.0,
 	       R->t_done && R->t_stream ? (double)(R->t_done - R->t_stream) / 1e6 : 0.0,
 	       R->skipped_pages);
+	printf(",\"tracking_why\":");
+	tool_json_str(stdout, v->tracking);
+	if (v->sdon)
+		printf(",\"freezes\":%u,\"freeze_ms_max\":%.3f,\"freeze_ms_mean\":%.3f",
+		       v->sd.collects, (double)v->sd.freeze_ns_max / 1e6,
+		       v->sd.collects ? (double)v->sd.freeze_ns_sum / v->sd.collects / 1e6 : 0.0);
 	tool_json_placement(stdout, s, st.channels);
 	if (rc) {
 		printf(",\"error\":");
@@ -530,21 +616,21 @@ int tool_vm_send(const struct cli *c)
 	rc = qmp_open(c->qmp, tmo(c), &v.q, v.err, sizeof(v.err));
 	if (!rc)
 		rc = blocks_open(&v, "source");
-	for (unsigned int i = 0; i < v.n && !rc; i++) {
-		rc = vmtrack_init(&v.b[i].tr, v.b[i].map, v.b[i].len, v.b[i].page);
-		if (rc)
-			snprintf(v.err, sizeof(v.err), "no memory for the shadow of '%s' (%" PRIu64
-				 " bytes)", v.b[i].name, v.b[i].len);
-	}
+	if (!rc)
+		rc = track_open(&v);
 	if (!rc)
 		rc = set_caps(&v, true);
 	if (rc)
 		goto out;
+	if (c->verbose)
+		say(c, "tracking by %s", v.tracking);
 	tool_opts(&o, c, RMIG_ROLE_SOURCE);
-	o.flags &= ~RMIG_F_PREPARE; /* the blocks are the shadows, filled by the first collect */
+	if (!v.sdon) /* the blocks are the shadows, filled by the first collect */
+		o.flags &= ~RMIG_F_PREPARE;
 	rc = rmig_session_create(&o, &s);
-	for (unsigned int i = 0; i < v.n && !rc; i++)
-		rc = rmig_add_ram(s, v.b[i].name, v.b[i].tr.shadow, v.b[i].len, v.b[i].page);
+	for (unsigned int i = 0; i < v.n && !rc; i++) /* soft-dirty: sent from guest RAM */
+		rc = rmig_add_ram(s, v.b[i].name, v.sdon ? v.b[i].map : v.b[i].tr.shadow,
+				  v.b[i].len, v.b[i].page);
 	if (rc) {
 		snprintf(v.err, sizeof(v.err), "setting up the session: %s", strerror(-rc));
 		goto out;
@@ -589,10 +675,11 @@ out:
 			fprintf(stderr,
 				"rdma-migrate: migrated the VM in %.2f s: %u rounds, downtime %.1f ms "
 				"(last round %" PRIu64 " pages in %.1f ms, device state %" PRIu64
-				" bytes), tracking by shadow compare\n",
+				" bytes), tracking by %s\n",
 				(double)(R.t_done - R.t_start) / 1e9, R.rounds,
 				(double)(R.t_done - R.t_stop) / 1e6, R.final_pages,
-				(double)(R.t_final - R.t_stop) / 1e6, R.dev_bytes);
+				(double)(R.t_final - R.t_stop) / 1e6, R.dev_bytes,
+				v.sdon ? "soft-dirty bits" : "shadow compare");
 	}
 	rmig_session_destroy(s);
 	blocks_close(&v);

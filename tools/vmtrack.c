@@ -1,13 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* vmtrack.c - dirty tracking by a shadow copy (see vmtrack.h). */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "vmtrack.h"
 
@@ -75,43 +72,4 @@ void vmtrack_free(struct vmtrack *t)
 		munmap(t->shadow, t->len);
 	free(t->map);
 	memset(t, 0, sizeof(*t));
-}
-
-bool vmtrack_soft_dirty_works(char *why, size_t len)
-{
-	long psz = sysconf(_SC_PAGESIZE);
-	uint8_t *p = mmap(NULL, (size_t)psz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			  -1, 0);
-	int cr = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	uint64_t ent = 0;
-	bool ok = false;
-
-	if (p == MAP_FAILED || cr < 0 || pm < 0) {
-		snprintf(why, len, "no /proc/self/clear_refs or pagemap");
-		goto out;
-	}
-	p[0] = 1;
-	if (write(cr, "4", 1) != 1) {
-		snprintf(why, len, "clear_refs refused the soft-dirty reset");
-		goto out;
-	}
-	p[0] = 2; /* must set bit 55 again */
-	if (pread(pm, &ent, sizeof(ent), (off_t)((uintptr_t)p / (uintptr_t)psz * 8)) !=
-	    sizeof(ent)) {
-		snprintf(why, len, "pagemap unreadable");
-		goto out;
-	}
-	ok = ent & (1ull << 55);
-	snprintf(why, len, "%s", ok ? "a written page shows the soft-dirty bit after a reset" :
-				      "the kernel accepts the reset but never sets the bit "
-				      "(CONFIG_MEM_SOFT_DIRTY off)");
-out:
-	if (p != MAP_FAILED)
-		munmap(p, (size_t)psz);
-	if (cr >= 0)
-		close(cr);
-	if (pm >= 0)
-		close(pm);
-	return ok;
 }

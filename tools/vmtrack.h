@@ -58,11 +58,4 @@ uint64_t vmtrack_collect(struct vmtrack *t, bool all, bool keep);
 uint64_t vmtrack_collect_range(struct vmtrack *t, uint64_t first, uint64_t n, bool all, bool keep);
 void vmtrack_free(struct vmtrack *t);
 
-/*
- * Whether the kernel's soft-dirty bits work here (a page written after a
- * clear_refs reset shows bit 55 in pagemap), with why in @why: the kernel's
- * alternative to the shadow copy, probed for `rdma-migrate info`.
- */
-bool vmtrack_soft_dirty_works(char *why, size_t len);
-
 #endif

@@ -167,17 +167,6 @@ static void test_naive_tracker_loses_the_page(void **state)
 	free(dst);
 }
 
-/* The probe answers either way, and says why; "works" only where bit 55 came back. */
-static void test_soft_dirty_probe(void **state)
-{
-	char why[160] = "";
-	bool works = vmtrack_soft_dirty_works(why, sizeof(why));
-
-	(void)state;
-	assert_true(why[0] != '\0');
-	assert_int_equal(works, strstr(why, "shows the soft-dirty bit") != NULL);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -185,7 +174,6 @@ int main(void)
 		cmocka_unit_test(test_change_back_during_round),
 		cmocka_unit_test(test_keep),
 		cmocka_unit_test(test_naive_tracker_loses_the_page),
-		cmocka_unit_test(test_soft_dirty_probe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,13 +8,15 @@
 #   1. five migrations in a row, each to a fresh destination QEMU: every
 #      destination verifies and its counter is past the source's; the last
 #      round of each carried pages (the guest wrote while it ran);
+#      (VMIG_TRACKING: each hop must have tracked so: soft-dirty or shadow-compare)
 #   2. negative control: the last round skipped (RMIG_VM_TEST_SKIP_FINAL):
 #      the destination must report VERIFY FAIL or its guest must die;
 #   3. the source QEMU killed mid-round: vm-send and vm-recv exit 1 naming it;
 #   4. the destination QEMU killed mid-round: vm-send exits 1 and the source
 #      VM still runs and verifies;
 #   5. a QMP socket that answers garbage: exit 1, the cause named;
-#   6. RAM that is not shared file memory: refused, the fix named.
+#   6. RAM that is not shared file memory: refused, the fix named;
+#   7. --track soft-dirty on a kernel without the bits: refused, the VM runs on.
 # Ends with "vm-migrate: N passed, M failed".
 # shellcheck disable=SC2154 # ${NAME}_qmp etc. are set by guest_start
 set -u
@@ -109,8 +111,9 @@ for i in $(seq "${VMIG_HOPS:-5}"); do
 	c=$(guest_counter "$dst")
 	state=$(guest_runstate "$dst")
 	if [ $vrc = 0 ] && [ "$state" = running ] && [ -n "$c" ] && [ "$c" -ge "$prev" ] &&
-		[ "$(jfield "$j" final_pages)" -gt 0 ]; then
-		ok "migration $i over $(jfield "$j" transport): $v, counter $prev -> $c, $(jfield "$j" rounds) rounds, downtime $(jfield "$j" downtime_ms) ms, last round $(jfield "$j" final_pages) pages, device state $(jfield "$j" device_state_bytes) bytes"
+		[ "$(jfield "$j" final_pages)" -gt 0 ] &&
+		{ [ -z "${VMIG_TRACKING:-}" ] || [ "$(jfield "$j" tracking)" = "$VMIG_TRACKING" ]; }; then
+		ok "migration $i over $(jfield "$j" transport), tracking by $(jfield "$j" tracking): $v, counter $prev -> $c, $(jfield "$j" rounds) rounds, downtime $(jfield "$j" downtime_ms) ms, last round $(jfield "$j" final_pages) pages, device state $(jfield "$j" device_state_bytes) bytes${VMIG_TRACKING:+, QEMU stopped $(jfield "$j" freezes) times for at most $(jfield "$j" freeze_ms_max) ms}"
 	else
 		bad "migration $i: verify '$v' ($vrc), state '$state', counter $prev -> '$c', json $j"
 	fi
@@ -118,8 +121,9 @@ for i in $(seq "${VMIG_HOPS:-5}"); do
 	guest_stop "$src"
 done
 last=g${VMIG_HOPS:-5}
-# VMIG_QUICK=1: the migrations only (nested under TCG, the rest would take too long)
-if [ "${VMIG_QUICK:-0}" = 1 ]; then
+# VMIG_QUICK=1: the migrations only (nested under TCG, the rest would take too long),
+# and with VMIG_NEG=1 the negative control too
+if [ "${VMIG_QUICK:-0}" = 1 ] && [ "${VMIG_NEG:-0}" != 1 ]; then
 	exit 0
 fi
 
@@ -152,6 +156,9 @@ else
 	bad "negative control: the migration itself failed"
 fi
 guest_stop n1
+if [ "${VMIG_QUICK:-0}" = 1 ]; then
+	exit 0
+fi
 # the source of the skipped run is stopped (postmigrate); a fresh guest for the rest
 guest_stop "$last"
 guest_start h0 "$GUEST_SHM/h0.ram" $MIB || exit 1
@@ -233,4 +240,20 @@ if [ $rc = 1 ] && grep -q "rmig moves only memory-backend-file with share=on" "$
 	ok "RAM not in a shared file: refused ($(grep -o "RAM backend '[a-z0-9]*' is a [a-z-]*" "$GUEST_DIR/p0.err")), the VM runs on"
 else
 	bad "memory-backend-ram: rc $rc: $(cat "$GUEST_DIR/p0.err")"
+fi
+
+# -- 7. --track soft-dirty where the kernel has no soft-dirty bits: refused by name --
+if "$RM" info | grep -q "soft-dirty tracking: unavailable"; then
+	guest_stop p0
+	guest_start s0 "$GUEST_SHM/s0.ram" $MIB
+	"$RM" vm-send --qmp "$s0_qmp" --to "$ADDR:9" --track soft-dirty --timeout 3 2>"$GUEST_DIR/s0.err"
+	rc=$?
+	if [ $rc = 1 ] && grep -q "track soft-dirty: soft-dirty bits do not work on this kernel" "$GUEST_DIR/s0.err" &&
+		[ "$(guest_runstate s0)" = running ]; then
+		ok "--track soft-dirty on a kernel without the bits: refused ($(grep -o 'CONFIG_MEM_SOFT_DIRTY off' "$GUEST_DIR/s0.err")), the VM runs on"
+	else
+		bad "--track soft-dirty without the bits: rc $rc: $(cat "$GUEST_DIR/s0.err")"
+	fi
+else
+	echo "# this kernel has soft-dirty bits: the refusal without them is not checked here"
 fi
