@@ -346,8 +346,10 @@ static int freeze(struct sdtrack *t, char *err, size_t elen)
 	char path[64];
 
 	if (kill(t->pid, SIGSTOP) < 0) {
-		snprintf(err, elen, "process %d: %s", (int)t->pid, strerror(errno));
-		return -errno;
+		int e = errno;
+
+		snprintf(err, elen, "process %d: %s", (int)t->pid, strerror(e));
+		return -e;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)t->pid);
 	for (;;) {

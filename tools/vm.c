@@ -334,7 +334,7 @@ static void *devstream_main(void *arg)
 
 struct send_report {
 	unsigned int rounds;
-	uint64_t t_start, t_stop, t_final, t_stream, t_done;
+	uint64_t t_start, t_conn, t_round1, t_stop, t_final, t_stream, t_done;
 	uint64_t final_pages, dev_bytes;
 	uint64_t skipped_pages; /* tests only: the last round's pages not sent */
 	struct rmig_estimate last;
@@ -469,6 +469,7 @@ static int vm_send_run(struct vm *v, rmig_session *s, struct send_report *R, boo
 	rc = collect(v, maps, true, false);
 	if (!rc)
 		rc = rmig_send_round(s, (const unsigned long *const *)maps, v->n, &st);
+	R->t_round1 = now_ns();
 	while (!rc) {
 		R->rounds++;
 		if (c->verbose)
@@ -572,14 +573,18 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 	printf("{\"role\":\"vm-source\",\"ok\":%s,\"transport\":\"%s\",\"channels\":%u,"
 	       "\"tracking\":\"%s\",\"blocks\":%u,\"rounds\":%u,\"ram_bytes\":%" PRIu64
 	       ",\"total_s\":%.6f,\"downtime_ms\":%.3f,\"final_round_ms\":%.3f,"
-	       "\"final_pages\":%" PRIu64 ",\"device_state_bytes\":%" PRIu64
+	       "\"final_pages\":%" PRIu64 ",\"setup_ms\":%.3f,\"first_round_ms\":%.3f,"
+	       "\"device_state_bytes\":%" PRIu64
 	       ",\"device_state_ms\":%.3f,\"load_and_ack_ms\":%.3f,\"skipped_pages\":%" PRIu64,
 	       rc ? "false" : "true", rmig_transport_name(st.transport), st.channels,
 	       v->sdon ? "soft-dirty" : "shadow-compare", v->n,
 	       R->rounds, st.bytes, (double)((R->t_done ? R->t_done : now_ns()) - R->t_start) / 1e9,
 	       R->t_done && R->t_stop ? (double)(R->t_done - R->t_stop) / 1e6 : 0.0,
 	       R->t_final && R->t_stop ? (double)(R->t_final - R->t_stop) / 1e6 : 0.0,
-	       R->final_pages, R->dev_bytes,
+	       R->final_pages,
+	       R->t_conn ? (double)(R->t_conn - R->t_start) / 1e6 : 0.0,
+	       R->t_round1 && R->t_conn ? (double)(R->t_round1 - R->t_conn) / 1e6 : 0.0,
+	       R->dev_bytes,
 	       R->t_stream && R->t_final ? (double)(R->t_stream - R->t_final) / 1e6 : 0.0,
 	       R->t_done && R->t_stream ? (double)(R->t_done - R->t_stream) / 1e6 : 0.0,
 	       R->skipped_pages);
@@ -636,6 +641,7 @@ int tool_vm_send(const struct cli *c)
 		goto out;
 	}
 	rc = rmig_connect(s, c->to);
+	R.t_conn = now_ns();
 	if (!rc) {
 		struct watch w;
 

@@ -3,11 +3,18 @@
 # by side in one run (defaults: build, 5):
 #   rmig  rdma-migrate vm-send -> vm-recv over TCP loopback, 4 channels,
 #         --downtime 300: rmig moves the RAM, QEMU's stream (x-ignore-shared)
-#         only the device state;
+#         only the device state; vm-send's dirty tracking is its default
+#         (--track auto: soft-dirty bits where the kernel has them, else the
+#         shadow compare);
+#   rmig-shadow, rmig-sd  the same with --track shadow, --track soft-dirty;
 #   qemu  QEMU's own migration of the same VM: multifd, 4 channels,
 #         max-bandwidth 100 GiB/s (no limit in effect), downtime-limit 300 ms
 #         (its default), over TCP loopback to a destination QEMU started with
 #         -incoming defer on its own RAM file; driven over QMP.
+# VM_BENCH_WHO picks the contenders (default "rmig qemu"). VM_BENCH_TRANSPORT=rdma
+# with VM_BENCH_ADDR (an address of an RDMA device, as in the soft-RoCE VM):
+# rmig over rdma, and QEMU's rdma: migration with rdma-pin-all instead of
+# multifd. VM_BENCH_BOOT_S bounds a guest's boot (default 120).
 # The VM: the test guest of tests/vmig/guest.sh, 128 MiB of RAM in a shared
 # file (memory-backend-file, share=on), 1 vCPU under TCG, its workload
 # (GUEST_WL_MIB, default 32 MiB) rewriting random pages at a set rate.
@@ -64,10 +71,17 @@ CH=4
 DOWNTIME=300
 MAXBW=$((100 << 30))
 RATES=${VM_BENCH_RATES:-2000 20000}
+TRANSPORT=${VM_BENCH_TRANSPORT:-tcp}
+ADDR=${VM_BENCH_ADDR:-127.0.0.1}
+read -r -a WHO <<<"${VM_BENCH_WHO:-rmig qemu}"
 
 usage() { echo "vm-bench.sh: $*" >&2; exit 2; }
 [ -x "$RM" ] || usage "no $RM (build it first: ./scripts/build.sh build)"
 case $RUNS in '' | *[!0-9]* | 0) usage "RUNS '$RUNS': expected a positive number" ;; esac
+for w in "${WHO[@]}"; do
+	case $w in rmig | rmig-shadow | rmig-sd | qemu) ;; *) usage "VM_BENCH_WHO: '$w' is not rmig, rmig-shadow, rmig-sd or qemu" ;; esac
+done
+case $TRANSPORT in tcp | rdma) ;; *) usage "VM_BENCH_TRANSPORT: '$TRANSPORT' is not tcp or rdma" ;; esac
 for r in $RATES; do
 	case $r in '' | *[!0-9]*) usage "VM_BENCH_RATES: '$r' is not a number" ;; esac
 done
@@ -135,6 +149,7 @@ with open(out, "w") as o:
 QMIGRATE='
 import json, socket, sys, time
 src, dst, port, ch, bw, dl = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+tp, addr = sys.argv[7], sys.argv[8]
 
 class Q:
     def __init__(self, path):
@@ -176,14 +191,22 @@ class Q:
             self.events.append(self.read())
 
 d, s = Q(dst), Q(src)
-multifd = [{"capability": "multifd", "state": True}]
-d.cmd("migrate-set-capabilities", {"capabilities": multifd})
-d.cmd("migrate-set-parameters", {"multifd-channels": ch})
-d.cmd("migrate-incoming", {"uri": f"tcp:127.0.0.1:{port}"})
-s.cmd("migrate-set-capabilities", {"capabilities": multifd + [{"capability": "events", "state": True}]})
-s.cmd("migrate-set-parameters", {"multifd-channels": ch, "max-bandwidth": bw, "downtime-limit": dl})
+if tp == "rdma": # QEMU rdma: with every RAM block registered up front
+    caps = [{"capability": "rdma-pin-all", "state": True}]
+    dpar, spar = {}, {"max-bandwidth": bw, "downtime-limit": dl}
+    uri = f"rdma:{addr}:{port}"
+else:
+    caps = [{"capability": "multifd", "state": True}]
+    dpar, spar = {"multifd-channels": ch}, {"multifd-channels": ch, "max-bandwidth": bw, "downtime-limit": dl}
+    uri = f"tcp:{addr}:{port}"
+d.cmd("migrate-set-capabilities", {"capabilities": caps})
+if dpar:
+    d.cmd("migrate-set-parameters", dpar)
+d.cmd("migrate-incoming", {"uri": uri})
+s.cmd("migrate-set-capabilities", {"capabilities": caps + [{"capability": "events", "state": True}]})
+s.cmd("migrate-set-parameters", spar)
 t0 = time.time()
-s.cmd("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+s.cmd("migrate", {"uri": uri})
 e = s.migration_event()
 t1 = time.time()
 # QEMU 7.2 sets "completed" (and sends the event) before it fills in
@@ -216,11 +239,13 @@ def ev(path, name):
 stop, resume = ev(srcev, "STOP"), ev(dstev, "RESUME")
 j = json.loads(js)
 t0 = float(t0)
-if who == "rmig":
+if who.startswith("rmig"):
     total, down, wall = j["total_s"] * 1e3, j["downtime_ms"], float(wall)
-    extra = "rounds=%d final_pages=%d final_round_ms=%.1f devstate=%d devstate_ms=%.1f load_ack_ms=%.1f" % (
-        j["rounds"], j["final_pages"], j["final_round_ms"], j["device_state_bytes"],
-        j["device_state_ms"], j["load_and_ack_ms"])
+    extra = "setup_ms=%.1f first_round_ms=%.1f rounds=%d final_pages=%d final_round_ms=%.1f devstate=%d devstate_ms=%.1f load_ack_ms=%.1f tracking=%s" % (
+        j["setup_ms"], j["first_round_ms"], j["rounds"], j["final_pages"], j["final_round_ms"],
+        j["device_state_bytes"], j["device_state_ms"], j["load_and_ack_ms"], j["tracking"])
+    if "freezes" in j:
+        extra += " stops=%d stop_ms_max=%.1f" % (j["freezes"], j["freeze_ms_max"])
 else:
     total, down, wall = j["total_ms"], j["downtime_ms"], j["wall_ms"]
     t0 = j["t0"]
@@ -229,7 +254,7 @@ else:
 # where the guest-visible stop outside the reported downtime goes: before
 # its clock starts, after it stops (rmig: the clock ends at t0 + total_s,
 # and total_s starts a little after exec, so "after" is a little high)
-end = t0 + total / 1e3 if who == "rmig" else stop + down / 1e3
+end = t0 + total / 1e3 if who.startswith("rmig") else stop + down / 1e3
 after = (resume - end) * 1e3
 before = (resume - stop) * 1e3 - down - after
 extra += " outside_downtime: before=%.1f after=%.1f" % (before, after)
@@ -237,7 +262,7 @@ row = [scen, run, who, order, rate, f"{total:.1f}", f"{down:.1f}", f"{wall:.1f}"
        f"{(resume - stop) * 1e3:.1f}", f"{(resume - t0) * 1e3:.1f}", extra]
 with open(res, "a") as f:
     f.write("\t".join(row) + "\n")
-print("  {:>4} {:>5} {:>5} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}  {}".format(run, who, order, rate, *row[5:10], extra))
+print("  {:>4} {:>11} {:>5} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}  {}".format(run, who, order, rate, *row[5:10], extra))
 '
 
 evlog_start() { # NAME: logs the events of NAME's second monitor into $GUEST_DIR/NAME.events
@@ -273,7 +298,7 @@ boot() {
 	local p1 p2
 	guest_start "$1" "$GUEST_SHM/$1.ram" $MIB -qmp "unix:$GUEST_DIR/$1.ev,server=on,wait=off" ||
 		die "the source QEMU $1 starts"
-	guest_wait_progress "$1" 120 >/dev/null || die "$1 boots to PROGRESS"
+	guest_wait_progress "$1" "${VM_BENCH_BOOT_S:-120}" >/dev/null || die "$1 boots to PROGRESS"
 	p1=$(guest_wait_progress "$1" 10) || die "$1 goes on printing PROGRESS"
 	p2=$(guest_wait_progress "$1" 10) || die "$1 goes on printing PROGRESS"
 	RATE_SEEN=$((${p2##* } - ${p1##* }))
@@ -290,9 +315,13 @@ finish_trial() { # SRC DST
 	rm -f "$GUEST_SHM/$1.ram" "$GUEST_SHM/$2.ram"
 }
 
-# trial_rmig TAG SCEN RUN ORDER [untimed]
+# trial_rmig TAG SCEN RUN ORDER [untimed]; $WHO_NOW: rmig, rmig-shadow or rmig-sd
 trial_rmig() {
-	local src=$1s dst=$1d q port="" rc rrc t0 t1 j
+	local src=$1s dst=$1d q port="" rc rrc t0 t1 j track=()
+	case $WHO_NOW in
+	rmig-shadow) track=(--track shadow) ;;
+	rmig-sd) track=(--track soft-dirty) ;;
+	esac
 	boot "$src"
 	guest_start_incoming "$dst" "$GUEST_SHM/$dst.ram" $MIB -S -qmp "unix:$GUEST_DIR/$dst.ev,server=on,wait=off" ||
 		die "the destination QEMU $dst starts"
@@ -300,7 +329,7 @@ trial_rmig() {
 	evlog_start "$dst"
 	q=$(_guest_var "$dst" qmp)
 	rm -f "$GUEST_DIR/$dst.port"
-	"$RM" vm-recv --qmp "$q" --listen 127.0.0.1:0 --port-file "$GUEST_DIR/$dst.port" --timeout 60 \
+	"$RM" vm-recv --qmp "$q" --listen "$ADDR:0" --port-file "$GUEST_DIR/$dst.port" --timeout 60 \
 		>"$GUEST_DIR/$dst.recv.out" 2>"$GUEST_DIR/$dst.recv.err" &
 	RPID=$!
 	for _ in $(seq 200); do
@@ -312,8 +341,8 @@ trial_rmig() {
 	[ -n "$port" ] || die "vm-recv did not listen: $(cat "$GUEST_DIR/$dst.recv.err")"
 	q=$(_guest_var "$src" qmp)
 	t0=$EPOCHREALTIME
-	"$RM" vm-send --qmp "$q" --to "127.0.0.1:$port" --channels $CH --transport tcp \
-		--downtime $DOWNTIME --timeout 60 --json >"$GUEST_DIR/$dst.json" 2>"$GUEST_DIR/$dst.send.err"
+	"$RM" vm-send --qmp "$q" --to "$ADDR:$port" --channels $CH --transport "$TRANSPORT" \
+		--downtime $DOWNTIME --timeout 60 --json "${track[@]}" >"$GUEST_DIR/$dst.json" 2>"$GUEST_DIR/$dst.send.err"
 	rc=$?
 	t1=$EPOCHREALTIME
 	wait "$RPID"
@@ -325,7 +354,7 @@ trial_rmig() {
 	wait_event "$dst" RESUME 30 || die "$dst never resumed"
 	j=$(cat "$GUEST_DIR/$dst.json")
 	if [ "${5:-}" != untimed ]; then
-		python3 -c "$FIGURES" "$RES" "$2" "$3" rmig "$4" "$RATE_SEEN" "$GUEST_DIR/$src.events" \
+		python3 -c "$FIGURES" "$RES" "$2" "$3" "$WHO_NOW" "$4" "$RATE_SEEN" "$GUEST_DIR/$src.events" \
 			"$GUEST_DIR/$dst.events" "$t0" "$(python3 -c "import sys; print((float(sys.argv[2]) - float(sys.argv[1])) * 1e3)" "$t0" "$t1")" "$j" ||
 			die "rmig figures"
 	fi
@@ -342,7 +371,7 @@ trial_qemu() {
 	evlog_start "$dst"
 	port=$(guest_free_port)
 	j=$(python3 -c "$QMIGRATE" "$(_guest_var "$src" qmp)" "$(_guest_var "$dst" qmp)" "$port" \
-		$CH $MAXBW $DOWNTIME 2>"$GUEST_DIR/$dst.qmig.err") ||
+		$CH $MAXBW $DOWNTIME "$TRANSPORT" "$ADDR" 2>"$GUEST_DIR/$dst.qmig.err") ||
 		die "QEMU migration $src -> $dst: $j $(cat "$GUEST_DIR/$dst.qmig.err")"
 	wait_event "$dst" RESUME 30 || die "$dst never resumed"
 	if [ "${5:-}" != untimed ]; then
@@ -352,45 +381,61 @@ trial_qemu() {
 	finish_trial "$src" "$dst"
 }
 
-echo "vm-bench: ${MIB} MiB guest (1 vCPU, TCG), workload ${GUEST_WL_MIB:-32} MiB; TCP loopback, $CH channels," \
-	"downtime limit $DOWNTIME ms; $RUNS runs a scenario, rates: $RATES pages/s"
+echo "vm-bench: ${MIB} MiB guest (1 vCPU, TCG), workload ${GUEST_WL_MIB:-32} MiB; $TRANSPORT to $ADDR, $CH channels," \
+	"downtime limit $DOWNTIME ms; $RUNS runs a scenario, rates: $RATES pages/s; contenders: ${WHO[*]}"
 echo "vm-bench: $(qemu-system-x86_64 --version | head -1); $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 hdr() {
-	printf '  %4s %5s %5s %6s %9s %9s %9s %9s %9s  %s\n' run who order rate/s total downtime wall 'stop>run' 'start>run' details
+	printf '  %4s %11s %5s %6s %9s %9s %9s %9s %9s  %s\n' run who order rate/s total downtime wall 'stop>run' 'start>run' details
 }
 for rate in $RATES; do
 	export GUEST_WL_RATE=$rate
 	scen=r$rate
 	echo
 	echo "== scenario: workload rewriting $rate pages/s (figures in ms; rate/s: rewrites measured in the second before the migration)"
-	trial_rmig "${scen}_w_rmig" "$scen" warm 0 untimed
-	echo "  warm-up rmig: $VERIFIED"
-	trial_qemu "${scen}_w_qemu" "$scen" warm 0 untimed
-	echo "  warm-up qemu: $VERIFIED"
+	for w in "${WHO[@]}"; do
+		WHO_NOW=$w
+		"trial_${w%%-*}" "${scen}_w_${w//-/_}" "$scen" warm 0 untimed
+		echo "  warm-up $w: $VERIFIED"
+	done
 	hdr
+	n=${#WHO[@]}
 	for ((i = 1; i <= RUNS; i++)); do
-		if ((i % 2)); then order=(qemu rmig); else order=(rmig qemu); fi
-		for k in 0 1; do
-			"trial_${order[k]}" "${scen}_${i}_${order[k]}" "$scen" "$i" $((k + 1))
+		# each run in another order: the contenders turned by one, and reversed every other run
+		order=()
+		for ((k = 0; k < n; k++)); do order+=("${WHO[(i + k) % n]}"); done
+		if ((i % 2 == 0)); then
+			for ((k = 0; k < n / 2; k++)); do
+				w=${order[k]}
+				order[k]=${order[n - 1 - k]}
+				order[n - 1 - k]=$w
+			done
+		fi
+		for ((k = 0; k < n; k++)); do
+			WHO_NOW=${order[k]}
+			"trial_${WHO_NOW%%-*}" "${scen}_${i}_${WHO_NOW//-/_}" "$scen" "$i" $((k + 1))
 		done
 	done
 	echo "  every destination: VERIFY OK"
 done
 
 echo
-python3 - "$RES" "$RUNS" <<'PY'
+python3 - "$RES" "$RUNS" "${WHO[@]}" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+who_all = sys.argv[3:]
 names = ["total", "downtime", "wall", "stop>run", "start>run"]
-print(f"== medians of {sys.argv[2]} runs (ms); ratio = rmig / qemu")
-print("  {:>8} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}".format("scenario", "who", "rate/s", *names))
+print(f"== medians of {sys.argv[2]} runs (ms); ratio = contender / qemu")
+print("  {:>8} {:>11} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}".format("scenario", "who", "rate/s", *names))
 for scen in dict.fromkeys(r[0] for r in rows):
     med = {}
-    for who in ("rmig", "qemu"):
+    for who in who_all:
         sel = [r for r in rows if r[0] == scen and r[2] == who]
         med[who] = [statistics.median(float(r[5 + k]) for r in sel) for k in range(5)]
         rate = statistics.median(int(r[4]) for r in sel)
-        print("  {:>8} {:>5} {:>7.0f} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f}".format(scen, who, rate, *med[who]))
-    ratio = [a / b if b else float("nan") for a, b in zip(med["rmig"], med["qemu"])]
-    print("  {:>8} {:>5} {:>7} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f}".format(scen, "ratio", "", *ratio))
+        print("  {:>8} {:>11} {:>7.0f} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f}".format(scen, who, rate, *med[who]))
+    if "qemu" in med:
+        for who in who_all:
+            if who != "qemu":
+                ratio = [a / b if b else float("nan") for a, b in zip(med[who], med["qemu"])]
+                print("  {:>8} {:>11} {:>7} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f}".format(scen, who + "/qemu", "", *ratio))
 PY
