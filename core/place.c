@@ -39,6 +39,13 @@ static int load(struct rmig_place **pp, const char *xml, bool mine, char *err, s
 	/* the PCI tree and the network and RDMA devices under it */
 	hwloc_topology_set_io_types_filter(pl->topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
 	/*
+	 * No caches: placement needs NUMA nodes, CPUs and devices only, and
+	 * reading every CPU's cache levels from sysfs is most of the load on a
+	 * big machine (it sits before the data channels open).
+	 */
+	hwloc_topology_set_cache_types_filter(pl->topo, HWLOC_TYPE_FILTER_KEEP_NONE);
+	hwloc_topology_set_icache_types_filter(pl->topo, HWLOC_TYPE_FILTER_KEEP_NONE);
+	/*
 	 * Linux's own backend finds the PCI tree and each device's locality in
 	 * sysfs. The libpciaccess plugin would add only device names, for a
 	 * third more time (and memory it never frees); the GPU plugins add

@@ -47,7 +47,13 @@ int rmig_tp_create_rail(struct rmig_session *s, unsigned int r)
 		memcpy(&p.rail_addr, &s->rail[r].addr, s->rail[r].addr_len);
 		p.rail_addr_len = s->rail[r].addr_len;
 	}
-	rmig_sess_place_load(s);
+	/*
+	 * The destination's transport puts its receive buffers on each device's
+	 * node. The source's places nothing: its channels open while the
+	 * topology loads, and rmig_sess_place_chans() waits for it.
+	 */
+	if (s->opts.role != RMIG_ROLE_SOURCE)
+		rmig_sess_place_load(s);
 	p.place = s->place;
 	rc = s->tp_ops->create(&p, &s->rail[r].tp);
 	if (rc)

@@ -338,6 +338,7 @@ struct rmig_session {
 	struct rmig_place *place_loaded;
 	int place_rc;
 	char place_why[200];
+	bool place_done; /* rmig_sess_place_load() ran: s->place is what it will be */
 	bool placed; /* every channel's loc is filled */
 	struct rmig_chan *chans;
 	/* the features, registered at create, then read-only */

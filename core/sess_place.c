@@ -2,8 +2,10 @@
 /*
  * sess_place.c - a session's placement: the topology loaded (on a thread
  * of its own from connect or listen on, which under TCG or on a large
- * machine takes a tenth of a second or more, so it overlaps the connect,
- * or the wait for a source; the transport's creation waits for it), each
+ * machine takes a tenth of a second or more, so it overlaps the connect
+ * and the opening of the data channels, or the wait for a source; the
+ * destination's transport creation waits for it, for its receive buffers,
+ * the source only before its channel threads start), each
  * data channel located by the device it goes
  * through before its thread starts, the thread bound there, RAM blocks far
  * from every device warned about, and rmig_get_placement().
@@ -45,8 +47,9 @@ static void place_join(struct rmig_session *s)
 
 void rmig_sess_place_load(struct rmig_session *s)
 {
-	if (!place_wanted(s))
+	if (s->place_done || !place_wanted(s))
 		return;
+	s->place_done = true;
 	if (s->place_th_started)
 		place_join(s);
 	else
@@ -106,6 +109,7 @@ void rmig_sess_place_chans(struct rmig_session *s)
 {
 	if (s->placed || !s->chans)
 		return;
+	rmig_sess_place_load(s); /* the source's channels opened while it loaded */
 	for (unsigned int i = 0; i < s->nchannels; i++)
 		locate_chan(s, &s->chans[i]);
 	s->placed = true;

@@ -121,7 +121,8 @@ struct rmig_tp_params {
 	const char *path;
 	unsigned int flags; /* the session's RMIG_F_* */
 	uint64_t blob_max;  /* destination: the device state it takes, in all */
-	/* placement (place.h): staging buffers go near the device; NULL: off */
+	/* placement (place.h): the destination's receive buffers go near the device; NULL: off,
+	 * and always for a source (its channels open while the topology loads) */
 	const struct rmig_place *place;
 	/*
 	 * Multi-rail: the address of this transport's rail, where it is not
