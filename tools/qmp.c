@@ -442,32 +442,23 @@ static int send_all(struct qmp *q, const char *s, size_t n, int fd, struct qmp_w
 	return 0;
 }
 
-/* Send @cmd (with @fd if >= 0) and wait for its reply, queuing events. */
-static int exec(struct qmp *q, const char *cmd, json_t *args, int fd, json_t **ret_p, char *err,
-		size_t errlen)
+/* Build and send @cmd (with @fd if >= 0; @args stolen); its id in *id_p. */
+static int send_cmd(struct qmp *q, const char *cmd, json_t *args, int fd, struct qmp_wait *w,
+		    json_int_t *id_p, char *err, size_t errlen)
 {
 	char what[QMP_CMD_MAX + 32], t[QMP_SHOW], *s = NULL;
-	struct qmp_wait w;
-	json_t *m, *rid;
-	json_int_t id;
+	json_t *m;
 	size_t n;
 	int r;
 
-	if (ret_p)
-		*ret_p = NULL;
-	r = check_broken(q, err, errlen);
-	if (r) {
-		json_decref(args);
-		return r;
-	}
 	if (!cmd || !*cmd || strlen(cmd) >= QMP_CMD_MAX || (args && !json_is_object(args))) {
 		json_decref(args);
 		seterr(err, errlen, "QMP: invalid command or arguments");
 		return -EINVAL;
 	}
 	snprintf(what, sizeof(what), "QMP reply to %s", shows(cmd, t, sizeof(t)));
-	id = ++q->next_id;
-	m = json_pack("{s:s, s:I}", "execute", cmd, "id", id);
+	*id_p = ++q->next_id;
+	m = json_pack("{s:s, s:I}", "execute", cmd, "id", *id_p);
 	if (!m || (args && json_object_set_new(m, "arguments", args))) {
 		json_decref(m);
 		if (!m)
@@ -486,13 +477,25 @@ static int exec(struct qmp *q, const char *cmd, json_t *args, int fd, json_t **r
 	}
 	json_decref(m);
 	s[n] = '\n';
-	wait_init(&w, q->timeout_ms);
-	r = send_all(q, s, n + 1, fd, &w, what, err, errlen);
+	r = send_all(q, s, n + 1, fd, w, what, err, errlen);
 	free(s);
-	if (r)
-		return fail(q, r, err);
+	return r ? fail(q, r, err) : 0;
+}
+
+/*
+ * Wait for the reply to command @id (@cmd, for messages), queuing events.
+ * A QMP error reply is -EREMOTEIO and leaves the stream in step.
+ */
+static int wait_reply(struct qmp *q, const char *cmd, json_int_t id, struct qmp_wait *w,
+		      json_t **ret_p, char *err, size_t errlen)
+{
+	char what[QMP_CMD_MAX + 32], t[QMP_SHOW];
+	json_t *m, *rid;
+	int r;
+
+	snprintf(what, sizeof(what), "QMP reply to %s", shows(cmd, t, sizeof(t)));
 	for (;;) {
-		r = read_msg(q, &w, &m, what, err, errlen);
+		r = read_msg(q, w, &m, what, err, errlen);
 		if (r)
 			return fail(q, r, err);
 		r = classify(m, what, err, errlen);
@@ -523,6 +526,69 @@ static int exec(struct qmp *q, const char *cmd, json_t *args, int fd, json_t **r
 		json_decref(m);
 		return fail(q, r, err);
 	}
+}
+
+/* Send @cmd (with @fd if >= 0) and wait for its reply, queuing events. */
+static int exec(struct qmp *q, const char *cmd, json_t *args, int fd, json_t **ret_p, char *err,
+		size_t errlen)
+{
+	struct qmp_wait w;
+	json_int_t id;
+	int r;
+
+	if (ret_p)
+		*ret_p = NULL;
+	r = check_broken(q, err, errlen);
+	if (r) {
+		json_decref(args);
+		return r;
+	}
+	wait_init(&w, q->timeout_ms);
+	r = send_cmd(q, cmd, args, fd, &w, &id, err, errlen);
+	return r ? r : wait_reply(q, cmd, id, &w, ret_p, err, errlen);
+}
+
+int qmp_exec_n(struct qmp *q, unsigned int n, const char *const *cmds, json_t **args,
+	       json_t **rets, int *rcs, char *err, size_t errlen)
+{
+	json_int_t id0 = 0, id;
+	struct qmp_wait w;
+	unsigned int sent = 0;
+	int r, first = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		rets[i] = NULL;
+		rcs[i] = 0;
+	}
+	r = check_broken(q, err, errlen);
+	wait_init(&w, q->timeout_ms);
+	for (; !r && sent < n; sent++) {
+		r = send_cmd(q, cmds[sent], args[sent], -1, &w, &id, err, errlen);
+		args[sent] = NULL; /* stolen */
+		if (!sent)
+			id0 = id;
+	}
+	for (unsigned int i = sent; i < n; i++) {
+		json_decref(args[i]);
+		args[i] = NULL;
+	}
+	if (r)
+		return r;
+	/* QMP answers in order: an error reply leaves the rest to read */
+	for (unsigned int i = 0; i < n; i++) {
+		char e[512] = "";
+
+		rcs[i] = wait_reply(q, cmds[i], id0 + (json_int_t)i, &w, &rets[i], e, sizeof(e));
+		if (rcs[i] && rcs[i] != -EREMOTEIO) {
+			seterr(err, errlen, "%s", e);
+			return rcs[i]; /* out of step */
+		}
+		if (rcs[i] && !first) {
+			first = rcs[i];
+			seterr(err, errlen, "%s", e);
+		}
+	}
+	return first;
 }
 
 int qmp_exec(struct qmp *q, const char *cmd, json_t *args, json_t **ret_p, char *err,

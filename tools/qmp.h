@@ -61,6 +61,16 @@ void qmp_close(struct qmp *q);
 int qmp_exec(struct qmp *q, const char *cmd, json_t *args, json_t **ret_p, char *err,
 	     size_t errlen);
 
+/*
+ * Run @n commands at once: all are sent, then their replies read in order
+ * (QMP answers in order), so they cost one round trip. @args[i] as for
+ * qmp_exec (each stolen, set to NULL); rets[i] gets command i's "return"
+ * (new ref) or NULL, rcs[i] its result. Returns the first error (its message
+ * in @err), after reading every reply when that error is a QMP error reply.
+ */
+int qmp_exec_n(struct qmp *q, unsigned int n, const char *const *cmds, json_t **args,
+	       json_t **rets, int *rcs, char *err, size_t errlen);
+
 /* Pass @fd to QEMU under @name (the getfd command with SCM_RIGHTS). */
 int qmp_getfd(struct qmp *q, const char *name, int fd, char *err, size_t errlen);
 

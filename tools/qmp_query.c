@@ -124,22 +124,13 @@ int qmp_wait_status(struct qmp *q, const char *want, unsigned int timeout_ms, ch
 	}
 }
 
-/* qom-get @path @prop: the value (new ref). */
-static int qom_get(struct qmp *q, const char *path, const char *prop, json_t **v_p, char *err,
-		   size_t errlen)
+/*
+ * The concrete memory backend types (qom-list-types' reply @ret, result @r),
+ * or NULL in *types_p if QEMU cannot say.
+ */
+static int backend_types(struct qmp *q, json_t *ret, int r, json_t **types_p, char *err,
+			 size_t errlen)
 {
-	return qmp_exec(q, "qom-get", json_pack("{s:s, s:s}", "path", path, "property", prop), v_p,
-			err, errlen);
-}
-
-/* The concrete memory backend types (qom-list-types), or NULL if QEMU cannot say. */
-static int backend_types(struct qmp *q, json_t **types_p, char *err, size_t errlen)
-{
-	json_t *ret;
-	int r = qmp_exec(q, "qom-list-types",
-			 json_pack("{s:s, s:b}", "implements", "memory-backend", "abstract", 0),
-			 &ret, err, errlen);
-
 	*types_p = NULL;
 	if (r == -EREMOTEIO)
 		return 0; /* fall back to the "memory-backend-" prefix */
@@ -170,71 +161,124 @@ static int is_backend(json_t *types, const char *type)
 	return 0;
 }
 
-static int backend_props(struct qmp *q, struct qmp_backend *b, char *err, size_t errlen)
-{
-	char path[sizeof(b->id) + 16];
-	json_t *v;
-	int r;
+/* The qom-gets of one backend, in the order backend_props() checks them. */
+static const char *const props[] = { "size", "share", "mem-path" };
 
-	snprintf(path, sizeof(path), "/objects/%s", b->id);
-	r = qom_get(q, path, "size", &v, err, errlen);
-	if (r)
-		return r;
-	if (!json_is_integer(v) || json_integer_value(v) < 0) {
-		json_decref(v);
+static unsigned int nprops(const struct qmp_backend *b)
+{
+	return strcmp(b->type, "memory-backend-file") ? 2 : 3;
+}
+
+/* Check and keep the values of @b's props (v[i] for props[i]). */
+static int backend_props(struct qmp_backend *b, json_t *const *v, char *err, size_t errlen)
+{
+	if (!json_is_integer(v[0]) || json_integer_value(v[0]) < 0) {
 		seterr(err, errlen, "QMP: memory backend %s: size is not a size", b->id);
 		return -EBADMSG;
 	}
-	b->size = (uint64_t)json_integer_value(v);
-	json_decref(v);
-	r = qom_get(q, path, "share", &v, err, errlen);
-	if (r)
-		return r;
-	if (!json_is_boolean(v)) {
-		json_decref(v);
+	b->size = (uint64_t)json_integer_value(v[0]);
+	if (!json_is_boolean(v[1])) {
 		seterr(err, errlen, "QMP: memory backend %s: share is not a boolean", b->id);
 		return -EBADMSG;
 	}
-	b->share = json_is_true(v);
-	json_decref(v);
-	if (strcmp(b->type, "memory-backend-file"))
+	b->share = json_is_true(v[1]);
+	if (nprops(b) < 3)
 		return 0;
-	r = qom_get(q, path, "mem-path", &v, err, errlen);
-	if (r)
-		return r;
-	if (!json_is_string(v) || !json_string_length(v)) {
-		json_decref(v);
+	if (!json_is_string(v[2]) || !json_string_length(v[2])) {
 		seterr(err, errlen, "QMP: memory backend %s: mem-path is not a path", b->id);
 		return -EBADMSG;
 	}
-	if (json_string_length(v) >= sizeof(b->mem_path)) {
+	if (json_string_length(v[2]) >= sizeof(b->mem_path)) {
 		seterr(err, errlen, "QMP: memory backend %s: mem-path too long (%zu bytes)", b->id,
-		       json_string_length(v));
-		json_decref(v);
+		       json_string_length(v[2]));
 		return -ENAMETOOLONG;
 	}
-	memcpy(b->mem_path, json_string_value(v), json_string_length(v) + 1);
-	json_decref(v);
+	memcpy(b->mem_path, json_string_value(v[2]), json_string_length(v[2]) + 1);
 	return 0;
+}
+
+/*
+ * Every backend's properties in one batch of qom-gets (one round trip: under
+ * TCG each costs tens of milliseconds).
+ */
+static int backends_props(struct qmp *q, struct qmp_backend *out, unsigned int n, char *err,
+			  size_t errlen)
+{
+	unsigned int total = 0, k = 0;
+	const char **cmds;
+	json_t **args, **rets;
+	int *rcs, r = -ENOMEM;
+
+	for (unsigned int i = 0; i < n; i++)
+		total += nprops(&out[i]);
+	if (!total)
+		return 0;
+	cmds = calloc(total, sizeof(*cmds));
+	args = calloc(total, sizeof(*args));
+	rets = calloc(total, sizeof(*rets));
+	rcs = calloc(total, sizeof(*rcs));
+	if (!cmds || !args || !rets || !rcs) {
+		seterr(err, errlen, "QMP: out of memory");
+		goto out;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		char path[sizeof(out[i].id) + 16];
+
+		snprintf(path, sizeof(path), "/objects/%s", out[i].id);
+		for (unsigned int p = 0; p < nprops(&out[i]); p++, k++) {
+			cmds[k] = "qom-get";
+			args[k] = json_pack("{s:s, s:s}", "path", path, "property", props[p]);
+		}
+	}
+	r = qmp_exec_n(q, total, cmds, args, rets, rcs, err, errlen);
+	for (unsigned int i = 0, at = 0; !r && i < n; at += nprops(&out[i]), i++)
+		r = backend_props(&out[i], rets + at, err, errlen);
+out:
+	for (unsigned int i = 0; rets && i < total; i++)
+		json_decref(rets[i]);
+	for (unsigned int i = 0; args && i < total; i++)
+		json_decref(args[i]);
+	free(cmds);
+	free(args);
+	free(rets);
+	free(rcs);
+	return r;
 }
 
 int qmp_backends(struct qmp *q, struct qmp_backend *out, unsigned int max, unsigned int *n_p,
 		 char *err, size_t errlen)
 {
-	json_t *types, *objs, *o;
+	json_t *types = NULL, *objs, *o;
 	unsigned int n = 0;
 	char t[QMP_SHOW];
 	size_t i;
 	int r;
 
 	*n_p = 0;
-	r = backend_types(q, &types, err, errlen);
-	if (r)
-		return r;
-	r = qmp_exec(q, "qom-list", json_pack("{s:s}", "path", "/objects"), &objs, err, errlen);
-	if (r) {
-		json_decref(types);
-		return r;
+	{ /* the types and the objects: one round trip */
+		const char *const cmds[] = { "qom-list-types", "qom-list" };
+		json_t *args[] = { json_pack("{s:s, s:b}", "implements", "memory-backend", "abstract",
+					     0),
+				   json_pack("{s:s}", "path", "/objects") };
+		json_t *rets[2];
+		int rcs[2];
+
+		r = qmp_exec_n(q, 2, cmds, args, rets, rcs, err, errlen);
+		objs = rets[1];
+		if (!r || r == -EREMOTEIO)
+			r = backend_types(q, rets[0], rcs[0], &types, err, errlen);
+		else
+			json_decref(rets[0]);
+		if (!r && rcs[1] && rcs[0]) /* both refused: qom-list's own words */
+			r = qmp_exec(q, "qom-list", json_pack("{s:s}", "path", "/objects"), NULL,
+				     err, errlen);
+		else if (!r && rcs[1])
+			r = rcs[1];
+		if (r) {
+			json_decref(types);
+			json_decref(objs);
+			return r;
+		}
 	}
 	if (!json_is_array(objs)) {
 		seterr(err, errlen, "QMP reply to qom-list /objects: not an array");
@@ -285,13 +329,12 @@ int qmp_backends(struct qmp *q, struct qmp_backend *out, unsigned int max, unsig
 			memcpy(b->id, name, nl + 1);
 			memcpy(b->type, tn, tl - 6);
 		}
-		r = backend_props(q, b, err, errlen);
-		if (r)
-			goto out;
 		n++;
 	}
+	r = backends_props(q, out, n, err, errlen);
+	if (r)
+		goto out;
 	*n_p = n;
-	r = 0;
 out:
 	json_decref(objs);
 	json_decref(types);

@@ -123,6 +123,60 @@ static void test_error_reply(void **state)
 	srv_end(&s, q);
 }
 
+/* Reads all three commands before it answers any: a client that waits between them hangs. */
+static void srv_batch(struct srv *s)
+{
+	json_int_t a, b, c;
+
+	srv_greet(s);
+	a = srv_expect(s, "query-status", NULL);
+	b = srv_expect(s, "qom-get", NULL);
+	c = srv_expect(s, "query-name", NULL);
+	srv_printf(s, "{\"return\": {\"status\": \"running\"}, \"id\": %lld}\r\n", (long long)a);
+	srv_send(s, "{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n");
+	srv_printf(s, "{\"id\": %lld, \"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\r\n",
+		   (long long)b);
+	srv_printf(s, "{\"return\": {\"name\": \"vm1\"}, \"id\": %lld}\r\n", (long long)c);
+	/* a second batch answered out of order: out of step */
+	a = srv_expect(s, "query-status", NULL);
+	b = srv_expect(s, "query-name", NULL);
+	srv_printf(s, "{\"return\": {}, \"id\": %lld}\r\n", (long long)b);
+	srv_printf(s, "{\"return\": {}, \"id\": %lld}\r\n", (long long)a);
+}
+
+/* qmp_exec_n: one round trip; an error reply in the middle leaves the rest; ids checked. */
+static void test_batch(void **state)
+{
+	struct srv s;
+	struct qmp *q = srv_open(&s, srv_batch, NULL, 2000);
+	const char *const cmds[] = { "query-status", "qom-get", "query-name" };
+	json_t *args[3] = { NULL, json_pack("{s:s}", "path", "/x"), NULL }, *rets[3];
+	int rcs[3];
+
+	(void)state;
+	assert_int_equal(qmp_exec_n(q, 3, cmds, args, rets, rcs, err, sizeof(err)), -EREMOTEIO);
+	assert_null(args[1]); /* stolen */
+	assert_int_equal(rcs[0], 0);
+	assert_string_equal(json_string_value(json_object_get(rets[0], "status")), "running");
+	assert_int_equal(rcs[1], -EREMOTEIO);
+	assert_null(rets[1]);
+	assert_string_equal(err, "GenericError: no");
+	assert_int_equal(rcs[2], 0);
+	assert_string_equal(json_string_value(json_object_get(rets[2], "name")), "vm1");
+	for (int i = 0; i < 3; i++)
+		json_decref(rets[i]);
+	/* the event that came between the replies is queued */
+	assert_int_equal(qmp_wait_event(q, "STOP", 100, NULL, err, sizeof(err)), 0);
+	args[0] = args[1] = NULL;
+	assert_int_equal(qmp_exec_n(q, 2, (const char *const[]){ "query-status", "query-name" }, args,
+				    rets, rcs, err, sizeof(err)),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "wrong id"));
+	json_decref(rets[0]);
+	json_decref(rets[1]);
+	srv_end(&s, q);
+}
+
 static void srv_events(struct srv *s)
 {
 	json_int_t id;
@@ -554,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_exec),
 		cmocka_unit_test(test_error_reply),
+		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_bad_replies),
 		cmocka_unit_test(test_closed),
