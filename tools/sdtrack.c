@@ -274,7 +274,6 @@ int sdtrack_add(struct sdtrack *t, int fd, uint64_t len, uint32_t page, char *er
 		g->va = start;
 		g->off = off;
 		g->len = end - start < len - off ? end - start : len - off;
-		g->locked = vma_locked(t->pid, start);
 		/* coverage, marked in the scratch map */
 		for (uint64_t p = off / page; p < (off + g->len) / page; p++)
 			if (!(b->now[p / LONG_BITS] & (1ul << (p % LONG_BITS)))) {
@@ -316,8 +315,11 @@ bool sdtrack_reclaim_risk(const struct sdtrack *t, char *why, size_t len)
 		const struct sdblock *b = &t->b[i];
 		bool locked = true;
 
-		for (unsigned int k = 0; k < b->nseg; k++)
-			locked &= b->seg[k].locked;
+		if (b->tmpfs && !swap)
+			continue; /* nowhere to go */
+		/* smaps is slow to read (it counts every mapping's pages): only here */
+		for (unsigned int k = 0; k < b->nseg && locked; k++)
+			locked = vma_locked(t->pid, b->seg[k].va);
 		if (locked)
 			continue;
 		if (!b->tmpfs) {

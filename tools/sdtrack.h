@@ -42,7 +42,6 @@ struct sdseg {
 	uint64_t va;  /* where the process maps ... */
 	uint64_t off; /* ... these file bytes ... */
 	uint64_t len; /* ... this many (clipped to the block) */
-	bool locked;  /* mlocked: never reclaimed */
 };
 
 struct sdblock {

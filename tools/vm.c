@@ -573,7 +573,8 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 	printf("{\"role\":\"vm-source\",\"ok\":%s,\"transport\":\"%s\",\"channels\":%u,"
 	       "\"tracking\":\"%s\",\"blocks\":%u,\"rounds\":%u,\"ram_bytes\":%" PRIu64
 	       ",\"total_s\":%.6f,\"downtime_ms\":%.3f,\"final_round_ms\":%.3f,"
-	       "\"final_pages\":%" PRIu64 ",\"setup_ms\":%.3f,\"first_round_ms\":%.3f,"
+	       "\"final_pages\":%" PRIu64 ",\"setup_ms\":%.3f,\"registration_ms\":%.3f,"
+	       "\"first_round_ms\":%.3f,"
 	       "\"device_state_bytes\":%" PRIu64
 	       ",\"device_state_ms\":%.3f,\"load_and_ack_ms\":%.3f,\"skipped_pages\":%" PRIu64,
 	       rc ? "false" : "true", rmig_transport_name(st.transport), st.channels,
@@ -582,7 +583,7 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 	       R->t_done && R->t_stop ? (double)(R->t_done - R->t_stop) / 1e6 : 0.0,
 	       R->t_final && R->t_stop ? (double)(R->t_final - R->t_stop) / 1e6 : 0.0,
 	       R->final_pages,
-	       R->t_conn ? (double)(R->t_conn - R->t_start) / 1e6 : 0.0,
+	       R->t_conn ? (double)(R->t_conn - R->t_start) / 1e6 : 0.0, (double)st.reg_ns / 1e6,
 	       R->t_round1 && R->t_conn ? (double)(R->t_round1 - R->t_conn) / 1e6 : 0.0,
 	       R->dev_bytes,
 	       R->t_stream && R->t_final ? (double)(R->t_stream - R->t_final) / 1e6 : 0.0,
