@@ -335,12 +335,14 @@ static void test_live_writer(void **state)
 {
 	struct child c;
 	struct sdtrack t;
-	uint8_t *dst = malloc(NP * pg), *skip = malloc(NP * pg);
+	uint8_t *dst, *skip;
 	uint64_t n, total = 0;
 	char b;
 
 	(void)state;
 	NEED_SOFT_DIRTY();
+	dst = malloc(NP * pg);
+	skip = malloc(NP * pg);
 	assert_non_null(dst);
 	assert_non_null(skip);
 	child_start(&c, false);
