@@ -197,13 +197,16 @@ static int queue(struct rmig_tp_chan *ch, const struct rmig_target *t, const voi
 		 uint64_t len)
 {
 	struct fake_chan *c = (struct fake_chan *)ch;
-	int n = __atomic_add_fetch(&fake_ctl.writes, 1, __ATOMIC_SEQ_CST);
+	int n;
 
-	if (fake_ctl.fail_write_at && n == fake_ctl.fail_write_at)
-		return ch->tp->p.up->fail(ch->tp->p.up->arg, -EIO, "injected write failure #%d", n);
 	/* a staged write (postcopy) goes as a message: it arrives without a flush */
-	if (t->staged)
+	if (t->staged) {
+		n = __atomic_add_fetch(&fake_ctl.writes, 1, __ATOMIC_SEQ_CST);
+		if (fake_ctl.fail_write_at && n == fake_ctl.fail_write_at)
+			return ch->tp->p.up->fail(ch->tp->p.up->arg, -EIO,
+						  "injected write failure #%d", n);
 		return apply(ch, &(struct pending){ *t, src, len });
+	}
 	if (c->n == c->cap) {
 		struct pending *q = realloc(c->q, (c->cap * 2 + 16) * sizeof(*q));
 
@@ -220,6 +223,12 @@ static int queue(struct rmig_tp_chan *ch, const struct rmig_target *t, const voi
 			return -ENOMEM;
 		memcpy(copy, src, len);
 		src = copy;
+	}
+	/* counted once read: a test that waits for the count may change the source after */
+	n = __atomic_add_fetch(&fake_ctl.writes, 1, __ATOMIC_SEQ_CST);
+	if (fake_ctl.fail_write_at && n == fake_ctl.fail_write_at) {
+		free((void *)(uintptr_t)src);
+		return ch->tp->p.up->fail(ch->tp->p.up->arg, -EIO, "injected write failure #%d", n);
 	}
 	c->q[c->n++] = (struct pending){ *t, src, len };
 	return 0;

@@ -20,7 +20,7 @@ struct fake_ctl {
 	int hold_chan0;     /* channel 0 applies its writes only after another channel has
 			     * applied writes or sent a marker (reordering across channels,
 			     * by events, not by a delay); capped at 10 s */
-	int writes;         /* writes seen */
+	int writes;         /* writes seen (a queued write counts once its bytes are read) */
 	int markers;        /* markers delivered */
 	int flushes;        /* flushes that applied something */
 };
