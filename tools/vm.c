@@ -345,7 +345,6 @@ struct collect_part {
 	struct vm *v;
 	unsigned int idx, n;
 	bool all, keep;
-	uint64_t count;
 	pthread_t th;
 };
 
@@ -357,7 +356,7 @@ static void *collect_part_main(void *arg)
 		struct vmtrack *t = &p->v->b[i].tr;
 		uint64_t per = (t->npages / p->n + VMTRACK_ALIGN - 1) / VMTRACK_ALIGN * VMTRACK_ALIGN;
 
-		p->count += vmtrack_collect_range(t, per * p->idx, per, p->all, p->keep);
+		vmtrack_collect_range(t, per * p->idx, per, p->all, p->keep);
 	}
 	return NULL;
 }
@@ -375,7 +374,6 @@ static int collect(struct vm *v, unsigned long **maps, bool all, bool keep)
 		if (rc == -ESRCH)
 			snprintf(v->err, sizeof(v->err), "the source QEMU (pid %d) exited",
 				 (int)v->sd.pid);
-
 		for (unsigned int i = 0; i < v->n; i++)
 			maps[i] = v->sd.b[i].map;
 		return rc;
