@@ -7,9 +7,10 @@
  * addresses (rmig_listen_add()) opens a transport on each, with its own
  * listener, device, protection domain and registrations, and announces
  * them in a RAILS message right after HELLO_ACK. The source opens a
- * transport per rail and connects channel i through rail i % nrails, in
- * index order; the destination accepts them in that same order, so an RDMA
- * connect never waits on an accept made on another rail. Each rail
+ * transport per rail and connects channel i through rail i % nrails, rail
+ * by rail (a rail's channels at once where the backend can); the
+ * destination accepts them rail by rail, so an RDMA connect never waits on
+ * an accept made on another rail. Each rail
  * registers every block and sends its own REG descriptors (rail-major).
  * A rail whose channel fails fails the migration, naming the channel.
  */

@@ -220,6 +220,35 @@ out:
 	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
 }
 
+/*
+ * Open rail @r's data channels: i = r, r + nrails, ... A backend with
+ * connect_n opens them all at once; the destination takes them in
+ * whatever order they come (accept_rail()).
+ */
+static int connect_rail(struct rmig_session *s, unsigned int r)
+{
+	const struct rmig_rail *rl = &s->rail[r];
+	unsigned int idx[RMIG_CHANNELS_MAX], n = 0;
+	struct rmig_tp_chan *chs[RMIG_CHANNELS_MAX];
+	int rc = 0;
+
+	for (unsigned int i = r; i < s->nchannels; i += s->nrails)
+		idx[n++] = i;
+	if (s->tp_ops->connect_n && n > 1) {
+		rc = s->tp_ops->connect_n(rl->tp, s->ctl_fd, rl->ep, rl->ep_len, idx, n, chs);
+		for (unsigned int k = 0; k < n && !rc; k++)
+			s->chans[idx[k]].tch = chs[k];
+	} else {
+		for (unsigned int k = 0; k < n && !rc; k++)
+			rc = s->tp_ops->connect(rl->tp, s->ctl_fd, rl->ep, rl->ep_len, idx[k],
+						&s->chans[idx[k]].tch);
+	}
+	if (rc && !rmig_sess_err(s))
+		rmig_sess_fail(s, rc, "connecting %s data channels of rail %s: %s", s->tp_ops->name,
+			       rl->name, rmig_strerror(rc));
+	return rc;
+}
+
 /* "fd:N": 0 if N is a connected stream socket; else -EINVAL, said (N stays the caller's). */
 static int fd_usable(struct rmig_session *s, int fd)
 {
@@ -335,14 +364,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_rails_source_take(s, &ack, buf);
 	s->rail[0].ep_len = ack.ep_len;
 	memcpy(s->rail[0].ep, ack.ep, ack.ep_len);
-	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
-		const struct rmig_rail *rl = &s->rail[i % s->nrails];
-
-		rc = s->tp_ops->connect(rl->tp, s->ctl_fd, rl->ep, rl->ep_len, i, &s->chans[i].tch);
-		if (rc && !rmig_sess_err(s))
-			rmig_sess_fail(s, rc, "connecting %s data channel %u (rail %s): %s",
-				       s->tp_ops->name, i, rl->name, rmig_strerror(rc));
-	}
+	for (unsigned int r = 0; r < s->nrails && !rc; r++)
+		rc = connect_rail(s, r);
 	if (!rc)
 		rc = reg_blocks(s, false);
 	/*
@@ -585,6 +608,48 @@ static int accept_local(struct rmig_session *s)
 	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
 }
 
+/*
+ * Take rail @r's data channels (i = r, r + nrails, ...) in the order they
+ * come: each must be one of this rail's and new (@seen).
+ */
+static int accept_rail(struct rmig_session *s, unsigned int r, bool *seen)
+{
+	const struct rmig_rail *rl = &s->rail[r];
+	struct rmig_tp_chan *chs[RMIG_CHANNELS_MAX];
+	unsigned int n = 0, got = 0;
+	int rc = 0;
+
+	for (unsigned int i = r; i < s->nchannels; i += s->nrails)
+		n++;
+	if (s->tp_ops->accept_n && n > 1) {
+		rc = s->tp_ops->accept_n(rl->tp, n, chs);
+		got = rc ? 0 : n;
+	} else {
+		for (; got < n && !rc; got += !rc)
+			rc = s->tp_ops->accept(rl->tp, &chs[got]);
+	}
+	/* a backend that said nothing more still leaves a cause */
+	if (rc && !rmig_sess_err(s))
+		rmig_sess_fail(s, rc, "accepting %s data channels of rail %s: %s", s->tp_ops->name,
+			       rl->name, rmig_strerror(rc));
+	for (unsigned int k = 0; k < got; k++) {
+		unsigned int idx = chs[k]->idx;
+
+		if (!rc && idx % s->nrails != r)
+			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected on rail %s, not %s",
+					    idx, rl->name, s->rail[idx % s->nrails].name);
+		else if (!rc && seen[idx])
+			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected twice", idx);
+		if (rc) {
+			s->tp_ops->chan_close(chs[k]);
+			continue;
+		}
+		seen[idx] = true;
+		s->chans[idx].tch = chs[k];
+	}
+	return rc;
+}
+
 int rmig_accept(rmig_session *s)
 {
 	struct rmig_msg_hello *hello;
@@ -610,37 +675,9 @@ int rmig_accept(rmig_session *s)
 		if (!seen)
 			rc = rmig_sess_fail(s, -ENOMEM, "no memory");
 	}
-	/* in the order the source connects them: channel i on rail i % nrails */
-	for (unsigned int i = 0; i < s->nchannels && !rc; i++) {
-		const struct rmig_rail *rl = &s->rail[i % s->nrails];
-		struct rmig_tp_chan *ch;
-
-		rc = s->tp_ops->accept(rl->tp, &ch);
-		if (rc) {
-			/* a backend that said nothing more still leaves a cause */
-			if (!rmig_sess_err(s))
-				rmig_sess_fail(s, rc, "accepting %s data channel %u (rail %s): %s",
-					       s->tp_ops->name, i, rl->name, rmig_strerror(rc));
-			break;
-		}
-		if (ch->idx % s->nrails != i % s->nrails) {
-			unsigned int idx = ch->idx; /* ch is gone after the close */
-
-			s->tp_ops->chan_close(ch);
-			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected on rail %s, not %s",
-					    idx, rl->name, s->rail[idx % s->nrails].name);
-			break;
-		}
-		if (seen[ch->idx]) {
-			unsigned int idx = ch->idx; /* ch is gone after the close */
-
-			s->tp_ops->chan_close(ch);
-			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected twice", idx);
-			break;
-		}
-		seen[ch->idx] = true;
-		s->chans[ch->idx].tch = ch;
-	}
+	/* rail by rail, as the source connects them (connect_rail()) */
+	for (unsigned int r = 0; r < s->nrails && !rc; r++)
+		rc = accept_rail(s, r, seen);
 	if (!rc)
 		rc = session_start(s);
 	if (!rc)

@@ -250,6 +250,18 @@ struct rmig_transport_ops {
 	int (*ctl)(struct rmig_tp *tp, uint16_t type, const uint8_t *payload, uint32_t len);
 	/* Local destination, after create: the layout the file holds, as a source's HELLO. */
 	int (*layout)(struct rmig_tp *tp, struct rmig_msg_hello *hello);
+
+	/*
+	 * Optional (NULL: accept/connect one at a time): several channels of
+	 * one rail at once, for a backend whose connection setup takes round
+	 * trips that overlap. accept_n: @n channels in whatever order they
+	 * come, into @chs. connect_n: channels @idx[0..n), @chs[i] for
+	 * @idx[i]. All or nothing: on an error no channel is left open. A
+	 * source that has connect_n reaches a destination that uses accept_n.
+	 */
+	int (*accept_n)(struct rmig_tp *tp, unsigned int n, struct rmig_tp_chan **chs);
+	int (*connect_n)(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
+			 const unsigned int *idx, unsigned int n, struct rmig_tp_chan **chs);
 };
 
 extern const struct rmig_transport_ops rmig_tcp_ops;

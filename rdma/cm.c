@@ -47,28 +47,6 @@ int rmig_rdma_cm_wait(struct rmig_rdma_tp *t, struct rdma_cm_event **ev_p)
 	return rc ? rc : rmig_rv_get_event(t->ech, ev_p);
 }
 
-/* Wait for @want on @id; anything else is an error naming the event. */
-static int cm_expect(struct rmig_rdma_tp *t, struct rdma_cm_id *id, enum rdma_cm_event_type want,
-		     const char *what)
-{
-	struct rdma_cm_event *ev;
-	int rc = rmig_rdma_cm_wait(t, &ev), status;
-	enum rdma_cm_event_type got;
-
-	if (rc)
-		return RMIG_RDMA_FAIL(t, rc, "rdma: %s: %s", what,
-				 rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
-	struct rdma_cm_id *evid = ev->id;
-
-	got = ev->event;
-	status = ev->status;
-	rmig_rv_ack_event(ev); /* ev is gone from here on */
-	if (got != want || evid != id)
-		return RMIG_RDMA_FAIL(t, got == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED : -EPROTO,
-				 "rdma: %s: got %s (status %d)", what, rdma_event_str(got), status);
-	return 0;
-}
-
 int rmig_rdma_pd_init(struct rmig_rdma_tp *t, struct ibv_context *verbs)
 {
 	int rc;
@@ -271,40 +249,62 @@ int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_l
 	return 0;
 }
 
-int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
+/* Close the channels of @cs[0..n) (NULL entries skipped), then free @cs. */
+static void chans_drop(struct rmig_rdma_chan **cs, unsigned int n)
 {
-	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
-	const struct rmig_tp_params *p = &tp->p;
+	for (unsigned int i = 0; cs && i < n; i++)
+		if (cs[i])
+			rmig_rdma_chan_close(&cs[i]->base);
+	free(cs);
+}
+
+/* Which of @cs[0..n) has @id, or NULL. */
+static struct rmig_rdma_chan *chan_of(struct rmig_rdma_chan **cs, unsigned int n,
+				      const struct rdma_cm_id *id)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (cs[i] && cs[i]->id == id)
+			return cs[i];
+	return NULL;
+}
+
+/* An event no step of a connection expects: its error, named. */
+static int cm_unexpected(struct rmig_rdma_tp *t, const char *what, enum rdma_cm_event_type got,
+			 int status)
+{
+	return RMIG_RDMA_FAIL(t, got == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED : -EPROTO,
+			      "rdma: %s: got %s (status %d)", what, rdma_event_str(got), status);
+}
+
+/*
+ * A connection request for the listener: check who it is, set up its
+ * channel and accept it. 0 with the channel in *@c_p (its ESTABLISHED
+ * still to come), or an error with the request refused.
+ */
+static int accept_req(struct rmig_rdma_tp *t, struct rdma_cm_event *ev, bool room,
+		      struct rmig_rdma_chan **c_p)
+{
+	const struct rmig_tp_params *p = &t->base.p;
 	struct rdma_conn_param cp = { .responder_resources = 1, .initiator_depth = 1,
 				      .rnr_retry_count = 7, .retry_count = 7 };
-	struct rdma_cm_event *ev;
-	struct rdma_cm_id *id;
+	struct rdma_cm_id *id = ev->id;
 	struct rmig_rdma_chan *c;
-	const uint8_t *pd;
 	unsigned int chan;
 	int rc;
 
-	rc = rmig_rdma_cm_wait(t, &ev);
-	if (rc)
-		return RMIG_RDMA_FAIL(t, rc, "rdma: waiting for a data channel: %s",
-				 rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
-	if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
-		rc = RMIG_RDMA_FAIL(t, -EPROTO, "rdma: waiting for a data channel: got %s",
-			       rdma_event_str(ev->event));
-		rmig_rv_ack_event(ev);
-		return rc;
-	}
-	id = ev->id;
-	pd = ev->param.conn.private_data;
-	if (rmig_rdma_priv_check(pd, ev->param.conn.private_data_len, p->session_id, p->nchannels,
-				 &chan)) {
+	if (rmig_rdma_priv_check(ev->param.conn.private_data, ev->param.conn.private_data_len,
+				 p->session_id, p->nchannels, &chan)) {
 		rmig_rv_reject(id, NULL, 0);
-		rmig_rv_ack_event(ev);
 		rmig_rv_destroy_id(id);
 		return RMIG_RDMA_FAIL(t, -EPROTO, "rdma: rejected a connection with bad private data "
 					     "(wrong session, version or channel)");
 	}
-	rmig_rv_ack_event(ev);
+	if (!room) {
+		rmig_rv_reject(id, NULL, 0);
+		rmig_rv_destroy_id(id);
+		return RMIG_RDMA_FAIL(t, -EPROTO, "rdma: rejected data channel %u: more channels "
+					     "connected than the source announced", chan);
+	}
 	c = chan_alloc(t, chan);
 	if (!c) {
 		rmig_rv_reject(id, NULL, 0);
@@ -319,76 +319,193 @@ int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 			rc = RMIG_RDMA_FAIL(t, rc, "rdma: accepting data channel %u: %s", chan,
 					    strerror(-rc));
 	}
-	if (!rc)
-		rc = cm_expect(t, id, RDMA_CM_EVENT_ESTABLISHED, "accepting a data channel");
-	/*
-	 * A SEND that finds no receive posted is retried after the timer in
-	 * this side's RNR NAK; the CM leaves it at code 0, 655 ms. Postcopy
-	 * pages stream by SEND: retry after 0.08 ms instead. Best effort.
-	 */
-	if (!rc && rmig_rv_set_min_rnr_timer(id->qp, RMIG_RDMA_MIN_RNR_TIMER))
-		rmig_dbg(p->log, "rdma: channel %u: could not shorten the RNR timer", chan);
-	if (!rc)
-		rc = track(t, c);
 	if (rc) {
 		rmig_rdma_chan_close(&c->base);
 		return rc;
 	}
-	*ch_p = &c->base;
+	*c_p = c;
 	return 0;
 }
 
-int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
-		 unsigned int idx, struct rmig_tp_chan **ch_p)
+/*
+ * Destination: accept @n data channels, their connection requests taken as
+ * they come. A source connects its channels at once (connect_n), so their
+ * requests and establishments interleave on the one event channel: each
+ * step of each channel costs a round trip through the connection manager,
+ * and n of them in flight take the time of one.
+ */
+int rmig_rdma_accept_n(struct rmig_tp *tp, unsigned int n, struct rmig_tp_chan **chs)
 {
 	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
+	struct rmig_rdma_chan **cs = calloc(n, sizeof(*cs));
+	unsigned int nreq = 0, ndone = 0;
+	int rc = cs ? 0 : -ENOMEM;
+
+	while (!rc && ndone < n) {
+		struct rdma_cm_event *ev;
+		struct rmig_rdma_chan *c;
+		enum rdma_cm_event_type got;
+		int status;
+
+		rc = rmig_rdma_cm_wait(t, &ev);
+		if (rc) {
+			rc = RMIG_RDMA_FAIL(t, rc, "rdma: %s: %s",
+					    nreq ? "accepting a data channel" : "waiting for a data channel",
+					    rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+			break;
+		}
+		got = ev->event;
+		status = ev->status;
+		if (got == RDMA_CM_EVENT_CONNECT_REQUEST) {
+			c = NULL;
+			rc = accept_req(t, ev, nreq < n, &c);
+			rmig_rv_ack_event(ev);
+			if (!rc)
+				cs[nreq++] = c;
+			continue;
+		}
+		c = chan_of(cs, nreq, ev->id);
+		rmig_rv_ack_event(ev); /* ev is gone from here on */
+		if (got != RDMA_CM_EVENT_ESTABLISHED || !c) {
+			rc = cm_unexpected(t, nreq ? "accepting a data channel" : "waiting for a data channel",
+					   got, status);
+			break;
+		}
+		/*
+		 * A SEND that finds no receive posted is retried after the timer in
+		 * this side's RNR NAK; the CM leaves it at code 0, 655 ms. Postcopy
+		 * pages stream by SEND: retry after 0.08 ms instead. Best effort.
+		 */
+		if (rmig_rv_set_min_rnr_timer(c->id->qp, RMIG_RDMA_MIN_RNR_TIMER))
+			rmig_dbg(tp->p.log, "rdma: channel %u: could not shorten the RNR timer",
+				 c->base.idx);
+		rc = track(t, c);
+		if (!rc)
+			chs[ndone++] = &c->base;
+	}
+	if (rc) {
+		chans_drop(cs, nreq);
+		return rc;
+	}
+	free(cs);
+	return 0;
+}
+
+int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
+{
+	return rmig_rdma_accept_n(tp, 1, ch_p);
+}
+
+/* The next step of @c's connect, now that @got came for it: 0, or its error. */
+static int connect_step(struct rmig_rdma_tp *t, struct rmig_rdma_chan *c,
+			enum rdma_cm_event_type got, int status, unsigned int *ndone_p)
+{
+	const struct rmig_tp_params *p = &t->base.p;
 	uint8_t priv[RMIG_RDMA_CM_PRIV_LEN];
 	struct rdma_conn_param cp = { .private_data = priv, .private_data_len = sizeof(priv),
 				      .responder_resources = 1, .initiator_depth = 1,
 				      .rnr_retry_count = 7, .retry_count = 7 };
+	int rc;
+
+	switch (got) {
+	case RDMA_CM_EVENT_ADDR_RESOLVED:
+		return rmig_rv_resolve_route(c->id, (int)p->timeout_ms);
+	case RDMA_CM_EVENT_ROUTE_RESOLVED:
+		rc = port_up(t, c->id, "connecting a data channel");
+		if (!rc)
+			graves_reap();
+		if (!rc)
+			rc = chan_setup(t, c);
+		priv_encode(priv, (uint16_t)c->base.idx, p->session_id);
+		if (!rc)
+			rc = rmig_rv_connect(c->id, &cp); /* the private data is copied */
+		return rc;
+	case RDMA_CM_EVENT_ESTABLISHED:
+		rc = track(t, c);
+		if (!rc)
+			(*ndone_p)++;
+		return rc;
+	default:
+		return cm_unexpected(t, got == RDMA_CM_EVENT_ROUTE_ERROR ? "resolving the route"
+					: got == RDMA_CM_EVENT_ADDR_ERROR ? "resolving the peer address"
+									  : "connecting a data channel",
+				     got, status);
+	}
+}
+
+/*
+ * Source: open channels @idx[0..n) to the peer of @ctl_fd at endpoint @ep,
+ * all at once. Each channel's id goes through address resolution, route
+ * resolution and connect on its own; their events interleave on the one
+ * event channel, each with its id. Under soft-RoCE in a VM each step is a
+ * few tens of ms: n channels in flight cost about what one does.
+ */
+int rmig_rdma_connect_n(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
+			const unsigned int *idx, unsigned int n, struct rmig_tp_chan **chs)
+{
+	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);
+	struct rmig_rdma_chan **cs;
 	struct sockaddr_storage ss;
+	unsigned int ndone = 0;
 	socklen_t sl;
-	struct rmig_rdma_chan *c;
 	int rc;
 
 	if (ep_len != 2)
 		return RMIG_RDMA_FAIL(t, -EPROTO, "rdma: bad endpoint (%u bytes)", ep_len);
 	rc = rmig_tp_addr(&tp->p, ctl_fd, true, rmig_get_be16(ep), &ss, &sl);
 	if (rc)
-		return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: no address to connect to: %s", idx,
+		return RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: no address to connect to: %s", idx[0],
 				 strerror(-rc));
-	c = chan_alloc(t, idx);
-	if (!c)
+	cs = calloc(n, sizeof(*cs));
+	if (!cs)
 		return -ENOMEM;
-	priv_encode(priv, (uint16_t)idx, tp->p.session_id);
-	rc = rmig_rv_create_id(t->ech, c, &c->id);
-	if (!rc)
-		rc = rmig_rv_resolve_addr(c->id, (struct sockaddr *)&ss, (int)tp->p.timeout_ms);
-	if (!rc)
-		rc = cm_expect(t, c->id, RDMA_CM_EVENT_ADDR_RESOLVED, "resolving the peer address");
-	if (!rc)
-		rc = rmig_rv_resolve_route(c->id, (int)tp->p.timeout_ms);
-	if (!rc)
-		rc = cm_expect(t, c->id, RDMA_CM_EVENT_ROUTE_RESOLVED, "resolving the route");
-	if (!rc)
-		rc = port_up(t, c->id, "connecting a data channel");
-	if (!rc)
-		graves_reap();
-	if (!rc)
-		rc = chan_setup(t, c);
-	if (!rc)
-		rc = rmig_rv_connect(c->id, &cp);
-	if (!rc)
-		rc = cm_expect(t, c->id, RDMA_CM_EVENT_ESTABLISHED, "connecting a data channel");
-	if (!rc)
-		rc = track(t, c);
+	for (unsigned int i = 0; i < n && !rc; i++) {
+		cs[i] = chan_alloc(t, idx[i]);
+		rc = cs[i] ? rmig_rv_create_id(t->ech, cs[i], &cs[i]->id) : -ENOMEM;
+		if (!rc)
+			rc = rmig_rv_resolve_addr(cs[i]->id, (struct sockaddr *)&ss,
+						  (int)tp->p.timeout_ms);
+		if (rc)
+			rc = RMIG_RDMA_FAIL(t, rc, "rdma: channel %u: resolving the peer address: %s",
+					    idx[i], strerror(-rc));
+	}
+	while (!rc && ndone < n) {
+		struct rdma_cm_event *ev;
+		struct rmig_rdma_chan *c;
+		enum rdma_cm_event_type got;
+		int status;
+
+		rc = rmig_rdma_cm_wait(t, &ev);
+		if (rc) {
+			rc = RMIG_RDMA_FAIL(t, rc, "rdma: connecting %u data channel%s: %s", n - ndone,
+					    n - ndone == 1 ? "" : "s",
+					    rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+			break;
+		}
+		got = ev->event;
+		status = ev->status;
+		c = chan_of(cs, n, ev->id);
+		rmig_rv_ack_event(ev); /* ev is gone from here on */
+		rc = c ? connect_step(t, c, got, status, &ndone)
+		       : cm_unexpected(t, "connecting a data channel", got, status);
+		if (rc && c)
+			RMIG_RDMA_FAIL(t, rc, "rdma: connecting channel %u: %s", c->base.idx,
+				       strerror(-rc));
+	}
 	if (rc) {
-		RMIG_RDMA_FAIL(t, rc, "rdma: connecting channel %u: %s", idx, strerror(-rc));
-		rmig_rdma_chan_close(&c->base);
+		chans_drop(cs, n);
 		return rc;
 	}
-	*ch_p = &c->base;
+	for (unsigned int i = 0; i < n; i++)
+		chs[i] = &cs[i]->base;
+	free(cs);
 	return 0;
+}
+
+int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
+		      unsigned int idx, struct rmig_tp_chan **ch_p)
+{
+	return rmig_rdma_connect_n(tp, ctl_fd, ep, ep_len, &idx, 1, ch_p);
 }
 
 int rmig_rdma_locate(struct rmig_tp_chan *ch, char *name, size_t len)

@@ -128,6 +128,8 @@ static const struct rmig_transport_ops rmig_rdma_ops = {
 	.shutdown = rmig_rdma_shutdown,
 	.chan_close = rmig_rdma_chan_close,
 	.locate = rmig_rdma_locate,
+	.accept_n = rmig_rdma_accept_n,
+	.connect_n = rmig_rdma_connect_n,
 };
 
 const struct rmig_transport_ops *rmig_rdma_transport(void)

@@ -132,6 +132,9 @@ int rmig_rdma_pd_init(struct rmig_rdma_tp *t, struct ibv_context *verbs);
 /* cm.c */
 int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p);
 int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p);
+int rmig_rdma_accept_n(struct rmig_tp *tp, unsigned int n, struct rmig_tp_chan **chs);
+int rmig_rdma_connect_n(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
+			const unsigned int *idx, unsigned int n, struct rmig_tp_chan **chs);
 int rmig_rdma_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
 		 unsigned int idx, struct rmig_tp_chan **ch_p);
 void rmig_rdma_chan_close(struct rmig_tp_chan *ch);

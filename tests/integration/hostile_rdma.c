@@ -43,7 +43,7 @@ struct raw {
 	uint64_t raddr, rlen;
 	uint32_t rkey;
 	struct rdma_event_channel *ech;
-	struct rdma_cm_id *id;
+	struct rdma_cm_id *id, *id2; /* id2: a second queue pair (raw_qp()) */
 	struct ibv_pd *pd;
 	struct ibv_cq *cq;
 	struct ibv_mr *mr;
@@ -63,15 +63,14 @@ static int wait_ev(struct raw *r, enum rdma_cm_event_type want)
 	return got == (int)want ? 0 : got;
 }
 
-/* Handshake on the control connection, then one RC QP with @sid in its private data. */
-static int raw_open(struct raw *r, const char *port, uint64_t sid)
+/*
+ * One RC QP on @r's connection into *@id_p, claiming channel @chan of
+ * session @sid: 0 once established, the event's number where another came
+ * (REJECTED...), or a negative step number.
+ */
+static int raw_qp(struct raw *r, struct rdma_cm_id **id_p, uint16_t chan, uint64_t sid)
 {
-	static struct rmig_msg_hello m;
-	static uint8_t b[RMIG_CTL_MAX];
-	struct rmig_msg_hello_ack ack;
-	struct rmig_msg_reg reg;
-	struct rmig_ctl_hdr h;
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(r->port) };
 	uint8_t priv[16];
 	struct rdma_conn_param cp = { .private_data = priv, .private_data_len = 16,
 				      .responder_resources = 1, .initiator_depth = 1,
@@ -79,6 +78,40 @@ static int raw_open(struct raw *r, const char *port, uint64_t sid)
 	struct ibv_qp_init_attr qa = { .qp_type = IBV_QPT_RC,
 				       .cap = { .max_send_wr = 16, .max_recv_wr = 4,
 						.max_send_sge = 1, .max_recv_sge = 1 } };
+
+	inet_pton(AF_INET, addr(), &sa.sin_addr);
+	rmig_put_be32(priv, 0x524d434du);
+	rmig_put_be16(priv + 4, RMIG_PROTO_VERSION);
+	rmig_put_be16(priv + 6, chan);
+	rmig_put_be64(priv + 8, sid);
+	if (rdma_create_id(r->ech, id_p, NULL, RDMA_PS_TCP) ||
+	    rdma_resolve_addr(*id_p, NULL, (struct sockaddr *)&sa, 2000) ||
+	    wait_ev(r, RDMA_CM_EVENT_ADDR_RESOLVED) || rdma_resolve_route(*id_p, 2000) ||
+	    wait_ev(r, RDMA_CM_EVENT_ROUTE_RESOLVED))
+		return -3;
+	if (!r->pd) {
+		r->pd = ibv_alloc_pd((*id_p)->verbs);
+		r->cq = ibv_create_cq((*id_p)->verbs, 32, NULL, NULL, 0);
+		r->mr = r->pd ? ibv_reg_mr(r->pd, r->buf, sizeof(r->buf), IBV_ACCESS_LOCAL_WRITE) : NULL;
+	}
+	qa.send_cq = qa.recv_cq = r->cq;
+	if (!r->pd || !r->cq || !r->mr || rdma_create_qp(*id_p, r->pd, &qa) ||
+	    rdma_connect(*id_p, &cp))
+		return -4;
+	return wait_ev(r, RDMA_CM_EVENT_ESTABLISHED); /* REJECTED comes back as its number */
+}
+
+/*
+ * Handshake on the control connection for a source of @nchannels channels,
+ * then one RC QP for channel 0 with @sid (0: the right one) in its private data.
+ */
+static int raw_open_n(struct raw *r, const char *port, uint64_t sid, unsigned int nchannels)
+{
+	static struct rmig_msg_hello m;
+	static uint8_t b[RMIG_CTL_MAX];
+	struct rmig_msg_hello_ack ack;
+	struct rmig_msg_reg reg;
+	struct rmig_ctl_hdr h;
 	int n;
 
 	memset(r, 0, sizeof(*r));
@@ -88,7 +121,7 @@ static int raw_open(struct raw *r, const char *port, uint64_t sid)
 	memset(&m, 0, sizeof(m));
 	m.version = RMIG_PROTO_VERSION;
 	m.session_id = r->sid;
-	m.nchannels = 1;
+	m.nchannels = nchannels;
 	m.transport = RMIG_TRANSPORT_RDMA;
 	m.nblocks = 1;
 	strcpy(m.blocks[0].name, "ram");
@@ -104,31 +137,24 @@ static int raw_open(struct raw *r, const char *port, uint64_t sid)
 	r->raddr = rmig_get_be64(reg.desc);
 	r->rlen = rmig_get_be64(reg.desc + 8);
 	r->rkey = rmig_get_be32(reg.desc + 16);
-
-	inet_pton(AF_INET, addr(), &sa.sin_addr);
-	sa.sin_port = htons(r->port);
-	rmig_put_be32(priv, 0x524d434du);
-	rmig_put_be16(priv + 4, RMIG_PROTO_VERSION);
-	rmig_put_be16(priv + 6, 0);
-	rmig_put_be64(priv + 8, sid ? sid : r->sid);
 	r->ech = rdma_create_event_channel();
-	if (!r->ech || rdma_create_id(r->ech, &r->id, NULL, RDMA_PS_TCP) ||
-	    rdma_resolve_addr(r->id, NULL, (struct sockaddr *)&sa, 2000) ||
-	    wait_ev(r, RDMA_CM_EVENT_ADDR_RESOLVED) || rdma_resolve_route(r->id, 2000) ||
-	    wait_ev(r, RDMA_CM_EVENT_ROUTE_RESOLVED))
+	if (!r->ech)
 		return -3;
-	r->pd = ibv_alloc_pd(r->id->verbs);
-	r->cq = ibv_create_cq(r->id->verbs, 32, NULL, NULL, 0);
-	r->mr = ibv_reg_mr(r->pd, r->buf, sizeof(r->buf), IBV_ACCESS_LOCAL_WRITE);
-	qa.send_cq = qa.recv_cq = r->cq;
-	if (!r->pd || !r->cq || !r->mr || rdma_create_qp(r->id, r->pd, &qa) ||
-	    rdma_connect(r->id, &cp))
-		return -4;
-	return wait_ev(r, RDMA_CM_EVENT_ESTABLISHED); /* REJECTED comes back as its number */
+	return raw_qp(r, &r->id, 0, sid ? sid : r->sid);
+}
+
+static int raw_open(struct raw *r, const char *port, uint64_t sid)
+{
+	return raw_open_n(r, port, sid, 1);
 }
 
 static void raw_close(struct raw *r)
 {
+	if (r->id2) {
+		if (r->id2->qp)
+			rdma_destroy_qp(r->id2);
+		rdma_destroy_id(r->id2);
+	}
 	if (r->id && r->id->qp) {
 		rdma_disconnect(r->id);
 		rdma_destroy_qp(r->id);
@@ -227,6 +253,46 @@ static void test_bad_private_data(void **state)
 	assert_int_equal(raw_open(&r, d.port, 0x1111), RDMA_CM_EVENT_REJECTED);
 	raw_close(&r);
 	dest_finish(&d, "rejected a connection with bad private data");
+}
+
+/*
+ * A source of two channels that connects channel 0 twice: the destination
+ * takes requests in whatever order they come, and refuses the second 0
+ * once both are up, writing nothing.
+ */
+static void test_channel_twice(void **state)
+{
+	struct dest d;
+	struct raw r;
+
+	(void)state;
+	dest_start(&d);
+	assert_int_equal(raw_open_n(&r, d.port, 0, 2), 0);
+	assert_int_equal(raw_qp(&r, &r.id2, 0, r.sid), 0);
+	dest_finish(&d, "data channel 0 connected twice");
+	raw_close(&r);
+}
+
+/* The negative control: channels 0 and 1 as announced, and the destination takes both. */
+static void test_two_channels(void **state)
+{
+	struct dest d;
+	struct raw r;
+
+	(void)state;
+	dest_start(&d);
+	assert_int_equal(raw_open_n(&r, d.port, 0, 2), 0);
+	assert_int_equal(raw_qp(&r, &r.id2, 1, r.sid), 0);
+	close(r.ctl); /* no migration follows: the destination fails, but past its accept */
+	r.ctl = -1;
+	pthread_join(d.th, NULL);
+	printf("# destination: %s\n", rmig_last_error(d.s));
+	assert_true(d.rc < 0);
+	/* past the accept: the control connection's end, not a channel refused */
+	assert_non_null(strstr(rmig_last_error(d.s), "control connection"));
+	rmig_session_destroy(d.s);
+	guarded_free(d.mem, BLOCK_LEN);
+	raw_close(&r);
 }
 
 static void send_case(uint32_t len, const struct rmig_frame *f, const char *expect)
@@ -338,6 +404,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_private_data),
+		cmocka_unit_test(test_channel_twice),
+		cmocka_unit_test(test_two_channels),
 		cmocka_unit_test(test_short_send),
 		cmocka_unit_test(test_zero_out_of_range),
 		cmocka_unit_test(test_ram_by_send),
