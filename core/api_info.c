@@ -19,6 +19,14 @@ int rmig_transport_built(enum rmig_transport_kind k)
 	return rmig_tp_find(k, NULL, 0) != NULL;
 }
 
+void rmig_preload(void)
+{
+	const struct rmig_transport_ops *rdma = rmig_rdma_transport();
+
+	if (rdma && rdma->preload)
+		rdma->preload();
+}
+
 int rmig_get_topology(struct rmig_topology *t, size_t size, char *why, size_t whylen)
 {
 	struct rmig_topology full = { 0 };

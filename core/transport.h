@@ -262,6 +262,12 @@ struct rmig_transport_ops {
 	int (*accept_n)(struct rmig_tp *tp, unsigned int n, struct rmig_tp_chan **chs);
 	int (*connect_n)(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
 			 const unsigned int *idx, unsigned int n, struct rmig_tp_chan **chs);
+	/*
+	 * Optional: start, on a thread of the backend's own, the process-wide
+	 * setup its first create or probe would wait for (rmig_preload()).
+	 * Returns at once; does its work once per process.
+	 */
+	void (*preload)(void);
 };
 
 extern const struct rmig_transport_ops rmig_tcp_ops;

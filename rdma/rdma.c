@@ -14,8 +14,56 @@
 
 #include "rdma_int.h"
 
+/*
+ * Preloading. librdmacm's first call in a process reads every device (open,
+ * query each port): 100-270 ms in the soft-RoCE VM, paid inside the
+ * handshake where the destination's listen or the source's probe makes it.
+ * rmig_preload() starts that on a thread of its own, early; the first real
+ * call waits for it (preload_join()), and so does exit, whose destructors
+ * must not run under a thread still inside librdmacm. A child forked while
+ * it runs has no such thread: it neither joins nor waits.
+ */
+static pthread_mutex_t preload_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t preload_th;
+static pid_t preload_pid; /* the process whose thread it is; 0: none running */
+static bool preloaded;
+
+static void *preload_main(void *arg)
+{
+	struct rdma_event_channel *ech = NULL;
+
+	(void)arg;
+	if (!rmig_rv_create_channel(&ech))
+		rmig_rv_destroy_channel(ech);
+	return NULL;
+}
+
+static void rmig_rdma_preload(void)
+{
+	pthread_mutex_lock(&preload_lock);
+	if (!preloaded && !preload_pid && !pthread_create(&preload_th, NULL, preload_main, NULL))
+		preload_pid = getpid();
+	preloaded = true;
+	pthread_mutex_unlock(&preload_lock);
+}
+
+static void preload_join(void)
+{
+	pthread_mutex_lock(&preload_lock);
+	if (preload_pid == getpid())
+		pthread_join(preload_th, NULL);
+	preload_pid = 0;
+	pthread_mutex_unlock(&preload_lock);
+}
+
+__attribute__((destructor)) static void preload_fini(void)
+{
+	preload_join();
+}
+
 static int rmig_rdma_create(const struct rmig_tp_params *p, struct rmig_tp **tp_p)
 {
+	preload_join(); /* its device list, not a second one */
 	struct rmig_rdma_tp *t = calloc(1, sizeof(*t));
 	int rc;
 
@@ -79,6 +127,7 @@ static int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len)
 	socklen_t len = sizeof(ss);
 	int rc;
 
+	preload_join();
 	if (rmig_rv_device_count() == 0) {
 		snprintf(why, why_len, "no RDMA devices on this host (see 'rdma-migrate info')");
 		return -ENODEV;
@@ -130,6 +179,7 @@ static const struct rmig_transport_ops rmig_rdma_ops = {
 	.locate = rmig_rdma_locate,
 	.accept_n = rmig_rdma_accept_n,
 	.connect_n = rmig_rdma_connect_n,
+	.preload = rmig_rdma_preload,
 };
 
 const struct rmig_transport_ops *rmig_rdma_transport(void)

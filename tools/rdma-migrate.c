@@ -378,6 +378,10 @@ int main(int argc, char **argv)
 	if (cli_load_key(&c, key, &c.key_len))
 		return EXIT_USAGE;
 	c.key = key;
+	/* librdmacm's device scan, on a thread, while the images are prepared or the peer comes */
+	if ((cmd & (CMD_SEND | CMD_RECV | CMD_VM_SEND | CMD_VM_RECV)) && !c.tls &&
+	    !(c.transport && !strcmp(c.transport, "tcp")))
+		rmig_preload();
 	switch (cmd) {
 	case CMD_SEND:
 		return cmd_send(&c);

@@ -568,6 +568,18 @@ RMIG_API const char *rmig_transport_name(enum rmig_transport_kind k);
 RMIG_API int rmig_transport_built(enum rmig_transport_kind k);
 
 /*
+ * Optional: start loading what a transport's first use waits for, on a
+ * thread of the library's own, and return at once. librdmacm reads every
+ * RDMA device on its first call (100-300 ms on a slow host), inside the
+ * handshake otherwise. Call it early in a process that will migrate (before
+ * rmig_listen() or long before rmig_connect()); the first session that
+ * needs the devices waits for what is left of it. Once per process; any
+ * thread. A process that forks while it runs: the child should not use
+ * RDMA (librdmacm may be mid-way in the parent's thread).
+ */
+RMIG_API void rmig_preload(void);
+
+/*
  * Text for a negative errno that an rmig call returned: strerror(), with
  * the cases the library gives its own meaning ("timed out", "connection
  * closed by peer", "malformed message"...). A static string.
