@@ -372,7 +372,7 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 
 		if (s->chans[k].pending && off + 40 < sizeof(busy))
 			snprintf(busy + off, sizeof(busy) - off, "%s%u (rail %s)", off ? ", " : "", k,
-				 s->rail[k % (s->nrails ? s->nrails : 1)].name);
+				 s->rail[rmig_chan_rail(s, k)].name);
 	}
 	if (s->cs_stop) {
 		rc = -ECANCELED;

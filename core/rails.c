@@ -114,7 +114,15 @@ int rmig_listen_add(rmig_session *s, const char *addr)
 
 struct rmig_tp *rmig_rail_tp(const struct rmig_session *s, unsigned int chan)
 {
-	return s->rail[chan % (s->nrails ? s->nrails : 1)].tp;
+	return s->rail[rmig_chan_rail(s, chan)].tp;
+}
+
+/* Every rail carries channels (until RAILS_USE says otherwise). */
+static void use_all(struct rmig_session *s)
+{
+	s->nrails_used = s->nrails ? s->nrails : 1;
+	for (unsigned int r = 0; r < s->nrails_used; r++)
+		s->rail_used[r] = r;
 }
 
 static void name_rail0(struct rmig_session *s, bool peer)
@@ -131,22 +139,47 @@ static void name_rail0(struct rmig_session *s, bool peer)
 
 int rmig_rails_dest_open(struct rmig_session *s, struct rmig_msg_hello_ack *ack)
 {
-	unsigned int want = s->rails_asked ? s->rails_asked : 1;
+	unsigned int want = s->rails_asked ? s->rails_asked : 1, w = 1;
 
 	name_rail0(s, false);
-	/* a rail with no channel on it would only idle */
-	s->nrails = want < s->nchannels ? want : s->nchannels;
-	for (unsigned int r = 1; r < s->nrails; r++) {
-		struct rmig_rail *rl = &s->rail[r];
-		int rc = rmig_tp_create_rail(s, r);
+	s->nrails = 1;
+	/* a rail with no channel on it would only idle: at most one per channel */
+	for (unsigned int r = 1; r < want && w < s->nchannels; r++) {
+		struct rmig_rail *rl = &s->rail[w];
+		char dev[64], why[200] = "";
+		int rc;
 
-		if (!rc)
-			rc = s->tp_ops->listen(rl->tp, s->ctl_fd, rl->ep, &rl->ep_len);
+		if (r != w) { /* a rail before it was left out: this one moves down */
+			*rl = s->rail[r];
+			memset(&s->rail[r], 0, sizeof(s->rail[r]));
+		}
+		s->nrails = w + 1; /* destroyed with the session from here on */
+		rc = rmig_tp_create_rail(s, w);
+		if (rc)
+			return rc;
+		/*
+		 * A rail whose device is gone or whose link is down is not
+		 * offered: the migration (or the resume of one that lost the
+		 * rail) goes on through the others. Rail 0 is the control
+		 * connection's own: it fails the migration as before.
+		 */
+		if (s->tp_ops->reach && s->tp_ops->reach(rl->tp, s->ctl_fd, dev, sizeof(dev), why,
+							  sizeof(why))) {
+			rmig_warn(&s->log, "rail %s: not offered: %s", rl->name, why);
+			s->tp_ops->destroy(rl->tp);
+			rl->tp = NULL;
+			s->nrails = w;
+			s->rails_down++;
+			continue;
+		}
+		rc = s->tp_ops->listen(rl->tp, s->ctl_fd, rl->ep, &rl->ep_len);
 		if (rc)
 			return rmig_sess_err(s) ? rmig_sess_err(s) :
 			       rmig_sess_fail(s, rc, "opening %s data channels on rail %s: %s",
 					      s->tp_ops->name, rl->name, strerror(-rc));
+		w++;
 	}
+	use_all(s);
 	if (s->nrails > 1)
 		ack->caps |= RMIG_ACK_RAILS;
 	return 0;
@@ -199,6 +232,7 @@ int rmig_rails_source_take(struct rmig_session *s, const struct rmig_msg_hello_a
 
 	name_rail0(s, true);
 	s->nrails = 1;
+	use_all(s);
 	if (!(ack->caps & RMIG_ACK_RAILS))
 		return 0;
 	m = calloc(1, sizeof(*m));
@@ -242,8 +276,67 @@ int rmig_rails_source_take(struct rmig_session *s, const struct rmig_msg_hello_a
 	}
 	if (!rc && s->nrails > 1)
 		rmig_info(&s->log, "the destination offers %u rails", s->nrails);
+	use_all(s);
 	free(m);
 	return rc;
+}
+
+int rmig_rails_source_use(struct rmig_session *s)
+{
+	uint8_t buf[16];
+	uint64_t mask = 1; /* rail 0, the control connection's: always */
+	int n;
+
+	if (s->nrails < 2)
+		return 0;
+	s->nrails_used = 1;
+	for (unsigned int r = 1; r < s->nrails; r++) {
+		struct rmig_rail *rl = &s->rail[r];
+		char dev[64], why[200] = "";
+
+		if (s->tp_ops->reach && s->tp_ops->reach(rl->tp, s->ctl_fd, dev, sizeof(dev), why,
+							  sizeof(why))) {
+			rl->off = true;
+			s->rails_down++;
+			rmig_warn(&s->log, "rail %s: left out: %s; its channels go through the other "
+					   "rails", rl->name, why);
+			continue;
+		}
+		mask |= 1ull << r;
+		s->rail_used[s->nrails_used++] = r;
+	}
+	n = rmig_u64_encode(mask, buf, sizeof(buf));
+	return n < 0 ? rmig_sess_fail(s, n, "encoding the rails used: %s", strerror(-n))
+		     : rmig_ctl_send(s, RMIG_MSG_RAILS_USE, buf, (uint32_t)n);
+}
+
+int rmig_rails_dest_use(struct rmig_session *s, uint8_t *buf)
+{
+	struct rmig_ctl_hdr h;
+	uint64_t mask;
+	int rc;
+
+	if (s->nrails < 2)
+		return 0;
+	rc = rmig_ctl_expect(s, RMIG_MSG_RAILS_USE, &h, buf);
+	if (rc)
+		return rc;
+	if (rmig_u64_decode(buf, h.len, &mask) || !(mask & 1) || (mask >> s->nrails))
+		return rmig_sess_fail(s, -EBADMSG,
+				      "control connection: bad RAILS_USE (the rails the source uses): "
+				      "rail 0 left out, or a rail of the %u offered that does not exist",
+				      s->nrails);
+	s->nrails_used = 0;
+	for (unsigned int r = 0; r < s->nrails; r++) {
+		if (mask & (1ull << r)) {
+			s->rail_used[s->nrails_used++] = r;
+		} else {
+			s->rails_down++;
+			rmig_warn(&s->log, "rail %s: the source left it out (it cannot reach it)",
+				  s->rail[r].name);
+		}
+	}
+	return 0;
 }
 
 void rmig_rails_shutdown(struct rmig_session *s)

@@ -327,8 +327,13 @@ struct rmig_session {
 		char name[64];                /* the address as text */
 		uint16_t ep_len;              /* source: the endpoint the destination gave */
 		uint8_t ep[RMIG_EP_MAX];
+		bool off;                     /* source: offered, but left out (unreachable) */
 	} rail[RMIG_RAILS_MAX];
 	unsigned int nrails;
+	/* the rails the channels go through: channel i through rail_used[i % nrails_used] */
+	unsigned int rail_used[RMIG_RAILS_MAX];
+	unsigned int nrails_used;
+	uint64_t rails_down; /* rails left out: not offered (dest) or unreachable (source) */
 	unsigned int rails_asked; /* destination: rail 0 and the rmig_listen_add() ones */
 	/* the topology for placement (place.h); NULL: off or unreadable */
 	struct rmig_place *place;
@@ -599,12 +604,24 @@ int rmig_resume_check_hello(struct rmig_session *s, const struct rmig_msg_hello 
 /* rails.c: multi-rail */
 int rmig_tp_create_rail(struct rmig_session *s, unsigned int r); /* creates s->rail[r].tp */
 struct rmig_tp *rmig_rail_tp(const struct rmig_session *s, unsigned int chan);
-/* destination: open rails 1.. (after rail 0 listens); ack gets RMIG_ACK_RAILS */
+/* the rail channel @chan goes through (the engine reads it too: inline) */
+static inline unsigned int rmig_chan_rail(const struct rmig_session *s, unsigned int chan)
+{
+	return s->nrails_used ? s->rail_used[chan % s->nrails_used] : 0;
+}
+/*
+ * destination: open rails 1.. (after rail 0 listens); one that cannot carry
+ * channels now is left out, and the rest move down; ack gets RMIG_ACK_RAILS
+ */
 int rmig_rails_dest_open(struct rmig_session *s, struct rmig_msg_hello_ack *ack);
 int rmig_rails_dest_send(struct rmig_session *s); /* the RAILS message, after HELLO_ACK */
 /* source: read the RAILS message if @ack says one follows; create rails 1.. */
 int rmig_rails_source_take(struct rmig_session *s, const struct rmig_msg_hello_ack *ack,
 			   uint8_t *buf);
+/* source, after take: leave out the rails it cannot reach, and say which it uses (RAILS_USE) */
+int rmig_rails_source_use(struct rmig_session *s);
+/* destination, after its REGs: the source's RAILS_USE, where it offered rails */
+int rmig_rails_dest_use(struct rmig_session *s, uint8_t *buf);
 void rmig_rails_shutdown(struct rmig_session *s);
 void rmig_rails_destroy(struct rmig_session *s); /* rails 1..; after every channel closed */
 

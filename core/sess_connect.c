@@ -71,6 +71,8 @@ static int reg_blocks(struct rmig_session *s, bool send_desc)
 		unsigned int i = k % s->nblocks, r = k / s->nblocks;
 		struct rmig_block *b = &s->blocks[i];
 
+		if (s->rail[r].off) /* a source's rail left out: no channel, no device */
+			continue;
 		m.block = i;
 		m.desc_len = 0;
 		/*
@@ -221,7 +223,7 @@ out:
 }
 
 /*
- * Open rail @r's data channels: i = r, r + nrails, ... A backend with
+ * Open rail @r's data channels (those rmig_chan_rail() puts on it). A backend with
  * connect_n opens them all at once; the destination takes them in
  * whatever order they come (accept_rail()).
  */
@@ -232,8 +234,9 @@ static int connect_rail(struct rmig_session *s, unsigned int r)
 	struct rmig_tp_chan *chs[RMIG_CHANNELS_MAX];
 	int rc = 0;
 
-	for (unsigned int i = r; i < s->nchannels; i += s->nrails)
-		idx[n++] = i;
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		if (rmig_chan_rail(s, i) == r)
+			idx[n++] = i;
 	if (s->tp_ops->connect_n && n > 1) {
 		rc = s->tp_ops->connect_n(rl->tp, s->ctl_fd, rl->ep, rl->ep_len, idx, n, chs);
 		for (unsigned int k = 0; k < n && !rc; k++)
@@ -364,8 +367,10 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_rails_source_take(s, &ack, buf);
 	s->rail[0].ep_len = ack.ep_len;
 	memcpy(s->rail[0].ep, ack.ep, ack.ep_len);
-	for (unsigned int r = 0; r < s->nrails && !rc; r++)
-		rc = connect_rail(s, r);
+	if (!rc)
+		rc = rmig_rails_source_use(s);
+	for (unsigned int k = 0; k < s->nrails_used && !rc; k++)
+		rc = connect_rail(s, s->rail_used[k]);
 	if (!rc)
 		rc = reg_blocks(s, false);
 	/*
@@ -381,7 +386,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 			rc = rmig_sess_fail(s, -EBADMSG, "control connection: bad REG for block %u",
 					    i);
 		/* a destination whose pages come by message only exposes no memory (reg_blocks()) */
-		if (!rc && !(rmig_sess_by_message_only(s) && !m.desc_len))
+		if (!rc && !(rmig_sess_by_message_only(s) && !m.desc_len) && !s->rail[r].off)
 			rc = s->tp_ops->set_remote(s->rail[r].tp, i, s->blocks[i].length, m.desc,
 						   m.desc_len);
 	}
@@ -609,7 +614,7 @@ static int accept_local(struct rmig_session *s)
 }
 
 /*
- * Take rail @r's data channels (i = r, r + nrails, ...) in the order they
+ * Take rail @r's data channels (those rmig_chan_rail() puts on it) in the order they
  * come: each must be one of this rail's and new (@seen).
  */
 static int accept_rail(struct rmig_session *s, unsigned int r, bool *seen)
@@ -619,8 +624,8 @@ static int accept_rail(struct rmig_session *s, unsigned int r, bool *seen)
 	unsigned int n = 0, got = 0;
 	int rc = 0;
 
-	for (unsigned int i = r; i < s->nchannels; i += s->nrails)
-		n++;
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		n += rmig_chan_rail(s, i) == r;
 	if (s->tp_ops->accept_n && n > 1) {
 		rc = s->tp_ops->accept_n(rl->tp, n, chs);
 		got = rc ? 0 : n;
@@ -635,9 +640,9 @@ static int accept_rail(struct rmig_session *s, unsigned int r, bool *seen)
 	for (unsigned int k = 0; k < got; k++) {
 		unsigned int idx = chs[k]->idx;
 
-		if (!rc && idx % s->nrails != r)
+		if (!rc && rmig_chan_rail(s, idx) != r)
 			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected on rail %s, not %s",
-					    idx, rl->name, s->rail[idx % s->nrails].name);
+					    idx, rl->name, s->rail[rmig_chan_rail(s, idx)].name);
 		else if (!rc && seen[idx])
 			rc = rmig_sess_fail(s, -EPROTO, "data channel %u connected twice", idx);
 		if (rc) {
@@ -676,8 +681,10 @@ int rmig_accept(rmig_session *s)
 			rc = rmig_sess_fail(s, -ENOMEM, "no memory");
 	}
 	/* rail by rail, as the source connects them (connect_rail()) */
-	for (unsigned int r = 0; r < s->nrails && !rc; r++)
-		rc = accept_rail(s, r, seen);
+	if (!rc)
+		rc = rmig_rails_dest_use(s, buf);
+	for (unsigned int k = 0; k < s->nrails_used && !rc; k++)
+		rc = accept_rail(s, s->rail_used[k], seen);
 	if (!rc)
 		rc = session_start(s);
 	if (!rc)

@@ -158,7 +158,7 @@ int rmig_get_placement(rmig_session *s, unsigned int chan, struct rmig_chan_plac
 	full.numa_node = c->loc.node;
 	snprintf(full.cpus, sizeof(full.cpus), "%s", c->loc.cpus);
 	full.bound = __atomic_load_n(&c->loc.bound, __ATOMIC_ACQUIRE) ? 1 : 0;
-	full.rail = chan % (s->nrails ? s->nrails : 1);
+	full.rail = rmig_chan_rail(s, chan);
 	snprintf(full.rail_addr, sizeof(full.rail_addr), "%s", s->rail[full.rail].name);
 	rmig_copy_sized(p, size, &full, sizeof(full));
 	return 0;

@@ -300,6 +300,7 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 	st->syncs = s->sync_acked;
 	st->rounds = s->rounds;
 	st->downtime_ns = s->downtime_ns;
+	st->rails_down = s->rails_down;
 	end = s->t_end_ns ? s->t_end_ns : rmig_now_ns();
 	if (s->t_start_ns)
 		st->duration_ns = end - s->t_start_ns;

@@ -152,6 +152,41 @@ int rmig_tp_addr(const struct rmig_tp_params *p, int ctl_fd, bool peer, uint16_t
 	return rc;
 }
 
+/*
+ * Source: a route to the rail's address (a UDP socket's connect sends
+ * nothing); destination: the address is still this host's.
+ */
+static int tcp_reach(struct rmig_tp *tp, int ctl_fd, char *dev, size_t dev_len, char *why,
+		     size_t why_len)
+{
+	const struct rmig_tp_params *p = &tp->p;
+	bool src = p->role == RMIG_ROLE_SOURCE;
+	struct sockaddr_storage ss;
+	char host[64] = "?";
+	socklen_t len;
+	int fd, rc;
+
+	*dev = '\0';
+	(void)dev_len;
+	rc = rmig_tp_addr(p, ctl_fd, src, src ? 9 : 0, &ss, &len);
+	if (rc) {
+		snprintf(why, why_len, "no address: %s", strerror(-rc));
+		return rc;
+	}
+	rmig_sockaddr_str(&ss, false, host, sizeof(host));
+	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		rc = -errno;
+	else if (src ? connect(fd, (struct sockaddr *)&ss, len) : bind(fd, (struct sockaddr *)&ss, len))
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		snprintf(why, why_len, "%s %s: %s", src ? "no route to" : "cannot bind", host,
+			 strerror(-rc));
+	return rc;
+}
+
 static int tcp_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p)
 {
 	struct tcp_tp *t = tcp_tp(tp);
@@ -755,4 +790,5 @@ const struct rmig_transport_ops rmig_tcp_ops = {
 	.shutdown = tcp_shutdown,
 	.chan_close = tcp_chan_close,
 	.locate = tcp_locate,
+	.reach = tcp_reach,
 };

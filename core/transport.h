@@ -268,6 +268,17 @@ struct rmig_transport_ops {
 	 * Returns at once; does its work once per process.
 	 */
 	void (*preload)(void);
+	/*
+	 * Optional (NULL: assumed to): whether this rail can carry data
+	 * channels now, checked without a word to the peer and without
+	 * up->fail(). Source: a route to the rail's address (p->rail_addr,
+	 * else the control connection's peer) through a device whose link is
+	 * up; destination: the same for its local address. 0 with the local
+	 * device's name in @dev (may be empty), or a negative errno with the
+	 * cause in @why. API thread, after create, before connect/listen.
+	 */
+	int (*reach)(struct rmig_tp *tp, int ctl_fd, char *dev, size_t dev_len, char *why,
+		     size_t why_len);
 };
 
 extern const struct rmig_transport_ops rmig_tcp_ops;

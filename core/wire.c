@@ -34,6 +34,7 @@ static const char *const msg_names[RMIG_MSG_TYPE_MAX] = {
 	[RMIG_MSG_PC_RUN] = "PC_RUN",
 	[RMIG_MSG_PAGE_REQ] = "PAGE_REQ",
 	[RMIG_MSG_RAILS] = "RAILS",
+	[RMIG_MSG_RAILS_USE] = "RAILS_USE",
 };
 
 static const char *const frame_names[RMIG_FRAME_TYPE_MAX] = {

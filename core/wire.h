@@ -82,6 +82,7 @@ enum rmig_msg_type {
 	RMIG_MSG_PC_RUN = 13,         /* source: postcopy begins (after every DISCARD) */
 	RMIG_MSG_PAGE_REQ = 14,       /* dest: send these pages now */
 	RMIG_MSG_RAILS = 15,          /* dest, after HELLO_ACK: its other rails */
+	RMIG_MSG_RAILS_USE = 16,      /* source, after RAILS: the rails it uses (u64 mask) */
 	RMIG_MSG_TYPE_MAX,
 };
 

@@ -216,6 +216,71 @@ static int port_up(struct rmig_rdma_tp *t, struct rdma_cm_id *id, const char *wh
 			      ibv_port_state_str(st));
 }
 
+int rmig_rdma_route(const struct sockaddr_storage *ss, bool resolve, char *dev, size_t dev_len,
+		    char *why, size_t why_len)
+{
+	struct rdma_event_channel *ech = NULL;
+	struct rdma_cm_event *ev = NULL;
+	struct rdma_cm_id *id = NULL;
+	enum ibv_port_state st;
+	char host[64];
+	int rc;
+
+	*dev = '\0';
+	rmig_sockaddr_str(ss, false, host, sizeof(host));
+	/* an id of its own event channel: never connected, so no message goes out */
+	rc = rmig_rv_create_channel(&ech);
+	if (!rc)
+		rc = rmig_rv_create_id(ech, NULL, &id);
+	if (!rc && resolve) {
+		rc = rmig_rv_resolve_addr(id, (struct sockaddr *)ss, 2000);
+		if (!rc)
+			rc = rmig_wait_readable(ech->fd, -1, 3000);
+		if (!rc)
+			rc = rmig_rv_get_event(ech, &ev);
+		if (!rc && ev->event != RDMA_CM_EVENT_ADDR_RESOLVED)
+			rc = -EHOSTUNREACH;
+	} else if (!rc) {
+		rc = rmig_rv_bind_addr(id, (struct sockaddr *)ss);
+	}
+	if (!rc && !id->verbs)
+		rc = -ENODEV;
+	if (rc) {
+		snprintf(why, why_len, "no RDMA device %s %s (%s)", resolve ? "reaches" : "holds", host,
+			 ev && ev->event != RDMA_CM_EVENT_ADDR_RESOLVED ? rdma_event_str(ev->event)
+									 : strerror(-rc));
+		rc = -ENODEV;
+	} else {
+		snprintf(dev, dev_len, "%s", ibv_get_device_name(id->verbs->device));
+		if (port_down(id, &st)) {
+			rc = -ENETDOWN;
+			snprintf(why, why_len, "device %s port %u is %s (its link is down)", dev,
+				 id->port_num, ibv_port_state_str(st));
+		}
+	}
+	if (ev)
+		rmig_rv_ack_event(ev);
+	rmig_rv_destroy_id(id);
+	rmig_rv_destroy_channel(ech);
+	return rc;
+}
+
+int rmig_rdma_reach(struct rmig_tp *tp, int ctl_fd, char *dev, size_t dev_len, char *why,
+		    size_t why_len)
+{
+	bool src = tp->p.role == RMIG_ROLE_SOURCE;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int rc = rmig_tp_addr(&tp->p, ctl_fd, src, 0, &ss, &sl);
+
+	if (rc) {
+		*dev = '\0';
+		snprintf(why, why_len, "no address: %s", strerror(-rc));
+		return rc;
+	}
+	return rmig_rdma_route(&ss, src, dev, dev_len, why, why_len);
+}
+
 int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p)
 {
 	struct rmig_rdma_tp *t = rmig_rdma_tp(tp);

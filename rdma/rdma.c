@@ -117,14 +117,16 @@ static void rmig_rdma_shutdown(struct rmig_tp *tp)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* Whether an RDMA device reaches the peer of @ctl_fd: its address resolves to one. */
+/*
+ * Whether an RDMA device reaches the peer of @ctl_fd: its address resolves
+ * to one. -ENETDOWN where it does but the device's link is down (an auto
+ * transport then takes TCP; one asked for fails at connect, naming it).
+ */
 static int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len)
 {
-	struct rdma_event_channel *ech = NULL;
-	struct rdma_cm_id *id = NULL;
-	struct rdma_cm_event *ev = NULL;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
+	char dev[64];
 	int rc;
 
 	preload_join();
@@ -134,26 +136,10 @@ static int rmig_rdma_probe(int ctl_fd, char *why, size_t why_len)
 	}
 	if (getpeername(ctl_fd, (struct sockaddr *)&ss, &len) < 0)
 		return -errno;
-	rc = rmig_rv_create_channel(&ech);
+	rc = rmig_rdma_route(&ss, true, dev, sizeof(dev), why, why_len);
 	if (!rc)
-		rc = rmig_rv_create_id(ech, NULL, &id);
-	if (!rc)
-		rc = rmig_rv_resolve_addr(id, (struct sockaddr *)&ss, 2000);
-	if (!rc)
-		rc = rmig_rv_get_event(ech, &ev);
-	if (!rc && (ev->event != RDMA_CM_EVENT_ADDR_RESOLVED || !id->verbs))
-		rc = -ENODEV;
-	if (rc)
-		snprintf(why, why_len, "no RDMA device reaches the peer (%s)",
-			 ev ? rdma_event_str(ev->event) : strerror(-rc));
-	else
-		snprintf(why, why_len, "device %s reaches the peer",
-			 ibv_get_device_name(id->verbs->device));
-	if (ev)
-		rmig_rv_ack_event(ev);
-	rmig_rv_destroy_id(id);
-	rmig_rv_destroy_channel(ech);
-	return rc ? -ENODEV : 0;
+		snprintf(why, why_len, "device %s reaches the peer", dev);
+	return rc;
 }
 
 static const struct rmig_transport_ops rmig_rdma_ops = {
@@ -180,6 +166,7 @@ static const struct rmig_transport_ops rmig_rdma_ops = {
 	.accept_n = rmig_rdma_accept_n,
 	.connect_n = rmig_rdma_connect_n,
 	.preload = rmig_rdma_preload,
+	.reach = rmig_rdma_reach,
 };
 
 const struct rmig_transport_ops *rmig_rdma_transport(void)

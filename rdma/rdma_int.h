@@ -132,6 +132,16 @@ int rmig_rdma_pd_init(struct rmig_rdma_tp *t, struct ibv_context *verbs);
 /* cm.c */
 int rmig_rdma_listen(struct rmig_tp *tp, int ctl_fd, uint8_t *ep, uint16_t *ep_len_p);
 int rmig_rdma_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p);
+/*
+ * Whether an RDMA device reaches @ss (@resolve: a peer's address) or holds
+ * it (a local one), and its port is active: 0 with the device's name in
+ * @dev; -ENODEV (no device) or -ENETDOWN (its link is down) with the cause
+ * in @why. Sends nothing to anyone.
+ */
+int rmig_rdma_route(const struct sockaddr_storage *ss, bool resolve, char *dev, size_t dev_len,
+		    char *why, size_t why_len);
+int rmig_rdma_reach(struct rmig_tp *tp, int ctl_fd, char *dev, size_t dev_len, char *why,
+		    size_t why_len);
 int rmig_rdma_accept_n(struct rmig_tp *tp, unsigned int n, struct rmig_tp_chan **chs);
 int rmig_rdma_connect_n(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
 			const unsigned int *idx, unsigned int n, struct rmig_tp_chan **chs);

@@ -227,6 +227,10 @@ struct rmig_stats {
 	uint64_t pc_pauses;      /* breaks that paused postcopy */
 	uint64_t pc_paused_ns;   /* time paused, all breaks together */
 	uint64_t pc_rerequested; /* pages asked for again after a resume */
+	/* multi-rail: rails this session goes without, their link down or device gone
+	 * (the destination offers only those it can open; the source leaves out those it
+	 * cannot reach). A migration resumed after losing a rail goes on through the rest. */
+	uint64_t rails_down;
 };
 
 /* Fill @o with defaults; @size is sizeof(*o). */

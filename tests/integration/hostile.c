@@ -497,6 +497,9 @@ struct runner {
 	int rc;
 };
 
+static char rails_use_port[16];
+static volatile bool rails_use_sent;
+
 /* Every message the destination logs: none may carry a control byte. */
 static struct {
 	pthread_mutex_t lock;
@@ -575,12 +578,98 @@ static void test_hostile_sources(void **state)
 	}
 }
 
+/*
+ * A source answering a destination of two rails with RAILS_USE @mask (of
+ * @len bytes): HELLO for 2 channels, HELLO_ACK, RAILS, then the mask, and
+ * it closes. The destination's verdict is its error.
+ */
+struct rails_use_case {
+	uint64_t mask;
+	uint32_t len;
+	const char *expect;
+};
+
+static void *rails_use_src(void *arg)
+{
+	const struct rails_use_case *c = arg;
+	static struct rmig_msg_hello m;
+	static uint8_t buf[RMIG_CTL_MAX];
+	struct rmig_msg_hello_ack ack;
+	struct rmig_ctl_hdr h;
+	struct raw r = { .ctl = -1, .data = -1 };
+	uint8_t b[8];
+	int n;
+
+	if (rmig_sock_connect("127.0.0.1", rails_use_port, 2000, &r.ctl))
+		return NULL;
+	hello_default(&m, 0x5151515151515151ull);
+	m.nchannels = 2;
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	if (n > 0 && !test_send_ctl(r.ctl, RMIG_MSG_HELLO, buf, (uint32_t)n) &&
+	    !test_recv_ctl(r.ctl, &h, buf) && h.type == RMIG_MSG_HELLO_ACK &&
+	    !rmig_hello_ack_decode(buf, h.len, &ack) && (ack.caps & RMIG_ACK_RAILS) &&
+	    !test_recv_ctl(r.ctl, &h, buf) && h.type == RMIG_MSG_RAILS) {
+		rmig_put_be64(b, c->mask);
+		test_send_ctl(r.ctl, RMIG_MSG_RAILS_USE, b, c->len);
+		rails_use_sent = true;
+	}
+	usleep(300000);
+	raw_close(&r);
+	return NULL;
+}
+
+static void test_bad_rails_use(void **state)
+{
+	static const struct rails_use_case cases_ru[] = {
+		{ 2, 8, "bad RAILS_USE" },    /* rail 0 left out */
+		{ 0x21, 8, "bad RAILS_USE" }, /* a rail never offered */
+		{ 3, 5, "bad RAILS_USE" },    /* not a u64 */
+		/* the control: both rails, and the destination waits for channels */
+		{ 3, 8, "before opening every data channel" },
+		{ 1, 8, "before opening every data channel" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases_ru) / sizeof(cases_ru[0]); i++) {
+		uint8_t *mem = guarded_alloc(BLOCK_LEN);
+		struct rmig_opts o;
+		rmig_session *d;
+		pthread_t th;
+		int rc;
+
+		memset(mem, 0x5a, BLOCK_LEN);
+		rmig_opts_init(&o, sizeof(o));
+		o.role = RMIG_ROLE_DEST;
+		o.timeout_ms = TIMEOUT_MS;
+		o.log_fn = NULL;
+		assert_int_equal(rmig_session_create(&o, &d), 0);
+		assert_int_equal(rmig_add_ram(d, "ram", mem, BLOCK_LEN, 4096), 0);
+		assert_int_equal(rmig_listen(d, "tcp://127.0.0.1:0"), 0);
+		assert_int_equal(rmig_listen_add(d, "127.0.0.2"), 0);
+		snprintf(rails_use_port, sizeof(rails_use_port), "%d", rmig_listen_port(d));
+		rails_use_sent = false;
+		pthread_create(&th, NULL, rails_use_src, (void *)&cases_ru[i]);
+		rc = rmig_accept(d);
+		pthread_join(th, NULL);
+		printf("# RAILS_USE %#llx (%u bytes): rc=%d: %s\n", (unsigned long long)cases_ru[i].mask,
+		       cases_ru[i].len, rc, rmig_last_error(d));
+		assert_true(rails_use_sent);
+		assert_true(rc < 0);
+		assert_non_null(strstr(rmig_last_error(d), cases_ru[i].expect));
+		for (uint32_t k = 0; k < BLOCK_LEN; k += 512)
+			assert_int_equal(mem[k], 0x5a);
+		rmig_session_destroy(d);
+		guarded_free(mem, BLOCK_LEN);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hostile_sources),
 		cmocka_unit_test(test_hostile_destinations),
 		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_bad_rails_use),
 	};
 
 	if (argc == 2 && !strcmp(argv[1], "list")) {
