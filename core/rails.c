@@ -281,27 +281,88 @@ int rmig_rails_source_take(struct rmig_session *s, const struct rmig_msg_hello_a
 	return rc;
 }
 
+/* Whether @dev is one of the comma-separated names of @list. */
+static bool listed(const char *list, const char *dev)
+{
+	size_t n = strlen(dev);
+
+	for (const char *p = list; n && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
+		if (strcspn(p, ",") == n && !strncmp(p, dev, n))
+			return true;
+	return false;
+}
+
 int rmig_rails_source_use(struct rmig_session *s)
 {
+	const char *want = s->opts.rails;
+	char dev[RMIG_RAILS_MAX][64] = { { 0 } }, seen[512] = "";
+	bool up[RMIG_RAILS_MAX] = { false };
 	uint8_t buf[16];
 	uint64_t mask = 1; /* rail 0, the control connection's: always */
 	int n;
 
-	if (s->nrails < 2)
+	if (s->nrails < 2 && !*want)
 		return 0;
-	s->nrails_used = 1;
-	for (unsigned int r = 1; r < s->nrails; r++) {
+	for (unsigned int r = 0; r < s->nrails; r++) {
 		struct rmig_rail *rl = &s->rail[r];
-		char dev[64], why[200] = "";
+		char why[200] = "";
 
-		if (s->tp_ops->reach && s->tp_ops->reach(rl->tp, s->ctl_fd, dev, sizeof(dev), why,
-							  sizeof(why))) {
+		if (!r && !*want) {
+			up[0] = true; /* its connect says what it needs to */
+			continue;
+		}
+		up[r] = !s->tp_ops->reach || !s->tp_ops->reach(rl->tp, s->ctl_fd, dev[r],
+								sizeof(dev[r]), why, sizeof(why));
+		if (!r)
+			continue; /* rail 0 that cannot carry channels: its connect says why */
+		if (!up[r]) {
 			rl->off = true;
 			s->rails_down++;
 			rmig_warn(&s->log, "rail %s: left out: %s; its channels go through the other "
 					   "rails", rl->name, why);
-			continue;
+		} else if (*want && !listed(want, dev[r])) {
+			rl->off = true;
+			rmig_info(&s->log, "rail %s: left out: its device %s is not among the rails "
+					   "asked for (%s)", rl->name, dev[r], want);
 		}
+	}
+	if (*want) {
+		for (unsigned int r = 0; r < s->nrails; r++) {
+			size_t off = strlen(seen);
+			char one[160];
+
+			if (!up[r] || !*dev[r])
+				continue;
+			snprintf(one, sizeof(one), "%s%.63s through %.63s", off ? ", " : "",
+				 s->rail[r].name, dev[r]);
+			if (off + strlen(one) < sizeof(seen))
+				memcpy(seen + off, one, strlen(one) + 1);
+		}
+		if (up[0] && *dev[0] && !listed(want, dev[0]))
+			return rmig_sess_fail(s, -EINVAL,
+					      "rails: %s, the control connection's address (rail 0), is "
+					      "reached through %s, which the rails asked for (%s) leave "
+					      "out; rail 0 always carries channels",
+					      s->rail[0].name, dev[0], want);
+		for (const char *p = want; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0)) {
+			char name[64];
+			bool hit = false;
+
+			snprintf(name, sizeof(name), "%.*s", (int)strcspn(p, ","), p);
+			for (unsigned int r = 0; r < s->nrails && !hit; r++)
+				hit = up[r] && !strcmp(dev[r], name);
+			if (!hit)
+				return rmig_sess_fail(s, -EINVAL,
+						      "rails: device %s reaches none of the destination's "
+						      "addresses (%s)", name, *seen ? seen : "none reachable");
+		}
+	}
+	if (s->nrails < 2)
+		return 0;
+	s->nrails_used = 1;
+	for (unsigned int r = 1; r < s->nrails; r++) {
+		if (s->rail[r].off)
+			continue;
 		mask |= 1ull << r;
 		s->rail_used[s->nrails_used++] = r;
 	}

@@ -110,6 +110,18 @@ static int opts_check(const struct rmig_opts *o, const struct rmig_logger *lg)
 		rmig_err(lg, "option load_threads: %u is not in 1..64", o->load_threads);
 		return -EINVAL;
 	}
+	if (!memchr(o->rails, '\0', sizeof(o->rails))) {
+		rmig_err(lg, "option rails: not a string of at most %zu bytes", sizeof(o->rails) - 1);
+		return -EINVAL;
+	}
+	for (const char *p = o->rails, *e; *p; p = *e ? e + 1 : e) {
+		e = p + strcspn(p, ",");
+		if (e == p || e - p >= 64 || (*e && !e[1])) { /* empty, long, or a trailing comma */
+			rmig_err(lg, "option rails: '%s' is not a list of device names (NAME[,NAME...], "
+				     "each 1..63 bytes)", o->rails);
+			return -EINVAL;
+		}
+	}
 	if (o->flags & ~RMIG_FLAGS_ALL) {
 		rmig_err(lg, "option flags: unknown bits 0x%x", o->flags & ~RMIG_FLAGS_ALL);
 		return -EINVAL;

@@ -167,7 +167,6 @@ static int tcp_reach(struct rmig_tp *tp, int ctl_fd, char *dev, size_t dev_len, 
 	int fd, rc;
 
 	*dev = '\0';
-	(void)dev_len;
 	rc = rmig_tp_addr(p, ctl_fd, src, src ? 9 : 0, &ss, &len);
 	if (rc) {
 		snprintf(why, why_len, "no address: %s", strerror(-rc));
@@ -179,6 +178,8 @@ static int tcp_reach(struct rmig_tp *tp, int ctl_fd, char *dev, size_t dev_len, 
 		rc = -errno;
 	else if (src ? connect(fd, (struct sockaddr *)&ss, len) : bind(fd, (struct sockaddr *)&ss, len))
 		rc = -errno;
+	if (!rc && rmig_sock_ifname(fd, dev, dev_len))
+		*dev = '\0'; /* the interface of the route's local address, where found */
 	if (fd >= 0)
 		close(fd);
 	if (rc)

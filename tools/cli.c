@@ -71,6 +71,11 @@ static const struct cli_opt opts[] = {
 	  "no placement: channel threads float over every CPU and buffers go where the kernel "
 	  "puts them (default: each channel thread is bound to the CPUs near the device it goes "
 	  "through, its buffers on that device's NUMA node, where hwloc finds a locality)" },
+	{ "rails", "DEV[,DEV...]", OPT_STR, CMD_SEND | CMD_VM_SEND, OFF(rails), 0, 0, NULL, NULL,
+	  "multi-rail (recv --listen A --listen B): the local devices to use, RDMA devices "
+	  "(rxe0,mlx5_1) or network interfaces over tcp; a destination address reached through "
+	  "another device is left out (default: every device that reaches one). The control "
+	  "connection's address always carries channels: its device must be named" },
 	{ "resume", NULL, OPT_FLAG, CMD_SEND, OFF(resume), 0, 0, NULL, NULL,
 	  "when the connection breaks, reconnect and go on within --recovery-timeout: a "
 	  "destination that kept the migration (recv --keep) is sent only what it may lack. "
@@ -434,6 +439,8 @@ int cli_check_addr(const char *opt, const char *v, bool listen)
 	return 0;
 }
 
+static int cli_check_rails(unsigned int cmd, const char *list);
+
 int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 {
 	memset(c, 0, sizeof(*c));
@@ -502,6 +509,8 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 		fprintf(stderr, "rdma-migrate save: --to: an empty file name\n");
 		return -EINVAL;
 	}
+	if (c->rails && cli_check_rails(cmd, c->rails))
+		return -EINVAL;
 	if (c->tls && !c->key_file) {
 		fprintf(stderr, "rdma-migrate %s: --tls needs --key-file (the TLS keys derive from "
 				"the shared key)\n",
@@ -515,6 +524,44 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* --rails: names of RDMA devices or network interfaces of this host, comma-separated. */
+static int cli_check_rails(unsigned int cmd, const char *list)
+{
+	const char *p = list;
+
+	if (!*list || strlen(list) > 255) {
+		fprintf(stderr, "rdma-migrate %s: --rails: %s\n", cli_cmd_name(cmd),
+			*list ? "longer than 255 bytes" : "empty");
+		return -1;
+	}
+	for (;;) {
+		size_t n = strcspn(p, ",");
+		char name[64], path[128];
+		struct stat st;
+
+		if (!n || n >= sizeof(name) || memchr(p, '/', n) || (n <= 2 && p[0] == '.')) {
+			fprintf(stderr, "rdma-migrate %s: --rails: '%.*s' is not a device name\n",
+				cli_cmd_name(cmd), (int)n, p);
+			return -1;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)n, p);
+		snprintf(path, sizeof(path), "/sys/class/infiniband/%s", name);
+		if (stat(path, &st)) {
+			snprintf(path, sizeof(path), "/sys/class/net/%s", name);
+			if (stat(path, &st)) {
+				fprintf(stderr, "rdma-migrate %s: --rails: no RDMA device or network "
+						"interface named '%s' on this host (see 'rdma-migrate "
+						"info')\n",
+					cli_cmd_name(cmd), name);
+				return -1;
+			}
+		}
+		if (!p[n])
+			return 0;
+		p += n + 1;
+	}
 }
 
 int cli_open_regular(const char *what, const char *path)

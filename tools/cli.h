@@ -56,6 +56,7 @@ struct cli {
 	const char *state_dir;
 	unsigned int channels;
 	const char *transport;
+	const char *rails; /* --rails DEV[,DEV...] */
 	unsigned int timeout_s;
 	uint64_t extent;
 	uint64_t inflight;

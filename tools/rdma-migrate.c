@@ -321,6 +321,8 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 			       !strcmp(c->transport, "rdma") ? RMIG_TRANSPORT_RDMA :
 							       RMIG_TRANSPORT_AUTO;
 	o->max_bandwidth = c->max_bandwidth;
+	if (c->rails && role == RMIG_ROLE_SOURCE)
+		snprintf(o->rails, sizeof(o->rails), "%s", c->rails); /* checked: < 256 bytes */
 	o->key = c->key_len ? c->key : NULL;
 	o->key_len = c->key_len;
 	if (c->downtime_ms)

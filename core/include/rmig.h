@@ -192,6 +192,16 @@ struct rmig_opts {
 	 * come back (instead of timeout_ms).
 	 */
 	unsigned int recovery_timeout_ms;
+	/*
+	 * Source, multi-rail (rmig_listen_add()): the local devices to use, by
+	 * name, comma-separated: RDMA devices ("mlx5_0,mlx5_1"), or network
+	 * interfaces over TCP. "" (default): every device that reaches one of
+	 * the destination's addresses. A rail whose device is not named is
+	 * left out. Rail 0 (the control connection's address) always carries
+	 * channels: connect fails (-EINVAL, said) when its device is not
+	 * named, and when a named device reaches none of the addresses.
+	 */
+	char rails[256];
 };
 
 struct rmig_chan_stats {

@@ -198,6 +198,50 @@ if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && [ "$rlcheck" = True ] && cmp -s "$W/j.s
 else
 	bad "two rails: rc $src_rc/$dst_rc, check '$rlcheck': $(cat "$W/rl.json" "$W/rl.out" "$W/rl.err")"
 fi
+# --rails: the source's local devices. Where the two rails go through two
+# devices (rxe0, rxe1 in the VM), naming rail 0's alone leaves rail 1 out:
+# every channel on rail 0, byte-identical; naming rail 1's alone fails, as
+# rail 0 always carries channels. Where both go through one (lo on the
+# host), naming it keeps both rails.
+read -r dev0 dev1 < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rails"]; print(r[0]["device"], r[-1]["device"])' "$W/rl.json" 2>/dev/null)
+if [ -n "${dev0:-}" ]; then
+	start_recv rs --ram "ram=$W/rs.dst" --listen "$ADDR2:0" --json
+	"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/j.src" --transport "$TRANSPORT" --channels 4 \
+		--rails "$dev0" --json --quiet >"$W/rs.json" 2>"$W/rs.serr"
+	src_rc=$?
+	wait_rc "$RPID" 30
+	dst_rc=$?
+	want=$([ "$dev0" != "$dev1" ] && echo "[0, 0, 0, 0]" || echo "[0, 1, 0, 1]")
+	got=$(python3 -c 'import json,sys; print([p["rail"] for p in json.load(open(sys.argv[1]))["placement"]])' "$W/rs.json" 2>&1)
+	if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && [ "$got" = "$want" ] && cmp -s "$W/j.src" "$W/rs.dst"; then
+		ok "--rails $dev0 (rails through $dev0 and $dev1): channels on rails $got, byte-identical"
+	else
+		bad "--rails $dev0: rc $src_rc/$dst_rc, rails $got (want $want): $(cat "$W/rs.serr" "$W/rs.err")"
+	fi
+	if [ "$dev0" != "$dev1" ]; then
+		start_recv rs2 --ram "ram=$W/rs2.dst" --listen "$ADDR2:0"
+		"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/j.src" --transport "$TRANSPORT" --channels 4 \
+			--rails "$dev1" --quiet >/dev/null 2>"$W/rs2.serr"
+		src_rc=$?
+		wait_rc "$RPID" 30
+		dst_rc=$?
+		if [ $src_rc = 1 ] && [ $dst_rc = 1 ] && grep -q "reached through $dev0, which the rails asked for ($dev1) leave out" "$W/rs2.serr"; then
+			ok "--rails $dev1 without rail 0's device: exit 1 ($(grep -o "rails: .*" "$W/rs2.serr" | head -1 | cut -c1-90))"
+		else
+			bad "--rails $dev1: rc $src_rc/$dst_rc: $(cat "$W/rs2.serr" "$W/rs2.err")"
+		fi
+	fi
+else
+	bad "--rails: no devices in the two-rails run's --json"
+fi
+# a --rails name that is no device of this host: a usage error before any connection
+"$RM" send --to "$ADDR:1" --ram "ram=$W/j.src" --rails "$dev0,nosuchdev9" >/dev/null 2>"$W/rs3.err"
+rc=$?
+if [ $rc = 2 ] && grep -q "no RDMA device or network interface named 'nosuchdev9'" "$W/rs3.err"; then
+	ok "--rails with no such device: usage error (exit 2)"
+else
+	bad "--rails nosuchdev9: rc $rc: $(cat "$W/rs3.err")"
+fi
 # a rail that is no address of this host: a clear error before any source is served
 timeout 10 "$RM" recv --listen "$ADDR:0" --listen 192.0.2.1:0 --ram "ram=$W/rl2.dst" \
 	>"$W/rl2.out" 2>"$W/rl2.err"

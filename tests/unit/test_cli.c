@@ -379,6 +379,20 @@ static void test_session_opts(void **state)
 	o.flags = 1u << 30; /* no such flag */
 	assert_int_equal(rmig_session_create(&o, &s), -EINVAL);
 	o.flags = 0;
+	/* rails: device names, comma-separated, none empty */
+	static const char *const bad_rails[] = { ",", "a,", ",a", "a,,b",
+		"x123456789012345678901234567890123456789012345678901234567890123" };
+	for (size_t i = 0; i < sizeof(bad_rails) / sizeof(bad_rails[0]); i++) {
+		snprintf(o.rails, sizeof(o.rails), "%s", bad_rails[i]);
+		assert_int_equal(rmig_session_create(&o, &s), -EINVAL);
+	}
+	memset(o.rails, 'a', sizeof(o.rails)); /* no terminating NUL */
+	assert_int_equal(rmig_session_create(&o, &s), -EINVAL);
+	snprintf(o.rails, sizeof(o.rails), "mlx5_0,mlx5_1");
+	assert_int_equal(rmig_session_create(&o, &s), 0);
+	rmig_session_destroy(s);
+	s = NULL;
+	o.rails[0] = '\0';
 	assert_null(s); /* filled only on success */
 	assert_int_equal(rmig_session_create(&o, &s), 0);
 	assert_non_null(s);
