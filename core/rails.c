@@ -331,14 +331,14 @@ int rmig_rails_source_use(struct rmig_session *s)
 			size_t off = strlen(seen);
 			char one[160];
 
-			if (!up[r] || !*dev[r])
+			if (!*dev[r])
 				continue;
 			snprintf(one, sizeof(one), "%s%.63s through %.63s", off ? ", " : "",
 				 s->rail[r].name, dev[r]);
 			if (off + strlen(one) < sizeof(seen))
 				memcpy(seen + off, one, strlen(one) + 1);
 		}
-		if (up[0] && *dev[0] && !listed(want, dev[0]))
+		if (*dev[0] && !listed(want, dev[0]))
 			return rmig_sess_fail(s, -EINVAL,
 					      "rails: %s, the control connection's address (rail 0), is "
 					      "reached through %s, which the rails asked for (%s) leave "
@@ -349,12 +349,13 @@ int rmig_rails_source_use(struct rmig_session *s)
 			bool hit = false;
 
 			snprintf(name, sizeof(name), "%.*s", (int)strcspn(p, ","), p);
+			/* a device whose link is down still reaches it: its connect says the rest */
 			for (unsigned int r = 0; r < s->nrails && !hit; r++)
-				hit = up[r] && !strcmp(dev[r], name);
+				hit = !strcmp(dev[r], name);
 			if (!hit)
 				return rmig_sess_fail(s, -EINVAL,
 						      "rails: device %s reaches none of the destination's "
-						      "addresses (%s)", name, *seen ? seen : "none reachable");
+						      "addresses (%s)", name, *seen ? seen : "none has a device");
 		}
 	}
 	if (s->nrails < 2)
