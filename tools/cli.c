@@ -509,6 +509,11 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 		fprintf(stderr, "rdma-migrate save: --to: an empty file name\n");
 		return -EINVAL;
 	}
+	if (c->rails && c->to && !strncmp(c->to, "file:", 5)) {
+		fprintf(stderr, "rdma-migrate %s: --rails with --to file:: a file has no rails\n",
+			cli_cmd_name(cmd));
+		return -EINVAL;
+	}
 	if (c->rails && cli_check_rails(cmd, c->rails))
 		return -EINVAL;
 	if (c->tls && !c->key_file) {

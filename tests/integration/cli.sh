@@ -242,6 +242,13 @@ if [ $rc = 2 ] && grep -q "no RDMA device or network interface named 'nosuchdev9
 else
 	bad "--rails nosuchdev9: rc $rc: $(cat "$W/rs3.err")"
 fi
+"$RM" send --to "file:$W/rs4.rmig" --ram "ram=$W/j.src" --rails "$dev0" >/dev/null 2>"$W/rs4.err"
+rc=$?
+if [ $rc = 2 ] && grep -q "a file has no rails" "$W/rs4.err" && [ ! -e "$W/rs4.rmig" ]; then
+	ok "--rails with a file target: usage error (exit 2)"
+else
+	bad "--rails to a file: rc $rc: $(cat "$W/rs4.err")"
+fi
 # a rail that is no address of this host: a clear error before any source is served
 timeout 10 "$RM" recv --listen "$ADDR:0" --listen 192.0.2.1:0 --ram "ram=$W/rl2.dst" \
 	>"$W/rl2.out" 2>"$W/rl2.err"
