@@ -512,23 +512,17 @@ if [ "$TRANSPORT" = tcp ]; then
 	fi
 	cleanup_netns
 else
-	# dummy0 up again, its address back, and rxe0's port active
-	dummy0_up() {
-		ip link set dummy0 up
-		ip addr show dummy0 | grep -q "$ADDR" || ip addr add "$ADDR/24" dev dummy0
+	# dummyN up again, its address back, and rxeN's port active
+	dummy_up() { # N ADDR
+		ip link set "dummy$1" up
+		ip addr show "dummy$1" | grep -q "$2" || ip addr add "$2/24" dev "dummy$1"
 		for _ in $(seq 100); do
-			ibv_devinfo -d rxe0 2>/dev/null | grep -q PORT_ACTIVE && break
+			ibv_devinfo -d "rxe$1" 2>/dev/null | grep -q PORT_ACTIVE && break
 			sleep 0.1
 		done
 	}
-	dummy1_up() {
-		ip link set dummy1 up
-		ip addr show dummy1 | grep -q "$ADDR2" || ip addr add "$ADDR2/24" dev dummy1
-		for _ in $(seq 100); do
-			ibv_devinfo -d rxe1 2>/dev/null | grep -q PORT_ACTIVE && break
-			sleep 0.1
-		done
-	}
+	dummy0_up() { dummy_up 0 "$ADDR"; }
+	dummy1_up() { dummy_up 1 "$ADDR2"; }
 	# a migration begun while rxe0's port is down: both ends fail at once,
 	# naming the port (no connection request goes out through it)
 	ip link set dummy0 down
