@@ -221,7 +221,8 @@ void tool_json_placement(FILE *f, rmig_session *s, unsigned int channels)
 	fprintf(f, "]");
 }
 
-void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified)
+void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified,
+		     unsigned int resumes)
 {
 	struct rmig_stats st;
 	double secs;
@@ -234,11 +235,11 @@ void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool ve
 		",\"zero_pages\":%" PRIu64 ",\"state_bytes\":%" PRIu64 ",\"blobs\":%" PRIu64
 		",\"syncs\":%" PRIu64 ",\"duration_s\":%.6f,\"throughput_MiBps\":%.2f"
 		",\"registration_s\":%.6f,\"verified\":%s,\"rails_down\":%" PRIu64
-		",\"per_channel_bytes\":[",
+		",\"resumes\":%u,\"per_channel_bytes\":[",
 		role, rc ? "false" : "true", rmig_transport_name(st.transport), st.channels, st.bytes,
 		st.handled, st.pages, st.zero_pages, st.state_bytes, st.blobs, st.syncs, secs,
 		secs > 0 ? (double)(st.handled + st.state_bytes) / secs / 1048576.0 : 0.0,
-		(double)st.reg_ns / 1e9, verified ? "true" : "false", st.rails_down);
+		(double)st.reg_ns / 1e9, verified ? "true" : "false", st.rails_down, resumes);
 	for (unsigned int i = 0; i < st.channels; i++)
 		fprintf(f, "%s%" PRIu64, i ? "," : "", st.chan[i].bytes);
 	fprintf(f, "]");

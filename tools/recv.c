@@ -531,7 +531,7 @@ int cmd_recv(const struct cli *c)
 		if (image_check(&r.im[i], "during the migration") && !err)
 			err = -EIO;
 	if (c->json)
-		tool_print_json(stdout, "destination", s, err, false);
+		tool_print_json(stdout, "destination", s, err, false, resumes);
 	if (err) {
 		char why[TOOL_WHY_MAX];
 

@@ -379,7 +379,7 @@ int cmd_send(const struct cli *c)
 	}
 out_err:
 	if (c->json)
-		tool_print_json(stdout, "source", s, err, c->verify && !err);
+		tool_print_json(stdout, "source", s, err, c->verify && !err, resumes);
 	if (err && err != -EIO && !shrank) /* a copy that failed with EFAULT: did an image shrink? */
 		for (unsigned int i = 0; i < nim; i++)
 			image_check(&im[i], "during the send");

@@ -21,7 +21,9 @@ static inline bool tool_rdma_built(void)
 
 void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role);
 void tool_fmt_bytes(char *buf, size_t len, double v);
-void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified);
+/* @resumes: how often a broken migration was resumed (send --resume, recv --keep) */
+void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified,
+		     unsigned int resumes);
 void tool_json_placement(FILE *f, rmig_session *s, unsigned int channels);
 /* @str as a JSON string, quotes included; control and non-ASCII bytes as \u00XX. */
 void tool_json_str(FILE *f, const char *str);

@@ -832,7 +832,7 @@ int tool_vm_recv(const struct cli *c)
 	}
 out:
 	if (c->json && s) {
-		tool_print_json(stdout, "vm-destination", s, rc, false);
+		tool_print_json(stdout, "vm-destination", s, rc, false, 0);
 	}
 	if (rc) {
 		const char *le = s ? rmig_last_error(s) : "";
