@@ -349,8 +349,8 @@ rail_failover() {
 		why="${why:+$why, }no resume that saved bytes"
 	grep -qE "$said_re" "$W/$name.serr" "$W/$name.rerr" ||
 		why="${why:+$why, }the resumed session did not say '$said_re'"
-	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(not (s["ok"] and s["verified"] and all(p["rail"] == 0 for p in s["placement"]) and sys.argv[2] in ("", s["transport"])))' \
-		"$W/$name.json" "${FO_OVER:-}" 2>/dev/null || why="${why:+$why, }the resumed channels are not all on rail 0${FO_OVER:+ over $FO_OVER}"
+	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(not (s["ok"] and s["verified"] and all(p["rail"] == 0 for p in s["placement"]) and s["resumes"] >= 1 and sys.argv[2] in ("", s["transport"])))' \
+		"$W/$name.json" "${FO_OVER:-}" 2>/dev/null || why="${why:+$why, }--json: not resumed, or the channels not all on rail 0${FO_OVER:+ over $FO_OVER}"
 	if grep -qE "LeakSanitizer|AddressSanitizer|runtime error" "$W/$name.serr" "$W/$name.rerr"; then
 		why="${why:+$why, }sanitizer report"
 	fi
