@@ -281,14 +281,23 @@ int rmig_rails_source_take(struct rmig_session *s, const struct rmig_msg_hello_a
 	return rc;
 }
 
+/* The name at @p of a comma-separated list: its length in *@len; returns where the next begins. */
+static const char *name_next(const char *p, size_t *len)
+{
+	*len = strcspn(p, ",");
+	return p[*len] ? p + *len + 1 : p + *len;
+}
+
 /* Whether @dev is one of the comma-separated names of @list. */
 static bool listed(const char *list, const char *dev)
 {
-	size_t n = strlen(dev);
+	size_t n = strlen(dev), len;
 
-	for (const char *p = list; n && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
-		if (strcspn(p, ",") == n && !strncmp(p, dev, n))
+	for (const char *p = list, *next; n && *p; p = next) {
+		next = name_next(p, &len);
+		if (len == n && !strncmp(p, dev, n))
 			return true;
+	}
 	return false;
 }
 
@@ -296,7 +305,6 @@ int rmig_rails_source_use(struct rmig_session *s)
 {
 	const char *want = s->opts.rails;
 	char dev[RMIG_RAILS_MAX][64] = { { 0 } }, seen[512] = "";
-	bool up[RMIG_RAILS_MAX] = { false };
 	uint8_t buf[16];
 	uint64_t mask = 1; /* rail 0, the control connection's: always */
 	int n;
@@ -306,16 +314,15 @@ int rmig_rails_source_use(struct rmig_session *s)
 	for (unsigned int r = 0; r < s->nrails; r++) {
 		struct rmig_rail *rl = &s->rail[r];
 		char why[200] = "";
+		bool up;
 
-		if (!r && !*want) {
-			up[0] = true; /* its connect says what it needs to */
-			continue;
-		}
-		up[r] = !s->tp_ops->reach || !s->tp_ops->reach(rl->tp, s->ctl_fd, dev[r],
-								sizeof(dev[r]), why, sizeof(why));
+		if (!r && !*want)
+			continue; /* rail 0 is always used: its connect says what it needs to */
+		up = !s->tp_ops->reach || !s->tp_ops->reach(rl->tp, s->ctl_fd, dev[r], sizeof(dev[r]),
+							     why, sizeof(why));
 		if (!r)
 			continue; /* rail 0 that cannot carry channels: its connect says why */
-		if (!up[r]) {
+		if (!up) {
 			rl->off = true;
 			s->rails_down++;
 			rmig_warn(&s->log, "rail %s: left out: %s; its channels go through the other "
@@ -344,11 +351,13 @@ int rmig_rails_source_use(struct rmig_session *s)
 					      "reached through %s, which the rails asked for (%s) leave "
 					      "out; rail 0 always carries channels",
 					      s->rail[0].name, dev[0], want);
-		for (const char *p = want; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0)) {
+		for (const char *p = want, *next; *p; p = next) {
 			char name[64];
 			bool hit = false;
+			size_t len;
 
-			snprintf(name, sizeof(name), "%.*s", (int)strcspn(p, ","), p);
+			next = name_next(p, &len);
+			snprintf(name, sizeof(name), "%.*s", (int)len, p);
 			/* a device whose link is down still reaches it: its connect says the rest */
 			for (unsigned int r = 0; r < s->nrails && !hit; r++)
 				hit = !strcmp(dev[r], name);
