@@ -13,7 +13,7 @@
  */
 static const struct rmig_feature *const features[] = {
 	&rmig_auth_feature, &rmig_live_feature, &rmig_resume_feature,
-	&rmig_state_feature, &rmig_pc_feature,	&rmig_prep_feature,
+	&rmig_state_feature, &rmig_pc_feature,	&rmig_prep_feature, &rmig_failover_feature,
 };
 
 int rmig_session_create(const struct rmig_opts *o, rmig_session **s_p)

@@ -17,6 +17,14 @@
 #include "bitmap.h"
 #include "sess.h"
 
+/* The channel this thread runs (failover.c reads it in a failure upcall). */
+static __thread struct rmig_chan *chan_self;
+
+struct rmig_chan *rmig_chan_self(void)
+{
+	return chan_self;
+}
+
 struct rmig_job *rmig_job_new(void)
 {
 	return calloc(1, sizeof(struct rmig_job));
@@ -224,39 +232,66 @@ static int run_job(struct rmig_chan *c, struct rmig_job *j)
 	return rc;
 }
 
+/* A channel thread ends: the features hear of it. */
+static void chan_exit(struct rmig_chan *c)
+{
+	rmig_for_each_feature(c->s, h, chan_exit)
+		h->chan_exit(c);
+}
+
+/* A down channel's job @j never went out whole: the features hear of it. */
+static void chan_lost(struct rmig_chan *c, const struct rmig_job *j)
+{
+	rmig_for_each_feature(c->s, h, chan_lost)
+		h->chan_lost(c, j);
+}
+
 static void *source_thread(void *arg)
 {
 	struct rmig_chan *c = arg;
 	struct rmig_session *s = c->s;
 	struct rmig_job *j;
+	bool down;
 	int rc;
 
+	chan_self = c;
 	rmig_chan_bind(c);
 	pthread_mutex_lock(&s->cs_lock);
 	for (;;) {
-		while (!c->pending && !s->cs_stop)
+		while (!c->pending && !s->cs_stop && !c->down)
 			pthread_cond_wait(&c->work, &s->cs_lock);
 		if (s->cs_stop)
 			break;
 		j = c->job;
+		down = c->down;
 		pthread_mutex_unlock(&s->cs_lock);
 
-		pthread_mutex_lock(&c->post_lock);
-		rc = run_job(c, j);
-		pthread_mutex_unlock(&c->post_lock);
-		if (rc)
-			chan_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
-				  j->kind == RMIG_JOB_SYNC ? "sync" : "write", strerror(-rc));
+		rc = 0;
+		if (!down) {
+			pthread_mutex_lock(&c->post_lock);
+			rc = run_job(c, j);
+			pthread_mutex_unlock(&c->post_lock);
+			if (rc)
+				chan_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
+					  j->kind == RMIG_JOB_SYNC ? "sync" : "write", strerror(-rc));
+		}
+		pthread_mutex_lock(&s->cs_lock);
+		down = c->down;
+		pthread_mutex_unlock(&s->cs_lock);
+		/* its rail failed over: the job (if any) goes again elsewhere */
+		if (down)
+			chan_lost(c, j);
 		job_reset(j);
 
 		pthread_mutex_lock(&s->cs_lock);
 		c->pending = false;
 		/* Pairs with the wait in rmig_chan_submit(). */
 		pthread_cond_broadcast(&s->cs_idle);
-		if (rc)
+		if (rc || down)
 			break;
 	}
 	pthread_mutex_unlock(&s->cs_lock);
+	chan_exit(c);
 	return NULL;
 }
 
@@ -267,6 +302,7 @@ static void *dest_thread(void *arg)
 	void *ctx[RMIG_FEATURES_MAX] = { NULL };
 	int rc = 0;
 
+	chan_self = c;
 	rmig_chan_bind(c);
 	rmig_for_each_feature(s, h, dest_start)
 		if (!rc)
@@ -280,6 +316,7 @@ static void *dest_thread(void *arg)
 		chan_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
 	rmig_for_each_feature(s, h, dest_end)
 		h->dest_end(c, ctx[h_i]);
+	chan_exit(c);
 	return NULL;
 }
 
@@ -331,6 +368,7 @@ void rmig_chans_stop(struct rmig_session *s)
 	}
 }
 
+/* An idle channel's index, -1 when none is idle now, -2 when channel @want is down. */
 static int find_idle(struct rmig_session *s, int want)
 {
 	/* a reserved channel (the last ones) takes only what is handed to it by index */
@@ -340,11 +378,11 @@ static int find_idle(struct rmig_session *s, int want)
 		shared -= h->reserved(s);
 
 	if (want >= 0)
-		return s->chans[want].pending ? -1 : want;
+		return s->chans[want].down ? -2 : s->chans[want].pending ? -1 : want;
 	for (unsigned int k = 0; k < shared; k++) {
 		unsigned int i = (s->cs_next + k) % shared;
 
-		if (!s->chans[i].pending) {
+		if (!s->chans[i].pending && !s->chans[i].down) {
 			s->cs_next = (i + 1) % shared;
 			return (int)i;
 		}
@@ -362,7 +400,7 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	int i, rc = 0;
 
 	pthread_mutex_lock(&s->cs_lock);
-	while ((i = find_idle(s, want)) < 0 && !s->cs_stop && !rc) {
+	while ((i = find_idle(s, want)) == -1 && !s->cs_stop && !rc) {
 		/* Pairs with the broadcast in source_thread(). */
 		rc = -pthread_cond_timedwait(&s->cs_idle, &s->cs_lock, &ts);
 	}
@@ -376,6 +414,8 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	}
 	if (s->cs_stop) {
 		rc = -ECANCELED;
+	} else if (i == -2) {
+		rc = -ENOLINK;
 	} else if (i >= 0) {
 		rc = 0;
 		tmp = s->chans[i].job;
@@ -385,6 +425,8 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 		pthread_cond_signal(&s->chans[i].work);
 	}
 	pthread_mutex_unlock(&s->cs_lock);
+	if (rc == -ENOLINK)
+		return rc;
 	if (rc == -ETIMEDOUT)
 		return chan_fail(s, rc,
 				 "no data channel became idle within %u ms: channel %s stalled "
@@ -415,10 +457,23 @@ int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **
 		(*job_p)->kind = RMIG_JOB_SYNC;
 		(*job_p)->sync_id = sync_id;
 		rc = rmig_chan_submit(s, job_p, (int)i);
+		if (rc == -ENOLINK) { /* down: no marker of it is waited for */
+			job_reset(*job_p);
+			continue;
+		}
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+void rmig_chan_set_down(struct rmig_session *s, unsigned int idx)
+{
+	pthread_mutex_lock(&s->cs_lock);
+	s->chans[idx].down = true;
+	pthread_cond_signal(&s->chans[idx].work);
+	pthread_cond_broadcast(&s->cs_idle);
+	pthread_mutex_unlock(&s->cs_lock);
 }
 
 int rmig_job_flush(struct rmig_session *s, struct rmig_job **job_p)

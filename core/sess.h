@@ -98,6 +98,15 @@ struct rmig_chan {
 	/* written by the channel thread, read anywhere */
 	_Atomic uint64_t bytes;
 	_Atomic uint64_t writes;
+	/*
+	 * Failover (failover.c). @down: its rail failed mid-session: it takes
+	 * no more jobs (under s->cs_lock). @exited: its thread ended; @excluded
+	 * (destination): no sync waits for its marker any more (both under
+	 * s->lock).
+	 */
+	bool down;
+	bool exited;
+	bool excluded;
 };
 
 struct rmig_blob; /* state.c */
@@ -260,17 +269,46 @@ struct rmig_feature {
 	int (*dest_start)(struct rmig_chan *c, void **ctx);
 	void (*dest_progress)(struct rmig_chan *c, void *ctx);
 	void (*dest_end)(struct rmig_chan *c, void *ctx);
+	/*
+	 * A channel's link failed. chan_fail: @c's I/O failed with @err
+	 * (@why: the backend's message), on its own thread, or on the control
+	 * thread for a destination channel stalled behind a sync: true when
+	 * the feature takes it (the session goes on without the channel's
+	 * rail), false to fail the session. chan_lost (source): @c's rail is
+	 * down and job @j (its last, maybe half posted) never went out whole.
+	 * chan_exit: @c's thread ends, whatever the reason.
+	 */
+	bool (*chan_fail)(struct rmig_chan *c, int err, const char *why);
+	void (*chan_lost)(struct rmig_chan *c, const struct rmig_job *j);
+	void (*chan_exit)(struct rmig_chan *c);
+	/*
+	 * Source, a sync in flight (under s->lock): sync_lost says whether a
+	 * channel's rail failed, so that the sync's acknowledgement cannot be
+	 * trusted and the wait ends. sync_repair, the sync ended as failed:
+	 * 1 once what may have been lost went again (the sync runs again), 0
+	 * where nothing was lost, or the session's error.
+	 */
+	bool (*sync_lost)(struct rmig_session *s);
+	int (*sync_repair)(struct rmig_session *s);
+	/*
+	 * Source, under s->lock: a sync's acknowledgement is late (its
+	 * timeout passed). True to wait one more timeout: a rail may be
+	 * failing over (the destination finds a stalled rail only after
+	 * the timeout).
+	 */
+	bool (*sync_late)(struct rmig_session *s);
 };
 
-#define RMIG_FEATURES_MAX 8
+#define RMIG_FEATURES_MAX 10
 
-/* The features: live.c, postcopy.c, resume.c, state.c, prep.c */
+/* The features: live.c, postcopy.c, resume.c, state.c, prep.c, auth.c, failover.c */
 extern const struct rmig_feature rmig_live_feature;
 extern const struct rmig_feature rmig_pc_feature;
 extern const struct rmig_feature rmig_resume_feature;
 extern const struct rmig_feature rmig_state_feature;
 extern const struct rmig_feature rmig_prep_feature;
 extern const struct rmig_feature rmig_auth_feature;
+extern const struct rmig_feature rmig_failover_feature;
 
 /*
  * rmig_session_create() with the features @f[0..@nf) (api.c names them):
@@ -421,6 +459,21 @@ struct rmig_session {
 	/* postcopy, see postcopy.h */
 	struct rmig_postcopy pc;
 
+	/*
+	 * Failover within the session, see failover.c; bit r for rail r,
+	 * protected by lock. @fo_down: failed here, or told by the peer.
+	 * @fo_fenced: source, the destination confirmed that nothing of the
+	 * rail lands any more; destination, that confirmation was sent.
+	 * @fo_handled: source, what the rail may have lost went again.
+	 */
+	uint64_t fo_down;
+	uint64_t fo_fenced;
+	uint64_t fo_handled;
+	unsigned int failovers;
+	uint64_t fo_resent_pages;
+	char fo_why[RMIG_RAILS_MAX][120]; /* why each rail failed */
+	bool test_no_resend; /* tests only: see rmig_sess_test_no_resend() */
+
 	/* counters */
 	_Atomic uint64_t st_bytes;
 	_Atomic uint64_t st_handled;
@@ -502,7 +555,10 @@ int rmig_sess_switchover(struct rmig_session *s);
 int rmig_chans_start_source(struct rmig_session *s);
 int rmig_chans_start_dest(struct rmig_session *s);
 void rmig_chans_stop(struct rmig_session *s);
-/* Hand *job_p to an idle channel (any, or @chan >= 0); *job_p becomes an empty job. */
+/*
+ * Hand *job_p to an idle channel (any, or @chan >= 0); *job_p becomes an
+ * empty job. -ENOLINK: channel @chan is down (failover.c).
+ */
 int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int chan);
 /*
  * Post @j on channel @idx from the calling thread, serialized with the
@@ -511,7 +567,11 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int chan);
  */
 int rmig_chan_run(struct rmig_session *s, unsigned int idx, struct rmig_job *j);
 struct rmig_job *rmig_job_new(void);
-/* Post a sync marker on every channel, ordered after everything handed over. */
+/* The channel whose thread calls (a channel thread's own), or NULL. */
+struct rmig_chan *rmig_chan_self(void);
+/* A channel of a failed rail: it takes no more jobs, and its thread ends. */
+void rmig_chan_set_down(struct rmig_session *s, unsigned int idx);
+/* Post a sync marker on every channel that is not down, ordered after everything handed over. */
 int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p);
 /* Add a byte range of block @bidx to *job_p, handing the job over when full. */
 int rmig_job_add_range(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
@@ -556,6 +616,15 @@ void rmig_sess_test_start_delay(struct rmig_session *s, unsigned int ms);
  */
 void rmig_sess_test_cut(struct rmig_session *s);
 
+/*
+ * Tests only: rail @r's link breaks (its transport is shut down; nothing
+ * else). A failover takes over where it can.
+ */
+void rmig_sess_test_cut_rail(struct rmig_session *s, unsigned int r);
+
+/* Tests only: a failover leaves out what the failed rail may have lost (it is not sent again). */
+void rmig_sess_test_no_resend(struct rmig_session *s, bool skip);
+
 /* Tests only: run the session on another transport. */
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);
 
@@ -580,6 +649,8 @@ int rmig_up_place_from(void *arg, unsigned int chan, const struct rmig_target *t
 int rmig_up_zero(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len);
 /* Channel @chan passed sync marker @id: SYNC_ACK once every channel has. */
 int rmig_up_sync(void *arg, unsigned int chan, uint64_t id);
+/* Dest: a channel left the sync (excluded): SYNC_ACK where the rest are past a new one. */
+int rmig_dest_sync_advance(struct rmig_session *s);
 /* Dest, on the control thread's tick: fail a channel stalled behind a sync. */
 int rmig_check_sync_lag(struct rmig_session *s);
 /* Dest: COMPLETE received; its check runs on a load thread. */

@@ -115,7 +115,7 @@ int rmig_up_place_from(void *arg, unsigned int chan, const struct rmig_target *t
 static bool sync_all_at(struct rmig_session *s, uint64_t id)
 {
 	for (unsigned int i = 0; i < s->nchannels; i++)
-		if (s->chan_sync[i] != id)
+		if (!s->chans[i].excluded && s->chan_sync[i] != id)
 			return false;
 	return true;
 }
@@ -123,42 +123,85 @@ static bool sync_all_at(struct rmig_session *s, uint64_t id)
 /*
  * Destination, on the control thread's tick: a channel whose sync marker is
  * missing for the whole timeout while another channel has passed it is
- * stalled, even though the control connection is alive.
+ * stalled, even though the control connection is alive. Where its rail can
+ * fail over (failover.c), the migration goes on without that rail.
  */
 int rmig_check_sync_lag(struct rmig_session *s)
 {
-	uint64_t lead, behind = 0, ahead = 0;
+	uint64_t lead, behind = UINT64_MAX, ahead = 0;
 	unsigned int idx = 0;
+	bool stalled = false;
+	char why[200];
 
 	if (s->opts.role != RMIG_ROLE_DEST || !s->chan_sync)
 		return 0;
 	pthread_mutex_lock(&s->lock);
 	lead = s->sync_lead_ns;
 	if (lead && rmig_mono_ns() - lead > (uint64_t)s->opts.timeout_ms * 1000000ull) {
-		behind = UINT64_MAX;
 		for (unsigned int i = 0; i < s->nchannels; i++) {
+			if (s->chans[i].excluded)
+				continue;
 			if (s->chan_sync[i] < behind) {
 				behind = s->chan_sync[i];
 				idx = i;
 			}
 			ahead = s->chan_sync[i] > ahead ? s->chan_sync[i] : ahead;
 		}
+		stalled = behind < ahead;
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (!behind)
+	if (!stalled)
 		return 0;
-	return rmig_sess_fail(s, -ETIMEDOUT,
-			      "data channel %u stalled: sync %llu reached another channel, but not "
-			      "this one within %u ms",
-			      idx, (unsigned long long)ahead, s->opts.timeout_ms);
+	snprintf(why, sizeof(why),
+		 "data channel %u stalled: sync %llu reached another channel, but not this one "
+		 "within %u ms",
+		 idx, (unsigned long long)ahead, s->opts.timeout_ms);
+	rmig_for_each_feature(s, f, chan_fail)
+		if (f->chan_fail(&s->chans[idx], -ETIMEDOUT, why)) {
+			pthread_mutex_lock(&s->lock);
+			s->sync_lead_ns = 0; /* the rail is going: no second report */
+			pthread_mutex_unlock(&s->lock);
+			return 0;
+		}
+	return rmig_sess_fail(s, -ETIMEDOUT, "%s", why);
+}
+
+/* Under s->lock: the lowest marker of the channels a sync waits for, and the lag clock. */
+static uint64_t sync_min(struct rmig_session *s, bool *advanced)
+{
+	uint64_t min = UINT64_MAX;
+
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		if (!s->chans[i].excluded)
+			min = s->chan_sync[i] < min ? s->chan_sync[i] : min;
+	*advanced = false;
+	if (min != UINT64_MAX && min > s->sync_acked) {
+		s->sync_acked = min;
+		*advanced = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	/* the control thread fails a channel that lags behind the others too long */
+	if (min == UINT64_MAX || sync_all_at(s, min))
+		s->sync_lead_ns = 0;
+	else if (*advanced || !s->sync_lead_ns)
+		s->sync_lead_ns = rmig_mono_ns();
+	return min;
+}
+
+static int sync_ack(struct rmig_session *s, uint64_t id)
+{
+	uint8_t buf[8];
+
+	/* Acks may leave out of order between channel threads; the source keeps the max. */
+	rmig_u64_encode(id, buf, sizeof(buf));
+	return rmig_ctl_send(s, RMIG_MSG_SYNC_ACK, buf, sizeof(buf));
 }
 
 int rmig_up_sync(void *arg, unsigned int chan, uint64_t id)
 {
 	struct rmig_session *s = arg;
-	uint64_t min = UINT64_MAX;
-	bool advanced = false;
-	uint8_t buf[8];
+	bool advanced;
+	uint64_t min;
 
 	pthread_mutex_lock(&s->lock);
 	if (chan >= s->nchannels || id <= s->chan_sync[chan]) {
@@ -167,24 +210,21 @@ int rmig_up_sync(void *arg, unsigned int chan, uint64_t id)
 				      chan, (unsigned long long)id);
 	}
 	s->chan_sync[chan] = id;
-	for (unsigned int i = 0; i < s->nchannels; i++)
-		min = s->chan_sync[i] < min ? s->chan_sync[i] : min;
-	if (min > s->sync_acked) {
-		s->sync_acked = min;
-		advanced = true;
-		pthread_cond_broadcast(&s->cond);
-	}
-	/* the control thread fails a channel that lags behind the others too long */
-	if (sync_all_at(s, min))
-		s->sync_lead_ns = 0;
-	else if (advanced || !s->sync_lead_ns)
-		s->sync_lead_ns = rmig_mono_ns();
+	min = sync_min(s, &advanced);
 	pthread_mutex_unlock(&s->lock);
-	if (!advanced)
-		return 0;
-	/* Acks may leave out of order between channel threads; the source keeps the max. */
-	rmig_u64_encode(min, buf, sizeof(buf));
-	return rmig_ctl_send(s, RMIG_MSG_SYNC_ACK, buf, sizeof(buf));
+	return advanced ? sync_ack(s, min) : 0;
+}
+
+int rmig_dest_sync_advance(struct rmig_session *s)
+{
+	bool advanced = false;
+	uint64_t min = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->chan_sync)
+		min = sync_min(s, &advanced);
+	pthread_mutex_unlock(&s->lock);
+	return advanced ? sync_ack(s, min) : 0;
 }
 
 /* ---- digests ---- */

@@ -132,15 +132,38 @@ int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_
 
 /* ---- sync and completion ---- */
 
-int rmig_source_sync(struct rmig_session *s)
+/* Under s->lock: a channel's rail failed, so that a sync's acknowledgement cannot be trusted. */
+static bool sync_lost(struct rmig_session *s)
+{
+	rmig_for_each_feature(s, f, sync_lost)
+		if (f->sync_lost(s))
+			return true;
+	return false;
+}
+
+/* Under s->lock: the sync's ack is late; whether to wait one more timeout. */
+static bool sync_late(struct rmig_session *s)
+{
+	rmig_for_each_feature(s, f, sync_late)
+		if (f->sync_late(s))
+			return true;
+	return false;
+}
+
+/*
+ * One sync: markers on every channel, then the acknowledgement. 1 when a
+ * rail failed meanwhile and what it may have lost went again (the caller
+ * syncs again), 0 once acknowledged, or the error.
+ */
+static int source_sync_once(struct rmig_session *s)
 {
 	struct rmig_job *job = rmig_job_new();
 	uint64_t id, deadline;
+	bool lost = false, extended = false;
 	int rc;
 
 	if (!job)
 		return -ENOMEM;
-	pthread_mutex_lock(&s->sync_lock);
 	pthread_mutex_lock(&s->lock);
 	id = ++s->sync_sent;
 	pthread_mutex_unlock(&s->lock);
@@ -150,17 +173,41 @@ int rmig_source_sync(struct rmig_session *s)
 	free(job);
 	deadline = rmig_sess_deadline(s);
 	pthread_mutex_lock(&s->lock);
-	while (!rc && !s->err && s->sync_acked < id)
-		rc = rmig_sess_wait(s, deadline);
+	for (;;) {
+		while (!rc && !s->err && s->sync_acked < id && !(lost = sync_lost(s)))
+			rc = rmig_sess_wait(s, deadline);
+		if (rc != -ETIMEDOUT || extended || s->err || !sync_late(s))
+			break;
+		extended = true;
+		rc = 0;
+		deadline = rmig_sess_deadline(s);
+	}
+	lost = !rc && !s->err && sync_lost(s);
 	if (!rc)
 		rc = s->err;
 	pthread_mutex_unlock(&s->lock);
 	rmig_for_each_feature(s, f, sync_end)
-		f->sync_end(s, !rc);
-	pthread_mutex_unlock(&s->sync_lock);
+		f->sync_end(s, !rc && !lost);
 	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
 		rc = rmig_sess_fail(s, rc, "sync %llu: no acknowledgement within %u ms",
 				    (unsigned long long)id, s->opts.timeout_ms);
+	if (rc || !lost)
+		return rc;
+	/* a rail failed: what it may have lost goes again, through the others */
+	rmig_for_each_feature(s, f, sync_repair)
+		if (!rc)
+			rc = f->sync_repair(s);
+	return rc < 0 ? rc : 1;
+}
+
+int rmig_source_sync(struct rmig_session *s)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->sync_lock);
+	while ((rc = source_sync_once(s)) == 1)
+		;
+	pthread_mutex_unlock(&s->sync_lock);
 	return rc;
 }
 

@@ -242,6 +242,17 @@ void rmig_sess_test_cut(struct rmig_session *s)
 		shutdown(s->ctl_fd, SHUT_RDWR);
 }
 
+void rmig_sess_test_cut_rail(struct rmig_session *s, unsigned int r)
+{
+	if (r < s->nrails && s->rail[r].tp)
+		s->tp_ops->shutdown(s->rail[r].tp);
+}
+
+void rmig_sess_test_no_resend(struct rmig_session *s, bool skip)
+{
+	s->test_no_resend = skip;
+}
+
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops)
 {
 	s->tp_ops = ops;
@@ -249,11 +260,41 @@ void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport
 
 /* ---- errors ---- */
 
+/*
+ * A channel thread's failure (@c, the calling thread's channel): true when a
+ * feature takes it (failover.c: the session goes on without the rail).
+ */
+static bool chan_fail_taken(struct rmig_session *s, struct rmig_chan *c, int err, const char *fmt,
+			    va_list ap)
+{
+	char why[RMIG_ERRMSG_MAX];
+
+	vsnprintf(why, sizeof(why), fmt, ap);
+	rmig_for_each_feature(s, f, chan_fail)
+		if (f->chan_fail(c, err, why))
+			return true;
+	return false;
+}
+
 static int up_fail(void *arg, int err, const char *fmt, ...)
 {
 	struct rmig_session *s = arg;
+	struct rmig_chan *c = rmig_chan_self();
 	va_list ap;
 	int rc;
+
+	if (c && c->s != s)
+		c = NULL;
+	/* a channel whose rail failed over ends with an error, and that is all */
+	if (c) {
+		bool down;
+
+		pthread_mutex_lock(&s->cs_lock);
+		down = c->down;
+		pthread_mutex_unlock(&s->cs_lock);
+		if (down)
+			return err;
+	}
 
 	/*
 	 * A peer that fails closes its data channels right after it sends its
@@ -268,6 +309,15 @@ static int up_fail(void *arg, int err, const char *fmt, ...)
 		       rmig_sess_wait(s, deadline) == 0)
 			;
 		pthread_mutex_unlock(&s->lock);
+	}
+	if (c) {
+		bool taken;
+
+		va_start(ap, fmt);
+		taken = chan_fail_taken(s, c, err, fmt, ap);
+		va_end(ap);
+		if (taken)
+			return err;
 	}
 	va_start(ap, fmt);
 	rc = rmig_sess_vfail(arg, err, false, fmt, ap);

@@ -83,6 +83,7 @@ enum rmig_msg_type {
 	RMIG_MSG_PAGE_REQ = 14,       /* dest: send these pages now */
 	RMIG_MSG_RAILS = 15,          /* dest, after HELLO_ACK: its other rails */
 	RMIG_MSG_RAILS_USE = 16,      /* source, after RAILS: the rails it uses (u64 mask) */
+	RMIG_MSG_RAIL_DOWN = 17,      /* either: a rail failed mid-session (u64 rail index) */
 	RMIG_MSG_TYPE_MAX,
 };
 

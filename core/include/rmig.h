@@ -241,6 +241,13 @@ struct rmig_stats {
 	 * (the destination offers only those it can open; the source leaves out those it
 	 * cannot reach). A migration resumed after losing a rail goes on through the rest. */
 	uint64_t rails_down;
+	/*
+	 * Rails that failed mid-migration, and the session went on without
+	 * them (failover: what they may have lost went again through the
+	 * others, failover_pages pages; source).
+	 */
+	uint64_t failovers;
+	uint64_t failover_pages;
 };
 
 /* Fill @o with defaults; @size is sizeof(*o). */

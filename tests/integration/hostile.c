@@ -418,6 +418,35 @@ static int c_complete_without_blob(const char *host, const char *port)
 	return rc;
 }
 
+/* RAIL_DOWN for rail @rail, then wait for the verdict. */
+static int rail_down_case(const char *host, const char *port, uint64_t rail)
+{
+	struct raw r;
+	uint8_t b[8];
+	int rc = raw_open(&r, host, port, 0);
+
+	if (!rc) {
+		rmig_put_be64(b, rail);
+		rc = test_send_ctl(r.ctl, RMIG_MSG_RAIL_DOWN, b, sizeof(b));
+	}
+	if (!rc)
+		ping_for(r.ctl, 4000);
+	raw_close(&r);
+	return rc;
+}
+
+/* a rail this session never had */
+static int c_rail_down_unknown(const char *host, const char *port)
+{
+	return rail_down_case(host, port, 5);
+}
+
+/* its only rail: nothing to fail over to */
+static int c_rail_down_only(const char *host, const char *port)
+{
+	return rail_down_case(host, port, 0);
+}
+
 static const struct hcase cases[] = {
 	{ "bad-magic", "malformed message header", c_bad_magic },
 	{ "bad-version", "protocol version 99", c_bad_version },
@@ -450,6 +479,8 @@ static const struct hcase cases[] = {
 	{ "close-after-ack", "closed the control connection before opening every data channel",
 	  c_close_after_ack },
 	{ "complete-without-blob", "incomplete at completion", c_complete_without_blob },
+	{ "rail-down-unknown", "bad RAIL_DOWN", c_rail_down_unknown },
+	{ "rail-down-only", "cannot go on without it", c_rail_down_only },
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))

@@ -35,16 +35,16 @@ static void test_every_message_has_a_handler(void **state)
 {
 	static const uint16_t dest_takes[] = { RMIG_MSG_PING, RMIG_MSG_ERROR, RMIG_MSG_COMPLETE,
 					       RMIG_MSG_STATE_BEGIN, RMIG_MSG_PC_DISCARD,
-					       RMIG_MSG_PC_RUN };
+					       RMIG_MSG_PC_RUN, RMIG_MSG_RAIL_DOWN };
 	static const uint16_t source_takes[] = { RMIG_MSG_PING, RMIG_MSG_ERROR, RMIG_MSG_SYNC_ACK,
 						 RMIG_MSG_COMPLETE_ACK, RMIG_MSG_PC_DISCARD,
-						 RMIG_MSG_PC_RUN, RMIG_MSG_PAGE_REQ };
+						 RMIG_MSG_PC_RUN, RMIG_MSG_PAGE_REQ, RMIG_MSG_RAIL_DOWN };
 	rmig_session *s = dest();
 
 	(void)state;
 	/* the session's own messages first, then its features, api.c's order */
 	assert_string_equal(s->features[0]->name, "session");
-	assert_int_equal(s->nfeatures, 7);
+	assert_int_equal(s->nfeatures, 8);
 	assert_int_equal(s->features_inited, s->nfeatures);
 	for (size_t i = 0; i < sizeof(dest_takes) / sizeof(dest_takes[0]); i++) {
 		assert_non_null(s->ctl_handlers[dest_takes[i]]);

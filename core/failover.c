@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * failover.c - a rail that fails mid-migration is left out, and what its
+ * channels may have lost goes again through the other rails, within the
+ * session: no new handshake, no reconnect.
+ *
+ * The rule that makes the re-send safe: what the destination holds is
+ * known exactly only at a sync. A page is held once a sync that followed
+ * its write on every channel was acknowledged (an RDMA write lands without
+ * the destination's CPU, so nothing finer can be known). When a rail fails,
+ * every page posted since the last acknowledged sync may be half there, so
+ * the sync in flight (or the next one) does not count: resume.c's record
+ * of those pages (posted, and syncing put back into posted) goes again,
+ * with the job the failed channel held, through the rails left, and the
+ * sync runs again. A live round ends with a sync, so a failure costs at
+ * most what went since the round began (or since the last sync within it).
+ *
+ * The failed rail must be fenced first: not one write of it may land after
+ * the page goes again, or an old copy would overwrite the new one. So:
+ *   - the side that sees the failure (a channel's I/O error, or at the
+ *     destination a channel stalled behind a sync) shuts that rail's
+ *     transport down: its queue pairs go to the error state, its sockets
+ *     shut, its channels take no more jobs and their threads end;
+ *   - the source tells the destination (RAIL_DOWN, source to destination);
+ *   - the destination, once every channel thread of the rail has ended,
+ *     confirms (RAIL_DOWN, destination to source), and from then on no
+ *     sync waits for the rail's markers;
+ *   - the source sends again only after that confirmation, which comes
+ *     before any SYNC_ACK that leaves the rail out (one control connection,
+ *     in order).
+ *
+ * It fails over only where the session can go on without the rail: the
+ * control connection alive, another rail in use and up, no postcopy (the
+ * destination's guest runs on pages that cannot be taken back), no device
+ * state sent yet (a blob's bytes are counted as they land and cannot come
+ * twice). Otherwise the failure fails the session as before, and a resume
+ * (resume.c) is the way on.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitmap.h"
+#include "sess.h"
+
+#define RAIL_BIT(r) (1ull << (r))
+
+/* The errors of a link that broke, as opposed to a peer that misbehaved. */
+static bool link_error(int err)
+{
+	switch (err) {
+	case -EIO:
+	case -ETIMEDOUT:
+	case -ECONNRESET:
+	case -EPIPE:
+	case -ECONNABORTED:
+	case -ENOTCONN:
+	case -ENETDOWN:
+	case -ENETUNREACH:
+	case -ENETRESET:
+	case -EHOSTUNREACH:
+	case -EHOSTDOWN:
+	case -ECANCELED:
+	case -ENOLINK:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool rail_in_use(const struct rmig_session *s, uint64_t r)
+{
+	for (unsigned int k = 0; k < s->nrails_used; k++)
+		if (s->rail_used[k] == r)
+			return true;
+	return false;
+}
+
+/* Under s->lock: the session may go on without rail @r. */
+static bool can_fail_over(struct rmig_session *s, unsigned int r, int err, bool blobs)
+{
+	if (!link_error(err) || blobs || s->local || s->err || s->state != RMIG_S_RUNNING ||
+	    s->finishing || s->pc.enabled || !s->chans || s->nrails_used < 2 || !rail_in_use(s, r))
+		return false;
+	for (unsigned int k = 0; k < s->nrails_used; k++)
+		if (s->rail_used[k] != r && !(s->fo_down & RAIL_BIT(s->rail_used[k])))
+			return true;
+	return false;
+}
+
+/* Under s->lock: every channel thread of the rails @mask has ended. */
+static bool rails_quiet(const struct rmig_session *s, uint64_t mask)
+{
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		if ((mask & RAIL_BIT(rmig_chan_rail(s, i))) && !s->chans[i].exited)
+			return false;
+	return true;
+}
+
+static int send_rail_down(struct rmig_session *s, unsigned int r)
+{
+	uint8_t buf[8];
+
+	rmig_u64_encode(r, buf, sizeof(buf));
+	return rmig_ctl_send(s, RMIG_MSG_RAIL_DOWN, buf, sizeof(buf));
+}
+
+/*
+ * Destination: once rail @r is down and its channel threads have all ended,
+ * nothing of it lands any more: say so (once), then leave its channels out
+ * of the syncs (after the message: the source must hear of the rail before
+ * any SYNC_ACK that leaves it out).
+ */
+static void dest_fence(struct rmig_session *s, unsigned int r)
+{
+	bool now;
+
+	pthread_mutex_lock(&s->lock);
+	now = (s->fo_down & RAIL_BIT(r)) && !(s->fo_fenced & RAIL_BIT(r)) &&
+	      rails_quiet(s, RAIL_BIT(r));
+	if (now)
+		s->fo_fenced |= RAIL_BIT(r);
+	pthread_mutex_unlock(&s->lock);
+	if (!now)
+		return;
+	if (send_rail_down(s, r))
+		return;
+	pthread_mutex_lock(&s->lock);
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		if (rmig_chan_rail(s, i) == r)
+			s->chans[i].excluded = true;
+	pthread_mutex_unlock(&s->lock);
+	rmig_dest_sync_advance(s);
+}
+
+/* Rail @r was just marked down (fo_down): stop its channels and shut its transport. */
+static void rail_down(struct rmig_session *s, unsigned int r, const char *why, bool tell)
+{
+	unsigned int left = 0;
+
+	pthread_mutex_lock(&s->lock);
+	snprintf(s->fo_why[r], sizeof(s->fo_why[r]), "%s", why);
+	for (unsigned int k = 0; k < s->nrails_used; k++)
+		left += !(s->fo_down & RAIL_BIT(s->rail_used[k]));
+	pthread_mutex_unlock(&s->lock);
+	rmig_warn(&s->log, "rail %u (%s) failed: %s; the migration goes on through the other "
+			   "%u rail%s",
+		  r, s->rail[r].name[0] ? s->rail[r].name : "?", why, left, left == 1 ? "" : "s");
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		if (rmig_chan_rail(s, i) == r)
+			rmig_chan_set_down(s, i);
+	if (s->rail[r].tp)
+		s->tp_ops->shutdown(s->rail[r].tp);
+	if (s->opts.role == RMIG_ROLE_SOURCE) {
+		if (tell)
+			send_rail_down(s, r);
+	} else {
+		dest_fence(s, r);
+	}
+}
+
+/* Whether the source has sent device state (then no failover: see above). */
+static bool blobs_sent(struct rmig_session *s)
+{
+	return s->opts.role == RMIG_ROLE_SOURCE && rmig_state_count(s) > 0;
+}
+
+static bool fo_chan_fail(struct rmig_chan *c, int err, const char *why)
+{
+	struct rmig_session *s = c->s;
+	unsigned int r = rmig_chan_rail(s, c->idx);
+	bool blobs = blobs_sent(s), known, ok;
+
+	pthread_mutex_lock(&s->lock);
+	known = s->fo_down & RAIL_BIT(r);
+	ok = !known && can_fail_over(s, r, err, blobs);
+	if (ok) {
+		s->fo_down |= RAIL_BIT(r);
+		s->failovers++;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ok)
+		rail_down(s, r, why, true);
+	return known || ok;
+}
+
+/* Source: the pages of a job a failed channel held are counted as posted: they go again. */
+static void fo_chan_lost(struct rmig_chan *c, const struct rmig_job *j)
+{
+	const struct rmig_block *b;
+
+	if (j->kind != RMIG_JOB_RAM || j->id >= c->s->nblocks)
+		return;
+	b = &c->s->blocks[j->id];
+	for (unsigned int i = 0; i < j->n && b->posted; i++) {
+		uint64_t first = j->ext[i].offset / b->page_size;
+		uint64_t end = (j->ext[i].offset + j->ext[i].len + b->page_size - 1) / b->page_size;
+
+		if (end > b->npages)
+			end = b->npages;
+		if (first < end)
+			rmig_bitmap_set_range_atomic(b->posted, first, end - first);
+	}
+}
+
+static void fo_chan_exit(struct rmig_chan *c)
+{
+	struct rmig_session *s = c->s;
+	unsigned int r = rmig_chan_rail(s, c->idx);
+	bool down;
+
+	pthread_mutex_lock(&s->lock);
+	c->exited = true;
+	down = s->fo_down & RAIL_BIT(r);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (down && s->opts.role == RMIG_ROLE_DEST)
+		dest_fence(s, r);
+}
+
+/* Under s->lock: a rail may still fail over (then the late ack may come after it). */
+static bool fo_sync_late(struct rmig_session *s)
+{
+	bool blobs = s->opts.role == RMIG_ROLE_SOURCE &&
+		     __atomic_load_n(&s->nblobs, __ATOMIC_RELAXED) > 0;
+
+	for (unsigned int k = 0; k < s->nrails_used; k++)
+		if (!(s->fo_down & RAIL_BIT(s->rail_used[k])) &&
+		    can_fail_over(s, s->rail_used[k], -ETIMEDOUT, blobs))
+			return true;
+	return false;
+}
+
+static bool fo_sync_lost(struct rmig_session *s)
+{
+	return s->fo_down & ~s->fo_handled;
+}
+
+/* Rails of @mask as "1 (10.0.1.1), 2 (...)" into @buf. */
+static void rail_names(const struct rmig_session *s, uint64_t mask, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (unsigned int r = 0; r < s->nrails && off + 1 < len; r++)
+		if (mask & RAIL_BIT(r)) {
+			int n = snprintf(buf + off, len - off, "%s%u (%s)", off ? ", " : "", r,
+					 s->rail[r].name);
+
+			off += n > 0 ? (size_t)n : 0;
+		}
+}
+
+/* Source: every page in posted goes again (resume.c keeps the record), on the channels left. */
+static int resend(struct rmig_session *s, uint64_t *pages_p)
+{
+	struct rmig_job *job = rmig_job_new();
+	int rc = 0;
+
+	if (!job)
+		return -ENOMEM;
+	*pages_p = 0;
+	for (unsigned int i = 0; i < s->nblocks && !rc; i++) {
+		struct rmig_block *b = &s->blocks[i];
+		size_t words = rmig_bitmap_longs(b->npages);
+		unsigned long *snap;
+		struct rmig_run_iter it;
+		uint64_t first, count;
+
+		if (!b->posted)
+			continue;
+		snap = calloc(words + 1, sizeof(unsigned long));
+		if (!snap) {
+			rc = -ENOMEM;
+			break;
+		}
+		for (size_t w = 0; w < words; w++)
+			snap[w] = __atomic_load_n(&b->posted[w], __ATOMIC_ACQUIRE);
+		rmig_run_iter_init(&it, snap, b->npages, 0);
+		it.max_run = b->npages ? b->npages : 1;
+		while (!rc && rmig_run_iter_next(&it, &first, &count)) {
+			*pages_p += count;
+			rc = rmig_job_add_range(s, &job, i, first * b->page_size,
+						count * b->page_size);
+		}
+		free(snap);
+	}
+	if (!rc)
+		rc = rmig_job_flush(s, &job);
+	free(job);
+	return rc;
+}
+
+static int fo_sync_repair(struct rmig_session *s)
+{
+	uint64_t deadline = rmig_sess_deadline(s), mask, pages = 0;
+	char names[160];
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	mask = s->fo_down & ~s->fo_handled;
+	while (!rc && !s->err && mask &&
+	       ((s->fo_fenced & mask) != mask || !rails_quiet(s, mask)))
+		rc = rmig_sess_wait(s, deadline);
+	if (!rc)
+		rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	if (!mask)
+		return 0;
+	rail_names(s, mask, names, sizeof(names));
+	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
+		return rmig_sess_fail(s, -ETIMEDOUT,
+				      "rail %s failed, and the destination did not confirm within "
+				      "%u ms that nothing of it lands any more",
+				      names, s->opts.timeout_ms);
+	if (rc)
+		return rc;
+	if (blobs_sent(s))
+		return rmig_sess_fail(s, -ENETDOWN,
+				      "rail %s failed while device state was on its way: device "
+				      "state cannot go again",
+				      names);
+	pthread_mutex_lock(&s->lock);
+	s->fo_handled |= mask;
+	pthread_mutex_unlock(&s->lock);
+	if (s->test_no_resend) {
+		rmig_warn(&s->log, "tests: rail %s failed over, and nothing goes again", names);
+		return 1;
+	}
+	rc = resend(s, &pages);
+	if (rc)
+		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
+	pthread_mutex_lock(&s->lock);
+	s->fo_resent_pages += pages;
+	pthread_mutex_unlock(&s->lock);
+	rmig_info(&s->log, "rail %s failed over: %" PRIu64 " page%s posted since the last "
+			   "acknowledged sync went again through the other rails",
+		  names, pages, pages == 1 ? "" : "s");
+	return 1;
+}
+
+/* RAIL_DOWN: the source lost a rail (fence it), or the destination fenced one. */
+static int ctl_rail_down(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	bool src = s->opts.role == RMIG_ROLE_SOURCE, blobs = blobs_sent(s), known, ok;
+	uint64_t r;
+
+	if (rmig_u64_decode(buf, len, &r) || r >= s->nrails || !rail_in_use(s, r))
+		return rmig_sess_fail(s, -EBADMSG, "control connection: bad RAIL_DOWN (a rail "
+						   "not in use)");
+	pthread_mutex_lock(&s->lock);
+	known = s->fo_down & RAIL_BIT(r);
+	ok = !known && can_fail_over(s, (unsigned int)r, -ENETDOWN, blobs);
+	if (ok) {
+		s->fo_down |= RAIL_BIT(r);
+		s->failovers++;
+	}
+	if (src && (known || ok))
+		s->fo_fenced |= RAIL_BIT(r);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (!known && !ok)
+		return rmig_sess_fail(s, -ENETDOWN,
+				      "the %s lost rail %u (%s), and this migration cannot go on "
+				      "without it",
+				      src ? "destination" : "source", (unsigned int)r,
+				      s->rail[r].name);
+	if (ok)
+		rail_down(s, (unsigned int)r, src ? "the destination lost it" : "the source lost it",
+			  false);
+	return 0;
+}
+
+/* The session failed with rails failed over before: each one's cause too (under s->lock). */
+static void fo_error_note(struct rmig_session *s, char *msg, size_t cap)
+{
+	size_t off = strlen(msg);
+
+	if (s->err_from_peer) /* the peer's text says it, from its side */
+		return;
+	for (unsigned int r = 0; r < s->nrails && off + 1 < cap; r++)
+		if (s->fo_down & RAIL_BIT(r)) {
+			int n = snprintf(msg + off, cap - off, "; rail %u (%s) had failed: %s", r,
+					 s->rail[r].name, s->fo_why[r]);
+
+			off += n > 0 ? (size_t)n : 0;
+		}
+}
+
+static void fo_stats(struct rmig_session *s, struct rmig_stats *st)
+{
+	pthread_mutex_lock(&s->lock);
+	st->failovers = s->failovers;
+	st->failover_pages = s->fo_resent_pages;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static const struct rmig_ctl_handler fo_ctl[] = {
+	{ RMIG_MSG_RAIL_DOWN, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, ctl_rail_down },
+};
+
+const struct rmig_feature rmig_failover_feature = {
+	.name = "failover",
+	.ctl = fo_ctl,
+	.nctl = sizeof(fo_ctl) / sizeof(fo_ctl[0]),
+	.stats = fo_stats,
+	.error_note = fo_error_note,
+	.chan_fail = fo_chan_fail,
+	.chan_lost = fo_chan_lost,
+	.chan_exit = fo_chan_exit,
+	.sync_lost = fo_sync_lost,
+	.sync_repair = fo_sync_repair,
+	.sync_late = fo_sync_late,
+};
