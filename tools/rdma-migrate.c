@@ -235,11 +235,13 @@ void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool ve
 		",\"zero_pages\":%" PRIu64 ",\"state_bytes\":%" PRIu64 ",\"blobs\":%" PRIu64
 		",\"syncs\":%" PRIu64 ",\"duration_s\":%.6f,\"throughput_MiBps\":%.2f"
 		",\"registration_s\":%.6f,\"verified\":%s,\"rails_down\":%" PRIu64
-		",\"resumes\":%u,\"per_channel_bytes\":[",
+		",\"resumes\":%u,\"failovers\":%" PRIu64 ",\"failover_pages\":%" PRIu64
+		",\"per_channel_bytes\":[",
 		role, rc ? "false" : "true", rmig_transport_name(st.transport), st.channels, st.bytes,
 		st.handled, st.pages, st.zero_pages, st.state_bytes, st.blobs, st.syncs, secs,
 		secs > 0 ? (double)(st.handled + st.state_bytes) / secs / 1048576.0 : 0.0,
-		(double)st.reg_ns / 1e9, verified ? "true" : "false", st.rails_down, resumes);
+		(double)st.reg_ns / 1e9, verified ? "true" : "false", st.rails_down, resumes,
+		st.failovers, st.failover_pages);
 	for (unsigned int i = 0; i < st.channels; i++)
 		fprintf(f, "%s%" PRIu64, i ? "," : "", st.chan[i].bytes);
 	fprintf(f, "]");

@@ -77,8 +77,9 @@ static bool save_created(const char *file, const struct stat *before)
 }
 
 /*
- * send --resume: a sync after each sixteenth of the images, 4 to 128 MiB,
- * so that a break costs at most that much again.
+ * send --resume, and a send over several rails: a sync after each
+ * sixteenth of the images, 4 to 128 MiB, so that a break (or a rail that
+ * fails over) costs at most that much again.
  */
 #define RESUME_STEP_MIN (4ull << 20)
 #define RESUME_STEP_MAX (128ull << 20)
@@ -89,13 +90,13 @@ struct send_run {
 	unsigned int nim;
 	struct blobfile *bf;
 	unsigned int nbf;
-	/* --resume: per image, the pages this session sends (all, or what the destination lacks) */
+	/* per image, the pages this session sends (all, or what the destination lacks) */
 	unsigned long **todo;
-	uint64_t step; /* --resume: bytes between syncs */
+	uint64_t step; /* --resume, several rails: bytes between syncs */
 	bool *shrank;  /* an image shrank during the send: said, and no resume */
 };
 
-/* send --resume: the pages in @r->todo, a sync after each RESUME_STEP of every image. */
+/* The pages in @r->todo, a sync after each RESUME_STEP of every image. */
 static int send_steps(rmig_session *s, const struct send_run *r)
 {
 	int err = 0;
@@ -129,6 +130,19 @@ static int send_steps(rmig_session *s, const struct send_run *r)
 	return err;
 }
 
+/* Whether the channels go through more than one rail (a failed one fails over). */
+static bool several_rails(rmig_session *s)
+{
+	struct rmig_chan_place pl;
+	struct rmig_stats st;
+
+	rmig_get_stats(s, &st);
+	for (unsigned int i = 0; i < st.channels; i++)
+		if (rmig_get_placement(s, i, &pl, sizeof(pl)) == 0 && pl.rail != 0)
+			return true;
+	return false;
+}
+
 /* One session's transfer, after its connect: the images, a sync, the device state, completion. */
 static int send_session(rmig_session *s, const struct send_run *r, struct fault_sync *fsync_arg,
 			pthread_t *fsync_th, bool *fsync_started)
@@ -136,7 +150,7 @@ static int send_session(rmig_session *s, const struct send_run *r, struct fault_
 	const struct cli *c = r->c;
 	int err = 0;
 
-	if (c->resume) {
+	if (c->resume || several_rails(s)) {
 		err = send_steps(s, r);
 	} else {
 		for (unsigned int i = 0; i < r->nim && !err; i++) {
@@ -320,12 +334,10 @@ int cmd_send(const struct cli *c)
 		if (image_open_source(&im[i], name, path))
 			goto out;
 		total += im[i].len;
-		if (c->resume) {
-			todo[i] = malloc(bitmap_bytes(&im[i]));
-			if (!todo[i])
-				goto out;
-			memset(todo[i], 0xff, bitmap_bytes(&im[i]));
-		}
+		todo[i] = malloc(bitmap_bytes(&im[i]));
+		if (!todo[i])
+			goto out;
+		memset(todo[i], 0xff, bitmap_bytes(&im[i]));
 	}
 	run.nim = nim;
 	run.step = total / 16 < RESUME_STEP_MIN ? RESUME_STEP_MIN :
