@@ -79,7 +79,7 @@ start_recv() { # NAME [env...] -- ARGS: sets RPID, RPORT
 	shift
 	rm -f "$W/$name.port"
 	"${RECV_NS[@]}" env "${envs[@]}" "$RM" recv --listen "$LISTEN:0" --port-file "$W/$name.port" --quiet "${RECV_EXTRA[@]}" "$@" \
-		>/dev/null 2>"$W/$name.rerr" &
+		>"$W/$name.rout" 2>"$W/$name.rerr" &
 	RPID=$!
 	for _ in $(seq 200); do [ -s "$W/$name.port" ] && break; sleep 0.05; done
 	RPORT=$(cat "$W/$name.port" 2>/dev/null)
@@ -306,26 +306,35 @@ link_resume() {
 	fi
 }
 
-# rail_failover NAME DOWN_CMD [-- UP_CMD]: two rails (RECV_EXTRA's --listen),
-# send --resume and recv --keep; the second rail goes down 2 s (DROP_AFTER)
-# into the transfer and stays down. The migration breaks, and resumes
-# through the rail that is left: both end 0, the image equal, the resumed
-# session without the dead rail (the destination does not offer it, or the
-# source leaves it out) and all its channels on rail 0. UP_CMD, if any,
-# runs once the resumed session said so, while the migration goes on.
-# FO_TRANSPORT (send's --transport; default TRANSPORT), FO_SAID (what the
-# resumed session must say; default: a rail left out) and FO_OVER (the
-# transport it must end on; default any) vary it: the last RDMA rail gone,
-# an auto transport goes on over TCP.
+# rail_failover NAME DOWN_CMD [-- UP_CMD]: two rails (RECV_EXTRA's --listen);
+# the second rail goes down 2 s (DROP_AFTER) into the transfer and stays
+# down. Plain send and recv: the rail fails over within the session, and
+# what it may have lost goes again through rail 0: both end 0, the image
+# equal, --json counts the failover (and no resume). With FO_RESUME=1,
+# send --resume and recv --keep, and a migration that breaks (one rail
+# only, or the last RDMA rail gone) resumes instead: the resumed session
+# without the dead rail (the destination does not offer it, or the source
+# leaves it out), all its channels on rail 0. UP_CMD, if any, runs once a
+# side said what it did, while the migration goes on. FO_TRANSPORT (send's
+# --transport; default TRANSPORT), FO_SAID (what must be said) and FO_OVER
+# (the transport it must end on; default any) vary it: the last RDMA rail
+# gone, an auto transport goes on over TCP.
 rail_failover() {
-	local name=$1 down=() up=() t0 spid rc rrc why=""
+	local name=$1 down=() up=() t0 spid rc rrc why="" keep=() resume=()
 	shift
 	while [ $# -gt 0 ] && [ "$1" != "--" ]; do down+=("$1"); shift; done
 	[ $# -gt 0 ] && shift && up=("$@")
-	start_recv "$name" -- --ram "ram=$W/$name.dst" --timeout $TMO --keep --recovery-timeout 30
-	local said_re=${FO_SAID:-left out|not offered}
+	if [ "${FO_RESUME:-0}" = 1 ]; then
+		keep=(--keep --recovery-timeout 30)
+		resume=(--resume --recovery-timeout 30)
+	fi
+	start_recv "$name" -- --ram "ram=$W/$name.dst" --timeout $TMO "${keep[@]}" --json
+	local said_re
+	if [ "${FO_RESUME:-0}" = 1 ]; then said_re=${FO_SAID:-left out|not offered}; else
+		said_re=${FO_SAID:-failed: .* goes on through the other}
+	fi
 	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" --transport "${FO_TRANSPORT:-$TRANSPORT}" \
-		--channels 4 --max-bandwidth 8M --timeout $TMO --resume --recovery-timeout 30 \
+		--channels 4 --max-bandwidth 8M --timeout $TMO "${resume[@]}" \
 		--verify --json >"$W/$name.json" 2>"$W/$name.serr" &
 	spid=$!
 	sleep "${DROP_AFTER:-2}"
@@ -345,19 +354,25 @@ rail_failover() {
 	[ "$rc" = 0 ] || why="send exit $rc"
 	[ "$rrc" = 0 ] || why="${why:+$why, }recv exit $rrc"
 	cmp -s "$W/img" "$W/$name.dst" || why="${why:+$why, }the image differs"
-	grep -qE "resumed: the destination holds [1-9]" "$W/$name.serr" ||
-		why="${why:+$why, }no resume that saved bytes"
 	grep -qE "$said_re" "$W/$name.serr" "$W/$name.rerr" ||
-		why="${why:+$why, }the resumed session did not say '$said_re'"
-	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(not (s["ok"] and s["verified"] and all(p["rail"] == 0 for p in s["placement"]) and s["resumes"] >= 1 and sys.argv[2] in ("", s["transport"])))' \
-		"$W/$name.json" "${FO_OVER:-}" 2>/dev/null || why="${why:+$why, }--json: not resumed, or the channels not all on rail 0${FO_OVER:+ over $FO_OVER}"
+		why="${why:+$why, }neither side said '$said_re'"
+	if [ "${FO_RESUME:-0}" = 1 ]; then
+		grep -qE "resumed: the destination holds [1-9]" "$W/$name.serr" ||
+			why="${why:+$why, }no resume that saved bytes"
+		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(not (s["ok"] and s["verified"] and all(p["rail"] == 0 for p in s["placement"]) and s["resumes"] >= 1 and sys.argv[2] in ("", s["transport"])))' \
+			"$W/$name.json" "${FO_OVER:-}" 2>/dev/null || why="${why:+$why, }--json: not resumed, or the channels not all on rail 0${FO_OVER:+ over $FO_OVER}"
+	else
+		# both ends count the failover; the source sent pages again, and both rails carried bytes
+		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); d=json.loads(open(sys.argv[2]).read().strip().splitlines()[-1]); sys.exit(not (s["ok"] and s["verified"] and s["resumes"] == 0 and s["failovers"] == 1 and s["failover_pages"] > 0 and d["failovers"] == 1 and len({p["rail"] for p in s["placement"]}) == 2))' \
+			"$W/$name.json" "$W/$name.rout" 2>/dev/null || why="${why:+$why, }--json: no failover counted on both ends (or a resume)"
+	fi
 	if grep -qE "LeakSanitizer|AddressSanitizer|runtime error" "$W/$name.serr" "$W/$name.rerr"; then
 		why="${why:+$why, }sanitizer report"
 	fi
 	local said
 	said=$(grep -hoE "($said_re).*" "$W/$name.serr" "$W/$name.rerr" | head -1 | cut -c1-110)
-	rows+=("| $name | both | $rc/$rrc | $(python3 -c "print(round($(now) - $t0, 1))") | resumed: ${said//|/\\|} |")
-	if [ -z "$why" ]; then ok "$name: resumed, image equal ($said)"; else
+	rows+=("| $name | both | $rc/$rrc | $(python3 -c "print(round($(now) - $t0, 1))") | ${said//|/\\|} |")
+	if [ -z "$why" ]; then ok "$name: image equal ($said)"; else
 		bad "$name: $why"
 		sed 's/^/    send: /' "$W/$name.serr" | tail -10
 		sed 's/^/    recv: /' "$W/$name.rerr" | tail -10
@@ -487,21 +502,27 @@ if [ "$TRANSPORT" = tcp ]; then
 		RECV_EXTRA=()
 		SEND_ARGS=("${saved_send[@]}")
 		ip -n rmig-fb link set rmig-vb up
-		# two rails, a veth pair each; the second rail's link goes down mid-transfer.
-		# Without --resume: both ends fail, naming the channel of the dead rail.
+		# two rails, a veth pair each; the second rail's link goes down
+		# mid-transfer: it fails over within the session, and the migration
+		# goes on through rail 0. Both links down: nothing is left, and both
+		# ends fail, naming the channel that went.
 		if ip link add rmig-va2 netns rmig-fa type veth peer name rmig-vb2 netns rmig-fb &&
 			ip -n rmig-fa addr add 10.98.0.1/24 dev rmig-va2 &&
 			ip -n rmig-fb addr add 10.98.0.2/24 dev rmig-vb2 &&
 			ip -n rmig-fa link set rmig-va2 up && ip -n rmig-fb link set rmig-vb2 up; then
 			RECV_EXTRA=(--listen 10.98.0.1:0)
-			link_drop rail-drop ip -n rmig-fb link set rmig-vb2 down
+			rail_failover rail-failover ip -n rmig-fb link set rmig-vb2 down
 			ip -n rmig-fb link set rmig-vb2 up
 			ip -n rmig-fb addr show rmig-vb2 | grep -q 10.98.0.2 || ip -n rmig-fb addr add 10.98.0.2/24 dev rmig-vb2
-			# the same with send --resume and recv --keep: it goes on through rail 0
-			rail_failover rail-failover ip -n rmig-fb link set rmig-vb2 down
+			both_down() { ip -n rmig-fb link set rmig-vb2 down; ip -n rmig-fb link set rmig-vb down; }
+			link_drop rails-all-down both_down
+			ip -n rmig-fb link set rmig-vb up
+			ip -n rmig-fb link set rmig-vb2 up
+			ip -n rmig-fb addr show rmig-vb2 | grep -q 10.98.0.2 || ip -n rmig-fb addr add 10.98.0.2/24 dev rmig-vb2
+			ip -n rmig-fb addr show rmig-vb | grep -q 10.99.0.2 || ip -n rmig-fb addr add 10.99.0.2/24 dev rmig-vb
 			RECV_EXTRA=()
 		else
-			bad "rail-drop: could not build the second veth pair"
+			bad "rail-failover: could not build the second veth pair"
 		fi
 		RECV_NS=()
 		SEND_NS=()
@@ -548,30 +569,27 @@ else
 	# migration between two processes of this VM, whose pages go by SEND a
 	# few at a time; it goes on after the outage with no pause. Postcopy
 	# pause and resume over RDMA run in-process in test_resume.)
-	# two rails (rxe0, and rxe1 on dummy1); the second one's netdev goes down.
-	# Without --resume: both ends fail, naming the channel of the dead rail.
+	# two rails (rxe0, and rxe1 on dummy1); the second one's netdev goes down
+	# mid-transfer: rxe1 fails over within the session, and the migration
+	# goes on through rxe0. dummy1 comes back once a side said so, so that
+	# no process exits while its port is down (see link-drop below).
 	ADDR2=${SOFTROCE_IP2:-10.0.1.1}
 	if ip addr show dummy1 2>/dev/null | grep -q "$ADDR2"; then
 		RECV_EXTRA=(--listen "$ADDR2:0")
-		# send --resume and recv --keep: the migration goes on through rxe0.
-		# dummy1 comes back once the resumed session left rxe1 out, so that
-		# no process exits while its port is down (see link-drop below).
 		DROP_AFTER=5 rail_failover rail-failover ip link set dummy1 down -- dummy1_up
-		# a second device to open and register on, under TCG: past the connect
-		DROP_AFTER=5 link_drop rail-drop ip link set dummy1 down
 		RECV_EXTRA=()
 		ip link set dummy1 up
 		ip addr show dummy1 | grep -q "$ADDR2" || ip addr add "$ADDR2/24" dev dummy1
 	else
-		bad "rail-drop: no second rail ($ADDR2 on dummy1) in this VM"
+		bad "rail-failover: no second rail ($ADDR2 on dummy1) in this VM"
 	fi
 	# every RDMA rail gone (rxe0's netdev down; the control connection, a
 	# local address, stays up): send --transport auto --resume goes on over
 	# tcp. dummy0 comes back once it did, before any process exits.
 	RECV_EXTRA=()
-	DROP_AFTER=5 FO_TRANSPORT=auto FO_SAID="transport: tcp, because rdma is unavailable" FO_OVER=tcp \
+	DROP_AFTER=5 FO_RESUME=1 FO_TRANSPORT=auto FO_SAID="transport: tcp, because rdma is unavailable" FO_OVER=tcp \
 		rail_failover rdma-to-tcp ip link set dummy0 down -- dummy0_up
-	# Last on rxe0, as rail-drop is on rxe1: the netdev goes down under a
+	# Last on rxe0: the netdev goes down under a
 	# running migration, and both ends fail and exit while it is down. The
 	# kernel then destroys their connections, sending disconnect requests
 	# through the port that is down, and soft-RoCE's connection manager

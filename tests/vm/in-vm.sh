@@ -25,7 +25,7 @@ echo 48 >/proc/sys/vm/nr_hugepages 2>/dev/null || true # the hugetlb cases
 
 # the in-process integration suites over RDMA (live rounds with a dirtying writer, and
 # postcopy: userfaultfd placement from the staging slots, included)
-for t in test_inproc test_live test_resume test_auth test_postcopy; do
+for t in test_inproc test_live test_resume test_failover test_auth test_postcopy; do
 	if RMIG_TEST_TRANSPORT=rdma RMIG_TEST_ADDR=$IP RMIG_TEST_ADDR2=$IP2 \
 		"$build/tests/integration/$t" >/tmp/$t.txt 2>&1; then
 		ok "$t over rdma: $(grep -c '\[       OK' /tmp/$t.txt) cases"
