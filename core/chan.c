@@ -11,6 +11,7 @@
  * through the session's features' channel hooks (struct rmig_feature, sess.h).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +41,7 @@ static void job_reset(struct rmig_job *j)
 }
 
 /* A failure, reported as a transport reports one: through the session's upcall. */
-#define chan_fail(s, ...) (s)->up.fail((s)->up.arg, __VA_ARGS__)
+#define engine_fail(s, ...) (s)->up.fail((s)->up.arg, __VA_ARGS__)
 
 static int pace(struct rmig_session *s, uint64_t len)
 {
@@ -272,7 +273,7 @@ static void *source_thread(void *arg)
 			rc = run_job(c, j);
 			pthread_mutex_unlock(&c->post_lock);
 			if (rc)
-				chan_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
+				engine_fail(s, rc, "channel %u: %s job failed: %s", c->idx,
 					  j->kind == RMIG_JOB_SYNC ? "sync" : "write", strerror(-rc));
 		}
 		pthread_mutex_lock(&s->cs_lock);
@@ -313,7 +314,7 @@ static void *dest_thread(void *arg)
 		rc = s->tp_ops->progress(c->tch);
 	}
 	if (rc != -ECANCELED)
-		chan_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
+		engine_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
 	rmig_for_each_feature(s, h, dest_end)
 		h->dest_end(c, ctx[h_i]);
 	chan_exit(c);
@@ -327,7 +328,7 @@ static int start_threads(struct rmig_session *s, void *(*fn)(void *))
 		int rc = pthread_create(&c->thread, NULL, fn, c);
 
 		if (rc)
-			return chan_fail(s, -rc, "starting channel thread %u: %s", i, strerror(rc));
+			return engine_fail(s, -rc, "starting channel thread %u: %s", i, strerror(rc));
 		c->thread_started = true;
 	}
 	return 0;
@@ -390,14 +391,46 @@ static int find_idle(struct rmig_session *s, int want)
 	return -1;
 }
 
+/*
+ * The channels of @busy (a mask) never came back within the timeout: the
+ * features may take each one (failover: its rail is left out). True when
+ * every one was taken, so the caller may wait again.
+ */
+static bool stalled_taken(struct rmig_session *s, uint64_t busy)
+{
+	char why[200];
+
+	for (unsigned int k = 0; k < s->nchannels; k++) {
+		bool taken = false;
+
+		if (!(busy & (1ull << k)))
+			continue;
+		snprintf(why, sizeof(why), "channel %u stalled sending for %u ms", k,
+			 s->opts.timeout_ms);
+		rmig_for_each_feature(s, h, chan_fail)
+			if (!taken && h->chan_fail(&s->chans[k], -ETIMEDOUT, why))
+				taken = true;
+		if (!taken)
+			return false;
+	}
+	return busy != 0;
+}
+
 int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 {
+	struct rmig_job *tmp;
+	char busy[160] = "";
+	uint64_t busy_mask = 0;
+	unsigned int tries = 0;
+	int i, rc;
+
+again:
+	rc = 0;
+	busy[0] = '\0';
+	busy_mask = 0;
 	uint64_t deadline = rmig_sess_deadline(s);
 	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
 			       .tv_nsec = (long)(deadline % 1000000000ull) };
-	struct rmig_job *tmp;
-	char busy[160] = "";
-	int i, rc = 0;
 
 	pthread_mutex_lock(&s->cs_lock);
 	while ((i = find_idle(s, want)) == -1 && !s->cs_stop && !rc) {
@@ -408,7 +441,10 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	for (unsigned int k = 0; rc == -ETIMEDOUT && k < s->nchannels; k++) {
 		size_t off = strlen(busy);
 
-		if (s->chans[k].pending && off + 40 < sizeof(busy))
+		if (!s->chans[k].pending || s->chans[k].down)
+			continue;
+		busy_mask |= 1ull << k;
+		if (off + 40 < sizeof(busy))
 			snprintf(busy + off, sizeof(busy) - off, "%s%u (rail %s)", off ? ", " : "", k,
 				 s->rail[rmig_chan_rail(s, k)].name);
 	}
@@ -427,8 +463,11 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	pthread_mutex_unlock(&s->cs_lock);
 	if (rc == -ENOLINK)
 		return rc;
+	/* a stalled rail may fail over: then wait again, on the rails left */
+	if (rc == -ETIMEDOUT && tries++ < RMIG_RAILS_MAX && stalled_taken(s, busy_mask))
+		goto again;
 	if (rc == -ETIMEDOUT)
-		return chan_fail(s, rc,
+		return engine_fail(s, rc,
 				 "no data channel became idle within %u ms: channel %s stalled "
 				 "sending (link down or peer not reading)",
 				 s->opts.timeout_ms, busy[0] ? busy : "?");

@@ -82,7 +82,7 @@ static bool rail_in_use(const struct rmig_session *s, uint64_t r)
 /* Under s->lock: the session may go on without rail @r. */
 static bool can_fail_over(struct rmig_session *s, unsigned int r, int err, bool blobs)
 {
-	if (!link_error(err) || blobs || s->local || s->err || s->state != RMIG_S_RUNNING ||
+	if (!s->fo_agreed || !link_error(err) || blobs || s->local || s->err || s->state != RMIG_S_RUNNING ||
 	    s->finishing || s->pc.enabled || !s->chans || s->nrails_used < 2 || !rail_in_use(s, r))
 		return false;
 	for (unsigned int k = 0; k < s->nrails_used; k++)
@@ -188,7 +188,12 @@ static bool fo_chan_fail(struct rmig_chan *c, int err, const char *why)
 	return known || ok;
 }
 
-/* Source: the pages of a job a failed channel held are counted as posted: they go again. */
+/*
+ * Source: the pages of a job a failed channel held are counted as posted:
+ * they go again. And as sent, for a destination that reads as zero: a
+ * write that failed may have half landed, so a page zero by the time it
+ * goes again needs its marker.
+ */
 static void fo_chan_lost(struct rmig_chan *c, const struct rmig_job *j)
 {
 	const struct rmig_block *b;
@@ -202,8 +207,11 @@ static void fo_chan_lost(struct rmig_chan *c, const struct rmig_job *j)
 
 		if (end > b->npages)
 			end = b->npages;
-		if (first < end)
+		if (first < end) {
 			rmig_bitmap_set_range_atomic(b->posted, first, end - first);
+			if (b->sent)
+				rmig_bitmap_set_range_atomic(b->sent, first, end - first);
+		}
 	}
 }
 
@@ -346,7 +354,7 @@ static int fo_sync_repair(struct rmig_session *s)
 /* RAIL_DOWN: the source lost a rail (fence it), or the destination fenced one. */
 static int ctl_rail_down(struct rmig_session *s, const uint8_t *buf, uint32_t len)
 {
-	bool src = s->opts.role == RMIG_ROLE_SOURCE, blobs = blobs_sent(s), known, ok;
+	bool src = s->opts.role == RMIG_ROLE_SOURCE, blobs = blobs_sent(s), known, ok, quiet;
 	uint64_t r;
 
 	if (rmig_u64_decode(buf, len, &r) || r >= s->nrails || !rail_in_use(s, r))
@@ -361,8 +369,12 @@ static int ctl_rail_down(struct rmig_session *s, const uint8_t *buf, uint32_t le
 	}
 	if (src && (known || ok))
 		s->fo_fenced |= RAIL_BIT(r);
+	/* a session already ending: nothing to go on with (and the control thread reads on) */
+	quiet = s->err || s->finishing || s->state == RMIG_S_DONE;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	if (!known && !ok && quiet)
+		return 0;
 	if (!known && !ok)
 		return rmig_sess_fail(s, -ENETDOWN,
 				      "the %s lost rail %u (%s), and this migration cannot go on "
@@ -391,6 +403,24 @@ static void fo_error_note(struct rmig_session *s, char *msg, size_t cap)
 		}
 }
 
+/* The handshake: both sides must take RAIL_DOWN (a peer of an earlier release does not). */
+static uint32_t fo_hello_caps(const struct rmig_session *s)
+{
+	return s->local || s->test_no_fo_cap ? 0 : RMIG_CAP_FAILOVER;
+}
+
+static int fo_src_hello_ack(struct rmig_session *s, uint32_t ack_caps)
+{
+	s->fo_agreed = ack_caps & RMIG_ACK_FAILOVER;
+	return 0;
+}
+
+static int fo_dest_hello(struct rmig_session *s, const struct rmig_msg_hello *hello)
+{
+	s->fo_agreed = hello->caps & RMIG_CAP_FAILOVER;
+	return 0;
+}
+
 static void fo_stats(struct rmig_session *s, struct rmig_stats *st)
 {
 	pthread_mutex_lock(&s->lock);
@@ -408,6 +438,9 @@ const struct rmig_feature rmig_failover_feature = {
 	.ctl = fo_ctl,
 	.nctl = sizeof(fo_ctl) / sizeof(fo_ctl[0]),
 	.stats = fo_stats,
+	.hello_caps = fo_hello_caps,
+	.src_hello_ack = fo_src_hello_ack,
+	.dest_hello = fo_dest_hello,
 	.error_note = fo_error_note,
 	.chan_fail = fo_chan_fail,
 	.chan_lost = fo_chan_lost,

@@ -466,6 +466,7 @@ struct rmig_session {
 	 * rail lands any more; destination, that confirmation was sent.
 	 * @fo_handled: source, what the rail may have lost went again.
 	 */
+	bool fo_agreed; /* both sides take RAIL_DOWN (RMIG_CAP_FAILOVER, RMIG_ACK_FAILOVER) */
 	uint64_t fo_down;
 	uint64_t fo_fenced;
 	uint64_t fo_handled;
@@ -473,6 +474,7 @@ struct rmig_session {
 	uint64_t fo_resent_pages;
 	char fo_why[RMIG_RAILS_MAX][120]; /* why each rail failed */
 	bool test_no_resend; /* tests only: see rmig_sess_test_no_resend() */
+	bool test_no_fo_cap; /* tests only: see rmig_sess_test_no_failover_cap() */
 
 	/* counters */
 	_Atomic uint64_t st_bytes;
@@ -624,6 +626,9 @@ void rmig_sess_test_cut_rail(struct rmig_session *s, unsigned int r);
 
 /* Tests only: a failover leaves out what the failed rail may have lost (it is not sent again). */
 void rmig_sess_test_no_resend(struct rmig_session *s, bool skip);
+
+/* Tests only: a source that does not announce RMIG_CAP_FAILOVER (as an earlier release). */
+void rmig_sess_test_no_failover_cap(struct rmig_session *s);
 
 /* Tests only: run the session on another transport. */
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);

@@ -112,10 +112,16 @@ int rmig_up_place_from(void *arg, unsigned int chan, const struct rmig_target *t
 }
 
 /* Caller holds s->lock: every channel has passed marker @id and none is further. */
+/* Channel @i left the syncs (its rail failed over; s->chans may be absent in a harness). */
+static bool excluded(const struct rmig_session *s, unsigned int i)
+{
+	return s->chans && s->chans[i].excluded;
+}
+
 static bool sync_all_at(struct rmig_session *s, uint64_t id)
 {
 	for (unsigned int i = 0; i < s->nchannels; i++)
-		if (!s->chans[i].excluded && s->chan_sync[i] != id)
+		if (!excluded(s, i) && s->chan_sync[i] != id)
 			return false;
 	return true;
 }
@@ -139,7 +145,7 @@ int rmig_check_sync_lag(struct rmig_session *s)
 	lead = s->sync_lead_ns;
 	if (lead && rmig_mono_ns() - lead > (uint64_t)s->opts.timeout_ms * 1000000ull) {
 		for (unsigned int i = 0; i < s->nchannels; i++) {
-			if (s->chans[i].excluded)
+			if (excluded(s, i))
 				continue;
 			if (s->chan_sync[i] < behind) {
 				behind = s->chan_sync[i];
@@ -157,7 +163,7 @@ int rmig_check_sync_lag(struct rmig_session *s)
 		 "within %u ms",
 		 idx, (unsigned long long)ahead, s->opts.timeout_ms);
 	rmig_for_each_feature(s, f, chan_fail)
-		if (f->chan_fail(&s->chans[idx], -ETIMEDOUT, why)) {
+		if (s->chans && f->chan_fail(&s->chans[idx], -ETIMEDOUT, why)) {
 			pthread_mutex_lock(&s->lock);
 			s->sync_lead_ns = 0; /* the rail is going: no second report */
 			pthread_mutex_unlock(&s->lock);
@@ -172,7 +178,7 @@ static uint64_t sync_min(struct rmig_session *s, bool *advanced)
 	uint64_t min = UINT64_MAX;
 
 	for (unsigned int i = 0; i < s->nchannels; i++)
-		if (!s->chans[i].excluded)
+		if (!excluded(s, i))
 			min = s->chan_sync[i] < min ? s->chan_sync[i] : min;
 	*advanced = false;
 	if (min != UINT64_MAX && min > s->sync_acked) {

@@ -190,7 +190,8 @@ static int source_sync_once(struct rmig_session *s)
 		f->sync_end(s, !rc && !lost);
 	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
 		rc = rmig_sess_fail(s, rc, "sync %llu: no acknowledgement within %u ms",
-				    (unsigned long long)id, s->opts.timeout_ms);
+				    (unsigned long long)id,
+				    extended ? 2 * s->opts.timeout_ms : s->opts.timeout_ms);
 	if (rc || !lost)
 		return rc;
 	/* a rail failed: what it may have lost goes again, through the others */

@@ -253,6 +253,11 @@ void rmig_sess_test_no_resend(struct rmig_session *s, bool skip)
 	s->test_no_resend = skip;
 }
 
+void rmig_sess_test_no_failover_cap(struct rmig_session *s)
+{
+	s->test_no_fo_cap = true;
+}
+
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops)
 {
 	s->tp_ops = ops;
@@ -264,6 +269,9 @@ void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport
  * A channel thread's failure (@c, the calling thread's channel): true when a
  * feature takes it (failover.c: the session goes on without the rail).
  */
+static bool chan_fail_taken(struct rmig_session *s, struct rmig_chan *c, int err, const char *fmt,
+			    va_list ap) __attribute__((format(printf, 4, 0)));
+
 static bool chan_fail_taken(struct rmig_session *s, struct rmig_chan *c, int err, const char *fmt,
 			    va_list ap)
 {
@@ -301,7 +309,7 @@ static int up_fail(void *arg, int err, const char *fmt, ...)
 	 * reason on the control connection: give that reason a moment to
 	 * arrive, so the operator reads the cause, not "connection reset".
 	 */
-	if (err == -ECONNRESET || err == -EPIPE) {
+	if (err == -ECONNRESET || err == -EPIPE || (err == -EIO && c)) {
 		uint64_t deadline = rmig_now_ns() + 200000000ull;
 
 		pthread_mutex_lock(&s->lock);

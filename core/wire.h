@@ -53,6 +53,13 @@
  */
 #define RMIG_CAP_RESUME (1u << 4)
 /*
+ * The source takes RAIL_DOWN: a rail that fails mid-session fails over
+ * (core/failover.c). Only where the destination answers RMIG_ACK_FAILOVER;
+ * otherwise a failed rail fails the session, as with a peer of an earlier
+ * release, which knows neither bit nor message.
+ */
+#define RMIG_CAP_FAILOVER (1u << 5)
+/*
  * HELLO_ACK caps. ZEROED: every destination block reads as zero, so a zero
  * page the source never sent needs no marker (a page it sent before, now
  * zero, still does). A source that does not know the bit sends markers.
@@ -62,6 +69,8 @@
 #define RMIG_ACK_RAILS (1u << 1)
 /* The destination kept the resumed session's memory (see RMIG_CAP_RESUME). */
 #define RMIG_ACK_RESUMED (1u << 2)
+/* The destination takes RAIL_DOWN too (see RMIG_CAP_FAILOVER). */
+#define RMIG_ACK_FAILOVER (1u << 3)
 
 #define RMIG_AUTH_NONCE_LEN 32
 #define RMIG_AUTH_MAC_LEN 32 /* HMAC-SHA256 */

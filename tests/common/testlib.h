@@ -58,6 +58,8 @@ struct pair_cfg {
 	 * with ctl_tcp a TCP connection to addr.
 	 */
 	bool ctl_pair, ctl_tcp;
+	/* called on the source session right after it is made (a test hook of sess.h) */
+	void (*src_hook)(rmig_session *s);
 };
 
 struct pair {

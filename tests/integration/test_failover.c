@@ -8,7 +8,8 @@
  * breaks as rmig_sess_test_cut_rail() shuts its transport down on one side.
  *
  * Negative controls: with the re-send left out, the destination differs;
- * with no rail left, the migration fails, naming it.
+ * with no rail left, or a source that does not take RAIL_DOWN (an earlier
+ * release), the migration fails, naming the cause.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -220,6 +221,31 @@ static void test_no_rail_left(void **state)
 	pair_close(&p);
 }
 
+/* Negative control: a source of an earlier release (no RMIG_CAP_FAILOVER): the cut fails it. */
+static void test_peer_without_failover(void **state)
+{
+	struct rmig_stats st;
+	struct pair_cfg c;
+	struct pair p;
+	int rc;
+
+	(void)state;
+	if (!two_rails(&c))
+		return;
+	c.src_hook = rmig_sess_test_no_failover_cap;
+	assert_int_equal(pair_open(&p, &c), 0);
+	fill_random(p.smem, LEN, 15);
+	rc = send_and_cut(&p, 0, LEN, p.src, 150);
+	if (!rc)
+		rc = rmig_complete(p.src);
+	assert_int_not_equal(rc, 0);
+	printf("# %s\n", rmig_last_error(p.src));
+	rmig_get_stats(p.src, &st);
+	assert_int_equal(st.failovers, 0);
+	pair_join(&p);
+	pair_close(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -228,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_resend_bounded_by_sync),
 		cmocka_unit_test(test_no_resend_differs),
 		cmocka_unit_test(test_no_rail_left),
+		cmocka_unit_test(test_peer_without_failover),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
