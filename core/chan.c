@@ -515,6 +515,24 @@ void rmig_chan_set_down(struct rmig_session *s, unsigned int idx)
 	pthread_mutex_unlock(&s->cs_lock);
 }
 
+int rmig_job_add_bitmap(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
+			const unsigned long *map, uint64_t *pages_p)
+{
+	const struct rmig_block *b = &s->blocks[bidx];
+	struct rmig_run_iter it;
+	uint64_t first, count;
+	int rc = 0;
+
+	rmig_run_iter_init(&it, map, b->npages, 0);
+	it.max_run = b->npages ? b->npages : 1;
+	while (!rc && rmig_run_iter_next(&it, &first, &count)) {
+		if (pages_p)
+			*pages_p += count;
+		rc = rmig_job_add_range(s, job_p, bidx, first * b->page_size, count * b->page_size);
+	}
+	return rc;
+}
+
 int rmig_job_flush(struct rmig_session *s, struct rmig_job **job_p)
 {
 	if ((*job_p)->kind == RMIG_JOB_NONE)

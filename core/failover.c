@@ -79,16 +79,28 @@ static bool rail_in_use(const struct rmig_session *s, uint64_t r)
 	return false;
 }
 
-/* Under s->lock: the session may go on without rail @r. */
+/* Under s->lock: how many rails in use have not failed. */
+static unsigned int rails_up(const struct rmig_session *s)
+{
+	unsigned int n = 0;
+
+	for (unsigned int k = 0; k < s->nrails_used; k++)
+		n += !(s->fo_down & RAIL_BIT(s->rail_used[k]));
+	return n;
+}
+
+/* Under s->lock: a failure @err may fail over at all in this session, now. */
+static bool session_can_fail_over(const struct rmig_session *s, int err, bool blobs)
+{
+	return s->fo_agreed && link_error(err) && !blobs && !s->local && !s->err &&
+	       s->state == RMIG_S_RUNNING && !s->finishing && !s->pc.enabled && s->chans;
+}
+
+/* Under s->lock: the session may go on without rail @r (one in use, not yet down). */
 static bool can_fail_over(struct rmig_session *s, unsigned int r, int err, bool blobs)
 {
-	if (!s->fo_agreed || !link_error(err) || blobs || s->local || s->err || s->state != RMIG_S_RUNNING ||
-	    s->finishing || s->pc.enabled || !s->chans || s->nrails_used < 2 || !rail_in_use(s, r))
-		return false;
-	for (unsigned int k = 0; k < s->nrails_used; k++)
-		if (s->rail_used[k] != r && !(s->fo_down & RAIL_BIT(s->rail_used[k])))
-			return true;
-	return false;
+	return session_can_fail_over(s, err, blobs) && rail_in_use(s, r) &&
+	       !(s->fo_down & RAIL_BIT(r)) && rails_up(s) >= 2;
 }
 
 /* Under s->lock: every channel thread of the rails @mask has ended. */
@@ -139,12 +151,11 @@ static void dest_fence(struct rmig_session *s, unsigned int r)
 /* Rail @r was just marked down (fo_down): stop its channels and shut its transport. */
 static void rail_down(struct rmig_session *s, unsigned int r, const char *why, bool tell)
 {
-	unsigned int left = 0;
+	unsigned int left;
 
 	pthread_mutex_lock(&s->lock);
 	snprintf(s->fo_why[r], sizeof(s->fo_why[r]), "%s", why);
-	for (unsigned int k = 0; k < s->nrails_used; k++)
-		left += !(s->fo_down & RAIL_BIT(s->rail_used[k]));
+	left = rails_up(s);
 	pthread_mutex_unlock(&s->lock);
 	rmig_warn(&s->log, "rail %u (%s) failed: %s; the migration goes on through the other "
 			   "%u rail%s",
@@ -162,10 +173,13 @@ static void rail_down(struct rmig_session *s, unsigned int r, const char *why, b
 	}
 }
 
-/* Whether the source has sent device state (then no failover: see above). */
-static bool blobs_sent(struct rmig_session *s)
+/*
+ * Whether the source has sent device state (then no failover: see above).
+ * Read without state_lock: callers may hold s->lock.
+ */
+static bool blobs_sent(const struct rmig_session *s)
 {
-	return s->opts.role == RMIG_ROLE_SOURCE && rmig_state_count(s) > 0;
+	return s->opts.role == RMIG_ROLE_SOURCE && __atomic_load_n(&s->nblobs, __ATOMIC_RELAXED) > 0;
 }
 
 static bool fo_chan_fail(struct rmig_chan *c, int err, const char *why)
@@ -233,14 +247,7 @@ static void fo_chan_exit(struct rmig_chan *c)
 /* Under s->lock: a rail may still fail over (then the late ack may come after it). */
 static bool fo_sync_late(struct rmig_session *s)
 {
-	bool blobs = s->opts.role == RMIG_ROLE_SOURCE &&
-		     __atomic_load_n(&s->nblobs, __ATOMIC_RELAXED) > 0;
-
-	for (unsigned int k = 0; k < s->nrails_used; k++)
-		if (!(s->fo_down & RAIL_BIT(s->rail_used[k])) &&
-		    can_fail_over(s, s->rail_used[k], -ETIMEDOUT, blobs))
-			return true;
-	return false;
+	return session_can_fail_over(s, -ETIMEDOUT, blobs_sent(s)) && rails_up(s) >= 2;
 }
 
 static bool fo_sync_lost(struct rmig_session *s)
@@ -276,8 +283,6 @@ static int resend(struct rmig_session *s, uint64_t *pages_p)
 		struct rmig_block *b = &s->blocks[i];
 		size_t words = rmig_bitmap_longs(b->npages);
 		unsigned long *snap;
-		struct rmig_run_iter it;
-		uint64_t first, count;
 
 		if (!b->posted)
 			continue;
@@ -288,13 +293,7 @@ static int resend(struct rmig_session *s, uint64_t *pages_p)
 		}
 		for (size_t w = 0; w < words; w++)
 			snap[w] = __atomic_load_n(&b->posted[w], __ATOMIC_ACQUIRE);
-		rmig_run_iter_init(&it, snap, b->npages, 0);
-		it.max_run = b->npages ? b->npages : 1;
-		while (!rc && rmig_run_iter_next(&it, &first, &count)) {
-			*pages_p += count;
-			rc = rmig_job_add_range(s, &job, i, first * b->page_size,
-						count * b->page_size);
-		}
+		rc = rmig_job_add_bitmap(s, &job, i, snap, pages_p);
 		free(snap);
 	}
 	if (!rc)

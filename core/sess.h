@@ -581,6 +581,9 @@ int rmig_job_add_range(struct rmig_session *s, struct rmig_job **job_p, uint32_t
 /* The same with extents of at most @max bytes (at most extent_max). */
 int rmig_job_add_range_max(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
 			   uint64_t offset, uint64_t len, uint64_t max);
+/* The runs of set bits of @map (a page bitmap of block @bidx); *@pages_p (if set) counts their pages. */
+int rmig_job_add_bitmap(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
+			const unsigned long *map, uint64_t *pages_p);
 int rmig_job_flush(struct rmig_session *s, struct rmig_job **job_p);
 
 /* state.c: device state */

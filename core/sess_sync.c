@@ -88,10 +88,7 @@ int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages, s
 
 int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bitmap)
 {
-	struct rmig_run_iter it;
 	struct rmig_job *job;
-	struct rmig_block *b;
-	uint64_t first, count;
 	unsigned int idx;
 	int rc = src_block(s, block, &idx);
 
@@ -99,14 +96,10 @@ int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bi
 		return rc;
 	if (!bitmap)
 		return -EINVAL;
-	b = &s->blocks[idx];
 	job = rmig_job_new();
 	if (!job)
 		return -ENOMEM;
-	rmig_run_iter_init(&it, bitmap, b->npages, 0);
-	it.max_run = b->npages ? b->npages : 1;
-	while (!rc && rmig_run_iter_next(&it, &first, &count))
-		rc = rmig_job_add_range(s, &job, idx, first * b->page_size, count * b->page_size);
+	rc = rmig_job_add_bitmap(s, &job, idx, bitmap, NULL);
 	return finish_job(s, job, rc);
 }
 
@@ -159,7 +152,7 @@ static int source_sync_once(struct rmig_session *s)
 {
 	struct rmig_job *job = rmig_job_new();
 	uint64_t id, deadline;
-	bool lost = false, extended = false;
+	bool lost, extended = false;
 	int rc;
 
 	if (!job)
@@ -174,7 +167,7 @@ static int source_sync_once(struct rmig_session *s)
 	deadline = rmig_sess_deadline(s);
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		while (!rc && !s->err && s->sync_acked < id && !(lost = sync_lost(s)))
+		while (!rc && !s->err && s->sync_acked < id && !sync_lost(s))
 			rc = rmig_sess_wait(s, deadline);
 		if (rc != -ETIMEDOUT || extended || s->err || !sync_late(s))
 			break;
