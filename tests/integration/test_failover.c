@@ -54,6 +54,14 @@ static bool two_rails(struct pair_cfg *c)
 	return true;
 }
 
+/* Open the pair of @c, the source random (@seed), the destination 0x5a throughout. */
+static void open_filled(struct pair *p, const struct pair_cfg *c, unsigned int seed)
+{
+	assert_int_equal(pair_open(p, c), 0);
+	fill_random(p->smem, LEN, seed);
+	memset(p->dmem, 0x5a, LEN);
+}
+
 struct sender {
 	struct pair *p;
 	pthread_t th;
@@ -114,9 +122,7 @@ static void cut_whole(bool dst_side)
 	if (!two_rails(&c))
 		return;
 	c.flags = RMIG_F_VERIFY;
-	assert_int_equal(pair_open(&p, &c), 0);
-	fill_random(p.smem, LEN, 11);
-	memset(p.dmem, 0x5a, LEN);
+	open_filled(&p, &c, 11);
 	assert_int_equal(send_and_cut(&p, 0, LEN, dst_side ? p.dst : p.src, 150), 0);
 	assert_int_equal(rmig_complete(p.src), 0);
 	assert_int_equal(pair_join(&p), 0);
@@ -160,9 +166,7 @@ static void test_resend_bounded_by_sync(void **state)
 	(void)state;
 	if (!two_rails(&c))
 		return;
-	assert_int_equal(pair_open(&p, &c), 0);
-	fill_random(p.smem, LEN, 12);
-	memset(p.dmem, 0x5a, LEN);
+	open_filled(&p, &c, 12);
 	assert_int_equal(rmig_send_range(p.src, "ram", 0, LEN / 2), 0);
 	assert_int_equal(rmig_sync(p.src), 0);
 	assert_int_equal(rmig_sync(p.src), 0);
@@ -187,10 +191,8 @@ static void test_no_resend_differs(void **state)
 	(void)state;
 	if (!two_rails(&c))
 		return;
-	assert_int_equal(pair_open(&p, &c), 0);
+	open_filled(&p, &c, 13);
 	rmig_sess_test_no_resend(p.src, true);
-	fill_random(p.smem, LEN, 13);
-	memset(p.dmem, 0x5a, LEN);
 	assert_int_equal(send_and_cut(&p, 0, LEN, p.src, 150), 0);
 	assert_int_equal(rmig_complete(p.src), 0); /* no digests asked: nothing notices */
 	assert_int_equal(pair_join(&p), 0);
@@ -208,8 +210,7 @@ static void test_no_rail_left(void **state)
 	(void)state;
 	if (!two_rails(&c))
 		return;
-	assert_int_equal(pair_open(&p, &c), 0);
-	fill_random(p.smem, LEN, 14);
+	open_filled(&p, &c, 14);
 	rmig_sess_test_cut_rail(p.src, 0);
 	rc = send_and_cut(&p, 0, LEN, p.src, 100);
 	if (!rc)
@@ -233,8 +234,7 @@ static void test_peer_without_failover(void **state)
 	if (!two_rails(&c))
 		return;
 	c.src_hook = rmig_sess_test_no_failover_cap;
-	assert_int_equal(pair_open(&p, &c), 0);
-	fill_random(p.smem, LEN, 15);
+	open_filled(&p, &c, 15);
 	rc = send_and_cut(&p, 0, LEN, p.src, 150);
 	if (!rc)
 		rc = rmig_complete(p.src);
