@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
 pass=0
 fail=0
+times=""
+stage_t=$SECONDS
+stage_n=""
+stage() { # NAME [TEXT]: start a stage, saying "== NAME TEXT"; the one before is timed
+	[ -z "$stage_n" ] || times="$times $stage_n $((SECONDS - stage_t)) s;"
+	stage_n=$1
+	stage_t=$SECONDS
+	[ -z "$1" ] || echo "== $*"
+}
 
 count() { # LOG: add meson's Ok/Fail counts
 	local ok bad
@@ -21,7 +30,7 @@ count() { # LOG: add meson's Ok/Fail counts
 run() { # NAME DIR [MESON_TEST_ARGS...]: meson test in DIR
 	local name=$1 dir=$2
 	shift 2
-	echo "== $name"
+	stage "$name"
 	meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "/tmp/rmig-$name.log" |
 		grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout):'
 	count "/tmp/rmig-$name.log"
@@ -34,16 +43,18 @@ if [ "$(id -u)" = 0 ] && [ "$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 
 	echo 48 >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 fi
 
+stage build
 ./scripts/build.sh build || { echo "tests: 0 passed, 1 failed"; exit 1; }
 run tcp build
 
+stage build-asan
 ./scripts/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false ||
 	{ echo "tests: $pass passed, $((fail + 1)) failed"; exit 1; }
 run asan build-asan --setup asan
 # memcheck, leaks included, over the unit and integration suites (the long ones stay out)
 run valgrind build --setup valgrind
 
-echo "== fault matrix (tcp; kill, stall and cut off each end; ASan build, so leaks fail)"
+stage fault "matrix (tcp; kill, stall and cut off each end; ASan build, so leaks fail)"
 tests/fault/fault-matrix.sh build-asan tcp 2>&1 | tee /tmp/rmig-fault.log
 p=$(grep -E '^[0-9]+ passed, [0-9]+ failed' /tmp/rmig-fault.log | tail -1)
 if [ -n "$p" ]; then
@@ -53,7 +64,7 @@ else
 	fail=$((fail + 1))
 fi
 
-echo "== fuzz (libFuzzer, clang + ASan + UBSan, a smoke run of every target)"
+stage fuzz "(libFuzzer, clang + ASan + UBSan, a smoke run of every target)"
 ./scripts/fuzz.sh "${RMIG_FUZZ_SECS:-15}" 2>&1 | tee /tmp/rmig-fuzz.log
 p=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' /tmp/rmig-fuzz.log | tail -1)
 if [ -n "$p" ]; then
@@ -63,7 +74,7 @@ else
 	fail=$((fail + 1))
 fi
 
-echo "== QEMU VM migration (vm-send / vm-recv; the guest verifies its memory)"
+stage vm-migrate "(vm-send / vm-recv; the guest verifies its memory)"
 tests/vmig/vm-migrate.sh build 2>&1 | tee /tmp/rmig-vmig.log
 p=$(grep -E '^vm-migrate: [0-9]+ passed, [0-9]+ failed' /tmp/rmig-vmig.log | tail -1)
 if [ -n "$p" ]; then
@@ -74,7 +85,7 @@ else
 fi
 
 if [ -x tests/vm/run-rdma-tests.sh ]; then
-	echo "== rdma (soft-RoCE VM)"
+	stage rdma "(soft-RoCE VM)"
 	tests/vm/run-rdma-tests.sh build 2>&1 | tee /tmp/rmig-rdma.log
 	rc=${PIPESTATUS[0]}
 	p=$(grep -E '^rdma: [0-9]+ passed, [0-9]+ failed' /tmp/rmig-rdma.log | tail -1)
@@ -85,5 +96,7 @@ if [ -x tests/vm/run-rdma-tests.sh ]; then
 	[ "$rc" = 0 ] || [ -n "$p" ] || fail=$((fail + 1))
 fi
 
+stage ""
+echo "times:$times"
 echo "tests: $pass passed, $fail failed"
 [ "$fail" = 0 ]
