@@ -116,10 +116,13 @@ void rmig_conn_close(struct rmig_ctl_conn *c, unsigned int budget_ms)
 	for (;;) {
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 		uint64_t now = rmig_mono_ns();
+		ssize_t n;
 
 		if (now >= deadline || poll(&pfd, 1, (int)((deadline - now) / 1000000ull) + 1) <= 0)
 			break;
-		if (recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0 && errno != EAGAIN)
+		n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+		/* the peer's EOF ends it (0 sets no errno: a stale EAGAIN must not spin on) */
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 			break;
 	}
 	rmig_tls_free(c->tls);
