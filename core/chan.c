@@ -69,7 +69,7 @@ static const struct rmig_feature *claimer(struct rmig_session *s, uint32_t bidx)
 static int zero_run(struct rmig_chan *c, const struct rmig_block *b, struct rmig_target *t,
 		    uint64_t off, uint64_t end)
 {
-	const struct rmig_transport_ops *ops = c->s->tp_ops;
+	const struct rmig_transport_ops *ops = rmig_chan_ops(c);
 	uint64_t ps = b->page_size;
 	int rc = 0;
 
@@ -99,7 +99,7 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 			   const struct rmig_extent *e, bool urgent, bool staged)
 {
 	struct rmig_session *s = c->s;
-	const struct rmig_transport_ops *ops = s->tp_ops;
+	const struct rmig_transport_ops *ops = rmig_chan_ops(c);
 	/*
 	 * Zero scan in pages, or in extent_max units when pages are larger;
 	 * staged (claimed) always whole pages: the destination places pages whole.
@@ -189,7 +189,7 @@ static int post_ram_extent_claimed(struct rmig_chan *c, const struct rmig_featur
 static int run_job(struct rmig_chan *c, struct rmig_job *j)
 {
 	struct rmig_session *s = c->s;
-	const struct rmig_transport_ops *ops = s->tp_ops;
+	const struct rmig_transport_ops *ops = rmig_chan_ops(c);
 	int rc = 0;
 
 	switch (j->kind) {
@@ -311,7 +311,7 @@ static void *dest_thread(void *arg)
 	while (!rc) {
 		rmig_for_each_feature(s, h, dest_progress)
 			h->dest_progress(c, ctx[h_i]);
-		rc = s->tp_ops->progress(c->tch);
+		rc = rmig_chan_ops(c)->progress(c->tch);
 	}
 	if (rc != -ECANCELED)
 		engine_fail(s, rc, "channel %u: receive failed: %s", c->idx, strerror(-rc));
@@ -369,11 +369,14 @@ void rmig_chans_stop(struct rmig_session *s)
 	}
 }
 
-/* An idle channel's index, -1 when none is idle now, -2 when channel @want is down. */
+/*
+ * An idle channel's index; -1 when none is idle now, -2 when channel @want
+ * is down, -3 when every channel a job could go to is down.
+ */
 static int find_idle(struct rmig_session *s, int want)
 {
 	/* a reserved channel (the last ones) takes only what is handed to it by index */
-	unsigned int shared = s->nchannels;
+	unsigned int shared = s->nchannels, down = 0;
 
 	rmig_for_each_feature(s, h, reserved)
 		shared -= h->reserved(s);
@@ -383,12 +386,26 @@ static int find_idle(struct rmig_session *s, int want)
 	for (unsigned int k = 0; k < shared; k++) {
 		unsigned int i = (s->cs_next + k) % shared;
 
+		down += s->chans[i].down;
 		if (!s->chans[i].pending && !s->chans[i].down) {
 			s->cs_next = (i + 1) % shared;
 			return (int)i;
 		}
 	}
-	return -1;
+	return shared && down == shared ? -3 : -1;
+}
+
+/* Every channel a job could go to is down: a feature may open others (0), or the error. */
+static int chans_gone(struct rmig_session *s)
+{
+	int rc = -ENOLINK;
+
+	rmig_for_each_feature(s, h, chans_gone)
+		if (rc == -ENOLINK)
+			rc = h->chans_gone(s);
+	if (rc == -ENOLINK && !rmig_sess_err(s))
+		rc = engine_fail(s, rc, "every data channel is down");
+	return rc ? (rmig_sess_err(s) ? rmig_sess_err(s) : rc) : 0;
 }
 
 /*
@@ -422,6 +439,7 @@ int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 	char busy[160] = "";
 	uint64_t busy_mask = 0;
 	unsigned int tries = 0;
+	unsigned int gone = 0;
 	int i, rc;
 
 again:
@@ -452,6 +470,8 @@ again:
 		rc = -ECANCELED;
 	} else if (i == -2) {
 		rc = -ENOLINK;
+	} else if (i == -3) {
+		rc = -ENETDOWN;
 	} else if (i >= 0) {
 		rc = 0;
 		tmp = s->chans[i].job;
@@ -463,6 +483,13 @@ again:
 	pthread_mutex_unlock(&s->cs_lock);
 	if (rc == -ENOLINK)
 		return rc;
+	/* every rail failed: a feature may open new channels (failover.c's TCP fallback) */
+	if (rc == -ENETDOWN) {
+		rc = gone++ ? engine_fail(s, rc, "every data channel is down") : chans_gone(s);
+		if (!rc)
+			goto again;
+		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
+	}
 	/* a stalled rail may fail over: then wait again, on the rails left */
 	if (rc == -ETIMEDOUT && tries++ < RMIG_RAILS_MAX && stalled_taken(s, busy_mask))
 		goto again;
@@ -503,6 +530,41 @@ int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **
 		if (rc)
 			return rc;
 	}
+	return 0;
+}
+
+int rmig_chan_revive(struct rmig_session *s, unsigned int idx,
+		     const struct rmig_transport_ops *ops, struct rmig_tp_chan *tch,
+		     unsigned int rail)
+{
+	struct rmig_chan *c = &s->chans[idx];
+	int rc;
+
+	if (c->thread_started) /* its thread ended already (the caller waited for it) */
+		pthread_join(c->thread, NULL);
+	c->thread_started = false;
+	c->old_tch = c->tch;
+	c->tch = tch;
+	c->ops = ops;
+	c->rail = rail;
+	c->moved = true;
+	if (s->placed) /* where the new connection runs: its thread binds there */
+		rmig_sess_place_chan(s, c);
+	pthread_mutex_lock(&s->lock);
+	c->exited = false;
+	c->excluded = false;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_lock(&s->cs_lock);
+	c->down = false;
+	c->pending = false;
+	pthread_mutex_unlock(&s->cs_lock);
+	rc = pthread_create(&c->thread, NULL,
+			    s->opts.role == RMIG_ROLE_SOURCE ? source_thread : dest_thread, c);
+	if (rc) {
+		rmig_chan_set_down(s, idx);
+		return engine_fail(s, -rc, "starting channel thread %u: %s", idx, strerror(rc));
+	}
+	c->thread_started = true;
 	return 0;
 }
 

@@ -30,11 +30,24 @@
  *     in order).
  *
  * It fails over only where the session can go on without the rail: the
- * control connection alive, another rail in use and up, no postcopy (the
+ * control connection alive, another rail in use and up (or the TCP
+ * fallback below still to come), no postcopy (the
  * destination's guest runs on pages that cannot be taken back), no device
  * state sent yet (a blob's bytes are counted as they land and cannot come
  * twice). Otherwise the failure fails the session as before, and a resume
  * (resume.c) is the way on.
+ *
+ * The TCP fallback. When the last rail fails (an RDMA session's last
+ * device, say), the migration goes on over TCP to the control
+ * connection's address, which is known to work: the control connection
+ * is alive. Once the destination confirmed every rail fenced, the source
+ * asks for it (FALLBACK, the new rail's index); the destination opens a
+ * TCP listener on the control connection's address and answers with its
+ * endpoint; the source opens every channel again there, and each side
+ * runs each channel on its new TCP connection (rmig_chan_revive()). What
+ * the failed rails may have lost goes again over TCP, as above. It
+ * happens once: when the TCP rail fails too, nothing is left. A source
+ * with RMIG_F_NO_FALLBACK does not offer it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,11 +55,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "bitmap.h"
 #include "sess.h"
+#include "sock.h"
+#include "transport.h"
 
 #define RAIL_BIT(r) (1ull << (r))
+
+/* s->fb_state */
+enum { FB_NONE, FB_OPENING, FB_OPEN, FB_FAILED };
 
 /* The errors of a link that broke, as opposed to a peer that misbehaved. */
 static bool link_error(int err)
@@ -96,11 +116,26 @@ static bool session_can_fail_over(const struct rmig_session *s, int err, bool bl
 	       s->state == RMIG_S_RUNNING && !s->finishing && !s->pc.enabled && s->chans;
 }
 
+/*
+ * Under s->lock: the last rail may still fail over to TCP (the fallback,
+ * not yet opened). Only where TCP to the control connection's address is
+ * another path than the rails were: RDMA rails, or several TCP rails. A
+ * single TCP rail is that very path, and it failed. Both sides decide alike
+ * (the same transport, the same rails in use).
+ */
+static bool fb_possible(const struct rmig_session *s)
+{
+	return s->fb_agreed && s->fb_state == FB_NONE && s->nrails < RMIG_RAILS_MAX &&
+	       (s->tp_ops->kind != RMIG_TRANSPORT_TCP || s->nrails_used >= 2);
+}
+
 /* Under s->lock: the session may go on without rail @r (one in use, not yet down). */
 static bool can_fail_over(struct rmig_session *s, unsigned int r, int err, bool blobs)
 {
+	unsigned int up = rails_up(s);
+
 	return session_can_fail_over(s, err, blobs) && rail_in_use(s, r) &&
-	       !(s->fo_down & RAIL_BIT(r)) && rails_up(s) >= 2;
+	       !(s->fo_down & RAIL_BIT(r)) && (up >= 2 || (up == 1 && fb_possible(s)));
 }
 
 /* Under s->lock: every channel thread of the rails @mask has ended. */
@@ -157,14 +192,20 @@ static void rail_down(struct rmig_session *s, unsigned int r, const char *why, b
 	snprintf(s->fo_why[r], sizeof(s->fo_why[r]), "%s", why);
 	left = rails_up(s);
 	pthread_mutex_unlock(&s->lock);
-	rmig_warn(&s->log, "rail %u (%s) failed: %s; the migration goes on through the other "
-			   "%u rail%s",
-		  r, s->rail[r].name[0] ? s->rail[r].name : "?", why, left, left == 1 ? "" : "s");
+	if (left)
+		rmig_warn(&s->log, "rail %u (%s) failed: %s; the migration goes on through the other "
+				   "%u rail%s",
+			  r, s->rail[r].name[0] ? s->rail[r].name : "?", why, left,
+			  left == 1 ? "" : "s");
+	else
+		rmig_warn(&s->log, "rail %u (%s) failed: %s; it was the last: the migration goes on "
+				   "over tcp to the control connection's address",
+			  r, s->rail[r].name[0] ? s->rail[r].name : "?", why);
 	for (unsigned int i = 0; i < s->nchannels; i++)
 		if (rmig_chan_rail(s, i) == r)
 			rmig_chan_set_down(s, i);
 	if (s->rail[r].tp)
-		s->tp_ops->shutdown(s->rail[r].tp);
+		rmig_rail_ops(s, r)->shutdown(s->rail[r].tp);
 	if (s->opts.role == RMIG_ROLE_SOURCE) {
 		if (tell)
 			send_rail_down(s, r);
@@ -247,7 +288,10 @@ static void fo_chan_exit(struct rmig_chan *c)
 /* Under s->lock: a rail may still fail over (then the late ack may come after it). */
 static bool fo_sync_late(struct rmig_session *s)
 {
-	return session_can_fail_over(s, -ETIMEDOUT, blobs_sent(s)) && rails_up(s) >= 2;
+	unsigned int up = rails_up(s);
+
+	return session_can_fail_over(s, -ETIMEDOUT, blobs_sent(s)) &&
+	       (up >= 2 || (up == 1 && fb_possible(s)));
 }
 
 static bool fo_sync_lost(struct rmig_session *s)
@@ -302,9 +346,271 @@ static int resend(struct rmig_session *s, uint64_t *pages_p)
 	return rc;
 }
 
+
+/* ---- the TCP fallback ---- */
+
+/* Rail @r becomes a TCP rail to the control connection's address, its transport created. */
+static int fb_rail_open(struct rmig_session *s, unsigned int r)
+{
+	struct rmig_rail *rl = &s->rail[r];
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char addr[sizeof(rl->name) - 8] = "?";
+	int rc;
+
+	if ((s->opts.role == RMIG_ROLE_SOURCE ? getpeername : getsockname)(
+		    s->ctl_fd, (struct sockaddr *)&ss, &len) == 0)
+		rmig_sockaddr_str(&ss, false, addr, sizeof(addr));
+	memset(&rl->addr, 0, sizeof(rl->addr));
+	rl->addr_len = 0; /* the control connection's address */
+	rl->ops = &rmig_tcp_ops;
+	rl->off = false;
+	snprintf(rl->name, sizeof(rl->name), "%s, tcp", addr);
+	rc = rmig_tp_create_rail(s, r);
+	if (rc)
+		return rc;
+	/* shut down with the other rails from now on (a failure meanwhile: now) */
+	__atomic_store_n(&s->nrails, r + 1, __ATOMIC_RELEASE);
+	if (rmig_sess_err(s)) {
+		rl->ops->shutdown(rl->tp);
+		return rmig_sess_err(s);
+	}
+	return 0;
+}
+
+/* Under s->lock: the channels moved to rail @r; it counts as a rail in use, and up. */
+static void fb_opened(struct rmig_session *s, unsigned int r)
+{
+	s->rail_used[s->nrails_used++] = r;
+	s->fb_state = FB_OPEN;
+	pthread_cond_broadcast(&s->cond);
+}
+
+/* Source: FALLBACK asked for (rail @r), the endpoint awaited, every channel opened again there. */
+static int fb_connect(struct rmig_session *s, unsigned int r)
+{
+	const struct rmig_transport_ops *ops = &rmig_tcp_ops;
+	struct rmig_tp_chan *chs[RMIG_CHANNELS_MAX] = { NULL };
+	unsigned int n = s->nchannels;
+	uint64_t deadline;
+	uint8_t buf[8];
+	int rc;
+
+	rc = fb_rail_open(s, r);
+	if (!rc) {
+		rmig_warn(&s->log, "every rail failed: %u channels go on over tcp (%s)", n,
+			  s->rail[r].name);
+		rmig_u64_encode(r, buf, sizeof(buf));
+		rc = rmig_ctl_send(s, RMIG_MSG_FALLBACK, buf, sizeof(buf));
+	}
+	deadline = rmig_sess_deadline(s);
+	pthread_mutex_lock(&s->lock);
+	while (!rc && !s->err && !s->fb_ep_len)
+		rc = rmig_sess_wait(s, deadline);
+	if (!rc)
+		rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
+		return rmig_sess_fail(s, rc, "every rail failed, and the destination did not open "
+					     "tcp channels within %u ms",
+				      s->opts.timeout_ms);
+	/* each connect names what failed (the session's error) */
+	for (unsigned int i = 0; i < n && !rc; i++)
+		rc = ops->connect(s->rail[r].tp, s->ctl_fd, s->fb_ep, s->fb_ep_len, i, &chs[i]);
+	for (unsigned int i = 0; i < n && !rc; i++) {
+		rc = rmig_chan_revive(s, i, ops, chs[i], r);
+		if (!rc)
+			chs[i] = NULL; /* the channel's now */
+	}
+	for (unsigned int i = 0; i < n; i++)
+		ops->chan_close(chs[i]);
+	if (rc)
+		return rmig_sess_err(s) ? rmig_sess_err(s) :
+		       rmig_sess_fail(s, rc, "opening tcp channels after every rail failed: %s",
+				      rmig_strerror(rc));
+	pthread_mutex_lock(&s->lock);
+	fb_opened(s, r);
+	pthread_mutex_unlock(&s->lock);
+	rmig_info(&s->log, "tcp fallback: %u channels open (%s)", n, s->rail[r].name);
+	return 0;
+}
+
+/*
+ * Source: every rail in use failed. Once the destination confirmed each
+ * one fenced, the channels open again over TCP (once; a second caller
+ * waits for the first). 0 when they are open; -ENOLINK where the session
+ * has no fallback (not agreed, or it failed before); or the session's error.
+ */
+static int fb_open(struct rmig_session *s)
+{
+	uint64_t deadline = rmig_sess_deadline(s), mask;
+	unsigned int r = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		mask = s->fo_down;
+		if (s->err) {
+			rc = s->err;
+			break;
+		}
+		if (s->fb_state == FB_OPEN) {
+			rc = 0;
+			break;
+		}
+		if (s->fb_state == FB_FAILED || !s->fb_agreed || rails_up(s)) {
+			rc = -ENOLINK;
+			break;
+		}
+		if (s->fb_state == FB_NONE && (s->fo_fenced & mask) == mask &&
+		    rails_quiet(s, mask)) {
+			s->fb_state = FB_OPENING;
+			s->fb_rail = r = s->nrails;
+			rc = 1;
+			break;
+		}
+		rc = rmig_sess_wait(s, deadline);
+		if (rc)
+			break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -ETIMEDOUT && !rmig_sess_err(s))
+		return rmig_sess_fail(s, rc, "every rail failed, and the destination did not confirm "
+					     "within %u ms that nothing of them lands any more",
+				      s->opts.timeout_ms);
+	if (rc != 1)
+		return rc;
+	rc = fb_connect(s, r);
+	if (rc) {
+		pthread_mutex_lock(&s->lock);
+		s->fb_state = FB_FAILED;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return rc;
+}
+
+/* Source: every channel is down (rmig_chan_submit()): the fallback takes their places. */
+static int fo_chans_gone(struct rmig_session *s)
+{
+	return fb_open(s);
+}
+
+/*
+ * Destination: FALLBACK from the source. Every rail is down and fenced: a
+ * TCP listener on the control connection's address, its endpoint to the
+ * source, and each channel taken again there as it connects.
+ */
+static int fb_accept(struct rmig_session *s, unsigned int r)
+{
+	const struct rmig_transport_ops *ops = &rmig_tcp_ops;
+	bool seen[RMIG_CHANNELS_MAX] = { false };
+	uint8_t ep[RMIG_EP_MAX];
+	uint16_t ep_len = 0;
+	uint64_t top = 0;
+	int rc, refuse_fd = -1;
+
+	rc = fb_rail_open(s, r);
+	if (!rc)
+		rc = ops->listen(s->rail[r].tp, s->ctl_fd, ep, &ep_len);
+	if (rc)
+		return rmig_sess_err(s) ? rmig_sess_err(s) :
+		       rmig_sess_fail(s, rc, "every rail failed, and no tcp listener opens on %s: %s",
+				      s->rail[r].name, rmig_strerror(rc));
+	if (s->test_fb_refuse) { /* a port where nothing listens: the source's connect is refused */
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (!getsockname(s->ctl_fd, (struct sockaddr *)&ss, &len) &&
+		    !rmig_sockaddr_set_port(&ss, 0) &&
+		    (refuse_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0 &&
+		    !bind(refuse_fd, (struct sockaddr *)&ss, len) && rmig_sock_local_port(refuse_fd) > 0)
+			rmig_put_be16(ep, (uint16_t)rmig_sock_local_port(refuse_fd));
+	}
+	rmig_warn(&s->log, "every rail failed: the channels go on over tcp (%s)", s->rail[r].name);
+	/* each channel's syncs go on from the furthest one's: a marker to come is past it */
+	pthread_mutex_lock(&s->lock);
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		top = s->chan_sync[i] > top ? s->chan_sync[i] : top;
+	for (unsigned int i = 0; i < s->nchannels; i++)
+		s->chan_sync[i] = top;
+	pthread_mutex_unlock(&s->lock);
+	rc = rmig_ctl_send(s, RMIG_MSG_FALLBACK, ep, ep_len);
+	for (unsigned int got = 0; got < s->nchannels && !rc; got++) {
+		struct rmig_tp_chan *ch;
+
+		rc = ops->accept(s->rail[r].tp, &ch);
+		if (rc)
+			break;
+		if (ch->idx >= s->nchannels || seen[ch->idx]) {
+			ops->chan_close(ch);
+			rc = rmig_sess_fail(s, -EPROTO, "tcp fallback: data channel %u connected twice",
+					    ch->idx);
+			break;
+		}
+		seen[ch->idx] = true;
+		rc = rmig_chan_revive(s, ch->idx, ops, ch, r);
+	}
+	if (refuse_fd >= 0)
+		close(refuse_fd);
+	if (rc)
+		return rmig_sess_err(s) ? rmig_sess_err(s) :
+		       rmig_sess_fail(s, rc, "tcp fallback: %s", rmig_strerror(rc));
+	pthread_mutex_lock(&s->lock);
+	fb_opened(s, r);
+	pthread_mutex_unlock(&s->lock);
+	rmig_info(&s->log, "tcp fallback: %u channels open (%s)", s->nchannels, s->rail[r].name);
+	return 0;
+}
+
+/* FALLBACK: the source asks for TCP channels (rail index), or the destination says where. */
+static int ctl_fallback(struct rmig_session *s, const uint8_t *buf, uint32_t len)
+{
+	uint64_t r = 0;
+	bool ok, quiet;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->opts.role == RMIG_ROLE_SOURCE) {
+		ok = s->fb_state == FB_OPENING && !s->fb_ep_len && len >= 1 && len <= RMIG_EP_MAX;
+		if (ok) {
+			memcpy(s->fb_ep, buf, len);
+			s->fb_ep_len = (uint16_t)len;
+			pthread_cond_broadcast(&s->cond);
+		}
+	} else {
+		ok = !rmig_u64_decode(buf, len, &r) && r == s->nrails && fb_possible(s) &&
+		     !rails_up(s) && (s->fo_fenced & s->fo_down) == s->fo_down &&
+		     rails_quiet(s, s->fo_down) && s->chans && s->chan_sync;
+		if (ok) {
+			s->fb_state = FB_OPENING;
+			s->fb_rail = (unsigned int)r;
+		}
+	}
+	quiet = s->err || s->finishing || s->state == RMIG_S_DONE;
+	pthread_mutex_unlock(&s->lock);
+	if (!ok)
+		return quiet ? 0 :
+		       rmig_sess_fail(s, -EBADMSG,
+				      "control connection: unexpected FALLBACK (%s)",
+				      s->opts.role == RMIG_ROLE_SOURCE ?
+					      "none asked for, or a bad endpoint" :
+					      "a rail still up, or not fenced, or not the next rail");
+	if (s->opts.role == RMIG_ROLE_SOURCE)
+		return 0;
+	rc = fb_accept(s, (unsigned int)r);
+	if (rc) {
+		pthread_mutex_lock(&s->lock);
+		s->fb_state = FB_FAILED;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return rc;
+}
+
 static int fo_sync_repair(struct rmig_session *s)
 {
 	uint64_t deadline = rmig_sess_deadline(s), mask, pages = 0;
+	unsigned int up;
 	char names[160];
 	int rc = 0;
 
@@ -333,7 +639,16 @@ static int fo_sync_repair(struct rmig_session *s)
 				      names);
 	pthread_mutex_lock(&s->lock);
 	s->fo_handled |= mask;
+	up = rails_up(s);
 	pthread_mutex_unlock(&s->lock);
+	/* the last rail failed: the channels go on over tcp (the re-send goes there) */
+	if (!up) {
+		rc = fb_open(s);
+		if (rc == -ENOLINK && !rmig_sess_err(s))
+			rc = rmig_sess_fail(s, -ENETDOWN, "every rail failed");
+		if (rc)
+			return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
+	}
 	if (s->test_no_resend) {
 		rmig_warn(&s->log, "tests: rail %s failed over, and nothing goes again", names);
 		return 1;
@@ -405,18 +720,25 @@ static void fo_error_note(struct rmig_session *s, char *msg, size_t cap)
 /* The handshake: both sides must take RAIL_DOWN (a peer of an earlier release does not). */
 static uint32_t fo_hello_caps(const struct rmig_session *s)
 {
-	return s->local || s->test_no_fo_cap ? 0 : RMIG_CAP_FAILOVER;
+	if (s->local || s->test_no_fo_cap)
+		return 0;
+	return RMIG_CAP_FAILOVER |
+	       (s->opts.flags & RMIG_F_NO_FALLBACK ? 0 : RMIG_CAP_FALLBACK);
 }
 
 static int fo_src_hello_ack(struct rmig_session *s, uint32_t ack_caps)
 {
 	s->fo_agreed = ack_caps & RMIG_ACK_FAILOVER;
+	s->fb_agreed = s->fo_agreed && (ack_caps & RMIG_ACK_FALLBACK);
 	return 0;
 }
 
+/* The destination answers RMIG_ACK_FALLBACK where it has a rail to spare for it. */
 static int fo_dest_hello(struct rmig_session *s, const struct rmig_msg_hello *hello)
 {
 	s->fo_agreed = hello->caps & RMIG_CAP_FAILOVER;
+	s->fb_agreed = s->fo_agreed && (hello->caps & RMIG_CAP_FALLBACK) &&
+		       s->rails_asked < RMIG_RAILS_MAX;
 	return 0;
 }
 
@@ -425,11 +747,13 @@ static void fo_stats(struct rmig_session *s, struct rmig_stats *st)
 	pthread_mutex_lock(&s->lock);
 	st->failovers = s->failovers;
 	st->failover_pages = s->fo_resent_pages;
+	st->tcp_fallbacks = s->fb_state == FB_OPEN;
 	pthread_mutex_unlock(&s->lock);
 }
 
 static const struct rmig_ctl_handler fo_ctl[] = {
 	{ RMIG_MSG_RAIL_DOWN, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, ctl_rail_down },
+	{ RMIG_MSG_FALLBACK, RMIG_CTL_TO_SOURCE | RMIG_CTL_TO_DEST, ctl_fallback },
 };
 
 const struct rmig_feature rmig_failover_feature = {
@@ -447,4 +771,5 @@ const struct rmig_feature rmig_failover_feature = {
 	.sync_lost = fo_sync_lost,
 	.sync_repair = fo_sync_repair,
 	.sync_late = fo_sync_late,
+	.chans_gone = fo_chans_gone,
 };

@@ -56,9 +56,10 @@ int rmig_tp_create_rail(struct rmig_session *s, unsigned int r)
 	if (s->opts.role != RMIG_ROLE_SOURCE)
 		rmig_sess_place_load(s);
 	p.place = s->place;
-	rc = s->tp_ops->create(&p, &s->rail[r].tp);
+	rc = rmig_rail_ops(s, r)->create(&p, &s->rail[r].tp);
 	if (rc)
-		return rmig_sess_fail(s, rc, "creating the %s transport%s%s: %s", s->tp_ops->name,
+		return rmig_sess_fail(s, rc, "creating the %s transport%s%s: %s",
+				      rmig_rail_ops(s, r)->name,
 				      r ? " for rail " : "", r ? s->rail[r].name : "", strerror(-rc));
 	if (!r)
 		s->tp = s->rail[0].tp;
@@ -414,14 +415,14 @@ void rmig_rails_shutdown(struct rmig_session *s)
 {
 	for (unsigned int r = 1; r < s->nrails; r++)
 		if (s->rail[r].tp)
-			s->tp_ops->shutdown(s->rail[r].tp);
+			rmig_rail_ops(s, r)->shutdown(s->rail[r].tp);
 }
 
 void rmig_rails_destroy(struct rmig_session *s)
 {
 	for (unsigned int r = 1; r < s->nrails; r++) {
 		if (s->rail[r].tp)
-			s->tp_ops->destroy(s->rail[r].tp);
+			rmig_rail_ops(s, r)->destroy(s->rail[r].tp);
 		s->rail[r].tp = NULL;
 	}
 }

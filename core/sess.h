@@ -107,6 +107,15 @@ struct rmig_chan {
 	bool down;
 	bool exited;
 	bool excluded;
+	/*
+	 * Moved to another rail mid-session (rmig_chan_revive(): the TCP
+	 * fallback): its rail, that rail's transport, and the channel of the
+	 * rail it left (closed at destroy). Set while no thread runs it.
+	 */
+	bool moved;
+	unsigned int rail;
+	const struct rmig_transport_ops *ops;
+	struct rmig_tp_chan *old_tch;
 };
 
 struct rmig_blob; /* state.c */
@@ -297,6 +306,12 @@ struct rmig_feature {
 	 * the timeout).
 	 */
 	bool (*sync_late)(struct rmig_session *s);
+	/*
+	 * Source: every channel a job could go to is down (their rails
+	 * failed over), seen by rmig_chan_submit(). 0 once other channels
+	 * took their places (the job goes there), or the session's error.
+	 */
+	int (*chans_gone)(struct rmig_session *s);
 };
 
 #define RMIG_FEATURES_MAX 10
@@ -366,6 +381,8 @@ struct rmig_session {
 		uint16_t ep_len;              /* source: the endpoint the destination gave */
 		uint8_t ep[RMIG_EP_MAX];
 		bool off;                     /* source: offered, but left out (unreachable) */
+		/* its transport where not the session's (the TCP fallback's rail); NULL: tp_ops */
+		const struct rmig_transport_ops *ops;
 	} rail[RMIG_RAILS_MAX];
 	unsigned int nrails;
 	/* the rails the channels go through: channel i through rail_used[i % nrails_used] */
@@ -473,6 +490,18 @@ struct rmig_session {
 	unsigned int failovers;
 	uint64_t fo_resent_pages;
 	char fo_why[RMIG_RAILS_MAX][120]; /* why each rail failed */
+	/*
+	 * The TCP fallback (failover.c): once every rail failed, the channels
+	 * go on over TCP to the control connection's address, as rail
+	 * @fb_rail. @fb_agreed: both sides take FALLBACK; @fb_state (under
+	 * lock): RMIG_FB_*; @fb_ep: source, the destination's endpoint.
+	 */
+	bool fb_agreed;
+	int fb_state;
+	unsigned int fb_rail;
+	uint16_t fb_ep_len;
+	uint8_t fb_ep[RMIG_EP_MAX];
+	bool test_fb_refuse; /* tests only: see rmig_sess_test_fallback_refuse() */
 	bool test_no_resend; /* tests only: see rmig_sess_test_no_resend() */
 	bool test_no_fo_cap; /* tests only: see rmig_sess_test_no_failover_cap() */
 
@@ -573,6 +602,15 @@ struct rmig_job *rmig_job_new(void);
 struct rmig_chan *rmig_chan_self(void);
 /* A channel of a failed rail: it takes no more jobs, and its thread ends. */
 void rmig_chan_set_down(struct rmig_session *s, unsigned int idx);
+/*
+ * Channel @idx, down and its thread ended, goes on through channel @tch of
+ * rail @rail (whose transport is @ops): a new thread runs it, and it takes
+ * jobs (source) or counts in syncs (destination) again. The old channel is
+ * kept and closed at destroy.
+ */
+int rmig_chan_revive(struct rmig_session *s, unsigned int idx,
+		     const struct rmig_transport_ops *ops, struct rmig_tp_chan *tch,
+		     unsigned int rail);
 /* Post a sync marker on every channel that is not down, ordered after everything handed over. */
 int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p);
 /* Add a byte range of block @bidx to *job_p, handing the job over when full. */
@@ -632,6 +670,8 @@ void rmig_sess_test_no_resend(struct rmig_session *s, bool skip);
 
 /* Tests only: a source that does not announce RMIG_CAP_FAILOVER (as an earlier release). */
 void rmig_sess_test_no_failover_cap(struct rmig_session *s);
+/* Tests only: a destination whose TCP fallback listener takes no connection (it closes). */
+void rmig_sess_test_fallback_refuse(struct rmig_session *s);
 
 /* Tests only: run the session on another transport. */
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops);
@@ -641,6 +681,8 @@ void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport
 void rmig_sess_place_prefetch(struct rmig_session *s);
 void rmig_sess_place_load(struct rmig_session *s);  /* before the transport is created */
 void rmig_sess_place_chans(struct rmig_session *s); /* channels open, threads not started */
+/* channel @c's device, node and cpus (its thread not running): a channel moved mid-session */
+void rmig_sess_place_chan(struct rmig_session *s, struct rmig_chan *c);
 void rmig_chan_bind(struct rmig_chan *c);           /* on the channel's own thread */
 void rmig_sess_place_fini(struct rmig_session *s);  /* after the threads are joined */
 
@@ -686,7 +728,20 @@ struct rmig_tp *rmig_rail_tp(const struct rmig_session *s, unsigned int chan);
 /* the rail channel @chan goes through (the engine reads it too: inline) */
 static inline unsigned int rmig_chan_rail(const struct rmig_session *s, unsigned int chan)
 {
+	if (s->chans && s->chans[chan].moved)
+		return s->chans[chan].rail;
 	return s->nrails_used ? s->rail_used[chan % s->nrails_used] : 0;
+}
+/* Rail @r's transport: the session's, or the one a fallback opened it with. */
+static inline const struct rmig_transport_ops *rmig_rail_ops(const struct rmig_session *s,
+							     unsigned int r)
+{
+	return s->rail[r].ops ? s->rail[r].ops : s->tp_ops;
+}
+/* Channel @c's transport. */
+static inline const struct rmig_transport_ops *rmig_chan_ops(const struct rmig_chan *c)
+{
+	return c->ops ? c->ops : c->s->tp_ops;
 }
 /*
  * destination: open rails 1.. (after rail 0 listens); one that cannot carry

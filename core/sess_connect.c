@@ -547,6 +547,8 @@ static int dest_handshake(struct rmig_session *s, uint8_t *buf, struct rmig_msg_
 		ack.caps |= RMIG_ACK_RESUMED;
 	if (s->fo_agreed) /* failover.c's dest_hello: the source takes RAIL_DOWN */
 		ack.caps |= RMIG_ACK_FAILOVER;
+	if (s->fb_agreed) /* and FALLBACK */
+		ack.caps |= RMIG_ACK_FALLBACK;
 	rc = tp_create(s);
 	if (!rc)
 		rc = s->tp_ops->listen(s->tp, s->ctl_fd, ack.ep, &ack.ep_len);

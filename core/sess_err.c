@@ -67,7 +67,7 @@ void rmig_sess_shut(struct rmig_session *s)
 		s->tp_ops->shutdown(s->tp);
 	for (unsigned int r = 1; r < s->nrails; r++) /* rail 0's is s->tp */
 		if (s->rail[r].tp)
-			s->tp_ops->shutdown(s->rail[r].tp);
+			rmig_rail_ops(s, r)->shutdown(s->rail[r].tp);
 	/*
 	 * Half-close only: the peer reads our queued ERROR, then EOF. Readers
 	 * of the control socket wake on wake_fd; a full shutdown here would

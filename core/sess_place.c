@@ -60,13 +60,14 @@ void rmig_sess_place_load(struct rmig_session *s)
 		rmig_warn(&s->log, "placement off: %s", s->place_why);
 }
 
-static void locate_chan(struct rmig_session *s, struct rmig_chan *c)
+void rmig_sess_place_chan(struct rmig_session *s, struct rmig_chan *c)
 {
 	char name[sizeof(c->loc.dev)] = "";
 	int kind = RMIG_DEV_NONE;
 
-	if (s->tp_ops->locate && c->tch)
-		kind = s->tp_ops->locate(c->tch, name, sizeof(name));
+	rmig_loc_fini(&c->loc); /* a channel moved mid-session was placed before */
+	if (rmig_chan_ops(c)->locate && c->tch)
+		kind = rmig_chan_ops(c)->locate(c->tch, name, sizeof(name));
 	if (s->place && kind != RMIG_DEV_NONE &&
 	    !rmig_place_locate(s->place, (enum rmig_dev_kind)kind, name, &c->loc)) {
 		rmig_info(&s->log, "channel %u: %s, NUMA node %d, cpus %s", c->idx, c->loc.dev,
@@ -111,7 +112,7 @@ void rmig_sess_place_chans(struct rmig_session *s)
 		return;
 	rmig_sess_place_load(s); /* the source's channels opened while it loaded */
 	for (unsigned int i = 0; i < s->nchannels; i++)
-		locate_chan(s, &s->chans[i]);
+		rmig_sess_place_chan(s, &s->chans[i]);
 	s->placed = true;
 	/* one NUMA node: no memory is far from any device */
 	if (s->place && rmig_place_nodes(s->place) > 1)

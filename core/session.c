@@ -36,7 +36,7 @@
 #define DEFAULT_MAX_ROUNDS 30
 #define RMIG_FLAGS_ALL \
 	(RMIG_F_VERIFY | RMIG_F_SWITCH_ANYWAY | RMIG_F_TLS | RMIG_F_POSTCOPY | RMIG_F_NO_URGENT | \
-	 RMIG_F_PREPARE | RMIG_F_ZEROED | RMIG_F_DIRECT | RMIG_F_NO_BIND)
+	 RMIG_F_PREPARE | RMIG_F_ZEROED | RMIG_F_DIRECT | RMIG_F_NO_BIND | RMIG_F_NO_FALLBACK)
 
 const char *rmig_transport_name(enum rmig_transport_kind k)
 {
@@ -245,7 +245,7 @@ void rmig_sess_test_cut(struct rmig_session *s)
 void rmig_sess_test_cut_rail(struct rmig_session *s, unsigned int r)
 {
 	if (r < s->nrails && s->rail[r].tp)
-		s->tp_ops->shutdown(s->rail[r].tp);
+		rmig_rail_ops(s, r)->shutdown(s->rail[r].tp);
 }
 
 void rmig_sess_test_no_resend(struct rmig_session *s, bool skip)
@@ -256,6 +256,11 @@ void rmig_sess_test_no_resend(struct rmig_session *s, bool skip)
 void rmig_sess_test_no_failover_cap(struct rmig_session *s)
 {
 	s->test_no_fo_cap = true;
+}
+
+void rmig_sess_test_fallback_refuse(struct rmig_session *s)
+{
+	s->test_fb_refuse = true;
 }
 
 void rmig_sess_set_transport(struct rmig_session *s, const struct rmig_transport_ops *ops)
@@ -418,8 +423,10 @@ void rmig_session_destroy(rmig_session *s)
 	rmig_chans_stop(s);
 	rmig_pool_destroy(s->pool);
 	for (unsigned int i = 0; s->chans && i < s->nchannels; i++) {
-		if (s->tp)
-			s->tp_ops->chan_close(s->chans[i].tch);
+		if (s->tp) {
+			rmig_chan_ops(&s->chans[i])->chan_close(s->chans[i].tch);
+			s->tp_ops->chan_close(s->chans[i].old_tch); /* the rail it left */
+		}
 		free(s->chans[i].job);
 		pthread_cond_destroy(&s->chans[i].work);
 		pthread_mutex_destroy(&s->chans[i].post_lock);

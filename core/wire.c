@@ -36,6 +36,7 @@ static const char *const msg_names[RMIG_MSG_TYPE_MAX] = {
 	[RMIG_MSG_RAILS] = "RAILS",
 	[RMIG_MSG_RAILS_USE] = "RAILS_USE",
 	[RMIG_MSG_RAIL_DOWN] = "RAIL_DOWN",
+	[RMIG_MSG_FALLBACK] = "FALLBACK",
 };
 
 static const char *const frame_names[RMIG_FRAME_TYPE_MAX] = {

@@ -60,6 +60,13 @@
  */
 #define RMIG_CAP_FAILOVER (1u << 5)
 /*
+ * The source takes FALLBACK: when its last rail fails, the channels go on
+ * over TCP to the control connection's address (core/failover.c). Only
+ * with RMIG_CAP_FAILOVER, and where the destination answers
+ * RMIG_ACK_FALLBACK.
+ */
+#define RMIG_CAP_FALLBACK (1u << 6)
+/*
  * HELLO_ACK caps. ZEROED: every destination block reads as zero, so a zero
  * page the source never sent needs no marker (a page it sent before, now
  * zero, still does). A source that does not know the bit sends markers.
@@ -71,6 +78,8 @@
 #define RMIG_ACK_RESUMED (1u << 2)
 /* The destination takes RAIL_DOWN too (see RMIG_CAP_FAILOVER). */
 #define RMIG_ACK_FAILOVER (1u << 3)
+/* The destination takes FALLBACK too (see RMIG_CAP_FALLBACK). */
+#define RMIG_ACK_FALLBACK (1u << 4)
 
 #define RMIG_AUTH_NONCE_LEN 32
 #define RMIG_AUTH_MAC_LEN 32 /* HMAC-SHA256 */
@@ -93,6 +102,7 @@ enum rmig_msg_type {
 	RMIG_MSG_RAILS = 15,          /* dest, after HELLO_ACK: its other rails */
 	RMIG_MSG_RAILS_USE = 16,      /* source, after RAILS: the rails it uses (u64 mask) */
 	RMIG_MSG_RAIL_DOWN = 17,      /* either: a rail failed mid-session (u64 rail index) */
+	RMIG_MSG_FALLBACK = 18,       /* source: open TCP channels (u64 rail); dest: their endpoint */
 	RMIG_MSG_TYPE_MAX,
 };
 

@@ -71,6 +71,10 @@ static const struct cli_opt opts[] = {
 	  "no placement: channel threads float over every CPU and buffers go where the kernel "
 	  "puts them (default: each channel thread is bound to the CPUs near the device it goes "
 	  "through, its buffers on that device's NUMA node, where hwloc finds a locality)" },
+	{ "no-tcp-fallback", NULL, OPT_FLAG, CMD_SEND | CMD_VM_SEND, OFF(no_fallback), 0, 0, NULL,
+	  NULL,
+	  "when the last rail fails (every RDMA device, or every rail of several), fail rather "
+	  "than go on over tcp to the control connection's address (default: go on)" },
 	{ "rails", "DEV[,DEV...]", OPT_STR, CMD_SEND | CMD_VM_SEND, OFF(rails), 0, 0, NULL, NULL,
 	  "multi-rail (recv --listen A --listen B): the local devices to use, RDMA devices "
 	  "(rxe0,mlx5_1) or network interfaces over tcp; a destination address reached through "

@@ -93,6 +93,7 @@ struct cli {
 	const char *from;
 	bool direct;
 	bool no_bind;
+	bool no_fallback;
 	/* send --resume, recv --keep */
 	bool resume;
 	bool keep;

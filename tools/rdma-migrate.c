@@ -236,12 +236,12 @@ void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool ve
 		",\"syncs\":%" PRIu64 ",\"duration_s\":%.6f,\"throughput_MiBps\":%.2f"
 		",\"registration_s\":%.6f,\"verified\":%s,\"rails_down\":%" PRIu64
 		",\"resumes\":%u,\"failovers\":%" PRIu64 ",\"failover_pages\":%" PRIu64
-		",\"per_channel_bytes\":[",
+		",\"tcp_fallback\":%s,\"per_channel_bytes\":[",
 		role, rc ? "false" : "true", rmig_transport_name(st.transport), st.channels, st.bytes,
 		st.handled, st.pages, st.zero_pages, st.state_bytes, st.blobs, st.syncs, secs,
 		secs > 0 ? (double)(st.handled + st.state_bytes) / secs / 1048576.0 : 0.0,
 		(double)st.reg_ns / 1e9, verified ? "true" : "false", st.rails_down, resumes,
-		st.failovers, st.failover_pages);
+		st.failovers, st.failover_pages, st.tcp_fallbacks ? "true" : "false");
 	for (unsigned int i = 0; i < st.channels; i++)
 		fprintf(f, "%s%" PRIu64, i ? "," : "", st.chan[i].bytes);
 	fprintf(f, "]");
@@ -340,6 +340,8 @@ void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role)
 		o->flags |= RMIG_F_DIRECT;
 	if (c->no_bind)
 		o->flags |= RMIG_F_NO_BIND;
+	if (c->no_fallback)
+		o->flags |= RMIG_F_NO_FALLBACK;
 	o->log_fn = log_cb;
 	/* the images are fresh mappings: populate them ahead of the channels */
 	o->flags |= RMIG_F_PREPARE;

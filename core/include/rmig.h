@@ -121,6 +121,14 @@ enum rmig_log_level {
  * placement off; see rmig_get_placement() for what was done.
  */
 #define RMIG_F_NO_BIND (1u << 8)
+/*
+ * Source: when the last rail fails, fail the session rather than go on
+ * over TCP to the control connection's address (the TCP fallback of an
+ * RDMA session, or of a TCP session over several rails; see
+ * rmig_listen_add()). Where TCP would take a path the operator does not
+ * want migration traffic on.
+ */
+#define RMIG_F_NO_FALLBACK (1u << 9)
 
 typedef void (*rmig_log_fn)(void *arg, enum rmig_log_level level, const char *msg);
 
@@ -248,6 +256,11 @@ struct rmig_stats {
 	 */
 	uint64_t failovers;
 	uint64_t failover_pages;
+	/*
+	 * 1 when every rail failed and the migration went on over TCP
+	 * channels to the control connection's address (the TCP fallback).
+	 */
+	uint64_t tcp_fallbacks;
 };
 
 /* Fill @o with defaults; @size is sizeof(*o). */

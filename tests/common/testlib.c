@@ -203,6 +203,8 @@ int pair_open(struct pair *p, const struct pair_cfg *cfg)
 	rmig_sess_test_start_delay(p->dst, cfg->dst_start_delay_ms);
 	if (cfg->src_hook)
 		cfg->src_hook(p->src);
+	if (cfg->dst_hook)
+		cfg->dst_hook(p->dst);
 	if (cfg->ops) {
 		rmig_sess_set_transport(p->src, cfg->ops);
 		rmig_sess_set_transport(p->dst, cfg->ops);

@@ -60,6 +60,7 @@ struct pair_cfg {
 	bool ctl_pair, ctl_tcp;
 	/* called on the source session right after it is made (a test hook of sess.h) */
 	void (*src_hook)(rmig_session *s);
+	void (*dst_hook)(rmig_session *s); /* the same on the destination */
 };
 
 struct pair {

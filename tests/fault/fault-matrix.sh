@@ -90,6 +90,8 @@ RECV_NS=()
 SEND_NS=()
 RECV_EXTRA=()
 SEND_ARGS=(--transport "$TRANSPORT" --channels 4 --max-bandwidth 32M --quiet)
+# send's extra options for link_drop and link_resume (the VM's: no TCP fallback)
+NO_FB=()
 
 # source_dies NAME POINT ACTION EXPECT [send args]: recv survives
 source_dies() {
@@ -247,7 +249,7 @@ link_drop() { # NAME DOWN_CMD...
 	local t0 spid rc rrc
 	t0=$(now)
 	# slower, so that the drop lands mid-transfer even under TCG and ASan
-	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" "${SEND_ARGS[@]}" \
+	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" "${SEND_ARGS[@]}" "${NO_FB[@]}" \
 		--max-bandwidth 8M --timeout $TMO >/dev/null 2>"$W/$name.serr" &
 	spid=$!
 	sleep "${DROP_AFTER:-2}" # into the transfer: 48 MiB at 8 MiB/s
@@ -272,7 +274,7 @@ link_resume() {
 	local t0 spid rc rrc why=""
 	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" --transport "$TRANSPORT" \
 		--channels 4 --max-bandwidth 8M --timeout $TMO --resume --recovery-timeout "$window" \
-		--verify >/dev/null 2>"$W/$name.serr" &
+		"${NO_FB[@]}" --verify >/dev/null 2>"$W/$name.serr" &
 	spid=$!
 	sleep "${DROP_AFTER:-2}"
 	link_down
@@ -310,31 +312,20 @@ link_resume() {
 # the second rail goes down 2 s (DROP_AFTER) into the transfer and stays
 # down. Plain send and recv: the rail fails over within the session, and
 # what it may have lost goes again through rail 0: both end 0, the image
-# equal, --json counts the failover (and no resume). With FO_RESUME=1,
-# send --resume and recv --keep, and a migration that breaks (one rail
-# only, or the last RDMA rail gone) resumes instead: the resumed session
-# without the dead rail (the destination does not offer it, or the source
-# leaves it out), all its channels on rail 0. UP_CMD, if any, runs once a
-# side said what it did, while the migration goes on. FO_TRANSPORT (send's
-# --transport; default TRANSPORT), FO_SAID (what must be said) and FO_OVER
-# (the transport it must end on; default any) vary it: the last RDMA rail
-# gone, an auto transport goes on over TCP.
+# equal, --json counts the failover (and no resume). UP_CMD, if any, runs
+# once a side said what it did, while the migration goes on. With
+# FO_FALLBACK=1 every rail goes: the channels go on over TCP within the
+# session (the TCP fallback), and --json says so on both ends.
 rail_failover() {
-	local name=$1 down=() up=() t0 spid rc rrc why="" keep=() resume=()
+	local name=$1 down=() up=() t0 spid rc rrc why=""
 	shift
 	while [ $# -gt 0 ] && [ "$1" != "--" ]; do down+=("$1"); shift; done
 	[ $# -gt 0 ] && shift && up=("$@")
-	if [ "${FO_RESUME:-0}" = 1 ]; then
-		keep=(--keep --recovery-timeout 30)
-		resume=(--resume --recovery-timeout 30)
-	fi
-	start_recv "$name" -- --ram "ram=$W/$name.dst" --timeout $TMO "${keep[@]}" --json
-	local said_re
-	if [ "${FO_RESUME:-0}" = 1 ]; then said_re=${FO_SAID:-left out|not offered}; else
-		said_re=${FO_SAID:-failed: .* goes on through the other}
-	fi
-	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" --transport "${FO_TRANSPORT:-$TRANSPORT}" \
-		--channels 4 --max-bandwidth 8M --timeout $TMO "${resume[@]}" \
+	start_recv "$name" -- --ram "ram=$W/$name.dst" --timeout $TMO --json
+	local said_re="failed: .* goes on through the other"
+	[ "${FO_FALLBACK:-0}" = 1 ] && said_re="it was the last: the migration goes on over tcp"
+	"${SEND_NS[@]}" "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/img" --transport "$TRANSPORT" \
+		--channels 4 --max-bandwidth 8M --timeout $TMO \
 		--verify --json >"$W/$name.json" 2>"$W/$name.serr" &
 	spid=$!
 	sleep "${DROP_AFTER:-2}"
@@ -356,11 +347,10 @@ rail_failover() {
 	cmp -s "$W/img" "$W/$name.dst" || why="${why:+$why, }the image differs"
 	grep -qE "$said_re" "$W/$name.serr" "$W/$name.rerr" ||
 		why="${why:+$why, }neither side said '$said_re'"
-	if [ "${FO_RESUME:-0}" = 1 ]; then
-		grep -qE "resumed: the destination holds [1-9]" "$W/$name.serr" ||
-			why="${why:+$why, }no resume that saved bytes"
-		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(not (s["ok"] and s["verified"] and all(p["rail"] == 0 for p in s["placement"]) and s["resumes"] >= 1 and sys.argv[2] in ("", s["transport"])))' \
-			"$W/$name.json" "${FO_OVER:-}" 2>/dev/null || why="${why:+$why, }--json: not resumed, or the channels not all on rail 0${FO_OVER:+ over $FO_OVER}"
+	if [ "${FO_FALLBACK:-0}" = 1 ]; then
+		# both ends went on over tcp, every channel on the fallback's rail; pages went again
+		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); d=json.loads(open(sys.argv[2]).read().strip().splitlines()[-1]); sys.exit(not (s["ok"] and s["verified"] and s["resumes"] == 0 and s["failovers"] >= 1 and s["failover_pages"] > 0 and s["tcp_fallback"] and d["tcp_fallback"] and len({p["rail"] for p in s["placement"]}) == 1 and s["placement"][0]["rail"] >= 1))' \
+			"$W/$name.json" "$W/$name.rout" 2>/dev/null || why="${why:+$why, }--json: no tcp fallback on both ends, or channels left on an rdma rail"
 	else
 		# both ends count the failover; the source sent pages again, and both rails carried bytes
 		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); d=json.loads(open(sys.argv[2]).read().strip().splitlines()[-1]); sys.exit(not (s["ok"] and s["verified"] and s["resumes"] == 0 and s["failovers"] == 1 and s["failover_pages"] > 0 and d["failovers"] == 1 and len({p["rail"] for p in s["placement"]}) == 2))' \
@@ -564,6 +554,11 @@ else
 	# the port is up), and the resume goes on once it is up again.
 	link_down() { ip link set dummy0 down; }
 	link_up() { dummy0_up; }
+	# dummy0 down takes rxe0, the only RDMA rail, and leaves the control
+	# connection's local address up: a migration would go on over TCP
+	# (rdma-to-tcp below). These rows break it instead, as a link to
+	# another host would: no TCP fallback.
+	NO_FB=(--no-tcp-fallback)
 	# (3.5 s in: under TCG the connect takes up to 1.5 s, and the first
 	# step's sync must be acknowledged before the drop for a resume that
 	# saves bytes)
@@ -587,11 +582,11 @@ else
 		bad "rail-failover: no second rail ($ADDR2 on dummy1) in this VM"
 	fi
 	# every RDMA rail gone (rxe0's netdev down; the control connection, a
-	# local address, stays up): send --transport auto --resume goes on over
-	# tcp. dummy0 comes back once it did, before any process exits.
+	# local address, stays up): plain send and recv go on over tcp within
+	# the session (the tcp fallback). dummy0 comes back once a side said so,
+	# before any process exits.
 	RECV_EXTRA=()
-	DROP_AFTER=5 FO_RESUME=1 FO_TRANSPORT=auto FO_SAID="transport: tcp, because rdma is unavailable" FO_OVER=tcp \
-		rail_failover rdma-to-tcp ip link set dummy0 down -- dummy0_up
+	DROP_AFTER=5 FO_FALLBACK=1 rail_failover rdma-to-tcp ip link set dummy0 down -- dummy0_up
 	# Last on rxe0: the netdev goes down under a
 	# running migration, and both ends fail and exit while it is down. The
 	# kernel then destroys their connections, sending disconnect requests

@@ -60,6 +60,9 @@ static void hello_default(struct rmig_msg_hello *m, uint64_t sid)
  * Full handshake and one data channel. 0 or -1. @stray_first: a stranger's
  * connection to the data port sends garbage and closes before the channel.
  */
+/* HELLO caps a case adds to the defaults (reset after each case) */
+static uint32_t raw_caps;
+
 static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t sid_on_data,
 		     bool stray_first)
 {
@@ -78,6 +81,7 @@ static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t
 	if (rmig_sock_connect(host, port, 2000, &r->ctl))
 		return -1;
 	hello_default(&m, r->sid);
+	m.caps |= raw_caps;
 	n = rmig_hello_encode(&m, buf, sizeof(buf));
 	if (test_send_ctl(r->ctl, RMIG_MSG_HELLO, buf, (uint32_t)n) || test_recv_ctl(r->ctl, &h, buf) ||
 	    h.type != RMIG_MSG_HELLO_ACK || rmig_hello_ack_decode(buf, h.len, &ack) ||
@@ -447,6 +451,26 @@ static int c_rail_down_only(const char *host, const char *port)
 	return rail_down_case(host, port, 0);
 }
 
+/* FALLBACK (the TCP rail after rail 0) from a source that takes it, while rail 0 is up */
+static int c_fallback_rail_up(const char *host, const char *port)
+{
+	struct raw r;
+	uint8_t b[8];
+	int rc;
+
+	raw_caps = RMIG_CAP_FAILOVER | RMIG_CAP_FALLBACK;
+	rc = raw_open(&r, host, port, 0);
+	raw_caps = 0;
+	if (!rc) {
+		rmig_put_be64(b, 1);
+		rc = test_send_ctl(r.ctl, RMIG_MSG_FALLBACK, b, sizeof(b));
+	}
+	if (!rc)
+		ping_for(r.ctl, 4000);
+	raw_close(&r);
+	return rc;
+}
+
 static const struct hcase cases[] = {
 	{ "bad-magic", "malformed message header", c_bad_magic },
 	{ "bad-version", "protocol version 99", c_bad_version },
@@ -481,6 +505,7 @@ static const struct hcase cases[] = {
 	{ "complete-without-blob", "incomplete at completion", c_complete_without_blob },
 	{ "rail-down-unknown", "bad RAIL_DOWN", c_rail_down_unknown },
 	{ "rail-down-only", "cannot go on without it", c_rail_down_only },
+	{ "fallback-rail-up", "unexpected FALLBACK (a rail still up", c_fallback_rail_up },
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
