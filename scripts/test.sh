@@ -45,7 +45,9 @@ fi
 
 stage build
 ./scripts/build.sh build || { echo "tests: 0 passed, 1 failed"; exit 1; }
-run tcp build
+# the long suites (the CLI's and the hostile peers', mostly waiting out
+# timeouts by design) run once, under the sanitizers below
+run tcp build --no-suite long
 
 stage build-asan
 ./scripts/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false ||
