@@ -2,8 +2,8 @@
 /*
  * hostile_dst.c - hostile destinations against a source session: a fake
  * destination that answers the handshake with garbage, silence, a close, a
- * bad endpoint, a bogus acknowledgement, an unasked COMPLETE or rails that
- * do not hold together; and a destination that cannot be reached. Each must
+ * bad endpoint, a bogus acknowledgement, an unasked COMPLETE or FALLBACK,
+ * or rails that do not hold together; and a destination that cannot be reached. Each must
  * end in a clear error within the timeout (run by hostile.c's main).
  */
 #include <errno.h>
@@ -29,7 +29,7 @@
 #include "hostile.h"
 
 enum dmode { D_GARBAGE, D_SILENT, D_CLOSE, D_BAD_EP, D_BOGUS_ACK, D_UNASKED_COMPLETE, D_BAD_RAILS,
-	     D_RAIL_MULTICAST, D_RAILS_NONE, D_TOO_MANY_RAILS };
+	     D_RAIL_MULTICAST, D_RAILS_NONE, D_TOO_MANY_RAILS, D_UNASKED_FALLBACK };
 
 struct fake_dst {
 	int lfd;
@@ -102,8 +102,13 @@ static void *fake_dst_main(void *arg)
 		sleep(3);
 		break;
 	}
-	case D_UNASKED_COMPLETE: {
-		/* a real handshake and data channel, then a COMPLETE_ACK nobody asked for */
+	case D_UNASKED_COMPLETE:
+	case D_UNASKED_FALLBACK: {
+		/*
+		 * A real handshake and data channel, then a COMPLETE_ACK nobody
+		 * asked for; or, having said it takes them, a FALLBACK endpoint
+		 * while every rail is up.
+		 */
 		struct rmig_msg_hello_ack a = { .version = RMIG_PROTO_VERSION, .ep_len = 2 };
 		struct rmig_msg_reg r = { .block = 0, .desc_len = 0 };
 		uint8_t zero[4] = { 0 }, ch[RMIG_FRAME_HDR_LEN];
@@ -112,6 +117,8 @@ static void *fake_dst_main(void *arg)
 		if (rmig_sock_listen("127.0.0.1", "0", &dl))
 			break;
 		rmig_put_be16(a.ep, (uint16_t)rmig_sock_local_port(dl));
+		if (f->mode == D_UNASKED_FALLBACK)
+			a.caps = RMIG_ACK_FAILOVER | RMIG_ACK_FALLBACK;
 		n = rmig_hello_ack_encode(&a, buf, sizeof(buf));
 		test_send_ctl(fd, RMIG_MSG_HELLO_ACK, buf, (uint32_t)n);
 		n = rmig_reg_encode(&r, buf, sizeof(buf));
@@ -119,7 +126,10 @@ static void *fake_dst_main(void *arg)
 		if (!rmig_sock_accept(dl, 3000, &dfd))
 			rmig_sock_read_full(dfd, ch, sizeof(ch));
 		usleep(200000);
-		test_send_ctl(fd, RMIG_MSG_COMPLETE_ACK, zero, sizeof(zero));
+		if (f->mode == D_UNASKED_FALLBACK)
+			test_send_ctl(fd, RMIG_MSG_FALLBACK, zero, 2);
+		else
+			test_send_ctl(fd, RMIG_MSG_COMPLETE_ACK, zero, sizeof(zero));
 		sleep(3);
 		if (dfd >= 0)
 			close(dfd);
@@ -148,6 +158,7 @@ void test_hostile_destinations(void **state)
 		{ D_RAIL_MULTICAST, -EBADMSG, "not unicast" },
 		{ D_RAILS_NONE, -EBADMSG, "bad RAILS" },
 		{ D_TOO_MANY_RAILS, -EBADMSG, "announces 3 rails for 2 channels" },
+		{ D_UNASKED_FALLBACK, -EBADMSG, "unexpected FALLBACK (none asked for" },
 	};
 	static uint8_t mem[64 << 10];
 
@@ -165,7 +176,7 @@ void test_hostile_destinations(void **state)
 		o.role = RMIG_ROLE_SOURCE;
 		o.transport = RMIG_TRANSPORT_TCP;
 		o.timeout_ms = TIMEOUT_MS;
-		if (dc[i].mode >= D_BAD_RAILS)
+		if (dc[i].mode >= D_BAD_RAILS && dc[i].mode <= D_TOO_MANY_RAILS)
 			o.channels = 2; /* so that 3 rails are too many */
 		o.log_fn = NULL;
 		assert_int_equal(rmig_session_create(&o, &s), 0);
@@ -173,8 +184,8 @@ void test_hostile_destinations(void **state)
 		pthread_create(&th, NULL, fake_dst_main, &f);
 		snprintf(uri, sizeof(uri), "127.0.0.1:%d", rmig_sock_local_port(f.lfd));
 		t0 = test_now_s();
-		if (dc[i].mode == D_UNASKED_COMPLETE) {
-			/* connected; the ack arrives while the source waits on its first sync */
+		if (dc[i].mode == D_UNASKED_COMPLETE || dc[i].mode == D_UNASKED_FALLBACK) {
+			/* connected; the message arrives while the source waits on its first sync */
 			assert_int_equal(rmig_connect(s, uri), 0);
 			assert_int_equal(rmig_sync(s), dc[i].rc);
 		} else {
