@@ -129,13 +129,19 @@ static bool fb_possible(const struct rmig_session *s)
 	       (s->tp_ops->kind != RMIG_TRANSPORT_TCP || s->nrails_used >= 2);
 }
 
-/* Under s->lock: the session may go on without rail @r (one in use, not yet down). */
-static bool can_fail_over(struct rmig_session *s, unsigned int r, int err, bool blobs)
+/* Under s->lock: one more rail may fail and the session go on (another up, or the fallback). */
+static bool rail_to_spare(const struct rmig_session *s)
 {
 	unsigned int up = rails_up(s);
 
+	return up >= 2 || (up == 1 && fb_possible(s));
+}
+
+/* Under s->lock: the session may go on without rail @r (one in use, not yet down). */
+static bool can_fail_over(struct rmig_session *s, unsigned int r, int err, bool blobs)
+{
 	return session_can_fail_over(s, err, blobs) && rail_in_use(s, r) &&
-	       !(s->fo_down & RAIL_BIT(r)) && (up >= 2 || (up == 1 && fb_possible(s)));
+	       !(s->fo_down & RAIL_BIT(r)) && rail_to_spare(s);
 }
 
 /* Under s->lock: every channel thread of the rails @mask has ended. */
@@ -145,6 +151,15 @@ static bool rails_quiet(const struct rmig_session *s, uint64_t mask)
 		if ((mask & RAIL_BIT(rmig_chan_rail(s, i))) && !s->chans[i].exited)
 			return false;
 	return true;
+}
+
+/*
+ * Under s->lock: the rails of @mask are fenced: confirmed (the source: by
+ * the destination's RAIL_DOWN; the destination: said so) and quiet here.
+ */
+static bool rails_fenced(const struct rmig_session *s, uint64_t mask)
+{
+	return (s->fo_fenced & mask) == mask && rails_quiet(s, mask);
 }
 
 static int send_rail_down(struct rmig_session *s, unsigned int r)
@@ -288,10 +303,7 @@ static void fo_chan_exit(struct rmig_chan *c)
 /* Under s->lock: a rail may still fail over (then the late ack may come after it). */
 static bool fo_sync_late(struct rmig_session *s)
 {
-	unsigned int up = rails_up(s);
-
-	return session_can_fail_over(s, -ETIMEDOUT, blobs_sent(s)) &&
-	       (up >= 2 || (up == 1 && fb_possible(s)));
+	return session_can_fail_over(s, -ETIMEDOUT, blobs_sent(s)) && rail_to_spare(s);
 }
 
 static bool fo_sync_lost(struct rmig_session *s)
@@ -345,7 +357,6 @@ static int resend(struct rmig_session *s, uint64_t *pages_p)
 	free(job);
 	return rc;
 }
-
 
 /* ---- the TCP fallback ---- */
 
@@ -462,10 +473,9 @@ static int fb_open(struct rmig_session *s)
 			rc = -ENOLINK;
 			break;
 		}
-		if (s->fb_state == FB_NONE && (s->fo_fenced & mask) == mask &&
-		    rails_quiet(s, mask)) {
+		if (s->fb_state == FB_NONE && rails_fenced(s, mask)) {
 			s->fb_state = FB_OPENING;
-			s->fb_rail = r = s->nrails;
+			r = s->nrails;
 			rc = 1;
 			break;
 		}
@@ -580,12 +590,9 @@ static int ctl_fallback(struct rmig_session *s, const uint8_t *buf, uint32_t len
 		}
 	} else {
 		ok = !rmig_u64_decode(buf, len, &r) && r == s->nrails && fb_possible(s) &&
-		     !rails_up(s) && (s->fo_fenced & s->fo_down) == s->fo_down &&
-		     rails_quiet(s, s->fo_down) && s->chans && s->chan_sync;
-		if (ok) {
+		     !rails_up(s) && s->chans && s->chan_sync && rails_fenced(s, s->fo_down);
+		if (ok)
 			s->fb_state = FB_OPENING;
-			s->fb_rail = (unsigned int)r;
-		}
 	}
 	quiet = s->err || s->finishing || s->state == RMIG_S_DONE;
 	pthread_mutex_unlock(&s->lock);
@@ -616,8 +623,7 @@ static int fo_sync_repair(struct rmig_session *s)
 
 	pthread_mutex_lock(&s->lock);
 	mask = s->fo_down & ~s->fo_handled;
-	while (!rc && !s->err && mask &&
-	       ((s->fo_fenced & mask) != mask || !rails_quiet(s, mask)))
+	while (!rc && !s->err && mask && !rails_fenced(s, mask))
 		rc = rmig_sess_wait(s, deadline);
 	if (!rc)
 		rc = s->err;

@@ -492,13 +492,12 @@ struct rmig_session {
 	char fo_why[RMIG_RAILS_MAX][120]; /* why each rail failed */
 	/*
 	 * The TCP fallback (failover.c): once every rail failed, the channels
-	 * go on over TCP to the control connection's address, as rail
-	 * @fb_rail. @fb_agreed: both sides take FALLBACK; @fb_state (under
-	 * lock): RMIG_FB_*; @fb_ep: source, the destination's endpoint.
+	 * go on over TCP to the control connection's address, as one more
+	 * rail. @fb_agreed: both sides take FALLBACK; @fb_state (under lock):
+	 * failover.c's FB_*; @fb_ep: source, the destination's endpoint.
 	 */
 	bool fb_agreed;
 	int fb_state;
-	unsigned int fb_rail;
 	uint16_t fb_ep_len;
 	uint8_t fb_ep[RMIG_EP_MAX];
 	bool test_fb_refuse; /* tests only: see rmig_sess_test_fallback_refuse() */
