@@ -143,7 +143,7 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 			rmig_bitmap_set_range_atomic(b->sent, off / b->page_size,
 						     (run - off) / b->page_size);
 		rmig_for_each_feature(s, h, posted)
-			h->posted(b, off / b->page_size, (run - off) / b->page_size);
+			h->posted(c, b, off / b->page_size, (run - off) / b->page_size);
 		atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
 		off = run;
 	}

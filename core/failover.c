@@ -14,6 +14,10 @@
  * with the job the failed channel held, through the rails left, and the
  * sync runs again. A live round ends with a sync, so a failure costs at
  * most what went since the round began (or since the last sync within it).
+ * Over several rails the same record is kept per rail too, and only the
+ * failed rails' pages go again while a rail is left: that rail is intact,
+ * and the sync that runs again covers what it carried. When the last rail
+ * failed (the TCP fallback below), everything in the record goes again.
  *
  * The failed rail must be fenced first: not one write of it may land after
  * the page goes again, or an old copy would overwrite the new one. So:
@@ -258,6 +262,89 @@ static bool fo_chan_fail(struct rmig_chan *c, int err, const char *why)
 	return known || ok;
 }
 
+/* ---- the record per rail: what each rail posted since the last sync ---- */
+
+static unsigned long *map_new(const struct rmig_block *b)
+{
+	return calloc(rmig_bitmap_longs(b->npages) + 1, sizeof(unsigned long));
+}
+
+/*
+ * Source, once the rails are known (the channels take their first job
+ * after this: jobs come from the caller once connect returned): over
+ * several rails, each one's record, beside resume.c's.
+ */
+static int fo_started(struct rmig_session *s)
+{
+	if (s->opts.role != RMIG_ROLE_SOURCE || !s->fo_agreed || s->nrails_used < 2 ||
+	    !s->nblocks || !s->blocks[0].posted)
+		return 0;
+	for (unsigned int i = 0; i < s->nblocks; i++)
+		for (unsigned int k = 0; k < s->nrails_used; k++) {
+			struct rmig_block *b = &s->blocks[i];
+			unsigned int r = s->rail_used[k];
+
+			b->rposted[r] = map_new(b);
+			b->rsyncing[r] = map_new(b);
+			if (!b->rposted[r] || !b->rsyncing[r])
+				return rmig_sess_fail(s, -ENOMEM,
+						      "no memory for the page maps of block '%s'",
+						      b->name);
+		}
+	return 0;
+}
+
+static void fo_destroy(struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++)
+		for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++) {
+			free(s->blocks[i].rposted[r]);
+			free(s->blocks[i].rsyncing[r]);
+			s->blocks[i].rposted[r] = s->blocks[i].rsyncing[r] = NULL;
+		}
+}
+
+/* Channel @c's thread: pages [first, first + n) of block @b went out on @c's rail. */
+static void fo_posted(const struct rmig_chan *c, const struct rmig_block *b, uint64_t first,
+		      uint64_t n)
+{
+	unsigned int r = rmig_chan_rail(c->s, c->idx);
+
+	if (r < RMIG_RAILS_MAX && b->rposted[r])
+		rmig_bitmap_set_range_atomic(b->rposted[r], first, n);
+}
+
+/* Source: a sync begins (before any marker): each rail's posted moves to its syncing. */
+static void fo_sync_begin(struct rmig_session *s)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+		size_t n = rmig_bitmap_longs(b->npages);
+
+		for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++)
+			for (size_t w = 0; b->rposted[r] && w < n; w++)
+				b->rsyncing[r][w] |=
+					__atomic_exchange_n(&b->rposted[r][w], 0, __ATOMIC_ACQ_REL);
+	}
+}
+
+/* Source: the sync ended: acknowledged, its pages are held; else they count as posted again. */
+static void fo_sync_end(struct rmig_session *s, bool acked)
+{
+	for (unsigned int i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+		size_t n = rmig_bitmap_longs(b->npages);
+
+		for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++)
+			for (size_t w = 0; b->rposted[r] && w < n; w++) {
+				if (!acked)
+					__atomic_fetch_or(&b->rposted[r][w], b->rsyncing[r][w],
+							  __ATOMIC_RELEASE);
+				b->rsyncing[r][w] = 0;
+			}
+	}
+}
+
 /*
  * Source: the pages of a job a failed channel held are counted as posted:
  * they go again. And as sent, for a destination that reads as zero: a
@@ -267,6 +354,7 @@ static bool fo_chan_fail(struct rmig_chan *c, int err, const char *why)
 static void fo_chan_lost(struct rmig_chan *c, const struct rmig_job *j)
 {
 	const struct rmig_block *b;
+	unsigned int r = rmig_chan_rail(c->s, c->idx);
 
 	if (j->kind != RMIG_JOB_RAM || j->id >= c->s->nblocks)
 		return;
@@ -279,6 +367,8 @@ static void fo_chan_lost(struct rmig_chan *c, const struct rmig_job *j)
 			end = b->npages;
 		if (first < end) {
 			rmig_bitmap_set_range_atomic(b->posted, first, end - first);
+			if (r < RMIG_RAILS_MAX && b->rposted[r])
+				rmig_bitmap_set_range_atomic(b->rposted[r], first, end - first);
 			if (b->sent)
 				rmig_bitmap_set_range_atomic(b->sent, first, end - first);
 		}
@@ -326,8 +416,22 @@ static void rail_names(const struct rmig_session *s, uint64_t mask, char *buf, s
 		}
 }
 
-/* Source: every page in posted goes again (resume.c keeps the record), on the channels left. */
-static int resend(struct rmig_session *s, uint64_t *pages_p)
+/* Every rail of @mask keeps a record of its own (fo_started()). */
+static bool rails_recorded(const struct rmig_session *s, uint64_t mask)
+{
+	for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++)
+		if ((mask & RAIL_BIT(r)) && (!s->nblocks || !s->blocks[0].rposted[r]))
+			return false;
+	return true;
+}
+
+/*
+ * Source: what the rails of @mask may have lost goes again, on the channels
+ * left: their own record where each rail keeps one and another rail is up;
+ * else everything in resume.c's (posted, with syncing put back). A rail's
+ * record is emptied as its pages go (they are posted again elsewhere).
+ */
+static int resend(struct rmig_session *s, uint64_t mask, bool per_rail, uint64_t *pages_p)
 {
 	struct rmig_job *job = rmig_job_new();
 	int rc = 0;
@@ -347,8 +451,16 @@ static int resend(struct rmig_session *s, uint64_t *pages_p)
 			rc = -ENOMEM;
 			break;
 		}
-		for (size_t w = 0; w < words; w++)
-			snap[w] = __atomic_load_n(&b->posted[w], __ATOMIC_ACQUIRE);
+		for (size_t w = 0; w < words; w++) {
+			if (!per_rail) {
+				snap[w] = __atomic_load_n(&b->posted[w], __ATOMIC_ACQUIRE);
+				continue;
+			}
+			for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++)
+				if ((mask & RAIL_BIT(r)) && b->rposted[r])
+					snap[w] |= __atomic_exchange_n(&b->rposted[r][w], 0,
+								       __ATOMIC_ACQ_REL);
+		}
 		rc = rmig_job_add_bitmap(s, &job, i, snap, pages_p);
 		free(snap);
 	}
@@ -659,7 +771,7 @@ static int fo_sync_repair(struct rmig_session *s)
 		rmig_warn(&s->log, "tests: rail %s failed over, and nothing goes again", names);
 		return 1;
 	}
-	rc = resend(s, &pages);
+	rc = resend(s, mask, up && rails_recorded(s, mask), &pages);
 	if (rc)
 		return rmig_sess_err(s) ? rmig_sess_err(s) : rc;
 	pthread_mutex_lock(&s->lock);
@@ -778,4 +890,9 @@ const struct rmig_feature rmig_failover_feature = {
 	.sync_repair = fo_sync_repair,
 	.sync_late = fo_sync_late,
 	.chans_gone = fo_chans_gone,
+	.started = fo_started,
+	.destroy = fo_destroy,
+	.posted = fo_posted,
+	.sync_begin = fo_sync_begin,
+	.sync_end = fo_sync_end,
 };

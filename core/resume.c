@@ -45,8 +45,10 @@
 #include "sess.h"
 
 /* Channel threads: pages [first, first + n) of block @b were posted. */
-static void posted(const struct rmig_block *b, uint64_t first, uint64_t n)
+static void posted(const struct rmig_chan *c, const struct rmig_block *b, uint64_t first,
+		   uint64_t n)
 {
+	(void)c;
 	if (b->posted)
 		rmig_bitmap_set_range_atomic(b->posted, first, n);
 }

@@ -44,6 +44,12 @@ struct rmig_block {
 	 * the dirty pages of an rmig_send_round() not yet synced.
 	 */
 	unsigned long *posted, *syncing, *held, *round;
+	/*
+	 * Source over several rails (failover.c): @posted and @syncing kept
+	 * per rail too, so that a failed rail's pages alone go again. NULL
+	 * for a rail not in use, or one rail in all.
+	 */
+	unsigned long *rposted[RMIG_RAILS_MAX], *rsyncing[RMIG_RAILS_MAX];
 };
 
 enum rmig_job_kind {
@@ -267,8 +273,9 @@ struct rmig_feature {
 	void (*claim_end)(struct rmig_session *s, bool urgent, uint64_t pages);
 	/* Source: wait until @len more bytes may go; urgent jobs are never held back. */
 	int (*pace)(struct rmig_session *s, uint64_t len);
-	/* Source: pages [first, first + n) of @b were posted (data or zero marker). */
-	void (*posted)(const struct rmig_block *b, uint64_t first, uint64_t n);
+	/* Source, channel @c's thread: pages [first, first + n) of @b were posted (data or zero marker). */
+	void (*posted)(const struct rmig_chan *c, const struct rmig_block *b, uint64_t first,
+		       uint64_t n);
 	/* Channels kept out of the shared pool, the last ones, fed by index only. */
 	unsigned int (*reserved)(const struct rmig_session *s);
 	/*
