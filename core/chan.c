@@ -543,6 +543,8 @@ int rmig_chan_revive(struct rmig_session *s, unsigned int idx,
 	if (c->thread_started) /* its thread ended already (the caller waited for it) */
 		pthread_join(c->thread, NULL);
 	c->thread_started = false;
+	c->rail_before = rmig_chan_rail(s, idx);
+	c->bytes_before = atomic_load(&c->bytes);
 	c->old_tch = c->tch;
 	c->tch = tch;
 	c->ops = ops;

@@ -116,10 +116,13 @@ struct rmig_chan {
 	/*
 	 * Moved to another rail mid-session (rmig_chan_revive(): the TCP
 	 * fallback): its rail, that rail's transport, and the channel of the
-	 * rail it left (closed at destroy). Set while no thread runs it.
+	 * rail it left (closed at destroy), and that rail and the bytes this
+	 * channel carried there. Set while no thread runs it.
 	 */
 	bool moved;
 	unsigned int rail;
+	unsigned int rail_before;
+	uint64_t bytes_before;
 	const struct rmig_transport_ops *ops;
 	struct rmig_tp_chan *old_tch;
 };

@@ -381,8 +381,18 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 		st->duration_ns = end - s->t_start_ns;
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned int i = 0; i < st->channels; i++) {
-		st->chan[i].bytes = atomic_load(&s->chans[i].bytes);
-		st->chan[i].writes = atomic_load(&s->chans[i].writes);
+		const struct rmig_chan *c = &s->chans[i];
+		unsigned int r = rmig_chan_rail(s, i);
+		uint64_t before = 0;
+
+		st->chan[i].bytes = atomic_load(&c->bytes);
+		st->chan[i].writes = atomic_load(&c->writes);
+		if (c->moved && c->rail_before < RMIG_RAILS_MAX) { /* what it carried before the move */
+			before = c->bytes_before;
+			st->rail_bytes[c->rail_before] += before;
+		}
+		if (r < RMIG_RAILS_MAX)
+			st->rail_bytes[r] += st->chan[i].bytes - before;
 	}
 	rmig_for_each_feature(s, f, stats)
 		f->stats(s, st);

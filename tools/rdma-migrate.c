@@ -184,7 +184,6 @@ void tool_json_placement(FILE *f, rmig_session *s, unsigned int channels)
 		char addr[48];
 		char dev[32];
 		unsigned int channels;
-		uint64_t bytes;
 	} rail[RMIG_RAILS_MAX] = { 0 };
 	unsigned int nrails = 0;
 	double secs;
@@ -204,7 +203,6 @@ void tool_json_placement(FILE *f, rmig_session *s, unsigned int channels)
 			snprintf(rail[pl.rail].addr, sizeof(rail[pl.rail].addr), "%s", pl.rail_addr);
 			snprintf(rail[pl.rail].dev, sizeof(rail[pl.rail].dev), "%s", pl.device);
 			rail[pl.rail].channels++;
-			rail[pl.rail].bytes += i < RMIG_CHANNELS_MAX ? st.chan[i].bytes : 0;
 			nrails = pl.rail + 1 > nrails ? pl.rail + 1 : nrails;
 		}
 	}
@@ -215,8 +213,8 @@ void tool_json_placement(FILE *f, rmig_session *s, unsigned int channels)
 		fprintf(f, ",\"device\":");
 		tool_json_str(f, rail[r].dev);
 		fprintf(f, ",\"channels\":%u,\"bytes\":%" PRIu64 ",\"MiBps\":%.2f}",
-			rail[r].channels, rail[r].bytes,
-			secs > 0 ? (double)rail[r].bytes / secs / 1048576.0 : 0.0);
+			rail[r].channels, st.rail_bytes[r],
+			secs > 0 ? (double)st.rail_bytes[r] / secs / 1048576.0 : 0.0);
 	}
 	fprintf(f, "]");
 }

@@ -261,6 +261,11 @@ struct rmig_stats {
 	 * channels to the control connection's address (the TCP fallback).
 	 */
 	uint64_t tcp_fallbacks;
+	/*
+	 * Payload bytes per rail (the sum of its channels' bytes). A channel
+	 * the TCP fallback moved counts on each rail what it carried there.
+	 */
+	uint64_t rail_bytes[RMIG_RAILS_MAX];
 };
 
 /* Fill @o with defaults; @size is sizeof(*o). */

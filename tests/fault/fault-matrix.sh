@@ -349,8 +349,8 @@ rail_failover() {
 		why="${why:+$why, }neither side said '$said_re'"
 	if [ "${FO_FALLBACK:-0}" = 1 ]; then
 		# both ends went on over tcp, every channel on the fallback's rail; pages went again
-		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); d=json.loads(open(sys.argv[2]).read().strip().splitlines()[-1]); sys.exit(not (s["ok"] and s["verified"] and s["resumes"] == 0 and s["failovers"] >= 1 and s["failover_pages"] > 0 and s["tcp_fallback"] and d["tcp_fallback"] and len({p["rail"] for p in s["placement"]}) == 1 and s["placement"][0]["rail"] >= 1))' \
-			"$W/$name.json" "$W/$name.rout" 2>/dev/null || why="${why:+$why, }--json: no tcp fallback on both ends, or channels left on an rdma rail"
+		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); d=json.loads(open(sys.argv[2]).read().strip().splitlines()[-1]); sys.exit(not (s["ok"] and s["verified"] and s["resumes"] == 0 and s["failovers"] >= 1 and s["failover_pages"] > 0 and s["tcp_fallback"] and d["tcp_fallback"] and len({p["rail"] for p in s["placement"]}) == 1 and s["placement"][0]["rail"] >= 1 and s["rails"][0]["bytes"] > 0))' \
+			"$W/$name.json" "$W/$name.rout" 2>/dev/null || why="${why:+$why, }--json: no tcp fallback on both ends, channels left on an rdma rail, or no bytes on rail 0 before the move"
 	else
 		# both ends count the failover; the source sent pages again, and both rails carried bytes
 		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); d=json.loads(open(sys.argv[2]).read().strip().splitlines()[-1]); sys.exit(not (s["ok"] and s["verified"] and s["resumes"] == 0 and s["failovers"] == 1 and s["failover_pages"] > 0 and d["failovers"] == 1 and len({p["rail"] for p in s["placement"]}) == 2))' \
