@@ -123,14 +123,15 @@ static bool session_can_fail_over(const struct rmig_session *s, int err, bool bl
 /*
  * Under s->lock: the last rail may still fail over to TCP (the fallback,
  * not yet opened). Only where TCP to the control connection's address is
- * another path than the rails were: RDMA rails, or several TCP rails. A
- * single TCP rail is that very path, and it failed. Both sides decide alike
- * (the same transport, the same rails in use).
+ * another path than the rails were: RDMA rails, several TCP rails, or one
+ * that is not rail 0. A single TCP rail 0 is that very path, and it failed.
+ * Both sides decide alike (the same transport, the same rails in use).
  */
 static bool fb_possible(const struct rmig_session *s)
 {
 	return s->fb_agreed && s->fb_state == FB_NONE && s->nrails < RMIG_RAILS_MAX &&
-	       (s->tp_ops->kind != RMIG_TRANSPORT_TCP || s->nrails_used >= 2);
+	       (s->tp_ops->kind != RMIG_TRANSPORT_TCP || s->nrails_used >= 2 ||
+		(s->nrails_used == 1 && s->rail_used[0] != 0));
 }
 
 /* Under s->lock: one more rail may fail and the session go on (another up, or the fallback). */

@@ -307,7 +307,7 @@ int rmig_rails_source_use(struct rmig_session *s)
 	const char *want = s->opts.rails;
 	char dev[RMIG_RAILS_MAX][64] = { { 0 } }, seen[512] = "";
 	uint8_t buf[16];
-	uint64_t mask = 1; /* rail 0, the control connection's: always */
+	uint64_t mask = 0;
 	int n;
 
 	if (s->nrails < 2 && !*want)
@@ -318,9 +318,17 @@ int rmig_rails_source_use(struct rmig_session *s)
 		bool up;
 
 		if (!r && !*want)
-			continue; /* rail 0 is always used: its connect says what it needs to */
+			continue; /* rail 0, no --rails: used; its connect says what it needs to */
 		up = !s->tp_ops->reach || !s->tp_ops->reach(rl->tp, s->ctl_fd, dev[r], sizeof(dev[r]),
 							     why, sizeof(why));
+		if (!r && *dev[0] && !listed(want, dev[0]) && s->nrails >= 2) {
+			/* the control connection stays there; the data goes through the rails asked for */
+			rl->off = true;
+			rmig_info(&s->log, "rail %s (the control connection's): no data channels: its "
+					   "device %s is not among the rails asked for (%s)",
+				  rl->name, dev[0], want);
+			continue;
+		}
 		if (!r)
 			continue; /* rail 0 that cannot carry channels: its connect says why */
 		if (!up) {
@@ -346,11 +354,10 @@ int rmig_rails_source_use(struct rmig_session *s)
 			if (off + strlen(one) < sizeof(seen))
 				memcpy(seen + off, one, strlen(one) + 1);
 		}
-		if (*dev[0] && !listed(want, dev[0]))
+		if (*dev[0] && !listed(want, dev[0]) && s->nrails < 2)
 			return rmig_sess_fail(s, -EINVAL,
-					      "rails: %s, the control connection's address (rail 0), is "
-					      "reached through %s, which the rails asked for (%s) leave "
-					      "out; rail 0 always carries channels",
+					      "rails: %s, the destination's only address, is reached "
+					      "through %s, which the rails asked for (%s) leave out",
 					      s->rail[0].name, dev[0], want);
 		for (const char *p = want, *next; *p; p = next) {
 			char name[64];
@@ -370,13 +377,17 @@ int rmig_rails_source_use(struct rmig_session *s)
 	}
 	if (s->nrails < 2)
 		return 0;
-	s->nrails_used = 1;
-	for (unsigned int r = 1; r < s->nrails; r++) {
+	s->nrails_used = 0;
+	for (unsigned int r = 0; r < s->nrails; r++) {
 		if (s->rail[r].off)
 			continue;
 		mask |= 1ull << r;
 		s->rail_used[s->nrails_used++] = r;
 	}
+	if (!mask) /* rail 0 left out by --rails, and each rail asked for down */
+		return rmig_sess_fail(s, -ENETUNREACH,
+				      "rails: none of the rails asked for (%s) can carry channels "
+				      "(%s)", want, *seen ? seen : "none has a device");
 	n = rmig_u64_encode(mask, buf, sizeof(buf));
 	return n < 0 ? rmig_sess_fail(s, n, "encoding the rails used: %s", strerror(-n))
 		     : rmig_ctl_send(s, RMIG_MSG_RAILS_USE, buf, (uint32_t)n);
@@ -393,10 +404,10 @@ int rmig_rails_dest_use(struct rmig_session *s, uint8_t *buf)
 	rc = rmig_ctl_expect(s, RMIG_MSG_RAILS_USE, &h, buf);
 	if (rc)
 		return rc;
-	if (rmig_u64_decode(buf, h.len, &mask) || !(mask & 1) || (mask >> s->nrails))
+	if (rmig_u64_decode(buf, h.len, &mask) || !mask || (mask >> s->nrails))
 		return rmig_sess_fail(s, -EBADMSG,
 				      "control connection: bad RAILS_USE (the rails the source uses): "
-				      "rail 0 left out, or a rail of the %u offered that does not exist",
+				      "none, or a rail of the %u offered that does not exist",
 				      s->nrails);
 	s->nrails_used = 0;
 	for (unsigned int r = 0; r < s->nrails; r++) {
@@ -404,7 +415,8 @@ int rmig_rails_dest_use(struct rmig_session *s, uint8_t *buf)
 			s->rail_used[s->nrails_used++] = r;
 		} else {
 			s->rails_down++;
-			rmig_warn(&s->log, "rail %s: the source left it out (it cannot reach it)",
+			rmig_warn(&s->log, "rail %s: the source left it out (it cannot reach it, "
+					   "or its device is not among the source's --rails)",
 				  s->rail[r].name);
 		}
 	}

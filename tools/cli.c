@@ -78,8 +78,8 @@ static const struct cli_opt opts[] = {
 	{ "rails", "DEV[,DEV...]", OPT_STR, CMD_SEND | CMD_VM_SEND, OFF(rails), 0, 0, NULL, NULL,
 	  "multi-rail (recv --listen A --listen B): the local devices to use, RDMA devices "
 	  "(rxe0,mlx5_1) or network interfaces over tcp; a destination address reached through "
-	  "another device is left out (default: every device that reaches one). The control "
-	  "connection's address always carries channels: its device must be named" },
+	  "another device is left out (default: every device that reaches one), the control "
+	  "connection's too (it then carries only the control connection)" },
 	{ "resume", NULL, OPT_FLAG, CMD_SEND, OFF(resume), 0, 0, NULL, NULL,
 	  "when the connection breaks, reconnect and go on within --recovery-timeout: a "
 	  "destination that kept the migration (recv --keep) is sent only what it may lack. "

@@ -205,9 +205,12 @@ struct rmig_opts {
 	 * name, comma-separated: RDMA devices ("mlx5_0,mlx5_1"), or network
 	 * interfaces over TCP. "" (default): every device that reaches one of
 	 * the destination's addresses. A rail whose device is not named is
-	 * left out. Rail 0 (the control connection's address) always carries
-	 * channels: connect fails (-EINVAL, said) when its device is not
-	 * named, and when a named device reaches none of the addresses.
+	 * left out, rail 0 (the control connection's address) too: it then
+	 * carries the control connection alone. Connect fails (-EINVAL,
+	 * said) when a named device reaches none of the addresses, or the
+	 * destination has one address and its device is not named. A
+	 * destination of an earlier release refuses a source that leaves rail
+	 * 0 out (bad RAILS_USE).
 	 */
 	char rails[256];
 };

@@ -677,12 +677,13 @@ static void *rails_use_src(void *arg)
 static void test_bad_rails_use(void **state)
 {
 	static const struct rails_use_case cases_ru[] = {
-		{ 2, 8, "bad RAILS_USE" },    /* rail 0 left out */
+		{ 0, 8, "bad RAILS_USE" },    /* no rail */
 		{ 0x21, 8, "bad RAILS_USE" }, /* a rail never offered */
 		{ 3, 5, "bad RAILS_USE" },    /* not a u64 */
 		/* the control: both rails, and the destination waits for channels */
 		{ 3, 8, "before opening every data channel" },
 		{ 1, 8, "before opening every data channel" },
+		{ 2, 8, "before opening every data channel" }, /* rail 1 alone (--rails) */
 	};
 
 	(void)state;
