@@ -558,6 +558,11 @@ int rmig_sess_add_feature(struct rmig_session *s, const struct rmig_feature *f);
 extern const struct rmig_feature rmig_sess_msgs;
 /* ERROR from the peer: its text becomes this side's error (sess_ctl.c). */
 int rmig_ctl_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len);
+/*
+ * The peer hung up the control connection (@when: "before ..."): read what
+ * it sent last and fail the session with its ERROR, or with its close.
+ */
+int rmig_ctl_last_words(struct rmig_session *s, const char *when);
 /* Each registered feature @f of session @s whose hook @hook is set, in registration order. */
 #define rmig_for_each_feature(s, f, hook)                                                         \
 	for (unsigned int f##_i = 0; f##_i < (s)->nfeatures; f##_i++)                              \

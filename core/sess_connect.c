@@ -7,9 +7,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -659,8 +662,67 @@ static int accept_rail(struct rmig_session *s, unsigned int r, bool *seen)
 	return rc;
 }
 
+/*
+ * Destination, while the data channels come: a source that hangs up the
+ * control connection gave up (a failed source half-closes it after its
+ * ERROR). The session fails at once with the source's cause, not after the
+ * data channels' timeout with none. What the source sends meanwhile and
+ * keeps the connection open for (a message right after its channels
+ * connected, before this side took them all) is the control thread's.
+ */
+struct ctl_watch {
+	struct rmig_session *s;
+	int stop_fd;
+	pthread_t th;
+	bool on;
+};
+
+static void *ctl_watch_main(void *arg)
+{
+	struct ctl_watch *w = arg;
+	struct pollfd p[3] = { { .fd = w->s->ctl_fd, .events = POLLRDHUP },
+			       { .fd = w->stop_fd, .events = POLLIN },
+			       { .fd = w->s->wake_fd, .events = POLLIN } };
+
+	for (;;) {
+		int n = poll(p, 3, -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || p[1].revents || p[2].revents)
+			return NULL;
+		if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR))
+			break;
+	}
+	(void)rmig_ctl_last_words(w->s, "before opening every data channel");
+	return NULL;
+}
+
+static void ctl_watch_start(struct rmig_session *s, struct ctl_watch *w)
+{
+	w->s = s;
+	w->on = false;
+	w->stop_fd = s->ctl_fd >= 0 ? eventfd(0, EFD_CLOEXEC) : -1;
+	if (w->stop_fd < 0)
+		return; /* no watch: the data channels' timeout still ends the wait */
+	w->on = !pthread_create(&w->th, NULL, ctl_watch_main, w);
+	if (!w->on)
+		close(w->stop_fd);
+}
+
+static void ctl_watch_stop(struct ctl_watch *w)
+{
+	if (!w->on)
+		return;
+	(void)!eventfd_write(w->stop_fd, 1);
+	pthread_join(w->th, NULL);
+	close(w->stop_fd);
+	w->on = false;
+}
+
 int rmig_accept(rmig_session *s)
 {
+	struct ctl_watch watch = { .on = false };
 	struct rmig_msg_hello *hello;
 	uint8_t *buf;
 	bool *seen = NULL;
@@ -687,8 +749,13 @@ int rmig_accept(rmig_session *s)
 	/* rail by rail, as the source connects them (connect_rail()) */
 	if (!rc)
 		rc = rmig_rails_dest_use(s, buf);
+	if (!rc)
+		ctl_watch_start(s, &watch);
 	for (unsigned int k = 0; k < s->nrails_used && !rc; k++)
 		rc = accept_rail(s, s->rail_used[k], seen);
+	ctl_watch_stop(&watch);
+	if (!rc && rmig_sess_err(s)) /* the source gave up as the last channel came */
+		rc = rmig_sess_err(s);
 	if (!rc)
 		rc = session_start(s);
 	if (!rc)

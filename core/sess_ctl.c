@@ -73,6 +73,26 @@ int rmig_ctl_peer_error(struct rmig_session *s, const uint8_t *buf, uint32_t len
 	return rmig_sess_fail_from(s, -m.code, true, "peer reported: %s", m.msg);
 }
 
+int rmig_ctl_last_words(struct rmig_session *s, const char *when)
+{
+	struct rmig_ctl_hdr h;
+	uint8_t *buf = malloc(RMIG_CTL_MAX);
+	int rc;
+
+	if (!buf)
+		return rmig_sess_fail(s, -ENOMEM, "no memory for a control message");
+	/* what came before its ERROR no longer matters: the session is over */
+	while (!(rc = ctl_recv(s, &h, buf)) && h.type != RMIG_MSG_ERROR)
+		;
+	if (!rc)
+		rc = rmig_ctl_peer_error(s, buf, h.len);
+	else
+		rc = rmig_sess_fail(s, rc, "the %s closed the control connection %s",
+				    s->opts.role == RMIG_ROLE_DEST ? "source" : "destination", when);
+	free(buf);
+	return rc;
+}
+
 int rmig_ctl_expect(struct rmig_session *s, uint16_t type, struct rmig_ctl_hdr *h, uint8_t *buf)
 {
 	int rc = ctl_recv(s, h, buf);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -322,28 +323,34 @@ static int chan_new(struct tcp_tp *t, int fd, unsigned int idx, struct rmig_tp_c
 /*
  * Accept the next data channel within the timeout, watching the control
  * connection meanwhile: a source that hangs up is reported at once
- * (-ECONNRESET), not after the whole timeout.
+ * (-ECONNRESET), not after the whole timeout. One that said something
+ * before it hung up (its ERROR) gets a second for the session to read it
+ * (rmig_accept() watches the control connection): its shutdown ends this
+ * wait, with the source's cause.
  */
+#define HUP_GRACE_NS 1000000000ull
 static int accept_chan(struct tcp_tp *t, uint64_t deadline, int *fd_p)
 {
+	bool hup = false;
+
 	for (;;) {
 		struct pollfd pfd[2] = { { .fd = t->lfd, .events = POLLIN },
 					 { .fd = t->ctl_fd, .events = POLLRDHUP } };
 		uint64_t now = rmig_mono_ns();
-		int n, ms = -1;
+		int n, ms = -1, unread = 0;
 
 		if (deadline) {
 			if (now >= deadline)
-				return -ETIMEDOUT;
+				return hup ? -ECONNRESET : -ETIMEDOUT;
 			ms = (int)((deadline - now + 999999) / 1000000);
 		}
-		n = poll(pfd, t->ctl_fd >= 0 ? 2 : 1, ms);
+		n = poll(pfd, t->ctl_fd >= 0 && !hup ? 2 : 1, ms);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			return -ETIMEDOUT;
+			return hup ? -ECONNRESET : -ETIMEDOUT;
 		if (pfd[0].revents) {
 			int rc = rmig_sock_accept(t->lfd, 1, fd_p);
 
@@ -351,8 +358,13 @@ static int accept_chan(struct tcp_tp *t, uint64_t deadline, int *fd_p)
 				return rc;
 			continue;
 		}
-		if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))
-			return -ECONNRESET;
+		if (!hup && (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			if (ioctl(t->ctl_fd, FIONREAD, &unread) || unread <= 0)
+				return -ECONNRESET;
+			hup = true;
+			if (!deadline || deadline > now + HUP_GRACE_NS)
+				deadline = now + HUP_GRACE_NS;
+		}
 	}
 }
 

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -396,6 +397,60 @@ static int c_close_after_ack(const char *host, const char *port)
 	return rc;
 }
 
+/*
+ * After HELLO_ACK, instead of its data channels: ERROR (@type 0), or
+ * another message; then the connection half-closed and kept open @hold_ms
+ * (a failed session not yet destroyed), or (@hold_ms 0) read to its end
+ * and closed, as a session's close does. The destination must fail at once
+ * with what the source said, not after its timeout for the data channels.
+ */
+static int after_ack(const char *host, const char *port, uint16_t type, unsigned int hold_ms)
+{
+	static struct rmig_msg_hello m;
+	static uint8_t buf[RMIG_CTL_MAX];
+	struct rmig_msg_error e = { .code = ENOMEM };
+	struct rmig_ctl_hdr h;
+	int fd, n, rc;
+
+	if (rmig_sock_connect(host, port, 2000, &fd))
+		return -1;
+	hello_default(&m, 7);
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	rc = test_send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n) || test_recv_ctl(fd, &h, buf) ||
+	     h.type != RMIG_MSG_HELLO_ACK ? -1 : 0;
+	if (!rc && !type) {
+		snprintf(e.msg, sizeof(e.msg), "registering ram block 'ram': no memory");
+		n = rmig_error_encode(&e, buf, sizeof(buf));
+		rc = n < 0 || test_send_ctl(fd, RMIG_MSG_ERROR, buf, (uint32_t)n) ? -1 : 0;
+	} else if (!rc) {
+		memset(buf, 0, 8);
+		rc = test_send_ctl(fd, type, buf, 8) ? -1 : 0;
+	}
+	shutdown(fd, SHUT_WR);
+	if (hold_ms)
+		usleep(hold_ms * 1000);
+	else /* to the destination's EOF: no unread bytes, so no RST that drops our ERROR */
+		while (rmig_sock_wait(fd, POLLIN, -1, 3000) == 0 && read(fd, buf, sizeof(buf)) > 0)
+			;
+	close(fd);
+	return rc;
+}
+
+static int c_error_after_ack(const char *host, const char *port)
+{
+	return after_ack(host, port, 0, TIMEOUT_MS);
+}
+
+static int c_error_close_after_ack(const char *host, const char *port)
+{
+	return after_ack(host, port, 0, 0);
+}
+
+static int c_msg_after_ack(const char *host, const char *port)
+{
+	return after_ack(host, port, RMIG_MSG_SYNC_ACK, TIMEOUT_MS);
+}
+
 /* A blob announced, never sent, and COMPLETE anyway: an error, not a wait for it. */
 static int c_complete_without_blob(const char *host, const char *port)
 {
@@ -493,7 +548,8 @@ static const struct hcase cases[] = {
 	{ "unknown-frame", "malformed frame header", c_unknown_frame },
 	{ "sync-out-of-order", "sync marker 0 out of order", c_sync_zero },
 	{ "truncated-frame", "peer closed the connection mid-transfer", c_truncated_frame },
-	{ "disconnect", "peer closed", c_disconnect },
+	/* "peer closed", or "the source closed" before this side took its data channel */
+	{ "disconnect", "closed", c_disconnect },
 	{ "silent", "peer silent", c_silent },
 	{ "escape-name", "refusing the source", c_escape_name },
 	{ "state-name-twice", "device-state blob 'dev' instance 0 announced twice",
@@ -503,6 +559,13 @@ static const struct hcase cases[] = {
 	{ "close-after-ack", "closed the control connection before opening every data channel",
 	  c_close_after_ack },
 	{ "complete-without-blob", "incomplete at completion", c_complete_without_blob },
+	/* the source's word before its data channels: at once, not after the timeout */
+	{ "error-after-ack", "peer reported: registering ram block 'ram': no memory",
+	  c_error_after_ack },
+	{ "error-close-after-ack", "peer reported: registering ram block 'ram': no memory",
+	  c_error_close_after_ack },
+	{ "message-after-ack", "closed the control connection before opening every data channel",
+	  c_msg_after_ack },
 	{ "rail-down-unknown", "bad RAIL_DOWN", c_rail_down_unknown },
 	{ "rail-down-only", "cannot go on without it", c_rail_down_only },
 	{ "fallback-rail-up", "unexpected FALLBACK (a rail still up", c_fallback_rail_up },
@@ -619,6 +682,8 @@ static void test_hostile_sources(void **state)
 		printf("# %-22s rc=%d after %.2fs: %s\n", cases[i].name, rc, dt, shown);
 		assert_true(rc < 0);
 		assert_true(dt < 3.0 * TIMEOUT_MS / 1000.0);
+		if (strstr(cases[i].name, "-after-ack") && strcmp(cases[i].name, "close-after-ack"))
+			assert_true(dt < TIMEOUT_MS / 2000.0); /* not the data channels' timeout */
 		assert_non_null(strstr(rmig_last_error(d), cases[i].expect));
 		rmig_session_destroy(d);
 		assert_false(logged.raw);
