@@ -379,21 +379,31 @@ static int c_trickle_control(const char *host, const char *port)
 	return rc;
 }
 
+/* HELLO and its HELLO_ACK on a new control connection: 0 and @fd_p, or -1. @buf: RMIG_CTL_MAX. */
+static int hello_acked(const char *host, const char *port, uint8_t *buf, int *fd_p)
+{
+	static struct rmig_msg_hello m;
+	struct rmig_ctl_hdr h;
+	int n;
+
+	if (rmig_sock_connect(host, port, 2000, fd_p))
+		return -1;
+	hello_default(&m, 7);
+	n = rmig_hello_encode(&m, buf, RMIG_CTL_MAX);
+	if (test_send_ctl(*fd_p, RMIG_MSG_HELLO, buf, (uint32_t)n) || test_recv_ctl(*fd_p, &h, buf) ||
+	    h.type != RMIG_MSG_HELLO_ACK)
+		return -1;
+	return 0;
+}
+
 /* The handshake, then the control connection closes before any data channel opens. */
 static int c_close_after_ack(const char *host, const char *port)
 {
-	static struct rmig_msg_hello m;
 	static uint8_t buf[RMIG_CTL_MAX];
-	struct rmig_ctl_hdr h;
-	int fd, n, rc;
+	int fd = -1, rc = hello_acked(host, port, buf, &fd);
 
-	if (rmig_sock_connect(host, port, 2000, &fd))
-		return -1;
-	hello_default(&m, 7);
-	n = rmig_hello_encode(&m, buf, sizeof(buf));
-	rc = test_send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n) || test_recv_ctl(fd, &h, buf) ||
-	     h.type != RMIG_MSG_HELLO_ACK ? -1 : 0;
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return rc;
 }
 
@@ -406,18 +416,12 @@ static int c_close_after_ack(const char *host, const char *port)
  */
 static int after_ack(const char *host, const char *port, uint16_t type, unsigned int hold_ms)
 {
-	static struct rmig_msg_hello m;
 	static uint8_t buf[RMIG_CTL_MAX];
 	struct rmig_msg_error e = { .code = ENOMEM };
-	struct rmig_ctl_hdr h;
-	int fd, n, rc;
+	int fd = -1, n, rc = hello_acked(host, port, buf, &fd);
 
-	if (rmig_sock_connect(host, port, 2000, &fd))
+	if (fd < 0)
 		return -1;
-	hello_default(&m, 7);
-	n = rmig_hello_encode(&m, buf, sizeof(buf));
-	rc = test_send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n) || test_recv_ctl(fd, &h, buf) ||
-	     h.type != RMIG_MSG_HELLO_ACK ? -1 : 0;
 	if (!rc && !type) {
 		snprintf(e.msg, sizeof(e.msg), "registering ram block 'ram': no memory");
 		n = rmig_error_encode(&e, buf, sizeof(buf));
