@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* bitmap.c - word-at-a-time bitmap scans and the extent run iterator. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "bitmap.h"
@@ -97,4 +98,21 @@ void rmig_bitmap_set_range_atomic(unsigned long *map, uint64_t first, uint64_t n
 		__atomic_fetch_or(&map[w], m, __ATOMIC_RELAXED);
 		p += k;
 	}
+}
+
+unsigned long *rmig_bitmap_new(uint64_t nbits)
+{
+	return calloc(rmig_bitmap_longs(nbits) + 1, sizeof(unsigned long));
+}
+
+void rmig_bitmap_take_atomic(unsigned long *dst, unsigned long *src, size_t words)
+{
+	for (size_t w = 0; w < words; w++)
+		dst[w] |= __atomic_exchange_n(&src[w], 0, __ATOMIC_ACQ_REL);
+}
+
+void rmig_bitmap_or_atomic(unsigned long *dst, const unsigned long *src, size_t words)
+{
+	for (size_t w = 0; w < words; w++)
+		__atomic_fetch_or(&dst[w], src[w], __ATOMIC_RELEASE);
 }

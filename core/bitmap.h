@@ -39,6 +39,15 @@ uint64_t rmig_bitmap_next_clear(const unsigned long *map, uint64_t nbits, uint64
 uint64_t rmig_bitmap_count(const unsigned long *map, uint64_t nbits);
 /* Set bits [first, first + n) with atomic ORs (threads may set others in the same words). */
 void rmig_bitmap_set_range_atomic(unsigned long *map, uint64_t first, uint64_t n);
+/* A zeroed map of @nbits bits, with one spare zero word past them; NULL without memory. */
+unsigned long *rmig_bitmap_new(uint64_t nbits);
+/*
+ * Records kept by channel threads (set_range_atomic) and moved by another:
+ * take ORs each word of @src into @dst and clears it, atomically on @src;
+ * or ORs @src into @dst atomically on @dst. @words words each.
+ */
+void rmig_bitmap_take_atomic(unsigned long *dst, unsigned long *src, size_t words);
+void rmig_bitmap_or_atomic(unsigned long *dst, const unsigned long *src, size_t words);
 
 /*
  * Iterate runs of set bits, each at most @max_run bits long. Bits past nbits

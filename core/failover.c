@@ -265,11 +265,6 @@ static bool fo_chan_fail(struct rmig_chan *c, int err, const char *why)
 
 /* ---- the record per rail: what each rail posted since the last sync ---- */
 
-static unsigned long *map_new(const struct rmig_block *b)
-{
-	return calloc(rmig_bitmap_longs(b->npages) + 1, sizeof(unsigned long));
-}
-
 /*
  * Source, once the rails are known (the channels take their first job
  * after this: jobs come from the caller once connect returned): over
@@ -285,8 +280,8 @@ static int fo_started(struct rmig_session *s)
 			struct rmig_block *b = &s->blocks[i];
 			unsigned int r = s->rail_used[k];
 
-			b->rposted[r] = map_new(b);
-			b->rsyncing[r] = map_new(b);
+			b->rposted[r] = rmig_bitmap_new(b->npages);
+			b->rsyncing[r] = rmig_bitmap_new(b->npages);
 			if (!b->rposted[r] || !b->rsyncing[r])
 				return rmig_sess_fail(s, -ENOMEM,
 						      "no memory for the page maps of block '%s'",
@@ -323,9 +318,8 @@ static void fo_sync_begin(struct rmig_session *s)
 		size_t n = rmig_bitmap_longs(b->npages);
 
 		for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++)
-			for (size_t w = 0; b->rposted[r] && w < n; w++)
-				b->rsyncing[r][w] |=
-					__atomic_exchange_n(&b->rposted[r][w], 0, __ATOMIC_ACQ_REL);
+			if (b->rposted[r])
+				rmig_bitmap_take_atomic(b->rsyncing[r], b->rposted[r], n);
 	}
 }
 
@@ -336,13 +330,13 @@ static void fo_sync_end(struct rmig_session *s, bool acked)
 		struct rmig_block *b = &s->blocks[i];
 		size_t n = rmig_bitmap_longs(b->npages);
 
-		for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++)
-			for (size_t w = 0; b->rposted[r] && w < n; w++) {
-				if (!acked)
-					__atomic_fetch_or(&b->rposted[r][w], b->rsyncing[r][w],
-							  __ATOMIC_RELEASE);
-				b->rsyncing[r][w] = 0;
-			}
+		for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++) {
+			if (!b->rposted[r])
+				continue;
+			if (!acked)
+				rmig_bitmap_or_atomic(b->rposted[r], b->rsyncing[r], n);
+			memset(b->rsyncing[r], 0, n * sizeof(*b->rsyncing[r]));
+		}
 	}
 }
 
@@ -447,21 +441,16 @@ static int resend(struct rmig_session *s, uint64_t mask, bool per_rail, uint64_t
 
 		if (!b->posted)
 			continue;
-		snap = calloc(words + 1, sizeof(unsigned long));
+		snap = rmig_bitmap_new(b->npages);
 		if (!snap) {
 			rc = -ENOMEM;
 			break;
 		}
-		for (size_t w = 0; w < words; w++) {
-			if (!per_rail) {
-				snap[w] = __atomic_load_n(&b->posted[w], __ATOMIC_ACQUIRE);
-				continue;
-			}
-			for (unsigned int r = 0; r < RMIG_RAILS_MAX; r++)
-				if ((mask & RAIL_BIT(r)) && b->rposted[r])
-					snap[w] |= __atomic_exchange_n(&b->rposted[r][w], 0,
-								       __ATOMIC_ACQ_REL);
-		}
+		for (size_t w = 0; !per_rail && w < words; w++)
+			snap[w] = __atomic_load_n(&b->posted[w], __ATOMIC_ACQUIRE);
+		for (unsigned int r = 0; per_rail && r < RMIG_RAILS_MAX; r++)
+			if ((mask & RAIL_BIT(r)) && b->rposted[r])
+				rmig_bitmap_take_atomic(snap, b->rposted[r], words);
 		rc = rmig_job_add_bitmap(s, &job, i, snap, pages_p);
 		free(snap);
 	}

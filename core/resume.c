@@ -74,24 +74,19 @@ const struct rmig_feature rmig_resume_feature = {
 	.round_end = rmig_resume_round_end,
 };
 
-static unsigned long *map_new(const struct rmig_block *b)
-{
-	return calloc(rmig_bitmap_longs(b->npages) + 1, sizeof(unsigned long));
-}
-
 int rmig_resume_track(struct rmig_session *s)
 {
 	for (unsigned int i = 0; i < s->nblocks; i++) {
 		struct rmig_block *b = &s->blocks[i];
 
 		if (!b->posted)
-			b->posted = map_new(b);
+			b->posted = rmig_bitmap_new(b->npages);
 		if (!b->syncing)
-			b->syncing = map_new(b);
+			b->syncing = rmig_bitmap_new(b->npages);
 		if (!b->held)
-			b->held = map_new(b);
+			b->held = rmig_bitmap_new(b->npages);
 		if (!b->round)
-			b->round = map_new(b);
+			b->round = rmig_bitmap_new(b->npages);
 		if (!b->posted || !b->syncing || !b->held || !b->round)
 			return rmig_sess_fail(s, -ENOMEM, "no memory for the page maps of block '%s'",
 					      b->name);
@@ -105,8 +100,8 @@ void rmig_resume_sync_begin(struct rmig_session *s)
 		struct rmig_block *b = &s->blocks[i];
 		size_t n = rmig_bitmap_longs(b->npages);
 
-		for (size_t w = 0; b->posted && w < n; w++)
-			b->syncing[w] |= __atomic_exchange_n(&b->posted[w], 0, __ATOMIC_ACQ_REL);
+		if (b->posted)
+			rmig_bitmap_take_atomic(b->syncing, b->posted, n);
 	}
 }
 
@@ -116,13 +111,14 @@ void rmig_resume_sync_end(struct rmig_session *s, bool acked)
 		struct rmig_block *b = &s->blocks[i];
 		size_t n = rmig_bitmap_longs(b->npages);
 
-		for (size_t w = 0; b->posted && w < n; w++) {
-			if (acked)
+		if (!b->posted)
+			continue;
+		if (acked)
+			for (size_t w = 0; w < n; w++)
 				b->held[w] |= b->syncing[w];
-			else
-				__atomic_fetch_or(&b->posted[w], b->syncing[w], __ATOMIC_RELAXED);
-			b->syncing[w] = 0;
-		}
+		else
+			rmig_bitmap_or_atomic(b->posted, b->syncing, n);
+		memset(b->syncing, 0, n * sizeof(*b->syncing));
 	}
 }
 

@@ -358,8 +358,7 @@ int rmig_connect(rmig_session *s, const char *uri)
 		goto out;
 	/* a destination of zeros: zero pages never sent before need no marker */
 	for (unsigned int i = 0; i < s->nblocks && (ack.caps & RMIG_ACK_ZEROED) && !rc; i++) {
-		s->blocks[i].sent = calloc(rmig_bitmap_longs(s->blocks[i].npages) + 1,
-					   sizeof(unsigned long));
+		s->blocks[i].sent = rmig_bitmap_new(s->blocks[i].npages);
 		if (!s->blocks[i].sent)
 			rc = rmig_sess_fail(s, -ENOMEM, "no memory for the sent-page maps");
 	}

@@ -87,6 +87,31 @@ static void test_runs_bounded(void **state)
 	assert_int_equal(total, 2 * W);
 }
 
+/* A record moved between maps: take empties its source, or leaves it; the spare word stays 0. */
+static void test_take_or(void **state)
+{
+	unsigned long *a = rmig_bitmap_new(130), *b = rmig_bitmap_new(130);
+	size_t n = rmig_bitmap_longs(130);
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(n, 130 / RMIG_BITS_PER_LONG + 1);
+	rmig_bitmap_set_range_atomic(a, 3, 100);
+	rmig_bit_set(b, 129);
+	rmig_bitmap_take_atomic(b, a, n);
+	assert_int_equal(rmig_bitmap_count(a, 130), 0);
+	assert_int_equal(rmig_bitmap_count(b, 130), 101);
+	assert_true(rmig_bit_test(b, 3) && rmig_bit_test(b, 102) && !rmig_bit_test(b, 103));
+	rmig_bitmap_or_atomic(a, b, n);
+	assert_int_equal(rmig_bitmap_count(a, 130), 101);
+	assert_int_equal(rmig_bitmap_count(b, 130), 101);
+	assert_int_equal(a[n], 0);
+	assert_int_equal(b[n], 0);
+	free(a);
+	free(b);
+}
+
 static void test_is_zero(void **state)
 {
 	uint8_t *p = calloc(1, 8192);
@@ -117,6 +142,7 @@ int main(void)
 		cmocka_unit_test(test_runs),
 		cmocka_unit_test(test_runs_bounded),
 		cmocka_unit_test(test_is_zero),
+		cmocka_unit_test(test_take_or),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
