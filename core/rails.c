@@ -321,16 +321,18 @@ int rmig_rails_source_use(struct rmig_session *s)
 			continue; /* rail 0, no --rails: used; its connect says what it needs to */
 		up = !s->tp_ops->reach || !s->tp_ops->reach(rl->tp, s->ctl_fd, dev[r], sizeof(dev[r]),
 							     why, sizeof(why));
-		if (!r && *dev[0] && !listed(want, dev[0]) && s->nrails >= 2) {
-			/* the control connection stays there; the data goes through the rails asked for */
-			rl->off = true;
-			rmig_info(&s->log, "rail %s (the control connection's): no data channels: its "
-					   "device %s is not among the rails asked for (%s)",
-				  rl->name, dev[0], want);
+		if (!r) {
+			/* one that cannot carry channels: its connect says why */
+			if (*dev[0] && !listed(want, dev[0]) && s->nrails >= 2) {
+				/* the control connection stays; the data goes through the rails asked for */
+				rl->off = true;
+				rmig_info(&s->log, "rail %s (the control connection's): no data "
+						   "channels: its device %s is not among the rails asked "
+						   "for (%s)",
+					  rl->name, dev[0], want);
+			}
 			continue;
 		}
-		if (!r)
-			continue; /* rail 0 that cannot carry channels: its connect says why */
 		if (!up) {
 			rl->off = true;
 			s->rails_down++;
