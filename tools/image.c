@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -317,6 +318,14 @@ int image_open_source(struct image *im, const char *name, const char *path)
 		fprintf(stderr, "rdma-migrate: image %s: not a regular file\n", path);
 		return -EINVAL;
 	}
+	/* shared with other readers; a recv or restore into this file holds it alone */
+	if (flock(im->fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+		fprintf(stderr,
+			"rdma-migrate: image %s is being written by another rdma-migrate (a recv "
+			"or restore into it): refusing to read it\n",
+			path);
+		return -EBUSY;
+	}
 	im->len = (uint64_t)st.st_size;
 	im->page_size = image_page_size(im->fd);
 	if (im->len == 0 || im->len % im->page_size) {
@@ -345,6 +354,18 @@ int image_open_dest(struct image *im, const char *name, const char *path, uint64
 	if (!S_ISREG(st.st_mode)) {
 		fprintf(stderr, "rdma-migrate: image %s: not a regular file\n", path);
 		return -EINVAL;
+	}
+	/*
+	 * Held alone until the command ends: emptying an image that another
+	 * rdma-migrate reads (a send of it on this host: the source's own
+	 * image given as the destination) or writes would destroy it.
+	 */
+	if (flock(im->fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+		fprintf(stderr,
+			"rdma-migrate: image %s is in use by another rdma-migrate (a send or save "
+			"reading it, or a recv or restore writing it): refusing to empty it\n",
+			path);
+		return -EBUSY;
 	}
 	im->page_size = image_page_size(im->fd);
 	/*

@@ -110,6 +110,7 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 {
 	struct recv_ctx *r = arg;
 	const struct cli *c = r->c;
+	int rc;
 
 	fault_point("handshake");
 	r->heard = true;
@@ -137,8 +138,9 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 				r->name, r->peer, esc, esc);
 			return -ENOENT;
 		}
-		if (image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length))
-			return -EIO;
+		rc = image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length);
+		if (rc) /* the cause, for the source's message too */
+			return rc;
 		r->nim++;
 		r->total += b[i].length;
 		if (rmig_add_ram(s, b[i].name, r->im[r->nim - 1].addr, b[i].length,

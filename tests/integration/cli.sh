@@ -539,6 +539,41 @@ else
 	bad "unknown name: src $src_rc dst $dst_rc: $(cat "$W/n.serr" "$W/names.err")"
 fi
 
+# the source's own image given to recv on the same host: emptying it would
+# destroy what is being sent (before: both ends exited 0, the image all zero)
+make_image "$W/own.src" 4 random
+cp "$W/own.src" "$W/own.copy"
+start_recv own --ram "ram=$W/own.src" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/own.src" --transport "$TRANSPORT" --timeout 5 \
+	--quiet 2>"$W/own.serr"
+src_rc=$?
+wait_rc "$RPID" 10
+dst_rc=$?
+if [ $src_rc = 1 ] && [ $dst_rc = 1 ] && cmp -s "$W/own.src" "$W/own.copy" &&
+	grep -q "own.src is in use by another rdma-migrate" "$W/own.err" &&
+	grep -q "declined the layout: Device or resource busy" "$W/own.serr"; then
+	ok "recv into the image being sent: refused on both sides, the image intact"
+else
+	bad "recv into its own source: src $src_rc dst $dst_rc: $(cat "$W/own.serr" "$W/own.err")"
+fi
+
+# an image a recv or restore is writing (it holds the file's lock alone): send refuses it
+if command -v flock >/dev/null; then
+	flock -x "$W/own.src" sleep 5 &
+	LPID=$!
+	sleep 0.3
+	"$RM" send --to "$ADDR:1" --ram "ram=$W/own.src" --transport "$TRANSPORT" --quiet \
+		2>"$W/own2.err"
+	src_rc=$?
+	kill "$LPID" 2>/dev/null
+	wait "$LPID" 2>/dev/null
+	if [ $src_rc = 2 ] && grep -q "being written by another rdma-migrate" "$W/own2.err"; then
+		ok "send of an image being written: refused, naming it"
+	else
+		bad "send of an image being written: rc $src_rc: $(cat "$W/own2.err")"
+	fi
+fi
+
 # a stalled destination (SIGSTOP): the source gives up within its timeout
 start_recv stalled --ram "ram=$W/st.dst" --timeout 30
 kill -STOP "$RPID"
