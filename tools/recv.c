@@ -152,6 +152,39 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 	return 0;
 }
 
+/*
+ * What of this run @path names (the same file, by any name): "--ram
+ * NAME=PATH", "--from", "--port-file", "--key-file"; or NULL. A blob's
+ * name is the source's to choose: written there, it would replace an image
+ * just received, or a file this run reads.
+ */
+static const char *used_at(const struct recv_ctx *r, const char *path, char *buf, size_t len)
+{
+	const struct cli *c = r->c;
+	const char *opt[] = { c->from, "--from", c->port_file, "--port-file", c->key_file,
+			      "--key-file" };
+	struct cli_file_id a, b;
+
+	cli_file_id(path, &a);
+	for (unsigned int i = 0; i < r->nim; i++) {
+		cli_file_id(r->im[i].path, &b);
+		if (cli_file_id_eq(&a, &b)) {
+			snprintf(buf, len, "--ram %s=%s", r->im[i].name, r->im[i].path);
+			return buf;
+		}
+	}
+	for (unsigned int i = 0; i < sizeof(opt) / sizeof(opt[0]); i += 2) {
+		if (!opt[i])
+			continue;
+		cli_file_id(opt[i], &b);
+		if (cli_file_id_eq(&a, &b)) {
+			snprintf(buf, len, "%s %s", opt[i + 1], opt[i]);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
 static bool safe_name(const char *n)
 {
 	if (!n[0] || !strcmp(n, ".") || !strcmp(n, ".."))
@@ -166,7 +199,8 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 		      uint64_t len)
 {
 	struct recv_ctx *r = arg;
-	char path[4096], tmp[4200], esc[4 * RMIG_NAME_MAX];
+	char path[4096], tmp[4200], esc[4 * RMIG_NAME_MAX], what[4200 + RMIG_NAME_MAX];
+	const char *used;
 	const uint8_t *p = data;
 	uint64_t off = 0;
 
@@ -196,10 +230,23 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 		return -EEXIST;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.part", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	used = used_at(r, path, what, sizeof(what));
+	if (!used)
+		used = used_at(r, tmp, what, sizeof(what));
+	if (used) {
+		fprintf(stderr,
+			"rdma-migrate %s: device-state blob '%s' instance %u would be written to "
+			"%s, over %s of this run\n",
+			r->name, esc, instance, path, used);
+		return -EEXIST;
+	}
+	/* never through a link someone left in the directory */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		rc = -errno;
-		fprintf(stderr, "rdma-migrate %s: %s: %s\n", r->name, tmp, strerror(errno));
+		fprintf(stderr, "rdma-migrate %s: %s: %s\n", r->name, tmp,
+			rc == -ELOOP ? "a symbolic link: refusing to write through it" :
+				       strerror(errno));
 		return rc;
 	}
 	while (off < len) {

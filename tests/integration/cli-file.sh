@@ -227,6 +227,24 @@ else
 fi
 rm -f "$W"/k*
 
+# a device-state blob named after the save file, restored into the directory
+# that holds it: refused, the save file intact (before: replaced by the blob)
+make_image "$W/o.img" 4 random
+printf 'state bytes' >"$W/o.state"
+mkdir -p "$W/od"
+"$RM" save --ram "ram=$W/o.img" --state "o.rmig=$W/o.state" --to "$W/od/o.rmig" --quiet
+cp "$W/od/o.rmig" "$W/o.copy"
+"$RM" restore --from "$W/od/o.rmig" --ram "ram=$W/od/o.img" --state-dir "$W/od" --quiet \
+	2>"$W/o.err"
+rc=$?
+if [ $rc = 1 ] && cmp -s "$W/od/o.rmig" "$W/o.copy" &&
+	grep -q "would be written to $W/od/o.rmig, over --from" "$W/o.err"; then
+	ok "a blob named after the save file: refused, the file intact"
+else
+	bad "blob over --from: rc $rc: $(cat "$W/o.err")"
+fi
+rm -rf "$W"/o.* "$W/od"
+
 # ---- a file system that fills up mid-save ----
 enospc_case() {
 	if ! mkdir -p "$W/small" || ! mount -t tmpfs -o size=8m rmig-cli-file "$W/small" 2>/dev/null; then

@@ -574,6 +574,40 @@ if command -v flock >/dev/null; then
 	fi
 fi
 
+# a device-state blob named after an image of the same migration, in the
+# image's directory: refused (before: the image was replaced by the blob, exit 0)
+mkdir -p "$W/bo"
+printf 'state bytes' >"$W/bo.state"
+start_recv bo --ram "ram=$W/bo/img" --state-dir "$W/bo" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/own.copy" --state "img=$W/bo.state" \
+	--transport "$TRANSPORT" --timeout 5 --quiet 2>"$W/bo.serr"
+src_rc=$?
+wait_rc "$RPID" 10
+dst_rc=$?
+if [ $src_rc = 1 ] && [ $dst_rc = 1 ] && [ "$(stat -c %s "$W/bo/img")" = 4194304 ] &&
+	grep -q "over --ram ram=$W/bo/img of this run" "$W/bo.err"; then
+	ok "a blob named after an image of the migration: refused, the image kept"
+else
+	bad "blob over an image: src $src_rc dst $dst_rc: $(cat "$W/bo.serr" "$W/bo.err")"
+fi
+
+# a symbolic link where a blob's temporary file goes: not written through
+mkdir -p "$W/sl"
+printf 'precious' >"$W/sl.target"
+ln -sf "$W/sl.target" "$W/sl/img.part"
+start_recv sl --ram "ram=$W/sl.img" --state-dir "$W/sl" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/own.copy" --state "img=$W/bo.state" \
+	--transport "$TRANSPORT" --timeout 5 --quiet 2>/dev/null
+src_rc=$?
+wait_rc "$RPID" 10
+dst_rc=$?
+if [ $src_rc = 1 ] && [ $dst_rc = 1 ] && [ "$(cat "$W/sl.target")" = precious ] &&
+	grep -q "img.part: a symbolic link: refusing to write through it" "$W/sl.err"; then
+	ok "a symbolic link in the state directory: not written through"
+else
+	bad "link in the state directory: src $src_rc dst $dst_rc: $(cat "$W/sl.err")"
+fi
+
 # a stalled destination (SIGSTOP): the source gives up within its timeout
 start_recv stalled --ram "ram=$W/st.dst" --timeout 30
 kill -STOP "$RPID"
