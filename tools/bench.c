@@ -388,6 +388,8 @@ bad_list:
 			c->channel_list);
 		return EXIT_USAGE;
 	}
+	if (tool_mem_check("bench", "--size twice (a source and a destination)", 2 * size))
+		return EXIT_FAILED;
 	src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (src == MAP_FAILED || dst == MAP_FAILED) {

@@ -613,10 +613,16 @@ int tool_bench_live(const struct cli *c)
 	g->nwriters = c->writers;
 	g->pps = (double)c->dirty_rate / PAGE / c->writers;
 	g->nlongs = RMIG_BITMAP_LONGS(g->npages);
-	g->log = calloc(g->nlongs, sizeof(*g->log));
-	g->mem = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (c->to && !strncmp(c->to, "file:", 5))
 		L.file = c->to + 5;
+	/* the guest, and here its destination too unless it is a recv elsewhere */
+	if (tool_mem_check("bench", !c->to || L.file ? "--ram-size twice (the guest and its "
+							"destination)" :
+						       "--ram-size (the guest)",
+			   !c->to || L.file ? 2 * g->size : g->size))
+		return EXIT_FAILED;
+	g->log = calloc(g->nlongs, sizeof(*g->log));
+	g->mem = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (!c->to || L.file)
 		L.dst = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			     -1, 0);

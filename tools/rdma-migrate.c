@@ -4,6 +4,7 @@
  * hosts with librmig (send, recv), benchmark a link (bench), and report what
  * RDMA can do here (info).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -59,6 +60,36 @@ bool fault_armed(const char *point)
 }
 
 /* ---- progress and statistics ---- */
+
+uint64_t tool_mem_available(void)
+{
+	unsigned long long kib = 0;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kib * 1024;
+}
+
+int tool_mem_check(const char *who, const char *what, uint64_t bytes)
+{
+	uint64_t avail = tool_mem_available();
+	char need[32], have[32];
+
+	if (!avail || bytes <= avail)
+		return 0;
+	tool_fmt_bytes(need, sizeof(need), (double)bytes);
+	tool_fmt_bytes(have, sizeof(have), (double)avail);
+	fprintf(stderr,
+		"rdma-migrate %s: %s needs %s of memory, and this host has %s available "
+		"(MemAvailable): refusing rather than be killed for memory\n",
+		who, what, need, have);
+	return -ENOMEM;
+}
 
 void tool_fmt_bytes(char *buf, size_t len, double v)
 {

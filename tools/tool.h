@@ -21,6 +21,14 @@ static inline bool tool_rdma_built(void)
 
 void tool_opts(struct rmig_opts *o, const struct cli *c, enum rmig_role role);
 void tool_fmt_bytes(char *buf, size_t len, double v);
+/*
+ * 0 when @bytes of new memory fit in what the kernel reports available;
+ * else prints why (@who: the command, @what: what needs it) and -ENOMEM.
+ * Touching more would end in the OOM killer's SIGKILL, not an error.
+ */
+int tool_mem_check(const char *who, const char *what, uint64_t bytes);
+/* MemAvailable from /proc/meminfo in bytes, or 0 when it cannot be read. */
+uint64_t tool_mem_available(void);
 /* @resumes: how often a broken migration was resumed (send --resume, recv --keep) */
 void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified,
 		     unsigned int resumes);

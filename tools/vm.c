@@ -409,6 +409,7 @@ static size_t map_longs(const struct vm *v, unsigned int i)
 static int track_open(struct vm *v)
 {
 	const char *want = v->c->track ? v->c->track : "auto";
+	uint64_t shadow = 0, avail;
 	char why[256] = "";
 	int rc = 0;
 
@@ -437,6 +438,17 @@ static int track_open(struct vm *v)
 			snprintf(v->err, sizeof(v->err), "--track soft-dirty: %s", why);
 			return rc;
 		}
+	}
+	/* the shadow is a copy of guest RAM: more than there is would end in the OOM killer */
+	for (unsigned int i = 0; i < v->n; i++)
+		shadow += v->b[i].len;
+	avail = tool_mem_available();
+	if (avail && shadow > avail) {
+		snprintf(v->err, sizeof(v->err),
+			 "no memory for the shadow compare: a copy of guest RAM needs %" PRIu64
+			 " bytes, this host has %" PRIu64 " available (MemAvailable)%s%s",
+			 shadow, avail, why[0] ? "; no soft-dirty tracking: " : "", why);
+		return -ENOMEM;
 	}
 	for (unsigned int i = 0; i < v->n; i++) {
 		rc = vmtrack_init(&v->b[i].tr, v->b[i].map, v->b[i].len, v->b[i].page);

@@ -388,6 +388,16 @@ usage_case "--resume needs a peer" send --to "file:$W/x.save" --ram "r=$W/u.img"
 usage_case "unknown option" send --to h:1 --ram "r=$W/u.img" --keep
 usage_case "out of range" recv --listen "$ADDR:0" --ram "r=$W/x" --keep --recovery-timeout 0
 usage_case "not a directory" recv --listen "$ADDR:0" --ram "r=$W/x" --state-dir "$W/nonexistent"
+# more memory than the host has: an error that says so, not the OOM killer's SIGKILL
+for a in "--size 1T" "--live --ram-size 1T"; do
+	"$RM" bench $a --quiet >/dev/null 2>"$W/oom.err"
+	rc=$?
+	if [ $rc = 1 ] && grep -q "needs 2.0 TiB of memory, and this host has .* available" "$W/oom.err"; then
+		ok "bench $a: exit 1 before touching memory, naming what it needs"
+	else
+		bad "bench $a: rc $rc: $(cat "$W/oom.err")"
+	fi
+done
 if "$RM" send --help | grep -q -- "--channels N" && "$RM" --help | grep -q "recv"; then
 	ok "--help lists commands and options"
 else
