@@ -4,15 +4,21 @@
  * through TLS, HELLO and the key proof, before anything else is opened,
  * created or sent.
  *
- * Without a key the first connection is the source, as it always was: if
- * it fails the handshake, the session fails.
+ * Each connection gets its own thread and its own deadline (the timeout
+ * from its accept), up to GATE_MAX at once; one more evicts the oldest. A
+ * connection that fails is logged, told why where it can read it, and
+ * closed; the wait goes on.
  *
- * With a key a stranger must not cost the migration. Each connection gets
- * its own thread and its own deadline (the timeout from its accept), up to
- * GATE_MAX at once; one more evicts the oldest. A connection that fails is
- * logged, told why where it can read it, and closed; the wait goes on until
- * one proves the key or the timeout passes with none. Port scans, idle or
- * trickling clients and wrong keys are all just refused connections.
+ * With a key a stranger must not cost the migration: the wait goes on until
+ * one connection proves the key or the timeout passes with none. Port scans,
+ * idle or trickling clients and wrong keys are all just refused connections.
+ *
+ * Without a key the first connection that sends a HELLO is the source: if
+ * it then fails the handshake (another version, a key this side lacks), the
+ * session fails, as anyone may be the source. A connection that never gets
+ * that far (a port scan, a health check, a client of another protocol, one
+ * that stays silent) is a stray, refused like a stranger with a key is.
+ * A connection handed over (rmig_listen("fd:N")) is the source, key or not.
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
@@ -50,6 +56,7 @@ struct cand {
 	int rc;
 	bool mute;      /* the peer cannot read an ERROR (failed TLS, or it sent one) */
 	bool from_peer; /* the failure is the peer's own ERROR */
+	bool heard;     /* its HELLO decoded: a source, not a stray */
 	char why[WHY_MAX];
 	pthread_t th;
 	bool done; /* under g->lock */
@@ -195,6 +202,7 @@ static int handshake(struct cand *k)
 		return rc;
 	if (rmig_hello_decode(k->buf, h.len, &k->hello))
 		return refuse(k, -EBADMSG, "malformed HELLO");
+	k->heard = true;
 	rmig_auth_hello_hash(k->buf, h.len, hash);
 	if (k->hello.version != RMIG_PROTO_VERSION)
 		return refuse(k, -EPROTO, "protocol version %u, this side speaks %u",
@@ -317,10 +325,14 @@ static void evict_oldest(struct gate *g)
 	}
 }
 
-/* Finished candidates: the first that succeeded wins; the others are refused. */
+/*
+ * Finished candidates: the first that succeeded wins (without a key, the
+ * first that sent a HELLO, succeeded or not); the others are refused.
+ */
 static struct cand *collect(struct gate *g, struct cand *winner)
 {
 	struct cand **pp = &g->list;
+	bool first_come = !g->s->key_len;
 
 	while (*pp) {
 		bool done;
@@ -332,7 +344,7 @@ static struct cand *collect(struct gate *g, struct cand *winner)
 			pp = &(*pp)->next;
 			continue;
 		}
-		if (!(*pp)->rc && !winner) {
+		if ((!(*pp)->rc || (first_come && (*pp)->heard)) && !winner) {
 			winner = unlink_cand(g, pp);
 			pthread_join(winner->th, NULL);
 			continue;
@@ -411,24 +423,15 @@ static unsigned int wait_ms(const struct rmig_session *s)
 							    s->opts.timeout_ms;
 }
 
-/*
- * Without a key the first connection is the source, for better or worse;
- * a connection handed over (rmig_listen("fd:N")) is the source, key or not.
- */
-static int gate_first_come(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
+/* A connection handed over (rmig_listen("fd:N")) is the source, key or not. */
+static int gate_given(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 {
 	struct rmig_session *s = g->s;
 	struct cand *k;
 	int fd, rc;
 
-	if (s->given_fd >= 0) {
-		fd = s->given_fd;
-		s->given_fd = -1;
-	} else {
-		rc = rmig_sock_accept(s->listen_fd, wait_ms(s), &fd);
-		if (rc)
-			return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
-	}
+	fd = s->given_fd;
+	s->given_fd = -1;
 	k = cand_new(g, fd);
 	if (!k) {
 		close(fd);
@@ -444,7 +447,7 @@ static int gate_first_come(struct gate *g, uint8_t *buf, struct rmig_msg_hello *
 	return rc;
 }
 
-static int gate_keyed(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
+static int gate_wait(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 {
 	struct rmig_session *s = g->s;
 	uint64_t deadline = rmig_mono_ns() + (uint64_t)wait_ms(s) * 1000000ull;
@@ -515,18 +518,24 @@ static int gate_keyed(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello
 		winner = collect(g, NULL);
 	stop_all(g);
 	if (winner) {
-		rmig_info(&s->log, "source %s proved the key", winner->addr);
+		rc = winner->rc;
+		if (!rc)
+			rmig_info(&s->log, "source %s %s", winner->addr,
+				  s->key_len ? "proved the key" : "sent its HELLO");
 		s->t_start_ns = rmig_now_ns();
 		install(s, winner, buf, hello);
+		/* without a key, a source that failed its handshake fails the session */
+		if (rc)
+			rmig_sess_fail_from(s, rc, winner->from_peer, "%s", winner->why);
 		cand_free(winner);
-		return 0;
+		return rc;
 	}
 	if (rc == -ETIMEDOUT && g->refused)
 		return rmig_sess_fail(s, rc,
-				      "waiting for a source: timed out after %u ms with no source "
-				      "that holds the key; refused %u connection%s, the last %s",
-				      wait_ms(s), g->refused, g->refused == 1 ? "" : "s",
-				      g->last);
+				      "waiting for a source: timed out after %u ms with no source%s; "
+				      "refused %u connection%s, the last %s",
+				      wait_ms(s), s->key_len ? " that holds the key" : "",
+				      g->refused, g->refused == 1 ? "" : "s", g->last);
 	return rmig_sess_fail(s, rc, "waiting for a source: %s", rmig_strerror(rc));
 }
 
@@ -539,8 +548,7 @@ int rmig_gate_accept(struct rmig_session *s, uint8_t *buf, struct rmig_msg_hello
 	if (g.efd < 0)
 		return rmig_sess_fail(s, -errno, "eventfd: %s", strerror(errno));
 	pthread_mutex_init(&g.lock, NULL);
-	rc = s->key_len && s->given_fd < 0 ? gate_keyed(&g, buf, hello) :
-					     gate_first_come(&g, buf, hello);
+	rc = s->given_fd < 0 ? gate_wait(&g, buf, hello) : gate_given(&g, buf, hello);
 	pthread_mutex_destroy(&g.lock);
 	close(g.efd);
 	return rc;

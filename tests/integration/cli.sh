@@ -709,6 +709,39 @@ else
 	bad "strays before the source: wrong $wrong send $rc recv $rrc: $(cat "$W/stray.serr" "$W/stray.err")"
 fi
 
+# without a key, connections that never send a HELLO are strays, refused:
+# the first source that speaks the protocol migrates (before: the first
+# connection was taken for the source, and a port scan ended the recv)
+start_recv nokey --ram "ram=$W/nokey.dst" --timeout 8
+python3 - "$ADDR" "$RPORT" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+held = []
+for i in range(3):  # a port scan
+    socket.create_connection((host, port)).close()
+s = socket.create_connection((host, port))  # a client of another protocol
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+s.close()
+for i in range(5):  # idle connections
+    held.append(socket.create_connection((host, port)))
+time.sleep(4)
+PY
+strays=$!
+sleep 1
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/stray.src" --transport "$TRANSPORT" --timeout 8 \
+	--quiet 2>"$W/nokey.serr"
+rc=$?
+wait_rc "$RPID" 15
+rrc=$?
+kill "$strays" 2>/dev/null
+wait "$strays" 2>/dev/null
+if [ $rc = 0 ] && [ $rrc = 0 ] && cmp -s "$W/stray.src" "$W/nokey.dst" &&
+	grep -q "refused a connection from .*malformed message header" "$W/nokey.err"; then
+	ok "recv without a key: a port scan, another protocol's client and idle connections, then the source migrates ($(grep -c 'refused a connection' "$W/nokey.err") refusals logged)"
+else
+	bad "strays before a source without a key: send $rc recv $rrc: $(cat "$W/nokey.serr" "$W/nokey.err")"
+fi
+
 # ---- shared key: same key migrates; wrong or missing key refused on both sides ----
 head -c 32 /dev/urandom >"$W/k1"
 head -c 32 /dev/urandom >"$W/k2"

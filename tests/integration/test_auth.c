@@ -355,14 +355,16 @@ static int connect_raw(int port)
 }
 
 /*
- * Before the real source: a port scan (connect and close, and a reset), 40
- * idle connections (more than the destination proves at once), a client that
- * trickles its HELLO, and a source with the wrong key. With a key the
- * destination refuses each and serves the real source; without one it takes
- * the first connection for the source (first come), and so fails: the
- * negative control.
+ * Before the real source: a port scan (connect and close, and a reset), a
+ * client of another protocol, 40 idle connections (more than the
+ * destination proves at once), a client that trickles its HELLO, and, when
+ * @wrong_key, a source with the wrong key. With a key the destination refuses
+ * each and serves the real source. Without one the strays are refused too,
+ * but the first connection that sends a HELLO is the source (first come):
+ * the source with a key, which this destination lacks, fails the session.
+ * That is the negative control.
  */
-static void strays_then_source(bool keyed)
+static void strays_then_source(bool keyed, bool wrong_key)
 {
 	enum { IDLE = 40 };
 	struct pair_cfg c = base();
@@ -404,6 +406,15 @@ static void strays_then_source(bool keyed)
 			close(fd); /* RST */
 		}
 	}
+	{ /* another protocol's client */
+		static const char get[] = "GET / HTTP/1.0\r\n\r\n";
+		int fd = connect_raw(port);
+
+		if (fd >= 0) {
+			(void)!send(fd, get, sizeof(get) - 1, MSG_NOSIGNAL);
+			close(fd);
+		}
+	}
 	for (int i = 0; i < IDLE; i++)
 		idle[i] = connect_raw(port);
 	tr.fd = connect_raw(port);
@@ -414,13 +425,15 @@ static void strays_then_source(bool keyed)
 	o.channels = 2;
 	o.key = key_b;
 	o.key_len = strlen(key_b);
-	assert_int_equal(rmig_session_create(&o, &wrong), 0);
-	assert_int_equal(rmig_add_ram(wrong, "ram", smem, c.len, 4096), 0);
 	snprintf(uri, sizeof(uri), "%s:%d", addr(), port);
-	rc = rmig_connect(wrong, uri);
-	printf("# wrong key: %d %s\n", rc, rmig_last_error(wrong));
-	assert_true(rc < 0);
-	rmig_session_destroy(wrong);
+	if (wrong_key) {
+		assert_int_equal(rmig_session_create(&o, &wrong), 0);
+		assert_int_equal(rmig_add_ram(wrong, "ram", smem, c.len, 4096), 0);
+		rc = rmig_connect(wrong, uri);
+		printf("# wrong key: %d %s\n", rc, rmig_last_error(wrong));
+		assert_true(rc < 0);
+		rmig_session_destroy(wrong);
+	}
 
 	fill_random(smem, c.len, 99);
 	o.key = keyed ? key_a : NULL;
@@ -435,12 +448,14 @@ static void strays_then_source(bool keyed)
 	printf("# real source: %d %s\n", rc, rmig_last_error(src));
 	pthread_join(th, NULL);
 	printf("# destination: %d %s\n", d.rc, rmig_last_error(d.s));
-	if (keyed) {
+	if (keyed || !wrong_key) {
 		assert_int_equal(rc, 0);
 		assert_int_equal(d.rc, 0);
 		assert_memory_equal(smem, dmem, c.len);
 	} else {
 		assert_int_not_equal(d.accept_rc, 0);
+		assert_non_null(strstr(rmig_last_error(d.s), "it has a key, but this destination "
+							      "has none"));
 		assert_int_not_equal(rc, 0);
 	}
 	for (int i = 0; i < IDLE; i++)
@@ -460,13 +475,19 @@ static void strays_then_source(bool keyed)
 static void test_strays_then_source(void **state)
 {
 	(void)state;
-	strays_then_source(true);
+	strays_then_source(true, true);
 }
 
-static void test_strays_first_come_without_key(void **state)
+static void test_strays_then_source_without_key(void **state)
 {
 	(void)state;
-	strays_then_source(false);
+	strays_then_source(false, false);
+}
+
+static void test_first_hello_without_key(void **state)
+{
+	(void)state;
+	strays_then_source(false, true);
 }
 
 /* A client that trickles its HELLO is cut off by the message deadline, not per byte. */
@@ -546,7 +567,8 @@ int main(void)
 		cmocka_unit_test(test_destination_without_key),
 		cmocka_unit_test(test_trickling_hello),
 		cmocka_unit_test(test_strays_then_source),
-		cmocka_unit_test(test_strays_first_come_without_key),
+		cmocka_unit_test(test_strays_then_source_without_key),
+		cmocka_unit_test(test_first_hello_without_key),
 		cmocka_unit_test(test_capture_no_auth),
 		cmocka_unit_test(test_capture_bad_proof),
 		cmocka_unit_test(test_capture_zero_proof),
