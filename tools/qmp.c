@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -763,8 +764,18 @@ int qmp_open(const char *path, unsigned int timeout_ms, struct qmp **q_p, char *
 		}
 		if (r == -EAGAIN)
 			r = -ETIMEDOUT;
+		{
+			struct stat st;
+
+			/* a file that is there but is no socket refuses like a dead QEMU's */
+			if (r == -ECONNREFUSED && !stat(path, &st) && !S_ISSOCK(st.st_mode))
+				snprintf(e, sizeof(e), "not a unix socket (QEMU's -qmp "
+						       "unix:PATH,server=on)");
+			else
+				errstr(-r, e, sizeof(e));
+		}
 		seterr(err, errlen, "QMP socket %s: %s", shows(path, p, sizeof(p)),
-		       r == -ETIMEDOUT ? "connection timed out" : errstr(-r, e, sizeof(e)));
+		       r == -ETIMEDOUT ? "connection timed out" : e);
 		close(fd);
 		return r;
 	}

@@ -510,6 +510,20 @@ static void test_open_path(void **state)
 	snprintf(longp, sizeof(longp), "QMP socket %s: connection refused", path);
 	assert_string_equal(err, longp);
 
+	/* a file that is no socket: said so, not "connection refused" */
+	{
+		char plain[80];
+		int pfd;
+
+		snprintf(plain, sizeof(plain), "%s/plain", dir);
+		pfd = open(plain, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		assert_true(pfd >= 0);
+		close(pfd);
+		assert_int_equal(qmp_open(plain, 500, &q, err, sizeof(err)), -ECONNREFUSED);
+		assert_non_null(strstr(err, ": not a unix socket"));
+		unlink(plain);
+	}
+
 	memset(longp, 'x', sizeof(longp) - 1);
 	longp[0] = '/';
 	longp[sizeof(longp) - 1] = '\0';
