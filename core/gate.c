@@ -13,8 +13,9 @@
  * one connection proves the key or the timeout passes with none. Port scans,
  * idle or trickling clients and wrong keys are all just refused connections.
  *
- * Without a key the first connection that sends a HELLO is the source: if
- * it then fails the handshake (another version, a key this side lacks), the
+ * Without a key the first connection that sends a HELLO (or an ERROR: a
+ * source that gave up, say on a transport it lacks) is the source: if it
+ * then fails the handshake (another version, a key this side lacks), the
  * session fails, as anyone may be the source. A connection that never gets
  * that far (a port scan, a health check, a client of another protocol, one
  * that stays silent) is a stray, refused like a stranger with a key is.
@@ -56,7 +57,7 @@ struct cand {
 	int rc;
 	bool mute;      /* the peer cannot read an ERROR (failed TLS, or it sent one) */
 	bool from_peer; /* the failure is the peer's own ERROR */
-	bool heard;     /* its HELLO decoded: a source, not a stray */
+	bool heard;     /* its HELLO (or its ERROR) decoded: a source, not a stray */
 	char why[WHY_MAX];
 	pthread_t th;
 	bool done; /* under g->lock */
@@ -110,8 +111,8 @@ static int expect(struct cand *k, uint16_t type, struct rmig_ctl_hdr *h)
 	int rc = rmig_conn_expect(&k->c, type, h, k->buf, k->deadline, k->why, sizeof(k->why),
 				  &k->from_peer);
 
-	if (k->from_peer)
-		k->mute = true;
+	if (k->from_peer) /* it speaks the protocol: a source that gave up, not a stray */
+		k->mute = k->heard = true;
 	return rc;
 }
 

@@ -516,14 +516,19 @@ if [ $rc = 1 ] && grep -q "Connection refused" "$W/e.err"; then ok "unreachable 
 
 # where no RDMA device exists: rdma fails clearly, auto falls back to tcp and says why
 if "$RM" info --json | grep -q '"rdma_usable":false'; then
-	start_recv nordma --ram "ram=$W/nr.dst" --timeout 5
+	start_recv nordma --ram "ram=$W/nr.dst" --timeout 20
+	t0=$(date +%s)
 	"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/u.img" --transport rdma --timeout 5 --quiet 2>"$W/nr.err"
 	rc=$?
-	wait_rc "$RPID" 10
-	if [ $rc = 1 ] && grep -q "transport rdma unavailable: no RDMA devices" "$W/nr.err"; then
+	wait_rc "$RPID" 30
+	rrc=$?
+	# the destination hears the source's cause at once, not after its own timeout
+	if [ $rc = 1 ] && grep -q "transport rdma unavailable: no RDMA devices" "$W/nr.err" &&
+		[ $rrc = 1 ] && [ $(($(date +%s) - t0)) -lt 10 ] &&
+		grep -q "peer reported: transport rdma unavailable" "$W/nordma.err"; then
 		ok "--transport rdma without a device: exit 1 ($(grep -o 'transport rdma unavailable: [^(]*' "$W/nr.err" | head -1))"
 	else
-		bad "--transport rdma without a device: rc $rc: $(cat "$W/nr.err")"
+		bad "--transport rdma without a device: rc $rc/$rrc: $(cat "$W/nr.err" "$W/nordma.err")"
 	fi
 	start_recv auto --ram "ram=$W/auto.dst"
 	if "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/u.img" --transport auto --json 2>"$W/auto.err" |
