@@ -381,13 +381,12 @@ _Static_assert(CLI_KEY_MIN == RMIG_KEY_MIN && CLI_KEY_MAX == RMIG_KEY_MAX, "key 
 _Static_assert(CLI_NAME_MAX == RMIG_NAME_MAX, "name bound");
 _Static_assert(CLI_HOST_MAX == RMIG_HOST_MAX - 1, "host bound");
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	static uint8_t key[CLI_KEY_MAX];
 	unsigned int cmd = 0;
 	struct cli c;
 
-	signal(SIGPIPE, SIG_IGN);
 	if (argc == 2 && !strcmp(argv[1], "--version")) {
 		printf("rdma-migrate %s\n", RMIG_TOOL_VERSION);
 		return 0;
@@ -436,4 +435,24 @@ int main(int argc, char **argv)
 	default:
 		return tool_info(&c);
 	}
+}
+
+int main(int argc, char **argv)
+{
+	int rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	rc = run(argc, argv);
+	/*
+	 * What went to standard output (--json, info, --help) must have
+	 * arrived: a full disk or a closed pipe there is an error, not an
+	 * exit 0 with the results lost.
+	 */
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "rdma-migrate: writing standard output: %s\n",
+			errno ? strerror(errno) : "write error");
+		if (!rc)
+			rc = 1;
+	}
+	return rc;
 }

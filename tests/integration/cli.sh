@@ -388,6 +388,20 @@ usage_case "--resume needs a peer" send --to "file:$W/x.save" --ram "r=$W/u.img"
 usage_case "unknown option" send --to h:1 --ram "r=$W/u.img" --keep
 usage_case "out of range" recv --listen "$ADDR:0" --ram "r=$W/x" --keep --recovery-timeout 0
 usage_case "not a directory" recv --listen "$ADDR:0" --ram "r=$W/x" --state-dir "$W/nonexistent"
+# results that cannot be written (a full disk) are an error, not an exit 0
+if [ -w /dev/full ]; then
+	"$RM" info --json >/dev/full 2>"$W/full.err"
+	rc=$?
+	"$RM" send --help >/dev/full 2>>"$W/full.err"
+	rc2=$?
+	if [ $rc = 1 ] && [ $rc2 = 1 ] &&
+		[ "$(grep -c "writing standard output: No space left on device" "$W/full.err")" = 2 ]; then
+		ok "info --json and --help into a full stdout: exit 1, naming it"
+	else
+		bad "stdout full: info $rc, help $rc2: $(cat "$W/full.err")"
+	fi
+fi
+
 # more memory than the host has: an error that says so, not the OOM killer's SIGKILL
 for a in "--size 1T" "--live --ram-size 1T"; do
 	"$RM" bench $a --quiet >/dev/null 2>"$W/oom.err"
