@@ -300,14 +300,20 @@ static struct cand *unlink_cand(struct gate *g, struct cand **pp)
 	return k;
 }
 
-/* Make room: stop the oldest candidate still proving itself. */
+/*
+ * Make room: stop the oldest candidate still proving itself. The caller
+ * has collected the finished ones, so none that finished is lost here;
+ * one that finishes meanwhile is left for the next collect().
+ */
 static void evict_oldest(struct gate *g)
 {
 	struct cand **pp = &g->list, **oldest = NULL;
 
+	pthread_mutex_lock(&g->lock);
 	for (; *pp; pp = &(*pp)->next)
-		if (!oldest || (*pp)->t_accept < (*oldest)->t_accept)
+		if (!(*pp)->done && (!oldest || (*pp)->t_accept < (*oldest)->t_accept))
 			oldest = pp;
+	pthread_mutex_unlock(&g->lock);
 	if (!oldest)
 		return;
 	shutdown((*oldest)->c.fd, SHUT_RDWR); /* its thread returns at once */
@@ -330,24 +336,45 @@ static void evict_oldest(struct gate *g)
  * Finished candidates: the first that succeeded wins (without a key, the
  * first that sent a HELLO, succeeded or not); the others are refused.
  */
+static bool can_win(const struct gate *g, const struct cand *k)
+{
+	return !k->rc || (!g->s->key_len && k->heard);
+}
+
+/* Does @a win over @b (both finished)? Success first, then the earlier accept. */
+static bool beats(const struct gate *g, const struct cand *a, const struct cand *b)
+{
+	if (!can_win(g, a))
+		return false;
+	if (!b || !can_win(g, b) || (!a->rc && b->rc))
+		return true;
+	return (!a->rc) == (!b->rc) && a->t_accept < b->t_accept;
+}
+
 static struct cand *collect(struct gate *g, struct cand *winner)
 {
-	struct cand **pp = &g->list;
-	bool first_come = !g->s->key_len;
+	struct cand **pp, *best = winner;
 
+	/* the list is newest first: pick the winner among all that finished, then reap */
+	pthread_mutex_lock(&g->lock);
+	for (struct cand *k = g->list; k; k = k->next)
+		if (k->done && beats(g, k, best))
+			best = k;
+	pthread_mutex_unlock(&g->lock);
+	pp = &g->list;
 	while (*pp) {
 		bool done;
 
 		pthread_mutex_lock(&g->lock);
 		done = (*pp)->done;
 		pthread_mutex_unlock(&g->lock);
-		if (!done) {
-			pp = &(*pp)->next;
-			continue;
-		}
-		if ((!(*pp)->rc || (first_come && (*pp)->heard)) && !winner) {
+		if (*pp == best) {
 			winner = unlink_cand(g, pp);
 			pthread_join(winner->th, NULL);
+			continue;
+		}
+		if (!done) {
+			pp = &(*pp)->next;
 			continue;
 		}
 		reap(g, unlink_cand(g, pp));
@@ -364,7 +391,8 @@ static void stop_all(struct gate *g)
 	pthread_mutex_lock(&g->lock);
 	for (struct cand *k = g->list; k; k = k->next) {
 		k->cut = !k->done;
-		shutdown(k->c.fd, SHUT_RDWR);
+		if (k->cut) /* a finished one still reads why (cand_free) */
+			shutdown(k->c.fd, SHUT_RDWR);
 	}
 	pthread_mutex_unlock(&g->lock);
 	while (g->list) {
@@ -377,9 +405,10 @@ static void stop_all(struct gate *g)
 			cand_free(k);
 			continue;
 		}
-		k->mute = true; /* shut down: it can no longer read an ERROR */
-		if (k->cut)
+		if (k->cut) {
+			k->mute = true; /* shut down: it can no longer read an ERROR */
 			snprintf(k->why, sizeof(k->why), "still in the handshake when the wait ended");
+		}
 		g->refused++;
 		snprintf(g->last, sizeof(g->last), "from %s: %s", k->addr, k->why);
 		rmig_warn(&g->s->log, "refused a connection from %s: %s", k->addr, k->why);
@@ -496,8 +525,15 @@ static int gate_wait(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 		}
 		if (rc)
 			break;
-		if (g->n == GATE_MAX)
+		if (g->n == GATE_MAX) {
+			/* the finished first: a source that just got through is never evicted */
+			winner = collect(g, NULL);
+			if (winner) {
+				close(fd);
+				break;
+			}
 			evict_oldest(g);
+		}
 		{
 			struct cand *k = cand_new(g, fd);
 
@@ -515,7 +551,7 @@ static int gate_wait(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 			g->n++;
 		}
 	}
-	if (!winner) /* one may have proved the key just as time ran out */
+	if (!winner && rc == -ETIMEDOUT) /* one may have got through just as time ran out */
 		winner = collect(g, NULL);
 	stop_all(g);
 	if (winner) {
