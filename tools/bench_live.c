@@ -615,12 +615,18 @@ int tool_bench_live(const struct cli *c)
 	g->nlongs = RMIG_BITMAP_LONGS(g->npages);
 	if (c->to && !strncmp(c->to, "file:", 5))
 		L.file = c->to + 5;
-	/* the guest, and here its destination too unless it is a recv elsewhere */
-	if (tool_mem_check("bench", !c->to || L.file ? "--ram-size twice (the guest and its "
-							"destination)" :
-						       "--ram-size (the guest)",
-			   !c->to || L.file ? 2 * g->size : g->size))
-		return EXIT_FAILED;
+	/* the guest, and here its destination too unless it is a recv elsewhere; the blobs */
+	{
+		uint64_t need = !c->to || L.file ? 2 * g->size : g->size;
+
+		for (unsigned int i = 0; i < L.b.n; i++) /* loaded here too, when the destination is */
+			need += (!c->to || L.file ? 2 : 1) * L.b.len[i];
+		if (tool_mem_check("bench", !c->to || L.file ? "--ram-size twice (the guest and "
+								"its destination) and --device-state" :
+							       "--ram-size (the guest) and --device-state",
+				   need))
+			return EXIT_FAILED;
+	}
 	g->log = calloc(g->nlongs, sizeof(*g->log));
 	g->mem = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (!c->to || L.file)

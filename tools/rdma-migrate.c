@@ -61,17 +61,87 @@ bool fault_armed(const char *point)
 
 /* ---- progress and statistics ---- */
 
+/* A number from a one-line file; false when absent or "max" (no limit). */
+static bool read_u64(const char *path, uint64_t *v)
+{
+	unsigned long long x;
+	FILE *f = fopen(path, "re");
+	bool ok = f && fscanf(f, "%llu", &x) == 1;
+
+	if (f)
+		fclose(f);
+	if (ok)
+		*v = x;
+	return ok;
+}
+
+/*
+ * What this process's memory cgroup, and each one above it, still lets it
+ * have (a container's --memory, a systemd slice); UINT64_MAX when none is
+ * set. cgroup v2 (memory.max) or v1 (memory.limit_in_bytes).
+ */
+static uint64_t cgroup_room(void)
+{
+	static const struct {
+		const char *ctl, *root, *max, *cur;
+	} kind[] = {
+		{ "0::", "/sys/fs/cgroup", "memory.max", "memory.current" },
+		{ ":memory:", "/sys/fs/cgroup/memory", "memory.limit_in_bytes",
+		  "memory.usage_in_bytes" },
+	};
+	uint64_t room = UINT64_MAX;
+	char line[512], dir[1024], file[1200];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		for (unsigned int k = 0; k < sizeof(kind) / sizeof(kind[0]); k++) {
+			const char *at = strstr(line, kind[k].ctl);
+			char *slash;
+
+			if (!at || (k == 0 && at != line))
+				continue;
+			snprintf(dir, sizeof(dir), "%s%s", kind[k].root, at + strlen(kind[k].ctl));
+			/* this cgroup and each one above it, to the root */
+			for (;;) {
+				uint64_t max, cur;
+
+				snprintf(file, sizeof(file), "%s/%s", dir, kind[k].max);
+				if (read_u64(file, &max)) {
+					snprintf(file, sizeof(file), "%s/%s", dir, kind[k].cur);
+					if (!read_u64(file, &cur))
+						cur = 0;
+					if (max - (cur < max ? cur : max) < room)
+						room = max - (cur < max ? cur : max);
+				}
+				slash = strrchr(dir, '/');
+				if (!slash || (size_t)(slash - dir) < strlen(kind[k].root))
+					break;
+				*slash = '\0';
+			}
+		}
+	}
+	if (f)
+		fclose(f);
+	return room;
+}
+
 uint64_t tool_mem_available(void)
 {
 	unsigned long long kib = 0;
 	char line[128];
 	FILE *f = fopen("/proc/meminfo", "re");
+	uint64_t room;
 
 	while (f && fgets(line, sizeof(line), f))
 		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
 			break;
 	if (f)
 		fclose(f);
+	/* a limit of the process's own cgroup may be the nearer one */
+	room = cgroup_room();
+	if (kib && room < (uint64_t)kib * 1024)
+		return room ? room : 1;
 	return (uint64_t)kib * 1024;
 }
 
@@ -85,8 +155,9 @@ int tool_mem_check(const char *who, const char *what, uint64_t bytes)
 	tool_fmt_bytes(need, sizeof(need), (double)bytes);
 	tool_fmt_bytes(have, sizeof(have), (double)avail);
 	fprintf(stderr,
-		"rdma-migrate %s: %s needs %s of memory, and this host has %s available "
-		"(MemAvailable): refusing rather than be killed for memory\n",
+		"rdma-migrate %s: %s needs %s of memory, and this process may have %s "
+		"(MemAvailable, or its memory cgroup's limit): refusing rather than be "
+		"killed for memory\n",
 		who, what, need, have);
 	return -ENOMEM;
 }

@@ -139,8 +139,10 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 			return -ENOENT;
 		}
 		rc = image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length);
-		if (rc) /* the cause, for the source's message too */
+		if (rc) { /* the cause, for the source's message too */
+			image_close(&r->im[r->nim]);
 			return rc;
+		}
 		r->nim++;
 		r->total += b[i].length;
 		if (rmig_add_ram(s, b[i].name, r->im[r->nim - 1].addr, b[i].length,
@@ -230,6 +232,14 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 		return -EEXIST;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.part", path);
+	/* its scratch file too: blob 'x.part' must not be blob 'x''s scratch */
+	if (claim_path(r, tmp)) {
+		fprintf(stderr,
+			"rdma-migrate %s: device-state blob '%s' instance %u would be staged in %s, "
+			"which another blob of this migration uses\n",
+			r->name, esc, instance, tmp);
+		return -EEXIST;
+	}
 	used = used_at(r, path, what, sizeof(what));
 	if (!used)
 		used = used_at(r, tmp, what, sizeof(what));
@@ -240,13 +250,20 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 			r->name, esc, instance, path, used);
 		return -EEXIST;
 	}
-	/* never through a link someone left in the directory */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/*
+	 * A new file of our own: whatever was there (a stale scratch file, or
+	 * a symbolic or hard link someone left) is removed, never written
+	 * through.
+	 */
+	if (unlink(tmp) < 0 && errno != ENOENT) {
+		rc = -errno;
+		fprintf(stderr, "rdma-migrate %s: removing %s: %s\n", r->name, tmp, strerror(errno));
+		return rc;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		rc = -errno;
-		fprintf(stderr, "rdma-migrate %s: %s: %s\n", r->name, tmp,
-			rc == -ELOOP ? "a symbolic link: refusing to write through it" :
-				       strerror(errno));
+		fprintf(stderr, "rdma-migrate %s: %s: %s\n", r->name, tmp, strerror(errno));
 		return rc;
 	}
 	while (off < len) {
@@ -300,6 +317,20 @@ static int recv_check_paths(const struct cli *c)
 				cmd, c->ram.v[j], c->ram.v[i]);
 			rc = -EINVAL;
 			break;
+		}
+		/* recv empties its images: never the key it reads, nor the port file it writes */
+		for (unsigned int k = 0; k < 2 && !rc; k++) {
+			const char *f = k ? c->key_file : c->port_file;
+			struct cli_file_id fid;
+
+			if (!f)
+				continue;
+			cli_file_id(f, &fid);
+			if (cli_file_id_eq(&id[i], &fid)) {
+				fprintf(stderr, "rdma-migrate %s: --ram '%s' is the file %s names\n",
+					cmd, c->ram.v[i], k ? "--key-file" : "--port-file");
+				rc = -EINVAL;
+			}
 		}
 		/* restore empties its images first: never the file it reads */
 		if (!rc && c->from) {

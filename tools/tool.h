@@ -27,7 +27,11 @@ void tool_fmt_bytes(char *buf, size_t len, double v);
  * Touching more would end in the OOM killer's SIGKILL, not an error.
  */
 int tool_mem_check(const char *who, const char *what, uint64_t bytes);
-/* MemAvailable from /proc/meminfo in bytes, or 0 when it cannot be read. */
+/*
+ * Memory this process may still have, in bytes: MemAvailable from
+ * /proc/meminfo, or what its memory cgroup (v2 or v1, and those above it)
+ * leaves, when that is less; 0 when /proc/meminfo cannot be read.
+ */
 uint64_t tool_mem_available(void);
 /* @resumes: how often a broken migration was resumed (send --resume, recv --keep) */
 void tool_print_json(FILE *f, const char *role, rmig_session *s, int rc, bool verified,

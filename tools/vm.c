@@ -446,7 +446,8 @@ static int track_open(struct vm *v)
 	if (avail && shadow > avail) {
 		snprintf(v->err, sizeof(v->err),
 			 "no memory for the shadow compare: a copy of guest RAM needs %" PRIu64
-			 " bytes, this host has %" PRIu64 " available (MemAvailable)%s%s",
+			 " bytes, this process may have %" PRIu64 " (MemAvailable, or its memory "
+			 "cgroup's limit)%s%s",
 			 shadow, avail, why[0] ? "; no soft-dirty tracking: " : "", why);
 		return -ENOMEM;
 	}
