@@ -154,17 +154,34 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 	return 0;
 }
 
+/* The files this run reads or writes besides its images, with their options. */
+struct run_file {
+	const char *path, *opt;
+};
+
+static unsigned int run_files(const struct cli *c, struct run_file f[3])
+{
+	unsigned int n = 0;
+
+	if (c->from)
+		f[n++] = (struct run_file){ c->from, "--from" };
+	if (c->port_file)
+		f[n++] = (struct run_file){ c->port_file, "--port-file" };
+	if (c->key_file)
+		f[n++] = (struct run_file){ c->key_file, "--key-file" };
+	return n;
+}
+
 /*
  * What of this run @path names (the same file, by any name): "--ram
- * NAME=PATH", "--from", "--port-file", "--key-file"; or NULL. A blob's
- * name is the source's to choose: written there, it would replace an image
- * just received, or a file this run reads.
+ * NAME=PATH", or one of run_files(); or NULL. A blob's name is the
+ * source's to choose: written there, it would replace an image just
+ * received, or a file this run reads.
  */
 static const char *used_at(const struct recv_ctx *r, const char *path, char *buf, size_t len)
 {
-	const struct cli *c = r->c;
-	const char *opt[] = { c->from, "--from", c->port_file, "--port-file", c->key_file,
-			      "--key-file" };
+	struct run_file f[3];
+	unsigned int n = run_files(r->c, f);
 	struct cli_file_id a, b;
 
 	cli_file_id(path, &a);
@@ -175,12 +192,10 @@ static const char *used_at(const struct recv_ctx *r, const char *path, char *buf
 			return buf;
 		}
 	}
-	for (unsigned int i = 0; i < sizeof(opt) / sizeof(opt[0]); i += 2) {
-		if (!opt[i])
-			continue;
-		cli_file_id(opt[i], &b);
+	for (unsigned int i = 0; i < n; i++) {
+		cli_file_id(f[i].path, &b);
 		if (cli_file_id_eq(&a, &b)) {
-			snprintf(buf, len, "%s %s", opt[i + 1], opt[i]);
+			snprintf(buf, len, "%s %s", f[i].opt, f[i].path);
 			return buf;
 		}
 	}
@@ -294,12 +309,16 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
  */
 static int recv_check_paths(const struct cli *c)
 {
-	struct cli_file_id *id = calloc(c->ram.n + 1, sizeof(*id));
+	struct run_file f[3];
+	unsigned int nf = run_files(c, f);
+	struct cli_file_id *id = calloc(c->ram.n + nf, sizeof(*id)), *fid = id + c->ram.n;
 	const char *cmd = c->cmd == CMD_RESTORE ? "restore" : "recv";
 	int rc = 0;
 
 	if (!id)
 		return -ENOMEM;
+	for (unsigned int k = 0; k < nf; k++)
+		cli_file_id(f[k].path, &fid[k]);
 	for (unsigned int i = 0; i < c->ram.n && !rc; i++) {
 		char name[RMIG_NAME_MAX];
 		const char *path;
@@ -318,29 +337,18 @@ static int recv_check_paths(const struct cli *c)
 			rc = -EINVAL;
 			break;
 		}
-		/* recv empties its images: never the key it reads, nor the port file it writes */
-		for (unsigned int k = 0; k < 2 && !rc; k++) {
-			const char *f = k ? c->key_file : c->port_file;
-			struct cli_file_id fid;
-
-			if (!f)
+		/*
+		 * The images are emptied first: never the file restore reads, the
+		 * key this run reads, nor the port file it writes.
+		 */
+		for (unsigned int k = 0; k < nf && !rc; k++) {
+			if (!cli_file_id_eq(&id[i], &fid[k]))
 				continue;
-			cli_file_id(f, &fid);
-			if (cli_file_id_eq(&id[i], &fid)) {
-				fprintf(stderr, "rdma-migrate %s: --ram '%s' is the file %s names\n",
-					cmd, c->ram.v[i], k ? "--key-file" : "--port-file");
-				rc = -EINVAL;
-			}
-		}
-		/* restore empties its images first: never the file it reads */
-		if (!rc && c->from) {
-			cli_file_id(c->from, &id[c->ram.n]);
-			if (cli_file_id_eq(&id[i], &id[c->ram.n])) {
-				fprintf(stderr, "rdma-migrate restore: --ram '%s' is the file --from "
-						"names: restoring would empty it before reading it\n",
-					c->ram.v[i]);
-				rc = -EINVAL;
-			}
+			fprintf(stderr, "rdma-migrate %s: --ram '%s' is the file %s names%s\n", cmd,
+				c->ram.v[i], f[k].opt,
+				f[k].path == c->from ? ": restoring would empty it before reading it" :
+						       "");
+			rc = -EINVAL;
 		}
 	}
 	free(id);
