@@ -351,9 +351,9 @@ static bool beats(const struct gate *g, const struct cand *a, const struct cand 
 	return (!a->rc) == (!b->rc) && a->t_accept < b->t_accept;
 }
 
-static struct cand *collect(struct gate *g, struct cand *winner)
+static struct cand *collect(struct gate *g)
 {
-	struct cand **pp, *best = winner;
+	struct cand **pp, *best = NULL, *winner = NULL;
 
 	/* the list is newest first: pick the winner among all that finished, then reap */
 	pthread_mutex_lock(&g->lock);
@@ -512,7 +512,7 @@ static int gate_wait(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 		}
 		if (pfd[1].revents) {
 			(void)!eventfd_read(g->efd, &ev);
-			winner = collect(g, NULL);
+			winner = collect(g);
 			if (winner)
 				break;
 		}
@@ -527,7 +527,7 @@ static int gate_wait(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 			break;
 		if (g->n == GATE_MAX) {
 			/* the finished first: a source that just got through is never evicted */
-			winner = collect(g, NULL);
+			winner = collect(g);
 			if (winner) {
 				close(fd);
 				break;
@@ -552,7 +552,7 @@ static int gate_wait(struct gate *g, uint8_t *buf, struct rmig_msg_hello *hello)
 		}
 	}
 	if (!winner && rc == -ETIMEDOUT) /* one may have got through just as time ran out */
-		winner = collect(g, NULL);
+		winner = collect(g);
 	stop_all(g);
 	if (winner) {
 		rc = winner->rc;
