@@ -615,16 +615,17 @@ int tool_bench_live(const struct cli *c)
 	g->nlongs = RMIG_BITMAP_LONGS(g->npages);
 	if (c->to && !strncmp(c->to, "file:", 5))
 		L.file = c->to + 5;
-	/* the guest, and here its destination too unless it is a recv elsewhere; the blobs */
+	/* the guest and its blobs, twice when the destination is in this process too */
 	{
-		uint64_t need = !c->to || L.file ? 2 * g->size : g->size;
+		unsigned int copies = !c->to || L.file ? 2 : 1;
+		uint64_t need = g->size;
 
-		for (unsigned int i = 0; i < L.b.n; i++) /* loaded here too, when the destination is */
-			need += (!c->to || L.file ? 2 : 1) * L.b.len[i];
-		if (tool_mem_check("bench", !c->to || L.file ? "--ram-size twice (the guest and "
-								"its destination) and --device-state" :
-							       "--ram-size (the guest) and --device-state",
-				   need))
+		for (unsigned int i = 0; i < L.b.n; i++)
+			need += L.b.len[i];
+		if (tool_mem_check("bench", copies == 2 ? "--ram-size twice (the guest and "
+							  "its destination) and --device-state" :
+							  "--ram-size (the guest) and --device-state",
+				   copies * need))
 			return EXIT_FAILED;
 	}
 	g->log = calloc(g->nlongs, sizeof(*g->log));

@@ -111,8 +111,9 @@ static uint64_t cgroup_room(void)
 					snprintf(file, sizeof(file), "%s/%s", dir, kind[k].cur);
 					if (!read_u64(file, &cur))
 						cur = 0;
-					if (max - (cur < max ? cur : max) < room)
-						room = max - (cur < max ? cur : max);
+					cur = cur < max ? max - cur : 0; /* what is left */
+					if (cur < room)
+						room = cur;
 				}
 				slash = strrchr(dir, '/');
 				if (!slash || (size_t)(slash - dir) < strlen(kind[k].root))
