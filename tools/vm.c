@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -123,6 +124,7 @@ static void blocks_close(struct vm *v)
 /* Map every RAM backend of the QEMU behind v->q; refuse what rmig cannot share. */
 static int blocks_open(struct vm *v, const char *side)
 {
+	bool source = !strcmp(side, "source");
 	static struct qmp_backend be[VM_BLOCKS_MAX];
 	unsigned int n = 0;
 	int rc = qmp_backends(v->q, be, VM_BLOCKS_MAX, &n, v->err, sizeof(v->err));
@@ -180,6 +182,25 @@ static int blocks_open(struct vm *v, const char *side)
 				 " bytes (a mem-path directory is not supported: name a file)",
 				 b->path, b->name, b->len);
 			return -EINVAL;
+		}
+		/*
+		 * The destination holds its RAM files alone, the source shares
+		 * them: two QEMUs on one host given the same mem-path would have
+		 * vm-recv write stale copies of pages into the running source
+		 * guest's RAM. Nothing is moved then (x-ignore-shared alone does
+		 * that migration); recv, send and save take the same locks.
+		 */
+		if (flock(b->fd, (source ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 &&
+		    errno == EWOULDBLOCK) {
+			snprintf(v->err, sizeof(v->err),
+				 "RAM file %s of backend '%s' is in use by another rdma-migrate "
+				 "(%s): refusing to %s it; on one host, the source and destination "
+				 "QEMUs must not share a RAM file",
+				 b->path, b->name,
+				 source ? "a vm-recv or recv writing into it" : "a vm-send reading it, "
+				 "or a vm-recv or recv writing into it",
+				 source ? "read" : "write into");
+			return -EBUSY;
 		}
 		b->page = image_page_size(b->fd);
 		b->map = mmap(NULL, b->len, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
@@ -804,6 +825,25 @@ int tool_vm_recv(const struct cli *c)
 	}
 	if (!rc)
 		rc = blocks_open(&v, "destination");
+	if (!rc && c->port_file) {
+		struct cli_file_id pf, rf;
+
+		/* written with the port: a RAM file named there would lose guest RAM */
+		cli_file_id(c->port_file, &pf);
+		for (unsigned int i = 0; i < v.n; i++) {
+			cli_file_id(v.b[i].path, &rf);
+			if (!cli_file_id_eq(&pf, &rf))
+				continue;
+			fprintf(stderr,
+				"rdma-migrate vm-recv: --port-file %s is the RAM file of the "
+				"destination QEMU's backend '%s'\n",
+				c->port_file, v.b[i].name);
+			ret = EXIT_USAGE;
+			blocks_close(&v);
+			qmp_close(v.q);
+			return ret;
+		}
+	}
 	if (!rc)
 		rc = set_caps(&v, false);
 	if (rc)

@@ -16,7 +16,10 @@
 #      VM still runs and verifies;
 #   5. a QMP socket that answers garbage: exit 1, the cause named;
 #   6. RAM that is not shared file memory: refused, the fix named;
-#   7. --track soft-dirty on a kernel without the bits: refused, the VM runs on.
+#   7. --track soft-dirty on a kernel without the bits: refused, the VM runs on;
+#   8. a destination QEMU started on the source's own RAM file (one host, one
+#      mem-path): refused before a page moves, the source VM runs and verifies;
+#      vm-recv's --port-file naming that RAM file: a usage error.
 # Ends with "vm-migrate: N passed, M failed".
 # shellcheck disable=SC2154 # ${NAME}_qmp etc. are set by guest_start
 set -u
@@ -256,4 +259,33 @@ if "$RM" info | grep -q "soft-dirty tracking: unavailable"; then
 	fi
 else
 	echo "# this kernel has soft-dirty bits: the refusal without them is not checked here"
+fi
+
+# -- 8. the destination QEMU on the source's own RAM file: vm-recv would write
+#       stale copies of pages into the running guest; refused, by the file lock --
+guest_stop p0 2>/dev/null
+guest_stop s0 2>/dev/null
+guest_start e0 "$GUEST_SHM/e0.ram" $MIB || exit 1
+guest_wait_progress e0 90 >/dev/null || exit 1
+guest_start_incoming e1 "$GUEST_SHM/e0.ram" $MIB -S || exit 1
+"$RM" vm-recv --qmp "$e1_qmp" --listen "$ADDR:0" --port-file "$GUEST_SHM/e0.ram" --timeout 3 \
+	2>"$GUEST_DIR/e1.pf.err"
+prc=$?
+size=$(stat -c %s "$GUEST_SHM/e0.ram")
+VMIG_TMO=3 vm_recv e1
+"$RM" vm-send --qmp "$e0_qmp" --to "$ADDR:$RPORT" --transport "$TRANSPORT" --timeout 3 \
+	>/dev/null 2>"$GUEST_DIR/e1.send.err"
+rc=$?
+wait "$RPID"
+rrc=$?
+v=$(guest_verify e0 60)
+vrc=$?
+state=$(guest_runstate e0)
+if [ $prc = 2 ] && [ "$size" = $((MIB << 20)) ] && grep -q "is the RAM file of" "$GUEST_DIR/e1.pf.err" &&
+	[ $rc = 1 ] && [ $rrc = 1 ] && [ $vrc = 0 ] && [ "$state" = running ] &&
+	grep -q "must not share a RAM file" "$GUEST_DIR/e1.send.err" &&
+	grep -q "the VM is still running on the source" "$GUEST_DIR/e1.send.err"; then
+	ok "destination QEMU on the source's RAM file: vm-send exit 1 ($(grep -m1 -o 'is in use by [^:]*' "$GUEST_DIR/e1.send.err")), vm-recv exit 1, --port-file on it exit 2, the source VM runs: $v"
+else
+	bad "one RAM file for both QEMUs: port-file $prc (size $size), send $rc, recv $rrc, source '$state', '$v': $(cat "$GUEST_DIR/e1.pf.err" "$GUEST_DIR/e1.send.err" "$GUEST_DIR/e1.recv.err")"
 fi
