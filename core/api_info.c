@@ -7,7 +7,9 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "place.h"
 #include "rmig.h"
@@ -53,12 +55,21 @@ int rmig_device_place(const char *device, struct rmig_chan_place *p, size_t size
 	struct rmig_chan_place full;
 	struct rmig_loc loc = { .node = -1 };
 	struct rmig_place *pl = NULL;
-	char err[256];
+	char err[256], path[320];
+	const char *xml;
 	int rc;
 
-	if (!device || !*device || !p || !size)
+	if (!device || !*device || !p || !size || strchr(device, '/'))
 		return -EINVAL;
 	rc = rmig_place_load_machine(&pl, err, sizeof(err));
+	/*
+	 * A name that is no device here is an error, not "anywhere" (unless a
+	 * topology file, RMIG_TOPOLOGY, stands for this machine and its devices)
+	 */
+	xml = getenv("RMIG_TOPOLOGY");
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s", device);
+	if (!rc && !(xml && *xml) && access(path, F_OK))
+		rc = -ENODEV;
 	if (!rc)
 		rc = rmig_place_locate(pl, RMIG_DEV_IB, device, &loc);
 	rmig_place_free(pl);

@@ -141,10 +141,10 @@ static int auth_dest(struct cand *k, const uint8_t hash[RMIG_HELLO_HASH_LEN])
 		return 0;
 	if (!s->key_len)
 		return refuse(k, -EACCES, "it has a key, but this destination has none "
-					  "(--key-file)");
+					  "(--key-file; rmig_opts.key)");
 	if (!(k->hello.caps & RMIG_CAP_AUTH))
 		return refuse(k, -EACCES, "authentication failed: this destination requires a key "
-					  "and the source has none (--key-file)");
+					  "and the source has none (--key-file; rmig_opts.key)");
 	if (RAND_bytes(ch.nonce, sizeof(ch.nonce)) != 1) {
 		snprintf(k->why, sizeof(k->why), "authentication: no random numbers");
 		return -EIO;

@@ -21,6 +21,8 @@ size_t rmig_escape(char *dst, size_t cap, const char *src)
 
 	if (!cap)
 		return 0;
+	if (!src)
+		src = "(null)";
 	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
 		bool plain = *p >= 0x20 && *p < 0x7f;
 

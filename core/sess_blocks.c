@@ -22,13 +22,17 @@ struct rmig_block *rmig_block_find(struct rmig_session *s, const char *name, uns
 	return NULL;
 }
 
+#define RMIG_ADDR_END (1ull << 57)
+
 int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
 		 uint32_t page_size)
 {
 	struct rmig_block *b;
 
+	/* no process's address space reaches past 2^57 (5-level page tables) */
 	if (!s || !name || !*name || strlen(name) >= RMIG_NAME_MAX || !host || !length ||
-	    page_size < 512 || (page_size & (page_size - 1)) || length % page_size) {
+	    page_size < 512 || (page_size & (page_size - 1)) || length % page_size ||
+	    length > RMIG_ADDR_END || (uintptr_t)host > RMIG_ADDR_END - length) {
 		rmig_err(s ? &s->log : NULL, "ram block '%s': bad name, address, length or page size",
 			 name ? name : "(null)");
 		return -EINVAL;

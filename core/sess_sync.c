@@ -74,6 +74,8 @@ int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages, s
 
 	if (rc)
 		return rc;
+	if (!pages && npages)
+		return -EINVAL;
 	b = &s->blocks[idx];
 	for (size_t i = 0; i < npages; i++)
 		if (pages[i] >= b->npages)

@@ -47,8 +47,10 @@ const char *rmig_transport_name(enum rmig_transport_kind k)
 		return "rdma";
 	case RMIG_TRANSPORT_FILE:
 		return "file";
-	default:
+	case RMIG_TRANSPORT_AUTO:
 		return "auto";
+	default:
+		return "unknown";
 	}
 }
 

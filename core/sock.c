@@ -423,8 +423,12 @@ const char *rmig_strerror(int neg_errno)
 		return "malformed message";
 	case EPROTO:
 		return "protocol error";
-	default:
-		return strerror(-neg_errno);
+	default: {
+		/* strerror()'s text for an unknown value is a per-thread buffer, not static */
+		const char *d = strerrordesc_np(-neg_errno);
+
+		return d ? d : "unknown error";
+	}
 	}
 }
 

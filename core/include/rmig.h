@@ -7,9 +7,12 @@
  * (RDMA queue pairs or TCP sockets). All state lives in the session object:
  * several sessions may run in one process.
  *
- * Conventions: every function returns 0 or a negative errno. On failure the
- * session keeps the first error; rmig_last_error() describes it. No function
- * calls exit(). Callbacks are never invoked with a library lock held.
+ * Conventions: every function returns 0 or a negative errno. A call refused
+ * for its arguments or its moment (-EINVAL, -ERANGE, -ENOENT, -EBUSY,
+ * -ENOTCONN...) changes nothing: it is logged, and the session goes on. A
+ * failure of the migration itself fails the session: it keeps the first
+ * such error, and rmig_last_error() describes it. No function calls exit().
+ * Callbacks are never invoked with a library lock held.
  */
 #ifndef RMIG_H
 #define RMIG_H
@@ -288,7 +291,8 @@ RMIG_API void rmig_session_destroy(rmig_session *s);
  * sizes (the destination may do it from its layout callback). @host must
  * stay mapped for the session's life. Only before connect/accept completes.
  * Errors: -EINVAL (name empty or too long, length or page size invalid,
- * duplicate name), -EBUSY (session already started), -ENOSPC (too many).
+ * @host + @length past the end of any address space, duplicate name, a
+ * destination block over another's memory), -EBUSY (session already started), -ENOSPC (too many).
  */
 RMIG_API int rmig_add_ram(rmig_session *s, const char *name, void *host, uint64_t length,
 			  uint32_t page_size);
@@ -345,8 +349,8 @@ RMIG_API int rmig_accept(rmig_session *s);
  * Source: send the pages listed in @pages (page indexes within the block).
  * Contiguous pages coalesce into extents; zero pages go as markers. Returns
  * when every page is handed to a channel (not yet placed: see rmig_sync()).
- * Errors: -ENOENT (no such block), -ERANGE (page out of range), or the
- * session's error.
+ * Errors: -ENOENT (no such block), -ERANGE (page out of range), -EINVAL
+ * (@pages NULL with @npages > 0), or the session's error.
  */
 RMIG_API int rmig_send_pages(rmig_session *s, const char *block, const uint64_t *pages,
 			     size_t npages);
@@ -362,7 +366,11 @@ RMIG_API int rmig_send_pages(rmig_session *s, const char *block, const uint64_t 
 /* Source: send every page whose bit is set. */
 RMIG_API int rmig_send_bitmap(rmig_session *s, const char *block, const unsigned long *bitmap);
 
-/* Source: send a byte range; @offset and @len are page aligned. */
+/*
+ * Source: send a byte range; @offset and @len are page aligned. Errors:
+ * -ENOENT (no such block), -ERANGE (not page aligned, or past the block's
+ * end), or the session's error.
+ */
 RMIG_API int rmig_send_range(rmig_session *s, const char *block, uint64_t offset, uint64_t len);
 
 struct rmig_round_stats {
@@ -598,7 +606,7 @@ RMIG_API int rmig_postcopy_fetch(rmig_session *s, const char *block, uint64_t of
 /* Destination: 1 if the page at @offset is here, 0 if missing, or -errno. */
 RMIG_API int rmig_postcopy_has(rmig_session *s, const char *block, uint64_t offset);
 
-/* "tcp", "rdma" or "auto". */
+/* "tcp", "rdma", "file" or "auto"; "unknown" for any other value. */
 RMIG_API const char *rmig_transport_name(enum rmig_transport_kind k);
 
 /*
@@ -633,7 +641,7 @@ RMIG_API const char *rmig_strerror(int neg_errno);
  * below 0x20, 0x7f and every byte from 0x80 up written as \xNN: text that
  * came from a peer (rmig_last_error() may hold some), made safe to show on
  * a terminal. Returns the length written; truncates on a whole character or
- * escape.
+ * escape. A NULL @src is written as "(null)".
  */
 RMIG_API size_t rmig_escape(char *dst, size_t cap, const char *src);
 
@@ -652,8 +660,8 @@ RMIG_API int rmig_get_topology(struct rmig_topology *t, size_t size, char *why, 
  * Where device @device (an RDMA device such as "mlx5_0" or "rxe0") sits:
  * fills @p's device, numa_node (-1: no locality) and cpus, as a channel
  * through it would be placed; bound 0, rail 0, rail_addr "". @size is
- * sizeof(*p). Returns 0, -EINVAL, -ENOMEM, or -errno where no topology
- * could be loaded.
+ * sizeof(*p). Returns 0, -EINVAL, -ENODEV (no RDMA device of that name
+ * here), -ENOMEM, or -errno where no topology could be loaded.
  */
 RMIG_API int rmig_device_place(const char *device, struct rmig_chan_place *p, size_t size);
 

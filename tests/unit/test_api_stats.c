@@ -153,6 +153,16 @@ static void test_sessionless(void **state)
 	assert_string_equal(rmig_strerror(-ETIMEDOUT), "timed out");
 	assert_string_equal(rmig_strerror(-ECONNRESET), "connection closed by peer");
 	assert_string_equal(rmig_strerror(-ENOENT), strerror(ENOENT));
+	{ /* static, even for a value with no name: not a buffer the next call frees */
+		const char *a = rmig_strerror(-100000);
+
+		assert_string_equal(rmig_strerror(-100001), "unknown error");
+		assert_string_equal(a, "unknown error");
+	}
+	assert_string_equal(rmig_transport_name(RMIG_TRANSPORT_FILE), "file");
+	assert_string_equal(rmig_transport_name((enum rmig_transport_kind)99), "unknown");
+	assert_int_equal(rmig_escape(buf, sizeof(buf), NULL), 6);
+	assert_string_equal(buf, "(null)");
 	/* a terminal escape from a peer is shown, not obeyed */
 	assert_int_equal(rmig_escape(buf, sizeof(buf), "ok\x1b[2J\x7f\xc3"), 17);
 	assert_string_equal(buf, "ok\\x1b[2J\\x7f\\xc3");

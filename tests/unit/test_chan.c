@@ -278,6 +278,8 @@ static void test_bad_pages(void **state)
 	open_pair(&p, cfg(1, 16 * PS));
 	assert_int_equal(rmig_send_pages(p.src, "ram", &bad, 1), -ERANGE);
 	assert_int_equal(rmig_send_pages(p.src, "nope", &bad, 1), -ENOENT);
+	assert_int_equal(rmig_send_pages(p.src, "ram", NULL, 1), -EINVAL);
+	assert_int_equal(rmig_send_pages(p.src, "ram", NULL, 0), 0);
 	assert_int_equal(rmig_send_range(p.src, "ram", 1, PS), -ERANGE);
 	assert_int_equal(rmig_send_range(p.src, "ram", 0, 17 * PS), -ERANGE);
 	/* rejected calls are not session errors */

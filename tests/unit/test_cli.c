@@ -401,6 +401,11 @@ static void test_session_opts(void **state)
 	assert_int_equal(rmig_add_ram(s, "", mem, 4096, 4096), -EINVAL);
 	assert_int_equal(rmig_add_ram(s, "a", mem, 4095, 4096), -EINVAL);
 	assert_int_equal(rmig_add_ram(s, "a", mem, 4096, 3000), -EINVAL);
+	/* ranges no address space holds, or that wrap around it */
+	assert_int_equal(rmig_add_ram(s, "a", mem, 1ull << 63, 4096), -EINVAL);
+	assert_int_equal(rmig_add_ram(s, "a", (void *)(uintptr_t)0xfffffffffffff000ull, 1 << 20,
+				      4096),
+			 -EINVAL);
 	assert_int_equal(rmig_add_ram(s, "a", mem, 8192, 4096), 0);
 	assert_int_equal(rmig_add_ram(s, "a", mem, 4096, 4096), -EINVAL);
 	/* data calls before connect */

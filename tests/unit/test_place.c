@@ -208,9 +208,11 @@ static void test_public_view(void **state)
 	assert_int_equal(t.numa_nodes, 0);
 	assert_true(rmig_device_place("mlx5_0", &p, sizeof(p)) < 0);
 	assert_int_equal(unsetenv("RMIG_TOPOLOGY"), 0);
-	/* this machine's */
+	/* this machine's: a name that is no RDMA device here is refused */
 	assert_int_equal(rmig_get_topology(&t, sizeof(t), why, sizeof(why)), 0);
 	assert_true(t.numa_nodes >= 1 && t.cpus >= 1);
+	assert_int_equal(rmig_device_place("no_such_dev0", &p, sizeof(p)), -ENODEV);
+	assert_int_equal(rmig_device_place("../../../etc", &p, sizeof(p)), -EINVAL);
 }
 
 int main(void)
