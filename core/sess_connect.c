@@ -487,12 +487,50 @@ static int refuse(struct rmig_session *s, int err, const char *why)
 	return rmig_sess_fail(s, err, "refusing the %s: %s", s->local ? "file" : "source", why);
 }
 
+/*
+ * What struct rmig_block_info promises a layout callback, checked before it
+ * sees the source's layout: a page size that is a power of two from 512
+ * bytes to 1 GiB, a length that is a non-zero multiple of it within an
+ * address space, and names that are not empty and differ.
+ */
+static int sane_layout(const struct rmig_msg_hello *m, char *why, size_t wlen)
+{
+	for (unsigned int i = 0; i < m->nblocks; i++) {
+		const struct rmig_wire_block *w = &m->blocks[i];
+		char esc[4 * RMIG_NAME_MAX];
+		const char *bad = NULL;
+
+		rmig_escape(esc, sizeof(esc), w->name);
+		if (!w->name[0])
+			bad = "has no name";
+		else if (w->page_size < 512 || w->page_size > (1u << 30) ||
+			 (w->page_size & (w->page_size - 1)))
+			bad = "has a page size that is not a power of two from 512 bytes to 1 GiB";
+		else if (!w->length || w->length % w->page_size || w->length > (1ull << 57))
+			bad = "has a length that is not a whole number of its pages";
+		for (unsigned int j = 0; j < i && !bad; j++)
+			if (!strcmp(m->blocks[j].name, w->name))
+				bad = "is named twice";
+		if (bad) {
+			snprintf(why, wlen,
+				 "malformed layout: ram block %u ('%s', %llu bytes, %u-byte pages) %s",
+				 i, esc, (unsigned long long)w->length, w->page_size, bad);
+			return -EPROTO;
+		}
+	}
+	return 0;
+}
+
 /* The source's (or the file's) layout: the layout callback, then the check. */
 static int take_layout(struct rmig_session *s, const struct rmig_msg_hello *hello)
 {
 	struct rmig_block_info *info = NULL;
-	char why[256];
+	char why[4 * RMIG_NAME_MAX + 256];
 	int rc;
+
+	rc = sane_layout(hello, why, sizeof(why));
+	if (rc)
+		return refuse(s, rc, why);
 
 	/* a resumed session has the old one's blocks: the layout is known */
 	if (s->opts.layout_fn && !s->resuming) {

@@ -338,14 +338,22 @@ int image_open_source(struct image *im, const char *name, const char *path)
 	return map(im, im->writable ? PROT_READ | PROT_WRITE : PROT_READ);
 }
 
-int image_open_dest(struct image *im, const char *name, const char *path, uint64_t len)
+int image_open_dest(struct image *im, const char *name, const char *path, uint64_t len,
+		    uint32_t page_size)
 {
 	struct stat st;
 	int rc = image_init(im, name, path);
 
 	if (rc)
 		return rc;
-	im->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* created here, it is removed again if the migration is refused (image_discard) */
+	im->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (im->fd < 0 && errno == ENOENT) {
+		im->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		im->created = im->fd >= 0;
+		if (im->fd < 0 && errno == EEXIST)
+			im->fd = open(path, O_RDWR | O_CLOEXEC);
+	}
 	if (im->fd < 0 || fstat(im->fd, &st) < 0) {
 		rc = -errno;
 		fprintf(stderr, "rdma-migrate: image %s: %s\n", path, strerror(-rc));
@@ -368,22 +376,45 @@ int image_open_dest(struct image *im, const char *name, const char *path, uint64
 		return -EBUSY;
 	}
 	im->page_size = image_page_size(im->fd);
+	if (page_size != im->page_size || !len || len % im->page_size) {
+		fprintf(stderr,
+			"rdma-migrate: image %s: the source's block '%s' is %llu bytes of %u-byte "
+			"pages; this file's pages are %u bytes%s\n",
+			path, name, (unsigned long long)len, page_size, im->page_size,
+			im->page_size > 4096 ? " (hugetlbfs)" : "");
+		return -EINVAL;
+	}
+	im->len = len;
+	/* what the file holds now is freed when it is emptied: check_room counts it */
+	return check_room(im);
+}
+
+int image_ready_dest(struct image *im)
+{
 	/*
 	 * Start from an empty file: every page then reads as zero, so zero
 	 * pages need no write (RMIG_F_ZEROED), and old contents never mix
 	 * with the new ones.
 	 */
-	if ((st.st_size && ftruncate(im->fd, 0) < 0) || ftruncate(im->fd, (off_t)len) < 0) {
-		rc = -errno;
-		fprintf(stderr, "rdma-migrate: image %s: resizing to %llu bytes: %s\n", path,
-			(unsigned long long)len, strerror(-rc));
+	if (ftruncate(im->fd, 0) < 0 || ftruncate(im->fd, (off_t)im->len) < 0) {
+		int rc = -errno;
+
+		fprintf(stderr, "rdma-migrate: image %s: resizing to %llu bytes: %s\n", im->path,
+			(unsigned long long)im->len, strerror(-rc));
 		return rc;
 	}
-	im->len = len;
-	rc = check_room(im);
-	if (rc)
-		return rc;
 	return map(im, PROT_READ | PROT_WRITE);
+}
+
+void image_discard(struct image *im)
+{
+	struct stat a, b;
+
+	/* only the file this run made, still under that name */
+	if (im->created && im->fd >= 0 && !fstat(im->fd, &a) && !stat(im->path, &b) &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		unlink(im->path);
+	image_close(im);
 }
 
 void image_close(struct image *im)

@@ -20,6 +20,7 @@ struct image {
 	uint32_t page_size;
 	bool writable; /* mapped writable (never written by the source) */
 	int guard;     /* slot in the SIGBUS guard, or -1 */
+	bool created;  /* the destination's file did not exist before this run */
 };
 
 /*
@@ -28,12 +29,20 @@ struct image {
  */
 int image_open_source(struct image *im, const char *name, const char *path);
 /*
- * Destination: create the image, or empty it, at @len bytes that read as
- * zero (what it held is discarded), check that its file system has room
- * for it (or its hugetlbfs pool the pages: an error naming the space needed
- * and left), and map it read-write.
+ * Destination, in two steps, so that a migration refused for any of its
+ * images leaves every file as it was. image_open_dest() opens the image
+ * (creating it if missing), takes its lock, and checks everything without
+ * changing it: a regular file, @len a non-zero multiple of its page size,
+ * which equals the source's @page_size, and room on its file system (or
+ * pages in its hugetlbfs pool: an error naming the space needed and left).
+ * Then image_ready_dest() empties it to @len bytes that read as zero (what
+ * it held is discarded) and maps it read-write. image_discard() closes an
+ * image that will not be received, removing the file if it was created.
  */
-int image_open_dest(struct image *im, const char *name, const char *path, uint64_t len);
+int image_open_dest(struct image *im, const char *name, const char *path, uint64_t len,
+		    uint32_t page_size);
+int image_ready_dest(struct image *im);
+void image_discard(struct image *im);
 /*
  * Reserve (fallocate) the destination images in chunks, in order, on a
  * thread that runs ahead of the data, so that no page of theirs can fail to

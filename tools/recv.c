@@ -138,15 +138,24 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 				r->name, r->peer, esc, esc);
 			return -ENOENT;
 		}
-		rc = image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length);
+		/* every image checked before any is emptied: a refusal changes no file */
+		rc = image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length,
+				     b[i].page_size);
+		r->nim++;
 		if (rc) { /* the cause, for the source's message too */
-			image_close(&r->im[r->nim]);
+			for (unsigned int k = 0; k < r->nim; k++)
+				image_discard(&r->im[k]);
+			r->nim = 0;
 			return rc;
 		}
-		r->nim++;
 		r->total += b[i].length;
-		if (rmig_add_ram(s, b[i].name, r->im[r->nim - 1].addr, b[i].length,
-				 r->im[r->nim - 1].page_size))
+	}
+	for (unsigned int i = 0; i < r->nim; i++) {
+		rc = image_ready_dest(&r->im[i]);
+		if (rc)
+			return rc;
+		if (rmig_add_ram(s, r->im[i].name, r->im[i].addr, r->im[i].len,
+				 r->im[i].page_size))
 			return -EINVAL;
 	}
 	/* the room was checked; reserve it while the data comes */

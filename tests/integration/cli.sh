@@ -571,6 +571,26 @@ else
 	bad "unknown name: src $src_rc dst $dst_rc: $(cat "$W/n.serr" "$W/names.err")"
 fi
 
+# a layout refused for one image changes no other: an existing image keeps
+# what it held, one this recv created is removed (before: emptied, or left)
+make_image "$W/lk.src" 4 random
+make_image "$W/lk.old" 4 random
+cp "$W/lk.old" "$W/lk.dst"
+rm -f "$W/lk.new"
+mkdir -p "$W/lk.dir"
+start_recv lk --ram "a=$W/lk.dst" --ram "b=$W/lk.new" --ram "c=$W/lk.dir" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "a=$W/lk.src" --ram "b=$W/lk.src" --ram "c=$W/lk.src" \
+	--transport "$TRANSPORT" --timeout 5 --quiet 2>"$W/lk.serr"
+rc=$?
+wait_rc "$RPID" 10
+rrc=$?
+if [ $rc = 1 ] && [ $rrc = 1 ] && cmp -s "$W/lk.old" "$W/lk.dst" && [ ! -e "$W/lk.new" ] &&
+	grep -q "lk.dir: Is a directory" "$W/lk.err"; then
+	ok "a refused layout: both exit 1, the existing image intact, the new one removed ($(grep -o 'image [^ ]*lk.dir: .*' "$W/lk.err"))"
+else
+	bad "refused layout: send $rc recv $rrc, image kept: $(cmp "$W/lk.old" "$W/lk.dst" 2>&1), new: $(ls "$W/lk.new" 2>&1): $(cat "$W/lk.serr" "$W/lk.err")"
+fi
+
 # the source's own image given to recv on the same host: emptying it would
 # destroy what is being sent (before: both ends exited 0, the image all zero)
 make_image "$W/own.src" 4 random
@@ -673,12 +693,16 @@ fi
 # a destination file system without room: exit 1 before data moves, naming the space; never SIGBUS
 if mkdir -p "$W/small" && mount -t tmpfs -o size=64M rmig-small "$W/small" 2>/dev/null; then
 	make_image "$W/full.src" 128 sparse
+	# what the image held stays: the room is checked before it is emptied
+	head -c 1M /dev/urandom >"$W/full.old"
+	cp "$W/full.old" "$W/small/full.dst"
 	start_recv full --ram "ram=$W/small/full.dst" --timeout 5
 	"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/full.src" --transport "$TRANSPORT" --timeout 5 --quiet 2>"$W/full.serr"
 	rc=$?
 	wait_rc "$RPID" 10
 	rrc=$?
-	if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "no room on its file system: it needs 134217728 bytes" "$W/full.err"; then
+	if [ $rc = 1 ] && [ $rrc = 1 ] && grep -q "no room on its file system: it needs 134217728 bytes" "$W/full.err" &&
+		cmp -s "$W/full.old" "$W/small/full.dst"; then
 		ok "destination file system full: both exit 1 ($(grep -o 'no room[^;]*' "$W/full.err" | head -1))"
 	else
 		bad "destination full: send $rc recv $rrc: $(cat "$W/full.serr" "$W/full.err")"
@@ -992,7 +1016,10 @@ usage_case "needs --pattern hot" bench --live --hot-size 1M
 if [ "$(wc -l <"$W/cases")" -lt 10 ]; then
 	bad "hostile: could not list the cases"
 else
+	head -c 8192 /dev/urandom >"$W/h-old"
 	while IFS=$'\t' read -r name expect; do
+		# what the image held before: a layout refused keeps it
+		cp "$W/h-old" "$W/h-$name.dst"
 		start_recv "h-$name" --ram "ram=$W/h-$name.dst" --timeout 2
 		"$HOSTILE" source "$name" "$ADDR:$RPORT" >/dev/null 2>&1 &
 		hp=$!
@@ -1000,10 +1027,13 @@ else
 		rc=$?
 		wait "$hp" 2>/dev/null
 		# what the source sent never reaches the terminal raw: no ESC byte
-		if [ $rc = 1 ] && grep -q -- "$expect" "$W/h-$name.err" && ! LC_ALL=C grep -q $'\x1b' "$W/h-$name.err"; then
+		kept=yes
+		case $name in layout-* | escape-name | many-blocks | bad-version) cmp -s "$W/h-old" "$W/h-$name.dst" || kept=no ;; esac
+		if [ $rc = 1 ] && [ $kept = yes ] && grep -q -- "$expect" "$W/h-$name.err" &&
+			! LC_ALL=C grep -q $'\x1b' "$W/h-$name.err"; then
 			ok "hostile source $name: recv exit 1 ($expect)"
 		else
-			bad "hostile source $name: recv exit $rc: $(cat -v "$W/h-$name.err")"
+			bad "hostile source $name: recv exit $rc, old image kept: $kept: $(cat -v "$W/h-$name.err")"
 		fi
 	done <"$W/cases"
 	# a block name with a terminal escape sequence is shown escaped, by the tool and the library

@@ -241,6 +241,55 @@ static int c_many_blocks(const char *host, const char *port)
 	return 0;
 }
 
+/* A HELLO whose layout breaks what a layout callback is promised: refused before it. */
+static int send_layout(const char *host, const char *port, void (*bend)(struct rmig_msg_hello *))
+{
+	static struct rmig_msg_hello m;
+	static uint8_t buf[RMIG_CTL_MAX];
+	int fd, n;
+
+	if (rmig_sock_connect(host, port, 2000, &fd))
+		return -1;
+	hello_default(&m, 1);
+	bend(&m);
+	n = rmig_hello_encode(&m, buf, sizeof(buf));
+	test_send_ctl(fd, RMIG_MSG_HELLO, buf, (uint32_t)n);
+	sleep(3);
+	close(fd);
+	return 0;
+}
+
+static void bend_page(struct rmig_msg_hello *m)
+{
+	m->blocks[0].page_size = 3;
+}
+
+static void bend_length(struct rmig_msg_hello *m)
+{
+	m->blocks[0].length = BLOCK_LEN + 512;
+}
+
+static void bend_twice(struct rmig_msg_hello *m)
+{
+	m->nblocks = 2;
+	m->blocks[1] = m->blocks[0];
+}
+
+static int c_layout_page(const char *host, const char *port)
+{
+	return send_layout(host, port, bend_page);
+}
+
+static int c_layout_length(const char *host, const char *port)
+{
+	return send_layout(host, port, bend_length);
+}
+
+static int c_layout_twice(const char *host, const char *port)
+{
+	return send_layout(host, port, bend_twice);
+}
+
 static int c_bad_chan_hello(const char *host, const char *port)
 {
 	struct raw r;
@@ -535,6 +584,11 @@ static const struct hcase cases[] = {
 	{ "bad-version", "protocol version 99", c_bad_version },
 	{ "truncated-hello", "peer closed the connection", c_truncated_hello },
 	{ "many-blocks", "malformed HELLO", c_many_blocks },
+	{ "layout-page-size", "malformed layout: ram block 0 ('ram', 1048576 bytes, 3-byte pages)",
+	  c_layout_page },
+	{ "layout-length", "has a length that is not a whole number of its pages",
+	  c_layout_length },
+	{ "layout-name-twice", "malformed layout: ram block 1 ('ram',", c_layout_twice },
 	/* a stray on the data port is refused; the source's own channel never came */
 	{ "bad-channel-hello", "refused 1 stray connection, the last: bad tcp data channel hello",
 	  c_bad_chan_hello },
