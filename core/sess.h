@@ -429,6 +429,7 @@ struct rmig_session {
 	int err;
 	char errmsg[RMIG_ERRMSG_MAX + 64];
 	bool err_from_peer;
+	bool telling; /* the first error's ERROR is on its way to the peer: the ctl socket stays open */
 	uint64_t sync_sent;     /* source: last sync id posted */
 	uint64_t sync_acked;    /* source: highest SYNC_ACK; dest: highest sync done */
 	uint64_t *chan_sync;    /* dest: last marker id per channel */

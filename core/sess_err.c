@@ -63,6 +63,18 @@ int rmig_sess_wait(struct rmig_session *s, uint64_t deadline_ns)
 
 void rmig_sess_shut(struct rmig_session *s)
 {
+	/*
+	 * A thread woken by the first error (the caller of rmig_complete(),
+	 * then rmig_session_destroy()) must not half-close the control
+	 * connection before the failing thread has written the ERROR there:
+	 * the peer would read only "peer closed". tell_peer() takes 1 s at most.
+	 */
+	uint64_t deadline = rmig_now_ns() + 2000000000ull;
+
+	pthread_mutex_lock(&s->lock);
+	while (s->telling && rmig_sess_wait(s, deadline) == 0)
+		;
+	pthread_mutex_unlock(&s->lock);
 	if (s->tp)
 		s->tp_ops->shutdown(s->tp);
 	for (unsigned int r = 1; r < s->nrails; r++) /* rail 0's is s->tp */
@@ -118,6 +130,7 @@ int rmig_sess_vfail(struct rmig_session *s, int err, bool from_peer, const char 
 	pthread_mutex_lock(&s->lock);
 	if (!s->err && s->state != RMIG_S_DONE && !s->finishing) {
 		first = true;
+		s->telling = !from_peer;
 		s->err = err;
 		s->err_from_peer = from_peer;
 		{
@@ -137,8 +150,13 @@ int rmig_sess_vfail(struct rmig_session *s, int err, bool from_peer, const char 
 	pthread_mutex_unlock(&s->lock);
 	if (first) {
 		rmig_err(&s->log, "%s", s->errmsg);
-		if (!from_peer)
+		if (!from_peer) {
 			tell_peer(s, err, s->errmsg);
+			pthread_mutex_lock(&s->lock);
+			s->telling = false;
+			pthread_cond_broadcast(&s->cond);
+			pthread_mutex_unlock(&s->lock);
+		}
 		rmig_sess_shut(s);
 	}
 	return s->err ? s->err : err;

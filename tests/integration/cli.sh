@@ -642,6 +642,22 @@ if [ $src_rc = 1 ] && [ $dst_rc = 1 ] && [ "$(stat -c %s "$W/bo/img")" = 4194304
 else
 	bad "blob over an image: src $src_rc dst $dst_rc: $(cat "$W/bo.serr" "$W/bo.err")"
 fi
+# ... and the source reads the destination's cause every time, not "peer
+# closed": the destination's main thread, woken by the failure, half-closed
+# the control connection before the ERROR went out (half the runs, before)
+told=0
+for i in 1 2 3 4 5 6; do
+	start_recv bo$i --ram "ram=$W/bo/img" --state-dir "$W/bo" --timeout 5
+	"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/own.copy" --state "img=$W/bo.state" \
+		--transport "$TRANSPORT" --timeout 5 --quiet 2>"$W/bo$i.serr"
+	wait_rc "$RPID" 10
+	grep -q "peer reported: loading device state 'img'" "$W/bo$i.serr" && told=$((told + 1))
+done
+if [ $told = 6 ]; then
+	ok "a destination failing in its state callback: the source names the cause, 6 runs of 6"
+else
+	bad "the destination's cause reached the source in $told runs of 6: $(cat "$W"/bo[1-6].serr | sort | uniq -c)"
+fi
 
 # links where a blob's temporary file goes: removed, never written through;
 # and a blob named like another's temporary file: refused
