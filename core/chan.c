@@ -43,13 +43,17 @@ static void job_reset(struct rmig_job *j)
 /* A failure, reported as a transport reports one: through the session's upcall. */
 #define engine_fail(s, ...) (s)->up.fail((s)->up.arg, __VA_ARGS__)
 
-static int pace(struct rmig_session *s, uint64_t len)
+static int pace(struct rmig_chan *c, uint64_t len)
 {
+	struct rmig_session *s = c->s;
 	int rc = 0;
 
+	atomic_store(&c->pacing, true);
 	rmig_for_each_feature(s, h, pace)
 		if (!rc)
 			rc = h->pace(s, len);
+	atomic_store(&c->pacing, false);
+	atomic_store(&c->alive_ns, rmig_now_ns());
 	return rc;
 }
 
@@ -128,10 +132,11 @@ static int post_ram_extent(struct rmig_chan *c, const struct rmig_block *b, uint
 			struct iovec iov = { .iov_base = b->host + off, .iov_len = run - off };
 
 			/* a guest thread waits on a requested page: never held back */
-			rc = urgent ? 0 : pace(s, run - off);
+			rc = urgent ? 0 : pace(c, run - off);
 			if (!rc)
 				rc = ops->write(c->tch, &t, &iov, 1);
 			if (!rc) {
+				atomic_store(&c->alive_ns, rmig_now_ns());
 				atomic_fetch_add_explicit(&c->bytes, run - off, memory_order_relaxed);
 				atomic_fetch_add_explicit(&s->st_bytes, run - off,
 							  memory_order_relaxed);
@@ -210,10 +215,11 @@ static int run_job(struct rmig_chan *c, struct rmig_job *j)
 		struct iovec iov = { .iov_base = (void *)(uintptr_t)(j->data + j->ext[0].offset),
 				     .iov_len = j->ext[0].len };
 
-		rc = pace(s, iov.iov_len);
+		rc = pace(c, iov.iov_len);
 		if (!rc)
 			rc = ops->write(c->tch, &t, &iov, 1);
 		if (!rc) {
+			atomic_store(&c->alive_ns, rmig_now_ns());
 			atomic_fetch_add_explicit(&c->bytes, iov.iov_len, memory_order_relaxed);
 			atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
 		}
@@ -265,6 +271,7 @@ static void *source_thread(void *arg)
 			break;
 		j = c->job;
 		down = c->down;
+		atomic_store(&c->alive_ns, rmig_now_ns());
 		pthread_mutex_unlock(&s->cs_lock);
 
 		rc = 0;
@@ -433,6 +440,24 @@ static bool stalled_taken(struct rmig_session *s, uint64_t busy)
 	return busy != 0;
 }
 
+/*
+ * s->cs_lock held. Whether a busy channel waits for the bandwidth limit, or
+ * took its job, wrote or waited within the timeout: it goes on, slowly.
+ */
+static bool busy_alive(struct rmig_session *s)
+{
+	uint64_t now = rmig_now_ns(), tmo = (uint64_t)s->opts.timeout_ms * 1000000ull;
+
+	for (unsigned int k = 0; k < s->nchannels; k++) {
+		const struct rmig_chan *c = &s->chans[k];
+
+		if (c->pending && !c->down &&
+		    (atomic_load(&c->pacing) || now - atomic_load(&c->alive_ns) < tmo))
+			return true;
+	}
+	return false;
+}
+
 int rmig_chan_submit(struct rmig_session *s, struct rmig_job **job_p, int want)
 {
 	struct rmig_job *tmp;
@@ -454,6 +479,13 @@ again:
 	while ((i = find_idle(s, want)) == -1 && !s->cs_stop && !rc) {
 		/* Pairs with the broadcast in source_thread(). */
 		rc = -pthread_cond_timedwait(&s->cs_idle, &s->cs_lock, &ts);
+		/* slow by the bandwidth limit, not stalled: a busy channel went on meanwhile */
+		if (rc == -ETIMEDOUT && busy_alive(s)) {
+			deadline = rmig_sess_deadline(s);
+			ts = (struct timespec){ .tv_sec = (time_t)(deadline / 1000000000ull),
+						.tv_nsec = (long)(deadline % 1000000000ull) };
+			rc = 0;
+		}
 	}
 	/* which channels never came back, and through which rails: the stuck link */
 	for (unsigned int k = 0; rc == -ETIMEDOUT && k < s->nchannels; k++) {

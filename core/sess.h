@@ -105,6 +105,13 @@ struct rmig_chan {
 	_Atomic uint64_t bytes;
 	_Atomic uint64_t writes;
 	/*
+	 * Source: when it last took a job, finished a write or a wait for the
+	 * bandwidth limit, and whether it waits for that limit now. A channel
+	 * that does either is slow by design, not stalled (rmig_chan_submit).
+	 */
+	_Atomic uint64_t alive_ns;
+	atomic_bool pacing;
+	/*
 	 * Failover (failover.c). @down: its rail failed mid-session: it takes
 	 * no more jobs (under s->cs_lock). @exited: its thread ended; @excluded
 	 * (destination): no sync waits for its marker any more (both under

@@ -982,6 +982,21 @@ if [ $rc = 0 ] && cmp -s "$W/bw.img" "$W/bw.dst" && python3 -c "import sys; sys.
 else
 	bad "send --max-bandwidth: rc $rc in ${took}s: $(cat "$W/bw.err")"
 fi
+# a limit so low that each channel waits longer than --timeout for its turn:
+# slow, not stalled (before: "no data channel became idle ... stalled")
+make_image "$W/bw2.img" 3 random
+start_recv bw2 --ram "ram=$W/bw2.dst" --timeout 2
+start=$(date +%s.%N)
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/bw2.img" --transport "$TRANSPORT" --max-bandwidth 512K \
+	--timeout 2 --quiet 2>"$W/bw2.err"
+rc=$?
+took=$(python3 -c "import sys; print(round($(date +%s.%N) - $start, 2))")
+wait_rc "$RPID" 10
+if [ $rc = 0 ] && cmp -s "$W/bw2.img" "$W/bw2.dst" && python3 -c "import sys; sys.exit(not $took >= 4.5)"; then
+	ok "send --max-bandwidth 512K --timeout 2: 3 MiB in ${took} s, byte for byte, no false stall"
+else
+	bad "send --max-bandwidth 512K --timeout 2: rc $rc in ${took}s: $(cat "$W/bw2.err")"
+fi
 
 # ---- postcopy: bench --postcopy, a workload at the destination faults on missing pages ----
 PC=(bench --postcopy --transport "$TRANSPORT" --addr "$ADDR" --timeout 20)
