@@ -47,9 +47,43 @@ int rmig_up_place(void *arg, unsigned int chan, const struct rmig_target *t, uin
 	return 0;
 }
 
+static int placed(struct rmig_session *s, unsigned int chan, const struct rmig_target *t,
+		  uint64_t len);
+
+/*
+ * What a destination's channel placed, for its statistics as the source
+ * counts what it sent: payload bytes and writes per channel, pages. (RDMA
+ * WRITEs land unseen: there only what came by message is counted.)
+ */
+static void count_in(struct rmig_session *s, unsigned int chan, const struct rmig_target *t,
+		     uint64_t len, bool zero)
+{
+	uint64_t pages = len / s->blocks[t->id].page_size;
+
+	atomic_fetch_add_explicit(&s->st_pages, pages, memory_order_relaxed);
+	if (zero) {
+		atomic_fetch_add_explicit(&s->st_zero_pages, pages, memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_add_explicit(&s->st_bytes, len, memory_order_relaxed);
+	if (s->chans && chan < s->nchannels) {
+		atomic_fetch_add_explicit(&s->chans[chan].bytes, len, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->chans[chan].writes, 1, memory_order_relaxed);
+	}
+}
+
 int rmig_up_placed(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len)
 {
 	struct rmig_session *s = arg;
+
+	if (t->kind == RMIG_TGT_RAM && t->id < s->nblocks)
+		count_in(s, chan, t, len, false);
+	return placed(s, chan, t, len);
+}
+
+static int placed(struct rmig_session *s, unsigned int chan, const struct rmig_target *t,
+		  uint64_t len)
+{
 	const struct rmig_feature *owner = t->kind != RMIG_TGT_RAM ? rmig_sess_tgt_owner(s, t->kind) :
 								    NULL;
 
@@ -84,7 +118,8 @@ int rmig_up_zero(void *arg, unsigned int chan, const struct rmig_target *t, uint
 	 */
 	if (!s->local || !(s->opts.flags & RMIG_F_ZEROED))
 		memset(dst, 0, len);
-	return rmig_up_placed(arg, chan, t, len);
+	count_in(s, chan, t, len, true);
+	return placed(s, chan, t, len);
 }
 
 int rmig_up_place_from(void *arg, unsigned int chan, const struct rmig_target *t, const void *src,

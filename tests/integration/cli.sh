@@ -103,8 +103,17 @@ wait_rc "$RPID" 30
 dst_rc=$?
 if [ $src_rc = 0 ] && [ $dst_rc = 0 ] && grep -q '"ok":true' "$W/j.json" &&
 	grep -q '"zero_pages":8192' "$W/j.json" && grep -q '"per_channel_bytes":\[[0-9]*,[0-9]*\]' "$W/j.json" &&
-	grep -q '"role":"destination","ok":true' "$W/j.out"; then
-	ok "json: final stats on stdout on both sides"
+	grep -q '"role":"destination","ok":true' "$W/j.out" &&
+	python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1])); d = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+# the destination counts what it placed as the source counts what it sent
+# (over RDMA the WRITEs land unseen: zero there)
+want = s["bytes"] if sys.argv[3] == "tcp" else 0
+sys.exit(not (s["bytes"] == 33554432 and sum(s["per_channel_bytes"]) == s["bytes"] and
+              d["bytes"] == want and sum(d["per_channel_bytes"]) == want and
+              d["rails"][0]["bytes"] == want))' "$W/j.json" "$W/j.out" "$TRANSPORT"; then
+	ok "json: final stats on stdout on both sides, the bytes per channel counted on both"
 else
 	bad "json: $(cat "$W/j.json" "$W/j.out" "$W/j.err")"
 fi
