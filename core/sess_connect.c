@@ -318,7 +318,8 @@ int rmig_connect(rmig_session *s, const char *uri)
 		rc = rmig_sock_connect(host, port, s->opts.timeout_ms, &s->ctl_fd);
 	if (rc)
 		return rmig_sess_fail(s, rc, "connecting to %s:%s: %s", host, port,
-				      rmig_strerror(rc));
+				      rmig_sock_resolve_why()[0] ? rmig_sock_resolve_why() :
+								   rmig_strerror(rc));
 	rmig_sock_tune(s->ctl_fd, 1, 0);
 	rc = rmig_sock_set_timeouts(s->ctl_fd, s->opts.timeout_ms, s->opts.timeout_ms);
 	if (rc)
@@ -434,7 +435,8 @@ int rmig_listen(rmig_session *s, const char *uri)
 	}
 	rc = rmig_sock_listen(host, port, &s->listen_fd);
 	if (rc)
-		rmig_err(&s->log, "listening on %s:%s: %s", host, port, rmig_strerror(rc));
+		rmig_err(&s->log, "listening on %s:%s: %s", host, port,
+			 rmig_sock_resolve_why()[0] ? rmig_sock_resolve_why() : rmig_strerror(rc));
 	else
 		rmig_sess_place_prefetch(s); /* the topology, while the source comes */
 	return rc;

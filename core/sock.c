@@ -170,6 +170,13 @@ out_close:
 	return rc;
 }
 
+static __thread char resolve_why[320];
+
+const char *rmig_sock_resolve_why(void)
+{
+	return resolve_why;
+}
+
 static int resolve(const char *host, const char *port, int passive, struct addrinfo **res_p)
 {
 	struct addrinfo hints = {
@@ -179,10 +186,14 @@ static int resolve(const char *host, const char *port, int passive, struct addri
 	};
 	int rc = getaddrinfo(host, port, &hints, res_p);
 
+	resolve_why[0] = '\0';
 	if (rc == EAI_SYSTEM)
 		return -errno;
-	if (rc)
+	if (rc) {
+		snprintf(resolve_why, sizeof(resolve_why), "cannot resolve '%s': %s", host,
+			 gai_strerror(rc));
 		return -EHOSTUNREACH;
+	}
 	return 0;
 }
 

@@ -34,6 +34,11 @@ int rmig_sock_connect(const char *host, const char *port, unsigned int timeout_m
 int rmig_sock_connect_addr(const struct sockaddr *sa, socklen_t salen, unsigned int timeout_ms,
 			   int *fd_p);
 int rmig_sock_listen(const char *host, const char *port, int *fd_p);
+/*
+ * Why this thread's last rmig_sock_connect() or rmig_sock_listen() failed
+ * to resolve its host (getaddrinfo's words), or "" when it did not fail so.
+ */
+const char *rmig_sock_resolve_why(void);
 /* -ETIMEDOUT after @timeout_ms; -ECANCELED if the listener was shut down. */
 int rmig_sock_accept(int lfd, unsigned int timeout_ms, int *fd_p);
 int rmig_sock_local_port(int fd);
