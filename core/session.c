@@ -372,7 +372,7 @@ void rmig_get_stats(rmig_session *s, struct rmig_stats *st)
 	st->state_bytes = atomic_load(&s->st_state_bytes);
 	st->reg_ns = atomic_load(&s->st_reg_ns);
 	st->channels = s->chans ? s->nchannels : 0;
-	st->transport = s->tp_ops ? s->tp_ops->kind : RMIG_TRANSPORT_AUTO;
+	st->transport = s->tp_ops ? s->tp_ops->kind : s->opts.transport;
 	pthread_mutex_lock(&s->lock);
 	st->syncs = s->sync_acked;
 	st->rounds = s->rounds;

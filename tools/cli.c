@@ -212,7 +212,7 @@ int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *v_p)
 
 int cli_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *v_p)
 {
-	static const char units[] = "KMGT";
+	static const char units[] = "KMGTP";
 	unsigned long long v;
 	unsigned int shift = 0;
 	const char *u;
@@ -301,6 +301,17 @@ static int set_opt(struct cli *c, const struct cli_opt *o, const char *val)
 		break;
 	case OPT_SIZE:
 		rc = cli_parse_size(val, o->min, o->max, &v);
+		/* what the library would refuse later, in its own words */
+		if (!rc && o->off == OFF(extent) && (v & (v - 1))) {
+			fprintf(stderr, "rdma-migrate: --%s: '%s' is not a power of two (4K, 8K ... 256M)\n",
+				o->name, val);
+			return -EINVAL;
+		}
+		if (!rc && o->off == OFF(max_bandwidth) && v && v < 4096) {
+			fprintf(stderr, "rdma-migrate: --%s: '%s' is below 4K bytes/s (0 = unlimited)\n",
+				o->name, val);
+			return -EINVAL;
+		}
 		if (!rc)
 			*(uint64_t *)(base + o->off) = v;
 		break;

@@ -245,7 +245,7 @@ struct rmig_stats {
 	uint64_t pc_resent;       /* source: requested pages sent again, their background
 				   * copy still on the way (the destination keeps the first) */
 	unsigned int channels;
-	enum rmig_transport_kind transport; /* the one in use */
+	enum rmig_transport_kind transport; /* the one in use; before one is, the one asked for */
 	struct rmig_chan_stats chan[RMIG_CHANNELS_MAX];
 	/* postcopy pause and resume (destination; carried to the resumed session) */
 	uint64_t pc_pauses;      /* breaks that paused postcopy */

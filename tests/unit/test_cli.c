@@ -39,6 +39,8 @@ static void test_numbers(void **state)
 	assert_int_equal(v, 1ull << 20);
 	assert_int_equal(cli_parse_size("4096", 0, UINT64_MAX, &v), 0);
 	assert_int_equal(v, 4096);
+	assert_int_equal(cli_parse_size("1P", 0, UINT64_MAX, &v), 0);
+	assert_true(v == 1ull << 50);
 	assert_int_equal(cli_parse_size("1Q", 0, UINT64_MAX, &v), -EINVAL);
 	assert_int_equal(cli_parse_size("1GB2", 0, UINT64_MAX, &v), -EINVAL);
 	assert_int_equal(cli_parse_size("20000000T", 0, UINT64_MAX, &v), -ERANGE);
