@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sys/file.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -91,9 +92,21 @@ static int open_source(struct file_tp *t)
 
 	if (stat(t->path, &st) == 0 && !S_ISREG(st.st_mode))
 		return file_fail(t, -EINVAL, "not a regular file");
-	t->fd = open(t->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	t->fd = open(t->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (t->fd < 0)
 		return file_fail(t, -errno, "cannot create it: %s", strerror(errno));
+	/*
+	 * Held alone until the session ends, and taken before the file is
+	 * emptied: a second save to it, a restore reading it, or an image
+	 * (flock shared by a reader, alone by a writer) would otherwise mix
+	 * with this save or lose what it holds.
+	 */
+	if (flock(t->fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+		return file_fail(t, -EBUSY, "in use by another rdma-migrate (a save to it, a "
+					    "restore from it, or an image a send, recv or "
+					    "restore uses): refusing to write it");
+	if (ftruncate(t->fd, 0) < 0)
+		return file_fail(t, -errno, "cannot empty it: %s", strerror(errno));
 	open_direct(t, O_WRONLY);
 	return 0;
 }
@@ -222,6 +235,11 @@ static int open_dest(struct file_tp *t)
 		return file_fail(t, -errno, "%s", strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		return file_fail(t, -EINVAL, "not a regular file");
+	/* shared with other restores; a save to it holds it alone */
+	if (flock(t->fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+		return file_fail(t, -EBUSY, "being written by another rdma-migrate (a save to it, "
+					    "or a recv or restore into it as an image): refusing "
+					    "to read it");
 	n = (uint64_t)st.st_size < RMIG_FILE_HDR_MAX ? (uint64_t)st.st_size : RMIG_FILE_HDR_MAX;
 	buf = malloc(RMIG_FILE_HDR_MAX);
 	if (!buf)

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sys/file.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -372,6 +373,7 @@ static int src_finish(struct file_tp *t, const uint8_t *payload, uint32_t len)
 		rc = file_io_fail(t, rc, "marking the save complete", 0, h->hdr_len);
 		goto out;
 	}
+	flock(t->fd, LOCK_UN); /* written whole: others may read it now (open_source's lock) */
 	rc = up->ctl(up->arg, RMIG_MSG_COMPLETE_ACK, ack, sizeof(ack));
 out:
 	free(buf);

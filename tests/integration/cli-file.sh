@@ -245,6 +245,59 @@ else
 fi
 rm -rf "$W"/o.* "$W/od"
 
+# ---- a save file in use: the locks that image commands take (flock), held here ----
+# (before: two saves to one file both exited 0 and it restored as a mix of
+# both; a save --to an image another command read emptied it)
+# hold_lock ex|sh FILE: holds FILE's flock in a process of its own ($!) until killed
+hold_lock() {
+	python3 -c 'import fcntl, sys, time
+f = open(sys.argv[2], "rb")
+fcntl.flock(f, fcntl.LOCK_EX if sys.argv[1] == "ex" else fcntl.LOCK_SH)
+time.sleep(30)' "$1" "$2" &
+}
+make_image "$W/lk.img" 4 random
+make_image "$W/lk.other" 2 random
+"$RM" save --to "$W/lk.rmig" --ram "ram=$W/lk.img" --quiet 2>/dev/null
+cp "$W/lk.rmig" "$W/lk.keep"
+# another save writing it (held alone): neither a save nor a restore touches it
+hold_lock ex "$W/lk.rmig"
+lp=$!
+sleep 0.3
+"$RM" save --to "$W/lk.rmig" --ram "ram=$W/lk.other" --quiet 2>"$W/lk1.err"
+rc1=$?
+"$RM" restore --from "$W/lk.rmig" --ram "ram=$W/lk.out" --quiet 2>"$W/lk2.err"
+rc2=$?
+kill "$lp" 2>/dev/null
+wait "$lp" 2>/dev/null
+# an image a send or save reads (held shared): a save --to it is refused
+cp "$W/lk.img" "$W/lk.ro"
+hold_lock sh "$W/lk.ro"
+lp=$!
+sleep 0.3
+"$RM" save --to "$W/lk.ro" --ram "ram=$W/lk.other" --quiet 2>"$W/lk3.err"
+rc3=$?
+kill "$lp" 2>/dev/null
+wait "$lp" 2>/dev/null
+if [ $rc1 = 1 ] && [ $rc2 = 1 ] && [ $rc3 = 1 ] && cmp -s "$W/lk.rmig" "$W/lk.keep" &&
+	cmp -s "$W/lk.ro" "$W/lk.img" && [ ! -e "$W/lk.out" ] &&
+	grep -q "in use by another rdma-migrate" "$W/lk1.err" &&
+	grep -q "being written by another rdma-migrate" "$W/lk2.err" &&
+	grep -q "in use by another rdma-migrate" "$W/lk3.err"; then
+	ok "a save file or image in use: save and restore refuse it, nothing changed ($(grep -m1 -o 'in use by another rdma-migrate' "$W/lk1.err"))"
+else
+	bad "in use: save $rc1 restore $rc2 save-over-image $rc3: $(cat "$W"/lk[123].err)"
+fi
+# ... and once the lock is gone, both work
+"$RM" save --to "$W/lk.rmig" --ram "ram=$W/lk.other" --quiet 2>"$W/lk4.err" &&
+	"$RM" restore --from "$W/lk.rmig" --ram "ram=$W/lk.out" --quiet 2>>"$W/lk4.err" &&
+	cmp -s "$W/lk.other" "$W/lk.out"
+rc=$?
+if [ $rc = 0 ]; then
+	ok "the same save file, free again: saved and restored byte for byte"
+else
+	bad "save file free again: $(cat "$W/lk4.err")"
+fi
+
 # ---- a file system that fills up mid-save ----
 enospc_case() {
 	if ! mkdir -p "$W/small" || ! mount -t tmpfs -o size=8m rmig-cli-file "$W/small" 2>/dev/null; then
