@@ -63,7 +63,71 @@ struct recv_ctx {
 	pthread_mutex_t paths_lock;
 	char **paths;
 	unsigned int npaths;
+	/*
+	 * Blobs written whole to their .part file, renamed into place only
+	 * once the migration has succeeded (and verified): a failed one leaves
+	 * no blob that looks complete. Under paths_lock.
+	 */
+	struct staged {
+		char *tmp, *path;
+	} *staged;
+	unsigned int nstaged;
 };
+
+/* Remember a blob written to @tmp, for @path; the caller unlinks @tmp on failure. */
+static int stage(struct recv_ctx *r, const char *tmp, const char *path)
+{
+	struct staged *n;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->paths_lock);
+	n = realloc(r->staged, (r->nstaged + 1) * sizeof(*n));
+	if (n) {
+		r->staged = n;
+		n[r->nstaged].tmp = strdup(tmp);
+		n[r->nstaged].path = strdup(path);
+		if (n[r->nstaged].tmp && n[r->nstaged].path)
+			r->nstaged++;
+		else
+			rc = -ENOMEM;
+		if (rc) {
+			free(n[r->nstaged].tmp);
+			free(n[r->nstaged].path);
+		}
+	} else {
+		rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&r->paths_lock);
+	return rc;
+}
+
+/*
+ * The migration's verdict for its blobs: @ok renames each into place (0, or
+ * -errno after naming the one that could not be); else each .part goes.
+ * Called once the session has ended; what is left is removed either way.
+ */
+static int staged_end(struct recv_ctx *r, bool ok)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&r->paths_lock);
+	for (unsigned int i = 0; i < r->nstaged; i++) {
+		if (ok && !rc && rename(r->staged[i].tmp, r->staged[i].path) < 0) {
+			rc = -errno;
+			fprintf(stderr, "rdma-migrate %s: writing %s: %s\n", r->name,
+				r->staged[i].path, strerror(errno));
+		}
+		if (!ok || rc)
+			unlink(r->staged[i].tmp);
+		free(r->staged[i].tmp);
+		free(r->staged[i].path);
+	}
+	free(r->staged);
+	r->staged = NULL;
+	r->nstaged = 0;
+	pthread_mutex_unlock(&r->paths_lock);
+	return rc;
+}
 
 /*
  * Claim @path for one blob ('dev' instance 1 and 'dev.1' instance 0 both
@@ -301,8 +365,8 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 	}
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
+	if (!rc)
+		rc = stage(r, tmp, path);
 	if (rc) {
 		fprintf(stderr, "rdma-migrate %s: writing %s: %s\n", r->name, path, strerror(-rc));
 		unlink(tmp);
@@ -627,6 +691,9 @@ int cmd_recv(const struct cli *c)
 	for (unsigned int i = 0; i < r.nim; i++)
 		if (image_check(&r.im[i], "during the migration") && !err)
 			err = -EIO;
+	/* the blobs land only with a migration that did */
+	if (staged_end(&r, !err) && !err)
+		err = -EIO;
 	if (c->json)
 		tool_print_json(stdout, "destination", s, err, false, resumes);
 	if (err) {
@@ -647,6 +714,7 @@ int cmd_recv(const struct cli *c)
 	rc = 0;
 out:
 	rmig_session_destroy(s);
+	staged_end(&r, false); /* none left unless it failed before its verdict */
 	for (unsigned int i = 0; i < r.nim; i++)
 		image_close(&r.im[i]);
 	paths_free(&r);

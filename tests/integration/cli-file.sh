@@ -200,12 +200,15 @@ rm -f "$W/keep.img"
 # a file in which a page changed after the save: --verify catches it, and without it passes
 cp "$W/good.rmig" "$W/bad.rmig"
 patch "$W/bad.rmig" $((2 << 20)) 0000000000000000
+# the blob of a restore that failed never lands: what its path held stays
+echo ORIGINAL >"$W/bsd/dev"
 if ! "$RM" restore --from "$W/bad.rmig" --ram "ram=$W/keep.img" --state-dir "$W/bsd" --verify \
 	--quiet 2>"$W/bad.err" && grep -q "digest mismatch in ram block 'ram'" "$W/bad.err" &&
+	[ "$(cat "$W/bsd/dev")" = ORIGINAL ] && [ ! -e "$W/bsd/dev.part" ] &&
 	"$RM" restore --from "$W/bad.rmig" --ram "ram=$W/keep.img" --state-dir "$W/bsd" --quiet \
 		2>>"$W/bad.err" &&
-	! cmp -s "$W/g.img" "$W/keep.img"; then
-	ok "a damaged page: --verify refuses the file; without it the damage passes (the control)"
+	! cmp -s "$W/g.img" "$W/keep.img" && cmp -s "$W/g.dev" "$W/bsd/dev"; then
+	ok "a damaged page: --verify refuses the file, its blob not written; without it the damage passes (the control)"
 else
 	bad "damaged page: $(cat "$W/bad.err")"
 fi

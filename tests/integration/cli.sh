@@ -697,8 +697,10 @@ start_recv sp --ram "ram=$W/sp.img" --state-dir "$W/sl" --timeout 5
 src_rc=$?
 wait_rc "$RPID" 10
 dst_rc=$?
-if [ $src_rc = 1 ] && [ $dst_rc = 1 ] && grep -q "which another blob of this migration uses\|as another blob of this migration is" "$W/sp.err"; then
-	ok "blobs 'x.part' and 'x': refused (one would be the other's scratch file)"
+# ... and the migration that failed left no blob (before: 'x' whole, as if received)
+if [ $src_rc = 1 ] && [ $dst_rc = 1 ] && grep -q "which another blob of this migration uses\|as another blob of this migration is" "$W/sp.err" &&
+	[ ! -e "$W/sl/x" ] && [ ! -e "$W/sl/x.part" ] && [ ! -e "$W/sl/x.part.part" ]; then
+	ok "blobs 'x.part' and 'x': refused (one would be the other's scratch file), no blob left"
 else
 	bad "blobs x.part and x: src $src_rc dst $dst_rc: $(cat "$W/sp.err")"
 fi
