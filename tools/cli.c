@@ -337,6 +337,16 @@ static int set_opt(struct cli *c, const struct cli_opt *o, const char *val)
 	return rc;
 }
 
+bool cli_blob_name_ok(const char *n)
+{
+	if (!n[0] || !strcmp(n, ".") || !strcmp(n, ".."))
+		return false;
+	for (const char *p = n; *p; p++)
+		if (*p == '/' || (unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			return false;
+	return true;
+}
+
 /*
  * --ram NAME=PATH, --state NAME=FILE: each well formed, each NAME once. A
  * name given twice would send two blocks (or blobs) the destination tells
@@ -359,6 +369,15 @@ static int check_assign_list(unsigned int cmd, const char *opt, const char *arg,
 		if (rc) {
 			fprintf(stderr, "rdma-migrate %s: --%s '%s': expected %s\n",
 				cli_cmd_name(cmd), opt, l->v[i], arg);
+			return -EINVAL;
+		}
+		/* a blob's name is a file name at the destination (recv --state-dir) */
+		if (!strcmp(opt, "state") && !cli_blob_name_ok(name)) {
+			fprintf(stderr,
+				"rdma-migrate %s: --%s '%s': a device-state name may not be empty, "
+				"'.' or '..', or hold '/' or control characters (it names a file "
+				"at the destination)\n",
+				cli_cmd_name(cmd), opt, l->v[i]);
 			return -EINVAL;
 		}
 		for (unsigned int j = 0; j < i; j++) {
@@ -492,6 +511,12 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 			}
 		} else if (eq) {
 			fprintf(stderr, "rdma-migrate %s: --%s takes no value\n", cli_cmd_name(cmd),
+				o->name);
+			return -EINVAL;
+		}
+		/* a value given twice is a slip: which one was meant? (lists and -v add up) */
+		if ((c->seen >> (o - opts) & 1) && o->type != OPT_LIST && o->off != OFF(verbose)) {
+			fprintf(stderr, "rdma-migrate %s: --%s given twice\n", cli_cmd_name(cmd),
 				o->name);
 			return -EINVAL;
 		}

@@ -174,6 +174,11 @@ struct cli_file_id {
 };
 void cli_file_id(const char *path, struct cli_file_id *id);
 bool cli_file_id_eq(const struct cli_file_id *a, const struct cli_file_id *b);
+/*
+ * Whether @n may name a device-state blob: a file name in recv's
+ * --state-dir, so not empty, '.' or '..', and no '/' or control byte.
+ */
+bool cli_blob_name_ok(const char *n);
 /* True when option --@name was given on the command line (not a default). */
 bool cli_seen(const struct cli *c, const char *name);
 const char *cli_cmd_name(unsigned int cmd);

@@ -275,16 +275,6 @@ static const char *used_at(const struct recv_ctx *r, const char *path, char *buf
 	return NULL;
 }
 
-static bool safe_name(const char *n)
-{
-	if (!n[0] || !strcmp(n, ".") || !strcmp(n, ".."))
-		return false;
-	for (const char *p = n; *p; p++)
-		if (*p == '/' || (unsigned char)*p < 0x20)
-			return false;
-	return true;
-}
-
 static int recv_state(void *arg, const char *name, uint32_t instance, const void *data,
 		      uint64_t len)
 {
@@ -304,7 +294,7 @@ static int recv_state(void *arg, const char *name, uint32_t instance, const void
 			r->name, r->peer, esc);
 		return -ENOENT;
 	}
-	if (!safe_name(name)) {
+	if (!cli_blob_name_ok(name)) { /* the rule send and save apply */
 		fprintf(stderr, "rdma-migrate %s: refusing device-state name '%s'\n", r->name, esc);
 		return -EINVAL;
 	}

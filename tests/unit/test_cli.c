@@ -77,6 +77,10 @@ static void test_lists(void **state)
 	char *ch64[] = { "--to", "h:1", "--ram", "a=x", "--channels", "64" };
 	char *ch65[] = { "--to", "h:1", "--ram", "a=x", "--channels", "65" };
 	char *help[] = { "--ram", "a=x", "--ram", "a=y", "--help" };
+	char *to_twice[] = { "--to", "h:1", "--to", "h:2", "--ram", "a=x" };
+	char *verbose2[] = { "--to", "h:1", "--ram", "a=x", "--verbose", "--verbose" };
+	char *bad_blob[] = { "--to", "h:1", "--ram", "a=x", "--state", "..=x" };
+	char *esc_blob[] = { "--to", "h:1", "--ram", "a=x", "--state", "a\x1b=x" };
 
 	(void)state;
 	memset(n63, 'n', 63);
@@ -91,6 +95,13 @@ static void test_lists(void **state)
 	assert_int_equal(cli_parse(&c, CMD_SEND, 6, ch64), 0);
 	assert_int_equal(c.channels, 64);
 	assert_int_equal(cli_parse(&c, CMD_SEND, 6, ch65), -EINVAL);
+	/* one value per option (--verbose adds up); blob names are file names */
+	assert_int_equal(cli_parse(&c, CMD_SEND, 6, to_twice), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 6, verbose2), 0);
+	assert_int_equal(c.verbose, 2);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 6, bad_blob), -EINVAL);
+	assert_int_equal(cli_parse(&c, CMD_SEND, 6, esc_blob), -EINVAL);
+	assert_true(cli_blob_name_ok("dev.1") && !cli_blob_name_ok("a/b") && !cli_blob_name_ok(""));
 	/* --help shows the help whatever else is wrong */
 	assert_int_equal(cli_parse(&c, CMD_SEND, 5, help), 0);
 	assert_true(c.help);
