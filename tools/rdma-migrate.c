@@ -4,10 +4,12 @@
  * hosts with librmig (send, recv), benchmark a link (bench), and report what
  * RDMA can do here (info).
  */
+#define _GNU_SOURCE /* sigabbrev_np */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,6 +455,82 @@ _Static_assert(CLI_KEY_MIN == RMIG_KEY_MIN && CLI_KEY_MAX == RMIG_KEY_MAX, "key 
 _Static_assert(CLI_NAME_MAX == RMIG_NAME_MAX, "name bound");
 _Static_assert(CLI_HOST_MAX == RMIG_HOST_MAX - 1, "host bound");
 
+/*
+ * SIGINT, SIGTERM, SIGHUP during send, recv, save or restore: the session is
+ * cancelled, so that the peer reads why, the command cleans up as after any
+ * failure (a save removes its incomplete file, recv the blobs it staged),
+ * and then the process ends by the signal as before. A second one ends it
+ * at once. The signals are blocked in every thread and taken by one of
+ * their own, so no handler runs inside the library.
+ */
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static rmig_session *sig_sess;
+static atomic_int sig_got;
+static sigset_t sig_set;
+
+static void die_by(int sig)
+{
+	sigset_t one;
+
+	fflush(stdout);
+	signal(sig, SIG_DFL);
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+	raise(sig);
+	_exit(128 + sig);
+}
+
+static void *sig_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		char why[64];
+		int sig;
+
+		if (sigwait(&sig_set, &sig))
+			continue;
+		if (atomic_exchange(&sig_got, sig))
+			die_by(sig);
+		pthread_mutex_lock(&sig_lock);
+		if (!sig_sess) /* nothing under way to end cleanly */
+			die_by(sig);
+		snprintf(why, sizeof(why), "interrupted by SIG%s", sigabbrev_np(sig));
+		fprintf(stderr, "rdma-migrate: %s: cancelling (again to end at once)\n", why);
+		rmig_cancel(sig_sess, why);
+		pthread_mutex_unlock(&sig_lock);
+	}
+	return NULL;
+}
+
+static void signals_start(void)
+{
+	pthread_t th;
+
+	sigemptyset(&sig_set);
+	sigaddset(&sig_set, SIGINT);
+	sigaddset(&sig_set, SIGTERM);
+	sigaddset(&sig_set, SIGHUP);
+	/* before any thread starts: they all inherit the mask */
+	if (pthread_sigmask(SIG_BLOCK, &sig_set, NULL) == 0 &&
+	    pthread_create(&th, NULL, sig_main, NULL) == 0)
+		pthread_detach(th);
+	else
+		pthread_sigmask(SIG_UNBLOCK, &sig_set, NULL);
+}
+
+void tool_session(rmig_session *s)
+{
+	pthread_mutex_lock(&sig_lock);
+	sig_sess = s;
+	pthread_mutex_unlock(&sig_lock);
+}
+
+bool tool_interrupted(void)
+{
+	return atomic_load(&sig_got) != 0;
+}
+
 static int run(int argc, char **argv)
 {
 	static uint8_t key[CLI_KEY_MAX];
@@ -486,6 +564,8 @@ static int run(int argc, char **argv)
 	if (cli_load_key(&c, key, &c.key_len))
 		return EXIT_USAGE;
 	c.key = key;
+	if (cmd & (CMD_SEND | CMD_RECV | CMD_SAVE | CMD_RESTORE))
+		signals_start();
 	/* librdmacm's device scan, on a thread, while the images are prepared or the peer comes */
 	if ((cmd & (CMD_SEND | CMD_RECV | CMD_VM_SEND | CMD_VM_RECV)) && !c.tls &&
 	    !(c.transport && !strcmp(c.transport, "tcp")))
@@ -515,6 +595,8 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	rc = run(argc, argv);
+	if (atomic_load(&sig_got)) /* cleaned up: now end as the signal asked */
+		die_by(atomic_load(&sig_got));
 	/*
 	 * What went to standard output (--json, info, --help) must have
 	 * arrived: a full disk or a closed pipe there is an error, not an

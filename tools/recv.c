@@ -81,6 +81,12 @@ static int stage(struct recv_ctx *r, const char *tmp, const char *path)
 	int rc = 0;
 
 	pthread_mutex_lock(&r->paths_lock);
+	for (unsigned int i = 0; i < r->nstaged; i++) {
+		if (!strcmp(r->staged[i].tmp, tmp)) { /* written anew after a resume */
+			pthread_mutex_unlock(&r->paths_lock);
+			return 0;
+		}
+	}
 	n = realloc(r->staged, (r->nstaged + 1) * sizeof(*n));
 	if (n) {
 		r->staged = n;
@@ -502,6 +508,7 @@ static int recv_keep(struct recv_ctx *r, rmig_session **s_p, const struct rmig_o
 	pthread_mutex_lock(&r->paths_lock);
 	paths_free(r);
 	pthread_mutex_unlock(&r->paths_lock);
+	staged_end(r, false);
 	/* PORT 0 picked one: the source comes back to the same */
 	colon = strrchr(uri, ':');
 	if (colon)
@@ -515,6 +522,7 @@ static int recv_keep(struct recv_ctx *r, rmig_session **s_p, const struct rmig_o
 			rc = -ENOMEM;
 			break;
 		}
+		tool_session(n); /* before the old one goes */
 		rc = rmig_resume_from(n, *s_p); /* the old session is gone either way */
 		*s_p = n;
 		if (!rc)
@@ -631,6 +639,7 @@ int cmd_recv(const struct cli *c)
 	o.state_arg = &r;
 	if (rmig_session_create(&o, &s))
 		goto out;
+	tool_session(s);
 	sprintf(uri, restore ? "file:%s" : "tcp://%s", restore ? c->from : c->listen);
 	if (rmig_listen(s, uri))
 		goto out;
@@ -669,9 +678,10 @@ int cmd_recv(const struct cli *c)
 	err = recv_session(&r, s, &prog);
 	accepted = r.accepted || r.heard; /* a break while connecting counts too */
 	/* each break of an accepted migration opens a window of its own */
-	for (bool again = err && c->keep && accepted && !restore; again;) {
+	for (bool again = err && c->keep && accepted && !restore && !tool_interrupted(); again;) {
 		again = false;
 		err = recv_keep(&r, &s, &o, uri, port, err, &again);
+		again = again && !tool_interrupted();
 		if (!err || again)
 			resumes++;
 	}
@@ -703,6 +713,7 @@ int cmd_recv(const struct cli *c)
 		summary(restore ? "restored" : "received", s, restore && c->verify, r.total);
 	rc = 0;
 out:
+	tool_session(NULL);
 	rmig_session_destroy(s);
 	staged_end(&r, false); /* none left unless it failed before its verdict */
 	for (unsigned int i = 0; i < r.nim; i++)

@@ -242,6 +242,7 @@ static int send_reconnect(rmig_session **s_p, const struct send_run *r, const st
 			nanosleep(&ts, NULL);
 		if (rmig_session_create(o, &n))
 			return -ENOMEM;
+		tool_session(n); /* before the old one goes */
 		err = rmig_resume_from(n, *s_p); /* the old session is gone either way */
 		*s_p = n;
 		if (err)
@@ -357,6 +358,7 @@ int cmd_send(const struct cli *c)
 		o.flags |= RMIG_F_VERIFY;
 	if (rmig_session_create(&o, &s))
 		goto out;
+	tool_session(s);
 	for (unsigned int i = 0; i < nim; i++) {
 		if (rmig_add_ram(s, im[i].name, im[i].addr, im[i].len, im[i].page_size)) {
 			fprintf(stderr, "rdma-migrate %s: cannot use image '%s'\n", cmd, im[i].name);
@@ -374,7 +376,7 @@ int cmd_send(const struct cli *c)
 		progress_start(&prog, s, total, c->quiet);
 		err = send_session(s, &run, &fsync_arg, &fsync_th, &fsync_started);
 		progress_stop(&prog);
-		if (!err || !c->resume || !send_resumable(err))
+		if (!err || !c->resume || !send_resumable(err) || tool_interrupted())
 			break;
 		for (unsigned int i = 0; i < nim && !shrank; i++)
 			shrank = image_check(&im[i], "during the send") != 0;
@@ -418,6 +420,7 @@ out:
 	/* its rmig_sync() has returned by now: the session completed or failed */
 	if (fsync_started)
 		pthread_join(fsync_th, NULL);
+	tool_session(NULL);
 	rmig_session_destroy(s);
 	for (unsigned int i = 0; i < nim; i++)
 		image_close(&im[i]);

@@ -79,6 +79,12 @@ void progress_stop(struct progress *p);
 const char *shown(char *buf, size_t len, const char *s);
 /* The summary line on stderr ("sent ...", "received ..."); @images: the destination's bytes. */
 void summary(const char *verb, rmig_session *s, bool verified, uint64_t images);
+/*
+ * The session SIGINT, SIGTERM or SIGHUP cancel (send, recv, save, restore);
+ * NULL before one exists and before it is destroyed. Whether one came.
+ */
+void tool_session(rmig_session *s);
+bool tool_interrupted(void);
 /* send.c: send and save */
 int cmd_send(const struct cli *c);
 int cmd_save(const struct cli *c);

@@ -301,6 +301,24 @@ else
 	bad "save file free again: $(cat "$W/lk4.err")"
 fi
 
+# ---- SIGTERM mid-save: cancelled, the incomplete file removed, ended by the signal ----
+make_image "$W/sg.img" 256 random
+"$RM" save --to "$W/sg.rmig" --ram "ram=$W/sg.img" --channels 1 --extent 4K 2>"$W/sg.err" &
+sp=$!
+sleep 0.5
+kill -TERM "$sp"
+wait "$sp"
+rc=$?
+if [ $rc = 143 ] && grep -q "interrupted by SIGTERM" "$W/sg.err" && grep -q "removed the incomplete" "$W/sg.err" &&
+	[ ! -e "$W/sg.rmig" ]; then
+	ok "save killed by SIGTERM: cancelled, the incomplete file removed, exit 143"
+elif [ $rc = 0 ]; then
+	echo "# skip SIGTERM mid-save: the save ended before the signal"
+else
+	bad "SIGTERM mid-save: exit $rc: $(cat "$W/sg.err"; ls -l "$W/sg.rmig" 2>&1)"
+fi
+rm -f "$W/sg.img"
+
 # ---- a file system that fills up mid-save ----
 enospc_case() {
 	if ! mkdir -p "$W/small" || ! mount -t tmpfs -o size=8m rmig-cli-file "$W/small" 2>/dev/null; then

@@ -745,6 +745,29 @@ else
 	echo "skip destination file system full: cannot mount a small tmpfs here"
 fi
 
+# SIGTERM (or Ctrl-C) mid-migration: the session is cancelled, the peer reads
+# why, and the process still ends by the signal (before: the peer read only
+# "peer closed", a recv's blobs stayed)
+make_image "$W/sig.img" 16 random
+mkdir -p "$W/sigsd"
+start_recv sig --ram "ram=$W/sig.dst" --state-dir "$W/sigsd" --timeout 10
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/sig.img" --state "dev=$W/bo.state" --transport "$TRANSPORT" \
+	--max-bandwidth 4M --timeout 10 --quiet 2>"$W/sig.serr" &
+spid=$!
+sleep 1.5
+kill -TERM "$spid"
+wait_rc "$spid" 15
+rc=$?
+wait_rc "$RPID" 15
+rrc=$?
+if [ $rc = 143 ] && [ $rrc = 1 ] && grep -q "interrupted by SIGTERM: cancelling" "$W/sig.serr" &&
+	grep -q "peer reported: migration cancelled: interrupted by SIGTERM" "$W/sig.err" &&
+	[ -z "$(ls -A "$W/sigsd")" ]; then
+	ok "send killed by SIGTERM: cancelled, exit 143; recv exit 1 quoting why, no blob left"
+else
+	bad "SIGTERM to send: send $rc recv $rrc: $(cat "$W/sig.serr" "$W/sig.err"; ls "$W/sigsd")"
+fi
+
 # a source image that shrinks during the send: exit 1 naming it; never SIGBUS
 make_image "$W/shrink.src" 256 sparse
 start_recv shrink --ram "ram=$W/shrink.dst" --timeout 10
