@@ -669,12 +669,17 @@ int cmd_recv(const struct cli *c)
 			goto out;
 		}
 	}
-	if (!c->key_len && !restore)
-		fprintf(stderr, "rdma-migrate: warning: no --key-file: anyone who can reach %s can "
-				"write into the images\n",
-			c->listen);
-	if (!c->quiet && !restore)
-		fprintf(stderr, "rdma-migrate: listening on %s (port %d)\n", c->listen, port);
+	if (!restore) { /* the address as bound: port 0 asked for any */
+		const char *colon = strrchr(c->listen, ':');
+		int hl = colon ? (int)(colon - c->listen) : (int)strlen(c->listen);
+
+		if (!c->key_len)
+			fprintf(stderr, "rdma-migrate: warning: no --key-file: anyone who can reach "
+					"%.*s:%d can write into the images\n",
+				hl, c->listen, port);
+		if (!c->quiet)
+			fprintf(stderr, "rdma-migrate: listening on %.*s:%d\n", hl, c->listen, port);
+	}
 	err = recv_session(&r, s, &prog);
 	accepted = r.accepted || r.heard; /* a break while connecting counts too */
 	/* each break of an accepted migration opens a window of its own */

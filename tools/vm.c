@@ -868,7 +868,13 @@ int tool_vm_recv(const struct cli *c)
 			goto out;
 		}
 	}
-	say(c, "waiting for the VM on %s (port %d)", c->listen, rmig_listen_port(s));
+	{ /* the address as bound: port 0 asked for any */
+		const char *colon = strrchr(c->listen, ':');
+
+		say(c, "waiting for the VM on %.*s:%d",
+		    colon ? (int)(colon - c->listen) : (int)strlen(c->listen), c->listen,
+		    rmig_listen_port(s));
+	}
 	{
 		struct watch w;
 

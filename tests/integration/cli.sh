@@ -899,7 +899,7 @@ fi
 start_recv nokey --ram "ram=$W/nokey.dst" --timeout 5
 "$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/key.img" --transport "$TRANSPORT" --timeout 5 --quiet 2>/dev/null
 wait_rc "$RPID" 10
-if grep -q "warning: no --key-file: anyone who can reach $ADDR:0 can write into the images" "$W/nokey.err"; then
+if grep -q "warning: no --key-file: anyone who can reach $ADDR:$RPORT can write into the images" "$W/nokey.err"; then
 	ok "recv without --key-file warns who can write into the images"
 else
 	bad "recv without a key: no warning: $(cat "$W/nokey.err")"
