@@ -547,6 +547,32 @@ int rmig_chan_run(struct rmig_session *s, unsigned int idx, struct rmig_job *j)
 	return rc;
 }
 
+void rmig_chans_quiesce(struct rmig_session *s)
+{
+	uint64_t deadline = rmig_sess_deadline(s);
+	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
+			       .tv_nsec = (long)(deadline % 1000000000ull) };
+	int rc = 0;
+
+	pthread_mutex_lock(&s->cs_lock);
+	for (;;) {
+		bool busy = false;
+
+		for (unsigned int k = 0; k < s->nchannels && !busy; k++)
+			busy = s->chans[k].pending && !s->chans[k].down;
+		if (!busy || s->cs_stop || rc)
+			break;
+		rc = -pthread_cond_timedwait(&s->cs_idle, &s->cs_lock, &ts);
+		if (rc == -ETIMEDOUT && busy_alive(s)) { /* slow, not stalled */
+			deadline = rmig_sess_deadline(s);
+			ts = (struct timespec){ .tv_sec = (time_t)(deadline / 1000000000ull),
+						.tv_nsec = (long)(deadline % 1000000000ull) };
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&s->cs_lock);
+}
+
 int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p)
 {
 	int rc;
