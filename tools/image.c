@@ -353,6 +353,9 @@ int image_open_dest(struct image *im, const char *name, const char *path, uint64
 		im->created = im->fd >= 0;
 		if (im->fd < 0 && errno == EEXIST)
 			im->fd = open(path, O_RDWR | O_CLOEXEC);
+		/* a symbolic link to a file yet to be made: made there, and left if refused */
+		if (im->fd < 0 && errno == ENOENT)
+			im->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	}
 	if (im->fd < 0 || fstat(im->fd, &st) < 0) {
 		rc = -errno;

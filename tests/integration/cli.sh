@@ -606,6 +606,20 @@ else
 	bad "refused layout: send $rc recv $rrc, image kept: $(cmp "$W/lk.old" "$W/lk.dst" 2>&1), new: $(ls "$W/lk.new" 2>&1): $(cat "$W/lk.serr" "$W/lk.err")"
 fi
 
+# an image path that is a symbolic link to a file yet to be made: made there
+rm -f "$W/dl.target" "$W/dl.link"
+ln -s "$W/dl.target" "$W/dl.link"
+start_recv dl --ram "a=$W/dl.link" --timeout 5
+"$RM" send --to "$ADDR:$RPORT" --ram "a=$W/lk.src" --transport "$TRANSPORT" --timeout 5 --quiet 2>"$W/dl.serr"
+rc=$?
+wait_rc "$RPID" 10
+rrc=$?
+if [ $rc = 0 ] && [ $rrc = 0 ] && [ -L "$W/dl.link" ] && cmp -s "$W/lk.src" "$W/dl.target"; then
+	ok "recv into a symbolic link to a file yet to be made: received into its target"
+else
+	bad "dangling link: send $rc recv $rrc: $(cat "$W/dl.serr" "$W/dl.err")"
+fi
+
 # the source's own image given to recv on the same host: emptying it would
 # destroy what is being sent (before: both ends exited 0, the image all zero)
 make_image "$W/own.src" 4 random
