@@ -423,6 +423,21 @@ static void file_chan_close(struct rmig_tp_chan *ch)
 	free(c);
 }
 
+/* Restore: the device-state blobs of the file's table. */
+static int file_blobs(struct rmig_tp *tp, struct rmig_state_info *out, unsigned int max)
+{
+	struct file_tp *t = ftp(tp);
+
+	if (t->source || !t->blobs)
+		return 0;
+	for (uint32_t i = 0; i < t->h->nblobs && i < max; i++) {
+		memcpy(out[i].name, t->blobs[i].name, RMIG_NAME_MAX);
+		out[i].instance = t->blobs[i].instance;
+		out[i].length = t->blobs[i].len;
+	}
+	return (int)t->h->nblobs;
+}
+
 const struct rmig_transport_ops rmig_file_ops = {
 	.size = sizeof(struct rmig_transport_ops),
 	.name = "file",
@@ -444,5 +459,6 @@ const struct rmig_transport_ops rmig_file_ops = {
 	.chan_close = file_chan_close,
 	.ctl = file_src_ctl,
 	.layout = file_dst_layout,
+	.blobs = file_blobs,
 };
 

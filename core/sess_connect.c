@@ -442,6 +442,15 @@ int rmig_listen(rmig_session *s, const char *uri)
 	return rc;
 }
 
+int rmig_peer_state(rmig_session *s, struct rmig_state_info *out, unsigned int max)
+{
+	if (!s || (!out && max))
+		return -EINVAL;
+	if (!s->tp || !s->local || !s->tp_ops->blobs)
+		return 0;
+	return s->tp_ops->blobs(s->tp, out, max);
+}
+
 int rmig_listen_port(rmig_session *s)
 {
 	if (!s || s->listen_fd < 0)

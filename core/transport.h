@@ -250,6 +250,11 @@ struct rmig_transport_ops {
 	int (*ctl)(struct rmig_tp *tp, uint16_t type, const uint8_t *payload, uint32_t len);
 	/* Local destination, after create: the layout the file holds, as a source's HELLO. */
 	int (*layout)(struct rmig_tp *tp, struct rmig_msg_hello *hello);
+	/*
+	 * Optional. Local destination, after create: the device-state blobs the
+	 * file holds; fills at most @max of @out, returns how many there are.
+	 */
+	int (*blobs)(struct rmig_tp *tp, struct rmig_state_info *out, unsigned int max);
 
 	/*
 	 * Optional (NULL: accept/connect one at a time): several channels of

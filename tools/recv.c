@@ -176,6 +176,41 @@ static void reserve_failed(void *arg, const char *why)
 	rmig_cancel(arg, why);
 }
 
+/*
+ * The device state a save file holds (a network source declares none
+ * before its data): refused now, before any image is emptied, where recv
+ * could not store it: no --state-dir, or a name that is no file name.
+ */
+static int peer_state_ok(struct recv_ctx *r, rmig_session *s)
+{
+	int n = rmig_peer_state(s, NULL, 0), rc = 0;
+	struct rmig_state_info *bi;
+	char esc[4 * RMIG_NAME_MAX];
+
+	if (n <= 0)
+		return 0;
+	bi = calloc((size_t)n, sizeof(*bi));
+	if (!bi)
+		return -ENOMEM;
+	n = rmig_peer_state(s, bi, (unsigned int)n);
+	for (int i = 0; i < n && !rc; i++) {
+		shown(esc, sizeof(esc), bi[i].name);
+		if (!r->c->state_dir) {
+			fprintf(stderr,
+				"rdma-migrate %s: %s device state '%s' (%d blob%s) but no "
+				"--state-dir was given: nothing restored\n",
+				r->name, r->peer, esc, n, n == 1 ? "" : "s");
+			rc = -ENOENT;
+		} else if (!cli_blob_name_ok(bi[i].name)) {
+			fprintf(stderr, "rdma-migrate %s: refusing device-state name '%s': "
+					"nothing restored\n", r->name, esc);
+			rc = -EINVAL;
+		}
+	}
+	free(bi);
+	return rc;
+}
+
 static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info *b, unsigned int n)
 {
 	struct recv_ctx *r = arg;
@@ -184,6 +219,9 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 
 	fault_point("handshake");
 	r->heard = true;
+	rc = peer_state_ok(r, s);
+	if (rc)
+		return rc;
 	if (n != c->ram.n) {
 		fprintf(stderr, "rdma-migrate %s: %s %u ram blocks, %u --ram given\n", r->name,
 			r->peer, n, c->ram.n);

@@ -561,6 +561,21 @@ struct rmig_chan_place {
 RMIG_API int rmig_get_placement(rmig_session *s, unsigned int chan, struct rmig_chan_place *p,
 				size_t size);
 
+/*
+ * Destination, from the layout callback on: the device-state blobs the
+ * source has declared with its layout. A save file (restore) declares all
+ * of them up front, so a layout callback can refuse what it could not
+ * store before any page is written; a network source declares each just
+ * before its data, so none here. Fills at most @max of @out; returns how
+ * many there are (maybe more than @max), or -EINVAL.
+ */
+struct rmig_state_info {
+	char name[RMIG_NAME_MAX];
+	uint32_t instance;
+	uint64_t length;
+};
+RMIG_API int rmig_peer_state(rmig_session *s, struct rmig_state_info *out, unsigned int max);
+
 /* The session's first error as text, or "" if none. Valid until destroy. */
 RMIG_API const char *rmig_last_error(rmig_session *s);
 

@@ -248,6 +248,21 @@ else
 fi
 rm -rf "$W"/o.* "$W/od"
 
+# ---- device state that restore could not store: refused before any image is written ----
+make_image "$W/ns.img" 2 random
+printf 'device bytes' >"$W/ns.dev"
+"$RM" save --to "$W/ns.rmig" --ram "ram=$W/ns.img" --state "dev=$W/ns.dev" --quiet 2>/dev/null
+make_image "$W/ns.mine" 2 random
+cp "$W/ns.mine" "$W/ns.keep"
+"$RM" restore --from "$W/ns.rmig" --ram "ram=$W/ns.mine" --quiet 2>"$W/ns.err"
+rc=$?
+if [ $rc = 1 ] && cmp -s "$W/ns.mine" "$W/ns.keep" &&
+	grep -q "the file holds device state 'dev' (1 blob) but no --state-dir was given" "$W/ns.err"; then
+	ok "restore of a file with device state, without --state-dir: exit 1 before any image is written"
+else
+	bad "no --state-dir: exit $rc, image kept: $(cmp "$W/ns.mine" "$W/ns.keep" 2>&1): $(cat "$W/ns.err")"
+fi
+
 # ---- a save file in use: the locks that image commands take (flock), held here ----
 # (before: two saves to one file both exited 0 and it restored as a mix of
 # both; a save --to an image another command read emptied it)

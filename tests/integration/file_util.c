@@ -99,8 +99,9 @@ int layout_cb(void *arg, rmig_session *s, const struct rmig_block_info *bi, unsi
 {
 	struct layout_seen *l = arg;
 
-	(void)s, (void)bi, (void)n;
+	(void)bi, (void)n;
 	l->calls++;
+	l->blobs = rmig_peer_state(s, l->first_blobs, 2);
 	return 0;
 }
 

@@ -40,6 +40,8 @@ struct side {
 
 struct layout_seen {
 	unsigned int calls;
+	int blobs;                           /* rmig_peer_state() from the callback */
+	struct rmig_state_info first_blobs[2]; /* what it gave of the first two */
 };
 
 void path_of(char *buf, size_t len, const char *name);

@@ -275,6 +275,11 @@ static void test_hostile_files(void **state)
 			assert_int_equal(rc, 0);
 			assert_int_equal(got.loaded, 2);
 			assert_int_equal(l.calls, 1);
+			/* the layout callback saw the file's device state before any page */
+			assert_int_equal(l.blobs, 2);
+			assert_string_equal(l.first_blobs[0].name, "cpu");
+			assert_int_equal(l.first_blobs[1].instance, 1);
+			assert_int_equal(l.first_blobs[1].length, 3 * 1000 * 1000 + 7);
 		} else {
 			assert_int_equal(rc, d->err);
 			assert_non_null(strstr(rmig_last_error(s), d->expect));

@@ -423,6 +423,10 @@ static void test_session_opts(void **state)
 	assert_int_equal(rmig_add_ram(s, "a", mem, 4096, 4096), -EINVAL);
 	/* data calls before connect */
 	assert_int_equal(rmig_send_range(s, "a", 0, 4096), -ENOTCONN);
+	/* no save file behind it: no device state declared up front */
+	assert_int_equal(rmig_peer_state(s, NULL, 0), 0);
+	assert_int_equal(rmig_peer_state(s, NULL, 1), -EINVAL);
+	assert_int_equal(rmig_peer_state(NULL, NULL, 0), -EINVAL);
 	assert_int_equal(rmig_connect(s, "nonsense"), -EINVAL);
 	rmig_session_destroy(s);
 
