@@ -514,12 +514,7 @@ int cli_parse(struct cli *c, unsigned int cmd, int argc, char **argv)
 				o->name);
 			return -EINVAL;
 		}
-		/* a value given twice is a slip: which one was meant? (lists and -v add up) */
-		if ((c->seen >> (o - opts) & 1) && o->type != OPT_LIST && o->off != OFF(verbose)) {
-			fprintf(stderr, "rdma-migrate %s: --%s given twice\n", cli_cmd_name(cmd),
-				o->name);
-			return -EINVAL;
-		}
+		/* given twice, the last one counts (scripts append overrides); lists add up */
 		if (set_opt(c, o, val))
 			return -EINVAL;
 		c->seen |= 1ull << (o - opts);

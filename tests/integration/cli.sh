@@ -384,7 +384,6 @@ make_image "$W/u.img" 1 random
 head -c 5000 /dev/urandom >"$W/odd.img"
 usage_case "out of range" send --to h:1 --ram "r=$W/u.img" --channels 0
 usage_case "not a valid number" send --to h:1 --ram "r=$W/u.img" --channels four
-usage_case "--timeout given twice" send --to h:1 --ram "r=$W/u.img" --timeout 5 --timeout 9
 usage_case "a device-state name may not be" send --to h:1 --ram "r=$W/u.img" --state "a/b=$W/u.img"
 usage_case "a device-state name may not be" save --to "$W/nn.rmig" --ram "r=$W/u.img" --state "..=$W/u.img"
 # what the library refuses, refused by the tool in the option's own name
