@@ -293,6 +293,7 @@ static void *source_thread(void *arg)
 
 		pthread_mutex_lock(&s->cs_lock);
 		c->pending = false;
+		c->jobs_done++;
 		/* Pairs with the wait in rmig_chan_submit(). */
 		pthread_cond_broadcast(&s->cs_idle);
 		if (rc || down)
@@ -441,20 +442,23 @@ static bool stalled_taken(struct rmig_session *s, uint64_t busy)
 }
 
 /*
- * s->cs_lock held. Whether a busy channel waits for the bandwidth limit, or
- * took its job, wrote or waited within the timeout: it goes on, slowly.
+ * s->cs_lock held. Busy channel @c goes on: it waits for the bandwidth
+ * limit, or took its job, wrote or waited within the timeout.
  */
+static bool chan_alive(const struct rmig_session *s, const struct rmig_chan *c, uint64_t now)
+{
+	return atomic_load(&c->pacing) ||
+	       now - atomic_load(&c->alive_ns) < (uint64_t)s->opts.timeout_ms * 1000000ull;
+}
+
+/* s->cs_lock held. Whether any busy channel goes on (chan_alive). */
 static bool busy_alive(struct rmig_session *s)
 {
-	uint64_t now = rmig_now_ns(), tmo = (uint64_t)s->opts.timeout_ms * 1000000ull;
+	uint64_t now = rmig_now_ns();
 
-	for (unsigned int k = 0; k < s->nchannels; k++) {
-		const struct rmig_chan *c = &s->chans[k];
-
-		if (c->pending && !c->down &&
-		    (atomic_load(&c->pacing) || now - atomic_load(&c->alive_ns) < tmo))
+	for (unsigned int k = 0; k < s->nchannels; k++)
+		if (s->chans[k].pending && !s->chans[k].down && chan_alive(s, &s->chans[k], now))
 			return true;
-	}
 	return false;
 }
 
@@ -549,26 +553,35 @@ int rmig_chan_run(struct rmig_session *s, unsigned int idx, struct rmig_job *j)
 
 void rmig_chans_quiesce(struct rmig_session *s)
 {
-	uint64_t deadline = rmig_sess_deadline(s);
+	uint64_t deadline = rmig_sess_deadline(s), until[RMIG_CHANNELS_MAX];
 	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
 			       .tv_nsec = (long)(deadline % 1000000000ull) };
 	int rc = 0;
 
 	pthread_mutex_lock(&s->cs_lock);
+	/* the jobs given before now, and only those: later ones do not hold the sync back */
+	for (unsigned int k = 0; k < s->nchannels; k++)
+		until[k] = s->chans[k].jobs_done + (s->chans[k].pending ? 1 : 0);
 	for (;;) {
-		bool busy = false;
+		uint64_t now = rmig_now_ns();
+		bool waiting = false, stuck = false;
 
-		for (unsigned int k = 0; k < s->nchannels && !busy; k++)
-			busy = s->chans[k].pending && !s->chans[k].down;
-		if (!busy || s->cs_stop || rc)
+		for (unsigned int k = 0; k < s->nchannels; k++) {
+			const struct rmig_chan *c = &s->chans[k];
+
+			if (c->down || c->jobs_done >= until[k])
+				continue;
+			waiting = true;
+			stuck |= rc == -ETIMEDOUT && !chan_alive(s, c, now);
+		}
+		if (!waiting || s->cs_stop || stuck) /* stuck: the markers' wait reports it */
 			break;
-		rc = -pthread_cond_timedwait(&s->cs_idle, &s->cs_lock, &ts);
-		if (rc == -ETIMEDOUT && busy_alive(s)) { /* slow, not stalled */
+		if (rc == -ETIMEDOUT) {
 			deadline = rmig_sess_deadline(s);
 			ts = (struct timespec){ .tv_sec = (time_t)(deadline / 1000000000ull),
 						.tv_nsec = (long)(deadline % 1000000000ull) };
-			rc = 0;
 		}
+		rc = -pthread_cond_timedwait(&s->cs_idle, &s->cs_lock, &ts);
 	}
 	pthread_mutex_unlock(&s->cs_lock);
 }

@@ -96,6 +96,7 @@ struct rmig_chan {
 	/* protected by s->cs_lock */
 	struct rmig_job *job;
 	bool pending;
+	uint64_t jobs_done; /* source: jobs it has finished (rmig_chans_quiesce) */
 	/*
 	 * Placement: filled before the thread starts; the thread sets
 	 * loc.bound (read with __atomic) once bound.

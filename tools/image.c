@@ -378,6 +378,7 @@ int image_open_dest(struct image *im, const char *name, const char *path, uint64
 			path);
 		return -EBUSY;
 	}
+	im->locked = true;
 	im->page_size = image_page_size(im->fd);
 	if (page_size != im->page_size || !len || len % im->page_size) {
 		fprintf(stderr,
@@ -413,8 +414,8 @@ void image_discard(struct image *im)
 {
 	struct stat a, b;
 
-	/* only the file this run made, still under that name */
-	if (im->created && im->fd >= 0 && !fstat(im->fd, &a) && !stat(im->path, &b) &&
+	/* only the file this run made and holds, still under that name */
+	if (im->created && im->locked && im->fd >= 0 && !fstat(im->fd, &a) && !stat(im->path, &b) &&
 	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
 		unlink(im->path);
 	image_close(im);

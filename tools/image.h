@@ -21,6 +21,7 @@ struct image {
 	bool writable; /* mapped writable (never written by the source) */
 	int guard;     /* slot in the SIGBUS guard, or -1 */
 	bool created;  /* the destination's file did not exist before this run */
+	bool locked;   /* the destination holds its flock (image_open_dest) */
 };
 
 /*

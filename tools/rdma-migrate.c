@@ -508,9 +508,15 @@ static void signals_start(void)
 	pthread_t th;
 
 	sigemptyset(&sig_set);
-	sigaddset(&sig_set, SIGINT);
-	sigaddset(&sig_set, SIGTERM);
-	sigaddset(&sig_set, SIGHUP);
+	for (unsigned int i = 0; i < 3; i++) {
+		static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+		struct sigaction cur;
+
+		/* ignored when we started (nohup; SIGINT of a script's & job): left so */
+		if (sigaction(sigs[i], NULL, &cur) == 0 && cur.sa_handler == SIG_IGN)
+			continue;
+		sigaddset(&sig_set, sigs[i]);
+	}
 	/* before any thread starts: they all inherit the mask */
 	if (pthread_sigmask(SIG_BLOCK, &sig_set, NULL) == 0 &&
 	    pthread_create(&th, NULL, sig_main, NULL) == 0)

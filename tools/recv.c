@@ -227,6 +227,7 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 			r->peer, n, c->ram.n);
 		return -EINVAL;
 	}
+	/* every block named on this side, before any image is opened */
 	for (unsigned int i = 0; i < n; i++) {
 		char name[RMIG_NAME_MAX], esc[4 * RMIG_NAME_MAX];
 		const char *path = NULL;
@@ -246,25 +247,33 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 				r->name, r->peer, esc, esc);
 			return -ENOENT;
 		}
-		/* every image checked before any is emptied: a refusal changes no file */
+	}
+	/* every image checked before any is emptied: a refusal changes no file */
+	for (unsigned int i = 0; i < n && !rc; i++) {
+		char name[RMIG_NAME_MAX];
+		const char *path = NULL;
+
+		for (unsigned int j = 0; j < c->ram.n; j++)
+			if (!cli_split_assign(c->ram.v[j], name, sizeof(name), &path) &&
+			    !strcmp(name, b[i].name))
+				break;
 		rc = image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length,
 				     b[i].page_size);
 		r->nim++;
-		if (rc) { /* the cause, for the source's message too */
-			for (unsigned int k = 0; k < r->nim; k++)
-				image_discard(&r->im[k]);
-			r->nim = 0;
-			return rc;
-		}
 		r->total += b[i].length;
 	}
-	for (unsigned int i = 0; i < r->nim; i++) {
+	for (unsigned int i = 0; i < r->nim && !rc; i++) {
 		rc = image_ready_dest(&r->im[i]);
-		if (rc)
-			return rc;
-		if (rmig_add_ram(s, r->im[i].name, r->im[i].addr, r->im[i].len,
-				 r->im[i].page_size))
-			return -EINVAL;
+		if (!rc && rmig_add_ram(s, r->im[i].name, r->im[i].addr, r->im[i].len,
+					r->im[i].page_size))
+			rc = -EINVAL;
+	}
+	if (rc) { /* the cause, for the source's message too */
+		for (unsigned int k = 0; k < r->nim; k++)
+			image_discard(&r->im[k]);
+		r->nim = 0;
+		r->total = 0;
+		return rc;
 	}
 	/* the room was checked; reserve it while the data comes */
 	r->reserve = image_reserve_start(r->im, r->nim, reserve_failed, s);
@@ -581,7 +590,7 @@ static int recv_keep(struct recv_ctx *r, rmig_session **s_p, const struct rmig_o
 		}
 		rc = rmig_accept(n);
 		pthread_mutex_lock(&w.lock);
-		if (!rc || w.fired) {
+		if (!rc || w.fired || tool_interrupted()) {
 			/* the source is back (or never came): the window is over */
 			w.stop = true;
 			pthread_mutex_unlock(&w.lock);

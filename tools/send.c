@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* send.c - `rdma-migrate send` and `save`: memory images and device state to a peer or a file. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,6 +76,23 @@ static bool save_created(const char *file, const struct stat *before)
 	return !before || st.st_dev != before->st_dev || st.st_ino != before->st_ino ||
 	       st.st_ctim.tv_sec != before->st_ctim.tv_sec ||
 	       st.st_ctim.tv_nsec != before->st_ctim.tv_nsec;
+}
+
+/*
+ * A failed save's file goes, if this save made it (or emptied it) and no
+ * other command holds it: a save refused because another one was writing
+ * the same file must not remove that one's (their locks: core/file.c).
+ * After the session is destroyed, so that its own lock is gone.
+ */
+static void save_remove(const char *cmd, const char *file, const struct stat *before)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && save_created(file, before) && unlink(file) == 0)
+		fprintf(stderr, "rdma-migrate %s: removed the incomplete %s\n", cmd, file);
+	close(fd);
 }
 
 /*
@@ -240,6 +259,8 @@ static int send_reconnect(rmig_session **s_p, const struct send_run *r, const st
 
 		if (attempt)
 			nanosleep(&ts, NULL);
+		if (tool_interrupted())
+			return -ECANCELED;
 		if (rmig_session_create(o, &n))
 			return -ENOMEM;
 		tool_session(n); /* before the old one goes */
@@ -250,7 +271,7 @@ static int send_reconnect(rmig_session **s_p, const struct send_run *r, const st
 		err = rmig_connect(n, c->to);
 		if (!err)
 			break;
-		if (!send_resumable(err))
+		if (!send_resumable(err) || tool_interrupted())
 			return err;
 	}
 	if (err)
@@ -300,7 +321,7 @@ int cmd_send(const struct cli *c)
 	/* send --to file:PATH, or save: a save file, removed when the save fails */
 	const char *file = c->to && !strncmp(c->to, "file:", 5) ? c->to + 5 : NULL;
 	struct stat before;
-	bool existed = file && stat(file, &before) == 0;
+	bool existed = file && stat(file, &before) == 0, remove_file = false;
 	struct image *im = calloc(c->ram.n ? c->ram.n : 1, sizeof(*im));
 	struct blobfile *bf = calloc(c->state.n ? c->state.n : 1, sizeof(*bf));
 	unsigned long **todo = calloc(c->ram.n ? c->ram.n : 1, sizeof(*todo));
@@ -405,8 +426,7 @@ out_err:
 			rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
 						strerror(-err));
 		/* what is there has no complete mark; on a full file system it is room */
-		if (file && save_created(file, existed ? &before : NULL) && unlink(file) == 0)
-			fprintf(stderr, "rdma-migrate %s: removed the incomplete %s\n", cmd, file);
+		remove_file = file != NULL;
 		goto out;
 	}
 	if (!c->quiet) {
@@ -422,6 +442,8 @@ out:
 		pthread_join(fsync_th, NULL);
 	tool_session(NULL);
 	rmig_session_destroy(s);
+	if (remove_file)
+		save_remove(cmd, file, existed ? &before : NULL);
 	for (unsigned int i = 0; i < nim; i++)
 		image_close(&im[i]);
 	for (unsigned int i = 0; i < nbf; i++)

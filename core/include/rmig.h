@@ -218,9 +218,13 @@ struct rmig_opts {
 	char rails[256];
 };
 
+/*
+ * A destination counts what its channels placed: payload bytes, writes,
+ * pages. RDMA WRITEs land without its CPU, so over RDMA these stay 0 there.
+ */
 struct rmig_chan_stats {
-	uint64_t bytes;  /* payload bytes written on this channel */
-	uint64_t writes; /* write operations posted */
+	uint64_t bytes;  /* payload bytes written on (destination: placed from) this channel */
+	uint64_t writes; /* write operations posted (destination: frames placed) */
 };
 
 struct rmig_stats {
