@@ -83,15 +83,14 @@ static int run_rmig(const struct cli *c, unsigned int nch, uint8_t *src, uint8_t
 		rc = rmig_add_ram(d, "ram", dst, size, 4096);
 	if (!rc)
 		rc = rmig_add_ram(s, "ram", src, size, 4096);
-	snprintf(uri, sizeof(uri), "tcp://%s:0", c->addr);
+	/* an IPv6 literal goes in brackets, on both ends */
+	snprintf(uri, sizeof(uri), strchr(c->addr, ':') ? "tcp://[%s]:0" : "tcp://%s:0", c->addr);
 	if (!rc)
 		rc = rmig_listen(d, uri);
 	if (rc)
 		goto out;
-	snprintf(uri, sizeof(uri), "%s://%s:%d", strcmp(c->transport, "auto") ? c->transport : "tcp",
-		 c->addr, rmig_listen_port(d));
-	if (strchr(c->addr, ':')) /* IPv6 literal */
-		snprintf(uri, sizeof(uri), "[%s]:%d", c->addr, rmig_listen_port(d));
+	snprintf(uri, sizeof(uri), strchr(c->addr, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
+		 strcmp(c->transport, "auto") ? c->transport : "tcp", c->addr, rmig_listen_port(d));
 	da.s = d;
 	rc = -pthread_create(&th, NULL, tool_dest_main, &da);
 	if (rc)
@@ -434,8 +433,11 @@ bad_list:
 		}
 		fflush(stdout);
 	}
-	if (c->json)
-		printf("]}\n");
+	if (c->json) { /* a failure says so, as --live's and --postcopy's do */
+		printf("],\"ok\":%s,\"error\":", rc ? "false" : "true");
+		tool_json_str(stdout, rc ? strerror(rc < 0 ? -rc : rc) : "");
+		printf("}\n");
+	}
 	munmap(src, size);
 	munmap(dst, size);
 	return rc ? EXIT_FAILED : 0;

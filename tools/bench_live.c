@@ -591,7 +591,8 @@ int tool_bench_live(const struct cli *c)
 				 .lock = PTHREAD_MUTEX_INITIALIZER,
 				 .cond = PTHREAD_COND_INITIALIZER };
 	struct guest *g = &L.g;
-	bool gave_up = false, verified = false;
+	bool gave_up = false, verified = false, file_existed = false, save_failed;
+	struct stat file_before;
 	char ram[32];
 	int rc;
 
@@ -603,18 +604,22 @@ int tool_bench_live(const struct cli *c)
 	}
 	g->size = c->ram_size / PAGE * PAGE;
 	g->npages = g->size / PAGE;
-	if (!strcmp(c->pattern, "hot") && c->hot_size > g->size) {
+	if (!strcmp(c->pattern, "hot") && c->hot_size > g->size && cli_seen(c, "hot-size")) {
 		fprintf(stderr, "rdma-migrate bench: --hot-size is larger than --ram-size\n");
 		return EXIT_USAGE;
 	}
-	g->span = !strcmp(c->pattern, "hot") ? c->hot_size / PAGE : g->npages;
+	/* the default hot set (64M) is all of a smaller guest */
+	g->span = !strcmp(c->pattern, "hot") ? (c->hot_size < g->size ? c->hot_size : g->size) / PAGE :
+						 g->npages;
 	if (!g->span)
 		g->span = 1;
 	g->nwriters = c->writers;
 	g->pps = (double)c->dirty_rate / PAGE / c->writers;
 	g->nlongs = RMIG_BITMAP_LONGS(g->npages);
-	if (c->to && !strncmp(c->to, "file:", 5))
+	if (c->to && !strncmp(c->to, "file:", 5)) {
 		L.file = c->to + 5;
+		file_existed = stat(L.file, &file_before) == 0;
+	}
 	/* the guest and its blobs, twice when the destination is in this process too */
 	{
 		unsigned int copies = !c->to || L.file ? 2 : 1;
@@ -731,8 +736,12 @@ int tool_bench_live(const struct cli *c)
 		       L.s && rmig_last_error(L.s)[0] ? rmig_last_error(L.s) : strerror(-rc));
 	rc = rc ? EXIT_FAILED : 0;
 out:
+	/* the save failed: what it wrote goes, as after a failed `save` */
+	save_failed = L.file && L.s && rmig_error(L.s);
 	rmig_session_destroy(L.s);
 	rmig_session_destroy(L.d.t.s);
+	if (save_failed)
+		tool_save_remove("bench", L.file, file_existed ? &file_before : NULL);
 	for (unsigned int i = 0; i < L.b.n; i++)
 		free(L.b.data[i]);
 	free(L.rec);

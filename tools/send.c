@@ -84,7 +84,7 @@ static bool save_created(const char *file, const struct stat *before)
  * the same file must not remove that one's (their locks: core/file.c).
  * After the session is destroyed, so that its own lock is gone.
  */
-static void save_remove(const char *cmd, const char *file, const struct stat *before)
+void tool_save_remove(const char *cmd, const char *file, const struct stat *before)
 {
 	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
@@ -443,7 +443,7 @@ out:
 	tool_session(NULL);
 	rmig_session_destroy(s);
 	if (remove_file)
-		save_remove(cmd, file, existed ? &before : NULL);
+		tool_save_remove(cmd, file, existed ? &before : NULL);
 	for (unsigned int i = 0; i < nim; i++)
 		image_close(&im[i]);
 	for (unsigned int i = 0; i < nbf; i++)

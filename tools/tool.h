@@ -85,6 +85,13 @@ void summary(const char *verb, rmig_session *s, bool verified, uint64_t images);
  */
 void tool_session(rmig_session *s);
 bool tool_interrupted(void);
+/*
+ * A failed save's file @file (@before: stat of what was there before the
+ * command, or NULL): removed if this command made or emptied it and no
+ * other holds its lock; says so. Call after the session is destroyed.
+ */
+struct stat;
+void tool_save_remove(const char *cmd, const char *file, const struct stat *before);
 /* send.c: send and save */
 int cmd_send(const struct cli *c);
 int cmd_save(const struct cli *c);

@@ -354,6 +354,15 @@ enospc_case() {
 			bad "ENOSPC $d: exit $rc: $(cat "$W/full.err"; ls -l "$W/small")"
 		fi
 	done
+	# bench --live --to file: the same (before: the incomplete file stayed, filling the disk)
+	"$RM" bench --live --ram-size 16M --to "file:$W/small/live.rmig" --quiet 2>"$W/full.err"
+	local rc=$?
+	if [ $rc = 1 ] && grep -q "the file system is full" "$W/full.err" &&
+		grep -q "removed the incomplete" "$W/full.err" && [ ! -e "$W/small/live.rmig" ]; then
+		ok "ENOSPC mid bench --live --to file: exit 1, the incomplete file removed"
+	else
+		bad "ENOSPC bench --live: exit $rc: $(cat "$W/full.err"; ls -l "$W/small")"
+	fi
 	umount "$W/small"
 }
 enospc_case

@@ -969,6 +969,27 @@ usage_case "RDMA writes are not encrypted" send --to h:1 --ram "r=$W/u.img" --tl
 LIVE=(bench --live --transport "$TRANSPORT" --addr "$ADDR" --timeout 20)
 jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
 
+# plain bench: an IPv6 address (before: "bad address 'tcp://::1:0'"), and --json that
+# says when it failed (before: an empty "runs" list and nothing else)
+if grep -q ' lo$' /proc/net/if_inet6 2>/dev/null; then
+	"$RM" bench --size 1M --channel-list 1 --addr ::1 --json 2>"$W/b6.err" >"$W/b6.json"
+	rc=$?
+	if [ $rc = 0 ] && jget "$W/b6.json" 'd["ok"] and len(d["runs"]) == 1' | grep -q True; then
+		ok "bench --addr ::1: measured, \"ok\":true"
+	else
+		bad "bench --addr ::1: rc $rc: $(cat "$W/b6.err" "$W/b6.json")"
+	fi
+fi
+if "$RM" info --json | grep -q '"rdma_usable":false'; then
+	"$RM" bench --size 1M --channel-list 1 --transport rdma --json 2>/dev/null >"$W/bf.json"
+	rc=$?
+	if [ $rc = 1 ] && jget "$W/bf.json" 'd["ok"] is False and d["error"] != ""' | grep -q True; then
+		ok "bench --transport rdma without a device: exit 1, --json says \"ok\":false and why"
+	else
+		bad "bench --json on failure: rc $rc: $(cat "$W/bf.json")"
+	fi
+fi
+
 "$RM" "${LIVE[@]}" --ram-size 64M --dirty-rate 16M --device-state 4M,1M,0 --json >"$W/l1.json" 2>"$W/l1.err"
 rc=$?
 if [ $rc = 0 ] && [ "$(jget "$W/l1.json" 'd["ok"] and d["verified"] and d["converged"] and d["decision"]=="switchover" and d["transport"]=="'"$TRANSPORT"'" and d["device_state"]["blobs"]==3 and d["downtime_ms"]>0 and len(d["rounds"])>=1 and d["rounds"][0]["pages"]==16384 and d["guest_writes"]>0')" = True ]; then
