@@ -1008,6 +1008,16 @@ else
 	bad "bench --live hot: rc $rc: $(cat "$W/l2.err" "$W/l2.json")"
 fi
 
+# --pattern hot on a guest smaller than the default hot set (64M): all of it is hot
+# (before: a usage error about a --hot-size never given)
+"$RM" "${LIVE[@]}" --ram-size 16M --pattern hot --json >"$W/l2b.json" 2>"$W/l2b.err"
+rc=$?
+if [ $rc = 0 ] && [ "$(jget "$W/l2b.json" 'd["ok"] and d["verified"]')" = True ]; then
+	ok "bench --live --pattern hot on a 16M guest: the default hot set is the guest, verified"
+else
+	bad "bench --live hot, small guest: rc $rc: $(cat "$W/l2b.err" "$W/l2b.json")"
+fi
+
 # a dirty rate that cannot converge under the bandwidth limit: give up, or switch anyway
 NOCONV=(--ram-size 16M --dirty-rate 1G --max-bandwidth 16M --downtime 1 --max-rounds 2)
 "$RM" "${LIVE[@]}" "${NOCONV[@]}" --quiet --json >"$W/l3.json" 2>"$W/l3.err"
