@@ -76,6 +76,7 @@ struct vm {
 	bool sdon;
 	char tracking[320]; /* how the source tracks, and why */
 	char err[1024];
+	bool touched; /* destination: a source's layout was taken, its RAM may have changed */
 };
 
 static uint64_t now_ns(void)
@@ -635,6 +636,14 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 	printf("}\n");
 }
 
+/* --json of a command that failed before it had a session. */
+static void json_early(FILE *f, const char *role, const char *why)
+{
+	fprintf(f, "{\"role\":\"%s\",\"ok\":false,\"error\":", role);
+	tool_json_str(f, why);
+	fprintf(f, "}\n");
+}
+
 int tool_vm_send(const struct cli *c)
 {
 	static struct vm v;
@@ -652,6 +661,19 @@ int tool_vm_send(const struct cli *c)
 	}
 	R.t_start = now_ns();
 	rc = qmp_open(c->qmp, tmo(c), &v.q, v.err, sizeof(v.err));
+	if (!rc) { /* QEMU would refuse these only once all of RAM had moved */
+		char st[64] = "";
+
+		rc = run_state(&v, st, sizeof(st));
+		if (!rc && (!strcmp(st, "postmigrate") || !strcmp(st, "inmigrate"))) {
+			snprintf(v.err, sizeof(v.err),
+				 "the source QEMU is '%s': %s", st,
+				 !strcmp(st, "postmigrate") ?
+					 "it was migrated already, and QEMU migrates it no more" :
+					 "it waits for an incoming migration itself");
+			rc = -EINVAL;
+		}
+	}
 	if (!rc)
 		rc = blocks_open(&v, "source");
 	if (!rc)
@@ -685,6 +707,8 @@ int tool_vm_send(const struct cli *c)
 out:
 	if (c->json && s)
 		print_send_json(&v, s, &R, rc);
+	else if (c->json) /* failed before a session: a reader of --json still learns why */
+		json_early(stdout, "vm-source", v.err[0] ? v.err : strerror(-rc));
 	if (rc) {
 		char st[64] = "";
 
@@ -752,6 +776,7 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 		if (rmig_add_ram(s, v->b[j].name, v->b[j].map, v->b[j].len, v->b[j].page))
 			return -EINVAL;
 	}
+	v->touched = true;
 	return 0;
 }
 
@@ -890,16 +915,17 @@ int tool_vm_recv(const struct cli *c)
 			rc = qmp_exec(v.q, "cont", NULL, NULL, v.err, sizeof(v.err));
 	}
 out:
-	if (c->json && s) {
+	if (c->json && s)
 		tool_print_json(stdout, "vm-destination", s, rc, false, 0);
-	}
+	else if (c->json)
+		json_early(stdout, "vm-destination", v.err[0] ? v.err : strerror(-rc));
 	if (rc) {
 		const char *le = s ? rmig_last_error(s) : "";
 
 		fprintf(stderr, "rdma-migrate vm-recv: migration failed: %s%s%s%s\n",
 			le[0] ? le : v.err[0] ? v.err : strerror(-rc), le[0] && v.err[0] ? " (" : "",
 			le[0] && v.err[0] ? v.err : "", le[0] && v.err[0] ? ")" : "");
-		if (v.q)
+		if (v.q && v.touched) /* else nothing reached its RAM */
 			fprintf(stderr, "rdma-migrate vm-recv: the destination VM is left paused; it "
 					"must not run (its RAM or devices are incomplete)\n");
 	} else {

@@ -121,6 +121,19 @@ for i in $(seq "${VMIG_HOPS:-5}"); do
 		bad "migration $i: verify '$v' ($vrc), state '$state', counter $prev -> '$c', json $j"
 	fi
 	prev=${c:-$prev}
+	# the source, migrated, is 'postmigrate': a second vm-send of it is refused at
+	# once (before: all of RAM moved, then QEMU refused), with --json saying why
+	if [ "$i" = 1 ]; then
+		"$RM" vm-send --qmp "$(_guest_var "$src" qmp)" --to "$ADDR:9" --timeout 3 --json \
+			>"$GUEST_DIR/pm.json" 2>"$GUEST_DIR/pm.err"
+		rc=$?
+		if [ $rc = 1 ] && grep -q "the source QEMU is 'postmigrate'" "$GUEST_DIR/pm.err" &&
+			[ "$(jfield "$(cat "$GUEST_DIR/pm.json")" ok)" = False ]; then
+			ok "vm-send of a source already migrated: refused before connecting, --json says why"
+		else
+			bad "vm-send of a postmigrate source: rc $rc: $(cat "$GUEST_DIR/pm.err" "$GUEST_DIR/pm.json")"
+		fi
+	fi
 	guest_stop "$src"
 done
 last=g${VMIG_HOPS:-5}
