@@ -293,7 +293,6 @@ static void *source_thread(void *arg)
 
 		pthread_mutex_lock(&s->cs_lock);
 		c->pending = false;
-		c->jobs_done++;
 		/* Pairs with the wait in rmig_chan_submit(). */
 		pthread_cond_broadcast(&s->cs_idle);
 		if (rc || down)
@@ -549,41 +548,6 @@ int rmig_chan_run(struct rmig_session *s, unsigned int idx, struct rmig_job *j)
 	pthread_mutex_unlock(&c->post_lock);
 	job_reset(j);
 	return rc;
-}
-
-void rmig_chans_quiesce(struct rmig_session *s)
-{
-	uint64_t deadline = rmig_sess_deadline(s), until[RMIG_CHANNELS_MAX];
-	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
-			       .tv_nsec = (long)(deadline % 1000000000ull) };
-	int rc = 0;
-
-	pthread_mutex_lock(&s->cs_lock);
-	/* the jobs given before now, and only those: later ones do not hold the sync back */
-	for (unsigned int k = 0; k < s->nchannels; k++)
-		until[k] = s->chans[k].jobs_done + (s->chans[k].pending ? 1 : 0);
-	for (;;) {
-		uint64_t now = rmig_now_ns();
-		bool waiting = false, stuck = false;
-
-		for (unsigned int k = 0; k < s->nchannels; k++) {
-			const struct rmig_chan *c = &s->chans[k];
-
-			if (c->down || c->jobs_done >= until[k])
-				continue;
-			waiting = true;
-			stuck |= rc == -ETIMEDOUT && !chan_alive(s, c, now);
-		}
-		if (!waiting || s->cs_stop || stuck) /* stuck: the markers' wait reports it */
-			break;
-		if (rc == -ETIMEDOUT) {
-			deadline = rmig_sess_deadline(s);
-			ts = (struct timespec){ .tv_sec = (time_t)(deadline / 1000000000ull),
-						.tv_nsec = (long)(deadline % 1000000000ull) };
-		}
-		rc = -pthread_cond_timedwait(&s->cs_idle, &s->cs_lock, &ts);
-	}
-	pthread_mutex_unlock(&s->cs_lock);
 }
 
 int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p)

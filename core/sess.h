@@ -96,7 +96,6 @@ struct rmig_chan {
 	/* protected by s->cs_lock */
 	struct rmig_job *job;
 	bool pending;
-	uint64_t jobs_done; /* source: jobs it has finished (rmig_chans_quiesce) */
 	/*
 	 * Placement: filled before the thread starts; the thread sets
 	 * loc.bound (read with __atomic) once bound.
@@ -636,13 +635,6 @@ int rmig_chan_revive(struct rmig_session *s, unsigned int idx,
 		     unsigned int rail);
 /* Post a sync marker on every channel that is not down, ordered after everything handed over. */
 int rmig_chans_mark(struct rmig_session *s, uint64_t sync_id, struct rmig_job **job_p);
-/*
- * Source: wait until every channel that is up has finished the job it was
- * given (so every page queued before a sync is posted before it begins).
- * Best effort: a channel stalled past the timeout is left to the markers'
- * own wait, which reports it.
- */
-void rmig_chans_quiesce(struct rmig_session *s);
 /* Add a byte range of block @bidx to *job_p, handing the job over when full. */
 int rmig_job_add_range(struct rmig_session *s, struct rmig_job **job_p, uint32_t bidx,
 		       uint64_t offset, uint64_t len);

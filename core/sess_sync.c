@@ -162,8 +162,6 @@ static int source_sync_once(struct rmig_session *s)
 	pthread_mutex_lock(&s->lock);
 	id = ++s->sync_sent;
 	pthread_mutex_unlock(&s->lock);
-	/* every page queued before this sync is posted before it begins (resume.c's record) */
-	rmig_chans_quiesce(s);
 	rmig_for_each_feature(s, f, sync_begin) /* before any marker: see resume.c */
 		f->sync_begin(s);
 	rc = rmig_chans_mark(s, id, &job);

@@ -532,10 +532,12 @@ RMIG_API int rmig_recover(rmig_session **s_p, const char *uri);
  * = page n of the i-th block, as for rmig_send_round(); other bits are
  * kept) every page the destination may lack: all but those placed at the
  * last sync the old sessions had acknowledged, and the pages of an
- * rmig_send_round() that had not returned. A page handed to a send call
- * that returned before rmig_sync() was called counts as placed at that
- * sync; one sent by another thread while the sync was in flight counts at
- * the next (it errs on the side of sending again). Returns how many pages the
+ * rmig_send_round() that had not returned. It errs on the side of sending
+ * again: a page counts as placed at a sync only if a channel posted it
+ * before that sync began, so pages rmig_send_range() or rmig_send_pages()
+ * had queued but no channel had posted yet when rmig_sync() was called
+ * count at the next acknowledged sync (rmig_send_round() ends with its own
+ * sync, so its pages count at once). Returns how many pages the
  * destination may lack, or -EINVAL (not a resuming session, @nblocks
  * wrong, a NULL bitmap), or the session's error.
  */

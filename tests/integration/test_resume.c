@@ -171,39 +171,6 @@ static void test_resume_without_missing_fails(void **state)
 	cut_and_resume(false);
 }
 
-/*
- * rmig_send_range() of the lower half, rmig_sync(), then the cut: the
- * destination holds that half, and rmig_resume_missing() names exactly the
- * upper one. (Before, pages still queued when the sync began counted only
- * at a later sync: every page was named, and sent again.)
- */
-static void test_resume_after_range_sync(void **state)
-{
-	struct pair_cfg c = base();
-	unsigned long *map = calloc(rmig_bitmap_longs(NPAGES), sizeof(long));
-	unsigned long *mapv[1] = { map };
-	const unsigned long *maps[1] = { map };
-	struct pair p;
-
-	(void)state;
-	assert_non_null(map);
-	assert_int_equal(pair_open(&p, &c), 0);
-	fill_random(p.smem, LEN, 7);
-	assert_int_equal(rmig_send_range(p.src, "ram", 0, LEN / 2), 0);
-	assert_int_equal(rmig_sync(p.src), 0);
-	rmig_sess_test_cut(p.dst);
-	assert_int_equal(pair_resume(&p, NULL, 0), 0);
-	assert_int_equal(rmig_resume_missing(p.src, mapv, 1), NPAGES / 2);
-	for (uint64_t i = 0; i < NPAGES; i++)
-		assert_int_equal(rmig_bit_test(map, i), i >= NPAGES / 2);
-	assert_int_equal(rmig_send_round(p.src, maps, 1, NULL), 0);
-	assert_int_equal(rmig_complete(p.src), 0);
-	assert_int_equal(pair_join(&p), 0);
-	assert_memory_equal(p.smem, p.dmem, LEN);
-	free(map);
-	pair_close(&p);
-}
-
 /* Twice in a row: the second resume starts from what the first acknowledged. */
 static void test_resume_twice(void **state)
 {
@@ -667,7 +634,6 @@ int main(void)
 		cmocka_unit_test(test_resume_after_cut),
 		cmocka_unit_test(test_resume_without_missing_fails),
 		cmocka_unit_test(test_resume_twice),
-		cmocka_unit_test(test_resume_after_range_sync),
 		cmocka_unit_test(test_resume_one_call),
 		cmocka_unit_test(test_stranger_refused),
 		cmocka_unit_test(test_wrong_key_refused),
