@@ -532,6 +532,15 @@ void tool_session(rmig_session *s)
 	pthread_mutex_unlock(&sig_lock);
 }
 
+const char *tool_bound_addr(char *buf, size_t len, const char *listen, int port)
+{
+	const char *colon = strrchr(listen, ':');
+
+	snprintf(buf, len, "%.*s:%d", colon ? (int)(colon - listen) : (int)strlen(listen), listen,
+		 port);
+	return buf;
+}
+
 bool tool_interrupted(void)
 {
 	return atomic_load(&sig_got) != 0;

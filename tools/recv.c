@@ -211,6 +211,19 @@ static int peer_state_ok(struct recv_ctx *r, rmig_session *s)
 	return rc;
 }
 
+/* The PATH of "--ram @block=PATH", or NULL when none names that block. */
+static const char *ram_path(const struct cli *c, const char *block)
+{
+	for (unsigned int j = 0; j < c->ram.n; j++) {
+		char name[RMIG_NAME_MAX];
+		const char *path;
+
+		if (!cli_split_assign(c->ram.v[j], name, sizeof(name), &path) && !strcmp(name, block))
+			return path;
+	}
+	return NULL;
+}
+
 static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info *b, unsigned int n)
 {
 	struct recv_ctx *r = arg;
@@ -229,35 +242,19 @@ static int recv_layout(void *arg, rmig_session *s, const struct rmig_block_info 
 	}
 	/* every block named on this side, before any image is opened */
 	for (unsigned int i = 0; i < n; i++) {
-		char name[RMIG_NAME_MAX], esc[4 * RMIG_NAME_MAX];
-		const char *path = NULL;
-		unsigned int j;
+		char esc[4 * RMIG_NAME_MAX];
 
-		for (j = 0; j < c->ram.n; j++) {
-			if (!cli_split_assign(c->ram.v[j], name, sizeof(name), &path) &&
-			    !strcmp(name, b[i].name))
-				break;
-		}
-		if (j == c->ram.n) {
-			/* the source's name, shown escaped: it may be a terminal control sequence */
-			shown(esc, sizeof(esc), b[i].name);
-			fprintf(stderr,
-				"rdma-migrate %s: %s ram block '%s' but no --ram %s=PATH was "
-				"given\n",
-				r->name, r->peer, esc, esc);
-			return -ENOENT;
-		}
+		if (ram_path(c, b[i].name))
+			continue;
+		/* the source's name, shown escaped: it may be a terminal control sequence */
+		shown(esc, sizeof(esc), b[i].name);
+		fprintf(stderr, "rdma-migrate %s: %s ram block '%s' but no --ram %s=PATH was given\n",
+			r->name, r->peer, esc, esc);
+		return -ENOENT;
 	}
 	/* every image checked before any is emptied: a refusal changes no file */
 	for (unsigned int i = 0; i < n && !rc; i++) {
-		char name[RMIG_NAME_MAX];
-		const char *path = NULL;
-
-		for (unsigned int j = 0; j < c->ram.n; j++)
-			if (!cli_split_assign(c->ram.v[j], name, sizeof(name), &path) &&
-			    !strcmp(name, b[i].name))
-				break;
-		rc = image_open_dest(&r->im[r->nim], b[i].name, path, b[i].length,
+		rc = image_open_dest(&r->im[r->nim], b[i].name, ram_path(c, b[i].name), b[i].length,
 				     b[i].page_size);
 		r->nim++;
 		r->total += b[i].length;
@@ -716,16 +713,16 @@ int cmd_recv(const struct cli *c)
 			goto out;
 		}
 	}
-	if (!restore) { /* the address as bound: port 0 asked for any */
-		const char *colon = strrchr(c->listen, ':');
-		int hl = colon ? (int)(colon - c->listen) : (int)strlen(c->listen);
+	if (!restore) {
+		char at[320];
 
+		tool_bound_addr(at, sizeof(at), c->listen, port);
 		if (!c->key_len)
 			fprintf(stderr, "rdma-migrate: warning: no --key-file: anyone who can reach "
-					"%.*s:%d can write into the images\n",
-				hl, c->listen, port);
+					"%s can write into the images\n",
+				at);
 		if (!c->quiet)
-			fprintf(stderr, "rdma-migrate: listening on %.*s:%d\n", hl, c->listen, port);
+			fprintf(stderr, "rdma-migrate: listening on %s\n", at);
 	}
 	err = recv_session(&r, s, &prog);
 	accepted = r.accepted || r.heard; /* a break while connecting counts too */

@@ -84,6 +84,8 @@ void summary(const char *verb, rmig_session *s, bool verified, uint64_t images);
  * NULL before one exists and before it is destroyed. Whether one came.
  */
 void tool_session(rmig_session *s);
+/* --listen HOST:PORT as bound, in @buf: PORT 0 (any) replaced by @port. Returns @buf. */
+const char *tool_bound_addr(char *buf, size_t len, const char *listen, int port);
 bool tool_interrupted(void);
 /*
  * A failed save's file @file (@before: stat of what was there before the

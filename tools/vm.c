@@ -893,12 +893,11 @@ int tool_vm_recv(const struct cli *c)
 			goto out;
 		}
 	}
-	{ /* the address as bound: port 0 asked for any */
-		const char *colon = strrchr(c->listen, ':');
+	{
+		char at[320];
 
-		say(c, "waiting for the VM on %.*s:%d",
-		    colon ? (int)(colon - c->listen) : (int)strlen(c->listen), c->listen,
-		    rmig_listen_port(s));
+		say(c, "waiting for the VM on %s",
+		    tool_bound_addr(at, sizeof(at), c->listen, rmig_listen_port(s)));
 	}
 	{
 		struct watch w;

@@ -1053,34 +1053,30 @@ else
 	bad "bench --live --to: rc $rc/$rrc: $(cat "$W/l5.err" "$W/live.err" "$W/l5.json")"
 fi
 
+# bw_case NAME MIB RATE MIN_S [ARGS...]: send MIB MiB under --max-bandwidth RATE
+# (ARGS to both ends): byte for byte, and in no less than MIN_S seconds
+bw_case() {
+	local name=$1 mib=$2 rate=$3 min=$4 start took rc
+	shift 4
+	make_image "$W/$name.img" "$mib" random
+	start_recv "$name" --ram "ram=$W/$name.dst" "$@"
+	start=$(date +%s.%N)
+	"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/$name.img" --transport "$TRANSPORT" \
+		--max-bandwidth "$rate" "$@" --quiet 2>"$W/$name.serr"
+	rc=$?
+	took=$(python3 -c "import sys; print(round($(date +%s.%N) - $start, 2))")
+	wait_rc "$RPID" 10
+	if [ $rc = 0 ] && cmp -s "$W/$name.img" "$W/$name.dst" && python3 -c "import sys; sys.exit(not $took >= $min)"; then
+		ok "send --max-bandwidth $rate $*: $mib MiB in ${took} s, byte for byte${*:+, no false stall}"
+	else
+		bad "send --max-bandwidth $rate $*: rc $rc in ${took}s: $(cat "$W/$name.serr")"
+	fi
+}
 # the bandwidth limit on send: 16 MiB at 8 MiB/s cannot take less than 2 s
-make_image "$W/bw.img" 16 random
-start_recv bw --ram "ram=$W/bw.dst"
-start=$(date +%s.%N)
-"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/bw.img" --transport "$TRANSPORT" --max-bandwidth 8M --quiet 2>"$W/bw.err"
-rc=$?
-took=$(python3 -c "import sys; print(round($(date +%s.%N) - $start, 2))")
-wait_rc "$RPID" 10
-if [ $rc = 0 ] && cmp -s "$W/bw.img" "$W/bw.dst" && python3 -c "import sys; sys.exit(not $took >= 1.95)"; then
-	ok "send --max-bandwidth 8M: 16 MiB in ${took} s, byte for byte"
-else
-	bad "send --max-bandwidth: rc $rc in ${took}s: $(cat "$W/bw.err")"
-fi
+bw_case bw 16 8M 1.95
 # a limit so low that each channel waits longer than --timeout for its turn:
 # slow, not stalled (before: "no data channel became idle ... stalled")
-make_image "$W/bw2.img" 3 random
-start_recv bw2 --ram "ram=$W/bw2.dst" --timeout 2
-start=$(date +%s.%N)
-"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/bw2.img" --transport "$TRANSPORT" --max-bandwidth 512K \
-	--timeout 2 --quiet 2>"$W/bw2.err"
-rc=$?
-took=$(python3 -c "import sys; print(round($(date +%s.%N) - $start, 2))")
-wait_rc "$RPID" 10
-if [ $rc = 0 ] && cmp -s "$W/bw2.img" "$W/bw2.dst" && python3 -c "import sys; sys.exit(not $took >= 4.5)"; then
-	ok "send --max-bandwidth 512K --timeout 2: 3 MiB in ${took} s, byte for byte, no false stall"
-else
-	bad "send --max-bandwidth 512K --timeout 2: rc $rc in ${took}s: $(cat "$W/bw2.err")"
-fi
+bw_case bw2 3 512K 4.5 --timeout 2
 
 # ---- postcopy: bench --postcopy, a workload at the destination faults on missing pages ----
 PC=(bench --postcopy --transport "$TRANSPORT" --addr "$ADDR" --timeout 20)
