@@ -27,6 +27,7 @@
  * (migrate_cancel, or cont after a completed QEMU stream); on the
  * destination the VM stays paused and the message says so.
  */
+#define _GNU_SOURCE /* SEEK_DATA */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -120,6 +121,21 @@ static void blocks_close(struct vm *v)
 			close(v->b[i].fd);
 	}
 	v->n = 0;
+}
+
+/*
+ * Does block @b's file hold no data at all (a file QEMU created and sized,
+ * never written: every page reads as zero)? Then the destination can say
+ * RMIG_F_ZEROED, and zero pages are neither sent nor allocated here. A
+ * file system without SEEK_DATA, or any data, answers false.
+ */
+static bool block_reads_zero(const struct vmblock *b)
+{
+	off_t d = lseek(b->fd, 0, SEEK_DATA);
+
+	if (d < 0)
+		return errno == ENXIO;
+	return (uint64_t)d >= b->len;
 }
 
 /* Map every RAM backend of the QEMU behind v->q; refuse what rmig cannot share. */
@@ -874,6 +890,18 @@ int tool_vm_recv(const struct cli *c)
 	if (rc)
 		goto out;
 	tool_opts(&o, c, RMIG_ROLE_DEST);
+	{
+		bool zeroed = true;
+
+		for (unsigned int i = 0; i < v.n; i++)
+			zeroed = zeroed && block_reads_zero(&v.b[i]);
+		/* tests only: the negative control of a destination RAM file with old data */
+		if (zeroed || getenv("RMIG_VM_TEST_ASSUME_ZEROED"))
+			o.flags |= RMIG_F_ZEROED;
+		if (c->verbose)
+			say(c, "the RAM files %s", zeroed ? "hold no data yet: zero pages need not be sent"
+						       : "hold data: every zero page is sent");
+	}
 	o.layout_fn = recv_layout;
 	o.layout_arg = &v;
 	o.state_fn = recv_state;

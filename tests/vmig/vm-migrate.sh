@@ -19,7 +19,10 @@
 #   7. --track soft-dirty on a kernel without the bits: refused, the VM runs on;
 #   8. a destination QEMU started on the source's own RAM file (one host, one
 #      mem-path): refused before a page moves, the source VM runs and verifies;
-#      vm-recv's --port-file naming that RAM file: a usage error.
+#      vm-recv's --port-file naming that RAM file: a usage error;
+#   9. a destination RAM file that is new (no zero page sent to it) or holds
+#      old data (every zero page sent): the source's RAM byte for byte after;
+#      negative control: old data taken for zeros must differ.
 # Ends with "vm-migrate: N passed, M failed".
 # shellcheck disable=SC2154 # ${NAME}_qmp etc. are set by guest_start
 set -u
@@ -301,4 +304,60 @@ if [ $prc = 2 ] && [ "$size" = $((MIB << 20)) ] && grep -q "is the RAM file of" 
 	ok "destination QEMU on the source's RAM file: vm-send exit 1 ($(grep -m1 -o 'is in use by [^:]*' "$GUEST_DIR/e1.send.err")), vm-recv exit 1, --port-file on it exit 2, the source VM runs: $v"
 else
 	bad "one RAM file for both QEMUs: port-file $prc (size $size), send $rc, recv $rrc, source '$state', '$v': $(cat "$GUEST_DIR/e1.pf.err" "$GUEST_DIR/e1.send.err" "$GUEST_DIR/e1.recv.err")"
+fi
+
+# -- 9. a destination RAM file that reads as zero, or holds old data: after the
+#       migration it is the source's RAM file byte for byte (both QEMUs stopped:
+#       the source migrated, the destination --paused). vm-recv tells the source
+#       that a file without data reads as zero, so its zero pages are not sent;
+#       a file with data gets every zero page. Negative control: old data taken
+#       for zeros (a test hook) must leave pages that differ --
+guest_stop e0 2>/dev/null
+guest_stop e1 2>/dev/null
+# zero_case NAME FILL: migrates a fresh guest NAME0 to NAME1, whose RAM file is new
+# (FILL 0) or all 0xa5 bytes (FILL 1); sets ZC to "same", "differs" or "failed: ..."
+zero_case() {
+	local s=${1}0 d=${1}1 rc rrc
+	ZC="failed: starting the source guest $s"
+	guest_start "$s" "$GUEST_SHM/$s.ram" $MIB || return
+	guest_wait_progress "$s" 90 >/dev/null || return
+	rm -f "$GUEST_SHM/$d.ram"
+	ZC="failed: writing old data into $d's RAM file"
+	if [ "$2" = 1 ]; then
+		head -c $((MIB << 20)) /dev/zero | tr '\0' '\245' >"$GUEST_SHM/$d.ram" || return
+	fi
+	ZC="failed: starting the destination QEMU $d"
+	guest_start_incoming "$d" "$GUEST_SHM/$d.ram" $MIB -S || return
+	vm_recv "$d" --paused --verbose
+	"$RM" vm-send --qmp "$(_guest_var "$s" qmp)" --to "$ADDR:$RPORT" --transport "$TRANSPORT" \
+		--timeout "${VMIG_TMO:-20}" >/dev/null 2>"$GUEST_DIR/$d.send.err"
+	rc=$?
+	wait "$RPID"
+	rrc=$?
+	if [ $rc != 0 ] || [ $rrc != 0 ]; then
+		ZC="failed: vm-send $rc, vm-recv $rrc: $(tail -2 "$GUEST_DIR/$d.send.err" "$GUEST_DIR/$d.recv.err")"
+	elif [ "$(guest_runstate "$s")" != postmigrate ] || [ "$(guest_runstate "$d")" != paused ]; then
+		ZC="failed: source '$(guest_runstate "$s")', destination '$(guest_runstate "$d")'"
+	elif cmp -s "$GUEST_SHM/$s.ram" "$GUEST_SHM/$d.ram"; then
+		ZC=same
+	else
+		ZC=differs
+	fi
+	guest_stop "$s"
+	guest_stop "$d"
+	rm -f "$GUEST_SHM/$s.ram" "$GUEST_SHM/$d.ram"
+}
+zero_case za 0
+zc_new=$ZC
+zmsg_new=$(grep -o "the RAM files hold no data yet" "$GUEST_DIR/za1.recv.err")
+zero_case zb 1
+zc_old=$ZC
+zmsg_old=$(grep -o "the RAM files hold data" "$GUEST_DIR/zb1.recv.err")
+RMIG_VM_TEST_ASSUME_ZEROED=1 zero_case zc 1
+zc_neg=$ZC
+if [ "$zc_new" = same ] && [ -n "$zmsg_new" ] && [ "$zc_old" = same ] && [ -n "$zmsg_old" ] &&
+	[ "$zc_neg" = differs ]; then
+	ok "destination RAM file new or of old data: byte for byte the source's RAM after the migration; old data taken for zeros (negative control): differs"
+else
+	bad "destination RAM that reads as zero or not: new '$zc_new' ($zmsg_new), old data '$zc_old' ($zmsg_old), negative control '$zc_neg' (must differ)"
 fi
