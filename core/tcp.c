@@ -38,6 +38,13 @@
 #define TCP_BATCH_IOV 64
 #define TCP_BATCH_BYTES (256u << 10)
 
+/*
+ * Connections on the data listener waiting for their first byte: a channel
+ * says its hello at once, a stranger may never say anything. Past this many
+ * the oldest is dropped as a stray.
+ */
+#define TCP_PEND_MAX (2 * RMIG_CHANNELS_MAX)
+
 struct tcp_chan {
 	struct rmig_tp_chan base;
 	int fd;
@@ -61,6 +68,9 @@ struct tcp_tp {
 	bool shut;
 	unsigned int nfds;
 	int fds[RMIG_CHANNELS_MAX + 1];
+	/* destination: connections accepted on the data listener, their hello not yet read */
+	unsigned int npend;
+	int pend[TCP_PEND_MAX];
 };
 
 static struct tcp_tp *tcp_tp(struct rmig_tp *tp)
@@ -97,6 +107,8 @@ static void tcp_destroy(struct rmig_tp *tp)
 	t = tcp_tp(tp);
 	if (t->lfd >= 0)
 		close(t->lfd);
+	for (unsigned int i = 0; i < t->npend; i++)
+		close(t->pend[i]);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -285,18 +297,21 @@ static int stream_read(int fd, struct rmig_tls *tls, void *buf, size_t len, bool
 	return sock_read(fd, buf, len, len, started, timeout_ms, deadline_p, &got);
 }
 
-/* The TLS handshake of a new data channel, when the session asked for TLS. */
+/*
+ * The TLS handshake of a new data channel, when the session asked for TLS,
+ * within @timeout_ms. @what: the failure is reported under that name; NULL:
+ * it is left to the caller, in @why.
+ */
 static int chan_tls(const struct rmig_tp_params *p, int fd, const char *what,
-		    struct rmig_tls **tls_p)
+		    unsigned int timeout_ms, struct rmig_tls **tls_p, char *why, size_t why_len)
 {
-	char why[256];
 	int rc;
 
 	*tls_p = NULL;
 	if (!p->tls)
 		return 0;
-	rc = rmig_tls_start(p->tls, fd, -1, p->timeout_ms, tls_p, why, sizeof(why));
-	if (rc)
+	rc = rmig_tls_start(p->tls, fd, -1, timeout_ms, tls_p, why, why_len);
+	if (rc && what)
 		p->up->fail(p->up->arg, rc, "%s: TLS handshake: %s", what, why);
 	return rc;
 }
@@ -321,85 +336,42 @@ static int chan_new(struct tcp_tp *t, int fd, unsigned int idx, struct rmig_tp_c
 }
 
 /*
- * Accept the next data channel within the timeout, watching the control
- * connection meanwhile: a source that hangs up is reported at once
- * (-ECONNRESET), not after the whole timeout. One that said something
- * before it hung up (its ERROR) gets a second for the session to read it
- * (rmig_accept() watches the control connection): its shutdown ends this
- * wait, with the source's cause.
+ * One connection on the data listener that has said something (or hung
+ * up): its TLS handshake and hello, within @limit. 0 and the channel; a
+ * positive 1 for a stray (not a channel of this session: @why says what it
+ * sent, or why its handshake failed); or a negative errno (reported).
  */
-#define HUP_GRACE_NS 1000000000ull
-static int accept_chan(struct tcp_tp *t, uint64_t deadline, int *fd_p)
-{
-	bool hup = false;
-
-	for (;;) {
-		struct pollfd pfd[2] = { { .fd = t->lfd, .events = POLLIN },
-					 { .fd = t->ctl_fd, .events = POLLRDHUP } };
-		uint64_t now = rmig_mono_ns();
-		int n, ms = -1, unread = 0;
-
-		if (deadline) {
-			if (now >= deadline)
-				return hup ? -ECONNRESET : -ETIMEDOUT;
-			ms = (int)((deadline - now + 999999) / 1000000);
-		}
-		n = poll(pfd, t->ctl_fd >= 0 && !hup ? 2 : 1, ms);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return hup ? -ECONNRESET : -ETIMEDOUT;
-		if (pfd[0].revents) {
-			int rc = rmig_sock_accept(t->lfd, 1, fd_p);
-
-			if (rc != -ETIMEDOUT) /* else the client went away already */
-				return rc;
-			continue;
-		}
-		if (!hup && (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-			if (ioctl(t->ctl_fd, FIONREAD, &unread) || unread <= 0)
-				return -ECONNRESET;
-			hup = true;
-			if (!deadline || deadline > now + HUP_GRACE_NS)
-				deadline = now + HUP_GRACE_NS;
-		}
-	}
-}
-
-/*
- * One connection on the data listener: its hello, read within @deadline.
- * 0 and the channel; a positive 1 for a stray (not a channel of this
- * session: @why says what it sent); or a negative errno (reported).
- */
-static int accept_one(struct tcp_tp *t, int fd, uint64_t deadline, struct rmig_tp_chan **ch_p,
+static int accept_one(struct tcp_tp *t, int fd, uint64_t limit, struct rmig_tp_chan **ch_p,
 		      char *why, size_t why_len)
 {
 	const struct rmig_tp_params *p = &t->base.p;
+	uint64_t now = rmig_mono_ns(), deadline = limit;
+	unsigned int ms = limit > now ? (unsigned int)((limit - now + 999999) / 1000000) : 1;
 	uint8_t hdr[RMIG_FRAME_HDR_LEN];
 	struct rmig_tls *tls = NULL;
-	struct rmig_frame f;
+	struct rmig_frame f = { 0 };
+	char tls_why[120];
 	int rc;
 
 	rmig_sock_tune(fd, 1, TCP_SOCKBUF); /* a marker must not wait for a delayed ACK */
-	/*
-	 * Each receive call returns within the timeout, so that a frame that
-	 * stalls halfway is noticed; an idle channel simply calls again.
-	 */
-	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
-	if (!rc && chan_tls(p, fd, "accepting a tcp data channel", &tls)) {
-		/* reported: a TLS failure on a data channel is not a stranger's to cause */
-		rmig_tls_free(tls);
-		close(fd);
-		return -EPROTO;
+	/* the hello within @limit; then each receive call within the timeout (tcp_progress) */
+	rc = rmig_sock_set_timeouts(fd, ms, ms);
+	if (!rc && chan_tls(p, fd, NULL, ms, &tls, tls_why, sizeof(tls_why))) {
+		/* a stranger's connection can fail a handshake too: a stray, not the end */
+		snprintf(why, why_len, "TLS handshake: %s", tls_why);
+		rc = 1;
+		goto drop;
 	}
 	if (!rc)
-		rc = stream_read(fd, tls, hdr, sizeof(hdr), true, p->timeout_ms, &deadline);
+		rc = stream_read(fd, tls, hdr, sizeof(hdr), true, ms, &deadline);
 	if (rc) {
 		snprintf(why, why_len, "no data channel hello: %s", rmig_strerror(rc));
 		rc = 1;
-	} else if (rmig_frame_decode(hdr, &f) || f.type != RMIG_FRAME_CHAN_HELLO || f.len != 0 ||
+	} else if (rmig_frame_decode(hdr, &f)) {
+		snprintf(why, why_len, "not an rmig data channel (it began with %02x %02x %02x %02x)",
+			 hdr[0], hdr[1], hdr[2], hdr[3]);
+		rc = 1;
+	} else if (f.type != RMIG_FRAME_CHAN_HELLO || f.len != 0 ||
 		   f.offset != RMIG_PROTO_VERSION || f.arg != p->session_id ||
 		   f.id >= p->nchannels) {
 		snprintf(why, why_len, "bad tcp data channel hello (type %u, channel %u, version %llu)",
@@ -407,21 +379,49 @@ static int accept_one(struct tcp_tp *t, int fd, uint64_t deadline, struct rmig_t
 		rc = 1;
 	}
 	if (!rc)
+		rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
+	if (!rc)
 		rc = chan_new(t, fd, f.id, ch_p);
 	if (!rc) {
 		tcp_chan(*ch_p)->tls = tls;
 		return 0;
 	}
+drop:
 	rmig_tls_free(tls);
 	close(fd);
 	return rc;
 }
 
+/* A channel's hello and handshake get this long, at most the timeout, at least a second. */
+static uint64_t hello_limit(const struct rmig_tp_params *p, uint64_t deadline)
+{
+	uint64_t ms = p->timeout_ms / 4 < 1000 ? 1000 : p->timeout_ms / 4;
+	uint64_t limit = rmig_mono_ns() + ms * 1000000ull;
+
+	return deadline && deadline < limit ? deadline : limit;
+}
+
+static void pend_drop(struct tcp_tp *t, unsigned int i)
+{
+	close(t->pend[i]);
+	t->pend[i] = t->pend[--t->npend];
+}
+
 /*
- * A connection on the data listener that is no channel of this session (a
- * port scan, a stray client, a wrong session id) is refused and logged, and
- * the wait goes on until the timeout: a stranger cannot end the migration.
+ * The next data channel, within the timeout. Every connection on the data
+ * listener waits in t->pend until it says something: a channel sends its
+ * hello at once, so a stranger that connects and stays silent holds up
+ * nobody, and one that hangs up, sends something else or fails the TLS
+ * handshake is refused, logged, and the wait goes on: a stranger cannot
+ * end the migration. One that starts a hello and stalls holds the others
+ * up for hello_limit() at most. Meanwhile the control connection is
+ * watched: a source that hangs up is reported at once (-ECONNRESET), not
+ * after the whole timeout; one that said something before it hung up (its
+ * ERROR) gets a second for the session to read it (rmig_accept() watches
+ * the control connection), and its shutdown ends this wait, with the
+ * source's cause.
  */
+#define HUP_GRACE_NS 1000000000ull
 static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 {
 	struct tcp_tp *t = tcp_tp(tp);
@@ -429,27 +429,88 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	uint64_t deadline = rmig_deadline_after(p->timeout_ms);
 	char why[160] = "", strays[200] = "";
 	unsigned int nstray = 0;
-	int fd, rc;
+	bool hup = false;
+	int rc = 0;
 
 	for (;;) {
-		rc = accept_chan(t, deadline, &fd);
-		if (nstray)
-			snprintf(strays, sizeof(strays), " (refused %u stray connection%s, the last: %s)",
-				 nstray, nstray == 1 ? "" : "s", why);
-		if (rc == -ECONNRESET)
-			return p->up->fail(p->up->arg, rc,
-					   "the source closed the control connection before opening "
-					   "every data channel%s",
-					   strays);
-		if (rc)
-			return p->up->fail(p->up->arg, rc, "accepting a tcp data channel: %s%s",
-					   rmig_strerror(rc), strays);
-		rc = accept_one(t, fd, deadline, ch_p, why, sizeof(why));
-		if (rc <= 0)
-			return rc;
-		nstray++;
-		rmig_warn(p->log, "tcp data listener: refused a stray connection: %s", why);
+		struct pollfd pfd[2 + TCP_PEND_MAX];
+		unsigned int nfd = 0, first_pend;
+		uint64_t now = rmig_mono_ns();
+		int n, ms = -1, unread = 0, fd;
+
+		if (deadline && now >= deadline) {
+			rc = hup ? -ECONNRESET : -ETIMEDOUT;
+			break;
+		}
+		if (deadline)
+			ms = (int)((deadline - now + 999999) / 1000000);
+		pfd[nfd++] = (struct pollfd){ .fd = t->lfd, .events = POLLIN };
+		if (t->ctl_fd >= 0 && !hup)
+			pfd[nfd++] = (struct pollfd){ .fd = t->ctl_fd, .events = POLLRDHUP };
+		first_pend = nfd;
+		for (unsigned int i = 0; i < t->npend; i++)
+			pfd[nfd++] = (struct pollfd){ .fd = t->pend[i], .events = POLLIN };
+		n = poll(pfd, nfd, ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			continue; /* the deadline, above */
+		/* the first connection that spoke (or hung up) */
+		for (unsigned int i = first_pend; i < nfd; i++) {
+			unsigned int k = i - first_pend;
+
+			if (!pfd[i].revents)
+				continue;
+			fd = t->pend[k];
+			t->pend[k] = t->pend[--t->npend];
+			rc = accept_one(t, fd, hello_limit(p, deadline), ch_p, why, sizeof(why));
+			if (rc <= 0)
+				return rc;
+			nstray++;
+			rmig_warn(p->log, "tcp data listener: refused a stray connection: %s", why);
+			break;
+		}
+		if (pfd[0].revents) {
+			rc = rmig_sock_accept(t->lfd, 1, &fd);
+			if (rc == -ETIMEDOUT) /* the client went away already */
+				continue;
+			if (rc)
+				break;
+			if (t->npend == TCP_PEND_MAX) {
+				nstray++;
+				snprintf(why, sizeof(why), "%u connections waiting, silent",
+					 TCP_PEND_MAX);
+				rmig_warn(p->log, "tcp data listener: refused a stray connection: %s",
+					  why);
+				pend_drop(t, 0);
+			}
+			t->pend[t->npend++] = fd;
+		}
+		if (!hup && first_pend == 2 &&
+		    (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			if (ioctl(t->ctl_fd, FIONREAD, &unread) || unread <= 0) {
+				rc = -ECONNRESET;
+				break;
+			}
+			hup = true;
+			if (!deadline || deadline > now + HUP_GRACE_NS)
+				deadline = now + HUP_GRACE_NS;
+		}
 	}
+	if (nstray)
+		snprintf(strays, sizeof(strays), " (refused %u stray connection%s, the last: %s)",
+			 nstray, nstray == 1 ? "" : "s", why);
+	if (rc == -ECONNRESET)
+		return p->up->fail(p->up->arg, rc,
+				   "the source closed the control connection before opening every "
+				   "data channel%s",
+				   strays);
+	return p->up->fail(p->up->arg, rc, "accepting a tcp data channel: %s%s", rmig_strerror(rc),
+			   strays);
 }
 
 static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16_t ep_len,
@@ -467,7 +528,7 @@ static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16
 		.arg = p->session_id,
 	};
 	struct rmig_tls *tls = NULL;
-	char what[64];
+	char what[64], why[256];
 	uint16_t port;
 	int fd, rc;
 
@@ -486,7 +547,7 @@ static int tcp_connect(struct rmig_tp *tp, int ctl_fd, const uint8_t *ep, uint16
 	rc = rmig_sock_set_timeouts(fd, p->timeout_ms, p->timeout_ms);
 	snprintf(what, sizeof(what), "tcp data channel %u", idx);
 	if (!rc)
-		rc = chan_tls(p, fd, what, &tls);
+		rc = chan_tls(p, fd, what, p->timeout_ms, &tls, why, sizeof(why));
 	rmig_frame_encode(&f, hdr);
 	if (!rc && tls) {
 		struct iovec v = { hdr, sizeof(hdr) };

@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing.
 set -euo pipefail
 pkgs=(
-	gcc libc6-dev pkg-config meson ninja-build python3
+	gcc libc6-dev pkg-config meson ninja-build python3 strace
 	libcmocka-dev libxxhash-dev libssl-dev libibverbs-dev librdmacm-dev libjansson-dev libhwloc-dev
 	# fuzzing (libFuzzer) and the valgrind test setup
 	clang libclang-rt-14-dev valgrind

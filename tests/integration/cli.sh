@@ -1170,5 +1170,41 @@ else
 	bad "state path clash: recv exit $rc: $(cat "$W/clash.err")"
 fi
 
+# A stranger on this host who connects to the data port as soon as it opens,
+# before the source's channels (their connects slowed down by strace): one
+# that hangs up (with --tls: a failed handshake) or one that stays silent
+# (with --key-file) must not end or hold up the migration. Before, the first
+# failed the session and the second ran out its timeout.
+if [ "$TRANSPORT" = tcp ] && command -v strace >/dev/null; then
+	head -c 32 /dev/urandom >"$W/stray.key"
+	chmod 600 "$W/stray.key"
+	make_image "$W/stray.src" 16 random
+	for mode in close silent; do
+		tls=()
+		[ $mode = close ] && tls=(--tls)
+		rm -f "$W/stray-$mode.dst"
+		start_recv "stray-$mode" --ram "ram=$W/stray-$mode.dst" --timeout 5 \
+			--key-file "$W/stray.key" "${tls[@]}"
+		python3 "$(dirname "$0")/stray-poker.py" $mode 6 >"$W/stray-$mode.poked" &
+		pk=$!
+		sleep 0.3
+		timeout 30 strace -f -qq -o /dev/null -e trace=connect -e inject=connect:delay_enter=300000 \
+			"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/stray.src" --channels 4 --timeout 5 \
+			--key-file "$W/stray.key" "${tls[@]}" --quiet 2>"$W/stray-$mode.serr"
+		rc=$?
+		wait_rc "$RPID" 20
+		rrc=$?
+		wait "$pk"
+		poked=$(cat "$W/stray-$mode.poked")
+		if [ $rc = 0 ] && [ $rrc = 0 ] && cmp -s "$W/stray.src" "$W/stray-$mode.dst" &&
+			[ "${poked:-0}" -ge 1 ] &&
+			{ [ $mode = silent ] || grep -q "refused a stray connection: TLS handshake" "$W/stray-$mode.err"; }; then
+			ok "a stranger on the data port first ($mode${tls[*]:+, ${tls[*]}}): the migration goes on, byte for byte"
+		else
+			bad "a stranger on the data port ($mode): send $rc, recv $rrc, poked '$poked': $(cat "$W/stray-$mode.serr" "$W/stray-$mode.err")"
+		fi
+	done
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

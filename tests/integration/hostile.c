@@ -40,6 +40,7 @@
 struct raw {
 	int ctl;
 	int data;
+	int stray; /* a stranger's silent connection to the data port, or -1 */
 	uint64_t sid;
 	uint16_t port;
 };
@@ -57,15 +58,18 @@ static void hello_default(struct rmig_msg_hello *m, uint64_t sid)
 	m->blocks[0].page_size = 4096;
 }
 
+/* A stranger on the data port before the channel: none, garbage then gone, or silent. */
+enum stray { STRAY_NONE, STRAY_GARBAGE, STRAY_SILENT };
+
 /*
  * Full handshake and one data channel. 0 or -1. @stray_first: a stranger's
- * connection to the data port sends garbage and closes before the channel.
+ * connection to the data port before the channel's.
  */
 /* HELLO caps a case adds to the defaults (reset after each case) */
 static uint32_t raw_caps;
 
 static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t sid_on_data,
-		     bool stray_first)
+		     enum stray stray_first)
 {
 	static struct rmig_msg_hello m;
 	static uint8_t buf[RMIG_CTL_MAX];
@@ -79,6 +83,7 @@ static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t
 
 	r->sid = 0xfeedfacecafebeefull;
 	r->data = -1;
+	r->stray = -1;
 	if (rmig_sock_connect(host, port, 2000, &r->ctl))
 		return -1;
 	hello_default(&m, r->sid);
@@ -91,7 +96,7 @@ static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t
 	r->port = rmig_get_be16(ack.ep);
 	getpeername(r->ctl, (struct sockaddr *)&ss, &sl);
 	((struct sockaddr_in *)&ss)->sin_port = htons(r->port);
-	if (stray_first) {
+	if (stray_first == STRAY_GARBAGE) {
 		int sfd;
 
 		if (rmig_sock_connect_addr((struct sockaddr *)&ss, sl, 2000, &sfd))
@@ -99,6 +104,10 @@ static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t
 		rmig_sock_write_full(sfd, "GET / HTTP/1.0\r\n\r\n", 18);
 		usleep(100000);
 		close(sfd);
+	} else if (stray_first == STRAY_SILENT) {
+		if (rmig_sock_connect_addr((struct sockaddr *)&ss, sl, 2000, &r->stray))
+			return -1;
+		usleep(100000); /* accepted first, and it says nothing */
 	}
 	if (rmig_sock_connect_addr((struct sockaddr *)&ss, sl, 2000, &r->data))
 		return -1;
@@ -109,7 +118,7 @@ static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t
 
 static int raw_open(struct raw *r, const char *host, const char *port, uint64_t sid_on_data)
 {
-	return raw_open2(r, host, port, sid_on_data, false);
+	return raw_open2(r, host, port, sid_on_data, STRAY_NONE);
 }
 
 static void raw_close(struct raw *r)
@@ -118,7 +127,9 @@ static void raw_close(struct raw *r)
 		close(r->ctl);
 	if (r->data >= 0)
 		close(r->data);
-	r->ctl = r->data = -1;
+	if (r->stray >= 0)
+		close(r->stray);
+	r->ctl = r->data = r->stray = -1;
 }
 
 static int send_frame(struct raw *r, uint8_t type, uint32_t id, uint64_t off, uint32_t len,
@@ -304,10 +315,25 @@ static int c_bad_chan_hello(const char *host, const char *port)
 static int c_stray_then_channel(const char *host, const char *port)
 {
 	struct raw r;
-	int rc = raw_open2(&r, host, port, 0, true);
+	int rc = raw_open2(&r, host, port, 0, STRAY_GARBAGE);
 
 	usleep(500000); /* within every timeout the cases run under */
 	raw_close(&r);  /* the destination, past its accept, finds the source gone */
+	return rc;
+}
+
+/*
+ * A stranger on the data port first that says nothing and stays: the
+ * source's own channel, behind it, is taken at once (before: the wait for
+ * the stranger's hello ran out the timeout, and the session with it).
+ */
+static int c_silent_stray_then_channel(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open2(&r, host, port, 0, STRAY_SILENT);
+
+	usleep(500000);
+	raw_close(&r);
 	return rc;
 }
 
@@ -595,6 +621,8 @@ static const struct hcase cases[] = {
 	/* the channel after the stray was taken: the session ran on until the source left */
 	{ "stray-then-channel", "control connection: peer closed the connection",
 	  c_stray_then_channel },
+	{ "silent-stray-then-channel", "control connection: peer closed the connection",
+	  c_silent_stray_then_channel },
 	{ "block-out-of-range", "unknown ram block 5", c_block_oob },
 	{ "offset-out-of-range", "write outside ram block 'ram'", c_offset_oob },
 	{ "offset-wraps", "write outside ram block 'ram'", c_offset_wrap },
