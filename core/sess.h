@@ -111,6 +111,8 @@ struct rmig_chan {
 	 */
 	_Atomic uint64_t alive_ns;
 	atomic_bool pacing;
+	/* Destination: writes begun on it since its last sync marker (COMPLETE wants none). */
+	_Atomic uint64_t since_sync;
 	/*
 	 * Failover (failover.c). @down: its rail failed mid-session: it takes
 	 * no more jobs (under s->cs_lock). @exited: its thread ended; @excluded

@@ -17,10 +17,23 @@
 
 /* ---- destination placement (upcalls from the backend) ---- */
 
+static int place(struct rmig_session *s, unsigned int chan, const struct rmig_target *t,
+		 uint64_t len, void **dst_p);
+
+/* Every write a channel begins counts until its next sync marker (rmig_up_sync). */
 int rmig_up_place(void *arg, unsigned int chan, const struct rmig_target *t, uint64_t len,
 		  void **dst_p)
 {
 	struct rmig_session *s = arg;
+
+	if (s->chans && chan < s->nchannels)
+		atomic_fetch_add_explicit(&s->chans[chan].since_sync, 1, memory_order_relaxed);
+	return place(s, chan, t, len, dst_p);
+}
+
+static int place(struct rmig_session *s, unsigned int chan, const struct rmig_target *t,
+		 uint64_t len, void **dst_p)
+{
 	const struct rmig_feature *owner = t->kind != RMIG_TGT_RAM ? rmig_sess_tgt_owner(s, t->kind) :
 								    NULL;
 	const struct rmig_block *b;
@@ -251,6 +264,8 @@ int rmig_up_sync(void *arg, unsigned int chan, uint64_t id)
 				      chan, (unsigned long long)id);
 	}
 	s->chan_sync[chan] = id;
+	if (s->chans)
+		atomic_store(&s->chans[chan].since_sync, 0);
 	min = sync_min(s, &advanced);
 	pthread_mutex_unlock(&s->lock);
 	return advanced ? sync_ack(s, min) : 0;
@@ -266,6 +281,38 @@ int rmig_dest_sync_advance(struct rmig_session *s)
 		min = sync_min(s, &advanced);
 	pthread_mutex_unlock(&s->lock);
 	return advanced ? sync_ack(s, min) : 0;
+}
+
+/*
+ * At COMPLETE, the source's last sync has passed every data channel and
+ * nothing came after it: each channel that still counts stands at the same
+ * acknowledged marker, with no write begun since. A source that sent data
+ * past its last sync, or completed while a frame was half sent, would
+ * otherwise be told all arrived over a torn page. Not under postcopy, whose
+ * page requests are answered as they come.
+ */
+static int channels_synced(struct rmig_session *s, char *why, size_t len)
+{
+	if (s->local || !s->chans || !s->chan_sync || rmig_sess_every_page(s))
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	for (unsigned int i = 0; i < s->nchannels && !why[0]; i++) {
+		uint64_t n = atomic_load(&s->chans[i].since_sync);
+
+		if (excluded(s, i))
+			continue;
+		if (s->chan_sync[i] != s->sync_acked)
+			snprintf(why, len, "data channel %u is at sync %llu, the others at %llu", i,
+				 (unsigned long long)s->chan_sync[i],
+				 (unsigned long long)s->sync_acked);
+		else if (n)
+			snprintf(why, len,
+				 "data channel %u began %llu write%s after its last sync marker (%llu)",
+				 i, (unsigned long long)n, n == 1 ? "" : "s",
+				 (unsigned long long)s->chan_sync[i]);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return why[0] ? -EPROTO : 0;
 }
 
 /* ---- digests ---- */
@@ -348,6 +395,10 @@ static void dest_complete_task(void *arg)
 	if (m.nblocks != s->nblocks) {
 		rmig_sess_fail(s, -EBADMSG, "COMPLETE names %u ram blocks, %u declared", m.nblocks,
 			       s->nblocks);
+		goto out;
+	}
+	if (channels_synced(s, why, sizeof(why))) {
+		rmig_sess_fail(s, -EPROTO, "COMPLETE before the data was synced: %s", why);
 		goto out;
 	}
 	/* every blob COMPLETE names has arrived and loaded (device state waits for it) */

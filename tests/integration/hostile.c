@@ -556,6 +556,41 @@ static int c_complete_without_blob(const char *host, const char *port)
 	return rc;
 }
 
+/*
+ * One write on the data channel, @sent of its @len bytes, and COMPLETE
+ * without a sync after it: refused, not acknowledged over a torn page.
+ */
+static int complete_after_write(const char *host, const char *port, uint32_t len, uint32_t sent)
+{
+	uint8_t dg[1][RMIG_DIGEST_LEN] = { { 0 } };
+	struct rmig_msg_complete cm = { .nblocks = 1, .block_digest = dg, .blob_digest = dg };
+	static uint8_t buf[RMIG_CTL_MAX];
+	struct raw r;
+	int rc = raw_open(&r, host, port, 0), n;
+
+	if (!rc)
+		rc = send_frame(&r, RMIG_FRAME_WRITE_RAM, 0, 0, len, 0, sent);
+	usleep(300000); /* the channel has read what came */
+	if (!rc) {
+		n = rmig_complete_encode(&cm, buf, sizeof(buf));
+		rc = n < 0 ? -1 : test_send_ctl(r.ctl, RMIG_MSG_COMPLETE, buf, (uint32_t)n);
+	}
+	if (!rc)
+		ping_for(r.ctl, 4000);
+	raw_close(&r);
+	return rc;
+}
+
+static int c_complete_mid_frame(const char *host, const char *port)
+{
+	return complete_after_write(host, port, 4096, 100);
+}
+
+static int c_complete_unsynced(const char *host, const char *port)
+{
+	return complete_after_write(host, port, 4096, 4096);
+}
+
 /* RAIL_DOWN for rail @rail, then wait for the verdict. */
 static int rail_down_case(const char *host, const char *port, uint64_t rail)
 {
@@ -645,6 +680,15 @@ static const struct hcase cases[] = {
 	{ "close-after-ack", "closed the control connection before opening every data channel",
 	  c_close_after_ack },
 	{ "complete-without-blob", "incomplete at completion", c_complete_without_blob },
+	/* before: COMPLETE_ACK, and exit 0 with 100 new bytes in the page */
+	{ "complete-mid-frame",
+	  "COMPLETE before the data was synced: data channel 0 began 1 write after its last sync "
+	  "marker (0)",
+	  c_complete_mid_frame },
+	{ "complete-unsynced",
+	  "COMPLETE before the data was synced: data channel 0 began 1 write after its last sync "
+	  "marker (0)",
+	  c_complete_unsynced },
 	/* the source's word before its data channels: at once, not after the timeout */
 	{ "error-after-ack", "peer reported: registering ram block 'ram': no memory",
 	  c_error_after_ack },
