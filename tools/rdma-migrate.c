@@ -546,6 +546,15 @@ bool tool_interrupted(void)
 	return atomic_load(&sig_got) != 0;
 }
 
+const char *tool_interrupt_why(void)
+{
+	static char why[64];
+	int sig = atomic_load(&sig_got);
+
+	snprintf(why, sizeof(why), "interrupted by SIG%s", sig ? sigabbrev_np(sig) : "?");
+	return why;
+}
+
 static int run(int argc, char **argv)
 {
 	static uint8_t key[CLI_KEY_MAX];

@@ -246,7 +246,8 @@ static uint64_t mono_ms(void)
  * until --recovery-timeout has passed. 0 with *s_p connected and
  * @r->todo the pages to send; else the last error (*s_p failed).
  */
-static int send_reconnect(rmig_session **s_p, const struct send_run *r, const struct rmig_opts *o)
+static int send_reconnect(rmig_session **s_p, const struct send_run *r, const struct rmig_opts *o,
+			  bool *expired)
 {
 	const struct cli *c = r->c;
 	uint64_t deadline = mono_ms() + (uint64_t)c->recovery_s * 1000u, total = 0, held = 0;
@@ -271,9 +272,12 @@ static int send_reconnect(rmig_session **s_p, const struct send_run *r, const st
 		err = rmig_connect(n, c->to);
 		if (!err)
 			break;
-		if (!send_resumable(err) || tool_interrupted())
+		if (tool_interrupted())
+			return -ECANCELED;
+		if (!send_resumable(err))
 			return err;
 	}
+	*expired = err != 0;
 	if (err)
 		return err;
 	for (unsigned int i = 0; i < r->nim; i++) {
@@ -309,9 +313,13 @@ static int send_resume(rmig_session **s_p, const struct send_run *r, const struc
 			rmig_last_error(*s_p)[0] ? shown(why, sizeof(why), rmig_last_error(*s_p)) :
 						   strerror(-err),
 			c->recovery_s);
-	err = send_reconnect(s_p, r, o);
-	if (err)
+	bool expired = false;
+
+	err = send_reconnect(s_p, r, o, &expired);
+	if (expired)
 		fprintf(stderr, "rdma-migrate send: could not resume within %u s\n", c->recovery_s);
+	else if (err && !tool_interrupted()) /* the cause follows */
+		fprintf(stderr, "rdma-migrate send: could not resume\n");
 	return err;
 }
 
@@ -423,6 +431,7 @@ out_err:
 
 		fprintf(stderr, "rdma-migrate %s: %s failed%s: %s\n", cmd, file ? "save" : "migration",
 			resumes ? " after resuming" : "",
+			tool_interrupted()     ? tool_interrupt_why() :
 			rmig_last_error(s)[0] ? shown(why, sizeof(why), rmig_last_error(s)) :
 						strerror(-err));
 		/* what is there has no complete mark; on a full file system it is room */

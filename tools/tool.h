@@ -87,6 +87,8 @@ void tool_session(rmig_session *s);
 /* --listen HOST:PORT as bound, in @buf: PORT 0 (any) replaced by @port. Returns @buf. */
 const char *tool_bound_addr(char *buf, size_t len, const char *listen, int port);
 bool tool_interrupted(void);
+/* "interrupted by SIGINT": what ended the command, once tool_interrupted() */
+const char *tool_interrupt_why(void);
 /*
  * A failed save's file @file (@before: stat of what was there before the
  * command, or NULL): removed if this command made or emptied it and no

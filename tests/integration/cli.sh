@@ -781,6 +781,29 @@ else
 	bad "SIGTERM to send: send $rc recv $rrc: $(cat "$W/sig.serr" "$W/sig.err"; ls "$W/sigsd")"
 fi
 
+# SIGTERM (or Ctrl-C) while send --resume tries to reconnect to a destination
+# that is gone: exit 143 and the interruption named last (before: "could not
+# resume within 30 s", then the last refused connect, as if the window had run
+# out). (A script's background job ignores SIGINT, and so send leaves it.)
+make_image "$W/sigr.img" 16 random
+start_recv sigr --ram "ram=$W/sigr.dst" --timeout 10
+"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/sigr.img" --transport "$TRANSPORT" --resume \
+	--recovery-timeout 30 --max-bandwidth 4M --timeout 3 --quiet 2>"$W/sigr.serr" &
+spid=$!
+sleep 1
+kill -9 "$RPID"
+wait "$RPID" 2>/dev/null
+sleep 1.5
+kill -TERM "$spid"
+wait_rc "$spid" 10
+rc=$?
+if [ $rc = 143 ] && [ "$(tail -1 "$W/sigr.serr")" = "rdma-migrate send: migration failed: interrupted by SIGTERM" ] &&
+	! grep -q "could not resume" "$W/sigr.serr"; then
+	ok "SIGTERM while send --resume reconnects: exit 143, the interruption named last"
+else
+	bad "SIGTERM during a resume: send $rc: $(cat "$W/sigr.serr")"
+fi
+
 # a source image that shrinks during the send: exit 1 naming it; never SIGBUS
 make_image "$W/shrink.src" 256 sparse
 start_recv shrink --ram "ram=$W/shrink.dst" --timeout 10
