@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,6 +45,15 @@
  * the oldest is dropped as a stray.
  */
 #define TCP_PEND_MAX (2 * RMIG_CHANNELS_MAX)
+/* Connections whose TLS handshake and hello are read at once, each on a thread of its own. */
+#define TCP_HELLO_MAX 16
+
+/* What reading one connection's hello came to (accept_one()). */
+struct hello_out {
+	struct rmig_tp_chan *ch;
+	int rc;
+	char why[160];
+};
 
 struct tcp_chan {
 	struct rmig_tp_chan base;
@@ -71,6 +81,16 @@ struct tcp_tp {
 	/* destination: connections accepted on the data listener, their hello not yet read */
 	unsigned int npend;
 	int pend[TCP_PEND_MAX];
+	/*
+	 * Destination, under lock: hellos being read on threads (hello_main),
+	 * their connections (for shutdown), and the outcomes not yet taken by
+	 * tcp_accept(), which @evfd wakes (-1: not made yet).
+	 */
+	int evfd;
+	unsigned int nhello, nout;
+	int hello_fd[TCP_HELLO_MAX];
+	struct hello_out out[TCP_HELLO_MAX];
+	pthread_cond_t hello_done;
 };
 
 static struct tcp_tp *tcp_tp(struct rmig_tp *tp)
@@ -93,10 +113,14 @@ static int tcp_create(const struct rmig_tp_params *p, struct rmig_tp **tp_p)
 	t->base.p = *p;
 	t->lfd = -1;
 	t->ctl_fd = -1;
+	t->evfd = -1;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->hello_done, NULL);
 	*tp_p = &t->base;
 	return 0;
 }
+
+static void tcp_chan_close(struct rmig_tp_chan *ch);
 
 static void tcp_destroy(struct rmig_tp *tp)
 {
@@ -105,10 +129,22 @@ static void tcp_destroy(struct rmig_tp *tp)
 	if (!tp)
 		return;
 	t = tcp_tp(tp);
+	/* hellos still being read: cut short, and waited for (they use @t) */
+	pthread_mutex_lock(&t->lock);
+	for (unsigned int i = 0; i < t->nhello; i++)
+		shutdown(t->hello_fd[i], SHUT_RDWR);
+	while (t->nhello)
+		pthread_cond_wait(&t->hello_done, &t->lock);
+	pthread_mutex_unlock(&t->lock);
+	for (unsigned int i = 0; i < t->nout; i++)
+		tcp_chan_close(t->out[i].ch); /* channels accepted, never taken */
+	if (t->evfd >= 0)
+		close(t->evfd);
 	if (t->lfd >= 0)
 		close(t->lfd);
 	for (unsigned int i = 0; i < t->npend; i++)
 		close(t->pend[i]);
+	pthread_cond_destroy(&t->hello_done);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -339,7 +375,8 @@ static int chan_new(struct tcp_tp *t, int fd, unsigned int idx, struct rmig_tp_c
  * One connection on the data listener that has said something (or hung
  * up): its TLS handshake and hello, within @limit. 0 and the channel; a
  * positive 1 for a stray (not a channel of this session: @why says what it
- * sent, or why its handshake failed); or a negative errno (reported).
+ * sent, or why its handshake failed); or a negative errno. The caller
+ * closes @fd when it is no channel.
  */
 static int accept_one(struct tcp_tp *t, int fd, uint64_t limit, struct rmig_tp_chan **ch_p,
 		      char *why, size_t why_len)
@@ -388,7 +425,69 @@ static int accept_one(struct tcp_tp *t, int fd, uint64_t limit, struct rmig_tp_c
 	}
 drop:
 	rmig_tls_free(tls);
-	close(fd);
+	return rc;
+}
+
+struct hello_arg {
+	struct tcp_tp *t;
+	int fd;
+	uint64_t limit;
+};
+
+/*
+ * A connection's hello on a thread of its own, so that one that stalls
+ * halfway holds up no other. Its outcome goes to t->out; tcp_destroy()
+ * waits for the thread, which touches @t only under its lock.
+ */
+static void *hello_main(void *argp)
+{
+	struct hello_arg *a = argp;
+	struct tcp_tp *t = a->t;
+	struct hello_out o = { .ch = NULL };
+	uint64_t one = 1;
+
+	o.rc = accept_one(t, a->fd, a->limit, &o.ch, o.why, sizeof(o.why));
+	pthread_mutex_lock(&t->lock);
+	for (unsigned int i = 0; i < t->nhello; i++) {
+		if (t->hello_fd[i] == a->fd) {
+			t->hello_fd[i] = t->hello_fd[--t->nhello];
+			break;
+		}
+	}
+	if (o.rc)
+		close(a->fd); /* not shut by anyone now: off the list first */
+	t->out[t->nout++] = o; /* nhello + nout <= TCP_HELLO_MAX (tcp_accept) */
+	if (write(t->evfd, &one, sizeof(one)) < 0) {
+		/* an eventfd write fails only on overflow: tcp_accept() wakes anyway */
+	}
+	pthread_cond_broadcast(&t->hello_done);
+	pthread_mutex_unlock(&t->lock);
+	free(a);
+	return NULL;
+}
+
+/* Read @fd's hello on a thread of its own; 0, or -errno (then nothing was started). */
+static int hello_start(struct tcp_tp *t, int fd, uint64_t limit)
+{
+	struct hello_arg *a = malloc(sizeof(*a));
+	pthread_attr_t attr;
+	pthread_t th;
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	*a = (struct hello_arg){ .t = t, .fd = fd, .limit = limit };
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&t->lock);
+	t->hello_fd[t->nhello++] = fd;
+	rc = -pthread_create(&th, &attr, hello_main, a);
+	if (rc)
+		t->nhello--;
+	pthread_mutex_unlock(&t->lock);
+	pthread_attr_destroy(&attr);
+	if (rc)
+		free(a);
 	return rc;
 }
 
@@ -411,15 +510,15 @@ static void pend_drop(struct tcp_tp *t, unsigned int i)
  * The next data channel, within the timeout. Every connection on the data
  * listener waits in t->pend until it says something: a channel sends its
  * hello at once, so a stranger that connects and stays silent holds up
- * nobody, and one that hangs up, sends something else or fails the TLS
+ * nobody. Then its TLS handshake and hello are read on a thread of their
+ * own (up to TCP_HELLO_MAX at once), so one that starts and stalls holds up
+ * nobody either; one that hangs up, sends something else or fails the
  * handshake is refused, logged, and the wait goes on: a stranger cannot
- * end the migration. One that starts a hello and stalls holds the others
- * up for hello_limit() at most. Meanwhile the control connection is
- * watched: a source that hangs up is reported at once (-ECONNRESET), not
- * after the whole timeout; one that said something before it hung up (its
- * ERROR) gets a second for the session to read it (rmig_accept() watches
- * the control connection), and its shutdown ends this wait, with the
- * source's cause.
+ * end the migration. Meanwhile the control connection is watched: a source
+ * that hangs up is reported at once (-ECONNRESET), not after the whole
+ * timeout; one that said something before it hung up (its ERROR) gets a
+ * second for the session to read it (rmig_accept() watches the control
+ * connection), and its shutdown ends this wait, with the source's cause.
  */
 #define HUP_GRACE_NS 1000000000ull
 static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
@@ -432,12 +531,43 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 	bool hup = false;
 	int rc = 0;
 
+	if (t->evfd < 0) {
+		t->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (t->evfd < 0)
+			return p->up->fail(p->up->arg, -errno, "accepting a tcp data channel: %s",
+					   rmig_strerror(-errno));
+	}
 	for (;;) {
-		struct pollfd pfd[2 + TCP_PEND_MAX];
-		unsigned int nfd = 0, first_pend;
+		struct pollfd pfd[3 + TCP_PEND_MAX];
+		unsigned int nfd = 0, first_pend, ctl = 0;
+		struct hello_out o = { .rc = 1 };
 		uint64_t now = rmig_mono_ns();
+		bool have = false, room;
 		int n, ms = -1, unread = 0, fd;
 
+		/* a hello read: the channel, or a stray */
+		pthread_mutex_lock(&t->lock);
+		if (t->nout) {
+			o = t->out[0];
+			t->out[0] = t->out[--t->nout];
+			have = true;
+		}
+		room = t->nhello + t->nout < TCP_HELLO_MAX; /* an outcome slot each */
+		pthread_mutex_unlock(&t->lock);
+		if (have && !o.rc) {
+			*ch_p = o.ch;
+			return 0;
+		}
+		if (have && o.rc < 0) {
+			rc = o.rc;
+			break;
+		}
+		if (have) {
+			nstray++;
+			snprintf(why, sizeof(why), "%s", o.why);
+			rmig_warn(p->log, "tcp data listener: refused a stray connection: %s", why);
+			continue;
+		}
 		if (deadline && now >= deadline) {
 			rc = hup ? -ECONNRESET : -ETIMEDOUT;
 			break;
@@ -445,10 +575,13 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 		if (deadline)
 			ms = (int)((deadline - now + 999999) / 1000000);
 		pfd[nfd++] = (struct pollfd){ .fd = t->lfd, .events = POLLIN };
-		if (t->ctl_fd >= 0 && !hup)
+		pfd[nfd++] = (struct pollfd){ .fd = t->evfd, .events = POLLIN };
+		if (t->ctl_fd >= 0 && !hup) {
+			ctl = nfd;
 			pfd[nfd++] = (struct pollfd){ .fd = t->ctl_fd, .events = POLLRDHUP };
+		}
 		first_pend = nfd;
-		for (unsigned int i = 0; i < t->npend; i++)
+		for (unsigned int i = 0; room && i < t->npend; i++) /* full: they wait, unpolled */
 			pfd[nfd++] = (struct pollfd){ .fd = t->pend[i], .events = POLLIN };
 		n = poll(pfd, nfd, ms);
 		if (n < 0 && errno == EINTR)
@@ -459,25 +592,49 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 		}
 		if (n == 0)
 			continue; /* the deadline, above */
-		/* the first connection that spoke (or hung up) */
-		for (unsigned int i = first_pend; i < nfd; i++) {
+		if (pfd[1].revents) {
+			uint64_t v;
+
+			if (read(t->evfd, &v, sizeof(v)) < 0) {
+				/* EAGAIN: another read took it; the outcomes are under the lock */
+			}
+		}
+		/* connections that spoke (or hung up): their hellos, each on its thread */
+		for (unsigned int i = nfd; i-- > first_pend;) {
 			unsigned int k = i - first_pend;
+			uint64_t limit = hello_limit(p, deadline);
 
 			if (!pfd[i].revents)
 				continue;
 			fd = t->pend[k];
 			t->pend[k] = t->pend[--t->npend];
-			rc = accept_one(t, fd, hello_limit(p, deadline), ch_p, why, sizeof(why));
-			if (rc <= 0)
-				return rc;
-			nstray++;
-			rmig_warn(p->log, "tcp data listener: refused a stray connection: %s", why);
-			break;
+			pthread_mutex_lock(&t->lock);
+			room = t->nhello + t->nout < TCP_HELLO_MAX; /* an outcome slot each */
+			pthread_mutex_unlock(&t->lock);
+			if (room && !hello_start(t, fd, limit))
+				continue;
+			if (room) { /* no thread: read it here */
+				rc = accept_one(t, fd, limit, ch_p, why, sizeof(why));
+				if (!rc)
+					return 0;
+				close(fd);
+				if (rc < 0)
+					break;
+				nstray++;
+				rmig_warn(p->log, "tcp data listener: refused a stray connection: %s",
+					  why);
+				continue;
+			}
+			t->pend[t->npend++] = fd; /* back: its turn comes */
 		}
+		if (rc < 0)
+			break;
 		if (pfd[0].revents) {
 			rc = rmig_sock_accept(t->lfd, 1, &fd);
-			if (rc == -ETIMEDOUT) /* the client went away already */
+			if (rc == -ETIMEDOUT) { /* the client went away already */
+				rc = 0;
 				continue;
+			}
 			if (rc)
 				break;
 			if (t->npend == TCP_PEND_MAX) {
@@ -490,8 +647,7 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 			}
 			t->pend[t->npend++] = fd;
 		}
-		if (!hup && first_pend == 2 &&
-		    (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		if (ctl && (pfd[ctl].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
 			if (ioctl(t->ctl_fd, FIONREAD, &unread) || unread <= 0) {
 				rc = -ECONNRESET;
 				break;
@@ -820,6 +976,8 @@ static void tcp_shutdown(struct rmig_tp *tp)
 	t->shut = true;
 	for (unsigned int i = 0; i < t->nfds; i++)
 		shutdown(t->fds[i], SHUT_RDWR);
+	for (unsigned int i = 0; i < t->nhello; i++)
+		shutdown(t->hello_fd[i], SHUT_RDWR);
 	pthread_mutex_unlock(&t->lock);
 }
 

@@ -59,7 +59,7 @@ static void hello_default(struct rmig_msg_hello *m, uint64_t sid)
 }
 
 /* A stranger on the data port before the channel: none, garbage then gone, or silent. */
-enum stray { STRAY_NONE, STRAY_GARBAGE, STRAY_SILENT };
+enum stray { STRAY_NONE, STRAY_GARBAGE, STRAY_SILENT, STRAY_PARTIAL };
 
 /*
  * Full handshake and one data channel. 0 or -1. @stray_first: a stranger's
@@ -104,10 +104,14 @@ static int raw_open2(struct raw *r, const char *host, const char *port, uint64_t
 		rmig_sock_write_full(sfd, "GET / HTTP/1.0\r\n\r\n", 18);
 		usleep(100000);
 		close(sfd);
-	} else if (stray_first == STRAY_SILENT) {
+	} else if (stray_first == STRAY_SILENT || stray_first == STRAY_PARTIAL) {
 		if (rmig_sock_connect_addr((struct sockaddr *)&ss, sl, 2000, &r->stray))
 			return -1;
-		usleep(100000); /* accepted first, and it says nothing */
+		if (stray_first == STRAY_PARTIAL) { /* the start of a hello, and no more */
+			rmig_frame_encode(&f, fb);
+			rmig_sock_write_full(r->stray, fb, 10);
+		}
+		usleep(100000); /* accepted first */
 	}
 	if (rmig_sock_connect_addr((struct sockaddr *)&ss, sl, 2000, &r->data))
 		return -1;
@@ -331,6 +335,21 @@ static int c_silent_stray_then_channel(const char *host, const char *port)
 {
 	struct raw r;
 	int rc = raw_open2(&r, host, port, 0, STRAY_SILENT);
+
+	usleep(500000);
+	raw_close(&r);
+	return rc;
+}
+
+/*
+ * A stranger first that starts a hello and stalls: the channel behind it is
+ * taken at once too (before: it waited out the stranger's hello, and the
+ * source had gone by then).
+ */
+static int c_stalled_stray_then_channel(const char *host, const char *port)
+{
+	struct raw r;
+	int rc = raw_open2(&r, host, port, 0, STRAY_PARTIAL);
 
 	usleep(500000);
 	raw_close(&r);
@@ -658,6 +677,8 @@ static const struct hcase cases[] = {
 	  c_stray_then_channel },
 	{ "silent-stray-then-channel", "control connection: peer closed the connection",
 	  c_silent_stray_then_channel },
+	{ "stalled-stray-then-channel", "control connection: peer closed the connection",
+	  c_stalled_stray_then_channel },
 	{ "block-out-of-range", "unknown ram block 5", c_block_oob },
 	{ "offset-out-of-range", "write outside ram block 'ram'", c_offset_oob },
 	{ "offset-wraps", "write outside ram block 'ram'", c_offset_wrap },
