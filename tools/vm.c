@@ -372,7 +372,7 @@ static void *devstream_main(void *arg)
 
 struct send_report {
 	unsigned int rounds;
-	uint64_t t_start, t_conn, t_round1, t_stop, t_final, t_stream, t_done;
+	uint64_t t_start, t_conn, t_collect1, t_round1, t_stop, t_final, t_stream, t_done;
 	uint64_t final_pages, dev_bytes;
 	uint64_t skipped_pages; /* tests only: the last round's pages not sent */
 	struct rmig_estimate last;
@@ -516,6 +516,7 @@ static int vm_send_run(struct vm *v, rmig_session *s, struct send_report *R, boo
 
 	/* round 1: all of RAM, while the guest runs */
 	rc = collect(v, maps, true, false);
+	R->t_collect1 = now_ns();
 	if (!rc)
 		rc = rmig_send_round(s, (const unsigned long *const *)maps, v->n, &st);
 	R->t_round1 = now_ns();
@@ -623,7 +624,7 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 	       "\"tracking\":\"%s\",\"blocks\":%u,\"rounds\":%u,\"ram_bytes\":%" PRIu64
 	       ",\"total_s\":%.6f,\"downtime_ms\":%.3f,\"final_round_ms\":%.3f,"
 	       "\"final_pages\":%" PRIu64 ",\"setup_ms\":%.3f,\"registration_ms\":%.3f,"
-	       "\"first_round_ms\":%.3f,"
+	       "\"first_round_ms\":%.3f,\"first_collect_ms\":%.3f,"
 	       "\"device_state_bytes\":%" PRIu64
 	       ",\"device_state_ms\":%.3f,\"load_and_ack_ms\":%.3f,\"skipped_pages\":%" PRIu64,
 	       rc ? "false" : "true", rmig_transport_name(st.transport), st.channels,
@@ -634,6 +635,7 @@ static void print_send_json(const struct vm *v, rmig_session *s, const struct se
 	       R->final_pages,
 	       R->t_conn ? (double)(R->t_conn - R->t_start) / 1e6 : 0.0, (double)st.reg_ns / 1e6,
 	       R->t_round1 && R->t_conn ? (double)(R->t_round1 - R->t_conn) / 1e6 : 0.0,
+	       R->t_collect1 && R->t_conn ? (double)(R->t_collect1 - R->t_conn) / 1e6 : 0.0,
 	       R->dev_bytes,
 	       R->t_stream && R->t_final ? (double)(R->t_stream - R->t_final) / 1e6 : 0.0,
 	       R->t_done && R->t_stream ? (double)(R->t_done - R->t_stream) / 1e6 : 0.0,

@@ -32,6 +32,14 @@ int vmtrack_init(struct vmtrack *t, const uint8_t *guest, uint64_t len, uint32_t
 	return 0;
 }
 
+/* All of @len bytes (a multiple of 16) zero: the first 16, then each 16 equal to the one before. */
+static bool is_zero(const uint8_t *p, size_t len)
+{
+	static const uint8_t zero16[16];
+
+	return !memcmp(p, zero16, 16) && !memcmp(p, p + 16, len - 16);
+}
+
 uint64_t vmtrack_collect_range(struct vmtrack *t, uint64_t first, uint64_t n, bool all, bool keep)
 {
 	uint64_t end = first + n > t->npages ? t->npages : first + n, count = 0;
@@ -42,10 +50,19 @@ uint64_t vmtrack_collect_range(struct vmtrack *t, uint64_t first, uint64_t n, bo
 		memset(t->map + first / LONG_BITS, 0,
 		       ((end + LONG_BITS - 1) / LONG_BITS - first / LONG_BITS) * sizeof(*t->map));
 	if (all) {
-		memcpy(t->shadow + first * t->page, t->guest + first * t->page,
-		       (end - first) * t->page);
-		for (uint64_t p = first; p < end; p++)
+		/*
+		 * Every page, copied: but a zero page over a zero shadow page (the
+		 * first collect: guest RAM never touched, a fresh shadow) is left
+		 * alone, so that the shadow is neither written nor allocated there.
+		 */
+		for (uint64_t p = first; p < end; p++) {
+			uint64_t off = p * t->page;
+
+			if (t->page < 32 || !is_zero(t->guest + off, t->page) ||
+			    !is_zero(t->shadow + off, t->page))
+				memcpy(t->shadow + off, t->guest + off, t->page);
 			t->map[p / LONG_BITS] |= 1ul << (p % LONG_BITS);
+		}
 		return end - first;
 	}
 	for (uint64_t p = first; p < end; p++) {

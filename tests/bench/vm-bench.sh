@@ -241,8 +241,8 @@ j = json.loads(js)
 t0 = float(t0)
 if who.startswith("rmig"):
     total, down, wall = j["total_s"] * 1e3, j["downtime_ms"], float(wall)
-    extra = "setup_ms=%.1f reg_ms=%.1f first_round_ms=%.1f rounds=%d final_pages=%d final_round_ms=%.1f devstate=%d devstate_ms=%.1f load_ack_ms=%.1f tracking=%s" % (
-        j["setup_ms"], j["registration_ms"], j["first_round_ms"], j["rounds"], j["final_pages"], j["final_round_ms"],
+    extra = "setup_ms=%.1f reg_ms=%.1f first_round_ms=%.1f (collect %.1f) rounds=%d final_pages=%d final_round_ms=%.1f devstate=%d devstate_ms=%.1f load_ack_ms=%.1f tracking=%s" % (
+        j["setup_ms"], j["registration_ms"], j["first_round_ms"], j.get("first_collect_ms", 0.0), j["rounds"], j["final_pages"], j["final_round_ms"],
         j["device_state_bytes"], j["device_state_ms"], j["load_and_ack_ms"], j["tracking"])
     if "freezes" in j:
         extra += " stops=%d stop_ms_max=%.1f" % (j["freezes"], j["freeze_ms_max"])

@@ -1194,7 +1194,7 @@ else
 fi
 
 # A stranger on this host who connects to the data port as soon as it opens,
-# before the source's channels (their connects slowed down by strace): one
+# before the source's channels (their connects slowed down by strace, 1 s each): one
 # that hangs up (with --tls: a failed handshake) or one that stays silent
 # (with --key-file) must not end or hold up the migration. Before, the first
 # failed the session and the second ran out its timeout.
@@ -1211,7 +1211,7 @@ if [ "$TRANSPORT" = tcp ] && command -v strace >/dev/null; then
 		python3 "$(dirname "$0")/stray-poker.py" $mode 6 >"$W/stray-$mode.poked" &
 		pk=$!
 		sleep 0.3
-		timeout 30 strace -f -qq -o /dev/null -e trace=connect -e inject=connect:delay_enter=300000 \
+		timeout 30 strace -f -qq -o /dev/null -e trace=connect -e inject=connect:delay_enter=1000000 \
 			"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/stray.src" --channels 4 --timeout 5 \
 			--key-file "$W/stray.key" "${tls[@]}" --quiet 2>"$W/stray-$mode.serr"
 		rc=$?

@@ -167,6 +167,36 @@ static void test_naive_tracker_loses_the_page(void **state)
 	free(dst);
 }
 
+/*
+ * Every page with @all, zero pages too, and the shadow equal to the guest
+ * after it: a zero page over a zero shadow page is left unwritten, a zero
+ * page over old shadow bytes is cleared (the negative case of the skip).
+ */
+static void test_all_zero_pages(void **state)
+{
+	uint8_t *g = calloc(NP, PG), *dst = calloc(NP, PG);
+	struct vmtrack t;
+
+	(void)state;
+	memset(g + 2 * PG, 'x', PG);
+	g[9 * PG + PG - 1] = 1; /* nonzero only in its last byte */
+	assert_int_equal(vmtrack_init(&t, g, NP * PG, PG), 0);
+	assert_int_equal(vmtrack_collect(&t, true, false), NP);
+	for (unsigned int p = 0; p < NP; p++)
+		assert_true(dirty(&t, p));
+	assert_memory_equal(g, t.shadow, NP * PG);
+	/* the shadow holds old bytes where the guest now has zeros */
+	memset(g + 2 * PG, 0, PG);
+	memset(t.shadow + 4 * PG, 'y', PG);
+	assert_int_equal(vmtrack_collect(&t, true, false), NP);
+	assert_memory_equal(g, t.shadow, NP * PG);
+	send_round(&t, dst);
+	assert_memory_equal(g, dst, NP * PG);
+	vmtrack_free(&t);
+	free(g);
+	free(dst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +204,7 @@ int main(void)
 		cmocka_unit_test(test_change_back_during_round),
 		cmocka_unit_test(test_keep),
 		cmocka_unit_test(test_naive_tracker_loses_the_page),
+		cmocka_unit_test(test_all_zero_pages),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
