@@ -138,6 +138,33 @@ static bool block_reads_zero(const struct vmblock *b)
 	return (uint64_t)d >= b->len;
 }
 
+/*
+ * A destination whose RAM files hold no data gets only the pages with data
+ * written, so populating all of them ahead (RMIG_F_PREPARE) would allocate,
+ * clear and map the zero pages for nothing: on this host's kind of VM, each
+ * fresh page also costs the hypervisor a fault. The room is reserved
+ * instead (fallocate: allocated, not cleared or mapped), so that a file
+ * system too small is a clear error now, not a SIGBUS mid-migration. Where
+ * the file system cannot reserve, RMIG_F_PREPARE stays.
+ */
+static int reserve_blocks(struct vm *v, struct rmig_opts *o)
+{
+	for (unsigned int i = 0; i < v->n; i++) {
+		struct vmblock *b = &v->b[i];
+
+		if (fallocate(b->fd, 0, 0, (off_t)b->len) == 0)
+			continue;
+		if (errno == EOPNOTSUPP || errno == ENOSYS)
+			return 0;
+		snprintf(v->err, sizeof(v->err),
+			 "RAM file %s of backend '%s': no room for its %" PRIu64 " bytes: %s",
+			 b->path, b->name, b->len, strerror(errno));
+		return -ENOSPC;
+	}
+	o->flags &= ~RMIG_F_PREPARE;
+	return 0;
+}
+
 /* Map every RAM backend of the QEMU behind v->q; refuse what rmig cannot share. */
 static int blocks_open(struct vm *v, const char *side)
 {
@@ -900,10 +927,14 @@ int tool_vm_recv(const struct cli *c)
 		/* tests only: the negative control of a destination RAM file with old data */
 		if (zeroed || getenv("RMIG_VM_TEST_ASSUME_ZEROED"))
 			o.flags |= RMIG_F_ZEROED;
+		if (zeroed && !rc)
+			rc = reserve_blocks(&v, &o);
 		if (c->verbose)
 			say(c, "the RAM files %s", zeroed ? "hold no data yet: zero pages need not be sent"
 						       : "hold data: every zero page is sent");
 	}
+	if (rc)
+		goto out;
 	o.layout_fn = recv_layout;
 	o.layout_arg = &v;
 	o.state_fn = recv_state;

@@ -22,7 +22,9 @@
 #      vm-recv's --port-file naming that RAM file: a usage error;
 #   9. a destination RAM file that is new (no zero page sent to it) or holds
 #      old data (every zero page sent): the source's RAM byte for byte after;
-#      negative control: old data taken for zeros must differ.
+#      negative control: old data taken for zeros must differ;
+#  10. a destination RAM file on a file system without room: vm-recv exit 1,
+#      naming it, before a page moves; the source VM runs on.
 # Ends with "vm-migrate: N passed, M failed".
 # shellcheck disable=SC2154 # ${NAME}_qmp etc. are set by guest_start
 set -u
@@ -47,6 +49,7 @@ finish() {
 	((failed)) && guest_print_logs 20
 	kill "$(jobs -p)" 2>/dev/null
 	guest_stop_all
+	umount "$GUEST_DIR/small" 2>/dev/null
 	echo "vm-migrate: $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t_start" "$EPOCHREALTIME") s"
 	echo "vm-migrate: $pass passed, $failed failed"
 	((failed == 0))
@@ -360,4 +363,31 @@ if [ "$zc_new" = same ] && [ -n "$zmsg_new" ] && [ "$zc_old" = same ] && [ -n "$
 	ok "destination RAM file new or of old data: byte for byte the source's RAM after the migration; old data taken for zeros (negative control): differs"
 else
 	bad "destination RAM that reads as zero or not: new '$zc_new' ($zmsg_new), old data '$zc_old' ($zmsg_old), negative control '$zc_neg' (must differ)"
+fi
+
+# -- 10. a destination RAM file on a file system without room for it: vm-recv
+#        says so and exits 1 before a page moves (never SIGBUS); the source VM
+#        runs on --
+mkdir -p "$GUEST_DIR/small"
+if mount -t tmpfs -o size=$((MIB / 2))m tmpfs "$GUEST_DIR/small" 2>/dev/null; then
+	guest_start r0 "$GUEST_SHM/r0.ram" $MIB || exit 1
+	guest_wait_progress r0 90 >/dev/null || exit 1
+	guest_start_incoming r1 "$GUEST_DIR/small/r1.ram" $MIB -S || exit 1
+	VMIG_TMO=5 vm_recv r1
+	wait "$RPID"
+	rrc=$?
+	v=$(guest_verify r0 60)
+	vrc=$?
+	state=$(guest_runstate r0)
+	if [ $rrc = 1 ] && grep -q "RAM file $GUEST_DIR/small/r1.ram of backend 'ram0': no room for its $((MIB << 20)) bytes" "$GUEST_DIR/r1.recv.err" &&
+		[ $vrc = 0 ] && [ "$state" = running ]; then
+		ok "destination RAM file on a file system too small: vm-recv exit 1 before listening, naming it; the source VM runs: $v"
+	else
+		bad "no room for the destination RAM: vm-recv $rrc, source '$state' '$v': $(cat "$GUEST_DIR/r1.recv.err")"
+	fi
+	guest_stop r1
+	guest_stop r0
+	umount "$GUEST_DIR/small"
+else
+	echo "# cannot mount a small tmpfs here: the destination without room is not checked"
 fi
