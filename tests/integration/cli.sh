@@ -1208,10 +1208,12 @@ if [ "$TRANSPORT" = tcp ] && command -v strace >/dev/null; then
 		rm -f "$W/stray-$mode.dst"
 		start_recv "stray-$mode" --ram "ram=$W/stray-$mode.dst" --timeout 5 \
 			--key-file "$W/stray.key" "${tls[@]}"
-		python3 "$(dirname "$0")/stray-poker.py" $mode 6 >"$W/stray-$mode.poked" &
+		python3 "$(dirname "$0")/stray-poker.py" $mode 6 "$RPID" >"$W/stray-$mode.poked" &
 		pk=$!
 		sleep 0.3
-		timeout 30 strace -f -qq -o /dev/null -e trace=connect -e inject=connect:delay_enter=1000000 \
+		# (LeakSanitizer cannot run under ptrace: an ASan build checks leaks elsewhere)
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+			timeout 30 strace -f -qq -o /dev/null -e trace=connect -e inject=connect:delay_enter=1000000 \
 			"$RM" send --to "$ADDR:$RPORT" --ram "ram=$W/stray.src" --channels 4 --timeout 5 \
 			--key-file "$W/stray.key" "${tls[@]}" --quiet 2>"$W/stray-$mode.serr"
 		rc=$?
