@@ -315,45 +315,38 @@ static int c_bad_chan_hello(const char *host, const char *port)
 	return rc;
 }
 
-/* A stranger on the data port first: refused, and the source's own channel still taken. */
+/*
+ * A stranger on the data port first (@how), then the source's own channel:
+ * the channel is taken at once, and the destination, past its accept,
+ * finds the source gone after half a second (within every timeout the
+ * cases run under).
+ */
+static int stray_then_channel(const char *host, const char *port, enum stray how)
+{
+	struct raw r;
+	int rc = raw_open2(&r, host, port, 0, how);
+
+	usleep(500000);
+	raw_close(&r);
+	return rc;
+}
+
+/* It sends garbage and hangs up: refused. */
 static int c_stray_then_channel(const char *host, const char *port)
 {
-	struct raw r;
-	int rc = raw_open2(&r, host, port, 0, STRAY_GARBAGE);
-
-	usleep(500000); /* within every timeout the cases run under */
-	raw_close(&r);  /* the destination, past its accept, finds the source gone */
-	return rc;
+	return stray_then_channel(host, port, STRAY_GARBAGE);
 }
 
-/*
- * A stranger on the data port first that says nothing and stays: the
- * source's own channel, behind it, is taken at once (before: the wait for
- * the stranger's hello ran out the timeout, and the session with it).
- */
+/* It says nothing and stays (before: its hello's wait ran out the timeout, and the session). */
 static int c_silent_stray_then_channel(const char *host, const char *port)
 {
-	struct raw r;
-	int rc = raw_open2(&r, host, port, 0, STRAY_SILENT);
-
-	usleep(500000);
-	raw_close(&r);
-	return rc;
+	return stray_then_channel(host, port, STRAY_SILENT);
 }
 
-/*
- * A stranger first that starts a hello and stalls: the channel behind it is
- * taken at once too (before: it waited out the stranger's hello, and the
- * source had gone by then).
- */
+/* It starts a hello and stalls (before: the source had gone by the time its wait ended). */
 static int c_stalled_stray_then_channel(const char *host, const char *port)
 {
-	struct raw r;
-	int rc = raw_open2(&r, host, port, 0, STRAY_PARTIAL);
-
-	usleep(500000);
-	raw_close(&r);
-	return rc;
+	return stray_then_channel(host, port, STRAY_PARTIAL);
 }
 
 #define FRAME_CASE(fn, ...)                                                                        \
