@@ -435,33 +435,48 @@ struct hello_arg {
 };
 
 /*
- * A connection's hello on a thread of its own, so that one that stalls
- * halfway holds up no other. Its outcome goes to t->out; tcp_destroy()
- * waits for the thread, which touches @t only under its lock.
+ * What reading @fd's hello came to, @o: queued for tcp_accept(), which
+ * @evfd wakes. @fd leaves the list of hellos under way (where a thread read
+ * it) before it is closed for a stray, so that no shutdown() reaches a
+ * number reused meanwhile. Everything under t->lock: tcp_destroy() waits
+ * for the threads.
  */
-static void *hello_main(void *argp)
+static void hello_done(struct tcp_tp *t, int fd, const struct hello_out *o)
 {
-	struct hello_arg *a = argp;
-	struct tcp_tp *t = a->t;
-	struct hello_out o = { .ch = NULL };
 	uint64_t one = 1;
 
-	o.rc = accept_one(t, a->fd, a->limit, &o.ch, o.why, sizeof(o.why));
 	pthread_mutex_lock(&t->lock);
 	for (unsigned int i = 0; i < t->nhello; i++) {
-		if (t->hello_fd[i] == a->fd) {
+		if (t->hello_fd[i] == fd) {
 			t->hello_fd[i] = t->hello_fd[--t->nhello];
 			break;
 		}
 	}
-	if (o.rc)
-		close(a->fd); /* not shut by anyone now: off the list first */
-	t->out[t->nout++] = o; /* nhello + nout <= TCP_HELLO_MAX (tcp_accept) */
+	if (o->rc)
+		close(fd);
+	t->out[t->nout++] = *o; /* nhello + nout <= TCP_HELLO_MAX (hello_room()) */
 	if (write(t->evfd, &one, sizeof(one)) < 0) {
 		/* an eventfd write fails only on overflow: tcp_accept() wakes anyway */
 	}
 	pthread_cond_broadcast(&t->hello_done);
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* @fd's hello: the channel, a stray or an error, into t->out (hello_done()). */
+static void hello_read(struct tcp_tp *t, int fd, uint64_t limit)
+{
+	struct hello_out o = { .ch = NULL };
+
+	o.rc = accept_one(t, fd, limit, &o.ch, o.why, sizeof(o.why));
+	hello_done(t, fd, &o);
+}
+
+/* A connection's hello on a thread of its own, so that one that stalls halfway holds up no other. */
+static void *hello_main(void *argp)
+{
+	struct hello_arg *a = argp;
+
+	hello_read(a->t, a->fd, a->limit);
 	free(a);
 	return NULL;
 }
@@ -504,6 +519,24 @@ static void pend_drop(struct tcp_tp *t, unsigned int i)
 {
 	close(t->pend[i]);
 	t->pend[i] = t->pend[--t->npend];
+}
+
+/* Whether one more hello may be read: each needs a slot for its outcome. */
+static bool hello_room(struct tcp_tp *t)
+{
+	bool room;
+
+	pthread_mutex_lock(&t->lock);
+	room = t->nhello + t->nout < TCP_HELLO_MAX;
+	pthread_mutex_unlock(&t->lock);
+	return room;
+}
+
+/* A stray refused, @why: counted and logged; the wait goes on. */
+static void stray(const struct rmig_tp_params *p, unsigned int *nstray, const char *why)
+{
+	(*nstray)++;
+	rmig_warn(p->log, "tcp data listener: refused a stray connection: %s", why);
 }
 
 /*
@@ -552,7 +585,6 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 			t->out[0] = t->out[--t->nout];
 			have = true;
 		}
-		room = t->nhello + t->nout < TCP_HELLO_MAX; /* an outcome slot each */
 		pthread_mutex_unlock(&t->lock);
 		if (have && !o.rc) {
 			*ch_p = o.ch;
@@ -563,11 +595,11 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 			break;
 		}
 		if (have) {
-			nstray++;
 			snprintf(why, sizeof(why), "%s", o.why);
-			rmig_warn(p->log, "tcp data listener: refused a stray connection: %s", why);
+			stray(p, &nstray, why);
 			continue;
 		}
+		room = hello_room(t);
 		if (deadline && now >= deadline) {
 			rc = hup ? -ECONNRESET : -ETIMEDOUT;
 			break;
@@ -602,33 +634,18 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 		/* connections that spoke (or hung up): their hellos, each on its thread */
 		for (unsigned int i = nfd; i-- > first_pend;) {
 			unsigned int k = i - first_pend;
-			uint64_t limit = hello_limit(p, deadline);
+			uint64_t limit;
 
 			if (!pfd[i].revents)
 				continue;
+			if (!hello_room(t))
+				continue; /* it waits in t->pend for its turn */
 			fd = t->pend[k];
 			t->pend[k] = t->pend[--t->npend];
-			pthread_mutex_lock(&t->lock);
-			room = t->nhello + t->nout < TCP_HELLO_MAX; /* an outcome slot each */
-			pthread_mutex_unlock(&t->lock);
-			if (room && !hello_start(t, fd, limit))
-				continue;
-			if (room) { /* no thread: read it here */
-				rc = accept_one(t, fd, limit, ch_p, why, sizeof(why));
-				if (!rc)
-					return 0;
-				close(fd);
-				if (rc < 0)
-					break;
-				nstray++;
-				rmig_warn(p->log, "tcp data listener: refused a stray connection: %s",
-					  why);
-				continue;
-			}
-			t->pend[t->npend++] = fd; /* back: its turn comes */
+			limit = hello_limit(p, deadline);
+			if (hello_start(t, fd, limit))
+				hello_read(t, fd, limit); /* no thread: read it here */
 		}
-		if (rc < 0)
-			break;
 		if (pfd[0].revents) {
 			rc = rmig_sock_accept(t->lfd, 1, &fd);
 			if (rc == -ETIMEDOUT) { /* the client went away already */
@@ -638,11 +655,9 @@ static int tcp_accept(struct rmig_tp *tp, struct rmig_tp_chan **ch_p)
 			if (rc)
 				break;
 			if (t->npend == TCP_PEND_MAX) {
-				nstray++;
 				snprintf(why, sizeof(why), "%u connections waiting, silent",
 					 TCP_PEND_MAX);
-				rmig_warn(p->log, "tcp data listener: refused a stray connection: %s",
-					  why);
+				stray(p, &nstray, why);
 				pend_drop(t, 0);
 			}
 			t->pend[t->npend++] = fd;

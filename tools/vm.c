@@ -927,7 +927,7 @@ int tool_vm_recv(const struct cli *c)
 		/* tests only: the negative control of a destination RAM file with old data */
 		if (zeroed || getenv("RMIG_VM_TEST_ASSUME_ZEROED"))
 			o.flags |= RMIG_F_ZEROED;
-		if (zeroed && !rc)
+		if (zeroed)
 			rc = reserve_blocks(&v, &o);
 		if (c->verbose)
 			say(c, "the RAM files %s", zeroed ? "hold no data yet: zero pages need not be sent"
